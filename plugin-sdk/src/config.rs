@@ -1,0 +1,52 @@
+//! The route's `with:` block for this plugin.
+//!
+//! Values arrive with `${VAR}` references already replaced by the gateway.
+
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::bindings::hookgate::plugin::host;
+
+/// The whole `with:` block parsed into `T` (a `#[derive(Deserialize)]`
+/// struct). A block that does not fit is an [`Error::Config`].
+pub fn parse<T: DeserializeOwned>() -> Result<T, Error> {
+    let raw = host::config();
+    serde_json::from_str(&raw).map_err(|e| Error::config(format!("invalid `with:` block: {e}")))
+}
+
+/// One top-level key as a string (numbers and booleans as their JSON text).
+pub fn get(key: &str) -> Option<String> {
+    host::config_get(key)
+}
+
+/// One top-level key as a string, or an [`Error::Config`] naming the key.
+pub fn require_str(key: &str) -> Result<String, Error> {
+    match host::config_get(key) {
+        Some(v) if !v.is_empty() => Ok(v),
+        Some(_) => Err(Error::config(format!("`with.{key}` is empty"))),
+        None => Err(Error::config(format!("`with.{key}` is required"))),
+    }
+}
+
+/// A boolean key; absent means `default`.
+pub fn get_bool(key: &str, default: bool) -> Result<bool, Error> {
+    match host::config_get(key).as_deref() {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(Error::config(format!(
+            "`with.{key}` must be true or false, not {other:?}"
+        ))),
+    }
+}
+
+/// An unsigned integer key; absent means `default`.
+pub fn get_u64(key: &str, default: u64) -> Result<u64, Error> {
+    match host::config_get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| Error::config(format!("`with.{key}` must be a whole number, not {v:?}"))),
+    }
+}
