@@ -1,0 +1,86 @@
+//! hookgate: a WebAssembly-extensible webhook gateway.
+//!
+//! A webhook arrives at `/hooks/{route}` ([`ingress`]), runs through the
+//! route's verify → transform → route plugins ([`pipeline`], on the wasmtime
+//! host in [`plugin`]), and is handed to [`delivery`]. [`config`] turns YAML
+//! into checked types; [`state`] holds the one swappable snapshot.
+//!
+//! `main.rs` parses the command line, sets up logging and calls [`run`];
+//! tests call [`run`] or the binary with a port-0 listener.
+
+pub mod clock;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod ingress;
+pub mod metrics;
+pub mod pipeline;
+pub mod plugin;
+pub mod state;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use config::GatewayConfig;
+use plugin::{PluginEngine, PluginLimits};
+
+/// The plugin limits a config asks for.
+pub fn plugin_limits(config: &GatewayConfig) -> PluginLimits {
+    PluginLimits {
+        timeout: config.plugins.timeout.0,
+        memory: usize::try_from(config.plugins.memory.0).unwrap_or(usize::MAX),
+    }
+}
+
+/// Compiles `config` into a first snapshot (slow: compiles plugins, so it
+/// runs on a blocking thread). Used by `serve` and `check` alike.
+pub async fn prepare(
+    config: GatewayConfig,
+) -> Result<(PluginEngine, pipeline::Snapshot), config::ConfigErrors> {
+    tokio::task::spawn_blocking(move || {
+        let engine = PluginEngine::new(plugin_limits(&config)).map_err(|e| {
+            config::ConfigErrors(vec![config::ConfigError {
+                path: "plugins".into(),
+                message: format!("cannot start the plugin engine: {e:#}"),
+            }])
+        })?;
+        let snapshot = pipeline::compile(&config, &engine, None, 1)?;
+        Ok((engine, snapshot))
+    })
+    .await
+    .expect("plugin compilation does not panic")
+}
+
+/// Runs the gateway on `listener` until `shutdown` fires: stops accepting,
+/// finishes requests in flight, then lets delivery drain.
+pub async fn run(
+    config: GatewayConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (engine, snapshot) = prepare(config.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let metrics = metrics::Metrics::default();
+    // Delivery stops only after the server has finished its requests, so
+    // nothing accepted during shutdown is left undelivered.
+    let delivery_stop = CancellationToken::new();
+    let (dispatcher, delivery) =
+        delivery::Dispatcher::start(&config.delivery, metrics.clone(), delivery_stop.clone())?;
+    let routes = snapshot.routes.len();
+    let plugins = snapshot.plugins.len();
+    let state = state::AppState::new(snapshot, engine, metrics, dispatcher);
+    let app = ingress::router(state);
+
+    let addr = listener.local_addr().context("reading the listener's address")?;
+    tracing::info!(%addr, routes, plugins, "hookgate listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("stopped accepting; draining deliveries");
+    delivery_stop.cancel();
+    delivery.await.ok();
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! YAML text → checked [`GatewayConfig`].
+//!
+//! 1. Parse YAML into a JSON value (serde-saphyr; see ARCHITECTURE.md for
+//!    why not serde_yaml).
+//! 2. Replace `${VAR}` in every string from the environment; each missing
+//!    variable is an error naming the variable and the key.
+//! 3. Validate against the JSON Schema generated from the serde types, so
+//!    unknown keys and wrong types are reported with their paths, all at
+//!    once rather than serde's first-error-only.
+//! 4. Deserialize, then run the semantic checks in [`super::validate`].
+
+use std::fmt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use serde_json::Value;
+
+use super::GatewayConfig;
+
+/// One problem in a config, at a path such as `routes.github.verify.plugin`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the key (`""` for the document itself).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigErrors(vec![ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }])
+    }
+}
+
+/// The JSON Schema of the config, generated from the serde types.
+pub fn json_schema() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        serde_json::to_value(schemars::schema_for!(GatewayConfig))
+            .expect("a generated schema is valid JSON")
+    })
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        jsonschema::validator_for(json_schema()).expect("the generated schema compiles")
+    })
+}
+
+/// Reads and checks a config file, taking `${VAR}` from the process
+/// environment.
+pub fn from_path(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::one("", format!("cannot read {}: {e}", path.display())))?;
+    from_str(&text, &|name| std::env::var(name).ok())
+}
+
+/// Checks config text, taking `${VAR}` from `env`.
+pub fn from_str(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, ConfigErrors> {
+    let mut value: Value = if text.trim().is_empty() {
+        Value::Object(Default::default())
+    } else {
+        serde_saphyr::from_str(&quote_flow_references(text))
+            .map_err(|e| ConfigErrors::one("", format!("invalid YAML: {e}")))?
+    };
+    if value.is_null() {
+        value = Value::Object(Default::default());
+    }
+
+    let mut errors = Vec::new();
+    interpolate(&mut value, &mut String::new(), env, &mut errors);
+
+    for e in validator().iter_errors(&value) {
+        errors.extend(schema_error(&e));
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+
+    let config: GatewayConfig = serde_json::from_value(value)
+        .map_err(|e| ConfigErrors::one("", format!("invalid configuration: {e}")))?;
+    super::validate(&config)?;
+    Ok(config)
+}
+
+/// `{ token: ${TOKEN} }` is not valid YAML: `{` and `}` end a flow mapping,
+/// so an unquoted reference inside one breaks the parse. A bare `${NAME}`
+/// value there is quoted before parsing, so configs can be written the way
+/// the docs show them. Quoted and block-context values are left alone.
+fn quote_flow_references(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut depth = 0usize; // flow-collection nesting on this line
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) => {
+                if b == q {
+                    quote = None;
+                }
+            }
+            None => match b {
+                b'\n' => depth = 0,
+                b'#' if i == 0 || bytes[i - 1].is_ascii_whitespace() => {
+                    // Comment: copy to end of line.
+                    let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
+                    out.push_str(&text[i..end]);
+                    i = end;
+                    continue;
+                }
+                b'"' | b'\'' => quote = Some(b),
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                b'$' if depth > 0 && text[i..].starts_with("${") => {
+                    if let Some(len) = text[i + 2..].find('}') {
+                        let name = &text[i + 2..i + 2 + len];
+                        if is_var_name(name) {
+                            out.push('"');
+                            out.push_str(&text[i..i + 3 + len]);
+                            out.push('"');
+                            i += 3 + len;
+                            continue;
+                        }
+                    }
+                }
+                _ => {}
+            },
+        }
+        // Copy one UTF-8 character.
+        let ch_len = text[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&text[i..i + ch_len]);
+        i += ch_len;
+    }
+    out
+}
+
+fn is_var_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Replaces `${NAME}` in every string in place; `$${` stands for a literal
+/// `${`. A missing variable is an error at `path` and becomes "".
+fn interpolate(
+    value: &mut Value,
+    path: &mut String,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) {
+    match value {
+        Value::String(s) if s.contains('$') => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(pos) = rest.find('$') {
+                out.push_str(&rest[..pos]);
+                let tail = &rest[pos..];
+                if tail.starts_with("$${") {
+                    out.push_str("${");
+                    rest = &tail[3..];
+                } else if let Some(inner) = tail.strip_prefix("${") {
+                    match inner.find('}') {
+                        Some(end) if is_var_name(&inner[..end]) => {
+                            let name = &inner[..end];
+                            match env(name) {
+                                Some(v) => out.push_str(&v),
+                                None => errors.push(ConfigError {
+                                    path: path.clone(),
+                                    message: format!("environment variable {name} is not set"),
+                                }),
+                            }
+                            rest = &inner[end + 1..];
+                        }
+                        _ => {
+                            errors.push(ConfigError {
+                                path: path.clone(),
+                                message: "malformed ${...} reference (use ${NAME}, or $${ for a literal)"
+                                    .to_owned(),
+                            });
+                            out.push('$');
+                            rest = &tail[1..];
+                        }
+                    }
+                } else {
+                    out.push('$');
+                    rest = &tail[1..];
+                }
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                interpolate(item, path, env, errors);
+                path.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                interpolate(v, path, env, errors);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// JSON pointer `/routes/github/transform/0` → `routes.github.transform[0]`.
+fn dotted(pointer: &str) -> String {
+    let mut out = String::new();
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if !seg.is_empty() && seg.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&seg);
+        }
+    }
+    out
+}
+
+fn schema_error(e: &jsonschema::ValidationError<'_>) -> Vec<ConfigError> {
+    let path = dotted(e.instance_path().as_str());
+    match e.kind() {
+        // Report each unknown key at its own path, which is what a user
+        // looks for ("routes.github.verfy"), not at its parent.
+        ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
+            .iter()
+            .map(|key| ConfigError {
+                path: if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                },
+                message: "unknown key".to_owned(),
+            })
+            .collect(),
+        _ => vec![ConfigError {
+            path,
+            message: e.to_string(),
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SECRET" => Some("s3cr3t".into()),
+            "TOKEN" => Some("t0k3n".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn references_in_flow_mappings_are_interpolated() {
+        let cfg = from_str("admin: { token: ${TOKEN} }\n", &env).unwrap();
+        assert_eq!(cfg.admin.token.as_deref(), Some("t0k3n"));
+    }
+
+    #[test]
+    fn literal_dollar_brace_is_escaped_with_a_double_dollar() {
+        let cfg = from_str("admin:\n  token: \"a$${B}c\"\n", &env).unwrap();
+        assert_eq!(cfg.admin.token.as_deref(), Some("a${B}c"));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_path() {
+        let yaml = r#"
+listen: 127.0.0.1:0
+destinations:
+  sink: { url: "http://127.0.0.1:9/x", timeout: 5 }
+routes:
+  github:
+    verfy: { plugin: github }
+    transform:
+      - { plugin: github-teams, with: { secret: "${NOPE}" } }
+    to: [sink]
+"#;
+        let errs = from_str(yaml, &env).unwrap_err().0;
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"routes.github.verfy"), "{errs:?}");
+        assert!(paths.contains(&"destinations.sink.timeout"), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.path == "routes.github.transform[0].with.secret"
+                && e.message.contains("NOPE")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn comments_and_quoted_braces_survive_quoting() {
+        let text = "a: { b: \"${X}\" } # { c: ${Y} }\n";
+        assert_eq!(quote_flow_references(text), text);
+        assert_eq!(
+            quote_flow_references("a: { b: ${X}, c: [${Y}] }"),
+            "a: { b: \"${X}\", c: [\"${Y}\"] }"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Durations and byte sizes as they are written in the config: `100ms`,
+//! `10s`, `2d`; `1MiB`, `512KiB`, `1048576`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration as StdDuration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A duration written with units (`250ms`, `10s`, `5m`, `2h`, `2d`; several
+/// parts may be combined: `1h 30m`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration(pub StdDuration);
+
+impl Duration {
+    /// From milliseconds.
+    pub const fn from_millis(ms: u64) -> Self {
+        Duration(StdDuration::from_millis(ms))
+    }
+
+    /// From seconds.
+    pub const fn from_secs(s: u64) -> Self {
+        Duration(StdDuration::from_secs(s))
+    }
+}
+
+impl From<Duration> for StdDuration {
+    fn from(d: Duration) -> Self {
+        d.0
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim())
+            .map(Duration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// The units humantime accepts, as a schema pattern so editors flag typos.
+const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*(nsec|ns|usec|us|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|days|day|d|weeks|week|w)\s*)+$";
+
+impl JsonSchema for Duration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "A duration with units: 250ms, 10s, 5m, 2h, 2d (parts may be combined: 1h 30m).",
+            "examples": ["100ms", "10s", "2d"],
+        })
+    }
+}
+
+/// A size in bytes: a whole number, or with a unit (`KB`, `KiB`, `MB`,
+/// `MiB`, `GB`, `GiB`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `1MiB`, `512 KiB`, `1000`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("invalid size {s:?}: expected a number with an optional unit"))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" | "kB" => 1_000,
+            "KiB" => 1 << 10,
+            "MB" => 1_000_000,
+            "MiB" => 1 << 20,
+            "GB" => 1_000_000_000,
+            "GiB" => 1 << 30,
+            other => return Err(format!("invalid size unit {other:?} in {s:?}: use B, KB, KiB, MB, MiB, GB or GiB")),
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size {s:?} is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        if b != 0 && b % (1 << 20) == 0 {
+            write!(f, "{}MiB", b >> 20)
+        } else if b != 0 && b % (1 << 10) == 0 {
+            write!(f, "{}KiB", b >> 10)
+        } else {
+            write!(f, "{b}")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A size in bytes: a whole number, or with a unit (KB, KiB, MB, MiB, GB, GiB).",
+            "oneOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": r"^\s*[0-9]+\s*(B|KB|kB|KiB|MB|MiB|GB|GiB)?\s*$" }
+            ],
+            "examples": ["1MiB", 65536],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(ByteSize::parse("1MiB").unwrap().0, 1 << 20);
+        assert_eq!(ByteSize::parse("512 KiB").unwrap().0, 512 << 10);
+        assert_eq!(ByteSize::parse("2MB").unwrap().0, 2_000_000);
+        assert_eq!(ByteSize::parse("42").unwrap().0, 42);
+        assert!(ByteSize::parse("1 parsec").is_err());
+        assert!(ByteSize::parse("MiB").is_err());
+    }
+
+    #[test]
+    fn durations_parse_down_to_milliseconds() {
+        let d: Duration = serde_json::from_value(serde_json::json!("250ms")).unwrap();
+        assert_eq!(d.0, StdDuration::from_millis(250));
+        let d: Duration = serde_json::from_value(serde_json::json!("2d")).unwrap();
+        assert_eq!(d.0, StdDuration::from_secs(2 * 86_400));
+        assert!(serde_json::from_value::<Duration>(serde_json::json!("soon")).is_err());
+    }
+}

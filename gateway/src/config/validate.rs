@@ -1,0 +1,135 @@
+//! Semantic checks that a schema cannot express: addresses parse, names are
+//! usable in URLs, every `to:` names a destination. Pure: no I/O, so start-up,
+//! reload and `hookgate check` can all run it. Plugin references are
+//! resolved later, by `pipeline::compile`, which needs the plugin files.
+
+use std::net::SocketAddr;
+
+use super::load::{ConfigError, ConfigErrors};
+use super::{DestinationKind, GatewayConfig};
+
+/// Smallest plugin memory cap that a Rust component can start in.
+const MIN_PLUGIN_MEMORY: u64 = 2 << 20;
+
+/// Collects every semantic problem in `config`.
+pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut err = |path: String, message: String| errors.push(ConfigError { path, message });
+
+    if config.listen.parse::<SocketAddr>().is_err() {
+        err(
+            "listen".into(),
+            format!("{:?} is not an address:port such as 127.0.0.1:8080", config.listen),
+        );
+    }
+    if config.plugins.timeout.0.is_zero() {
+        err("plugins.timeout".into(), "must be greater than zero".into());
+    }
+    if config.plugins.memory.0 < MIN_PLUGIN_MEMORY {
+        err(
+            "plugins.memory".into(),
+            format!("must be at least {}", super::ByteSize(MIN_PLUGIN_MEMORY)),
+        );
+    }
+    if config.delivery.queue_capacity == 0 {
+        err("delivery.queue_capacity".into(), "must be at least 1".into());
+    }
+    if config.delivery.workers == 0 {
+        err("delivery.workers".into(), "must be at least 1".into());
+    }
+
+    for (name, dest) in &config.destinations {
+        let at = |key: &str| format!("destinations.{name}.{key}");
+        if !is_name(name) {
+            err(format!("destinations.{name}"), name_rule());
+        }
+        if dest.concurrency == 0 {
+            err(at("concurrency"), "must be at least 1".into());
+        }
+        match (dest.kind, &dest.url) {
+            (DestinationKind::Http, None) => {
+                err(at("url"), "is required for an http destination".into())
+            }
+            (_, Some(url)) => match reqwest::Url::parse(url) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                Ok(u) => err(at("url"), format!("scheme {:?} is not http or https", u.scheme())),
+                Err(e) => err(at("url"), format!("{url:?} is not a URL: {e}")),
+            },
+            (DestinationKind::Log, None) => {}
+        }
+        for (h, v) in &dest.headers {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                err(at(&format!("headers.{h}")), "is not a valid header name".into());
+            } else if http::HeaderValue::from_str(v).is_err() {
+                err(at(&format!("headers.{h}")), "is not a valid header value".into());
+            }
+        }
+    }
+
+    for (name, route) in &config.routes {
+        if !is_name(name) {
+            err(format!("routes.{name}"), name_rule());
+        }
+        for (i, to) in route.to.iter().enumerate() {
+            if !config.destinations.contains_key(to) {
+                err(
+                    format!("routes.{name}.to[{i}]"),
+                    format!("no destination named {to:?} under `destinations`"),
+                );
+            }
+        }
+        let uses = route
+            .verify
+            .iter()
+            .map(|u| ("verify".to_owned(), u))
+            .chain(
+                route
+                    .transform
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| (format!("transform[{i}]"), u)),
+            )
+            .chain(route.route.iter().map(|u| ("route".to_owned(), u)));
+        for (stage, u) in uses {
+            if !is_name(&u.plugin) {
+                err(format!("routes.{name}.{stage}.plugin"), name_rule());
+            }
+        }
+    }
+
+    if errors.is_empty() { Ok(()) } else { Err(ConfigErrors(errors)) }
+}
+
+/// Route, destination and plugin names appear in URLs and file names.
+fn is_name(s: &str) -> bool {
+    s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn name_rule() -> String {
+    "names use letters, digits, '-', '_' and '.', start with a letter or digit, and are at most 64 characters"
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::from_str;
+
+    #[test]
+    fn unknown_destination_in_to_is_reported() {
+        let errs = from_str("routes:\n  a:\n    to: [nowhere]\n", &|_| None)
+            .unwrap_err()
+            .0;
+        assert_eq!(errs[0].path, "routes.a.to[0]");
+    }
+
+    #[test]
+    fn http_destination_needs_a_url() {
+        let errs = from_str("destinations:\n  d: { timeout: 1s }\n", &|_| None)
+            .unwrap_err()
+            .0;
+        assert_eq!(errs[0].path, "destinations.d.url");
+    }
+}

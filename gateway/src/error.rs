@@ -1,0 +1,106 @@
+//! The one place errors become HTTP responses.
+//!
+//! Client faults get precise codes (401/403 bad signature, 413 too large,
+//! 404 unknown route, 400 bad input). Our own faults get 5xx with a request
+//! id and a reason that names the failing plugin but no internals. A
+//! verification failure is never a 5xx: providers retry 5xx forever.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::pipeline::PipelineError;
+use crate::plugin::{GuestError, PluginError};
+
+/// An error answer from the gateway.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No such route.
+    UnknownRoute(String),
+    /// Body over the route's limit.
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The body could not be read.
+    BadBody(String),
+    /// The verifier refused the request.
+    Rejected {
+        /// 4xx status.
+        status: u16,
+        /// Reason.
+        reason: String,
+    },
+    /// The pipeline failed.
+    Pipeline {
+        /// Correlates the answer with the log line.
+        request_id: String,
+        /// What failed.
+        error: PipelineError,
+    },
+    /// Delivery queue full or closed.
+    Overloaded,
+}
+
+impl ApiError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::Rejected { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::UNAUTHORIZED)
+            }
+            ApiError::Pipeline { error, .. } => match error {
+                PipelineError::Plugin { source, .. } => match source {
+                    PluginError::Guest {
+                        error: GuestError::InvalidInput(_),
+                        ..
+                    } => StatusCode::BAD_REQUEST,
+                    PluginError::Instantiate { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                },
+                PipelineError::UnknownDestination { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            ApiError::UnknownRoute(route) => {
+                json!({ "error": "unknown_route", "message": format!("no route named {route:?}") })
+            }
+            ApiError::PayloadTooLarge { limit } => json!({
+                "error": "payload_too_large",
+                "message": format!("request body is larger than this route's limit of {limit} bytes"),
+            }),
+            ApiError::BadBody(reason) => json!({ "error": "bad_request", "message": reason }),
+            ApiError::Rejected { reason, .. } => {
+                json!({ "error": "verification_failed", "message": reason })
+            }
+            ApiError::Pipeline { request_id, error } => {
+                let code = match error {
+                    PipelineError::Plugin { source, .. } => source.kind(),
+                    PipelineError::UnknownDestination { .. } => "unknown_destination",
+                };
+                json!({ "error": code, "message": error.to_string(), "request_id": request_id })
+            }
+            ApiError::Overloaded => json!({
+                "error": "overloaded",
+                "message": "the delivery queue is full; retry later",
+            }),
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if matches!(self, ApiError::Overloaded) {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,202 @@
+//! The HTTP front door: `/hooks/{route}` for webhooks (any method: some
+//! handshakes are GETs), `/healthz` and `/metrics`.
+//!
+//! A request is bounded before any plugin sees it (body limit per route,
+//! checked against `Content-Length` first and enforced while reading), then
+//! handed to the pipeline with the snapshot loaded once for its lifetime.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+
+use crate::clock;
+use crate::delivery::AcceptedEvent;
+use crate::error::ApiError;
+use crate::pipeline::Outcome;
+use crate::plugin::{InboundRequest, PluginResponse};
+use crate::state::AppState;
+
+/// Metric label for requests to routes that do not exist, so unknown names
+/// from the internet never become label values.
+const UNKNOWN_ROUTE_LABEL: &str = "_unknown";
+
+/// The gateway's HTTP routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/hooks/{route}", any(hook))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let snapshot = state.snapshot();
+    Json(json!({ "status": "ok", "generation": snapshot.generation }))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics().render(),
+    )
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": "not_found", "message": "no such path" })),
+    )
+}
+
+async fn hook(
+    State(state): State<AppState>,
+    Path(route_name): Path<String>,
+    req: Request,
+) -> Response {
+    let received_at_ms = clock::now_ms();
+    let snapshot = state.snapshot();
+    let Some(route) = snapshot.routes.get(&route_name).cloned() else {
+        state.metrics().request(UNKNOWN_ROUTE_LABEL, 404);
+        return ApiError::UnknownRoute(route_name).into_response();
+    };
+
+    let response = match handle(&state, &snapshot, &route, req, received_at_ms).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            if let ApiError::Pipeline { request_id, error } = &e {
+                // A failing plugin or router is the operator's to fix.
+                tracing::error!(route = &*route.name, request_id, error = %error, "webhook failed in the pipeline");
+            }
+            e.into_response()
+        }
+    };
+    state.metrics().request(&route.name, response.status().as_u16());
+    response
+}
+
+async fn handle(
+    state: &AppState,
+    snapshot: &crate::pipeline::Snapshot,
+    route: &crate::pipeline::CompiledRoute,
+    req: Request,
+    received_at_ms: u64,
+) -> Result<Response, ApiError> {
+    let limit = route.max_body_size;
+    let (parts, body) = req.into_parts();
+    // Refuse early when the sender announces an oversized body.
+    if let Some(len) = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+    }
+    let body = Limited::new(body, limit as usize)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::BadBody(format!("could not read the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+
+    let inbound = InboundRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+        route: route.name.to_string(),
+        received_at_ms,
+    };
+
+    let outcome = snapshot
+        .process(route, &inbound, state.metrics())
+        .map_err(|error| ApiError::Pipeline {
+            request_id: format!("req_{}", uuid::Uuid::new_v4().simple()),
+            error,
+        })?;
+
+    match outcome {
+        Outcome::Rejected { status, reason } => {
+            tracing::info!(route = &*route.name, status, reason, "webhook rejected by verifier");
+            Err(ApiError::Rejected { status, reason })
+        }
+        Outcome::Respond(r) => Ok(plugin_response(r)),
+        Outcome::Accepted {
+            event_id,
+            source_id,
+            routed,
+            reply,
+        } => {
+            let messages = routed.len();
+            let deliveries: usize = routed.iter().map(|r| r.destinations.len()).sum();
+            state
+                .dispatcher()
+                .submit(AcceptedEvent {
+                    event_id: event_id.clone(),
+                    route: route.name.clone(),
+                    routed,
+                })
+                .map_err(|e| {
+                    tracing::warn!(route = &*route.name, error = %e, "shedding load");
+                    ApiError::Overloaded
+                })?;
+            tracing::debug!(route = &*route.name, event_id, source_id, messages, deliveries, "webhook accepted");
+            Ok(match reply {
+                Some(r) => plugin_response(r),
+                None => (
+                    StatusCode::ACCEPTED,
+                    Json(json!({
+                        "id": event_id,
+                        "source_id": source_id,
+                        "messages": messages,
+                        "deliveries": deliveries,
+                    })),
+                )
+                    .into_response(),
+            })
+        }
+    }
+}
+
+/// A plugin's response as HTTP. Framing headers are the server's to set;
+/// an out-of-range status is our fault and becomes 500.
+fn plugin_response(r: PluginResponse) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut headers = HeaderMap::new();
+    for (k, v) in r.headers {
+        if matches!(k.as_str(), "content-length" | "transfer-encoding" | "connection") {
+            continue;
+        }
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+            headers.append(k, v);
+        }
+    }
+    (status, headers, Body::from(r.body)).into_response()
+}

@@ -1,0 +1,177 @@
+//! Config → [`Snapshot`]: resolves every plugin a route names (a
+//! `plugins.dir/NAME.wasm`, else the built-in), compiles it once, checks it
+//! implements the stage it is used for, and prepares each `with:` block.
+//!
+//! Plugins whose bytes did not change since `previous` are reused, so a
+//! reload recompiles only what changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::{CompiledDestination, CompiledRoute, PluginStep, Snapshot};
+use crate::config::{ConfigError, ConfigErrors, GatewayConfig, PluginUseConfig};
+use crate::plugin::{
+    CallContext, LoadedPlugin, PluginConfig, PluginEngine, PluginSource, Stage, builtin,
+};
+
+/// Builds a snapshot from a validated config. Slow (compiles wasm): run it
+/// off the request path.
+pub fn compile(
+    config: &GatewayConfig,
+    engine: &PluginEngine,
+    previous: Option<&Snapshot>,
+    generation: u64,
+) -> Result<Snapshot, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut plugins: BTreeMap<String, Arc<LoadedPlugin>> = BTreeMap::new();
+
+    // First use of each plugin, for error paths.
+    let mut first_use: BTreeMap<&str, String> = BTreeMap::new();
+    for (route, r) in &config.routes {
+        for (stage, u) in uses(r) {
+            first_use
+                .entry(u.plugin.as_str())
+                .or_insert_with(|| format!("routes.{route}.{stage}.plugin"));
+        }
+    }
+
+    for (name, path) in &first_use {
+        match resolve(name, config.plugins.dir.as_deref()) {
+            Err(message) => errors.push(ConfigError {
+                path: path.clone(),
+                message,
+            }),
+            Ok((bytes, source)) => {
+                let hash = hex::encode(Sha256::digest(&bytes));
+                let reused = previous
+                    .and_then(|p| p.plugins.get(*name))
+                    .filter(|p| p.hash() == hash && *p.source() == source)
+                    .cloned();
+                let loaded = match reused {
+                    Some(p) => Ok(p),
+                    None => engine.load(name, &bytes, source).map(Arc::new),
+                };
+                match loaded {
+                    Ok(p) => {
+                        plugins.insert((*name).to_owned(), p);
+                    }
+                    Err(e) => errors.push(ConfigError {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
+    let destinations: HashMap<String, Arc<CompiledDestination>> = config
+        .destinations
+        .iter()
+        .map(|(name, d)| (name.clone(), Arc::new(CompiledDestination::new(name, d))))
+        .collect();
+
+    let mut routes = HashMap::new();
+    for (name, r) in &config.routes {
+        let route_name: Arc<str> = Arc::from(name.as_str());
+        let mut step = |stage: Stage, at: String, u: &PluginUseConfig| -> Option<PluginStep> {
+            let plugin = plugins.get(&u.plugin)?.clone();
+            if !plugin.implements(stage) {
+                let has: Vec<String> = plugin.stages().iter().map(|s| s.to_string()).collect();
+                errors.push(ConfigError {
+                    path: format!("routes.{name}.{at}.plugin"),
+                    message: format!(
+                        "plugin {:?} does not implement {stage} (it implements: {})",
+                        u.plugin,
+                        if has.is_empty() { "nothing".to_owned() } else { has.join(", ") }
+                    ),
+                });
+                return None;
+            }
+            Some(PluginStep {
+                ctx: CallContext {
+                    plugin: plugin.name().clone(),
+                    route: route_name.clone(),
+                    config: Arc::new(PluginConfig::new(Some(&u.with))),
+                },
+                plugin,
+            })
+        };
+        let verify = r
+            .verify
+            .as_ref()
+            .and_then(|u| step(Stage::Verify, "verify".into(), u));
+        let transform: Vec<PluginStep> = r
+            .transform
+            .iter()
+            .enumerate()
+            .filter_map(|(i, u)| step(Stage::Transform, format!("transform[{i}]"), u))
+            .collect();
+        let route = r
+            .route
+            .as_ref()
+            .and_then(|u| step(Stage::Route, "route".into(), u));
+        routes.insert(
+            name.clone(),
+            Arc::new(CompiledRoute {
+                name: route_name,
+                verify,
+                transform,
+                route,
+                to: r.to.clone(),
+                max_body_size: r
+                    .max_body_size
+                    .unwrap_or(config.limits.max_body_size)
+                    .0,
+            }),
+        );
+    }
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Snapshot {
+        generation,
+        config: Arc::new(config.clone()),
+        routes,
+        destinations,
+        plugins,
+    })
+}
+
+/// (stage path, plugin use) for every plugin a route uses.
+fn uses(r: &crate::config::RouteConfig) -> Vec<(String, &PluginUseConfig)> {
+    r.verify
+        .iter()
+        .map(|u| ("verify".to_owned(), u))
+        .chain(
+            r.transform
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (format!("transform[{i}]"), u)),
+        )
+        .chain(r.route.iter().map(|u| ("route".to_owned(), u)))
+        .collect()
+}
+
+/// `dir/NAME.wasm` if present, else the built-in `NAME`.
+fn resolve(name: &str, dir: Option<&Path>) -> Result<(Vec<u8>, PluginSource), String> {
+    if let Some(dir) = dir {
+        let path = dir.join(format!("{name}.wasm"));
+        match std::fs::read(&path) {
+            Ok(bytes) => return Ok((bytes, PluginSource::File(path.display().to_string()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    match builtin::get(name) {
+        Some(bytes) => Ok((bytes.to_vec(), PluginSource::Builtin)),
+        None => Err(format!(
+            "no plugin named {name:?}: not built in{}",
+            dir.map(|d| format!(" and no {name}.wasm in {}", d.display()))
+                .unwrap_or_default()
+        )),
+    }
+}

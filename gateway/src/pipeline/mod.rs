@@ -1,0 +1,320 @@
+//! A webhook's path through a route: verify → transform → route, over one
+//! immutable [`Snapshot`] of compiled routes, plugins and destinations.
+//!
+//! Deliberately not here: HTTP (ingress turns requests into
+//! [`InboundRequest`]s and [`Outcome`]s into responses) and sending
+//! (delivery). This module decides; it does no I/O.
+
+mod compile;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+pub use compile::compile;
+
+use crate::config::{DestinationConfig, DestinationKind, GatewayConfig};
+use crate::metrics::Metrics;
+use crate::plugin::{
+    CallContext, InboundRequest, LoadedPlugin, Message, PluginError, PluginResponse, Stage,
+    Verdict,
+};
+
+/// Request headers never forwarded to destinations: hop-by-hop headers,
+/// framing that the delivery client sets itself, and credentials meant for
+/// the gateway.
+const DROPPED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-authorization",
+    "proxy-connection",
+    "authorization",
+    "cookie",
+    "accept-encoding",
+];
+
+/// Everything a request needs, built once per config generation and never
+/// mutated: a handler loads it once and keeps it to the end, so no request
+/// sees half of an old config.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with every successful (re)load.
+    pub generation: u64,
+    /// The config this was built from.
+    pub config: Arc<GatewayConfig>,
+    /// Routes by name.
+    pub routes: HashMap<String, Arc<CompiledRoute>>,
+    /// Destinations by name.
+    pub destinations: HashMap<String, Arc<CompiledDestination>>,
+    /// Every plugin in use, by name.
+    pub plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+}
+
+/// A plugin bound to its place in one route.
+#[derive(Debug)]
+pub struct PluginStep {
+    /// The compiled plugin.
+    pub plugin: Arc<LoadedPlugin>,
+    /// Name, route and `with:` block handed to the plugin.
+    pub ctx: CallContext,
+}
+
+/// A route, ready to run.
+#[derive(Debug)]
+pub struct CompiledRoute {
+    /// Route name.
+    pub name: Arc<str>,
+    /// Verifier, if any.
+    pub verify: Option<PluginStep>,
+    /// Transforms in order.
+    pub transform: Vec<PluginStep>,
+    /// Router, if any.
+    pub route: Option<PluginStep>,
+    /// Default destinations.
+    pub to: Vec<String>,
+    /// Body size limit in bytes.
+    pub max_body_size: u64,
+}
+
+/// A destination, ready to send to.
+#[derive(Debug)]
+pub struct CompiledDestination {
+    /// Name.
+    pub name: Arc<str>,
+    /// Kind.
+    pub kind: DestinationKind,
+    /// Target URL (http kind).
+    pub url: Option<reqwest::Url>,
+    /// Extra headers.
+    pub headers: http::HeaderMap,
+    /// Per-attempt timeout.
+    pub timeout: std::time::Duration,
+    /// Bounds deliveries in flight to this destination.
+    pub in_flight: Arc<Semaphore>,
+}
+
+impl CompiledDestination {
+    /// Prepares a validated destination config.
+    pub fn new(name: &str, d: &DestinationConfig) -> Self {
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &d.headers {
+            // Validated in config::validate.
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                headers.insert(k, v);
+            }
+        }
+        CompiledDestination {
+            name: Arc::from(name),
+            kind: d.kind,
+            url: d.url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()),
+            headers,
+            timeout: d.timeout.0,
+            in_flight: Arc::new(Semaphore::new(d.concurrency)),
+        }
+    }
+}
+
+/// A message and where it goes.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// The message, with its id assigned.
+    pub message: Message,
+    /// Destination names (all exist in the snapshot).
+    pub destinations: Vec<Arc<CompiledDestination>>,
+}
+
+/// What the pipeline decided for one request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Accepted: deliver these.
+    Accepted {
+        /// The gateway's id for this webhook.
+        event_id: String,
+        /// The provider's delivery id, when the verifier found one.
+        source_id: Option<String>,
+        /// Messages and their destinations (may be empty: dropped).
+        routed: Vec<Routed>,
+        /// The verifier's reply, sent instead of the default 202.
+        reply: Option<PluginResponse>,
+    },
+    /// Answer with this and deliver nothing (handshake).
+    Respond(PluginResponse),
+    /// Refused by the verifier.
+    Rejected {
+        /// 4xx status.
+        status: u16,
+        /// Reason for the caller.
+        reason: String,
+    },
+}
+
+/// Why the pipeline failed (as opposed to rejecting the request).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A plugin failed.
+    #[error("{stage} failed: {source}")]
+    Plugin {
+        /// Where.
+        stage: Stage,
+        /// What.
+        #[source]
+        source: PluginError,
+    },
+    /// A router named a destination that does not exist.
+    #[error("router `{plugin}` chose unknown destination {destination:?}")]
+    UnknownDestination {
+        /// The router plugin.
+        plugin: String,
+        /// The name it returned.
+        destination: String,
+    },
+}
+
+impl Snapshot {
+    /// Runs `req` through `route`.
+    pub fn process(
+        &self,
+        route: &CompiledRoute,
+        req: &InboundRequest,
+        metrics: &Metrics,
+    ) -> Result<Outcome, PipelineError> {
+        let event_id = new_event_id();
+        let mut source_id = None;
+        let mut event_type = None;
+        let mut reply = None;
+
+        if let Some(step) = &route.verify {
+            let verdict = timed(metrics, step, Stage::Verify, || step.plugin.verify(&step.ctx, req))?;
+            match verdict {
+                Verdict::Reject { status, reason } => {
+                    // A verifier may only refuse: anything else would make
+                    // providers retry a request that can never pass, or hide
+                    // a rejection behind a success.
+                    let status = if (400..500).contains(&status) { status } else { 401 };
+                    return Ok(Outcome::Rejected { status, reason });
+                }
+                Verdict::Respond(r) => return Ok(Outcome::Respond(r)),
+                Verdict::Accept {
+                    id,
+                    event_type: et,
+                    reply: rep,
+                } => {
+                    source_id = id;
+                    event_type = et;
+                    reply = rep;
+                }
+            }
+        }
+
+        let content_type = req
+            .headers
+            .iter()
+            .find(|(k, _)| k == "content-type")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        let first = Message {
+            id: source_id.clone(),
+            event_type,
+            content_type,
+            headers: req
+                .headers
+                .iter()
+                .filter(|(k, _)| !DROPPED_HEADERS.contains(&k.as_str()))
+                .cloned()
+                .collect(),
+            body: req.body.clone(),
+        };
+
+        let mut messages = vec![first];
+        for step in &route.transform {
+            let mut next = Vec::with_capacity(messages.len());
+            for m in &messages {
+                next.extend(timed(metrics, step, Stage::Transform, || {
+                    step.plugin.transform(&step.ctx, m)
+                })?);
+            }
+            messages = next;
+        }
+
+        let count = messages.len();
+        let mut routed = Vec::with_capacity(count);
+        for (i, mut message) in messages.into_iter().enumerate() {
+            // Every message leaves with a stable id: the provider's delivery
+            // id when known, else the gateway's, suffixed when one webhook
+            // became several messages so that ids stay unique.
+            let base = message.id.clone().unwrap_or_else(|| event_id.clone());
+            message.id = Some(if count > 1 { format!("{base}.{i}") } else { base });
+            let names = match &route.route {
+                Some(step) => timed(metrics, step, Stage::Route, || {
+                    step.plugin.route(&step.ctx, &message, &route.to)
+                })?,
+                None => route.to.clone(),
+            };
+            let mut destinations = Vec::with_capacity(names.len());
+            for name in names {
+                match self.destinations.get(&name) {
+                    Some(d) => {
+                        if !destinations.iter().any(|x: &Arc<CompiledDestination>| x.name == d.name) {
+                            destinations.push(d.clone());
+                        }
+                    }
+                    None => {
+                        return Err(PipelineError::UnknownDestination {
+                            plugin: route
+                                .route
+                                .as_ref()
+                                .map(|s| s.plugin.name().to_string())
+                                .unwrap_or_default(),
+                            destination: name,
+                        });
+                    }
+                }
+            }
+            routed.push(Routed {
+                message,
+                destinations,
+            });
+        }
+
+        Ok(Outcome::Accepted {
+            event_id,
+            source_id,
+            routed,
+            reply,
+        })
+    }
+}
+
+/// Runs one plugin call and records its latency and outcome.
+fn timed<T>(
+    metrics: &Metrics,
+    step: &PluginStep,
+    stage: Stage,
+    f: impl FnOnce() -> Result<T, PluginError>,
+) -> Result<T, PipelineError> {
+    let started = Instant::now();
+    let result = f();
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    metrics.plugin_call(step.plugin.name(), stage, outcome, started.elapsed());
+    result.map_err(|source| PipelineError::Plugin { stage, source })
+}
+
+/// A new gateway event id: time-ordered (UUIDv7) so ids sort by arrival.
+pub fn new_event_id() -> String {
+    format!("evt_{}", uuid::Uuid::now_v7().simple())
+}

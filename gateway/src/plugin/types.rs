@@ -1,0 +1,202 @@
+//! The gateway-side view of what plugins consume and produce, decoupled from
+//! the generated bindings so the pipeline, store and tests never see them.
+
+use bytes::Bytes;
+
+use super::bindings::types as wit;
+
+/// A header as (lowercase name, value).
+pub type HeaderPair = (String, String);
+
+/// The raw inbound request handed to a verifier.
+#[derive(Clone, Debug)]
+pub struct InboundRequest {
+    /// Uppercase method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Raw query string without `?`.
+    pub query: String,
+    /// Lowercase header names, in arrival order.
+    pub headers: Vec<HeaderPair>,
+    /// The exact body bytes.
+    pub body: Bytes,
+    /// Route id.
+    pub route: String,
+    /// Arrival time, ms since the Unix epoch.
+    pub received_at_ms: u64,
+}
+
+/// A full HTTP response chosen by a plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers (lowercase names).
+    pub headers: Vec<HeaderPair>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// A message on its way to destinations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Idempotency id; `None` until the gateway or a plugin assigns one.
+    pub id: Option<String>,
+    /// Provider event type.
+    pub event_type: Option<String>,
+    /// Media type of `body`.
+    pub content_type: String,
+    /// Headers sent to destinations (lowercase names).
+    pub headers: Vec<HeaderPair>,
+    /// Payload.
+    pub body: Bytes,
+}
+
+impl Message {
+    /// A JSON message (tests and built-in producers).
+    pub fn json(event_type: Option<&str>, value: &serde_json::Value) -> Self {
+        Message {
+            id: None,
+            event_type: event_type.map(str::to_owned),
+            content_type: "application/json".to_owned(),
+            headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+        }
+    }
+
+    /// First value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a verifier decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Authentic; carry on.
+    Accept {
+        /// Provider delivery id.
+        id: Option<String>,
+        /// Provider event type.
+        event_type: Option<String>,
+        /// Reply to send instead of the default 202 (still forwards).
+        reply: Option<PluginResponse>,
+    },
+    /// Refused with a 4xx status and reason.
+    Reject {
+        /// 4xx status.
+        status: u16,
+        /// Reason shown to the caller.
+        reason: String,
+    },
+    /// Answer now; forward nothing.
+    Respond(PluginResponse),
+}
+
+/// A failure reported by the guest itself (as opposed to a trap).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GuestError {
+    /// Bad `with:` block.
+    #[error("plugin configuration error: {0}")]
+    Config(String),
+    /// Input the plugin cannot handle.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Anything else.
+    #[error("plugin error: {0}")]
+    Other(String),
+}
+
+fn headers_to_wit(headers: &[HeaderPair]) -> Vec<wit::Header> {
+    headers
+        .iter()
+        .map(|(name, value)| wit::Header {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+fn headers_from_wit(headers: Vec<wit::Header>) -> Vec<HeaderPair> {
+    headers
+        .into_iter()
+        .map(|h| (h.name.to_ascii_lowercase(), h.value))
+        .collect()
+}
+
+impl InboundRequest {
+    pub(super) fn to_wit(&self) -> wit::Request {
+        wit::Request {
+            method: self.method.clone(),
+            path: self.path.clone(),
+            query: self.query.clone(),
+            headers: headers_to_wit(&self.headers),
+            body: self.body.to_vec(),
+            route: self.route.clone(),
+            received_at_ms: self.received_at_ms,
+        }
+    }
+}
+
+impl Message {
+    pub(super) fn to_wit(&self) -> wit::Message {
+        wit::Message {
+            id: self.id.clone(),
+            event_type: self.event_type.clone(),
+            content_type: self.content_type.clone(),
+            headers: headers_to_wit(&self.headers),
+            body: self.body.to_vec(),
+        }
+    }
+
+    pub(super) fn from_wit(m: wit::Message) -> Self {
+        Message {
+            id: m.id,
+            event_type: m.event_type,
+            content_type: m.content_type,
+            headers: headers_from_wit(m.headers),
+            body: Bytes::from(m.body),
+        }
+    }
+}
+
+impl PluginResponse {
+    fn from_wit(r: wit::Response) -> Self {
+        PluginResponse {
+            status: r.status,
+            headers: headers_from_wit(r.headers),
+            body: r.body,
+        }
+    }
+}
+
+impl Verdict {
+    pub(super) fn from_wit(v: wit::Verdict) -> Self {
+        match v {
+            wit::Verdict::Accept(a) => Verdict::Accept {
+                id: a.id,
+                event_type: a.event_type,
+                reply: a.reply.map(PluginResponse::from_wit),
+            },
+            wit::Verdict::Reject(r) => Verdict::Reject {
+                status: r.status,
+                reason: r.reason,
+            },
+            wit::Verdict::Respond(r) => Verdict::Respond(PluginResponse::from_wit(r)),
+        }
+    }
+}
+
+impl From<wit::Error> for GuestError {
+    fn from(e: wit::Error) -> Self {
+        match e {
+            wit::Error::Config(s) => GuestError::Config(s),
+            wit::Error::InvalidInput(s) => GuestError::InvalidInput(s),
+            wit::Error::Other(s) => GuestError::Other(s),
+        }
+    }
+}
