@@ -33,23 +33,19 @@ pub fn plugin_limits(config: &GatewayConfig) -> PluginLimits {
     }
 }
 
-/// Compiles `config` into a first snapshot (slow: compiles plugins, so it
-/// runs on a blocking thread). Used by `serve` and `check` alike.
+/// Compiles `config` into a first snapshot (slow: compiles plugins, on
+/// blocking threads). Used by `serve` and `check` alike.
 pub async fn prepare(
     config: GatewayConfig,
 ) -> Result<(PluginEngine, pipeline::Snapshot), config::ConfigErrors> {
-    tokio::task::spawn_blocking(move || {
-        let engine = PluginEngine::new(plugin_limits(&config)).map_err(|e| {
-            config::ConfigErrors(vec![config::ConfigError {
-                path: "plugins".into(),
-                message: format!("cannot start the plugin engine: {e:#}"),
-            }])
-        })?;
-        let snapshot = pipeline::compile(&config, &engine, None, 1)?;
-        Ok((engine, snapshot))
-    })
-    .await
-    .expect("plugin compilation does not panic")
+    let engine = PluginEngine::new(plugin_limits(&config)).map_err(|e| {
+        config::ConfigErrors(vec![config::ConfigError {
+            path: "plugins".into(),
+            message: format!("cannot start the plugin engine: {e:#}"),
+        }])
+    })?;
+    let snapshot = pipeline::compile(&config, &engine, None, 1).await?;
+    Ok((engine, snapshot))
 }
 
 /// Runs the gateway on `listener` until `shutdown` fires: stops accepting,

@@ -1,1 +1,10 @@
+//! hookgate's integration tests: one binary, a module per feature, all
+//! running the real `hookgate` binary or the real wasm plugins.
 
+mod check;
+mod components;
+mod ingress;
+mod pipeline;
+mod plugins;
+mod sandbox;
+mod support;

@@ -137,6 +137,7 @@ async fn handle(
 
     let outcome = snapshot
         .process(route, &inbound, state.metrics())
+        .await
         .map_err(|error| ApiError::Pipeline {
             request_id: format!("req_{}", uuid::Uuid::new_v4().simple()),
             error,

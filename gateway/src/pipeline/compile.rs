@@ -19,7 +19,7 @@ use crate::plugin::{
 
 /// Builds a snapshot from a validated config. Slow (compiles wasm): run it
 /// off the request path.
-pub fn compile(
+pub async fn compile(
     config: &GatewayConfig,
     engine: &PluginEngine,
     previous: Option<&Snapshot>,
@@ -52,7 +52,7 @@ pub fn compile(
                     .cloned();
                 let loaded = match reused {
                     Some(p) => Ok(p),
-                    None => engine.load(name, &bytes, source).map(Arc::new),
+                    None => engine.load(name, bytes, source).await.map(Arc::new),
                 };
                 match loaded {
                     Ok(p) => {

@@ -184,7 +184,7 @@ pub enum PipelineError {
 
 impl Snapshot {
     /// Runs `req` through `route`.
-    pub fn process(
+    pub async fn process(
         &self,
         route: &CompiledRoute,
         req: &InboundRequest,
@@ -196,7 +196,8 @@ impl Snapshot {
         let mut reply = None;
 
         if let Some(step) = &route.verify {
-            let verdict = timed(metrics, step, Stage::Verify, || step.plugin.verify(&step.ctx, req))?;
+            let verdict =
+                timed(metrics, step, Stage::Verify, step.plugin.verify(&step.ctx, req)).await?;
             match verdict {
                 Verdict::Reject { status, reason } => {
                     // A verifier may only refuse: anything else would make
@@ -241,9 +242,10 @@ impl Snapshot {
         for step in &route.transform {
             let mut next = Vec::with_capacity(messages.len());
             for m in &messages {
-                next.extend(timed(metrics, step, Stage::Transform, || {
-                    step.plugin.transform(&step.ctx, m)
-                })?);
+                next.extend(
+                    timed(metrics, step, Stage::Transform, step.plugin.transform(&step.ctx, m))
+                        .await?,
+                );
             }
             messages = next;
         }
@@ -257,9 +259,15 @@ impl Snapshot {
             let base = message.id.clone().unwrap_or_else(|| event_id.clone());
             message.id = Some(if count > 1 { format!("{base}.{i}") } else { base });
             let names = match &route.route {
-                Some(step) => timed(metrics, step, Stage::Route, || {
-                    step.plugin.route(&step.ctx, &message, &route.to)
-                })?,
+                Some(step) => {
+                    timed(
+                        metrics,
+                        step,
+                        Stage::Route,
+                        step.plugin.route(&step.ctx, &message, &route.to),
+                    )
+                    .await?
+                }
                 None => route.to.clone(),
             };
             let mut destinations = Vec::with_capacity(names.len());
@@ -298,14 +306,14 @@ impl Snapshot {
 }
 
 /// Runs one plugin call and records its latency and outcome.
-fn timed<T>(
+async fn timed<T>(
     metrics: &Metrics,
     step: &PluginStep,
     stage: Stage,
-    f: impl FnOnce() -> Result<T, PluginError>,
+    call: impl Future<Output = Result<T, PluginError>>,
 ) -> Result<T, PipelineError> {
     let started = Instant::now();
-    let result = f();
+    let result = call.await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.kind(),

@@ -4,6 +4,10 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "hookgate:plugin/plugin",
+    // Calls run on fibers so that a plugin yields to tokio at every epoch
+    // tick: a looping plugin never pins a runtime worker, and WASI's
+    // streams (a guest panic writes to stderr) can await.
+    exports: { default: async },
 });
 
 pub use hookgate::plugin::host::{HashAlgorithm, Host, Level};

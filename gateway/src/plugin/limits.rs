@@ -13,8 +13,10 @@ pub const DEFAULT_PLUGIN_MEMORY: usize = 16 << 20;
 /// verify or transform is microseconds of work, so 100 ms is generous.
 pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Granularity of deadlines: the ticker bumps the engine's epoch this often.
-/// A call is interrupted between `timeout` and `timeout + EPOCH_TICK`.
+/// Granularity of deadlines: the ticker bumps the engine's epoch this often,
+/// and at every tick a running plugin yields to the async runtime and its
+/// deadline is checked. A call is interrupted between `timeout` and
+/// `timeout + EPOCH_TICK`.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Table elements a plugin may grow to (function references).
@@ -57,12 +59,6 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
-}
-
-/// Number of epoch ticks that make up `timeout` (at least one).
-pub fn deadline_ticks(timeout: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_nanos();
-    (timeout.as_nanos().div_ceil(tick)).max(1) as u64
 }
 
 /// Starts the thread that advances the engine's epoch every [`EPOCH_TICK`].

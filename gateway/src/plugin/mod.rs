@@ -17,7 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 use bindings::{Plugin, PluginPre};
 
@@ -216,6 +219,7 @@ impl PluginEngine {
             .total_core_instances(POOL_INSTANCES * 8)
             .total_memories(POOL_INSTANCES * 2)
             .total_tables(POOL_INSTANCES * 8)
+            .total_stacks(POOL_INSTANCES)
             .max_memory_size(limits.memory)
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(64 << 10);
@@ -228,7 +232,7 @@ impl PluginEngine {
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::<CallState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
 
         limits::spawn_ticker(engine.weak());
@@ -245,29 +249,35 @@ impl PluginEngine {
     }
 
     /// Compiles `wasm`, links it against the host interface and asks it to
-    /// describe itself. Slow (milliseconds): call it off the request path.
-    pub fn load(
+    /// describe itself. Compilation (milliseconds) runs on a blocking
+    /// thread, off the request path.
+    pub async fn load(
         &self,
         name: &str,
-        wasm: &[u8],
+        wasm: Vec<u8>,
         source: PluginSource,
     ) -> Result<LoadedPlugin, LoadError> {
-        let hash = hex::encode(Sha256::digest(wasm));
-        let component = Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile {
+        let hash = hex::encode(Sha256::digest(&wasm));
+        let engine = self.engine.clone();
+        let linker = self.linker.clone();
+        let owned_name = name.to_owned();
+        let pre = tokio::task::spawn_blocking(move || {
+            let component = Component::new(&engine, &wasm).map_err(|e| LoadError::Compile {
+                name: owned_name.clone(),
+                message: format!("{e:#}"),
+            })?;
+            let link = |e: wasmtime::Error| LoadError::Link {
+                name: owned_name.clone(),
+                message: format!("{e:#}"),
+            };
+            let instance_pre = linker.instantiate_pre(&component).map_err(link)?;
+            PluginPre::new(instance_pre).map_err(link)
+        })
+        .await
+        .map_err(|e| LoadError::Compile {
             name: name.to_owned(),
-            message: format!("{e:#}"),
-        })?;
-        let instance_pre =
-            self.linker
-                .instantiate_pre(&component)
-                .map_err(|e| LoadError::Link {
-                    name: name.to_owned(),
-                    message: format!("{e:#}"),
-                })?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Link {
-            name: name.to_owned(),
-            message: format!("{e:#}"),
-        })?;
+            message: format!("compiler task failed: {e}"),
+        })??;
         let mut plugin = LoadedPlugin {
             name: Arc::from(name),
             engine: self.clone(),
@@ -284,7 +294,10 @@ impl PluginEngine {
             config: Arc::new(PluginConfig::default()),
         };
         let info = plugin
-            .call(&ctx, |store, p| p.hookgate_plugin_metadata().call_describe(store))
+            .call(&ctx, async |store, p| {
+                p.hookgate_plugin_metadata().call_describe(store).await
+            })
+            .await
             .map_err(|e| LoadError::Describe {
                 name: name.to_owned(),
                 source: Box::new(e),
@@ -364,34 +377,47 @@ impl LoadedPlugin {
     }
 
     /// Runs the verifier on the raw request.
-    pub fn verify(&self, ctx: &CallContext, req: &InboundRequest) -> Result<Verdict, PluginError> {
+    pub async fn verify(
+        &self,
+        ctx: &CallContext,
+        req: &InboundRequest,
+    ) -> Result<Verdict, PluginError> {
         let req = req.to_wit();
-        self.call(ctx, |store, p| p.hookgate_plugin_verifier().call_verify(store, &req))
-            .and_then(|r| self.guest(r))
-            .map(Verdict::from_wit)
+        self.call(ctx, async |store, p| {
+            p.hookgate_plugin_verifier().call_verify(store, &req).await
+        })
+        .await
+        .and_then(|r| self.guest(r))
+        .map(Verdict::from_wit)
     }
 
     /// Runs the transformer on one message.
-    pub fn transform(&self, ctx: &CallContext, msg: &Message) -> Result<Vec<Message>, PluginError> {
+    pub async fn transform(
+        &self,
+        ctx: &CallContext,
+        msg: &Message,
+    ) -> Result<Vec<Message>, PluginError> {
         let msg = msg.to_wit();
-        self.call(ctx, |store, p| {
-            p.hookgate_plugin_transformer().call_transform(store, &msg)
+        self.call(ctx, async |store, p| {
+            p.hookgate_plugin_transformer().call_transform(store, &msg).await
         })
+        .await
         .and_then(|r| self.guest(r))
         .map(|msgs| msgs.into_iter().map(Message::from_wit).collect())
     }
 
     /// Runs the router on one message.
-    pub fn route(
+    pub async fn route(
         &self,
         ctx: &CallContext,
         msg: &Message,
         defaults: &[String],
     ) -> Result<Vec<String>, PluginError> {
         let msg = msg.to_wit();
-        self.call(ctx, |store, p| {
-            p.hookgate_plugin_router().call_route(store, &msg, defaults)
+        self.call(ctx, async |store, p| {
+            p.hookgate_plugin_router().call_route(store, &msg, defaults).await
         })
+        .await
         .and_then(|r| self.guest(r))
     }
 
@@ -402,25 +428,35 @@ impl LoadedPlugin {
         })
     }
 
-    /// One bounded call: fresh store, memory cap, epoch deadline.
-    fn call<R>(
+    /// One bounded call: fresh store, memory cap, and a deadline checked at
+    /// every epoch tick, where the guest also yields to the runtime.
+    async fn call<R>(
         &self,
         ctx: &CallContext,
-        f: impl FnOnce(&mut Store<CallState>, &Plugin) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&mut Store<CallState>, &Plugin) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let limits = self.engine.limits;
+        let started = Instant::now();
+        let deadline = started + limits.timeout;
         let mut store = Store::new(
             &self.engine.engine,
             CallState::new(ctx.clone(), limits.memory),
         );
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(limits::deadline_ticks(limits.timeout));
-        let started = Instant::now();
-        let instance = match self.pre.instantiate(&mut store) {
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let instance = match self.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
             Err(e) => return Err(self.classify(e, &store, started, true)),
         };
-        f(&mut store, &instance).map_err(|e| self.classify(e, &store, started, false))
+        let result = f(&mut store, &instance).await;
+        result.map_err(|e| self.classify(e, &store, started, false))
     }
 
     fn classify(

@@ -1,5 +1,6 @@
-//! A neutral card and its two Teams renderings.
+//! The two Teams renderings of a neutral [`Card`].
 
+use hookgate_github_cards::{Card, Tone};
 use serde_json::{Value, json};
 
 /// Which Teams format to produce.
@@ -11,146 +12,131 @@ pub enum Format {
     Adaptive,
 }
 
-/// What a card says, independent of the format.
-#[derive(Debug, Default)]
-pub struct Card {
-    /// One-line headline, e.g. `[octo/repo] Issue opened: #1 Bug`.
-    pub title: String,
-    /// Who did what, e.g. `octocat opened issue #1`.
-    pub subtitle: String,
-    /// Optional longer text (issue body, commit list), already shortened.
-    pub text: Option<String>,
-    /// Name/value facts.
-    pub facts: Vec<(String, String)>,
-    /// Button label and link to the thing on GitHub.
-    pub link: Option<(String, String)>,
-    /// Hex colour without `#`.
-    pub color: &'static str,
-    /// Avatar of the actor, if any.
-    pub avatar: Option<String>,
-}
-
-/// Colours by the nature of the action.
-pub mod color {
-    pub const OPENED: &str = "2EA44F";
-    pub const CLOSED: &str = "CB2431";
-    pub const MERGED: &str = "6F42C1";
-    pub const NEUTRAL: &str = "0366D6";
-    pub const WARNING: &str = "DBAB09";
-}
-
-impl Card {
-    /// Renders the card in `format`.
-    pub fn render(&self, format: Format) -> Value {
-        match format {
-            Format::MessageCard => self.message_card(),
-            Format::Adaptive => self.adaptive(),
-        }
+/// Renders `card` in `format`.
+pub fn render(card: &Card, format: Format) -> Value {
+    match format {
+        Format::MessageCard => message_card(card),
+        Format::Adaptive => adaptive(card),
     }
+}
 
-    fn message_card(&self) -> Value {
-        let facts: Vec<Value> = self
+/// An Office 365 connector card: title, one activity section with the
+/// actor, text and facts, and an `OpenUri` button.
+fn message_card(card: &Card) -> Value {
+    let facts: Vec<Value> = card
+        .facts
+        .iter()
+        .map(|(name, value)| json!({ "name": name, "value": value }))
+        .collect();
+    let mut section = json!({
+        "activityTitle": card.subtitle,
+        "markdown": true,
+    });
+    if !facts.is_empty() {
+        section["facts"] = json!(facts);
+    }
+    if let Some(avatar) = &card.avatar {
+        section["activityImage"] = json!(avatar);
+    }
+    if let Some(text) = &card.text {
+        section["text"] = json!(text);
+    }
+    let (label, url) = &card.link;
+    json!({
+        "@type": "MessageCard",
+        "@context": "https://schema.org/extensions",
+        "summary": card.title,
+        "themeColor": card.tone.hex(),
+        "title": card.title,
+        "sections": [section],
+        "potentialAction": [{
+            "@type": "OpenUri",
+            "name": label,
+            "targets": [{ "os": "default", "uri": url }],
+        }],
+    })
+}
+
+/// An Adaptive Card (1.4) wrapped as a Teams message attachment, the format
+/// Teams Workflows webhooks accept.
+fn adaptive(card: &Card) -> Value {
+    let mut body = vec![json!({
+        "type": "TextBlock",
+        "text": card.title,
+        "weight": "Bolder",
+        "size": "Medium",
+        "wrap": true,
+        "color": adaptive_color(card.tone),
+    })];
+    let subtitle = json!({
+        "type": "TextBlock",
+        "text": card.subtitle,
+        "isSubtle": true,
+        "spacing": "None",
+        "wrap": true,
+    });
+    match &card.avatar {
+        Some(avatar) => body.push(json!({
+            "type": "ColumnSet",
+            "columns": [
+                {
+                    "type": "Column",
+                    "width": "auto",
+                    "items": [{
+                        "type": "Image",
+                        "url": avatar,
+                        "altText": card.actor.as_deref().unwrap_or("avatar"),
+                        "size": "Small",
+                        "style": "Person",
+                    }],
+                },
+                {
+                    "type": "Column",
+                    "width": "stretch",
+                    "verticalContentAlignment": "Center",
+                    "items": [subtitle],
+                },
+            ],
+        })),
+        None => body.push(subtitle),
+    }
+    if let Some(text) = &card.text {
+        body.push(json!({ "type": "TextBlock", "text": text, "wrap": true }));
+    }
+    if !card.facts.is_empty() {
+        let facts: Vec<Value> = card
             .facts
             .iter()
-            .map(|(name, value)| json!({ "name": name, "value": value }))
+            .map(|(title, value)| json!({ "title": title, "value": value }))
             .collect();
-        let mut section = json!({
-            "activityTitle": self.subtitle,
-            "facts": facts,
-            "markdown": true,
-        });
-        if let Some(avatar) = &self.avatar {
-            section["activityImage"] = json!(avatar);
-        }
-        if let Some(text) = &self.text {
-            section["text"] = json!(text);
-        }
-        let mut card = json!({
-            "@type": "MessageCard",
-            "@context": "https://schema.org/extensions",
-            "summary": self.title,
-            "themeColor": self.color,
-            "title": self.title,
-            "sections": [section],
-        });
-        if let Some((name, uri)) = &self.link {
-            card["potentialAction"] = json!([{
-                "@type": "OpenUri",
-                "name": name,
-                "targets": [{ "os": "default", "uri": uri }],
-            }]);
-        }
-        card
+        body.push(json!({ "type": "FactSet", "facts": facts }));
     }
-
-    fn adaptive(&self) -> Value {
-        let mut body = vec![
-            json!({
-                "type": "TextBlock",
-                "text": self.title,
-                "weight": "Bolder",
-                "size": "Medium",
-                "wrap": true,
-                "color": adaptive_color(self.color),
-            }),
-            json!({
-                "type": "TextBlock",
-                "text": self.subtitle,
-                "isSubtle": true,
-                "spacing": "None",
-                "wrap": true,
-            }),
-        ];
-        if let Some(text) = &self.text {
-            body.push(json!({ "type": "TextBlock", "text": text, "wrap": true }));
-        }
-        if !self.facts.is_empty() {
-            let facts: Vec<Value> = self
-                .facts
-                .iter()
-                .map(|(title, value)| json!({ "title": title, "value": value }))
-                .collect();
-            body.push(json!({ "type": "FactSet", "facts": facts }));
-        }
-        let mut content = json!({
-            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-            "type": "AdaptiveCard",
-            "version": "1.4",
-            "body": body,
-        });
-        if let Some((title, url)) = &self.link {
-            content["actions"] = json!([{ "type": "Action.OpenUrl", "title": title, "url": url }]);
-        }
-        json!({
-            "type": "message",
-            "attachments": [{
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "contentUrl": null,
-                "content": content,
-            }],
-        })
-    }
+    let (label, url) = &card.link;
+    let content = json!({
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "fallbackText": format!("{}: {}", card.title, card.subtitle),
+        "body": body,
+        "actions": [{ "type": "Action.OpenUrl", "title": label, "url": url }],
+    });
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": content,
+        }],
+    })
 }
 
 /// Adaptive Cards have named colours, not hex.
-fn adaptive_color(hex: &str) -> &'static str {
-    match hex {
-        color::OPENED => "Good",
-        color::CLOSED => "Attention",
-        color::WARNING => "Warning",
-        color::MERGED => "Accent",
-        _ => "Default",
-    }
-}
-
-/// Shortens `text` to at most `max` characters, on a character boundary,
-/// with an ellipsis: Teams rejects messages over ~28 KB.
-pub fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
+fn adaptive_color(tone: Tone) -> &'static str {
+    match tone {
+        Tone::Good => "Good",
+        Tone::Bad => "Attention",
+        Tone::Warning => "Warning",
+        Tone::Merged | Tone::Neutral => "Accent",
+        Tone::Muted => "Default",
     }
 }

@@ -4,14 +4,24 @@
 //! transform: [ { plugin: github-teams, with: { card: message-card } } ]
 //! ```
 //!
-//! `card` is `message-card` (an Office 365 connector card, the default) or
-//! `adaptive` (an Adaptive Card wrapped as a Teams message attachment, the
-//! format Teams Workflows webhooks accept). Events are first read into a
-//! neutral [`Card`] and then rendered, so each event is described once.
-//! Unknown events become a generic card rather than an error.
+//! `with:` keys:
+//!
+//! - `card`: `message-card` (an Office 365 connector card, the default) or
+//!   `adaptive` (an Adaptive Card 1.4 wrapped as a Teams message attachment,
+//!   the format Teams Workflows webhooks accept).
+//!
+//! The event type is the message's (set by the `github` verifier from
+//! `X-GitHub-Event`), else the `x-github-event` header. Cards are written
+//! for `ping`, `issues`, `issue_comment`, `pull_request`,
+//! `pull_request_review`, `push`, `release`, `workflow_run`, `check_suite`,
+//! `star` and `fork`; any other event becomes a generic card (title and a
+//! link to the repository) rather than an error. Events are read into a
+//! neutral card by `hookgate-github-cards` (shared with `github-slack`) and
+//! rendered here. Colours follow the action: opened/succeeded green,
+//! closed/failed red, merged purple. Long texts are shortened to stay well
+//! under Teams' ~28 KB message limit.
 
 mod card;
-mod event;
 
 use hookgate_plugin_sdk::{self as sdk, Error, Message, Plugin};
 use serde_json::Value;
@@ -37,8 +47,8 @@ impl Plugin for GithubTeams {
             .clone()
             .or_else(|| msg.header("x-github-event").map(str::to_owned))
             .unwrap_or_default();
-        let card = event::describe(&event, &payload);
-        let mut out = msg.with_json_body(&card.render(format))?;
+        let card = hookgate_github_cards::describe(&event, &payload);
+        let mut out = msg.with_json_body(&card::render(&card, format))?;
         if out.event_type.is_none() && !event.is_empty() {
             out.event_type = Some(event);
         }

@@ -1,0 +1,146 @@
+//! `gitlab`: authenticates GitLab webhooks by secret token, by signing
+//! token, or both.
+//!
+//! - **Secret token** (`with.secret`): GitLab sends the webhook's secret
+//!   token verbatim in `X-Gitlab-Token`; it is compared in constant time.
+//!   This proves knowledge of a shared password, not the integrity of the
+//!   body, and does not stop replays.
+//! - **Signing token** (`with.signing_token`, newer GitLab): a
+//!   `whsec_<base64>` key. GitLab then signs like [Standard Webhooks]:
+//!   `webhook-signature: v1,<base64>` is the HMAC-SHA256 of
+//!   `"{webhook-id}.{webhook-timestamp}.{body}"` keyed with the base64 after
+//!   `whsec_`, and `webhook-timestamp` must lie within `tolerance` seconds of
+//!   the time of receipt.
+//!
+//! At least one of the two must be configured; when both are, both must
+//! pass (a webhook can have both, and checking both costs nothing).
+//!
+//! ```yaml
+//! verify:
+//!   plugin: gitlab
+//!   with:
+//!     secret: "${GITLAB_WEBHOOK_TOKEN}"          # X-Gitlab-Token
+//!     signing_token: "${GITLAB_SIGNING_TOKEN}"   # optional, whsec_...
+//!     tolerance: 300                             # seconds, signing token only
+//! ```
+//!
+//! The event type is `X-Gitlab-Event` (`Push Hook`, `Merge Request Hook`,
+//! ...). The message id is `Idempotency-Key`, which GitLab keeps across
+//! retries of one delivery (and which equals `webhook-id` when signing),
+//! falling back to `X-Gitlab-Event-UUID` on older GitLab.
+//!
+//! [Standard Webhooks]: https://www.standardwebhooks.com/
+
+use hookgate_plugin_sdk::{
+    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
+};
+
+/// The Standard Webhooks reference libraries use five minutes.
+const DEFAULT_TOLERANCE_SECS: u64 = 300;
+
+struct Gitlab;
+
+impl Plugin for Gitlab {
+    fn verify(req: Request) -> Result<Verdict, Error> {
+        let secret = optional_str("secret")?;
+        let signing_token = optional_str("signing_token")?;
+        let tolerance = sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?;
+        if secret.is_none() && signing_token.is_none() {
+            return Err(Error::config(
+                "`with.secret` is required (or `with.signing_token`, or both)",
+            ));
+        }
+        let signing_key = signing_token
+            .as_deref()
+            .map(decode_signing_token)
+            .transpose()?;
+
+        if let Some(secret) = &secret {
+            let Some(token) = req.header("x-gitlab-token") else {
+                return Ok(Verdict::unauthorized("missing X-Gitlab-Token header"));
+            };
+            if !sdk::crypto::constant_time_eq(token.as_bytes(), secret.as_bytes()) {
+                return Ok(Verdict::unauthorized(
+                    "X-Gitlab-Token does not match the webhook's secret token",
+                ));
+            }
+        }
+        if let Some(key) = &signing_key
+            && let Err(reason) = check_signature(&req, key, tolerance)
+        {
+            return Ok(Verdict::unauthorized(reason));
+        }
+
+        let mut accepted = Accepted::new();
+        if let Some(event) = req.header("x-gitlab-event") {
+            accepted = accepted.event_type(event);
+        }
+        if let Some(id) = req
+            .header("idempotency-key")
+            .or_else(|| req.header("x-gitlab-event-uuid"))
+        {
+            accepted = accepted.id(id);
+        }
+        Ok(Verdict::accept_with(accepted))
+    }
+}
+
+/// A string key that may be absent but, when given, must not be empty.
+fn optional_str(key: &str) -> Result<Option<String>, Error> {
+    match sdk::config::get(key) {
+        Some(value) if value.is_empty() => Err(Error::config(format!("`with.{key}` is empty"))),
+        value => Ok(value),
+    }
+}
+
+/// The HMAC key of a `whsec_<base64>` signing token.
+fn decode_signing_token(token: &str) -> Result<Vec<u8>, Error> {
+    signature::decode_base64(token.strip_prefix("whsec_").unwrap_or(token))
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| Error::config("`with.signing_token` must be a whsec_<base64> signing token"))
+}
+
+/// Checks the Standard Webhooks headers GitLab sends with a signing token;
+/// the error is the rejection reason.
+fn check_signature(req: &Request, key: &[u8], tolerance: u64) -> Result<(), String> {
+    let header = |name: &str| {
+        req.header(name)
+            .map(str::trim)
+            .ok_or_else(|| format!("missing {name} header"))
+    };
+    let id = header("webhook-id")?;
+    let timestamp = header("webhook-timestamp")?;
+    let signatures = header("webhook-signature")?;
+    let timestamp: i64 = timestamp
+        .parse()
+        .map_err(|_| "webhook-timestamp is not a Unix timestamp".to_owned())?;
+
+    let mut content = format!("{id}.{timestamp}.").into_bytes();
+    content.extend_from_slice(&req.body);
+    let expected = sdk::crypto::hmac(Algorithm::Sha256, key, &content);
+    let mut saw_v1 = false;
+    let mut matched = false;
+    for entry in signatures.split(' ') {
+        let Some(("v1", sig)) = entry.split_once(',') else {
+            continue;
+        };
+        saw_v1 = true;
+        if let Some(sig) = signature::decode_base64(sig) {
+            matched |= sdk::crypto::constant_time_eq(&sig, &expected);
+        }
+    }
+    if !saw_v1 {
+        return Err("webhook-signature has no v1 signature".to_owned());
+    }
+    if !matched {
+        return Err("webhook-signature does not match the body".to_owned());
+    }
+    if !sdk::time::within_tolerance(timestamp, req.received_at_ms, tolerance) {
+        return Err(format!(
+            "webhook-timestamp is more than {tolerance} s away from the time of receipt"
+        ));
+    }
+    Ok(())
+}
+
+sdk::export!(Gitlab, stages: [verify]);

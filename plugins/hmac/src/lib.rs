@@ -1,0 +1,470 @@
+//! `hmac`: a configurable HMAC signature check for providers without a
+//! dedicated plugin.
+//!
+//! The provider computes an HMAC over some content built from the request
+//! (usually the raw body, sometimes a timestamp and the body) and sends it,
+//! encoded, in a header. Every key of the `with:` block:
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `secret` | required | the shared secret |
+//! | `secret_encoding` | `utf8` | how `secret` is written: `utf8` (its bytes are the key), `base64` or `hex` (the decoded bytes are the key) |
+//! | `header` | required | the header carrying the signature, e.g. `X-Signature` |
+//! | `algorithm` | `sha256` | `sha1`, `sha256` or `sha512` |
+//! | `encoding` | `hex` | the signature's encoding: `hex` (either case) or `base64` (standard, padded) |
+//! | `prefix` | `""` | text before the signature in the header, e.g. `sha256=`; compared case-insensitively and required when set |
+//! | `separator` | none | when the header holds several signatures (key rotation), the text between them, e.g. `" "` or `","`; one match is enough |
+//! | `signed` | `body` | what is signed: `body`, or a template such as `"{timestamp}.{body}"` |
+//! | `timestamp_header` | none | header carrying the signed timestamp; turns on the replay check |
+//! | `timestamp_format` | `seconds` | `seconds` or `milliseconds` since the Unix epoch, or `rfc3339` |
+//! | `tolerance` | `300` | seconds the timestamp may be from the time of receipt, either way |
+//! | `id_header` | none | header whose value becomes the message id (the dedup key) |
+//! | `event_type_header` | none | header whose value becomes the event type |
+//!
+//! Template placeholders in `signed`: `{body}` (the raw body bytes),
+//! `{timestamp}` (the `timestamp_header` value as sent), `{method}`,
+//! `{path}`, `{query}` (raw, without `?`) and `{header:<name>}` (any header's
+//! value; a missing header rejects the request). `{{` and `}}` are literal
+//! braces; everything else is literal text.
+//!
+//! A timestamp only prevents replays if it is signed, so a configured
+//! `timestamp_header` must appear in `signed` (as `{timestamp}`), or the
+//! route is refused as misconfigured.
+//!
+//! ```yaml
+//! # Body signed with a hex HMAC-SHA256 in `X-Signature: sha256=<hex>`:
+//! verify:
+//!   plugin: hmac
+//!   with: { secret: "${SECRET}", header: X-Signature, prefix: "sha256=" }
+//!
+//! # A timestamped scheme with base64 signatures:
+//! verify:
+//!   plugin: hmac
+//!   with:
+//!     secret: "${SECRET}"
+//!     header: X-Webhook-Signature
+//!     encoding: base64
+//!     signed: "{timestamp}.{body}"
+//!     timestamp_header: X-Webhook-Timestamp
+//!     tolerance: 300
+//!     id_header: X-Webhook-Id
+//!     event_type_header: X-Webhook-Event
+//! ```
+
+use hookgate_plugin_sdk::{
+    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
+};
+use serde::{Deserialize, Deserializer};
+
+/// Five minutes, the window most providers and libraries use.
+const DEFAULT_TOLERANCE_SECS: u64 = 300;
+
+struct Hmac;
+
+impl Plugin for Hmac {
+    fn verify(req: Request) -> Result<Verdict, Error> {
+        let config: Config = sdk::config::parse()?;
+        let prepared = config.prepare()?;
+        Ok(match check(&prepared, &req) {
+            Ok(accepted) => Verdict::accept_with(accepted),
+            Err(reason) => Verdict::unauthorized(reason),
+        })
+    }
+}
+
+/// The `with:` block as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    secret: Option<String>,
+    #[serde(default)]
+    secret_encoding: SecretEncoding,
+    header: Option<String>,
+    #[serde(default)]
+    algorithm: HashName,
+    #[serde(default)]
+    encoding: SignatureEncoding,
+    #[serde(default)]
+    prefix: String,
+    separator: Option<String>,
+    signed: Option<String>,
+    timestamp_header: Option<String>,
+    #[serde(default)]
+    timestamp_format: TimestampFormat,
+    #[serde(default, deserialize_with = "number_or_text")]
+    tolerance: Option<u64>,
+    id_header: Option<String>,
+    event_type_header: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum SecretEncoding {
+    #[default]
+    Utf8,
+    Base64,
+    Hex,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum HashName {
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum SignatureEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum TimestampFormat {
+    #[default]
+    Seconds,
+    Milliseconds,
+    Rfc3339,
+}
+
+/// `tolerance: 300` and `tolerance: "300"` (from `${VAR}`) both work.
+fn number_or_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Number(n)) => Ok(Some(n)),
+        Some(Raw::Text(t)) => {
+            t.trim().parse().map(Some).map_err(|_| {
+                serde::de::Error::custom("`tolerance` must be a whole number of seconds")
+            })
+        }
+    }
+}
+
+/// The config checked and turned into what a request is checked against.
+struct Prepared {
+    key: Vec<u8>,
+    header: String,
+    algorithm: Algorithm,
+    encoding: SignatureEncoding,
+    prefix: String,
+    separator: Option<String>,
+    template: Vec<Part>,
+    timestamp: Option<(String, TimestampFormat)>,
+    tolerance: u64,
+    id_header: Option<String>,
+    event_type_header: Option<String>,
+}
+
+/// One piece of the `signed` template.
+#[derive(PartialEq)]
+enum Part {
+    Literal(String),
+    Body,
+    Timestamp,
+    Method,
+    Path,
+    Query,
+    Header(String),
+}
+
+impl Config {
+    fn prepare(self) -> Result<Prepared, Error> {
+        let secret = required(self.secret, "secret")?;
+        let key = match self.secret_encoding {
+            SecretEncoding::Utf8 => Some(secret.into_bytes()),
+            SecretEncoding::Base64 => signature::decode_base64(&secret),
+            SecretEncoding::Hex => hex::decode(secret.trim()).ok(),
+        }
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| {
+            Error::config("`with.secret` does not decode with `with.secret_encoding`")
+        })?;
+        let header = required(self.header, "header")?;
+
+        let template = match self.signed.as_deref() {
+            None | Some("body") => vec![Part::Body],
+            Some(text) => parse_template(text)?,
+        };
+        let timestamp_header = self.timestamp_header.filter(|h| !h.is_empty());
+        let uses_timestamp = template.contains(&Part::Timestamp);
+        match (&timestamp_header, uses_timestamp) {
+            (None, true) => {
+                return Err(Error::config(
+                    "`with.signed` uses {timestamp} but `with.timestamp_header` is not set",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(Error::config(
+                    "`with.timestamp_header` is set but `with.signed` has no {timestamp}: an unsigned timestamp cannot stop replays",
+                ));
+            }
+            _ => {}
+        }
+
+        Ok(Prepared {
+            key,
+            header,
+            algorithm: match self.algorithm {
+                HashName::Sha1 => Algorithm::Sha1,
+                HashName::Sha256 => Algorithm::Sha256,
+                HashName::Sha512 => Algorithm::Sha512,
+            },
+            encoding: self.encoding,
+            prefix: self.prefix,
+            separator: self.separator.filter(|s| !s.is_empty()),
+            template,
+            timestamp: timestamp_header.map(|h| (h, self.timestamp_format)),
+            tolerance: self.tolerance.unwrap_or(DEFAULT_TOLERANCE_SECS),
+            id_header: self.id_header.filter(|h| !h.is_empty()),
+            event_type_header: self.event_type_header.filter(|h| !h.is_empty()),
+        })
+    }
+}
+
+fn required(value: Option<String>, key: &str) -> Result<String, Error> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        Some(_) => Err(Error::config(format!("`with.{key}` is empty"))),
+        None => Err(Error::config(format!("`with.{key}` is required"))),
+    }
+}
+
+/// Parses `"{timestamp}.{body}"`-style templates.
+fn parse_template(text: &str) -> Result<Vec<Part>, Error> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                literal.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                literal.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => name.push(c),
+                        None => {
+                            return Err(Error::config("`with.signed` has an unclosed `{`"));
+                        }
+                    }
+                }
+                if !literal.is_empty() {
+                    parts.push(Part::Literal(std::mem::take(&mut literal)));
+                }
+                parts.push(match name.as_str() {
+                    "body" => Part::Body,
+                    "timestamp" => Part::Timestamp,
+                    "method" => Part::Method,
+                    "path" => Part::Path,
+                    "query" => Part::Query,
+                    other => match other.strip_prefix("header:") {
+                        Some(header) if !header.is_empty() => Part::Header(header.to_owned()),
+                        _ => {
+                            return Err(Error::config(format!(
+                                "`with.signed` has an unknown placeholder {{{other}}}"
+                            )));
+                        }
+                    },
+                });
+            }
+            '}' => {
+                return Err(Error::config(
+                    "`with.signed` has a `}` without `{` (write `}}`)",
+                ));
+            }
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        parts.push(Part::Literal(literal));
+    }
+    Ok(parts)
+}
+
+/// Checks one request; the error is the rejection reason.
+fn check(cfg: &Prepared, req: &Request) -> Result<Accepted, String> {
+    let header_value = req
+        .header(&cfg.header)
+        .ok_or_else(|| format!("missing {} header", cfg.header))?;
+
+    let timestamp = match &cfg.timestamp {
+        None => None,
+        Some((name, format)) => {
+            let text = req
+                .header(name)
+                .ok_or_else(|| format!("missing {name} header"))?;
+            let secs = parse_timestamp(text.trim(), *format)
+                .ok_or_else(|| format!("{name} is not a valid timestamp"))?;
+            Some((text, secs, name))
+        }
+    };
+
+    let mut content = Vec::with_capacity(req.body.len() + 64);
+    for part in &cfg.template {
+        match part {
+            Part::Literal(text) => content.extend_from_slice(text.as_bytes()),
+            Part::Body => content.extend_from_slice(&req.body),
+            Part::Timestamp => {
+                // `prepare` guarantees a timestamp header when this is used.
+                if let Some((text, _, _)) = &timestamp {
+                    content.extend_from_slice(text.as_bytes());
+                }
+            }
+            Part::Method => content.extend_from_slice(req.method.as_bytes()),
+            Part::Path => content.extend_from_slice(req.path.as_bytes()),
+            Part::Query => content.extend_from_slice(req.query.as_bytes()),
+            Part::Header(name) => {
+                let value = req
+                    .header(name)
+                    .ok_or_else(|| format!("missing {name} header"))?;
+                content.extend_from_slice(value.as_bytes());
+            }
+        }
+    }
+    let expected = sdk::crypto::hmac(cfg.algorithm, &cfg.key, &content);
+
+    let candidates: Vec<&str> = match &cfg.separator {
+        Some(sep) => header_value.split(sep.as_str()).collect(),
+        None => vec![header_value],
+    };
+    let mut well_formed = false;
+    let mut matched = false;
+    for candidate in candidates {
+        let candidate = candidate.trim();
+        if candidate.is_empty() {
+            continue;
+        }
+        let encoded = if cfg.prefix.is_empty() {
+            Some(candidate)
+        } else {
+            signature::strip_prefix(candidate, &cfg.prefix)
+        };
+        let Some(encoded) = encoded else { continue };
+        let decoded = match cfg.encoding {
+            SignatureEncoding::Hex => hex::decode(encoded.trim()).ok(),
+            SignatureEncoding::Base64 => signature::decode_base64(encoded),
+        };
+        let Some(decoded) = decoded else { continue };
+        well_formed = true;
+        // No early exit: every candidate costs the same.
+        matched |= sdk::crypto::constant_time_eq(&decoded, &expected);
+    }
+    if !well_formed {
+        let encoding = match cfg.encoding {
+            SignatureEncoding::Hex => "hex",
+            SignatureEncoding::Base64 => "base64",
+        };
+        return Err(format!(
+            "{} must look like {}<{encoding}>",
+            cfg.header, cfg.prefix
+        ));
+    }
+    if !matched {
+        return Err(format!("{} does not match the request", cfg.header));
+    }
+    if let Some((_, secs, name)) = timestamp
+        && !sdk::time::within_tolerance(secs, req.received_at_ms, cfg.tolerance)
+    {
+        return Err(format!(
+            "{name} is more than {} s away from the time of receipt",
+            cfg.tolerance
+        ));
+    }
+
+    let mut accepted = Accepted::new();
+    if let Some(id) = cfg.id_header.as_deref().and_then(|h| req.header(h)) {
+        accepted = accepted.id(id);
+    }
+    if let Some(kind) = cfg.event_type_header.as_deref().and_then(|h| req.header(h)) {
+        accepted = accepted.event_type(kind);
+    }
+    Ok(accepted)
+}
+
+/// Unix seconds of a timestamp header in the configured format.
+fn parse_timestamp(text: &str, format: TimestampFormat) -> Option<i64> {
+    match format {
+        TimestampFormat::Seconds => text.parse().ok(),
+        TimestampFormat::Milliseconds => text.parse::<i64>().ok().map(|ms| ms.div_euclid(1000)),
+        TimestampFormat::Rfc3339 => parse_rfc3339(text),
+    }
+}
+
+/// Unix seconds of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = b.get(range)?;
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let minutes = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if *sign == b'+' {
+                minutes * 60
+            } else {
+                -minutes * 60
+            }
+        }
+        _ => return None,
+    };
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second - offset)
+}
+
+sdk::export!(Hmac, stages: [verify]);

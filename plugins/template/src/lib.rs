@@ -1,0 +1,204 @@
+//! `template`: reshapes a message with a [MiniJinja](https://docs.rs/minijinja)
+//! (Jinja2) template, for the many destinations that only need a different
+//! JSON shape and no Rust.
+//!
+//! ```yaml
+//! transform:
+//!   - plugin: template
+//!     with:
+//!       template: |
+//!         {"text": {{ ("New issue: " ~ issue.title) | tojson }},
+//!          "url": {{ issue.html_url | tojson }}}
+//! ```
+//!
+//! `with:` keys:
+//!
+//! - `template` (required): the template. Its output is the new body.
+//! - `content_type` (default `application/json`): the output's media type.
+//!   When it is JSON (`application/json` or `*+json`) the output must parse as
+//!   JSON, so insert values with the `tojson` filter (`{{ x | tojson }}`
+//!   quotes and escapes strings); without it a title containing `"` would
+//!   break the document.
+//! - `undefined` (default `chainable`): what a missing value does.
+//!   `chainable`: renders as nothing, and so do its attributes
+//!   (`{{ a.b.c }}` never fails); `lenient`: renders as nothing, but an
+//!   attribute of it is an error; `strict`: any use is an error (answered
+//!   400, since the input lacked something the template needs).
+//!
+//! What the template sees:
+//!
+//! - `body`: the input body parsed as JSON (or, when it is not JSON, as
+//!   text);
+//! - the body's top-level keys directly (`issue` is `body.issue`), except
+//!   where they collide with the names below, which win;
+//! - `headers`: a map of the message's headers, lowercase names (repeated
+//!   headers joined with `, `);
+//! - `event_type` and `id`: the message's event type and id, or none.
+//!
+//! The output keeps the message's id and event type, and has only a
+//! `content-type` header. A template that does not compile is a config
+//! error naming the line; so is a template that produces invalid JSON.
+
+use std::collections::BTreeMap;
+
+use hookgate_plugin_sdk::{self as sdk, Error, Message, Plugin};
+use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
+
+struct Template;
+
+impl Plugin for Template {
+    fn transform(msg: Message) -> Result<Vec<Message>, Error> {
+        let source = sdk::config::require_str("template")?;
+        let content_type = sdk::config::get("content_type")
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "application/json".to_owned());
+        let undefined = match sdk::config::get("undefined").as_deref() {
+            None | Some("chainable") => UndefinedBehavior::Chainable,
+            Some("lenient") => UndefinedBehavior::Lenient,
+            Some("strict") => UndefinedBehavior::Strict,
+            Some(other) => {
+                return Err(Error::config(format!(
+                    "`with.undefined` must be chainable, lenient or strict, not {other:?}"
+                )));
+            }
+        };
+
+        let mut env = Environment::new();
+        env.set_undefined_behavior(undefined);
+        // Named without an extension so nothing is auto-escaped: the output is
+        // whatever the template says, `tojson` is the explicit escape.
+        let tmpl = env
+            .template_from_named_str("template", &source)
+            .map_err(|e| Error::config(describe("`with.template` does not compile", &e)))?;
+
+        let rendered = tmpl.render(context(&msg)?).map_err(|e| {
+            let what = describe("`with.template` failed to render", &e);
+            match e.kind() {
+                // The input lacks or mistypes something the template uses.
+                ErrorKind::UndefinedError
+                | ErrorKind::InvalidOperation
+                | ErrorKind::NonKey
+                | ErrorKind::NonPrimitive
+                | ErrorKind::CannotUnpack
+                | ErrorKind::BadSerialization => Error::invalid_input(what),
+                // The template itself is wrong (unknown filter, bad call...).
+                _ => Error::config(what),
+            }
+        })?;
+
+        if is_json(&content_type)
+            && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&rendered)
+        {
+            return Err(Error::config(format!(
+                "`with.template` output is not valid JSON (output line {}, column {}: {e}); \
+                 insert values with `| tojson`, or set `with.content_type` if the output is not JSON",
+                e.line(),
+                e.column()
+            )));
+        }
+
+        let mut out = Message {
+            id: msg.id.clone(),
+            event_type: msg.event_type.clone(),
+            content_type: content_type.clone(),
+            headers: Vec::new(),
+            body: rendered.into_bytes(),
+        };
+        out.set_header("content-type", content_type);
+        Ok(vec![out])
+    }
+}
+
+sdk::export!(Template, stages: [transform]);
+
+/// Whether `content_type` is a JSON media type.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// A MiniJinja error as one sentence with its line.
+fn describe(prefix: &str, e: &minijinja::Error) -> String {
+    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    match e.line() {
+        Some(line) => format!("{prefix} (line {line}): {}{detail}", e.kind()),
+        None => format!("{prefix}: {}{detail}", e.kind()),
+    }
+}
+
+/// The template's context (see the crate doc).
+fn context(msg: &Message) -> Result<Value, Error> {
+    let mut ctx: BTreeMap<String, Value> = BTreeMap::new();
+    let body = match serde_json::from_slice::<serde_json::Value>(&msg.body) {
+        Ok(json) => {
+            if let serde_json::Value::Object(map) = &json {
+                for (k, v) in map {
+                    ctx.insert(k.clone(), to_value(v));
+                }
+            }
+            to_value(&json)
+        }
+        Err(_) => match msg.body_str() {
+            Some(text) => Value::from(text),
+            None => {
+                return Err(Error::invalid_input(
+                    "message body is neither JSON nor UTF-8 text",
+                ));
+            }
+        },
+    };
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for h in &msg.headers {
+        let name = h.name.to_ascii_lowercase();
+        headers
+            .entry(name)
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&h.value);
+            })
+            .or_insert_with(|| h.value.clone());
+    }
+    ctx.insert("body".into(), body);
+    ctx.insert(
+        "headers".into(),
+        Value::from(
+            headers
+                .into_iter()
+                .map(|(k, v)| (k, Value::from(v)))
+                .collect::<BTreeMap<String, Value>>(),
+        ),
+    );
+    ctx.insert("event_type".into(), Value::from(msg.event_type.clone()));
+    ctx.insert("id".into(), Value::from(msg.id.clone()));
+    Ok(Value::from(ctx))
+}
+
+/// JSON to a MiniJinja value.
+fn to_value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::from(()),
+        serde_json::Value::Bool(b) => Value::from(*b),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(items) => items.iter().map(to_value).collect(),
+        serde_json::Value::Object(map) => Value::from(
+            map.iter()
+                .map(|(k, v)| (k.clone(), to_value(v)))
+                .collect::<BTreeMap<String, Value>>(),
+        ),
+    }
+}

@@ -1,0 +1,91 @@
+//! `hookgate check` reports every problem with the path of its key.
+
+use std::process::Command;
+
+fn check(yaml: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookgate"));
+    cmd.args(["check", "--config"]).arg(&path).env_remove("HOOKGATE_TEST_MISSING");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn typo_wrong_type_and_missing_env_var_are_all_reported() {
+    let (code, _, err) = check(
+        r#"
+listen: 127.0.0.1:0
+destinations:
+  teams: { url: "https://example.invalid/hook", timeout: 10 }
+routes:
+  github:
+    verfy: { plugin: github }
+    transform:
+      - { plugin: github-teams, with: { card: "${HOOKGATE_TEST_MISSING}" } }
+    to: [teams]
+"#,
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("routes.github.verfy: unknown key"), "{err}");
+    assert!(err.contains("destinations.teams.timeout:"), "{err}");
+    assert!(
+        err.contains("routes.github.transform[0].with.card: environment variable HOOKGATE_TEST_MISSING is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_plugin_is_reported_at_its_key() {
+    let (code, _, err) = check("routes:\n  a:\n    verify: { plugin: no-such-plugin }\n", &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("routes.a.verify.plugin: no plugin named \"no-such-plugin\""), "{err}");
+}
+
+#[test]
+fn malformed_yaml_is_reported() {
+    let (code, _, err) = check("routes: [unclosed\n", &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("invalid YAML"), "{err}");
+}
+
+#[test]
+fn the_quickstart_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "--config", path])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn env_vars_are_interpolated() {
+    let (code, out, err) = check(
+        "admin: { token: ${HOOKGATE_TEST_TOKEN} }\nroutes:\n  a:\n    verify: { plugin: github, with: { secret: \"${HOOKGATE_TEST_TOKEN}\" } }\n",
+        &[("HOOKGATE_TEST_TOKEN", "abc")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("ok"), "{out}");
+}
+
+#[test]
+fn shipped_json_schema_is_up_to_date() {
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hookgate.schema.json"))
+        .expect("gateway/hookgate.schema.json exists (hookgate schema > gateway/hookgate.schema.json)");
+    let current = serde_json::to_string_pretty(hookgate::config::json_schema()).unwrap();
+    assert_eq!(
+        shipped.trim(),
+        current.trim(),
+        "regenerate with: cargo run -p hookgate -- schema > gateway/hookgate.schema.json"
+    );
+}

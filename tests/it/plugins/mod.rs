@@ -1,0 +1,5 @@
+//! Each first-party plugin against its provider's documented behaviour,
+//! in-process on the real host.
+
+mod transform;
+mod verify;

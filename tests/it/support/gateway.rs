@@ -1,0 +1,144 @@
+//! The real `hookgate` binary, started on a loopback port-0 listener with a
+//! config in a temporary directory, and killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long start-up may take (it compiles the plugins the routes use).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running gateway.
+pub struct TestGateway {
+    child: Child,
+    base: String,
+    dir: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl TestGateway {
+    /// Starts the binary with `yaml` as its config. `listen` and `data_dir`
+    /// are set by the harness; `{dir}` in the YAML is replaced with the
+    /// gateway's temporary directory.
+    pub async fn spawn(yaml: &str) -> Self {
+        Self::spawn_with(yaml, |_| {}).await
+    }
+
+    /// Like [`spawn`](Self::spawn), letting `prepare` put files (plugins)
+    /// into the temporary directory first.
+    pub async fn spawn_with(yaml: &str, prepare: impl FnOnce(&Path)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path());
+        let yaml = yaml.replace("{dir}", &dir.path().display().to_string());
+        let config = format!(
+            "listen: 127.0.0.1:0\ndata_dir: {}\n{yaml}",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("hookgate.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info,hookgate=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting hookgate");
+
+        // The first stdout line names the address.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
+            let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+            panic!("hookgate did not start:\n{log}")
+        });
+        let base = line
+            .strip_prefix("hookgate listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+
+        let gw = TestGateway {
+            child,
+            base,
+            dir,
+            client: reqwest::Client::new(),
+        };
+        gw.wait_ready().await;
+        gw
+    }
+
+    /// Waits for `/healthz` (the listener is bound before plugins compile).
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(r) = self.client.get(self.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("hookgate never became healthy:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A client for requests to the gateway.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// POSTs `body` to `/hooks/{route}` with `headers`.
+    pub async fn post(&self, route: &str, headers: &[(&str, &str)], body: &[u8]) -> reqwest::Response {
+        let mut req = self.client.post(self.url(&format!("/hooks/{route}")));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(body.to_vec()).send().await.expect("request to gateway")
+    }
+
+    /// The gateway's temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Path of the config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("hookgate.yaml")
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
