@@ -18,7 +18,9 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets this"));
-    let root = manifest_dir.parent().expect("gateway/ sits in the repo root");
+    let root = manifest_dir
+        .parent()
+        .expect("gateway/ sits in the repo root");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets this"));
     let guest_target = root.join("target").join("guests");
 
@@ -33,8 +35,18 @@ fn main() {
     let mut builtin = String::from("/// Built-in plugins: (name, component bytes).\n");
     builtin.push_str("pub static BUILTIN: &[(&str, &[u8])] = &[\n");
     for name in guest_dirs(&root.join("plugins"), true) {
-        let wasm = copy_wasm(&wasm_dir, &name.replace('-', "_"), &out_dir.join("builtin"), &name);
-        writeln!(builtin, "    ({name:?}, include_bytes!({:?})),", wasm.display()).unwrap();
+        let wasm = copy_wasm(
+            &wasm_dir,
+            &name.replace('-', "_"),
+            &out_dir.join("builtin"),
+            &name,
+        );
+        writeln!(
+            builtin,
+            "    ({name:?}, include_bytes!({:?})),",
+            wasm.display()
+        )
+        .unwrap();
     }
     builtin.push_str("];\n");
     fs::write(out_dir.join("builtin_plugins.rs"), builtin).unwrap();
@@ -53,7 +65,10 @@ fn main() {
     }
     each.push_str("    };\n}\n");
     fs::write(out_dir.join("test_components.rs"), each).unwrap();
-    println!("cargo:rustc-env=HOOKGATE_TEST_COMPONENTS={}", components_out.display());
+    println!(
+        "cargo:rustc-env=HOOKGATE_TEST_COMPONENTS={}",
+        components_out.display()
+    );
 }
 
 /// `cargo build --release` in the guest workspace.
@@ -61,7 +76,13 @@ fn build_guests(root: &Path, target_dir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root.join("plugins"))
-        .args(["build", "--release", "--workspace", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--release",
+            "--workspace",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .env("CARGO_TARGET_DIR", target_dir)
         // Host-only settings must not leak into the guest build: flags meant
         // for x86_64, and clippy's wrapper when this runs under `cargo clippy`.

@@ -69,7 +69,9 @@ pub async fn run(
     let state = state::AppState::new(snapshot, engine, metrics, dispatcher);
     let app = ingress::router(state);
 
-    let addr = listener.local_addr().context("reading the listener's address")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listener's address")?;
     tracing::info!(%addr, routes, plugins, "hookgate listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())

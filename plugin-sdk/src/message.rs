@@ -42,8 +42,9 @@ impl Message {
     /// The body parsed as JSON. A body that is not valid JSON for `T` is an
     /// [`Error::InvalidInput`].
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| Error::invalid_input(format!("message body is not the expected JSON: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::invalid_input(format!("message body is not the expected JSON: {e}"))
+        })
     }
 
     /// The body as UTF-8 text, if it is.

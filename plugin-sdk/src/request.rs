@@ -25,8 +25,9 @@ impl Request {
     /// The body parsed as JSON. A body that is not valid JSON for `T` is an
     /// [`Error::InvalidInput`].
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| Error::invalid_input(format!("request body is not the expected JSON: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::invalid_input(format!("request body is not the expected JSON: {e}"))
+        })
     }
 
     /// The body parsed as `application/x-www-form-urlencoded` pairs.

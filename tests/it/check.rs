@@ -7,7 +7,9 @@ fn check(yaml: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let path = dir.path().join("hookgate.yaml");
     std::fs::write(&path, yaml).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookgate"));
-    cmd.args(["check", "--config"]).arg(&path).env_remove("HOOKGATE_TEST_MISSING");
+    cmd.args(["check", "--config"])
+        .arg(&path)
+        .env_remove("HOOKGATE_TEST_MISSING");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -46,9 +48,15 @@ routes:
 
 #[test]
 fn unknown_plugin_is_reported_at_its_key() {
-    let (code, _, err) = check("routes:\n  a:\n    verify: { plugin: no-such-plugin }\n", &[]);
+    let (code, _, err) = check(
+        "routes:\n  a:\n    verify: { plugin: no-such-plugin }\n",
+        &[],
+    );
     assert_eq!(code, Some(1));
-    assert!(err.contains("routes.a.verify.plugin: no plugin named \"no-such-plugin\""), "{err}");
+    assert!(
+        err.contains("routes.a.verify.plugin: no plugin named \"no-such-plugin\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -65,7 +73,11 @@ fn the_quickstart_config_is_valid() {
         .args(["check", "--config", path])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -80,8 +92,11 @@ fn env_vars_are_interpolated() {
 
 #[test]
 fn shipped_json_schema_is_up_to_date() {
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hookgate.schema.json"))
-        .expect("gateway/hookgate.schema.json exists (hookgate schema > gateway/hookgate.schema.json)");
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/hookgate.schema.json"
+    ))
+    .expect("gateway/hookgate.schema.json exists (hookgate schema > gateway/hookgate.schema.json)");
     let current = serde_json::to_string_pretty(hookgate::config::json_schema()).unwrap();
     assert_eq!(
         shipped.trim(),

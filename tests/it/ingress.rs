@@ -28,7 +28,12 @@ async fn body_over_the_limit_is_413() {
     assert_eq!(gw.post("small", &[], &[b'x'; 64]).await.status(), 202);
     assert_eq!(gw.post("small", &[], &[b'x'; 65]).await.status(), 413);
     // Default limit is 1 MiB.
-    assert_eq!(gw.post("open", &[], &vec![b'x'; (1 << 20) + 1]).await.status(), 413);
+    assert_eq!(
+        gw.post("open", &[], &vec![b'x'; (1 << 20) + 1])
+            .await
+            .status(),
+        413
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

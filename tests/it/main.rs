@@ -3,6 +3,7 @@
 
 mod check;
 mod components;
+mod docs;
 mod ingress;
 mod pipeline;
 mod plugins;

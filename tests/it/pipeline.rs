@@ -10,7 +10,11 @@ use crate::support::sign;
 const SECRET: &str = "it's-a-secret";
 
 fn issue_opened() -> Vec<u8> {
-    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/github-issue-opened.json")).unwrap()
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/github-issue-opened.json"
+    ))
+    .unwrap()
 }
 
 async fn github_route(sink: &MockReceiver) -> TestGateway {
@@ -49,7 +53,10 @@ async fn signed_github_issue_arrives_as_a_message_card() {
         .await;
     assert_eq!(resp.status(), 202);
     let answer: serde_json::Value = resp.json().await.unwrap();
-    assert!(answer["id"].as_str().unwrap().starts_with("evt_"), "{answer}");
+    assert!(
+        answer["id"].as_str().unwrap().starts_with("evt_"),
+        "{answer}"
+    );
     assert_eq!(answer["deliveries"], 1);
 
     let got = sink.wait_for(1, Duration::from_secs(10)).await;
@@ -64,9 +71,18 @@ async fn signed_github_issue_arrives_as_a_message_card() {
     let card = delivery.json();
     assert_eq!(card["@type"], "MessageCard");
     assert_eq!(card["@context"], "https://schema.org/extensions");
-    assert!(card["title"].as_str().unwrap().contains("Found a bug"), "{card}");
+    assert!(
+        card["title"].as_str().unwrap().contains("Found a bug"),
+        "{card}"
+    );
     assert!(!card["summary"].as_str().unwrap().is_empty());
-    assert!(card["themeColor"].as_str().unwrap().chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(
+        card["themeColor"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .all(|c| c.is_ascii_hexdigit())
+    );
     let facts = card["sections"][0]["facts"].as_array().unwrap();
     assert!(facts.iter().any(|f| f["value"] == "#1347"), "{card}");
     let action = &card["potentialAction"][0];
@@ -84,20 +100,37 @@ async fn wrong_signature_gets_401_and_delivers_nothing() {
     let body = issue_opened();
     let wrong = sign::github("not-the-secret", &body);
     let resp = gw
-        .post("github", &[("x-github-event", "issues"), ("x-hub-signature-256", &wrong)], &body)
+        .post(
+            "github",
+            &[
+                ("x-github-event", "issues"),
+                ("x-hub-signature-256", &wrong),
+            ],
+            &body,
+        )
         .await;
     assert_eq!(resp.status(), 401);
     let err: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(err["error"], "verification_failed");
-    assert!(err["message"].as_str().unwrap().contains("X-Hub-Signature-256"), "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-Hub-Signature-256"),
+        "{err}"
+    );
 
-    let missing = gw.post("github", &[("x-github-event", "issues")], &body).await;
+    let missing = gw
+        .post("github", &[("x-github-event", "issues")], &body)
+        .await;
     assert_eq!(missing.status(), 401);
 
     // A good request afterwards proves the sink is reachable, so the count
     // below really shows that the bad ones were not delivered.
     let sig = sign::github(SECRET, &body);
-    let ok = gw.post("github", &[("x-hub-signature-256", &sig)], &body).await;
+    let ok = gw
+        .post("github", &[("x-hub-signature-256", &sig)], &body)
+        .await;
     assert_eq!(ok.status(), 202);
     sink.wait_for(1, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -112,7 +145,11 @@ async fn signature_is_checked_over_the_raw_bytes() {
     let gw = github_route(&sink).await;
     let body = issue_opened();
     let sig = sign::github(SECRET, &body);
-    let reformatted = serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&body).unwrap()).unwrap();
-    let resp = gw.post("github", &[("x-hub-signature-256", &sig)], &reformatted).await;
+    let reformatted =
+        serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+            .unwrap();
+    let resp = gw
+        .post("github", &[("x-hub-signature-256", &sig)], &reformatted)
+        .await;
     assert_eq!(resp.status(), 401);
 }

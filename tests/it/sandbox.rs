@@ -35,7 +35,11 @@ routes:
         let plugins = dir.join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         for name in [component.as_str(), "noop"] {
-            std::fs::write(plugins.join(format!("{name}.wasm")), crate::support::test_component(name)).unwrap();
+            std::fs::write(
+                plugins.join(format!("{name}.wasm")),
+                crate::support::test_component(name),
+            )
+            .unwrap();
         }
     })
     .await
@@ -60,7 +64,10 @@ async fn bad_route_fails_alone(gw: &TestGateway, expected_error: &str) -> serde_
     assert_eq!(good, vec![202; 5], "the other route kept serving");
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["error"], expected_error, "{body}");
-    assert!(body["request_id"].as_str().unwrap().starts_with("req_"), "{body}");
+    assert!(
+        body["request_id"].as_str().unwrap().starts_with("req_"),
+        "{body}"
+    );
     // The gateway survived and still serves the bad route's neighbours.
     assert_eq!(gw.post("good", &[], b"{}").await.status(), 202);
     body
@@ -70,7 +77,10 @@ async fn bad_route_fails_alone(gw: &TestGateway, expected_error: &str) -> serde_
 pub async fn spin() {
     let mut gw = gateway_with("spin").await;
     let body = bad_route_fails_alone(&gw, "timeout").await;
-    assert!(body["message"].as_str().unwrap().contains("spin"), "names the plugin: {body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("spin"),
+        "names the plugin: {body}"
+    );
     // Again: the interrupted instance left nothing behind.
     let again = gw.post("bad", &[], b"{}").await;
     assert_eq!(again.status(), 500);
@@ -90,7 +100,10 @@ pub async fn trap() {
 pub async fn hog() {
     let mut gw = gateway_with("hog").await;
     let body = bad_route_fails_alone(&gw, "out_of_memory").await;
-    assert!(body["message"].as_str().unwrap().contains("memory"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("memory"),
+        "{body}"
+    );
     assert!(gw.is_running());
 }
 
@@ -100,7 +113,10 @@ pub async fn noop() {
     let p = TestPlugin::component("noop", serde_json::json!({}));
     assert_eq!(p.loaded().stages().len(), 3);
     let verdict = p.verify(&TestRequest::post(b"{}".to_vec())).unwrap();
-    assert!(matches!(verdict, hookgate::plugin::Verdict::Accept { id: None, .. }));
+    assert!(matches!(
+        verdict,
+        hookgate::plugin::Verdict::Accept { id: None, .. }
+    ));
     let msg = hookgate::plugin::Message::json(Some("e"), &serde_json::json!({"a": 1}));
     assert_eq!(p.transform(msg.clone()).unwrap(), vec![msg.clone()]);
     assert_eq!(p.route(msg, &["x", "y"]).unwrap(), vec!["x", "y"]);
@@ -122,5 +138,8 @@ async fn a_plugin_used_for_a_stage_it_does_not_implement_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("routes.r.verify.plugin") && err.contains("does not implement verify"), "{err}");
+    assert!(
+        err.contains("routes.r.verify.plugin") && err.contains("does not implement verify"),
+        "{err}"
+    );
 }

@@ -172,9 +172,7 @@ fn quote_flow_references(text: &str) -> String {
 
 fn is_var_name(name: &str) -> bool {
     !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
@@ -193,9 +191,9 @@ fn interpolate(
             while let Some(pos) = rest.find('$') {
                 out.push_str(&rest[..pos]);
                 let tail = &rest[pos..];
-                if tail.starts_with("$${") {
+                if let Some(after) = tail.strip_prefix("$${") {
                     out.push_str("${");
-                    rest = &tail[3..];
+                    rest = after;
                 } else if let Some(inner) = tail.strip_prefix("${") {
                     match inner.find('}') {
                         Some(end) if is_var_name(&inner[..end]) => {
@@ -212,8 +210,9 @@ fn interpolate(
                         _ => {
                             errors.push(ConfigError {
                                 path: path.clone(),
-                                message: "malformed ${...} reference (use ${NAME}, or $${ for a literal)"
-                                    .to_owned(),
+                                message:
+                                    "malformed ${...} reference (use ${NAME}, or $${ for a literal)"
+                                        .to_owned(),
                             });
                             out.push('$');
                             rest = &tail[1..];
@@ -332,8 +331,9 @@ routes:
         assert!(paths.contains(&"routes.github.verfy"), "{errs:?}");
         assert!(paths.contains(&"destinations.sink.timeout"), "{errs:?}");
         assert!(
-            errs.iter().any(|e| e.path == "routes.github.transform[0].with.secret"
-                && e.message.contains("NOPE")),
+            errs.iter()
+                .any(|e| e.path == "routes.github.transform[0].with.secret"
+                    && e.message.contains("NOPE")),
             "{errs:?}"
         );
     }

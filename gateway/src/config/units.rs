@@ -92,7 +92,11 @@ impl ByteSize {
             "MiB" => 1 << 20,
             "GB" => 1_000_000_000,
             "GiB" => 1 << 30,
-            other => return Err(format!("invalid size unit {other:?} in {s:?}: use B, KB, KiB, MB, MiB, GB or GiB")),
+            other => {
+                return Err(format!(
+                    "invalid size unit {other:?} in {s:?}: use B, KB, KiB, MB, MiB, GB or GiB"
+                ));
+            }
         };
         n.checked_mul(mult)
             .map(ByteSize)
@@ -103,9 +107,9 @@ impl ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b != 0 && b % (1 << 20) == 0 {
+        if b != 0 && b.is_multiple_of(1 << 20) {
             write!(f, "{}MiB", b >> 20)
-        } else if b != 0 && b % (1 << 10) == 0 {
+        } else if b != 0 && b.is_multiple_of(1 << 10) {
             write!(f, "{}KiB", b >> 10)
         } else {
             write!(f, "{b}")

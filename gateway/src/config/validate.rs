@@ -19,7 +19,10 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
     if config.listen.parse::<SocketAddr>().is_err() {
         err(
             "listen".into(),
-            format!("{:?} is not an address:port such as 127.0.0.1:8080", config.listen),
+            format!(
+                "{:?} is not an address:port such as 127.0.0.1:8080",
+                config.listen
+            ),
         );
     }
     if config.plugins.timeout.0.is_zero() {
@@ -32,7 +35,10 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         );
     }
     if config.delivery.queue_capacity == 0 {
-        err("delivery.queue_capacity".into(), "must be at least 1".into());
+        err(
+            "delivery.queue_capacity".into(),
+            "must be at least 1".into(),
+        );
     }
     if config.delivery.workers == 0 {
         err("delivery.workers".into(), "must be at least 1".into());
@@ -52,16 +58,25 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
             }
             (_, Some(url)) => match reqwest::Url::parse(url) {
                 Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                Ok(u) => err(at("url"), format!("scheme {:?} is not http or https", u.scheme())),
+                Ok(u) => err(
+                    at("url"),
+                    format!("scheme {:?} is not http or https", u.scheme()),
+                ),
                 Err(e) => err(at("url"), format!("{url:?} is not a URL: {e}")),
             },
             (DestinationKind::Log, None) => {}
         }
         for (h, v) in &dest.headers {
             if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                err(at(&format!("headers.{h}")), "is not a valid header name".into());
+                err(
+                    at(&format!("headers.{h}")),
+                    "is not a valid header name".into(),
+                );
             } else if http::HeaderValue::from_str(v).is_err() {
-                err(at(&format!("headers.{h}")), "is not a valid header value".into());
+                err(
+                    at(&format!("headers.{h}")),
+                    "is not a valid header value".into(),
+                );
             }
         }
     }
@@ -97,7 +112,11 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         }
     }
 
-    if errors.is_empty() { Ok(()) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }
 
 /// Route, destination and plugin names appear in URLs and file names.

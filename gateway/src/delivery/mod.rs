@@ -82,6 +82,10 @@ impl Dispatcher {
         metrics: Metrics,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "delivery is where outbound clients are built"
+        )]
         let client = reqwest::Client::builder()
             // Signed deliveries must not be replayed to wherever a redirect
             // points.
@@ -152,7 +156,10 @@ async fn run(
         tracker.close();
         tracker.wait().await;
     };
-    if tokio::time::timeout(DEFAULT_SHUTDOWN_GRACE, drain).await.is_err() {
+    if tokio::time::timeout(DEFAULT_SHUTDOWN_GRACE, drain)
+        .await
+        .is_err()
+    {
         tracing::error!("shutdown grace period ended with deliveries still in flight");
     }
 }
@@ -208,14 +215,30 @@ async fn deliver(client: &reqwest::Client, metrics: &Metrics, job: Job) {
             match result {
                 Ok(resp) if resp.status().is_success() => {
                     metrics.delivery(&dest.name, "delivered", elapsed);
-                    tracing::debug!(destination = &*dest.name, event_id = &*job.event_id, status = resp.status().as_u16(), ?elapsed, "delivered");
+                    tracing::debug!(
+                        destination = &*dest.name,
+                        event_id = &*job.event_id,
+                        status = resp.status().as_u16(),
+                        ?elapsed,
+                        "delivered"
+                    );
                 }
                 Ok(resp) => {
                     metrics.delivery(&dest.name, "failed_status", elapsed);
-                    tracing::error!(destination = &*dest.name, route = &*job.route, event_id = &*job.event_id, status = resp.status().as_u16(), "delivery refused by destination");
+                    tracing::error!(
+                        destination = &*dest.name,
+                        route = &*job.route,
+                        event_id = &*job.event_id,
+                        status = resp.status().as_u16(),
+                        "delivery refused by destination"
+                    );
                 }
                 Err(e) => {
-                    let outcome = if e.is_timeout() { "timeout" } else { "failed_network" };
+                    let outcome = if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "failed_network"
+                    };
                     metrics.delivery(&dest.name, outcome, elapsed);
                     tracing::error!(destination = &*dest.name, route = &*job.route, event_id = &*job.event_id, error = %e, "delivery failed");
                 }
@@ -229,7 +252,10 @@ async fn deliver(client: &reqwest::Client, metrics: &Metrics, job: Job) {
 fn outbound_headers(message: &Message, dest: &CompiledDestination, id: &str) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(message.headers.len() + dest.headers.len() + 2);
     for (k, v) in &message.headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             headers.append(k, v);
         }
     }

@@ -80,7 +80,9 @@ async fn hook(
             e.into_response()
         }
     };
-    state.metrics().request(&route.name, response.status().as_u16());
+    state
+        .metrics()
+        .request(&route.name, response.status().as_u16());
     response
 }
 
@@ -99,10 +101,9 @@ async fn handle(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        && len > limit
     {
-        if len > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
+        return Err(ApiError::PayloadTooLarge { limit });
     }
     let body = Limited::new(body, limit as usize)
         .collect()
@@ -145,7 +146,12 @@ async fn handle(
 
     match outcome {
         Outcome::Rejected { status, reason } => {
-            tracing::info!(route = &*route.name, status, reason, "webhook rejected by verifier");
+            tracing::info!(
+                route = &*route.name,
+                status,
+                reason,
+                "webhook rejected by verifier"
+            );
             Err(ApiError::Rejected { status, reason })
         }
         Outcome::Respond(r) => Ok(plugin_response(r)),
@@ -168,7 +174,14 @@ async fn handle(
                     tracing::warn!(route = &*route.name, error = %e, "shedding load");
                     ApiError::Overloaded
                 })?;
-            tracing::debug!(route = &*route.name, event_id, source_id, messages, deliveries, "webhook accepted");
+            tracing::debug!(
+                route = &*route.name,
+                event_id,
+                source_id,
+                messages,
+                deliveries,
+                "webhook accepted"
+            );
             Ok(match reply {
                 Some(r) => plugin_response(r),
                 None => (
@@ -192,10 +205,16 @@ fn plugin_response(r: PluginResponse) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut headers = HeaderMap::new();
     for (k, v) in r.headers {
-        if matches!(k.as_str(), "content-length" | "transfer-encoding" | "connection") {
+        if matches!(
+            k.as_str(),
+            "content-length" | "transfer-encoding" | "connection"
+        ) {
             continue;
         }
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
             headers.append(k, v);
         }
     }

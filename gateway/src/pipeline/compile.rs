@@ -85,7 +85,11 @@ pub async fn compile(
                     message: format!(
                         "plugin {:?} does not implement {stage} (it implements: {})",
                         u.plugin,
-                        if has.is_empty() { "nothing".to_owned() } else { has.join(", ") }
+                        if has.is_empty() {
+                            "nothing".to_owned()
+                        } else {
+                            has.join(", ")
+                        }
                     ),
                 });
                 return None;
@@ -121,10 +125,7 @@ pub async fn compile(
                 transform,
                 route,
                 to: r.to.clone(),
-                max_body_size: r
-                    .max_body_size
-                    .unwrap_or(config.limits.max_body_size)
-                    .0,
+                max_body_size: r.max_body_size.unwrap_or(config.limits.max_body_size).0,
             }),
         );
     }

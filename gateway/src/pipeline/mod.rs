@@ -18,8 +18,7 @@ pub use compile::compile;
 use crate::config::{DestinationConfig, DestinationKind, GatewayConfig};
 use crate::metrics::Metrics;
 use crate::plugin::{
-    CallContext, InboundRequest, LoadedPlugin, Message, PluginError, PluginResponse, Stage,
-    Verdict,
+    CallContext, InboundRequest, LoadedPlugin, Message, PluginError, PluginResponse, Stage, Verdict,
 };
 
 /// Request headers never forwarded to destinations: hop-by-hop headers,
@@ -196,14 +195,23 @@ impl Snapshot {
         let mut reply = None;
 
         if let Some(step) = &route.verify {
-            let verdict =
-                timed(metrics, step, Stage::Verify, step.plugin.verify(&step.ctx, req)).await?;
+            let verdict = timed(
+                metrics,
+                step,
+                Stage::Verify,
+                step.plugin.verify(&step.ctx, req),
+            )
+            .await?;
             match verdict {
                 Verdict::Reject { status, reason } => {
                     // A verifier may only refuse: anything else would make
                     // providers retry a request that can never pass, or hide
                     // a rejection behind a success.
-                    let status = if (400..500).contains(&status) { status } else { 401 };
+                    let status = if (400..500).contains(&status) {
+                        status
+                    } else {
+                        401
+                    };
                     return Ok(Outcome::Rejected { status, reason });
                 }
                 Verdict::Respond(r) => return Ok(Outcome::Respond(r)),
@@ -243,8 +251,13 @@ impl Snapshot {
             let mut next = Vec::with_capacity(messages.len());
             for m in &messages {
                 next.extend(
-                    timed(metrics, step, Stage::Transform, step.plugin.transform(&step.ctx, m))
-                        .await?,
+                    timed(
+                        metrics,
+                        step,
+                        Stage::Transform,
+                        step.plugin.transform(&step.ctx, m),
+                    )
+                    .await?,
                 );
             }
             messages = next;
@@ -257,7 +270,11 @@ impl Snapshot {
             // id when known, else the gateway's, suffixed when one webhook
             // became several messages so that ids stay unique.
             let base = message.id.clone().unwrap_or_else(|| event_id.clone());
-            message.id = Some(if count > 1 { format!("{base}.{i}") } else { base });
+            message.id = Some(if count > 1 {
+                format!("{base}.{i}")
+            } else {
+                base
+            });
             let names = match &route.route {
                 Some(step) => {
                     timed(
@@ -274,7 +291,10 @@ impl Snapshot {
             for name in names {
                 match self.destinations.get(&name) {
                     Some(d) => {
-                        if !destinations.iter().any(|x: &Arc<CompiledDestination>| x.name == d.name) {
+                        if !destinations
+                            .iter()
+                            .any(|x: &Arc<CompiledDestination>| x.name == d.name)
+                        {
                             destinations.push(d.clone());
                         }
                     }

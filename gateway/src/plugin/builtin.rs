@@ -6,7 +6,10 @@ include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 
 /// The component bytes of built-in plugin `name`.
 pub fn get(name: &str) -> Option<&'static [u8]> {
-    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)
+    BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| *bytes)
 }
 
 /// Names of every built-in plugin.

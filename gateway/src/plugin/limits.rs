@@ -68,6 +68,10 @@ pub fn spawn_ticker(engine: EngineWeak) {
         .name("hookgate-epoch".into())
         .spawn(move || {
             loop {
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "a dedicated OS thread, not an async worker"
+                )]
                 std::thread::sleep(EPOCH_TICK);
                 match engine.upgrade() {
                     Some(engine) => engine.increment_epoch(),

@@ -399,7 +399,9 @@ impl LoadedPlugin {
     ) -> Result<Vec<Message>, PluginError> {
         let msg = msg.to_wit();
         self.call(ctx, async |store, p| {
-            p.hookgate_plugin_transformer().call_transform(store, &msg).await
+            p.hookgate_plugin_transformer()
+                .call_transform(store, &msg)
+                .await
         })
         .await
         .and_then(|r| self.guest(r))
@@ -415,7 +417,9 @@ impl LoadedPlugin {
     ) -> Result<Vec<String>, PluginError> {
         let msg = msg.to_wit();
         self.call(ctx, async |store, p| {
-            p.hookgate_plugin_router().call_route(store, &msg, defaults).await
+            p.hookgate_plugin_router()
+                .call_route(store, &msg, defaults)
+                .await
         })
         .await
         .and_then(|r| self.guest(r))

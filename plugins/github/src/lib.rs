@@ -27,9 +27,23 @@ impl Plugin for Github {
         let allow_sha1 = sdk::config::get_bool("allow_sha1", false)?;
 
         let verdict = if let Some(header) = req.header("x-hub-signature-256") {
-            check(header, "sha256=", Algorithm::Sha256, &secret, &req.body, "X-Hub-Signature-256")
+            check(
+                header,
+                "sha256=",
+                Algorithm::Sha256,
+                &secret,
+                &req.body,
+                "X-Hub-Signature-256",
+            )
         } else if let Some(header) = req.header("x-hub-signature").filter(|_| allow_sha1) {
-            check(header, "sha1=", Algorithm::Sha1, &secret, &req.body, "X-Hub-Signature")
+            check(
+                header,
+                "sha1=",
+                Algorithm::Sha1,
+                &secret,
+                &req.body,
+                "X-Hub-Signature",
+            )
         } else if allow_sha1 {
             Err("missing X-Hub-Signature-256 (or X-Hub-Signature) header".to_owned())
         } else {

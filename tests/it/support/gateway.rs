@@ -74,6 +74,10 @@ impl TestGateway {
             child,
             base,
             dir,
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the test's own client, not delivery"
+            )]
             client: reqwest::Client::new(),
         };
         gw.wait_ready().await;
@@ -84,10 +88,10 @@ impl TestGateway {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(r) = self.client.get(self.url("/healthz")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = self.client.get(self.url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             if Instant::now() > deadline {
                 panic!("hookgate never became healthy:\n{}", self.log());
@@ -107,12 +111,20 @@ impl TestGateway {
     }
 
     /// POSTs `body` to `/hooks/{route}` with `headers`.
-    pub async fn post(&self, route: &str, headers: &[(&str, &str)], body: &[u8]) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        route: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> reqwest::Response {
         let mut req = self.client.post(self.url(&format!("/hooks/{route}")));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        req.body(body.to_vec()).send().await.expect("request to gateway")
+        req.body(body.to_vec())
+            .send()
+            .await
+            .expect("request to gateway")
     }
 
     /// The gateway's temporary directory.

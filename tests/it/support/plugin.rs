@@ -168,7 +168,8 @@ impl TestRequest {
 
     /// Adds a header (name lowercased, as the gateway does).
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_owned()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_owned()));
         self
     }
 

@@ -17,7 +17,10 @@ fn route(p: &TestPlugin, msg: Message) -> Vec<String> {
 }
 
 fn opened_issue() -> Message {
-    json_msg(Some("issues"), &json!({ "action": "opened", "issue": { "number": 1, "draft": false } }))
+    json_msg(
+        Some("issues"),
+        &json!({ "action": "opened", "issue": { "number": 1, "draft": false } }),
+    )
 }
 
 fn rules() -> Value {
@@ -39,8 +42,16 @@ fn first_matching_rule_wins_by_default() {
 #[test]
 fn glob_event_matches_related_events() {
     let p = plugin(json!({ "rules": rules() }));
-    for event in ["pull_request", "pull_request_review", "pull_request_review_comment"] {
-        assert_eq!(route(&p, json_msg(Some(event), &json!({}))), ["code"], "{event}");
+    for event in [
+        "pull_request",
+        "pull_request_review",
+        "pull_request_review_comment",
+    ] {
+        assert_eq!(
+            route(&p, json_msg(Some(event), &json!({}))),
+            ["code"],
+            "{event}"
+        );
     }
 }
 
@@ -72,7 +83,10 @@ fn pointer_condition_compares_numbers_and_booleans_as_text() {
 fn pointer_alone_matches_when_the_field_is_present() {
     let p = plugin(json!({ "rules": [ { "pointer": "/pull_request", "to": ["code"] } ] }));
     assert_eq!(route(&p, opened_issue()), DEFAULTS);
-    let pr = json_msg(Some("issue_comment"), &json!({ "pull_request": { "url": "x" } }));
+    let pr = json_msg(
+        Some("issue_comment"),
+        &json!({ "pull_request": { "url": "x" } }),
+    );
     assert_eq!(route(&p, pr), ["code"]);
 }
 
@@ -82,10 +96,16 @@ fn header_condition_matches_name_case_insensitively_and_value_by_glob() {
         "rules": [ { "header": { "name": "X-GitHub-Hook-Installation-Target-Type", "value": "org*" }, "to": ["org"] } ]
     }));
     let mut msg = opened_issue();
-    msg.headers.push(("x-github-hook-installation-target-type".into(), "organization".into()));
+    msg.headers.push((
+        "x-github-hook-installation-target-type".into(),
+        "organization".into(),
+    ));
     assert_eq!(route(&p, msg), ["org"]);
     let mut msg = opened_issue();
-    msg.headers.push(("x-github-hook-installation-target-type".into(), "repository".into()));
+    msg.headers.push((
+        "x-github-hook-installation-target-type".into(),
+        "repository".into(),
+    ));
     assert_eq!(route(&p, msg), DEFAULTS);
 }
 
@@ -95,14 +115,21 @@ fn every_condition_of_a_rule_must_match() {
         "rules": [ { "event": "issues", "pointer": "/action", "equals": "closed", "to": ["archive"] } ]
     }));
     assert_eq!(route(&p, opened_issue()), DEFAULTS);
-    assert_eq!(route(&p, json_msg(Some("push"), &json!({ "action": "closed" }))), DEFAULTS);
+    assert_eq!(
+        route(&p, json_msg(Some("push"), &json!({ "action": "closed" }))),
+        DEFAULTS
+    );
 }
 
 #[test]
 fn no_match_falls_back_to_the_routes_defaults() {
     let p = plugin(json!({ "rules": rules() }));
     assert_eq!(route(&p, json_msg(Some("star"), &json!({}))), DEFAULTS);
-    assert_eq!(route(&p, json_msg(None, &json!({}))), DEFAULTS, "no event type matches no event rule");
+    assert_eq!(
+        route(&p, json_msg(None, &json!({}))),
+        DEFAULTS,
+        "no event type matches no event rule"
+    );
 }
 
 #[test]
@@ -132,8 +159,14 @@ fn bad_configs_are_config_errors_naming_the_problem() {
     let cases = [
         (json!({}), "with.rules"),
         (json!({ "rules": [ { "event": "x" } ] }), "no `to`"),
-        (json!({ "rules": [ { "equals": "x", "to": ["a"] } ] }), "pointer"),
-        (json!({ "rules": [ { "pointer": "action", "to": ["a"] } ] }), "pointer"),
+        (
+            json!({ "rules": [ { "equals": "x", "to": ["a"] } ] }),
+            "pointer",
+        ),
+        (
+            json!({ "rules": [ { "pointer": "action", "to": ["a"] } ] }),
+            "pointer",
+        ),
         (json!({ "rules": [ { "evnt": "x", "to": ["a"] } ] }), "evnt"),
         (json!({ "rules": [ { "event": "x", "to": [1] } ] }), "to"),
         (json!({ "rules": [], "mode": "some" }), "with.mode"),

@@ -38,16 +38,30 @@ fn matching_message_passes_unchanged() {
 fn non_matching_message_is_dropped() {
     let p = plugin(json!({ "event": ["issues"], "pointer": "/action", "equals": ["opened"] }));
     assert!(!kept(&p, issue("labeled")));
-    assert!(!kept(&p, json_msg(Some("push"), &json!({ "action": "opened" }))));
+    assert!(!kept(
+        &p,
+        json_msg(Some("push"), &json!({ "action": "opened" }))
+    ));
     assert!(!kept(&p, json_msg(None, &json!({ "action": "opened" }))));
 }
 
 #[test]
 fn globs_and_lists_match_any_entry() {
-    let p = plugin(json!({ "event": ["push", "pull_request*"], "pointer": "/action", "equals": ["open*", "closed"] }));
-    assert!(kept(&p, json_msg(Some("pull_request_review"), &json!({ "action": "opened" }))));
-    assert!(kept(&p, json_msg(Some("pull_request"), &json!({ "action": "closed" }))));
-    assert!(!kept(&p, json_msg(Some("pull_request"), &json!({ "action": "synchronize" }))));
+    let p = plugin(
+        json!({ "event": ["push", "pull_request*"], "pointer": "/action", "equals": ["open*", "closed"] }),
+    );
+    assert!(kept(
+        &p,
+        json_msg(Some("pull_request_review"), &json!({ "action": "opened" }))
+    ));
+    assert!(kept(
+        &p,
+        json_msg(Some("pull_request"), &json!({ "action": "closed" }))
+    ));
+    assert!(!kept(
+        &p,
+        json_msg(Some("pull_request"), &json!({ "action": "synchronize" }))
+    ));
     let p = plugin(json!({ "event": "iss?es" }));
     assert!(kept(&p, issue("anything")));
 }
@@ -61,9 +75,14 @@ fn invert_keeps_what_does_not_match() {
 
 #[test]
 fn header_condition_filters_on_a_header_value() {
-    let p = plugin(json!({ "header": { "name": "x-github-hook-installation-target-type", "value": "repository" } }));
+    let p = plugin(
+        json!({ "header": { "name": "x-github-hook-installation-target-type", "value": "repository" } }),
+    );
     let mut msg = issue("opened");
-    msg.headers.push(("x-github-hook-installation-target-type".into(), "repository".into()));
+    msg.headers.push((
+        "x-github-hook-installation-target-type".into(),
+        "repository".into(),
+    ));
     assert!(kept(&p, msg));
     assert!(!kept(&p, issue("opened")), "header missing");
 }

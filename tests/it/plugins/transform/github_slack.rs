@@ -47,7 +47,10 @@ fn every_vendored_event_becomes_a_block_kit_message_with_text_and_a_button() {
             assert_eq!(header.len(), 1, "{event}[{i}]");
             assert_eq!(header[0]["text"]["type"], "plain_text");
             let title = header[0]["text"]["text"].as_str().unwrap_or("");
-            assert!(!title.trim().is_empty() && title.chars().count() <= 150, "{event}[{i}] header {title:?}");
+            assert!(
+                !title.trim().is_empty() && title.chars().count() <= 150,
+                "{event}[{i}] header {title:?}"
+            );
 
             for section in blocks_of(&msg, "section") {
                 if let Some(text) = section["text"]["text"].as_str() {
@@ -68,7 +71,10 @@ fn every_vendored_event_becomes_a_block_kit_message_with_text_and_a_button() {
             assert_eq!(button["type"], "button");
             assert!(button["text"]["text"].as_str().unwrap().chars().count() <= 75);
             let url = button["url"].as_str().unwrap_or("");
-            assert!(url.starts_with("https://"), "{event}[{i}] button url {url:?}");
+            assert!(
+                url.starts_with("https://"),
+                "{event}[{i}] button url {url:?}"
+            );
         }
     }
 }
@@ -81,7 +87,10 @@ fn issue_message_says_who_did_what_and_links_to_the_issue() {
         .unwrap();
     let msg = message(&plugin(), "issues", &payload);
     let context = blocks_of(&msg, "context")[0]["elements"].to_string();
-    assert!(context.contains(payload["sender"]["login"].as_str().unwrap()), "{context}");
+    assert!(
+        context.contains(payload["sender"]["login"].as_str().unwrap()),
+        "{context}"
+    );
     assert!(context.contains(":large_green_circle:"), "{context}");
     assert_eq!(
         blocks_of(&msg, "actions")[0]["elements"][0]["url"],
@@ -101,7 +110,10 @@ fn mrkdwn_special_characters_are_escaped() {
         .into_iter()
         .find(|s| s["text"].is_object())
         .expect("a text section");
-    assert_eq!(section["text"]["text"], "a &lt;@U123&gt; &amp; &lt;!channel&gt; b");
+    assert_eq!(
+        section["text"]["text"],
+        "a &lt;@U123&gt; &amp; &lt;!channel&gt; b"
+    );
 }
 
 #[test]
@@ -117,7 +129,10 @@ fn status_emoji_can_be_turned_off() {
 fn unknown_event_becomes_a_generic_message_not_an_error() {
     let msg = message(&plugin(), "mystery", &json!({}));
     assert!(!msg["text"].as_str().unwrap().is_empty());
-    assert_eq!(blocks_of(&msg, "actions")[0]["elements"][0]["url"], "https://github.com");
+    assert_eq!(
+        blocks_of(&msg, "actions")[0]["elements"][0]["url"],
+        "https://github.com"
+    );
 }
 
 #[test]

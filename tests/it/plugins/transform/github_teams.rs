@@ -40,15 +40,23 @@ fn every_vendored_event_becomes_a_valid_message_card_with_title_and_link() {
         for (i, payload) in github_examples(event).iter().enumerate() {
             let (card, size) = card(&p, event, payload);
             let errors = violations(&validator, &card);
-            assert!(errors.is_empty(), "{event}[{i}] is not a valid MessageCard: {errors:#?}\n{card:#}");
+            assert!(
+                errors.is_empty(),
+                "{event}[{i}] is not a valid MessageCard: {errors:#?}\n{card:#}"
+            );
             assert!(size < TEAMS_LIMIT, "{event}[{i}] is {size} bytes");
             let title = card["title"].as_str().unwrap_or("");
             assert!(!title.trim().is_empty(), "{event}[{i}] has no title");
             assert!(
-                !card["sections"][0]["activityTitle"].as_str().unwrap_or("").is_empty(),
+                !card["sections"][0]["activityTitle"]
+                    .as_str()
+                    .unwrap_or("")
+                    .is_empty(),
                 "{event}[{i}] says nobody did anything"
             );
-            let uri = card["potentialAction"][0]["targets"][0]["uri"].as_str().unwrap_or("");
+            let uri = card["potentialAction"][0]["targets"][0]["uri"]
+                .as_str()
+                .unwrap_or("");
             assert!(uri.starts_with("https://"), "{event}[{i}] link is {uri:?}");
             checked += 1;
         }
@@ -66,12 +74,18 @@ fn every_vendored_event_becomes_a_valid_adaptive_card_with_title_and_link() {
             assert!(size < TEAMS_LIMIT, "{event}[{i}] is {size} bytes");
             assert_eq!(message["type"], "message");
             let attachment = &message["attachments"][0];
-            assert_eq!(attachment["contentType"], "application/vnd.microsoft.card.adaptive");
+            assert_eq!(
+                attachment["contentType"],
+                "application/vnd.microsoft.card.adaptive"
+            );
             let content = &attachment["content"];
             assert_eq!(content["type"], "AdaptiveCard");
             assert_eq!(content["version"], "1.4");
             let errors = violations(&validator, content);
-            assert!(errors.is_empty(), "{event}[{i}] is not a valid Adaptive Card: {errors:#?}\n{content:#}");
+            assert!(
+                errors.is_empty(),
+                "{event}[{i}] is not a valid Adaptive Card: {errors:#?}\n{content:#}"
+            );
             let title = content["body"][0]["text"].as_str().unwrap_or("");
             assert!(!title.trim().is_empty(), "{event}[{i}] has no title");
             let action = &content["actions"][0];
@@ -102,9 +116,15 @@ fn issue_card_says_who_did_what_and_links_to_the_issue() {
     let repo = payload["repository"]["full_name"].as_str().unwrap();
     let number = payload["issue"]["number"].as_u64().unwrap();
     let title = card["title"].as_str().unwrap();
-    assert!(title.starts_with(&format!("[{repo}] Issue opened: #{number}")), "{title}");
+    assert!(
+        title.starts_with(&format!("[{repo}] Issue opened: #{number}")),
+        "{title}"
+    );
     let who = card["sections"][0]["activityTitle"].as_str().unwrap();
-    assert!(who.contains(payload["sender"]["login"].as_str().unwrap()), "{who}");
+    assert!(
+        who.contains(payload["sender"]["login"].as_str().unwrap()),
+        "{who}"
+    );
     assert!(who.contains("opened issue"), "{who}");
     assert_eq!(
         card["potentialAction"][0]["targets"][0]["uri"],
@@ -112,7 +132,11 @@ fn issue_card_says_who_did_what_and_links_to_the_issue() {
     );
     assert_eq!(message_card_color(&card), "2EA44F", "opened is green");
     let facts = card["sections"][0]["facts"].as_array().unwrap();
-    assert!(facts.iter().any(|f| f["name"] == "Repository" && f["value"] == repo));
+    assert!(
+        facts
+            .iter()
+            .any(|f| f["name"] == "Repository" && f["value"] == repo)
+    );
 }
 
 #[test]
@@ -128,11 +152,19 @@ fn merged_pull_request_is_purple_and_closed_unmerged_is_red() {
     payload["pull_request"]["merged"] = json!(true);
     let (merged, _) = card(&p, "pull_request", &payload);
     assert_eq!(message_card_color(&merged), "6F42C1");
-    assert!(merged["title"].as_str().unwrap().contains("Pull request merged"));
+    assert!(
+        merged["title"]
+            .as_str()
+            .unwrap()
+            .contains("Pull request merged")
+    );
 
     let (adaptive, _) = card(&plugin("adaptive"), "pull_request", &payload);
     let content = &adaptive["attachments"][0]["content"];
-    assert_eq!(content["actions"][0]["url"], payload["pull_request"]["html_url"]);
+    assert_eq!(
+        content["actions"][0]["url"],
+        payload["pull_request"]["html_url"]
+    );
 }
 
 #[test]
@@ -145,7 +177,10 @@ fn workflow_run_colour_follows_its_conclusion() {
     payload["workflow_run"]["conclusion"] = json!("failure");
     let (failed, _) = card(&p, "workflow_run", &payload);
     assert_eq!(message_card_color(&failed), "CB2431");
-    assert!(failed["title"].as_str().unwrap().contains("failed"), "{failed:#}");
+    assert!(
+        failed["title"].as_str().unwrap().contains("failed"),
+        "{failed:#}"
+    );
     payload["workflow_run"]["conclusion"] = json!("success");
     let (ok, _) = card(&p, "workflow_run", &payload);
     assert_eq!(message_card_color(&ok), "2EA44F");
@@ -156,7 +191,10 @@ fn workflow_run_colour_follows_its_conclusion() {
     );
 
     let (adaptive, _) = card(&plugin("adaptive"), "workflow_run", &payload);
-    assert_eq!(adaptive["attachments"][0]["content"]["body"][0]["color"], "Good");
+    assert_eq!(
+        adaptive["attachments"][0]["content"]["body"][0]["color"],
+        "Good"
+    );
 }
 
 #[test]
@@ -164,7 +202,13 @@ fn ping_gets_a_friendly_card() {
     let p = plugin("message-card");
     let payload = &github_examples("ping")[0];
     let (card, _) = card(&p, "ping", payload);
-    assert!(card["title"].as_str().unwrap().contains("Webhook connected"), "{card:#}");
+    assert!(
+        card["title"]
+            .as_str()
+            .unwrap()
+            .contains("Webhook connected"),
+        "{card:#}"
+    );
     let zen = payload["zen"].as_str().unwrap();
     assert!(card["sections"][0]["text"].as_str().unwrap().contains(zen));
 }
@@ -182,7 +226,10 @@ fn push_card_lists_commits_and_links_to_the_comparison() {
     assert!(text.contains(&first[..7]), "{text}");
     // GitHub's compare links contain `^`, which is not allowed in a URI.
     let compare = payload["compare"].as_str().unwrap().replace('^', "%5E");
-    assert_eq!(card["potentialAction"][0]["targets"][0]["uri"], compare.as_str());
+    assert_eq!(
+        card["potentialAction"][0]["targets"][0]["uri"],
+        compare.as_str()
+    );
 }
 
 #[test]
@@ -191,13 +238,21 @@ fn unknown_event_becomes_a_generic_card_not_an_error() {
     for format in ["message-card", "adaptive"] {
         let (card, _) = card(&plugin(format), "deployment_protection_rule", payload);
         let text = card.to_string();
-        assert!(text.contains("deployment protection rule"), "{format}: {card:#}");
+        assert!(
+            text.contains("deployment protection rule"),
+            "{format}: {card:#}"
+        );
         assert!(text.contains(payload["repository"]["html_url"].as_str().unwrap()));
     }
     // Nothing to go on at all: still a title and a link.
     let (card, _) = card(&plugin("message-card"), "mystery", &json!({}));
     assert!(!card["title"].as_str().unwrap().is_empty());
-    assert!(card["potentialAction"][0]["targets"][0]["uri"].as_str().unwrap().starts_with("https://"));
+    assert!(
+        card["potentialAction"][0]["targets"][0]["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
     let errors = violations(&schema("message-card.json"), &card);
     assert!(errors.is_empty(), "{errors:#?}");
 }

@@ -9,8 +9,8 @@ mod template;
 
 use std::path::PathBuf;
 
-use hookgate::plugin::{GuestError, Message};
 use hookgate::plugin::PluginError;
+use hookgate::plugin::{GuestError, Message};
 use serde_json::Value;
 
 /// The GitHub events with vendored example payloads (tests/data/github).

@@ -44,7 +44,8 @@ fn headers_event_type_and_id_are_visible_and_win_over_body_keys() {
     }));
     let mut msg = json_msg(Some("issues"), &issue());
     msg.id = Some("msg-1".into());
-    msg.headers.push(("X-GitHub-Delivery".into(), "d-42".into()));
+    msg.headers
+        .push(("X-GitHub-Delivery".into(), "d-42".into()));
     let out = render(&p, msg);
     assert_eq!(
         body_json(&out),
@@ -57,7 +58,8 @@ fn output_keeps_id_and_event_type_and_sets_the_content_type() {
     let p = plugin(json!({ "template": "{}" }));
     let mut msg = json_msg(Some("issues"), &issue());
     msg.id = Some("msg-1".into());
-    msg.headers.push(("x-hub-signature-256".into(), "sha256=00".into()));
+    msg.headers
+        .push(("x-hub-signature-256".into(), "sha256=00".into()));
     let out = render(&p, msg);
     assert_eq!(out.id.as_deref(), Some("msg-1"));
     assert_eq!(out.event_type.as_deref(), Some("issues"));
@@ -71,7 +73,9 @@ fn output_keeps_id_and_event_type_and_sets_the_content_type() {
 
 #[test]
 fn missing_values_render_as_nothing_by_default() {
-    let p = plugin(json!({ "template": r#"{"x": "{{ issue.nope.deeper }}", "y": {{ nothing | default("fallback") | tojson }}}"# }));
+    let p = plugin(
+        json!({ "template": r#"{"x": "{{ issue.nope.deeper }}", "y": {{ nothing | default("fallback") | tojson }}}"# }),
+    );
     let out = render(&p, json_msg(Some("issues"), &issue()));
     assert_eq!(body_json(&out), json!({ "x": "", "y": "fallback" }));
 }
@@ -90,9 +94,15 @@ fn text_content_type_is_not_validated_as_json() {
         "content_type": "text/plain; charset=utf-8"
     }));
     let out = render(&p, json_msg(Some("issues"), &issue()));
-    assert_eq!(&out.body[..], "New issue #7: Crash on \"save\" <now>".as_bytes());
+    assert_eq!(
+        &out.body[..],
+        "New issue #7: Crash on \"save\" <now>".as_bytes()
+    );
     assert_eq!(out.content_type, "text/plain; charset=utf-8");
-    assert!(out.headers.contains(&("content-type".into(), "text/plain; charset=utf-8".into())));
+    assert!(
+        out.headers
+            .contains(&("content-type".into(), "text/plain; charset=utf-8".into()))
+    );
 }
 
 #[test]
@@ -110,7 +120,10 @@ fn output_that_is_not_json_is_a_config_error_suggesting_tojson() {
     // Plain interpolation of a title with quotes breaks the document.
     let p = plugin(json!({ "template": r#"{"text": "{{ issue.title }}"}"# }));
     let reason = config_error(p.transform(json_msg(Some("issues"), &issue())));
-    assert!(reason.contains("not valid JSON") && reason.contains("tojson"), "{reason}");
+    assert!(
+        reason.contains("not valid JSON") && reason.contains("tojson"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -118,14 +131,20 @@ fn template_that_does_not_compile_is_a_config_error_naming_the_line() {
     let p = plugin(json!({ "template": "{\n  \"a\": 1,\n  \"b\": {{ issue.title \n}" }));
     let reason = config_error(p.transform(json_msg(Some("issues"), &issue())));
     assert!(reason.contains("does not compile"), "{reason}");
-    assert!(reason.contains("line 3") || reason.contains("line 4"), "{reason}");
+    assert!(
+        reason.contains("line 3") || reason.contains("line 4"),
+        "{reason}"
+    );
 }
 
 #[test]
 fn unknown_filter_is_a_config_error() {
     let p = plugin(json!({ "template": "{{ issue.title | shout }}" }));
     let reason = config_error(p.transform(json_msg(Some("issues"), &issue())));
-    assert!(reason.contains("shout") || reason.contains("filter"), "{reason}");
+    assert!(
+        reason.contains("shout") || reason.contains("filter"),
+        "{reason}"
+    );
 }
 
 #[test]

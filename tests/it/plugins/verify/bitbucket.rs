@@ -45,7 +45,8 @@ fn data_center_request_id_is_the_id() {
 
 #[test]
 fn wrong_signature_is_rejected() {
-    let req = TestRequest::post(BODY.as_bytes().to_vec()).header("X-Hub-Signature", &signature("{}"));
+    let req =
+        TestRequest::post(BODY.as_bytes().to_vec()).header("X-Hub-Signature", &signature("{}"));
     let reason = expect_reject(plugin().verify(&req).expect("plugin call"), 401);
     assert!(reason.contains("X-Hub-Signature"), "{reason}");
     assert_no_leak(&reason, &[SECRET, &signature(BODY)[7..]]);
@@ -73,6 +74,7 @@ fn missing_signature_header_is_rejected() {
 #[test]
 fn missing_secret_is_a_config_error() {
     let p = TestPlugin::builtin("bitbucket", json!({}));
-    let req = TestRequest::post(BODY.as_bytes().to_vec()).header("X-Hub-Signature", &signature(BODY));
+    let req =
+        TestRequest::post(BODY.as_bytes().to_vec()).header("X-Hub-Signature", &signature(BODY));
     expect_config_error(p.verify(&req));
 }

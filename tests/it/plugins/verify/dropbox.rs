@@ -57,7 +57,10 @@ fn wrong_signature_is_rejected() {
     assert!(reason.contains("X-Dropbox-Signature"), "{reason}");
     assert_no_leak(
         &reason,
-        &[SECRET, &hex::encode(hmac_sha256(SECRET.as_bytes(), BODY.as_bytes()))],
+        &[
+            SECRET,
+            &hex::encode(hmac_sha256(SECRET.as_bytes(), BODY.as_bytes())),
+        ],
     );
 }
 
@@ -70,7 +73,8 @@ fn missing_signature_header_is_rejected() {
 
 #[test]
 fn malformed_signature_header_is_rejected() {
-    let req = TestRequest::post(BODY.as_bytes().to_vec()).header("X-Dropbox-Signature", "zz-not-hex");
+    let req =
+        TestRequest::post(BODY.as_bytes().to_vec()).header("X-Dropbox-Signature", "zz-not-hex");
     expect_reject(plugin().verify(&req).expect("plugin call"), 401);
 }
 

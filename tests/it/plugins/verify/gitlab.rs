@@ -44,7 +44,10 @@ fn signed(id: &str, timestamp: i64, body: &str) -> TestRequest {
 fn matching_token_is_accepted_with_event_and_idempotency_key() {
     let req = with_token(TOKEN)
         .header("Idempotency-Key", "a5b9f2f8-4a1c-4b8e-9f3e-1c2d3e4f5a6b")
-        .header("X-Gitlab-Event-UUID", "13792a34-cac6-4fda-95a8-c58e00a3954e");
+        .header(
+            "X-Gitlab-Event-UUID",
+            "13792a34-cac6-4fda-95a8-c58e00a3954e",
+        );
     let (id, event_type, _) = expect_accept(token_plugin().verify(&req).expect("plugin call"));
     assert_eq!(id.as_deref(), Some("a5b9f2f8-4a1c-4b8e-9f3e-1c2d3e4f5a6b"));
     assert_eq!(event_type.as_deref(), Some("Push Hook"));
@@ -52,15 +55,27 @@ fn matching_token_is_accepted_with_event_and_idempotency_key() {
 
 #[test]
 fn event_uuid_is_the_id_when_there_is_no_idempotency_key() {
-    let req = with_token(TOKEN).header("X-Gitlab-Event-UUID", "13792a34-cac6-4fda-95a8-c58e00a3954e");
+    let req = with_token(TOKEN).header(
+        "X-Gitlab-Event-UUID",
+        "13792a34-cac6-4fda-95a8-c58e00a3954e",
+    );
     let (id, _, _) = expect_accept(token_plugin().verify(&req).expect("plugin call"));
     assert_eq!(id.as_deref(), Some("13792a34-cac6-4fda-95a8-c58e00a3954e"));
 }
 
 #[test]
 fn wrong_token_is_rejected() {
-    for token in ["gitlab-secret-token-for-test", "", "GITLAB-SECRET-TOKEN-FOR-TESTS"] {
-        let reason = expect_reject(token_plugin().verify(&with_token(token)).expect("plugin call"), 401);
+    for token in [
+        "gitlab-secret-token-for-test",
+        "",
+        "GITLAB-SECRET-TOKEN-FOR-TESTS",
+    ] {
+        let reason = expect_reject(
+            token_plugin()
+                .verify(&with_token(token))
+                .expect("plugin call"),
+            401,
+        );
         assert!(reason.contains("X-Gitlab-Token"), "{reason}");
         assert_no_leak(&reason, &[TOKEN]);
     }
@@ -95,8 +110,10 @@ fn signing_token_follows_the_standard_webhooks_test_vector() {
 #[test]
 fn valid_signing_token_signature_is_accepted() {
     let p = TestPlugin::builtin("gitlab", json!({ "signing_token": signing_token() }));
-    let (id, event_type, _) =
-        expect_accept(p.verify(&signed("idem-1", NOW_SECS, BODY)).expect("plugin call"));
+    let (id, event_type, _) = expect_accept(
+        p.verify(&signed("idem-1", NOW_SECS, BODY))
+            .expect("plugin call"),
+    );
     assert_eq!(id.as_deref(), Some("idem-1"));
     assert_eq!(event_type.as_deref(), Some("Push Hook"));
 }
@@ -128,7 +145,8 @@ fn wrong_signing_token_signature_is_rejected() {
 fn stale_signing_token_timestamp_is_rejected() {
     let p = TestPlugin::builtin("gitlab", json!({ "signing_token": signing_token() }));
     let reason = expect_reject(
-        p.verify(&signed("idem-3", NOW_SECS - 301, BODY)).expect("plugin call"),
+        p.verify(&signed("idem-3", NOW_SECS - 301, BODY))
+            .expect("plugin call"),
         401,
     );
     assert!(reason.contains("webhook-timestamp"), "{reason}");

@@ -152,12 +152,16 @@ fn template_placeholders_cover_method_path_query_and_headers() {
     let req = TestRequest::post(b"{}".to_vec())
         .query("a=1")
         .header("X-Account", "acct-9")
-        .header("X-Sig", &hex::encode(hmac_sha256(SECRET.as_bytes(), data.as_bytes())));
+        .header(
+            "X-Sig",
+            &hex::encode(hmac_sha256(SECRET.as_bytes(), data.as_bytes())),
+        );
     expect_accept(p.verify(&req).expect("plugin call"));
 
-    let without_account = TestRequest::post(b"{}".to_vec())
-        .query("a=1")
-        .header("X-Sig", &hex::encode(hmac_sha256(SECRET.as_bytes(), data.as_bytes())));
+    let without_account = TestRequest::post(b"{}".to_vec()).query("a=1").header(
+        "X-Sig",
+        &hex::encode(hmac_sha256(SECRET.as_bytes(), data.as_bytes())),
+    );
     let reason = expect_reject(p.verify(&without_account).expect("plugin call"), 401);
     assert!(reason.contains("X-Account"), "{reason}");
 }
@@ -183,7 +187,8 @@ fn base64_encoded_secret_is_decoded() {
         "hmac",
         json!({ "secret": b64(key), "secret_encoding": "base64", "header": "X-Sig" }),
     );
-    let req = TestRequest::post(body.to_vec()).header("X-Sig", &hex::encode(hmac_sha256(key, body)));
+    let req =
+        TestRequest::post(body.to_vec()).header("X-Sig", &hex::encode(hmac_sha256(key, body)));
     expect_accept(p.verify(&req).expect("plugin call"));
 }
 
@@ -194,13 +199,23 @@ fn wrong_signature_is_rejected() {
     let req = TestRequest::post(b"other body".to_vec()).header("X-Sig", &good);
     let reason = expect_reject(p.verify(&req).expect("plugin call"), 401);
     assert!(reason.contains("X-Sig"), "{reason}");
-    assert_no_leak(&reason, &[SECRET, &hex::encode(hmac_sha256(SECRET.as_bytes(), b"other body"))]);
+    assert_no_leak(
+        &reason,
+        &[
+            SECRET,
+            &hex::encode(hmac_sha256(SECRET.as_bytes(), b"other body")),
+        ],
+    );
 }
 
 #[test]
 fn missing_signature_header_is_rejected() {
     let p = TestPlugin::builtin("hmac", json!({ "secret": SECRET, "header": "X-Sig" }));
-    let reason = expect_reject(p.verify(&TestRequest::post(b"body".to_vec())).expect("plugin call"), 401);
+    let reason = expect_reject(
+        p.verify(&TestRequest::post(b"body".to_vec()))
+            .expect("plugin call"),
+        401,
+    );
     assert!(reason.contains("X-Sig"), "{reason}");
 }
 
@@ -210,8 +225,10 @@ fn signature_without_the_configured_prefix_is_rejected() {
         "hmac",
         json!({ "secret": SECRET, "header": "X-Sig", "prefix": "sha256=" }),
     );
-    let req = TestRequest::post(b"body".to_vec())
-        .header("X-Sig", &hex::encode(hmac_sha256(SECRET.as_bytes(), b"body")));
+    let req = TestRequest::post(b"body".to_vec()).header(
+        "X-Sig",
+        &hex::encode(hmac_sha256(SECRET.as_bytes(), b"body")),
+    );
     let reason = expect_reject(p.verify(&req).expect("plugin call"), 401);
     assert!(reason.contains("sha256="), "{reason}");
 }

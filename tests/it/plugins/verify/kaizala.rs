@@ -38,7 +38,11 @@ fn matching_callback_token_is_accepted_with_event_id_and_type() {
 
 #[test]
 fn wrong_callback_token_is_rejected() {
-    for token in ["kaizala-callback-token-for-test", "x", "KAIZALA-CALLBACK-TOKEN-FOR-TESTS"] {
+    for token in [
+        "kaizala-callback-token-for-test",
+        "x",
+        "KAIZALA-CALLBACK-TOKEN-FOR-TESTS",
+    ] {
         let req = TestRequest::post(BODY.as_bytes().to_vec()).header("kz-callback-token", token);
         let reason = expect_reject(plugin().verify(&req).expect("plugin call"), 401);
         assert!(reason.contains("kz-callback-token"), "{reason}");

@@ -51,8 +51,8 @@ fn verification_request_without_subscribe_mode_is_forbidden() {
 
 #[test]
 fn valid_signature_is_accepted_with_the_object_as_event_type() {
-    let req = TestRequest::post(BODY.as_bytes().to_vec())
-        .header("X-Hub-Signature-256", &signature(BODY));
+    let req =
+        TestRequest::post(BODY.as_bytes().to_vec()).header("X-Hub-Signature-256", &signature(BODY));
     let (id, event_type, _) = expect_accept(plugin().verify(&req).expect("plugin call"));
     assert_eq!(id, None);
     assert_eq!(event_type.as_deref(), Some("whatsapp_business_account"));
@@ -60,8 +60,8 @@ fn valid_signature_is_accepted_with_the_object_as_event_type() {
 
 #[test]
 fn wrong_signature_is_rejected() {
-    let req = TestRequest::post(BODY.as_bytes().to_vec())
-        .header("X-Hub-Signature-256", &signature("{}"));
+    let req =
+        TestRequest::post(BODY.as_bytes().to_vec()).header("X-Hub-Signature-256", &signature("{}"));
     let reason = expect_reject(plugin().verify(&req).expect("plugin call"), 401);
     assert!(reason.contains("X-Hub-Signature-256"), "{reason}");
     assert_no_leak(&reason, &[SECRET, &signature(BODY)[7..]]);
@@ -101,8 +101,8 @@ fn malformed_signature_header_is_rejected() {
 #[test]
 fn missing_secret_is_a_config_error() {
     let p = TestPlugin::builtin("meta", json!({ "verify_token": VERIFY_TOKEN }));
-    let req = TestRequest::post(BODY.as_bytes().to_vec())
-        .header("X-Hub-Signature-256", &signature(BODY));
+    let req =
+        TestRequest::post(BODY.as_bytes().to_vec()).header("X-Hub-Signature-256", &signature(BODY));
     expect_config_error(p.verify(&req));
 }
 

@@ -22,7 +22,10 @@ fn valid_signature_is_accepted_with_webhook_id_and_topic() {
     let req = TestRequest::post(BODY.as_bytes().to_vec())
         .header("X-Shopify-Hmac-Sha256", &signature(BODY))
         .header("X-Shopify-Topic", "orders/create")
-        .header("X-Shopify-Webhook-Id", "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043")
+        .header(
+            "X-Shopify-Webhook-Id",
+            "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        )
         .header("X-Shopify-Event-Id", "98880550-7158-44d4-b7cd-2c97c8a091b5");
     let (id, event_type, _) = expect_accept(plugin().verify(&req).expect("plugin call"));
     assert_eq!(id.as_deref(), Some("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"));
@@ -49,7 +52,8 @@ fn hex_instead_of_base64_is_rejected() {
 
 #[test]
 fn missing_signature_header_is_rejected() {
-    let req = TestRequest::post(BODY.as_bytes().to_vec()).header("X-Shopify-Topic", "orders/create");
+    let req =
+        TestRequest::post(BODY.as_bytes().to_vec()).header("X-Shopify-Topic", "orders/create");
     let reason = expect_reject(plugin().verify(&req).expect("plugin call"), 401);
     assert!(reason.contains("X-Shopify-Hmac-Sha256"), "{reason}");
 }

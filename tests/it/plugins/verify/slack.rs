@@ -9,7 +9,10 @@ const SECRET: &str = "slack-signing-secret-for-tests";
 
 fn sign(timestamp: i64, body: &str) -> String {
     let base = format!("v0:{timestamp}:{body}");
-    format!("v0={}", hex::encode(hmac_sha256(SECRET.as_bytes(), base.as_bytes())))
+    format!(
+        "v0={}",
+        hex::encode(hmac_sha256(SECRET.as_bytes(), base.as_bytes()))
+    )
 }
 
 fn plugin() -> TestPlugin {
@@ -46,8 +49,11 @@ fn slack_documentation_example_verifies() {
 #[test]
 fn event_callback_is_accepted_with_event_id_and_inner_type() {
     let body = r#"{"type":"event_callback","event_id":"Ev08MFMKH6","event":{"type":"app_mention","text":"hi"}}"#;
-    let (id, event_type, reply) =
-        expect_accept(plugin().verify(&signed(body, NOW_SECS)).expect("plugin call"));
+    let (id, event_type, reply) = expect_accept(
+        plugin()
+            .verify(&signed(body, NOW_SECS))
+            .expect("plugin call"),
+    );
     assert_eq!(id.as_deref(), Some("Ev08MFMKH6"));
     assert_eq!(event_type.as_deref(), Some("app_mention"));
     assert!(reply.is_none());
@@ -56,7 +62,11 @@ fn event_callback_is_accepted_with_event_id_and_inner_type() {
 #[test]
 fn url_verification_is_answered_with_the_challenge_as_plain_text() {
     let body = r#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
-    let response = expect_respond(plugin().verify(&signed(body, NOW_SECS)).expect("plugin call"));
+    let response = expect_respond(
+        plugin()
+            .verify(&signed(body, NOW_SECS))
+            .expect("plugin call"),
+    );
     assert_eq!(
         expect_text(&response, 200),
         "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"

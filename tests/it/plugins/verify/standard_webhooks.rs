@@ -25,7 +25,10 @@ fn secret() -> String {
 fn sign(id: &str, timestamp: i64, body: &str) -> String {
     format!(
         "v1,{}",
-        b64(hmac_sha256(KEY, format!("{id}.{timestamp}.{body}").as_bytes()))
+        b64(hmac_sha256(
+            KEY,
+            format!("{id}.{timestamp}.{body}").as_bytes()
+        ))
     )
 }
 
@@ -177,7 +180,10 @@ fn malformed_timestamp_is_rejected() {
 
 #[test]
 fn secret_that_is_not_base64_is_a_config_error() {
-    let p = TestPlugin::builtin("standard-webhooks", json!({ "secret": "whsec_not base64!" }));
+    let p = TestPlugin::builtin(
+        "standard-webhooks",
+        json!({ "secret": "whsec_not base64!" }),
+    );
     let req = request("msg_11", NOW_SECS, &sign("msg_11", NOW_SECS, "{}"), "{}");
     let reason = expect_config_error(p.verify(&req));
     assert!(!reason.contains("not base64!"), "{reason}");

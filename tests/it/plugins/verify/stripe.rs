@@ -8,7 +8,8 @@ use serde_json::json;
 use super::*;
 
 const SECRET: &str = "whsec_test_5a1b2c3d4e5f60718293a4b5c6d7e8f9";
-const BODY: &str = r#"{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","type":"invoice.paid"}"#;
+const BODY: &str =
+    r#"{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","type":"invoice.paid"}"#;
 
 fn sign(timestamp: i64, body: &str) -> String {
     hex::encode(hmac_sha256(
@@ -76,7 +77,10 @@ fn tampered_body_is_rejected() {
 fn stale_timestamp_is_rejected() {
     let t = NOW_SECS - 301;
     let header = format!("t={t},v1={}", sign(t, BODY));
-    let reason = expect_reject(plugin().verify(&request(&header)).expect("plugin call"), 401);
+    let reason = expect_reject(
+        plugin().verify(&request(&header)).expect("plugin call"),
+        401,
+    );
     assert!(reason.contains("300"), "{reason}");
 }
 
@@ -84,7 +88,10 @@ fn stale_timestamp_is_rejected() {
 fn future_timestamp_is_rejected() {
     let t = NOW_SECS + 301;
     let header = format!("t={t},v1={}", sign(t, BODY));
-    expect_reject(plugin().verify(&request(&header)).expect("plugin call"), 401);
+    expect_reject(
+        plugin().verify(&request(&header)).expect("plugin call"),
+        401,
+    );
 }
 
 #[test]
@@ -112,19 +119,31 @@ fn missing_header_is_rejected() {
 #[test]
 fn header_without_timestamp_is_rejected() {
     let header = format!("v1={}", sign(NOW_SECS, BODY));
-    let reason = expect_reject(plugin().verify(&request(&header)).expect("plugin call"), 401);
+    let reason = expect_reject(
+        plugin().verify(&request(&header)).expect("plugin call"),
+        401,
+    );
     assert!(reason.contains("Stripe-Signature"), "{reason}");
 }
 
 #[test]
 fn header_without_v1_is_rejected() {
     let header = format!("t={NOW_SECS},v0={}", sign(NOW_SECS, BODY));
-    expect_reject(plugin().verify(&request(&header)).expect("plugin call"), 401);
+    expect_reject(
+        plugin().verify(&request(&header)).expect("plugin call"),
+        401,
+    );
 }
 
 #[test]
 fn garbage_header_is_rejected_not_an_error() {
-    for header in ["", "t=", "t=abc,v1=zz", "=,=,,", "t=99999999999999999999999,v1=00"] {
+    for header in [
+        "",
+        "t=",
+        "t=abc,v1=zz",
+        "=,=,,",
+        "t=99999999999999999999999,v1=00",
+    ] {
         let verdict = plugin().verify(&request(header)).expect("plugin call");
         expect_reject(verdict, 401);
     }

@@ -31,8 +31,10 @@ fn reply_json(response: &PluginResponse) -> Value {
 #[test]
 fn valid_hmac_is_accepted_forwarded_and_answered_with_a_reply() {
     let p = TestPlugin::builtin("teams-outgoing", json!({ "secret": token() }));
-    let (id, event_type, reply) =
-        expect_accept(p.verify(&request(&authorization(BODY))).expect("plugin call"));
+    let (id, event_type, reply) = expect_accept(
+        p.verify(&request(&authorization(BODY)))
+            .expect("plugin call"),
+    );
     assert_eq!(id.as_deref(), Some("1485983408511"));
     assert_eq!(event_type.as_deref(), Some("message"));
     let reply = reply_json(&reply.expect("a synchronous reply"));
@@ -46,8 +48,10 @@ fn reply_text_is_configurable() {
         "teams-outgoing",
         json!({ "secret": token(), "reply": "On it!" }),
     );
-    let (_, _, reply) =
-        expect_accept(p.verify(&request(&authorization(BODY))).expect("plugin call"));
+    let (_, _, reply) = expect_accept(
+        p.verify(&request(&authorization(BODY)))
+            .expect("plugin call"),
+    );
     assert_eq!(
         reply_json(&reply.expect("reply")),
         json!({ "type": "message", "text": "On it!" })
@@ -60,7 +64,10 @@ fn forward_false_answers_without_forwarding() {
         "teams-outgoing",
         json!({ "secret": token(), "reply": "Noted", "forward": false }),
     );
-    let response = expect_respond(p.verify(&request(&authorization(BODY))).expect("plugin call"));
+    let response = expect_respond(
+        p.verify(&request(&authorization(BODY)))
+            .expect("plugin call"),
+    );
     assert_eq!(
         reply_json(&response),
         json!({ "type": "message", "text": "Noted" })
@@ -74,7 +81,10 @@ fn key_is_the_decoded_token_not_its_text() {
         "HMAC {}",
         b64(hmac_sha256(token().as_bytes(), BODY.as_bytes()))
     );
-    expect_reject(p.verify(&request(&keyed_with_text)).expect("plugin call"), 401);
+    expect_reject(
+        p.verify(&request(&keyed_with_text)).expect("plugin call"),
+        401,
+    );
 }
 
 #[test]

@@ -12,11 +12,17 @@ const CALLBACK: &str = "https://hooks.example.com/hooks/trello?board=1";
 const BODY: &str = r#"{"action":{"id":"5f1a2b3c4d5e6f7a8b9c0d1e","type":"updateCard","data":{}},"model":{"id":"4d5ea62fd76aa1136000000c"}}"#;
 
 fn plugin() -> TestPlugin {
-    TestPlugin::builtin("trello", json!({ "secret": SECRET, "callback_url": CALLBACK }))
+    TestPlugin::builtin(
+        "trello",
+        json!({ "secret": SECRET, "callback_url": CALLBACK }),
+    )
 }
 
 fn signature(body: &str, callback: &str) -> String {
-    b64(hmac_sha1(SECRET.as_bytes(), format!("{body}{callback}").as_bytes()))
+    b64(hmac_sha1(
+        SECRET.as_bytes(),
+        format!("{body}{callback}").as_bytes(),
+    ))
 }
 
 fn signed(signature: &str) -> TestRequest {
@@ -45,7 +51,10 @@ fn valid_signature_is_accepted_with_action_id_and_type() {
 #[test]
 fn signature_over_the_body_alone_is_rejected() {
     let body_only = b64(hmac_sha1(SECRET.as_bytes(), BODY.as_bytes()));
-    expect_reject(plugin().verify(&signed(&body_only)).expect("plugin call"), 401);
+    expect_reject(
+        plugin().verify(&signed(&body_only)).expect("plugin call"),
+        401,
+    );
 }
 
 #[test]

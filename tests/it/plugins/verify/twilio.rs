@@ -55,7 +55,11 @@ fn twilio_json_body_test_vector_verifies() {
 fn signature_over_the_url_with_the_default_port_is_accepted() {
     // twilio-python `test_validation_adds_port_on_https`: Twilio sometimes
     // signs with an explicit :443.
-    expect_accept(plugin().verify(&form("kvajT1Ptam85bY51eRf/AJRuM3w=")).expect("plugin call"));
+    expect_accept(
+        plugin()
+            .verify(&form("kvajT1Ptam85bY51eRf/AJRuM3w="))
+            .expect("plugin call"),
+    );
 }
 
 #[test]
@@ -64,7 +68,10 @@ fn configured_url_with_a_port_also_matches_a_signature_without_it() {
         "twilio",
         json!({ "secret": TOKEN, "url": "https://mycompany.com:1234/myapp.php" }),
     );
-    expect_accept(p.verify(&form("RSOYDt4T1cUTdK1PDd93/VVr8B8=")).expect("plugin call"));
+    expect_accept(
+        p.verify(&form("RSOYDt4T1cUTdK1PDd93/VVr8B8="))
+            .expect("plugin call"),
+    );
 }
 
 #[test]
@@ -74,7 +81,10 @@ fn independently_signed_form_with_repeated_parameters_is_accepted() {
     let data = format!("{URL}?{QUERY}Digits1234Digits5678Notea b&cSidCA123SidAccountAC123");
     let req = TestRequest::post(body.as_bytes().to_vec())
         .query(QUERY)
-        .header("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+        .header(
+            "Content-Type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
         .header("X-Twilio-Signature", &sign(&data));
     expect_accept(plugin().verify(&req).expect("plugin call"));
 }
@@ -135,7 +145,11 @@ fn json_body_without_body_sha256_is_rejected() {
 #[test]
 fn wrong_auth_token_is_rejected() {
     let p = TestPlugin::builtin("twilio", json!({ "secret": "54321", "url": URL }));
-    expect_reject(p.verify(&form("RSOYDt4T1cUTdK1PDd93/VVr8B8=")).expect("plugin call"), 401);
+    expect_reject(
+        p.verify(&form("RSOYDt4T1cUTdK1PDd93/VVr8B8="))
+            .expect("plugin call"),
+        401,
+    );
 }
 
 #[test]
@@ -149,7 +163,10 @@ fn missing_signature_header_is_rejected() {
 
 #[test]
 fn malformed_signature_header_is_rejected() {
-    expect_reject(plugin().verify(&form("not base64 !")).expect("plugin call"), 401);
+    expect_reject(
+        plugin().verify(&form("not base64 !")).expect("plugin call"),
+        401,
+    );
 }
 
 #[test]

@@ -22,7 +22,10 @@ fn plugin() -> TestPlugin {
 }
 
 fn sign(timestamp: &str, body: &str) -> String {
-    b64(hmac_sha256(SECRET.as_bytes(), format!("{timestamp}{body}").as_bytes()))
+    b64(hmac_sha256(
+        SECRET.as_bytes(),
+        format!("{timestamp}{body}").as_bytes(),
+    ))
 }
 
 fn request(timestamp: &str, signature: &str) -> TestRequest {
@@ -59,7 +62,12 @@ fn body_then_timestamp_order_is_rejected() {
         SECRET.as_bytes(),
         format!("{BODY}{NOW_RFC3339}").as_bytes(),
     ));
-    expect_reject(plugin().verify(&request(NOW_RFC3339, &reversed)).expect("plugin call"), 401);
+    expect_reject(
+        plugin()
+            .verify(&request(NOW_RFC3339, &reversed))
+            .expect("plugin call"),
+        401,
+    );
 }
 
 #[test]
@@ -74,7 +82,9 @@ fn wrong_signature_is_rejected() {
 fn stale_timestamp_is_rejected() {
     let stale = "2023-11-14T22:08:19Z"; // 301 s before NOW_MS
     let reason = expect_reject(
-        plugin().verify(&request(stale, &sign(stale, BODY))).expect("plugin call"),
+        plugin()
+            .verify(&request(stale, &sign(stale, BODY)))
+            .expect("plugin call"),
         401,
     );
     assert!(reason.contains("Timestamp"), "{reason}");
@@ -84,17 +94,27 @@ fn stale_timestamp_is_rejected() {
 fn future_timestamp_is_rejected() {
     let future = "2023-11-14T22:18:21Z";
     expect_reject(
-        plugin().verify(&request(future, &sign(future, BODY))).expect("plugin call"),
+        plugin()
+            .verify(&request(future, &sign(future, BODY)))
+            .expect("plugin call"),
         401,
     );
 }
 
 #[test]
 fn malformed_timestamp_is_rejected() {
-    for timestamp in ["yesterday", "2023-11-14", "2023-13-14T22:13:20Z", "2023-11-14T22:13:20"] {
+    for timestamp in [
+        "yesterday",
+        "2023-11-14",
+        "2023-13-14T22:13:20Z",
+        "2023-11-14T22:13:20",
+    ] {
         let req = request(timestamp, &sign(timestamp, BODY));
         let reason = expect_reject(plugin().verify(&req).expect("plugin call"), 401);
-        assert!(reason.contains("X-Zendesk-Webhook-Signature-Timestamp"), "{reason}");
+        assert!(
+            reason.contains("X-Zendesk-Webhook-Signature-Timestamp"),
+            "{reason}"
+        );
     }
 }
 
@@ -104,7 +124,10 @@ fn missing_timestamp_header_is_rejected() {
         .header("X-Zendesk-Webhook-Signature", &sign(NOW_RFC3339, BODY))
         .at_ms(NOW_MS);
     let reason = expect_reject(plugin().verify(&req).expect("plugin call"), 401);
-    assert!(reason.contains("X-Zendesk-Webhook-Signature-Timestamp"), "{reason}");
+    assert!(
+        reason.contains("X-Zendesk-Webhook-Signature-Timestamp"),
+        "{reason}"
+    );
 }
 
 #[test]
