@@ -8,6 +8,7 @@
 //! `main.rs` parses the command line, sets up logging and calls [`run`];
 //! tests call [`run`] or the binary with a port-0 listener.
 
+pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod delivery;

@@ -28,12 +28,14 @@ const UNKNOWN_ROUTE_LABEL: &str = "_unknown";
 
 /// The gateway's HTTP routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut app = Router::new()
         .route("/hooks/{route}", any(hook))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .with_state(state)
+        .route("/metrics", get(metrics));
+    if let Some(admin) = crate::admin::router(state.clone()) {
+        app = app.merge(admin);
+    }
+    app.fallback(not_found).with_state(state)
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
