@@ -39,8 +39,8 @@ pub enum ApiError {
         /// What failed.
         error: PipelineError,
     },
-    /// Delivery queue full or closed.
-    Overloaded,
+    /// The store could not take the event.
+    Store(crate::store::StoreError),
 }
 
 impl ApiError {
@@ -64,7 +64,7 @@ impl ApiError {
                 },
                 PipelineError::UnknownDestination { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -91,13 +91,17 @@ impl IntoResponse for ApiError {
                 };
                 json!({ "error": code, "message": error.to_string(), "request_id": request_id })
             }
-            ApiError::Overloaded => json!({
+            ApiError::Store(crate::store::StoreError::Overloaded) => json!({
                 "error": "overloaded",
-                "message": "the delivery queue is full; retry later",
+                "message": "the gateway is saturated; retry later",
+            }),
+            ApiError::Store(_) => json!({
+                "error": "unavailable",
+                "message": "the webhook could not be stored; retry later",
             }),
         };
         let mut resp = (status, Json(body)).into_response();
-        if matches!(self, ApiError::Overloaded) {
+        if matches!(self, ApiError::Store(_)) {
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
         }

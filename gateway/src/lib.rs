@@ -18,8 +18,13 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod state;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -60,14 +65,31 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let metrics = metrics::Metrics::default();
-    // Delivery stops only after the server has finished its requests, so
-    // nothing accepted during shutdown is left undelivered.
-    let delivery_stop = CancellationToken::new();
-    let (dispatcher, delivery) =
-        delivery::Dispatcher::start(&config.delivery, metrics.clone(), delivery_stop.clone())?;
+    let store: Arc<dyn store::Store> = match config.store.engine {
+        config::StoreEngine::Sqlite => {
+            Arc::new(store::sqlite::SqliteStore::open(&config.data_dir)?)
+        }
+        config::StoreEngine::Memory => Arc::new(store::sqlite::SqliteStore::in_memory()?),
+    };
     let routes = snapshot.routes.len();
     let plugins = snapshot.plugins.len();
-    let state = state::AppState::new(snapshot, engine, metrics, dispatcher);
+    let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
+    // Delivery stops only after the server has finished its requests, so
+    // every event accepted during shutdown is stored first.
+    let delivery_stop = CancellationToken::new();
+    let (delivery, delivery_task) = delivery::start(
+        store.clone(),
+        snapshots.clone(),
+        metrics.clone(),
+        &config.delivery,
+        delivery_stop.clone(),
+    )?;
+    tokio::spawn(retention(
+        store.clone(),
+        snapshots.clone(),
+        delivery_stop.clone(),
+    ));
+    let state = state::AppState::new(snapshots, engine, metrics, store, delivery);
     let app = ingress::router(state);
 
     let addr = listener
@@ -78,8 +100,32 @@ pub async fn run(
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("serving HTTP")?;
-    tracing::info!("stopped accepting; draining deliveries");
+    tracing::info!("stopped accepting; finishing deliveries in flight");
     delivery_stop.cancel();
-    delivery.await.ok();
+    delivery_task.await.ok();
     Ok(())
+}
+
+/// Prunes delivered events older than `store.retention`, periodically.
+async fn retention(
+    store: Arc<dyn store::Store>,
+    snapshots: Arc<ArcSwap<pipeline::Snapshot>>,
+    stop: CancellationToken,
+) {
+    loop {
+        let retention = snapshots.load().config.store.retention.0;
+        // Often enough that the store stays near its bound, rarely enough
+        // to cost nothing.
+        let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+        let before = clock::now_ms().saturating_sub(retention.as_millis() as u64);
+        match store.prune(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "pruned delivered events past retention"),
+            Err(e) => tracing::warn!(error = %e, "pruning failed"),
+        }
+    }
 }

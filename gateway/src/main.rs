@@ -35,10 +35,45 @@ enum Command {
         #[arg(long, short, env = "HOOKGATE_CONFIG", default_value = "hookgate.yaml")]
         config: PathBuf,
     },
+    /// Requeue stored deliveries through the admin API of a running
+    /// gateway: one event (`--event`), or every delivery matching the
+    /// filters (e.g. `--status dead --destination teams --since 2026-11-01T00:00:00Z`).
+    Replay(ReplayArgs),
     /// Print the config's JSON Schema (for editor completion).
     Schema,
     /// List the built-in plugins.
     Plugins,
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    /// Config of the running gateway: its `listen` and `admin.token` are used.
+    #[arg(long, short, env = "HOOKGATE_CONFIG", default_value = "hookgate.yaml")]
+    config: PathBuf,
+    /// Gateway base URL (default: from the config's `listen`).
+    #[arg(long)]
+    url: Option<String>,
+    /// Admin token (default: the config's `admin.token`).
+    #[arg(long, env = "HOOKGATE_ADMIN_TOKEN")]
+    token: Option<String>,
+    /// Replay this event only.
+    #[arg(long)]
+    event: Option<String>,
+    /// Delivery state to replay: pending, delivered or dead.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only events of this route.
+    #[arg(long)]
+    route: Option<String>,
+    /// Only deliveries to this destination.
+    #[arg(long)]
+    destination: Option<String>,
+    /// Received at or after (RFC 3339 or epoch ms).
+    #[arg(long)]
+    since: Option<String>,
+    /// Received before (RFC 3339 or epoch ms).
+    #[arg(long)]
+    until: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +103,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => runtime.block_on(check(config)),
+        Command::Replay(args) => runtime.block_on(replay(args)),
         Command::Serve { config } => runtime.block_on(serve(config)),
     }
 }
@@ -130,6 +166,82 @@ async fn serve(path: PathBuf) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn replay(args: ReplayArgs) -> ExitCode {
+    let cfg = if args.url.is_none() || args.token.is_none() {
+        match config::from_path(&args.config) {
+            Ok(c) => Some(c),
+            Err(errors) => {
+                eprintln!("{}: {errors}", args.config.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let base = args
+        .url
+        .clone()
+        .or_else(|| cfg.as_ref().map(|c| format!("http://{}", c.listen)))
+        .unwrap_or_default();
+    let Some(token) = args
+        .token
+        .clone()
+        .or_else(|| cfg.as_ref().and_then(|c| c.admin.token.clone()))
+    else {
+        eprintln!("hookgate replay: no admin token (set admin.token in the config, or --token)");
+        return ExitCode::FAILURE;
+    };
+    let (path, query): (String, Vec<(&str, &Option<String>)>) = match &args.event {
+        Some(id) => (
+            format!("/admin/events/{id}/replay"),
+            vec![("destination", &args.destination)],
+        ),
+        None => (
+            "/admin/replay".to_owned(),
+            vec![
+                ("status", &args.status),
+                ("route", &args.route),
+                ("destination", &args.destination),
+                ("since", &args.since),
+                ("until", &args.until),
+            ],
+        ),
+    };
+    let query: Vec<(&str, &str)> = query
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the CLI's admin client, not delivery"
+    )]
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .query(&query)
+        .send()
+        .await;
+    match resp {
+        Ok(r) => {
+            let ok = r.status().is_success();
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            if ok {
+                println!("{body}");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("hookgate replay: {status}: {body}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("hookgate replay: cannot reach {base}: {e}");
             ExitCode::FAILURE
         }
     }

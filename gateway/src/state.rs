@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::delivery::Dispatcher;
+use crate::delivery::DeliveryHandle;
 use crate::metrics::Metrics;
 use crate::pipeline::Snapshot;
 use crate::plugin::PluginEngine;
+use crate::store::Store;
 
 /// Everything handlers need.
 #[derive(Clone, Debug)]
@@ -19,38 +20,41 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    snapshot: ArcSwap<Snapshot>,
+    snapshots: Arc<ArcSwap<Snapshot>>,
     engine: PluginEngine,
     metrics: Metrics,
-    dispatcher: Dispatcher,
+    store: Arc<dyn Store>,
+    delivery: DeliveryHandle,
 }
 
 impl AppState {
     /// Bundles the running parts.
     pub fn new(
-        snapshot: Snapshot,
+        snapshots: Arc<ArcSwap<Snapshot>>,
         engine: PluginEngine,
         metrics: Metrics,
-        dispatcher: Dispatcher,
+        store: Arc<dyn Store>,
+        delivery: DeliveryHandle,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
-                snapshot: ArcSwap::from_pointee(snapshot),
+                snapshots,
                 engine,
                 metrics,
-                dispatcher,
+                store,
+                delivery,
             }),
         }
     }
 
     /// The current snapshot; hold it for the whole request.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.inner.snapshot.load_full()
+        self.inner.snapshots.load_full()
     }
 
     /// Replaces the snapshot (reload).
     pub fn swap(&self, snapshot: Snapshot) {
-        self.inner.snapshot.store(Arc::new(snapshot));
+        self.inner.snapshots.store(Arc::new(snapshot));
     }
 
     /// The plugin engine.
@@ -63,8 +67,13 @@ impl AppState {
         &self.inner.metrics
     }
 
-    /// The delivery hand-off.
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.inner.dispatcher
+    /// The event store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Wakes the delivery workers.
+    pub fn delivery(&self) -> &DeliveryHandle {
+        &self.inner.delivery
     }
 }

@@ -70,15 +70,23 @@ async fn health_and_metrics_are_served() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
-    let metrics = gw
-        .client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // Delivery happens after the answer: wait for it to be counted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let metrics = loop {
+        let m = gw
+            .client()
+            .get(gw.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains("hookgate_deliveries_total") || std::time::Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert!(
         metrics.contains(r#"hookgate_requests_total{route="open",status="202"} 1"#),
         "{metrics}"

@@ -4,6 +4,7 @@
 mod check;
 mod components;
 mod docs;
+mod durability;
 mod ingress;
 mod pipeline;
 mod plugins;

@@ -3,12 +3,15 @@
 //!
 //! Each concern has its own file and adds its routes in [`router`].
 
+pub mod events;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::plugin::constant_time_eq;
@@ -19,7 +22,11 @@ pub fn router(state: AppState) -> Option<Router<AppState>> {
     state.snapshot().config.admin.token.as_ref()?;
     let routes = Router::new()
         // Routes are added here, one line per concern.
-        .route("/admin/ping", axum::routing::get(ping));
+        .route("/admin/ping", get(ping))
+        .route("/admin/events", get(events::list))
+        .route("/admin/events/{id}", get(events::get))
+        .route("/admin/events/{id}/replay", post(events::replay_one))
+        .route("/admin/replay", post(events::replay_matching));
     Some(routes.layer(middleware::from_fn_with_state(state, require_token)))
 }
 

@@ -68,6 +68,10 @@ pub struct GatewayConfig {
     #[serde(default)]
     pub delivery: DeliveryConfig,
 
+    /// The event store (durability, deduplication, retention).
+    #[serde(default)]
+    pub store: StoreConfig,
+
     /// Named places messages are delivered to.
     #[serde(default)]
     pub destinations: BTreeMap<String, DestinationConfig>,
@@ -175,25 +179,73 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
-    /// Messages waiting for delivery before new webhooks are answered 503.
-    #[serde(default = "default_queue_capacity")]
-    pub queue_capacity: usize,
     /// Deliveries in flight at once, across all destinations.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// How long shutdown waits for delivery attempts already in flight.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
-            queue_capacity: default_queue_capacity(),
             workers: default_workers(),
+            shutdown_grace: default_shutdown_grace(),
         }
     }
 }
 
-fn default_queue_capacity() -> usize {
-    10_000
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Where accepted events live until they are delivered.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite` (default): a durable store in `data_dir`; providers get
+    /// their 2xx only after the event is on disk. `memory`: nothing
+    /// survives a restart (tests, benchmarks, throwaway set-ups).
+    #[serde(default)]
+    pub engine: StoreEngine,
+    /// Delivered events and their attempts are deleted after this long.
+    #[serde(default = "default_retention")]
+    pub retention: Duration,
+    /// A webhook whose provider delivery id (`X-GitHub-Delivery`, a Stripe
+    /// event id, `webhook-id`, ...) was already accepted on the same route
+    /// within this window is answered 2xx and not delivered again.
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            engine: StoreEngine::default(),
+            retention: default_retention(),
+            dedup_window: default_dedup_window(),
+        }
+    }
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+fn default_dedup_window() -> Duration {
+    Duration::from_secs(86_400)
+}
+
+/// Storage engines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreEngine {
+    /// SQLite in `data_dir` (WAL, fsync on commit, group commit).
+    #[default]
+    Sqlite,
+    /// In memory only: no durability.
+    Memory,
 }
 
 fn default_workers() -> usize {
@@ -224,6 +276,55 @@ pub struct DestinationConfig {
     /// Deliveries in flight to this destination at once.
     #[serde(default = "default_destination_concurrency")]
     pub concurrency: usize,
+
+    /// When to try again after a failed attempt.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// Retry policy: either an explicit `schedule` of waits, or `exponential`
+/// parameters. Default: 6 retries over about 1.7 days (1m, 10m, 1h, 4h, 12h,
+/// 24h), like Kaizala's "6 retries, exponential, within 2 days". Exhausted
+/// deliveries become dead letters, which can be replayed.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Waits before retry 1, 2, ... (`[5s, 5m, 30m, 2h]`); its length is
+    /// the number of retries.
+    #[serde(default)]
+    pub schedule: Option<Vec<Duration>>,
+    /// Exponential backoff instead of a schedule.
+    #[serde(default)]
+    pub exponential: Option<ExponentialConfig>,
+    /// Random spread applied to each wait, as a fraction (0.1 = ±10%), so
+    /// retries to one destination do not arrive in lockstep.
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+}
+
+fn default_jitter() -> f64 {
+    0.1
+}
+
+/// Exponential backoff: wait `initial`, then `initial * factor`, ...,
+/// capped at `max_delay`, for `retries` retries.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExponentialConfig {
+    /// First wait.
+    pub initial: Duration,
+    /// Growth per retry.
+    #[serde(default = "default_factor")]
+    pub factor: f64,
+    /// Longest single wait.
+    #[serde(default)]
+    pub max_delay: Option<Duration>,
+    /// Number of retries after the first attempt.
+    pub retries: u32,
+}
+
+fn default_factor() -> f64 {
+    2.0
 }
 
 fn default_destination_timeout() -> Duration {

@@ -34,12 +34,6 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
             format!("must be at least {}", super::ByteSize(MIN_PLUGIN_MEMORY)),
         );
     }
-    if config.delivery.queue_capacity == 0 {
-        err(
-            "delivery.queue_capacity".into(),
-            "must be at least 1".into(),
-        );
-    }
     if config.delivery.workers == 0 {
         err("delivery.workers".into(), "must be at least 1".into());
     }
@@ -51,6 +45,21 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         }
         if dest.concurrency == 0 {
             err(at("concurrency"), "must be at least 1".into());
+        }
+        let retry = &dest.retry;
+        if retry.schedule.is_some() && retry.exponential.is_some() {
+            err(
+                at("retry"),
+                "give either `schedule` or `exponential`, not both".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&retry.jitter) {
+            err(at("retry.jitter"), "must be between 0 and 1".into());
+        }
+        if let Some(e) = &retry.exponential
+            && e.factor < 1.0
+        {
+            err(at("retry.exponential.factor"), "must be at least 1".into());
         }
         match (dest.kind, &dest.url) {
             (DestinationKind::Http, None) => {

@@ -1,250 +1,351 @@
-//! Delivery: accepted messages are handed to a [`Dispatcher`], which sends
-//! each to its destinations with one shared HTTP client (keep-alive), a
-//! per-destination timeout and concurrency bound, and a global bound on
-//! deliveries in flight.
+//! Delivery: workers claim due deliveries from the [`Store`], POST them
+//! with one shared HTTP client (keep-alive, per-destination timeout and
+//! concurrency bound, a global bound on attempts in flight), record every
+//! attempt, and schedule retries by the destination's [`RetryPolicy`].
 //!
-//! The hand-off is [`Dispatcher::submit`] with an [`AcceptedEvent`]: today
-//! a bounded in-memory queue, so a full queue sheds load (503) instead of
-//! growing without bound. The durable store slots in behind the same call:
-//! `submit` then returns once the event is committed, and workers claim due
-//! deliveries from the store instead of the channel.
+//! Each attempt ends in a [`DeliveryOutcome`]: delivered, retry later, or
+//! dead (retries exhausted, 410 Gone). Dead letters stay in the store for
+//! inspection and replay.
 //!
 //! This is the only module that builds an HTTP client for outbound traffic.
 
-use std::sync::Arc;
-use std::time::Instant;
+pub mod retry;
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use retry::{DeliveryOutcome, RetryPolicy};
+
+use crate::clock::now_ms;
 use crate::config::{DeliveryConfig, DestinationKind};
 use crate::metrics::Metrics;
-use crate::pipeline::{CompiledDestination, Routed};
+use crate::pipeline::{CompiledDestination, Snapshot};
 use crate::plugin::Message;
-
-/// How long shutdown waits for deliveries already in flight.
-pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+use crate::store::{AttemptRecord, DueDelivery, NextState, Store};
+use retry::{AttemptResult, parse_retry_after};
 
 /// Longest body excerpt written to the log by `kind: log` destinations.
 const MAX_LOGGED_BODY: usize = 16 << 10;
 
-/// An accepted webhook and what it turned into.
-#[derive(Debug)]
-pub struct AcceptedEvent {
-    /// The gateway's event id.
-    pub event_id: String,
-    /// Route it came in on.
-    pub route: Arc<str>,
-    /// Messages and their destinations.
-    pub routed: Vec<Routed>,
+/// How much of a destination's response body is kept with the attempt.
+const RESPONSE_EXCERPT: usize = 4 << 10;
+
+/// Deliveries claimed per store round trip.
+const CLAIM_BATCH: usize = 256;
+
+/// How long a claimed delivery is reserved for its attempt. Longer than any
+/// sane destination timeout; after a crash the lease is released at start.
+const LEASE: Duration = Duration::from_secs(5 * 60);
+
+/// Longest sleep while idle: bounds how late a delivery scheduled by
+/// another process (or a clock jump) is noticed.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// A handle to wake the workers when new deliveries become due.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryHandle {
+    wake: Arc<Notify>,
 }
 
-/// Why an event could not be handed over.
-#[derive(Debug, thiserror::Error)]
-pub enum EnqueueError {
-    /// The queue is full: shed load, the provider will retry.
-    #[error("delivery queue is full")]
-    Full,
-    /// The gateway is shutting down.
-    #[error("delivery is shutting down")]
-    Closed,
-}
-
-struct Job {
-    event_id: Arc<str>,
-    route: Arc<str>,
-    message: Arc<Message>,
-    destination: Arc<CompiledDestination>,
-}
-
-/// Accepts events and delivers them in the background.
-#[derive(Clone)]
-pub struct Dispatcher {
-    tx: mpsc::Sender<Job>,
-}
-
-impl std::fmt::Debug for Dispatcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher")
-            .field("capacity", &self.tx.capacity())
-            .finish()
+impl DeliveryHandle {
+    /// New deliveries are due: stop idling.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 }
 
-impl Dispatcher {
-    /// Starts the delivery loop. It stops taking new work when `shutdown`
-    /// fires, sends what is queued, and waits up to [`DEFAULT_SHUTDOWN_GRACE`]
-    /// for deliveries in flight; the returned handle completes then.
-    pub fn start(
-        config: &DeliveryConfig,
-        metrics: Metrics,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "delivery is where outbound clients are built"
-        )]
-        let client = reqwest::Client::builder()
-            // Signed deliveries must not be replayed to wherever a redirect
-            // points.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()?;
-        let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let workers = Arc::new(Semaphore::new(config.workers));
-        let handle = tokio::spawn(run(rx, client, metrics, workers, shutdown));
-        Ok((Dispatcher { tx }, handle))
-    }
+struct Ctx {
+    store: Arc<dyn Store>,
+    snapshots: Arc<ArcSwap<Snapshot>>,
+    metrics: Metrics,
+    client: reqwest::Client,
+}
 
-    /// Hands an accepted event over for delivery: all of its deliveries or,
-    /// when the queue has no room for all of them, none.
-    pub fn submit(&self, event: AcceptedEvent) -> Result<(), EnqueueError> {
-        let total: usize = event.routed.iter().map(|r| r.destinations.len()).sum();
-        if total == 0 {
-            return Ok(());
-        }
-        let permits = self.tx.try_reserve_many(total).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(()) => EnqueueError::Full,
-            mpsc::error::TrySendError::Closed(()) => EnqueueError::Closed,
-        })?;
-        let event_id: Arc<str> = Arc::from(event.event_id);
-        let mut permits = permits;
-        for routed in event.routed {
-            let message = Arc::new(routed.message);
-            for destination in routed.destinations {
-                if let Some(permit) = permits.next() {
-                    permit.send(Job {
-                        event_id: event_id.clone(),
-                        route: event.route.clone(),
-                        message: message.clone(),
-                        destination,
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
+/// Starts the delivery workers. They stop claiming when `stop` fires and
+/// wait up to `delivery.shutdown_grace` for attempts in flight; the
+/// returned task completes then. Unfinished attempts stay claimed in the
+/// store and are retried after a restart.
+pub fn start(
+    store: Arc<dyn Store>,
+    snapshots: Arc<ArcSwap<Snapshot>>,
+    metrics: Metrics,
+    config: &DeliveryConfig,
+    stop: CancellationToken,
+) -> anyhow::Result<(DeliveryHandle, tokio::task::JoinHandle<()>)> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "delivery is where outbound clients are built"
+    )]
+    let client = reqwest::Client::builder()
+        // Signed deliveries must not be replayed to wherever a redirect
+        // points.
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()?;
+    let handle = DeliveryHandle::default();
+    let ctx = Arc::new(Ctx {
+        store,
+        snapshots,
+        metrics,
+        client,
+    });
+    let workers = Arc::new(Semaphore::new(config.workers));
+    let task = tokio::spawn(run(
+        ctx,
+        workers,
+        handle.wake.clone(),
+        stop,
+        config.shutdown_grace.0,
+    ));
+    Ok((handle, task))
 }
 
 async fn run(
-    mut rx: mpsc::Receiver<Job>,
-    client: reqwest::Client,
-    metrics: Metrics,
+    ctx: Arc<Ctx>,
     workers: Arc<Semaphore>,
-    shutdown: CancellationToken,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+    grace: Duration,
 ) {
     let tracker = TaskTracker::new();
     loop {
-        let job = tokio::select! {
-            job = rx.recv() => job,
-            () = shutdown.cancelled() => break,
+        let permit = tokio::select! {
+            p = workers.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = stop.cancelled() => break,
         };
-        let Some(job) = job else { break };
-        spawn_job(&tracker, &workers, &client, &metrics, job).await;
-    }
-    // Send what was accepted before shutdown, within the grace period.
-    rx.close();
-    let drain = async {
-        while let Some(job) = rx.recv().await {
-            spawn_job(&tracker, &workers, &client, &metrics, job).await;
-        }
-        tracker.close();
-        tracker.wait().await;
-    };
-    if tokio::time::timeout(DEFAULT_SHUTDOWN_GRACE, drain)
-        .await
-        .is_err()
-    {
-        tracing::error!("shutdown grace period ended with deliveries still in flight");
-    }
-}
-
-async fn spawn_job(
-    tracker: &TaskTracker,
-    workers: &Arc<Semaphore>,
-    client: &reqwest::Client,
-    metrics: &Metrics,
-    job: Job,
-) {
-    let Ok(permit) = workers.clone().acquire_owned().await else {
-        return;
-    };
-    let client = client.clone();
-    let metrics = metrics.clone();
-    tracker.spawn(async move {
-        deliver(&client, &metrics, job).await;
-        drop(permit);
-    });
-}
-
-async fn deliver(client: &reqwest::Client, metrics: &Metrics, job: Job) {
-    let dest = &job.destination;
-    let id = job.message.id.as_deref().unwrap_or(&job.event_id);
-    match dest.kind {
-        DestinationKind::Log => {
-            tracing::info!(
-                target: "hookgate::delivery",
-                destination = &*dest.name,
-                route = &*job.route,
-                event_id = &*job.event_id,
-                message_id = id,
-                event_type = job.message.event_type.as_deref().unwrap_or(""),
-                content_type = job.message.content_type.as_str(),
-                "log destination would deliver:\n{}",
-                printable(&job.message)
-            );
-            metrics.delivery(&dest.name, "logged", std::time::Duration::ZERO);
-        }
-        DestinationKind::Http => {
-            let Some(url) = dest.url.clone() else { return };
-            let _slot = dest.in_flight.acquire().await;
-            let started = Instant::now();
-            let result = client
-                .post(url)
-                .timeout(dest.timeout)
-                .headers(outbound_headers(&job.message, dest, id))
-                .body(job.message.body.clone())
-                .send()
-                .await;
-            let elapsed = started.elapsed();
-            match result {
-                Ok(resp) if resp.status().is_success() => {
-                    metrics.delivery(&dest.name, "delivered", elapsed);
-                    tracing::debug!(
-                        destination = &*dest.name,
-                        event_id = &*job.event_id,
-                        status = resp.status().as_u16(),
-                        ?elapsed,
-                        "delivered"
-                    );
-                }
-                Ok(resp) => {
-                    metrics.delivery(&dest.name, "failed_status", elapsed);
-                    tracing::error!(
-                        destination = &*dest.name,
-                        route = &*job.route,
-                        event_id = &*job.event_id,
-                        status = resp.status().as_u16(),
-                        "delivery refused by destination"
-                    );
-                }
-                Err(e) => {
-                    let outcome = if e.is_timeout() {
-                        "timeout"
-                    } else {
-                        "failed_network"
+        let want = (workers.available_permits() + 1).min(CLAIM_BATCH);
+        let now = now_ms();
+        let claimed = ctx
+            .store
+            .claim_due(now, want, now + LEASE.as_millis() as u64)
+            .await;
+        match claimed {
+            Ok(due) if !due.is_empty() => {
+                let mut first = Some(permit);
+                for d in due {
+                    let permit = match first.take() {
+                        Some(p) => p,
+                        None => match workers.clone().acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
                     };
-                    metrics.delivery(&dest.name, outcome, elapsed);
-                    tracing::error!(destination = &*dest.name, route = &*job.route, event_id = &*job.event_id, error = %e, "delivery failed");
+                    tracker.spawn(attempt(ctx.clone(), d, permit));
+                }
+            }
+            Ok(_) => {
+                drop(permit);
+                let idle = match ctx.store.next_due_ms().await {
+                    Ok(Some(at)) => {
+                        Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE_POLL)
+                    }
+                    _ => IDLE_POLL,
+                };
+                tokio::select! {
+                    () = wake.notified() => {},
+                    () = tokio::time::sleep(idle) => {},
+                    () = stop.cancelled() => break,
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::error!(error = %e, "cannot claim deliveries; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(IDLE_POLL) => {},
+                    () = stop.cancelled() => break,
                 }
             }
         }
     }
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "shutdown grace ended with attempts in flight; they will be retried after restart"
+        );
+    }
+}
+
+/// One attempt of one delivery, recorded in the store.
+async fn attempt(ctx: Arc<Ctx>, d: DueDelivery, _permit: OwnedSemaphorePermit) {
+    let snapshot = ctx.snapshots.load_full();
+    let attempted_at_ms = now_ms();
+    let started = Instant::now();
+    let dest = snapshot.destinations.get(&d.destination).cloned();
+    let (outcome, result, excerpt) = match &dest {
+        None => (
+            DeliveryOutcome::Dead(format!(
+                "destination {:?} is no longer configured",
+                d.destination
+            )),
+            AttemptResult {
+                error: Some("destination not configured".into()),
+                ..Default::default()
+            },
+            None,
+        ),
+        Some(dest) => {
+            let (result, excerpt) = match dest.kind {
+                DestinationKind::Log => {
+                    log_delivery(dest, &d);
+                    (
+                        AttemptResult {
+                            status: Some(200),
+                            ..Default::default()
+                        },
+                        None,
+                    )
+                }
+                DestinationKind::Http => send(&ctx.client, dest, &d).await,
+            };
+            (dest.retry.decide(&result, d.retries), result, excerpt)
+        }
+    };
+    let latency = started.elapsed();
+    let dest_name = d.destination.as_str();
+    match &outcome {
+        DeliveryOutcome::Delivered => {
+            tracing::debug!(
+                destination = dest_name,
+                event_id = d.event_id,
+                status = result.status,
+                ?latency,
+                "delivered"
+            );
+        }
+        DeliveryOutcome::Retry(wait) => {
+            tracing::warn!(destination = dest_name, event_id = d.event_id, status = result.status, error = result.error, retry_in = ?wait, "delivery failed; will retry");
+        }
+        DeliveryOutcome::Dead(reason) => {
+            // A dead letter needs an operator: replay it once fixed.
+            tracing::error!(
+                destination = dest_name,
+                route = d.route,
+                event_id = d.event_id,
+                reason,
+                "delivery is dead"
+            );
+        }
+    }
+    if dest.is_some() {
+        ctx.metrics.delivery(dest_name, outcome.label(), latency);
+    }
+    let next = match outcome {
+        DeliveryOutcome::Delivered => NextState::Delivered,
+        DeliveryOutcome::Retry(wait) => NextState::Retry {
+            at_ms: now_ms() + wait.as_millis() as u64,
+        },
+        DeliveryOutcome::Dead(reason) => NextState::Dead { reason },
+    };
+    let record = AttemptRecord {
+        delivery_id: d.id,
+        attempted_at_ms,
+        status: result.status,
+        latency_ms: latency.as_millis() as u64,
+        error: result.error,
+        response_excerpt: excerpt,
+        next,
+    };
+    if let Err(e) = ctx.store.record(record).await {
+        // The delivery stays claimed and is attempted again when its lease
+        // ends: a duplicate, never a loss.
+        tracing::error!(event_id = d.event_id, error = %e, "cannot record a delivery attempt");
+    }
+}
+
+async fn send(
+    client: &reqwest::Client,
+    dest: &CompiledDestination,
+    d: &DueDelivery,
+) -> (AttemptResult, Option<String>) {
+    let Some(url) = dest.url.clone() else {
+        return (
+            AttemptResult {
+                error: Some("destination has no url".into()),
+                ..Default::default()
+            },
+            None,
+        );
+    };
+    let _slot = dest.in_flight.acquire().await;
+    let id = d.message.id.as_deref().unwrap_or(&d.event_id);
+    let sent = client
+        .post(url)
+        .timeout(dest.timeout)
+        .headers(outbound_headers(&d.message, dest, id))
+        .body(d.message.body.clone())
+        .send()
+        .await;
+    match sent {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+            let mut excerpt = Vec::new();
+            while excerpt.len() < RESPONSE_EXCERPT {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk),
+                    _ => break,
+                }
+            }
+            excerpt.truncate(RESPONSE_EXCERPT);
+            let excerpt =
+                (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
+            (
+                AttemptResult {
+                    status: Some(status),
+                    retry_after,
+                    error: None,
+                },
+                excerpt,
+            )
+        }
+        Err(e) => {
+            let what = if e.is_timeout() {
+                format!("timed out after {:?}", dest.timeout)
+            } else if e.is_connect() {
+                "connection failed".to_owned()
+            } else {
+                "request failed".to_owned()
+            };
+            let source = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            (
+                AttemptResult {
+                    error: Some(format!("{what}{source}")),
+                    ..Default::default()
+                },
+                None,
+            )
+        }
+    }
+}
+
+fn log_delivery(dest: &CompiledDestination, d: &DueDelivery) {
+    tracing::info!(
+        target: "hookgate::delivery",
+        destination = &*dest.name,
+        route = d.route,
+        event_id = d.event_id,
+        message_id = d.message.id.as_deref().unwrap_or(""),
+        event_type = d.message.event_type.as_deref().unwrap_or(""),
+        content_type = d.message.content_type.as_str(),
+        "log destination would deliver:\n{}",
+        printable(&d.message)
+    );
 }
 
 /// The message's headers, then the destination's own (which win), then the

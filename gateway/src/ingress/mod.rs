@@ -16,11 +16,11 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use crate::clock;
-use crate::delivery::AcceptedEvent;
 use crate::error::ApiError;
 use crate::pipeline::Outcome;
 use crate::plugin::{InboundRequest, PluginResponse};
 use crate::state::AppState;
+use crate::store::{Inserted, NewEvent, NewMessage, StoreError};
 
 /// Metric label for requests to routes that do not exist, so unknown names
 /// from the internet never become label values.
@@ -164,38 +164,72 @@ async fn handle(
             reply,
         } => {
             let messages = routed.len();
-            let deliveries: usize = routed.iter().map(|r| r.destinations.len()).sum();
-            state
-                .dispatcher()
-                .submit(AcceptedEvent {
-                    event_id: event_id.clone(),
-                    route: route.name.clone(),
-                    routed,
-                })
+            let config = &snapshot.config;
+            let dedup_since_ms =
+                received_at_ms.saturating_sub(config.store.dedup_window.0.as_millis() as u64);
+            let event = NewEvent {
+                id: event_id.clone(),
+                route: route.name.to_string(),
+                source_id: source_id.clone(),
+                received_at_ms,
+                messages: routed
+                    .into_iter()
+                    .map(|r| NewMessage {
+                        message: r.message,
+                        destinations: r.destinations.iter().map(|d| d.name.to_string()).collect(),
+                    })
+                    .collect(),
+            };
+            // The provider hears 2xx only once the event is committed.
+            let inserted = state
+                .store()
+                .insert(event, dedup_since_ms)
+                .await
                 .map_err(|e| {
-                    tracing::warn!(route = &*route.name, error = %e, "shedding load");
-                    ApiError::Overloaded
+                    if matches!(e, StoreError::Overloaded) {
+                        tracing::warn!(route = &*route.name, "store overloaded; shedding load");
+                    } else {
+                        tracing::error!(route = &*route.name, error = %e, "cannot store an accepted webhook");
+                    }
+                    ApiError::Store(e)
                 })?;
-            tracing::debug!(
-                route = &*route.name,
-                event_id,
-                source_id,
-                messages,
-                deliveries,
-                "webhook accepted"
-            );
-            Ok(match reply {
-                Some(r) => plugin_response(r),
-                None => (
-                    StatusCode::ACCEPTED,
-                    Json(json!({
+            let body = match inserted {
+                Inserted::New { deliveries } => {
+                    if deliveries > 0 {
+                        state.delivery().wake();
+                    }
+                    tracing::debug!(
+                        route = &*route.name,
+                        event_id,
+                        source_id,
+                        messages,
+                        deliveries,
+                        "webhook accepted"
+                    );
+                    json!({
                         "id": event_id,
                         "source_id": source_id,
                         "messages": messages,
                         "deliveries": deliveries,
-                    })),
-                )
-                    .into_response(),
+                    })
+                }
+                Inserted::Duplicate { existing_id } => {
+                    tracing::info!(
+                        route = &*route.name,
+                        existing_id,
+                        source_id,
+                        "duplicate webhook; not delivered again"
+                    );
+                    json!({
+                        "id": existing_id,
+                        "source_id": source_id,
+                        "duplicate": true,
+                    })
+                }
+            };
+            Ok(match reply {
+                Some(r) => plugin_response(r),
+                None => (StatusCode::ACCEPTED, Json(body)).into_response(),
             })
         }
     }

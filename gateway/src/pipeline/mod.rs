@@ -99,6 +99,8 @@ pub struct CompiledDestination {
     pub timeout: std::time::Duration,
     /// Bounds deliveries in flight to this destination.
     pub in_flight: Arc<Semaphore>,
+    /// When to retry after a failure.
+    pub retry: crate::delivery::RetryPolicy,
 }
 
 impl CompiledDestination {
@@ -121,6 +123,7 @@ impl CompiledDestination {
             headers,
             timeout: d.timeout.0,
             in_flight: Arc::new(Semaphore::new(d.concurrency)),
+            retry: crate::delivery::RetryPolicy::from_config(&d.retry),
         }
     }
 }
@@ -262,6 +265,13 @@ impl Snapshot {
             }
             messages = next;
         }
+
+        // The dedup key: the provider's delivery id from the verifier, or the
+        // id a transform set on the only message.
+        let source_id = source_id.or_else(|| match messages.as_slice() {
+            [only] => only.id.clone(),
+            _ => None,
+        });
 
         let count = messages.len();
         let mut routed = Vec::with_capacity(count);

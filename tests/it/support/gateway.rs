@@ -37,39 +37,7 @@ impl TestGateway {
         );
         let config_path = dir.path().join("hookgate.yaml");
         std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "info,hookgate=debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("starting hookgate");
-
-        // The first stdout line names the address.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            // Keep draining so the child never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
-            let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
-            panic!("hookgate did not start:\n{log}")
-        });
-        let base = line
-            .strip_prefix("hookgate listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
-
+        let (child, base) = launch(&config_path, dir.path());
         let gw = TestGateway {
             child,
             base,
@@ -147,6 +115,98 @@ impl TestGateway {
         matches!(self.child.try_wait(), Ok(None))
     }
 }
+
+/// Starts the binary and returns it with its base URL.
+fn launch(config_path: &Path, dir: &Path) -> (Child, String) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("gateway.log"))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config_path)
+        .env("RUST_LOG", "info,hookgate=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting hookgate");
+
+    // The first stdout line names the address.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
+        let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
+        panic!("hookgate did not start:\n{log}")
+    });
+    let base = line
+        .strip_prefix("hookgate listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    (child, base)
+}
+
+impl TestGateway {
+    /// Kills the process with SIGKILL: a crash, nothing flushed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it
+    /// exited successfully within `timeout`.
+    pub async fn terminate(&mut self, timeout: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Starts the binary again on the same config and data directory (after
+    /// [`kill`](Self::kill) or [`terminate`](Self::terminate)). The port
+    /// changes.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, base) = launch(&self.config_path(), self.dir.path());
+        self.child = child;
+        self.base = base;
+        self.wait_ready().await;
+    }
+
+    /// A request to the admin API with the test token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// `GET path` on the admin API, as JSON.
+    pub async fn admin_get(&self, path: &str) -> serde_json::Value {
+        let resp = self.admin(reqwest::Method::GET, path).send().await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+}
+
+/// The admin token test configs use (`admin: { token: ... }`).
+pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 impl Drop for TestGateway {
     fn drop(&mut self) {

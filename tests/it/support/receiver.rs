@@ -24,6 +24,8 @@ pub struct Received {
     pub headers: HeaderMap,
     /// Body.
     pub body: Bytes,
+    /// The status the receiver answered.
+    pub answered: u16,
 }
 
 impl Received {
@@ -43,6 +45,10 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     /// Statuses to answer with, in order; 200 once empty.
     script: Mutex<VecDeque<u16>>,
+    /// Answer this status to everything (after the script), when set.
+    fixed: Mutex<Option<u16>>,
+    /// Wait this long before answering.
+    delay: Mutex<Duration>,
 }
 
 /// A mock destination.
@@ -75,6 +81,24 @@ impl MockReceiver {
     /// Answers the next requests with these statuses, then 200.
     pub fn script(&self, statuses: &[u16]) {
         self.shared.script.lock().unwrap().extend(statuses);
+    }
+
+    /// Answers every request with `status` from now on (`None`: 200).
+    pub fn always(&self, status: Option<u16>) {
+        *self.shared.fixed.lock().unwrap() = status;
+    }
+
+    /// Waits `delay` before answering each request.
+    pub fn delay(&self, delay: Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
+    }
+
+    /// Requests whose answer was 2xx.
+    pub fn successes(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.answered < 300)
+            .collect()
     }
 
     /// URL for `path` on this receiver.
@@ -112,12 +136,18 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let status = shared.script.lock().unwrap().pop_front().unwrap_or(200);
+    let delay = *shared.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let scripted = shared.script.lock().unwrap().pop_front();
+    let status = scripted.or(*shared.fixed.lock().unwrap()).unwrap_or(200);
     shared.received.lock().unwrap().push(Received {
         method,
         uri,
         headers,
         body,
+        answered: status,
     });
     StatusCode::from_u16(status).unwrap()
 }

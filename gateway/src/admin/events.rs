@@ -1,0 +1,190 @@
+//! `/admin/events`: list, inspect and replay stored events.
+//!
+//! - `GET /admin/events?status=&route=&destination=&since=&until=&limit=&cursor=`
+//!   → `{ "events": [ { "id", "route", "status", … } ], "next": cursor | null }`
+//! - `GET /admin/events/{id}` → the event with its messages, deliveries and
+//!   their attempts
+//! - `POST /admin/events/{id}/replay[?destination=]` → `{ "replayed": n }`
+//! - `POST /admin/replay?status=&route=&destination=&since=&until=` → bulk
+//!   replay of the deliveries matching the filter (`status` is the
+//!   delivery's state, e.g. `dead` for dead letters) → `{ "replayed": n }`
+//!
+//! Times are RFC 3339 (`2026-11-23T10:00:00Z`) or milliseconds since the
+//! epoch. These paths and fields are a contract.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::clock::now_ms;
+use crate::state::AppState;
+use crate::store::{EventFilter, EventStatus, ReplayTarget, StoreError};
+
+/// Default and largest page size.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// Query parameters shared by listing and bulk replay.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterQuery {
+    status: Option<String>,
+    route: Option<String>,
+    destination: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": "bad_request", "message": message })),
+    )
+        .into_response()
+}
+
+fn store_error(e: StoreError) -> Response {
+    tracing::error!(error = %e, "admin request failed in the store");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(
+            json!({ "error": "store_unavailable", "message": "the store could not answer; retry" }),
+        ),
+    )
+        .into_response()
+}
+
+/// RFC 3339 or epoch milliseconds.
+fn parse_time(name: &str, value: &str) -> Result<u64, String> {
+    if let Ok(ms) = value.parse::<u64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(value)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .ok_or_else(|| format!("`{name}` must be RFC 3339 or epoch milliseconds, not {value:?}"))
+}
+
+impl FilterQuery {
+    fn filter(&self) -> Result<EventFilter, String> {
+        let status = match self.status.as_deref() {
+            None => None,
+            Some(s) => Some(EventStatus::parse(s).ok_or_else(|| {
+                format!("`status` must be pending, delivered or dead, not {s:?}")
+            })?),
+        };
+        Ok(EventFilter {
+            status,
+            route: self.route.clone(),
+            destination: self.destination.clone(),
+            since_ms: self
+                .since
+                .as_deref()
+                .map(|v| parse_time("since", v))
+                .transpose()?,
+            until_ms: self
+                .until
+                .as_deref()
+                .map(|v| parse_time("until", v))
+                .transpose()?,
+        })
+    }
+}
+
+/// `GET /admin/events`
+pub async fn list(State(state): State<AppState>, Query(q): Query<FilterQuery>) -> Response {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(message) => return bad_request(message),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    match state.store().list(filter, limit, q.cursor.clone()).await {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /admin/events/{id}`
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.store().get(id.clone()).await {
+        Ok(Some(event)) => Json(event).into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "not_found", "message": format!("no event {id:?}") })),
+        )
+            .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// Query of a single-event replay.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayOneQuery {
+    destination: Option<String>,
+}
+
+/// `POST /admin/events/{id}/replay`
+pub async fn replay_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ReplayOneQuery>,
+) -> Response {
+    match state.store().get(id.clone()).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({ "error": "not_found", "message": format!("no event {id:?}") })),
+            )
+                .into_response();
+        }
+        Err(e) => return store_error(e),
+    }
+    let target = ReplayTarget::Event {
+        id,
+        destination: q.destination,
+    };
+    replay(&state, target).await
+}
+
+/// `POST /admin/replay`
+pub async fn replay_matching(
+    State(state): State<AppState>,
+    Query(q): Query<FilterQuery>,
+) -> Response {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(message) => return bad_request(message),
+    };
+    if filter.status.is_none()
+        && filter.route.is_none()
+        && filter.destination.is_none()
+        && filter.since_ms.is_none()
+    {
+        // Replaying everything ever stored is never what anyone meant.
+        return bad_request(
+            "bulk replay needs at least one of status, route, destination or since".into(),
+        );
+    }
+    replay(&state, ReplayTarget::Matching(filter)).await
+}
+
+async fn replay(state: &AppState, target: ReplayTarget) -> Response {
+    match state.store().replay(target, now_ms()).await {
+        Ok(n) => {
+            if n > 0 {
+                state.delivery().wake();
+            }
+            tracing::info!(replayed = n, "replay requested through the admin API");
+            Json(json!({ "replayed": n })).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}

@@ -1,0 +1,290 @@
+//! When to try again: the retry policy of a destination and the decision
+//! taken after each attempt.
+
+use std::time::Duration;
+
+use rand::Rng as _;
+
+use crate::config::RetryConfig;
+
+/// Default waits between retries: 6 retries over about 1.7 days, following
+/// Kaizala's "up to 6 retries, exponential, within 2 days".
+pub const DEFAULT_SCHEDULE: [Duration; 6] = [
+    Duration::from_secs(60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(60 * 60),
+    Duration::from_secs(4 * 60 * 60),
+    Duration::from_secs(12 * 60 * 60),
+    Duration::from_secs(24 * 60 * 60),
+];
+
+/// Longest wait a `Retry-After` header can impose: a destination must not
+/// park a delivery for weeks.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A destination's retry policy, compiled from its config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    waits: Waits,
+    jitter: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Waits {
+    Schedule(Vec<Duration>),
+    Exponential {
+        initial: Duration,
+        factor: f64,
+        max: Option<Duration>,
+        retries: u32,
+    },
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            waits: Waits::Schedule(DEFAULT_SCHEDULE.to_vec()),
+            jitter: 0.1,
+        }
+    }
+}
+
+/// What one attempt produced.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptResult {
+    /// HTTP status, if a response arrived.
+    pub status: Option<u16>,
+    /// `Retry-After`, if the response carried one.
+    pub retry_after: Option<Duration>,
+    /// Transport error, if no response arrived.
+    pub error: Option<String>,
+}
+
+/// The decision after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    /// 2xx: done.
+    Delivered,
+    /// Failed; try again after this wait.
+    Retry(Duration),
+    /// Failed for good.
+    Dead(String),
+}
+
+impl DeliveryOutcome {
+    /// Metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Retry(_) => "retry",
+            DeliveryOutcome::Dead(_) => "dead",
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Compiles a destination's `retry:` block.
+    pub fn from_config(c: &RetryConfig) -> Self {
+        let waits = match (&c.schedule, &c.exponential) {
+            (Some(s), _) => Waits::Schedule(s.iter().map(|d| d.0).collect()),
+            (None, Some(e)) => Waits::Exponential {
+                initial: e.initial.0,
+                factor: e.factor,
+                max: e.max_delay.map(|d| d.0),
+                retries: e.retries,
+            },
+            (None, None) => Waits::Schedule(DEFAULT_SCHEDULE.to_vec()),
+        };
+        RetryPolicy {
+            waits,
+            jitter: c.jitter,
+        }
+    }
+
+    /// The wait before retry number `n` (1-based), before jitter; `None`
+    /// when the policy allows no retry `n`.
+    pub fn wait(&self, n: u32) -> Option<Duration> {
+        match &self.waits {
+            Waits::Schedule(s) => s.get(n.checked_sub(1)? as usize).copied(),
+            Waits::Exponential {
+                initial,
+                factor,
+                max,
+                retries,
+            } => {
+                if n == 0 || n > *retries {
+                    return None;
+                }
+                let secs = initial.as_secs_f64() * factor.powi(n as i32 - 1);
+                let d = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+                Some(max.map_or(d, |m| d.min(m)))
+            }
+        }
+    }
+
+    /// Decides what follows an attempt, given the retries already used.
+    pub fn decide(&self, result: &AttemptResult, retries_used: u32) -> DeliveryOutcome {
+        match result.status {
+            Some(s) if (200..300).contains(&s) => return DeliveryOutcome::Delivered,
+            // The Standard Webhooks convention: the endpoint is gone.
+            Some(410) => {
+                return DeliveryOutcome::Dead("410 Gone: the destination asked to stop".into());
+            }
+            _ => {}
+        }
+        let Some(wait) = self.wait(retries_used + 1) else {
+            let last = match (&result.status, &result.error) {
+                (Some(s), _) => format!("HTTP {s}"),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "failed".into(),
+            };
+            return DeliveryOutcome::Dead(format!(
+                "retries exhausted after {} attempt(s); last: {last}",
+                retries_used + 1
+            ));
+        };
+        let mut wait = self.jittered(wait);
+        if matches!(result.status, Some(429 | 503))
+            && let Some(after) = result.retry_after
+        {
+            wait = wait.max(after.min(MAX_RETRY_AFTER));
+        }
+        DeliveryOutcome::Retry(wait)
+    }
+
+    fn jittered(&self, d: Duration) -> Duration {
+        if self.jitter <= 0.0 || d.is_zero() {
+            return d;
+        }
+        let f = rand::rng().random_range(1.0 - self.jitter..=1.0 + self.jitter);
+        Duration::try_from_secs_f64(d.as_secs_f64() * f).unwrap_or(d)
+    }
+}
+
+/// Parses `Retry-After`: delay seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Duration as CfgDuration, ExponentialConfig};
+
+    fn status(s: u16) -> AttemptResult {
+        AttemptResult {
+            status: Some(s),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn default_schedule_is_six_retries_within_two_days() {
+        let p = RetryPolicy::default();
+        let total: Duration = (1..=6).map(|n| p.wait(n).unwrap()).sum();
+        assert!(total < Duration::from_secs(2 * 86_400), "{total:?}");
+        assert!(total > Duration::from_secs(86_400), "{total:?}");
+        assert_eq!(p.wait(7), None);
+    }
+
+    #[test]
+    fn schedule_decides_retry_then_dead() {
+        let p = RetryPolicy::from_config(&RetryConfig {
+            schedule: Some(vec![
+                CfgDuration::from_millis(10),
+                CfgDuration::from_millis(20),
+            ]),
+            exponential: None,
+            jitter: 0.0,
+        });
+        assert_eq!(
+            p.decide(&status(500), 0),
+            DeliveryOutcome::Retry(Duration::from_millis(10))
+        );
+        assert_eq!(
+            p.decide(&status(404), 1),
+            DeliveryOutcome::Retry(Duration::from_millis(20))
+        );
+        assert!(matches!(
+            p.decide(&status(500), 2),
+            DeliveryOutcome::Dead(_)
+        ));
+        assert_eq!(p.decide(&status(204), 5), DeliveryOutcome::Delivered);
+        assert!(matches!(p.decide(&status(410), 0), DeliveryOutcome::Dead(r) if r.contains("410")));
+        // 3xx is a failure: signed deliveries never follow redirects.
+        assert!(matches!(
+            p.decide(&status(302), 0),
+            DeliveryOutcome::Retry(_)
+        ));
+    }
+
+    #[test]
+    fn retry_after_on_429_and_503_is_honoured() {
+        let p = RetryPolicy::from_config(&RetryConfig {
+            schedule: Some(vec![CfgDuration::from_millis(10)]),
+            exponential: None,
+            jitter: 0.0,
+        });
+        let r = AttemptResult {
+            status: Some(429),
+            retry_after: Some(Duration::from_secs(3)),
+            error: None,
+        };
+        assert_eq!(
+            p.decide(&r, 0),
+            DeliveryOutcome::Retry(Duration::from_secs(3))
+        );
+        let r500 = AttemptResult {
+            status: Some(500),
+            ..r
+        };
+        assert_eq!(
+            p.decide(&r500, 0),
+            DeliveryOutcome::Retry(Duration::from_millis(10))
+        );
+        assert_eq!(
+            parse_retry_after("120", std::time::SystemTime::now()),
+            Some(Duration::from_secs(120))
+        );
+    }
+
+    #[test]
+    fn exponential_grows_and_caps() {
+        let p = RetryPolicy::from_config(&RetryConfig {
+            schedule: None,
+            exponential: Some(ExponentialConfig {
+                initial: CfgDuration::from_secs(1),
+                factor: 10.0,
+                max_delay: Some(CfgDuration::from_secs(50)),
+                retries: 3,
+            }),
+            jitter: 0.0,
+        });
+        assert_eq!(p.wait(1), Some(Duration::from_secs(1)));
+        assert_eq!(p.wait(2), Some(Duration::from_secs(10)));
+        assert_eq!(p.wait(3), Some(Duration::from_secs(50)));
+        assert_eq!(p.wait(4), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_fraction() {
+        let p = RetryPolicy {
+            waits: Waits::Schedule(vec![Duration::from_secs(100)]),
+            jitter: 0.1,
+        };
+        for _ in 0..100 {
+            let DeliveryOutcome::Retry(w) = p.decide(&status(500), 0) else {
+                panic!()
+            };
+            assert!(
+                w >= Duration::from_secs(90) && w <= Duration::from_secs(110),
+                "{w:?}"
+            );
+        }
+    }
+}
