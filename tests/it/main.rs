@@ -5,6 +5,7 @@ mod check;
 mod components;
 mod docs;
 mod durability;
+mod handshake;
 mod ingress;
 mod pipeline;
 mod plugins;
