@@ -15,10 +15,12 @@ pub mod delivery;
 pub mod error;
 pub mod ingress;
 pub mod metrics;
+pub mod openapi;
 pub mod pipeline;
 pub mod plugin;
 pub mod state;
 pub mod store;
+pub mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -41,6 +41,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Print the config's JSON Schema (for editor completion).
     Schema,
+    /// Print the OpenAPI document of /v1 and /admin.
+    Openapi,
     /// List the built-in plugins.
     Plugins,
 }
@@ -94,6 +96,10 @@ fn main() -> ExitCode {
                 "{}",
                 serde_json::to_string_pretty(config::json_schema()).expect("schema is JSON")
             );
+            ExitCode::SUCCESS
+        }
+        Command::Openapi => {
+            println!("{}", hookgate::openapi::json());
             ExitCode::SUCCESS
         }
         Command::Plugins => {

@@ -48,6 +48,7 @@ struct Inner {
     plugin_calls: HistogramFamily<PluginLabels>,
     deliveries: Family<DeliveryLabels, Counter>,
     delivery_latency: HistogramFamily<DeliveryLabels>,
+    subscriptions_disabled: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -96,8 +97,15 @@ impl Default for Metrics {
             "Delivery attempt latency, by destination and outcome",
             delivery_latency.clone(),
         );
+        let subscriptions_disabled = Counter::default();
+        registry.register(
+            "subscriptions_disabled",
+            "Subscriptions set inactive after failing continuously or answering 410",
+            subscriptions_disabled.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
+                subscriptions_disabled,
                 registry,
                 requests,
                 plugin_calls,
@@ -144,6 +152,11 @@ impl Metrics {
             .delivery_latency
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a subscription disabled by its failures.
+    pub fn subscription_disabled(&self) {
+        self.inner.subscriptions_disabled.inc();
     }
 
     /// The Prometheus text exposition.

@@ -28,16 +28,30 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
 /// Query parameters shared by listing and bulk replay.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct FilterQuery {
+    /// `pending`, `delivered` or `dead` (for replay: the delivery's state).
     status: Option<String>,
+    /// Route name.
     route: Option<String>,
+    /// Destination name.
     destination: Option<String>,
+    /// Received at or after (RFC 3339 or epoch ms).
     since: Option<String>,
+    /// Received before (RFC 3339 or epoch ms).
     until: Option<String>,
+    /// Page size (listing; default 100, at most 1000).
     limit: Option<usize>,
+    /// `next` of the previous page (listing).
     cursor: Option<String>,
+}
+
+/// The answer of a replay.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Replayed {
+    /// Deliveries requeued.
+    pub replayed: u64,
 }
 
 fn bad_request(message: String) -> Response {
@@ -97,7 +111,10 @@ impl FilterQuery {
     }
 }
 
-/// `GET /admin/events`
+/// List stored events, newest first.
+#[utoipa::path(get, path = "/admin/events", tag = "admin", params(FilterQuery),
+    responses((status = 200, body = crate::store::EventPage), (status = 400), (status = 401)),
+    security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, Query(q): Query<FilterQuery>) -> Response {
     let filter = match q.filter() {
         Ok(f) => f,
@@ -110,7 +127,11 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<FilterQuery>) -
     }
 }
 
-/// `GET /admin/events/{id}`
+/// One event with its messages, deliveries and attempts.
+#[utoipa::path(get, path = "/admin/events/{id}", tag = "admin",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, body = crate::store::EventDetail), (status = 404), (status = 401)),
+    security(("bearer" = [])))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.store().get(id.clone()).await {
         Ok(Some(event)) => Json(event).into_response(),
@@ -124,13 +145,18 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Respo
 }
 
 /// Query of a single-event replay.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayOneQuery {
+    /// Only deliveries to this destination.
     destination: Option<String>,
 }
 
-/// `POST /admin/events/{id}/replay`
+/// Requeue an event's deliveries with a fresh retry budget.
+#[utoipa::path(post, path = "/admin/events/{id}/replay", tag = "admin",
+    params(("id" = String, Path, description = "Event id"), ReplayOneQuery),
+    responses((status = 200, body = Replayed), (status = 404), (status = 401)),
+    security(("bearer" = [])))]
 pub async fn replay_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -154,7 +180,11 @@ pub async fn replay_one(
     replay(&state, target).await
 }
 
-/// `POST /admin/replay`
+/// Requeue every delivery matching the filter (e.g. dead letters of a
+/// destination since a time).
+#[utoipa::path(post, path = "/admin/replay", tag = "admin", params(FilterQuery),
+    responses((status = 200, body = Replayed), (status = 400), (status = 401)),
+    security(("bearer" = [])))]
 pub async fn replay_matching(
     State(state): State<AppState>,
     Query(q): Query<FilterQuery>,
@@ -183,7 +213,7 @@ async fn replay(state: &AppState, target: ReplayTarget) -> Response {
                 state.delivery().wake();
             }
             tracing::info!(replayed = n, "replay requested through the admin API");
-            Json(json!({ "replayed": n })).into_response()
+            Json(Replayed { replayed: n }).into_response()
         }
         Err(e) => store_error(e),
     }

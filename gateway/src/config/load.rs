@@ -83,7 +83,12 @@ fn validator() -> &'static jsonschema::Validator {
 pub fn from_path(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors::one("", format!("cannot read {}: {e}", path.display())))?;
-    from_str(&text, &|name| std::env::var(name).ok())
+    let mut config = from_str(&text, &|name| std::env::var(name).ok())?;
+    config.base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    Ok(config)
 }
 
 /// Checks config text, taking `${VAR}` from `env`.

@@ -79,6 +79,76 @@ pub struct GatewayConfig {
     /// Webhook routes; route `NAME` is served at `/hooks/NAME`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteConfig>,
+
+    /// The sending side: a subscription API (`/v1/webhook`) and event
+    /// publishing (`/v1/events`). Not served when absent.
+    #[serde(default)]
+    pub subscriptions: Option<SubscriptionsConfig>,
+
+    /// Directory of the config file; relative paths in it (event type
+    /// schemas) are resolved against it.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// The subscription API. The key names are a contract.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionsConfig {
+    /// Tenant name → API key, presented in the `accessToken` header. Each
+    /// tenant sees and changes only its own subscriptions.
+    pub api_keys: BTreeMap<String, String>,
+
+    /// Networks (CIDRs) callback URLs may reach although they are private,
+    /// loopback or link-local. Everything else of that kind is refused
+    /// (SSRF), and plain `http://` is allowed only here.
+    #[serde(default)]
+    pub allow_private_callbacks: Vec<String>,
+
+    /// Retry policy for deliveries to subscribers.
+    #[serde(default)]
+    pub retry: RetryConfig,
+
+    /// A subscription failing without a single success for this long is
+    /// set inactive until re-enabled with `PUT {"active": true}`.
+    #[serde(default = "default_disable_after")]
+    pub disable_after: Duration,
+
+    /// How long a callback URL may take to echo the validation token.
+    #[serde(default = "default_validation_timeout")]
+    pub validation_timeout: Duration,
+
+    /// Timeout of each delivery attempt to a subscriber.
+    #[serde(default = "default_destination_timeout")]
+    pub timeout: Duration,
+
+    /// Optional catalogue of event types. When present, subscribing to an
+    /// undeclared type is refused and published `data` must satisfy the
+    /// type's JSON Schema.
+    #[serde(default)]
+    pub event_types: Option<BTreeMap<String, EventTypeConfig>>,
+}
+
+fn default_disable_after() -> Duration {
+    Duration::from_secs(2 * 86_400)
+}
+
+fn default_validation_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// One declared event type.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventTypeConfig {
+    /// What the event means, for subscribers.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// JSON Schema file (relative to the config file) that `data` must
+    /// satisfy.
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
 }
 
 fn default_listen() -> String {
@@ -261,6 +331,20 @@ pub struct DestinationConfig {
     #[serde(default)]
     pub kind: DestinationKind,
 
+    /// For `kind: subscribers`: the object type published events carry.
+    #[serde(default)]
+    pub object_type: Option<String>,
+
+    /// For `kind: subscribers`: the object id, or a JSON pointer into the
+    /// message body when it starts with `/` (e.g. `/repository/full_name`).
+    #[serde(default)]
+    pub object_id: Option<String>,
+
+    /// For `kind: subscribers`: only this tenant's subscriptions (default:
+    /// every tenant's).
+    #[serde(default)]
+    pub tenant: Option<String>,
+
     /// Target URL (http or https); required for `kind: http`.
     #[serde(default)]
     pub url: Option<String>,
@@ -344,6 +428,10 @@ pub enum DestinationKind {
     Http,
     /// Write the message to the log instead of sending it.
     Log,
+    /// Publish the message to the matching subscriptions of the
+    /// subscription API (`subscriptions:`), signed and retried per
+    /// subscriber.
+    Subscribers,
 }
 
 /// One webhook route.

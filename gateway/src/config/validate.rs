@@ -61,6 +61,17 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         {
             err(at("retry.exponential.factor"), "must be at least 1".into());
         }
+        if dest.kind == DestinationKind::Subscribers {
+            if config.subscriptions.is_none() {
+                err(at("kind"), "`subscribers` needs a `subscriptions:` section".into());
+            }
+            if dest.object_type.is_none() {
+                err(at("object_type"), "is required for a subscribers destination".into());
+            }
+            if dest.object_id.is_none() {
+                err(at("object_id"), "is required for a subscribers destination".into());
+            }
+        }
         match (dest.kind, &dest.url) {
             (DestinationKind::Http, None) => {
                 err(at("url"), "is required for an http destination".into())
@@ -73,7 +84,7 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 ),
                 Err(e) => err(at("url"), format!("{url:?} is not a URL: {e}")),
             },
-            (DestinationKind::Log, None) => {}
+            (_, None) => {}
         }
         for (h, v) in &dest.headers {
             if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
@@ -85,6 +96,28 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 err(
                     at(&format!("headers.{h}")),
                     "is not a valid header value".into(),
+                );
+            }
+        }
+    }
+
+    if let Some(subs) = &config.subscriptions {
+        if subs.api_keys.is_empty() {
+            err("subscriptions.api_keys".into(), "needs at least one tenant".into());
+        }
+        for (tenant, key) in &subs.api_keys {
+            if key.len() < 16 {
+                err(
+                    format!("subscriptions.api_keys.{tenant}"),
+                    "must be at least 16 characters: it is a credential".into(),
+                );
+            }
+        }
+        for (i, cidr) in subs.allow_private_callbacks.iter().enumerate() {
+            if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
+                err(
+                    format!("subscriptions.allow_private_callbacks[{i}]"),
+                    format!("{cidr:?} is not a CIDR such as 127.0.0.0/8"),
                 );
             }
         }

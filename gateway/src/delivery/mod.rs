@@ -10,6 +10,7 @@
 //! This is the only module that builds an HTTP client for outbound traffic.
 
 pub mod retry;
+pub mod ssrf;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use crate::config::{DeliveryConfig, DestinationKind};
 use crate::metrics::Metrics;
 use crate::pipeline::{CompiledDestination, Snapshot};
 use crate::plugin::Message;
+use crate::store::sqlite::SUBSCRIBER_PREFIX;
 use crate::store::{AttemptRecord, DueDelivery, NextState, Store};
 use retry::{AttemptResult, parse_retry_after};
 
@@ -47,16 +49,24 @@ const LEASE: Duration = Duration::from_secs(5 * 60);
 /// another process (or a clock jump) is noticed.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// A handle to wake the workers when new deliveries become due.
-#[derive(Clone, Debug, Default)]
+/// A handle to wake the workers when new deliveries become due, and the
+/// SSRF-guarded client for subscriber callbacks.
+#[derive(Clone, Debug)]
 pub struct DeliveryHandle {
     wake: Arc<Notify>,
+    subscriber_client: reqwest::Client,
 }
 
 impl DeliveryHandle {
     /// New deliveries are due: stop idling.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// The client for subscriber-supplied URLs: it connects only to
+    /// addresses that pass the SSRF guard and never follows redirects.
+    pub fn subscriber_client(&self) -> &reqwest::Client {
+        &self.subscriber_client
     }
 }
 
@@ -65,6 +75,7 @@ struct Ctx {
     snapshots: Arc<ArcSwap<Snapshot>>,
     metrics: Metrics,
     client: reqwest::Client,
+    subscriber_client: reqwest::Client,
 }
 
 /// Starts the delivery workers. They stop claiming when `stop` fires and
@@ -91,12 +102,36 @@ pub fn start(
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
         .build()?;
-    let handle = DeliveryHandle::default();
+    let allow_from = snapshots.clone();
+    let allow: ssrf::AllowList = Arc::new(move || {
+        allow_from
+            .load()
+            .subscriptions
+            .as_ref()
+            .map(|s| s.allow.clone())
+            .unwrap_or_default()
+    });
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "delivery is where outbound clients are built"
+    )]
+    let subscriber_client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(ssrf::GuardedResolver::new(allow)))
+        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(16)
+        .build()?;
+    let handle = DeliveryHandle {
+        wake: Arc::new(Notify::new()),
+        subscriber_client: subscriber_client.clone(),
+    };
     let ctx = Arc::new(Ctx {
         store,
         snapshots,
         metrics,
         client,
+        subscriber_client,
     });
     let workers = Arc::new(Semaphore::new(config.workers));
     let task = tokio::spawn(run(
@@ -180,6 +215,12 @@ async fn attempt(ctx: Arc<Ctx>, d: DueDelivery, _permit: OwnedSemaphorePermit) {
     let snapshot = ctx.snapshots.load_full();
     let attempted_at_ms = now_ms();
     let started = Instant::now();
+    if let Some(sub_id) = d.destination.strip_prefix(SUBSCRIBER_PREFIX) {
+        let sub_id = sub_id.to_owned();
+        let (outcome, result, excerpt) = subscriber_attempt(&ctx, &snapshot, &sub_id, &d).await;
+        finish(&ctx, d, attempted_at_ms, started, outcome, result, excerpt, true).await;
+        return;
+    }
     let dest = snapshot.destinations.get(&d.destination).cloned();
     let (outcome, result, excerpt) = match &dest {
         None => (
@@ -206,10 +247,36 @@ async fn attempt(ctx: Arc<Ctx>, d: DueDelivery, _permit: OwnedSemaphorePermit) {
                     )
                 }
                 DestinationKind::Http => send(&ctx.client, dest, &d).await,
+                // Fan-out to subscribers is expanded at insert time; a
+                // delivery addressed to the destination itself has nothing
+                // to send.
+                DestinationKind::Subscribers => (
+                    AttemptResult {
+                        status: Some(200),
+                        ..Default::default()
+                    },
+                    None,
+                ),
             };
             (dest.retry.decide(&result, d.retries), result, excerpt)
         }
     };
+    let known = dest.is_some();
+    finish(&ctx, d, attempted_at_ms, started, outcome, result, excerpt, known).await;
+}
+
+/// Logs, counts and records the end of an attempt.
+#[expect(clippy::too_many_arguments, reason = "one call site per kind of delivery")]
+async fn finish(
+    ctx: &Ctx,
+    d: DueDelivery,
+    attempted_at_ms: u64,
+    started: Instant,
+    outcome: DeliveryOutcome,
+    result: AttemptResult,
+    excerpt: Option<String>,
+    count: bool,
+) {
     let latency = started.elapsed();
     let dest_name = d.destination.as_str();
     match &outcome {
@@ -236,8 +303,10 @@ async fn attempt(ctx: Arc<Ctx>, d: DueDelivery, _permit: OwnedSemaphorePermit) {
             );
         }
     }
-    if dest.is_some() {
-        ctx.metrics.delivery(dest_name, outcome.label(), latency);
+    if count {
+        // Subscriber deliveries share one label: ids are unbounded.
+        let label = if dest_name.starts_with(SUBSCRIBER_PREFIX) { "subscribers" } else { dest_name };
+        ctx.metrics.delivery(label, outcome.label(), latency);
     }
     let next = match outcome {
         DeliveryOutcome::Delivered => NextState::Delivered,
@@ -262,6 +331,105 @@ async fn attempt(ctx: Arc<Ctx>, d: DueDelivery, _permit: OwnedSemaphorePermit) {
     }
 }
 
+/// One attempt to a subscription: signed with its secret, sent through the
+/// SSRF-guarded client, and counted towards its health.
+async fn subscriber_attempt(
+    ctx: &Ctx,
+    snapshot: &Snapshot,
+    sub_id: &str,
+    d: &DueDelivery,
+) -> (DeliveryOutcome, AttemptResult, Option<String>) {
+    let fail = |reason: String| {
+        (
+            DeliveryOutcome::Dead(reason.clone()),
+            AttemptResult {
+                error: Some(reason),
+                ..Default::default()
+            },
+            None,
+        )
+    };
+    let Some(rt) = snapshot.subscriptions.clone() else {
+        return fail("the subscription API is no longer configured".into());
+    };
+    let sub = match ctx.store.get_subscription(None, sub_id.to_owned()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return fail("the subscription was deleted".into()),
+        Err(e) => {
+            return (
+                DeliveryOutcome::Retry(rt.retry.wait(d.retries + 1).unwrap_or(Duration::from_secs(60))),
+                AttemptResult {
+                    error: Some(format!("store: {e}")),
+                    ..Default::default()
+                },
+                None,
+            );
+        }
+    };
+    if !sub.active {
+        return fail("the subscription is inactive".into());
+    }
+    if sub.validity_ms <= now_ms() {
+        return fail("the subscription has expired".into());
+    }
+    let Ok(url) = reqwest::Url::parse(&sub.callback_url) else {
+        return fail("the callback URL is invalid".into());
+    };
+    if let Err(reason) = ssrf::check_url(&url, &rt.allow).await {
+        return fail(format!("callback refused: {reason}"));
+    }
+
+    // The envelope gets this subscription's id and context.
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&d.message.body).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(map) = &mut body {
+        map.insert("subscriptionId".into(), sub.id.clone().into());
+        map.insert("context".into(), sub.context.clone().unwrap_or(serde_json::Value::Null));
+    }
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let id = d.message.id.as_deref().unwrap_or(&d.event_id);
+    let timestamp = now_ms() / 1000;
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let signature = crate::subscriptions::signature::sign(&sub.secret, id, timestamp, &body);
+    for (name, value) in [
+        ("webhook-id", id.to_owned()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    if let Some(token) = sub.callback_token.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+        headers.insert(HeaderName::from_static("kz-callback-token"), token);
+    }
+    let (result, excerpt) = post(&ctx.subscriber_client, url, rt.timeout, headers, body.into()).await;
+    let outcome = rt.retry.decide(&result, d.retries);
+    let success = matches!(outcome, DeliveryOutcome::Delivered);
+    let gone = result.status == Some(410);
+    match ctx
+        .store
+        .subscription_outcome(sub.id.clone(), success, gone, now_ms(), rt.disable_after.as_millis() as u64)
+        .await
+    {
+        Ok(crate::store::SubscriptionHealth::Disabled) => {
+            tracing::warn!(subscription = sub.id, tenant = sub.tenant, "subscription disabled after failing continuously; re-enable with PUT /v1/webhook/{{id}}");
+            ctx.metrics.subscription_disabled();
+            if !success {
+                return (
+                    DeliveryOutcome::Dead("the subscription was disabled".into()),
+                    result,
+                    excerpt,
+                );
+            }
+        }
+        Ok(crate::store::SubscriptionHealth::Active) => {}
+        Err(e) => tracing::warn!(subscription = sub.id, error = %e, "cannot record subscription health"),
+    }
+    (outcome, result, excerpt)
+}
+
 async fn send(
     client: &reqwest::Client,
     dest: &CompiledDestination,
@@ -278,11 +446,30 @@ async fn send(
     };
     let _slot = dest.in_flight.acquire().await;
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
+    post(
+        client,
+        url,
+        dest.timeout,
+        outbound_headers(&d.message, dest, id),
+        d.message.body.clone(),
+    )
+    .await
+}
+
+/// POSTs `body` and reads the outcome: status, `Retry-After`, and the
+/// first [`RESPONSE_EXCERPT`] bytes of the answer.
+async fn post(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    timeout: Duration,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> (AttemptResult, Option<String>) {
     let sent = client
         .post(url)
-        .timeout(dest.timeout)
-        .headers(outbound_headers(&d.message, dest, id))
-        .body(d.message.body.clone())
+        .timeout(timeout)
+        .headers(headers)
+        .body(body)
         .send()
         .await;
     match sent {
@@ -301,8 +488,7 @@ async fn send(
                 }
             }
             excerpt.truncate(RESPONSE_EXCERPT);
-            let excerpt =
-                (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
+            let excerpt = (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
             (
                 AttemptResult {
                     status: Some(status),
@@ -314,7 +500,7 @@ async fn send(
         }
         Err(e) => {
             let what = if e.is_timeout() {
-                format!("timed out after {:?}", dest.timeout)
+                format!("timed out after {timeout:?}")
             } else if e.is_connect() {
                 "connection failed".to_owned()
             } else {

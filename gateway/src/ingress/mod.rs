@@ -20,7 +20,10 @@ use crate::error::ApiError;
 use crate::pipeline::Outcome;
 use crate::plugin::{InboundRequest, PluginResponse};
 use crate::state::AppState;
-use crate::store::{Inserted, NewEvent, NewMessage, StoreError};
+use crate::config::DestinationKind;
+use crate::pipeline::CompiledDestination;
+use crate::plugin::Message;
+use crate::store::{Fanout, Inserted, NewEvent, NewMessage, StoreError};
 
 /// Metric label for requests to routes that do not exist, so unknown names
 /// from the internet never become label values.
@@ -31,9 +34,13 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/hooks/{route}", any(hook))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi));
     if let Some(admin) = crate::admin::router(state.clone()) {
         app = app.merge(admin);
+    }
+    if state.snapshot().subscriptions.is_some() {
+        app = app.merge(crate::subscriptions::api::router());
     }
     app.fallback(not_found).with_state(state)
 }
@@ -50,6 +57,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics().render(),
+    )
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        crate::openapi::json(),
     )
 }
 
@@ -167,18 +181,32 @@ async fn handle(
             let config = &snapshot.config;
             let dedup_since_ms =
                 received_at_ms.saturating_sub(config.store.dedup_window.0.as_millis() as u64);
+            let mut fanout = Vec::new();
+            let new_messages: Vec<NewMessage> = routed
+                .into_iter()
+                .map(|r| {
+                    let (subscribers, named): (Vec<_>, Vec<_>) = r
+                        .destinations
+                        .iter()
+                        .partition(|d| d.kind == DestinationKind::Subscribers);
+                    for dest in subscribers {
+                        if let Some(f) = fanout_of(dest, &r.message, received_at_ms) {
+                            fanout.push(f);
+                        }
+                    }
+                    NewMessage {
+                        destinations: named.iter().map(|d| d.name.to_string()).collect(),
+                        message: r.message,
+                    }
+                })
+                .collect();
             let event = NewEvent {
                 id: event_id.clone(),
                 route: route.name.to_string(),
                 source_id: source_id.clone(),
                 received_at_ms,
-                messages: routed
-                    .into_iter()
-                    .map(|r| NewMessage {
-                        message: r.message,
-                        destinations: r.destinations.iter().map(|d| d.name.to_string()).collect(),
-                    })
-                    .collect(),
+                messages: new_messages,
+                fanout,
             };
             // The provider hears 2xx only once the event is committed.
             let inserted = state
@@ -233,6 +261,42 @@ async fn handle(
             })
         }
     }
+}
+
+/// A message routed to a `kind: subscribers` destination, as the envelope
+/// subscribers receive: object from the destination (static, or a JSON
+/// pointer into the body), event type from the message.
+fn fanout_of(dest: &CompiledDestination, message: &Message, received_at_ms: u64) -> Option<Fanout> {
+    let data: serde_json::Value = serde_json::from_slice(&message.body).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&message.body).into_owned())
+    });
+    let object_type = dest.object_type.clone()?;
+    let object_id = match dest.object_id.as_deref()? {
+        ptr if ptr.starts_with('/') => match data.pointer(ptr)? {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+        id => id.to_owned(),
+    };
+    let event_type = message.event_type.clone().unwrap_or_else(|| "message".to_owned());
+    let id = message.id.clone().unwrap_or_default();
+    let envelope = json!({
+        "eventId": id,
+        "eventType": event_type,
+        "objectId": object_id,
+        "objectType": object_type,
+        "createdAt": crate::store::rfc3339(received_at_ms),
+        "data": data,
+    });
+    let mut envelope_message = Message::json(Some(&event_type), &envelope);
+    envelope_message.id = message.id.clone();
+    Some(Fanout {
+        tenant: dest.tenant.clone(),
+        object_type,
+        object_id,
+        event_type,
+        envelope: envelope_message,
+    })
 }
 
 /// A plugin's response as HTTP. Framing headers are the server's to set;

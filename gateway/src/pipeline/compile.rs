@@ -130,10 +130,22 @@ pub async fn compile(
         );
     }
 
+    let subscriptions = match &config.subscriptions {
+        None => None,
+        Some(c) => match crate::subscriptions::SubscriptionsRuntime::compile(c, &config.base_dir) {
+            Ok(rt) => Some(Arc::new(rt)),
+            Err(mut e) => {
+                errors.append(&mut e);
+                None
+            }
+        },
+    };
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
     Ok(Snapshot {
+        subscriptions,
         generation,
         config: Arc::new(config.clone()),
         routes,

@@ -56,6 +56,8 @@ pub struct Snapshot {
     pub destinations: HashMap<String, Arc<CompiledDestination>>,
     /// Every plugin in use, by name.
     pub plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    /// The subscription API's settings, when configured.
+    pub subscriptions: Option<Arc<crate::subscriptions::SubscriptionsRuntime>>,
 }
 
 /// A plugin bound to its place in one route.
@@ -101,6 +103,12 @@ pub struct CompiledDestination {
     pub in_flight: Arc<Semaphore>,
     /// When to retry after a failure.
     pub retry: crate::delivery::RetryPolicy,
+    /// Subscribers kind: object type of published events.
+    pub object_type: Option<String>,
+    /// Subscribers kind: object id, or a JSON pointer when it starts with `/`.
+    pub object_id: Option<String>,
+    /// Subscribers kind: only this tenant.
+    pub tenant: Option<String>,
 }
 
 impl CompiledDestination {
@@ -124,6 +132,9 @@ impl CompiledDestination {
             timeout: d.timeout.0,
             in_flight: Arc::new(Semaphore::new(d.concurrency)),
             retry: crate::delivery::RetryPolicy::from_config(&d.retry),
+            object_type: d.object_type.clone(),
+            object_id: d.object_id.clone(),
+            tenant: d.tenant.clone(),
         }
     }
 }

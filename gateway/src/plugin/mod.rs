@@ -24,6 +24,7 @@ use wasmtime::{
 
 use bindings::{Plugin, PluginPre};
 
+pub use bindings::HashAlgorithm;
 pub use host::{CallContext, PluginConfig, constant_time_eq, hmac_of};
 pub use limits::{DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT, EPOCH_TICK};
 pub use types::{GuestError, HeaderPair, InboundRequest, Message, PluginResponse, Verdict};

@@ -55,6 +55,27 @@ pub struct NewEvent {
     pub received_at_ms: u64,
     /// Messages and their destinations.
     pub messages: Vec<NewMessage>,
+    /// Messages published to subscriptions.
+    pub fanout: Vec<Fanout>,
+}
+
+/// A message published to the matching subscriptions: expanded into one
+/// delivery per subscription inside the insert's transaction, so a
+/// subscription created after the commit never sees it and one deleted
+/// before it never does.
+#[derive(Debug, Clone)]
+pub struct Fanout {
+    /// Only this tenant's subscriptions (all tenants when `None`).
+    pub tenant: Option<String>,
+    /// Object type to match.
+    pub object_type: String,
+    /// Object id to match.
+    pub object_id: String,
+    /// Event type to match (`*` subscriptions match every type).
+    pub event_type: String,
+    /// The envelope sent to each subscriber (its `context` and
+    /// `subscriptionId` are added when sending).
+    pub envelope: Message,
 }
 
 /// One message of an event and the destinations it goes to.
@@ -139,7 +160,7 @@ pub struct AttemptRecord {
 }
 
 /// Event status: that of its least-finished delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventStatus {
     /// At least one delivery is still to be made.
@@ -188,7 +209,7 @@ pub struct EventFilter {
 }
 
 /// One event in a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventSummary {
     /// Event id.
     pub id: String,
@@ -207,7 +228,7 @@ pub struct EventSummary {
 }
 
 /// A page of events, newest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventPage {
     /// The events.
     pub events: Vec<EventSummary>,
@@ -216,7 +237,7 @@ pub struct EventPage {
 }
 
 /// An event with everything known about it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventDetail {
     /// Summary fields.
     #[serde(flatten)]
@@ -228,7 +249,7 @@ pub struct EventDetail {
 }
 
 /// A stored message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     /// Position within the event.
     pub index: u32,
@@ -247,7 +268,7 @@ pub struct MessageView {
 }
 
 /// A delivery of a message to one destination.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     /// Delivery row id.
     pub id: i64,
@@ -268,7 +289,7 @@ pub struct DeliveryView {
 }
 
 /// One recorded attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     /// When (RFC 3339).
     pub at: String,
@@ -325,6 +346,86 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes delivered events (with their messages, deliveries and
     /// attempts) received before `before_ms`. Returns how many events.
     async fn prune(&self, before_ms: u64) -> Result<u64, StoreError>;
+
+    /// Stores a new subscription.
+    async fn create_subscription(&self, s: Subscription) -> Result<(), StoreError>;
+
+    /// A subscription by id, only if it belongs to `tenant` (any tenant
+    /// when `None`: the delivery path).
+    async fn get_subscription(
+        &self,
+        tenant: Option<String>,
+        id: String,
+    ) -> Result<Option<Subscription>, StoreError>;
+
+    /// A tenant's subscriptions, optionally for one object.
+    async fn list_subscriptions(
+        &self,
+        tenant: String,
+        object_id: Option<String>,
+        object_type: Option<String>,
+    ) -> Result<Vec<Subscription>, StoreError>;
+
+    /// Replaces a subscription (same id and tenant). False if it is gone.
+    async fn update_subscription(&self, s: Subscription) -> Result<bool, StoreError>;
+
+    /// Deletes a tenant's subscription. False if there was none.
+    async fn delete_subscription(&self, tenant: String, id: String) -> Result<bool, StoreError>;
+
+    /// Records a delivery outcome for a subscription's health: a success
+    /// clears its failure streak; a failure starts one, and disables the
+    /// subscription once the streak is `disable_after_ms` old; `gone`
+    /// (410) disables it at once.
+    async fn subscription_outcome(
+        &self,
+        id: String,
+        success: bool,
+        gone: bool,
+        now_ms: u64,
+        disable_after_ms: u64,
+    ) -> Result<SubscriptionHealth, StoreError>;
+}
+
+/// A subscription of the sending side (`/v1/webhook`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    /// `wh_…` id.
+    pub id: String,
+    /// Owning tenant (from its API key).
+    pub tenant: String,
+    /// Object it watches.
+    pub object_id: String,
+    /// Type of that object.
+    pub object_type: String,
+    /// Event types, `*` for all.
+    pub event_types: Vec<String>,
+    /// Where events are POSTed.
+    pub callback_url: String,
+    /// Sent back as `kz-callback-token`.
+    pub callback_token: Option<String>,
+    /// Sent back as `context` in every payload.
+    pub context: Option<serde_json::Value>,
+    /// Expiry, ms since the epoch.
+    pub validity_ms: u64,
+    /// Receives events.
+    pub active: bool,
+    /// `whsec_…` signing secret.
+    pub secret: String,
+    /// Created, ms.
+    pub created_at_ms: u64,
+    /// Failing without success since (ms), if failing.
+    pub failing_since_ms: Option<u64>,
+    /// Why it was disabled, if it was.
+    pub disabled_reason: Option<String>,
+}
+
+/// The health change an attempt caused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionHealth {
+    /// Still active.
+    Active,
+    /// Just disabled by this attempt.
+    Disabled,
 }
 
 /// What to replay.

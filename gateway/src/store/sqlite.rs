@@ -19,9 +19,12 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     AttemptRecord, AttemptView, DeliveryView, DueDelivery, EventDetail, EventFilter, EventPage,
     EventStatus, EventSummary, Inserted, MessageView, NewEvent, NextState, ReplayTarget, Store,
-    StoreError, rfc3339,
+    StoreError, Subscription, SubscriptionHealth, rfc3339,
 };
 use crate::plugin::Message;
+
+/// Deliveries to a subscription have destination `sub:<subscription id>`.
+pub const SUBSCRIBER_PREFIX: &str = "sub:";
 
 /// Most operations applied in one transaction. Bounds the latency a commit
 /// adds to the first operation of a batch.
@@ -87,7 +90,53 @@ CREATE TABLE IF NOT EXISTS attempts (
     response     TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id              TEXT PRIMARY KEY,
+    tenant          TEXT NOT NULL,
+    object_id       TEXT NOT NULL,
+    object_type     TEXT NOT NULL,
+    event_types     TEXT NOT NULL,
+    callback_url    TEXT NOT NULL,
+    callback_token  TEXT,
+    context         TEXT,
+    validity        INTEGER NOT NULL,
+    active          INTEGER NOT NULL,
+    secret          TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    failing_since   INTEGER,
+    disabled_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS subscriptions_object ON subscriptions(object_type, object_id);
+CREATE INDEX IF NOT EXISTS subscriptions_tenant ON subscriptions(tenant);
 "#;
+
+const SUBSCRIPTION_COLUMNS: &str = "id, tenant, object_id, object_type, event_types, callback_url, \
+     callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason";
+
+fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
+    let event_types: String = r.get(4)?;
+    let context: Option<String> = r.get(7)?;
+    let validity: i64 = r.get(8)?;
+    let created: i64 = r.get(11)?;
+    let failing: Option<i64> = r.get(12)?;
+    Ok(Subscription {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        object_id: r.get(2)?,
+        object_type: r.get(3)?,
+        event_types: serde_json::from_str(&event_types).unwrap_or_default(),
+        callback_url: r.get(5)?,
+        callback_token: r.get(6)?,
+        context: context.and_then(|c| serde_json::from_str(&c).ok()),
+        validity_ms: validity.max(0) as u64,
+        active: r.get::<_, i64>(9)? != 0,
+        secret: r.get(10)?,
+        created_at_ms: created.max(0) as u64,
+        failing_since_ms: failing.map(|f| f.max(0) as u64),
+        disabled_reason: r.get(13)?,
+    })
+}
 
 /// A reply to send once the batch's fate is known.
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -320,12 +369,33 @@ impl Store for SqliteStore {
                     return Ok(Inserted::Duplicate { existing_id });
                 }
             }
-            let deliveries: usize = event.messages.iter().map(|m| m.destinations.len()).sum();
+            let now = ms(crate::clock::now_ms());
+            // Subscriptions matching each fan-out, resolved in this
+            // transaction.
+            let mut fanout_targets: Vec<Vec<String>> = Vec::with_capacity(event.fanout.len());
+            for f in &event.fanout {
+                let ids: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT id FROM subscriptions WHERE active = 1 AND validity > ?1 \
+                         AND object_type = ?2 AND object_id = ?3 AND (?4 IS NULL OR tenant = ?4) \
+                         AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value = ?5 OR value = '*') \
+                         ORDER BY id",
+                    )?
+                    .query_map(
+                        params![now, f.object_type, f.object_id, f.tenant, f.event_type],
+                        |r| r.get(0),
+                    )?
+                    .collect::<rusqlite::Result<_>>()?;
+                fanout_targets.push(ids);
+            }
+            let deliveries: usize = event.messages.iter().map(|m| m.destinations.len()).sum::<usize>()
+                + fanout_targets.iter().map(Vec::len).sum::<usize>();
             let status = if deliveries == 0 { "delivered" } else { "pending" };
             let event_type = event
                 .messages
                 .first()
-                .and_then(|m| m.message.event_type.clone());
+                .and_then(|m| m.message.event_type.clone())
+                .or_else(|| event.fanout.first().map(|f| f.event_type.clone()));
             tx.prepare_cached(
                 "INSERT INTO events (id, route, source_id, received_at, status, event_type) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -338,9 +408,22 @@ impl Store for SqliteStore {
                 status,
                 event_type
             ])?;
-            let now = ms(crate::clock::now_ms());
-            for (idx, m) in event.messages.iter().enumerate() {
-                let headers = serde_json::to_string(&m.message.headers)
+            let messages = event
+                .messages
+                .iter()
+                .map(|m| (&m.message, m.destinations.clone()))
+                .chain(
+                    event
+                        .fanout
+                        .iter()
+                        .zip(fanout_targets)
+                        .filter(|(_, subs)| !subs.is_empty())
+                        .map(|(f, subs)| {
+                            (&f.envelope, subs.into_iter().map(|id| format!("{SUBSCRIBER_PREFIX}{id}")).collect())
+                        }),
+                );
+            for (idx, (message, destinations)) in messages.enumerate() {
+                let headers = serde_json::to_string(&message.headers)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 tx.prepare_cached(
                     "INSERT INTO messages (event_id, idx, message_id, event_type, content_type, headers, body) \
@@ -349,14 +432,14 @@ impl Store for SqliteStore {
                 .execute(params![
                     event.id,
                     idx as i64,
-                    m.message.id,
-                    m.message.event_type,
-                    m.message.content_type,
+                    message.id,
+                    message.event_type,
+                    message.content_type,
                     headers,
-                    &m.message.body[..]
+                    &message.body[..]
                 ])?;
                 let message_row = tx.last_insert_rowid();
-                for dest in &m.destinations {
+                for dest in &destinations {
                     tx.prepare_cached(
                         "INSERT INTO deliveries (event_id, message_id, destination, state, next_attempt_at) \
                          VALUES (?1, ?2, ?3, 'pending', ?4)",
@@ -652,6 +735,108 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn create_subscription(&self, s: Subscription) -> Result<(), StoreError> {
+        self.write_subscription(s, true).await.map(|_| ())
+    }
+
+    async fn get_subscription(
+        &self,
+        tenant: Option<String>,
+        id: String,
+    ) -> Result<Option<Subscription>, StoreError> {
+        self.run(move |tx| {
+            Ok(tx
+                .prepare_cached(&format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)"
+                ))?
+                .query_row(params![id, tenant], subscription_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        tenant: String,
+        object_id: Option<String>,
+        object_type: Option<String>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        self.run(move |tx| {
+            Ok(tx
+                .prepare_cached(&format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant = ?1 \
+                     AND (?2 IS NULL OR object_id = ?2) AND (?3 IS NULL OR object_type = ?3) ORDER BY id"
+                ))?
+                .query_map(params![tenant, object_id, object_type], subscription_row)?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn update_subscription(&self, s: Subscription) -> Result<bool, StoreError> {
+        self.write_subscription(s, false).await
+    }
+
+    async fn delete_subscription(&self, tenant: String, id: String) -> Result<bool, StoreError> {
+        self.run(move |tx| {
+            Ok(tx
+                .prepare_cached("DELETE FROM subscriptions WHERE id = ?1 AND tenant = ?2")?
+                .execute(params![id, tenant])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn subscription_outcome(
+        &self,
+        id: String,
+        success: bool,
+        gone: bool,
+        now_ms: u64,
+        disable_after_ms: u64,
+    ) -> Result<SubscriptionHealth, StoreError> {
+        self.run(move |tx| {
+            if success {
+                tx.prepare_cached("UPDATE subscriptions SET failing_since = NULL WHERE id = ?1")?
+                    .execute(params![id])?;
+                return Ok(SubscriptionHealth::Active);
+            }
+            let row: Option<(i64, Option<i64>)> = tx
+                .prepare_cached("SELECT active, failing_since FROM subscriptions WHERE id = ?1")?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((active, failing_since)) = row else {
+                return Ok(SubscriptionHealth::Active);
+            };
+            let since = failing_since.map_or(now_ms, |f| f.max(0) as u64);
+            let reason = if gone {
+                Some("the callback answered 410 Gone".to_owned())
+            } else if now_ms.saturating_sub(since) >= disable_after_ms {
+                Some(format!(
+                    "failing without a success since {}",
+                    rfc3339(since)
+                ))
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) if active != 0 => {
+                    tx.prepare_cached(
+                        "UPDATE subscriptions SET active = 0, failing_since = ?2, disabled_reason = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![id, ms(since), reason])?;
+                    Ok(SubscriptionHealth::Disabled)
+                }
+                _ => {
+                    tx.prepare_cached("UPDATE subscriptions SET failing_since = ?2 WHERE id = ?1")?
+                        .execute(params![id, ms(since)])?;
+                    Ok(SubscriptionHealth::Active)
+                }
+            }
+        })
+        .await
+    }
+
     async fn prune(&self, before_ms: u64) -> Result<u64, StoreError> {
         self.run(move |tx| {
             let n = tx
@@ -660,6 +845,49 @@ impl Store for SqliteStore {
                 )?
                 .execute(params![ms(before_ms)])?;
             Ok(n as u64)
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    async fn write_subscription(&self, s: Subscription, create: bool) -> Result<bool, StoreError> {
+        self.run(move |tx| {
+            let event_types = serde_json::to_string(&s.event_types)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let context = s
+                .context
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let sql = if create {
+                "INSERT INTO subscriptions (id, tenant, object_id, object_type, event_types, callback_url, \
+                 callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            } else {
+                "UPDATE subscriptions SET object_id = ?3, object_type = ?4, event_types = ?5, \
+                 callback_url = ?6, callback_token = ?7, context = ?8, validity = ?9, active = ?10, \
+                 secret = ?11, created_at = ?12, failing_since = ?13, disabled_reason = ?14 \
+                 WHERE id = ?1 AND tenant = ?2"
+            };
+            let n = tx.prepare_cached(sql)?.execute(params![
+                s.id,
+                s.tenant,
+                s.object_id,
+                s.object_type,
+                event_types,
+                s.callback_url,
+                s.callback_token,
+                context,
+                ms(s.validity_ms),
+                s.active as i64,
+                s.secret,
+                ms(s.created_at_ms),
+                s.failing_since_ms.map(ms),
+                s.disabled_reason
+            ])?;
+            Ok(n > 0)
         })
         .await
     }
@@ -680,6 +908,7 @@ mod tests {
                 message: Message::json(Some("e"), &serde_json::json!({"a": 1})),
                 destinations: dests.iter().map(|d| (*d).to_owned()).collect(),
             }],
+            fanout: Vec::new(),
         }
     }
 

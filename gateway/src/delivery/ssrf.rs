@@ -1,0 +1,202 @@
+//! The outbound SSRF guard for subscriber callbacks: a URL supplied by a
+//! subscriber must not reach the gateway's own network.
+//!
+//! Two checks, both needed:
+//! - [`check_url`] before anything is sent: scheme, IP literals, and every
+//!   address the name resolves to now;
+//! - [`GuardedResolver`], the HTTP client's resolver: it resolves again at
+//!   connect time and hands the client only vetted addresses, so a name
+//!   that re-binds to 127.0.0.1 after the first check (DNS rebinding)
+//!   still cannot be reached.
+//!
+//! Loopback, private, link-local (cloud metadata at 169.254.169.254),
+//! carrier-grade NAT, unspecified, broadcast, multicast and documentation
+//! ranges are refused, including in IPv4-mapped and NAT64 IPv6 forms,
+//! unless the operator allow-lists a CIDR.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// Whether `ip` is an address subscribers must not reach by default.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_internal_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal_v4(v4);
+            }
+            let seg = v6.segments();
+            // NAT64 (64:ff9b::/96) embeds an IPv4 address.
+            if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
+                let v4 = Ipv4Addr::new(
+                    (seg[6] >> 8) as u8,
+                    seg[6] as u8,
+                    (seg[7] >> 8) as u8,
+                    seg[7] as u8,
+                );
+                return is_internal_v4(v4);
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+                || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1)
+        }
+    }
+}
+
+fn is_internal_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || o[0] == 0 // 0.0.0.0/8
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24, protocol assignments
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+        || o[0] >= 240 // reserved
+}
+
+/// Whether `ip` may be reached, given the allow-list.
+pub fn permitted(ip: IpAddr, allow: &[IpNet]) -> bool {
+    !is_internal(ip) || allowed(ip, allow)
+}
+
+fn allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    allow.iter().any(|net| net.contains(&ip))
+}
+
+/// Checks a callback URL before anything is sent to it. Plain `http` is
+/// accepted only for allow-listed addresses (test and private set-ups).
+pub async fn check_url(url: &reqwest::Url, allow: &[IpNet]) -> Result<(), String> {
+    let https = match url.scheme() {
+        "https" => true,
+        "http" => false,
+        other => return Err(format!("scheme {other:?} is not https")),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are not allowed".into());
+    }
+    let host = url.host_str().ok_or("the URL has no host")?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<IpAddr> = match url.host() {
+        Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
+        Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
+        _ => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .map(|a| a.ip())
+            .collect(),
+    };
+    if addrs.is_empty() {
+        return Err(format!("{host} resolves to no address"));
+    }
+    for ip in &addrs {
+        if !permitted(*ip, allow) {
+            return Err(format!(
+                "{host} resolves to {ip}, an internal address (allow-list it in subscriptions.allow_private_callbacks)"
+            ));
+        }
+        if !https && !allowed(*ip, allow) {
+            return Err("callback URLs must use https".into());
+        }
+    }
+    Ok(())
+}
+
+/// Where the resolver reads the current allow-list.
+pub type AllowList = Arc<dyn Fn() -> Arc<Vec<IpNet>> + Send + Sync>;
+
+/// The subscriber client's resolver: only vetted addresses reach the
+/// connector. The allow-list is read at each resolution, so a reload that
+/// changes it applies at once.
+pub struct GuardedResolver {
+    allow: AllowList,
+}
+
+impl GuardedResolver {
+    /// A resolver reading the allow-list from `allow`.
+    pub fn new(allow: AllowList) -> Self {
+        GuardedResolver { allow }
+    }
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow = (self.allow)();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let vetted: Vec<SocketAddr> = all
+                .into_iter()
+                .filter(|a| permitted(a.ip(), &allow))
+                .collect();
+            if vetted.is_empty() {
+                let err: Box<dyn std::error::Error + Send + Sync> =
+                    format!("{host} resolves only to internal addresses").into();
+                return Err(err);
+            }
+            let addrs: Addrs = Box::new(vetted.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn internal_ranges_are_refused() {
+        for a in [
+            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
+            "0.0.0.0", "::1", "::", "fc00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe", "224.0.0.1", "255.255.255.255",
+        ] {
+            assert!(is_internal(ip(a)), "{a}");
+        }
+        for a in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"] {
+            assert!(!is_internal(ip(a)), "{a}");
+        }
+    }
+
+    #[test]
+    fn allow_list_opens_only_its_networks() {
+        let allow: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        assert!(permitted(ip("127.0.0.1"), &allow));
+        assert!(permitted(ip("::ffff:127.0.0.1"), &allow));
+        assert!(!permitted(ip("10.0.0.1"), &allow));
+        assert!(!permitted(ip("::1"), &allow));
+    }
+
+    #[tokio::test]
+    async fn urls_are_checked_before_sending() {
+        let allow: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert!(check_url(&u("http://127.0.0.1:9/cb"), &allow).await.is_ok());
+        assert!(check_url(&u("http://127.0.0.1:9/cb"), &[]).await.is_err());
+        assert!(check_url(&u("https://169.254.169.254/latest"), &allow).await.is_err());
+        assert!(check_url(&u("https://[::1]/x"), &allow).await.is_err());
+        assert!(check_url(&u("ftp://example.com/x"), &allow).await.is_err());
+        assert!(check_url(&u("https://u:p@93.184.216.34/x"), &allow).await.is_err());
+        assert!(check_url(&u("http://93.184.216.34/x"), &allow).await.is_err(), "plain http only when allow-listed");
+        assert!(check_url(&u("https://93.184.216.34/x"), &allow).await.is_ok());
+    }
+}
