@@ -10,4 +10,5 @@ mod ingress;
 mod pipeline;
 mod plugins;
 mod sandbox;
+mod subscriptions;
 mod support;

@@ -84,10 +84,7 @@ pub fn from_path(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors::one("", format!("cannot read {}: {e}", path.display())))?;
     let mut config = from_str(&text, &|name| std::env::var(name).ok())?;
-    config.base_dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(config)
 }
 

@@ -63,13 +63,22 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         }
         if dest.kind == DestinationKind::Subscribers {
             if config.subscriptions.is_none() {
-                err(at("kind"), "`subscribers` needs a `subscriptions:` section".into());
+                err(
+                    at("kind"),
+                    "`subscribers` needs a `subscriptions:` section".into(),
+                );
             }
             if dest.object_type.is_none() {
-                err(at("object_type"), "is required for a subscribers destination".into());
+                err(
+                    at("object_type"),
+                    "is required for a subscribers destination".into(),
+                );
             }
             if dest.object_id.is_none() {
-                err(at("object_id"), "is required for a subscribers destination".into());
+                err(
+                    at("object_id"),
+                    "is required for a subscribers destination".into(),
+                );
             }
         }
         match (dest.kind, &dest.url) {
@@ -103,7 +112,10 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
 
     if let Some(subs) = &config.subscriptions {
         if subs.api_keys.is_empty() {
-            err("subscriptions.api_keys".into(), "needs at least one tenant".into());
+            err(
+                "subscriptions.api_keys".into(),
+                "needs at least one tenant".into(),
+            );
         }
         for (tenant, key) in &subs.api_keys {
             if key.len() < 16 {

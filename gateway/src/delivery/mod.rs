@@ -218,7 +218,17 @@ async fn attempt(ctx: Arc<Ctx>, d: DueDelivery, _permit: OwnedSemaphorePermit) {
     if let Some(sub_id) = d.destination.strip_prefix(SUBSCRIBER_PREFIX) {
         let sub_id = sub_id.to_owned();
         let (outcome, result, excerpt) = subscriber_attempt(&ctx, &snapshot, &sub_id, &d).await;
-        finish(&ctx, d, attempted_at_ms, started, outcome, result, excerpt, true).await;
+        finish(
+            &ctx,
+            d,
+            attempted_at_ms,
+            started,
+            outcome,
+            result,
+            excerpt,
+            true,
+        )
+        .await;
         return;
     }
     let dest = snapshot.destinations.get(&d.destination).cloned();
@@ -262,11 +272,24 @@ async fn attempt(ctx: Arc<Ctx>, d: DueDelivery, _permit: OwnedSemaphorePermit) {
         }
     };
     let known = dest.is_some();
-    finish(&ctx, d, attempted_at_ms, started, outcome, result, excerpt, known).await;
+    finish(
+        &ctx,
+        d,
+        attempted_at_ms,
+        started,
+        outcome,
+        result,
+        excerpt,
+        known,
+    )
+    .await;
 }
 
 /// Logs, counts and records the end of an attempt.
-#[expect(clippy::too_many_arguments, reason = "one call site per kind of delivery")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per kind of delivery"
+)]
 async fn finish(
     ctx: &Ctx,
     d: DueDelivery,
@@ -305,7 +328,11 @@ async fn finish(
     }
     if count {
         // Subscriber deliveries share one label: ids are unbounded.
-        let label = if dest_name.starts_with(SUBSCRIBER_PREFIX) { "subscribers" } else { dest_name };
+        let label = if dest_name.starts_with(SUBSCRIBER_PREFIX) {
+            "subscribers"
+        } else {
+            dest_name
+        };
         ctx.metrics.delivery(label, outcome.label(), latency);
     }
     let next = match outcome {
@@ -357,7 +384,11 @@ async fn subscriber_attempt(
         Ok(None) => return fail("the subscription was deleted".into()),
         Err(e) => {
             return (
-                DeliveryOutcome::Retry(rt.retry.wait(d.retries + 1).unwrap_or(Duration::from_secs(60))),
+                DeliveryOutcome::Retry(
+                    rt.retry
+                        .wait(d.retries + 1)
+                        .unwrap_or(Duration::from_secs(60)),
+                ),
                 AttemptResult {
                     error: Some(format!("store: {e}")),
                     ..Default::default()
@@ -384,13 +415,19 @@ async fn subscriber_attempt(
         serde_json::from_slice(&d.message.body).unwrap_or(serde_json::Value::Null);
     if let serde_json::Value::Object(map) = &mut body {
         map.insert("subscriptionId".into(), sub.id.clone().into());
-        map.insert("context".into(), sub.context.clone().unwrap_or(serde_json::Value::Null));
+        map.insert(
+            "context".into(),
+            sub.context.clone().unwrap_or(serde_json::Value::Null),
+        );
     }
     let body = serde_json::to_vec(&body).unwrap_or_default();
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
     let timestamp = now_ms() / 1000;
     let mut headers = HeaderMap::new();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let signature = crate::subscriptions::signature::sign(&sub.secret, id, timestamp, &body);
     for (name, value) in [
         ("webhook-id", id.to_owned()),
@@ -401,20 +438,41 @@ async fn subscriber_attempt(
             headers.insert(HeaderName::from_static(name), v);
         }
     }
-    if let Some(token) = sub.callback_token.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+    if let Some(token) = sub
+        .callback_token
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
         headers.insert(HeaderName::from_static("kz-callback-token"), token);
     }
-    let (result, excerpt) = post(&ctx.subscriber_client, url, rt.timeout, headers, body.into()).await;
+    let (result, excerpt) = post(
+        &ctx.subscriber_client,
+        url,
+        rt.timeout,
+        headers,
+        body.into(),
+    )
+    .await;
     let outcome = rt.retry.decide(&result, d.retries);
     let success = matches!(outcome, DeliveryOutcome::Delivered);
     let gone = result.status == Some(410);
     match ctx
         .store
-        .subscription_outcome(sub.id.clone(), success, gone, now_ms(), rt.disable_after.as_millis() as u64)
+        .subscription_outcome(
+            sub.id.clone(),
+            success,
+            gone,
+            now_ms(),
+            rt.disable_after.as_millis() as u64,
+        )
         .await
     {
         Ok(crate::store::SubscriptionHealth::Disabled) => {
-            tracing::warn!(subscription = sub.id, tenant = sub.tenant, "subscription disabled after failing continuously; re-enable with PUT /v1/webhook/{{id}}");
+            tracing::warn!(
+                subscription = sub.id,
+                tenant = sub.tenant,
+                "subscription disabled after failing continuously; re-enable with PUT /v1/webhook/{{id}}"
+            );
             ctx.metrics.subscription_disabled();
             if !success {
                 return (
@@ -425,7 +483,9 @@ async fn subscriber_attempt(
             }
         }
         Ok(crate::store::SubscriptionHealth::Active) => {}
-        Err(e) => tracing::warn!(subscription = sub.id, error = %e, "cannot record subscription health"),
+        Err(e) => {
+            tracing::warn!(subscription = sub.id, error = %e, "cannot record subscription health")
+        }
     }
     (outcome, result, excerpt)
 }
@@ -488,7 +548,8 @@ async fn post(
                 }
             }
             excerpt.truncate(RESPONSE_EXCERPT);
-            let excerpt = (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
+            let excerpt =
+                (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
             (
                 AttemptResult {
                     status: Some(status),

@@ -166,13 +166,30 @@ mod tests {
     #[test]
     fn internal_ranges_are_refused() {
         for a in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "::1", "::", "fc00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
-            "64:ff9b::a9fe:a9fe", "224.0.0.1", "255.255.255.255",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "::",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "224.0.0.1",
+            "255.255.255.255",
         ] {
             assert!(is_internal(ip(a)), "{a}");
         }
-        for a in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"] {
+        for a in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "8.8.8.8",
+        ] {
             assert!(!is_internal(ip(a)), "{a}");
         }
     }
@@ -192,11 +209,28 @@ mod tests {
         let u = |s: &str| reqwest::Url::parse(s).unwrap();
         assert!(check_url(&u("http://127.0.0.1:9/cb"), &allow).await.is_ok());
         assert!(check_url(&u("http://127.0.0.1:9/cb"), &[]).await.is_err());
-        assert!(check_url(&u("https://169.254.169.254/latest"), &allow).await.is_err());
+        assert!(
+            check_url(&u("https://169.254.169.254/latest"), &allow)
+                .await
+                .is_err()
+        );
         assert!(check_url(&u("https://[::1]/x"), &allow).await.is_err());
         assert!(check_url(&u("ftp://example.com/x"), &allow).await.is_err());
-        assert!(check_url(&u("https://u:p@93.184.216.34/x"), &allow).await.is_err());
-        assert!(check_url(&u("http://93.184.216.34/x"), &allow).await.is_err(), "plain http only when allow-listed");
-        assert!(check_url(&u("https://93.184.216.34/x"), &allow).await.is_ok());
+        assert!(
+            check_url(&u("https://u:p@93.184.216.34/x"), &allow)
+                .await
+                .is_err()
+        );
+        assert!(
+            check_url(&u("http://93.184.216.34/x"), &allow)
+                .await
+                .is_err(),
+            "plain http only when allow-listed"
+        );
+        assert!(
+            check_url(&u("https://93.184.216.34/x"), &allow)
+                .await
+                .is_ok()
+        );
     }
 }

@@ -16,13 +16,13 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use crate::clock;
+use crate::config::DestinationKind;
 use crate::error::ApiError;
+use crate::pipeline::CompiledDestination;
 use crate::pipeline::Outcome;
+use crate::plugin::Message;
 use crate::plugin::{InboundRequest, PluginResponse};
 use crate::state::AppState;
-use crate::config::DestinationKind;
-use crate::pipeline::CompiledDestination;
-use crate::plugin::Message;
 use crate::store::{Fanout, Inserted, NewEvent, NewMessage, StoreError};
 
 /// Metric label for requests to routes that do not exist, so unknown names
@@ -278,7 +278,10 @@ fn fanout_of(dest: &CompiledDestination, message: &Message, received_at_ms: u64)
         },
         id => id.to_owned(),
     };
-    let event_type = message.event_type.clone().unwrap_or_else(|| "message".to_owned());
+    let event_type = message
+        .event_type
+        .clone()
+        .unwrap_or_else(|| "message".to_owned());
     let id = message.id.clone().unwrap_or_default();
     let envelope = json!({
         "eventId": id,

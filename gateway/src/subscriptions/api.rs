@@ -31,7 +31,10 @@ use crate::store::{Fanout, Inserted, NewEvent, StoreError, Subscription, rfc3339
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/webhook", post(create_webhook).get(list_webhooks))
-        .route("/v1/webhook/{id}", put(update_webhook).delete(delete_webhook))
+        .route(
+            "/v1/webhook/{id}",
+            put(update_webhook).delete(delete_webhook),
+        )
         .route("/v1/webhook/{id}/rotate-secret", post(rotate_secret))
         .route("/v1/events", post(publish))
 }
@@ -49,36 +52,83 @@ pub struct ApiErrorBody {
     pub message: String,
 }
 
-fn error(status: StatusCode, code: &str, field: Option<&str>, message: impl Into<String>) -> Response {
-    (
+/// A refusal of the `/v1` API: status plus [`ApiErrorBody`].
+#[derive(Debug)]
+pub struct V1Error {
+    status: StatusCode,
+    body: Box<ApiErrorBody>,
+}
+
+impl IntoResponse for V1Error {
+    fn into_response(self) -> Response {
+        (self.status, Json(*self.body)).into_response()
+    }
+}
+
+impl From<StoreError> for V1Error {
+    fn from(e: StoreError) -> Self {
+        if matches!(e, StoreError::Overloaded) {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                None,
+                "retry later",
+            );
+        }
+        tracing::error!(error = %e, "subscription API: store failed");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            None,
+            "retry later",
+        )
+    }
+}
+
+type V1Result = Result<Response, V1Error>;
+
+fn error(
+    status: StatusCode,
+    code: &str,
+    field: Option<&str>,
+    message: impl Into<String>,
+) -> V1Error {
+    V1Error {
         status,
-        Json(ApiErrorBody {
+        body: Box::new(ApiErrorBody {
             error: code.to_owned(),
             field: field.map(str::to_owned),
             message: message.into(),
         }),
-    )
-        .into_response()
+    }
 }
 
-fn bad(field: &str, message: impl Into<String>) -> Response {
+fn bad(field: &str, message: impl Into<String>) -> V1Error {
     error(StatusCode::BAD_REQUEST, "bad_request", Some(field), message)
 }
 
-fn store_failed(e: StoreError) -> Response {
-    tracing::error!(error = %e, "subscription API: store failed");
-    error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None, "retry later")
-}
-
-fn not_found(id: &str) -> Response {
-    error(StatusCode::NOT_FOUND, "not_found", None, format!("no webhook {id:?}"))
+fn not_found(id: &str) -> V1Error {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+        format!("no webhook {id:?}"),
+    )
 }
 
 /// The caller's tenant, from `accessToken`.
-fn tenant(state: &AppState, headers: &HeaderMap) -> Result<(String, Arc<SubscriptionsRuntime>), Response> {
+fn tenant(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, Arc<SubscriptionsRuntime>), V1Error> {
     let snapshot = state.snapshot();
     let Some(rt) = snapshot.subscriptions.clone() else {
-        return Err(error(StatusCode::NOT_FOUND, "not_found", None, "the subscription API is not configured"));
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+            "the subscription API is not configured",
+        ));
     };
     let token = headers
         .get("accesstoken")
@@ -96,21 +146,27 @@ fn tenant(state: &AppState, headers: &HeaderMap) -> Result<(String, Arc<Subscrip
 }
 
 /// Parses a JSON body, naming the field at fault on error.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, V1Error> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         // Unknown and missing fields name themselves in serde's message.
-        let field = if path == "." { None } else { Some(path.as_str()) };
+        let field = if path == "." {
+            None
+        } else {
+            Some(path.as_str())
+        };
         let message = inner.to_string();
-        let field = field.map(str::to_owned).or_else(|| {
-            message
-                .split('`')
-                .nth(1)
-                .map(str::to_owned)
-        });
-        error(StatusCode::BAD_REQUEST, "bad_request", field.as_deref(), message)
+        let field = field
+            .map(str::to_owned)
+            .or_else(|| message.split('`').nth(1).map(str::to_owned));
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            field.as_deref(),
+            message,
+        )
     })
 }
 
@@ -207,9 +263,12 @@ pub struct WebhookList {
 }
 
 /// Checks event types against the catalogue.
-fn check_event_types(rt: &SubscriptionsRuntime, types: &[String]) -> Result<(), Response> {
+fn check_event_types(rt: &SubscriptionsRuntime, types: &[String]) -> Result<(), V1Error> {
     if types.is_empty() {
-        return Err(bad("eventTypes", "at least one event type (or \"*\") is required"));
+        return Err(bad(
+            "eventTypes",
+            "at least one event type (or \"*\") is required",
+        ));
     }
     for (i, t) in types.iter().enumerate() {
         if t.trim().is_empty() {
@@ -228,13 +287,20 @@ fn check_event_types(rt: &SubscriptionsRuntime, types: &[String]) -> Result<(), 
 /// Proves the subscriber controls `url`: POST a fresh token as
 /// `?validationToken=` and as `{"validationToken": …}`, expect 200 with
 /// exactly that token within `validation_timeout`.
-async fn validate_callback(state: &AppState, rt: &SubscriptionsRuntime, url: &str) -> Result<(), Response> {
-    let mut parsed = reqwest::Url::parse(url).map_err(|e| bad("callBackUrl", format!("not a URL: {e}")))?;
+async fn validate_callback(
+    state: &AppState,
+    rt: &SubscriptionsRuntime,
+    url: &str,
+) -> Result<(), V1Error> {
+    let mut parsed =
+        reqwest::Url::parse(url).map_err(|e| bad("callBackUrl", format!("not a URL: {e}")))?;
     ssrf::check_url(&parsed, &rt.allow)
         .await
         .map_err(|reason| bad("callBackUrl", reason))?;
     let token = new_token();
-    parsed.query_pairs_mut().append_pair("validationToken", &token);
+    parsed
+        .query_pairs_mut()
+        .append_pair("validationToken", &token);
     let answer = state
         .delivery()
         .subscriber_client()
@@ -268,7 +334,9 @@ async fn validate_callback(state: &AppState, rt: &SubscriptionsRuntime, url: &st
             if crate::plugin::constant_time_eq(echoed.as_bytes(), token.as_bytes()) {
                 Ok(())
             } else {
-                Err(failed("the callback did not echo the validationToken as its body".into()))
+                Err(failed(
+                    "the callback did not echo the validationToken as its body".into(),
+                ))
             }
         }
     }
@@ -283,34 +351,31 @@ async fn validate_callback(state: &AppState, rt: &SubscriptionsRuntime, url: &st
         (status = 401, description = "Missing or unknown accessToken", body = ApiErrorBody),
     ),
     security(("accessToken" = [])))]
-pub async fn create_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (tenant, rt) = match tenant(&state, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let req: CreateWebhook = match parse(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+pub async fn create_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> V1Result {
+    let (tenant, rt) = tenant(&state, &headers)?;
+    let req: CreateWebhook = parse(&body)?;
     if req.object_id.trim().is_empty() {
-        return bad("objectId", "must not be empty");
+        return Err(bad("objectId", "must not be empty"));
     }
     if req.object_type.trim().is_empty() {
-        return bad("objectType", "must not be empty");
+        return Err(bad("objectType", "must not be empty"));
     }
-    if let Err(r) = check_event_types(&rt, &req.event_types) {
-        return r;
-    }
+    check_event_types(&rt, &req.event_types)?;
     let now = now_ms();
     let validity = req
         .validity
         .unwrap_or(now + super::DEFAULT_VALIDITY.as_millis() as u64);
     if validity <= now {
-        return bad("validity", "must be in the future (epoch milliseconds)");
+        return Err(bad(
+            "validity",
+            "must be in the future (epoch milliseconds)",
+        ));
     }
-    if let Err(r) = validate_callback(&state, &rt, &req.call_back_url).await {
-        return r;
-    }
+    validate_callback(&state, &rt, &req.call_back_url).await?;
     let sub = Subscription {
         id: format!("wh_{}", uuid::Uuid::now_v7().simple()),
         tenant,
@@ -331,10 +396,8 @@ pub async fn create_webhook(State(state): State<AppState>, headers: HeaderMap, b
         webhook_id: sub.id.clone(),
         secret: sub.secret.clone(),
     };
-    match state.store().create_subscription(sub).await {
-        Ok(()) => (StatusCode::OK, Json(created)).into_response(),
-        Err(e) => store_failed(e),
-    }
+    state.store().create_subscription(sub).await?;
+    Ok((StatusCode::OK, Json(created)).into_response())
 }
 
 /// `GET /v1/webhook` query.
@@ -359,22 +422,16 @@ pub async fn list_webhooks(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> Response {
-    let (tenant, _) = match tenant(&state, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    match state
+) -> V1Result {
+    let (tenant, _) = tenant(&state, &headers)?;
+    let subs = state
         .store()
         .list_subscriptions(tenant, q.object_id, q.object_type)
-        .await
-    {
-        Ok(subs) => Json(WebhookList {
-            webhooks: subs.into_iter().map(WebhookView::from).collect(),
-        })
-        .into_response(),
-        Err(e) => store_failed(e),
-    }
+        .await?;
+    Ok(Json(WebhookList {
+        webhooks: subs.into_iter().map(WebhookView::from).collect(),
+    })
+    .into_response())
 }
 
 /// `PUT /v1/webhook/{id}` body: any subset of fields.
@@ -416,48 +473,41 @@ pub async fn update_webhook(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let (tenant, rt) = match tenant(&state, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let req: UpdateWebhook = match parse(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let mut sub = match state.store().get_subscription(Some(tenant), id.clone()).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return not_found(&id),
-        Err(e) => return store_failed(e),
-    };
+) -> V1Result {
+    let (tenant, rt) = tenant(&state, &headers)?;
+    let req: UpdateWebhook = parse(&body)?;
+    let mut sub = state
+        .store()
+        .get_subscription(Some(tenant), id.clone())
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     if let Some(v) = req.object_id {
         if v.trim().is_empty() {
-            return bad("objectId", "must not be empty");
+            return Err(bad("objectId", "must not be empty"));
         }
         sub.object_id = v;
     }
     if let Some(v) = req.object_type {
         if v.trim().is_empty() {
-            return bad("objectType", "must not be empty");
+            return Err(bad("objectType", "must not be empty"));
         }
         sub.object_type = v;
     }
     if let Some(v) = req.event_types {
-        if let Err(r) = check_event_types(&rt, &v) {
-            return r;
-        }
+        check_event_types(&rt, &v)?;
         sub.event_types = v;
     }
     if let Some(v) = req.validity {
         if v <= now_ms() {
-            return bad("validity", "must be in the future (epoch milliseconds)");
+            return Err(bad(
+                "validity",
+                "must be in the future (epoch milliseconds)",
+            ));
         }
         sub.validity_ms = v;
     }
     if let Some(url) = req.call_back_url {
-        if let Err(r) = validate_callback(&state, &rt, &url).await {
-            return r;
-        }
+        validate_callback(&state, &rt, &url).await?;
         sub.callback_url = url;
     }
     if req.call_back_token.is_some() {
@@ -476,11 +526,10 @@ pub async fn update_webhook(
             sub.disabled_reason = Some("paused through the API".into());
         }
     }
-    match state.store().update_subscription(sub.clone()).await {
-        Ok(true) => Json(WebhookView::from(sub)).into_response(),
-        Ok(false) => not_found(&id),
-        Err(e) => store_failed(e),
+    if !state.store().update_subscription(sub.clone()).await? {
+        return Err(not_found(&id));
     }
+    Ok(Json(WebhookView::from(sub)).into_response())
 }
 
 /// Delete a subscription.
@@ -492,16 +541,20 @@ pub async fn update_webhook(
         (status = 404, body = ApiErrorBody),
     ),
     security(("accessToken" = [])))]
-pub async fn delete_webhook(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let (tenant, _) = match tenant(&state, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    match state.store().delete_subscription(tenant, id.clone()).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => not_found(&id),
-        Err(e) => store_failed(e),
+pub async fn delete_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> V1Result {
+    let (tenant, _) = tenant(&state, &headers)?;
+    if !state
+        .store()
+        .delete_subscription(tenant, id.clone())
+        .await?
+    {
+        return Err(not_found(&id));
     }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /v1/webhook/{id}/rotate-secret` answer.
@@ -520,23 +573,23 @@ pub struct Rotated {
         (status = 404, body = ApiErrorBody),
     ),
     security(("accessToken" = [])))]
-pub async fn rotate_secret(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let (tenant, _) = match tenant(&state, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let mut sub = match state.store().get_subscription(Some(tenant), id.clone()).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return not_found(&id),
-        Err(e) => return store_failed(e),
-    };
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> V1Result {
+    let (tenant, _) = tenant(&state, &headers)?;
+    let mut sub = state
+        .store()
+        .get_subscription(Some(tenant), id.clone())
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     sub.secret = new_secret();
     let secret = sub.secret.clone();
-    match state.store().update_subscription(sub).await {
-        Ok(true) => Json(Rotated { secret }).into_response(),
-        Ok(false) => not_found(&id),
-        Err(e) => store_failed(e),
+    if !state.store().update_subscription(sub).await? {
+        return Err(not_found(&id));
     }
+    Ok(Json(Rotated { secret }).into_response())
 }
 
 /// `POST /v1/events` body.
@@ -580,23 +633,23 @@ pub struct Published {
         (status = 401, body = ApiErrorBody),
     ),
     security(("accessToken" = [])))]
-pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (tenant, rt) = match tenant(&state, &headers) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let req: PublishEvent = match parse(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> V1Result {
+    let (tenant, rt) = tenant(&state, &headers)?;
+    let req: PublishEvent = parse(&body)?;
     if req.event_type == "*" || !rt.declares(&req.event_type) {
-        return bad("eventType", format!("{:?} is not a declared event type", req.event_type));
+        return Err(bad(
+            "eventType",
+            format!("{:?} is not a declared event type", req.event_type),
+        ));
     }
-    if let Some(Some(schema)) = rt.event_types.as_ref().and_then(|t| t.get(&req.event_type)) {
-        if let Some(e) = schema.iter_errors(&req.data).next() {
-            let path = e.instance_path().as_str();
-            return bad(&format!("data{}", path.replace('/', ".")), e.to_string());
-        }
+    if let Some(Some(schema)) = rt.event_types.as_ref().and_then(|t| t.get(&req.event_type))
+        && let Some(e) = schema.iter_errors(&req.data).next()
+    {
+        let path = e.instance_path().as_str();
+        return Err(bad(
+            &format!("data{}", path.replace('/', ".")),
+            e.to_string(),
+        ));
     }
     let received = now_ms();
     let event_id = req.id.clone().unwrap_or_else(new_event_id);
@@ -610,7 +663,8 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
     });
     let mut message = Message::json(Some(&req.event_type), &envelope);
     message.id = Some(event_id.clone());
-    let dedup_since = received.saturating_sub(state.snapshot().config.store.dedup_window.0.as_millis() as u64);
+    let dedup_since =
+        received.saturating_sub(state.snapshot().config.store.dedup_window.0.as_millis() as u64);
     let event = NewEvent {
         id: new_event_id(),
         route: format!("v1:{tenant}"),
@@ -625,31 +679,22 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
             envelope: message,
         }],
     };
-    match state.store().insert(event, dedup_since).await {
-        Ok(Inserted::New { deliveries }) => {
+    let published = match state.store().insert(event, dedup_since).await? {
+        Inserted::New { deliveries } => {
             if deliveries > 0 {
                 state.delivery().wake();
             }
-            (
-                StatusCode::ACCEPTED,
-                Json(Published {
-                    id: event_id,
-                    deliveries,
-                    duplicate: false,
-                }),
-            )
-                .into_response()
-        }
-        Ok(Inserted::Duplicate { .. }) => (
-            StatusCode::ACCEPTED,
-            Json(Published {
+            Published {
                 id: event_id,
-                deliveries: 0,
-                duplicate: true,
-            }),
-        )
-            .into_response(),
-        Err(StoreError::Overloaded) => error(StatusCode::SERVICE_UNAVAILABLE, "overloaded", None, "retry later"),
-        Err(e) => store_failed(e),
-    }
+                deliveries,
+                duplicate: false,
+            }
+        }
+        Inserted::Duplicate { .. } => Published {
+            id: event_id,
+            deliveries: 0,
+            duplicate: true,
+        },
+    };
+    Ok((StatusCode::ACCEPTED, Json(published)).into_response())
 }

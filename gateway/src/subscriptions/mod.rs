@@ -72,8 +72,9 @@ impl SubscriptionsRuntime {
                                     .map_err(|e| format!("{} is not JSON: {e}", path.display()))
                             })
                             .and_then(|v| {
-                                jsonschema::validator_for(&v)
-                                    .map_err(|e| format!("{} is not a valid JSON Schema: {e}", path.display()))
+                                jsonschema::validator_for(&v).map_err(|e| {
+                                    format!("{} is not a valid JSON Schema: {e}", path.display())
+                                })
                             });
                         match schema {
                             Ok(v) => Some(Arc::new(v)),
@@ -91,7 +92,11 @@ impl SubscriptionsRuntime {
             return Err(errors);
         }
         Ok(SubscriptionsRuntime {
-            keys: c.api_keys.iter().map(|(t, k)| (t.clone(), k.clone())).collect(),
+            keys: c
+                .api_keys
+                .iter()
+                .map(|(t, k)| (t.clone(), k.clone()))
+                .collect(),
             allow: Arc::new(allow),
             retry: RetryPolicy::from_config(&c.retry),
             disable_after: c.disable_after.0,

@@ -49,6 +49,22 @@ struct Shared {
     fixed: Mutex<Option<u16>>,
     /// Wait this long before answering.
     delay: Mutex<Duration>,
+    /// How to answer a callback validation (`?validationToken=`).
+    validation: Mutex<Validation>,
+}
+
+/// How the receiver answers a subscription's callback validation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Validation {
+    /// 200 with the token (a well-behaved subscriber).
+    #[default]
+    Echo,
+    /// 200 with something else.
+    WrongToken,
+    /// Like any other request (scripted status, empty body).
+    Ignore,
+    /// Never answer in time.
+    Hang,
 }
 
 /// A mock destination.
@@ -86,6 +102,19 @@ impl MockReceiver {
     /// Answers every request with `status` from now on (`None`: 200).
     pub fn always(&self, status: Option<u16>) {
         *self.shared.fixed.lock().unwrap() = status;
+    }
+
+    /// How to answer callback validations from now on.
+    pub fn validation(&self, v: Validation) {
+        *self.shared.validation.lock().unwrap() = v;
+    }
+
+    /// Requests other than callback validations.
+    pub fn deliveries(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| !r.uri.query().unwrap_or("").contains("validationToken="))
+            .collect()
     }
 
     /// Waits `delay` before answering each request.
@@ -135,7 +164,35 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> (StatusCode, String) {
+    let token = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("validationToken="))
+        .map(str::to_owned);
+    if let Some(token) = token {
+        let mode = *shared.validation.lock().unwrap();
+        let answer = match mode {
+            Validation::Echo => Some((StatusCode::OK, token)),
+            Validation::WrongToken => Some((StatusCode::OK, "not-the-token".to_owned())),
+            Validation::Hang => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Some((StatusCode::OK, token))
+            }
+            Validation::Ignore => None,
+        };
+        if let Some(answer) = answer {
+            shared.received.lock().unwrap().push(Received {
+                method,
+                uri,
+                headers,
+                body,
+                answered: answer.0.as_u16(),
+            });
+            return answer;
+        }
+    }
     let delay = *shared.delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -149,5 +206,5 @@ async fn record(
         body,
         answered: status,
     });
-    StatusCode::from_u16(status).unwrap()
+    (StatusCode::from_u16(status).unwrap(), String::new())
 }
