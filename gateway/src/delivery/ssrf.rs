@@ -204,6 +204,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_resolver_hands_out_only_vetted_addresses() {
+        // "localhost" stands in for a name that (re)binds to an internal
+        // address: refused at connect time unless allow-listed.
+        let closed = GuardedResolver::new(Arc::new(|| Arc::new(Vec::new())));
+        let name: Name = "localhost".parse().unwrap();
+        assert!(closed.resolve(name).await.is_err());
+        let open = GuardedResolver::new(Arc::new(|| {
+            Arc::new(vec![
+                "127.0.0.0/8".parse().unwrap(),
+                "::1/128".parse().unwrap(),
+            ])
+        }));
+        let addrs: Vec<SocketAddr> = open
+            .resolve("localhost".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[tokio::test]
     async fn urls_are_checked_before_sending() {
         let allow: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
         let u = |s: &str| reqwest::Url::parse(s).unwrap();
