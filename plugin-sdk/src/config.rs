@@ -28,6 +28,16 @@ pub fn require_str(key: &str) -> Result<String, Error> {
     }
 }
 
+/// One top-level key that may be absent but, when given, must not be empty:
+/// an empty value is almost always an unset `${VAR}`, and silently treating
+/// it as absent would turn a check off.
+pub fn optional_str(key: &str) -> Result<Option<String>, Error> {
+    match host::config_get(key) {
+        Some(v) if v.is_empty() => Err(Error::config(format!("`with.{key}` is empty"))),
+        value => Ok(value),
+    }
+}
+
 /// A boolean key; absent means `default`.
 pub fn get_bool(key: &str, default: bool) -> Result<bool, Error> {
     match host::config_get(key).as_deref() {

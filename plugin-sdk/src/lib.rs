@@ -11,8 +11,9 @@
 //! You implement [`Plugin`] (every method has a default) and name the stages
 //! you implement in [`export!`]. The SDK hides the generated WIT bindings and
 //! gives you typed helpers: [`Request::header`], [`Request::json`],
-//! [`config`], [`signature`] checks over the host's constant-time crypto, and
-//! [`log`].
+//! [`config`], [`signature`] checks over the host's constant-time crypto
+//! (with whole schemes such as [`signature::standard_webhooks`]),
+//! [`time`] for providers' timestamps, and [`log`].
 //!
 //! # A complete plugin
 //!

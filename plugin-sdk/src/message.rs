@@ -28,6 +28,21 @@ impl Message {
         Ok(out)
     }
 
+    /// A new message with the same id and event type as `self`, `body` as
+    /// its body and `content_type` as both its content type and its only
+    /// header: for transforms whose output is not (only) JSON. The input's
+    /// headers are not carried over, as they describe the old body.
+    pub fn with_body(&self, content_type: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        let content_type = content_type.into();
+        Message {
+            id: self.id.clone(),
+            event_type: self.event_type.clone(),
+            headers: vec![Header::new("content-type", content_type.clone())],
+            content_type,
+            body: body.into(),
+        }
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)

@@ -75,6 +75,16 @@ impl Default for Accepted {
 }
 
 impl Response {
+    /// A response with no headers and no body, such as the `200` a `HEAD`
+    /// probe needs (Trello checks a callback URL that way).
+    pub fn empty(status: u16) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
     /// A `text/plain` response, as handshake echoes need.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
         Response {

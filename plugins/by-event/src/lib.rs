@@ -70,13 +70,6 @@ struct Config {
     all: bool,
 }
 
-fn list(v: OneOrMany<String>) -> Vec<String> {
-    match v {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    }
-}
-
 fn config() -> Result<Config, Error> {
     let spec: Spec = sdk::config::parse()?;
     let all = match spec.mode.as_deref() {
@@ -115,12 +108,12 @@ fn config() -> Result<Config, Error> {
             .map_err(|e| Error::config(format!("`with.rules` item {n}: {e}")))?;
         rules.push(Rule {
             conditions,
-            to: list(to),
+            to: to.into_vec(),
         });
     }
     Ok(Config {
         rules,
-        default: spec.default.map(list),
+        default: spec.default.map(OneOrMany::into_vec),
         all,
     })
 }
@@ -130,13 +123,7 @@ struct ByEvent;
 impl Plugin for ByEvent {
     fn route(msg: Message, defaults: Vec<String>) -> Result<Vec<String>, Error> {
         let config = config()?;
-        let subject = Subject::new(
-            msg.event_type.as_deref(),
-            msg.headers
-                .iter()
-                .map(|h| (h.name.as_str(), h.value.as_str())),
-            &msg.body,
-        );
+        let subject = Subject::from_message(&msg);
         let mut out: Vec<String> = Vec::new();
         let mut matched = false;
         for (i, rule) in config.rules.iter().enumerate() {

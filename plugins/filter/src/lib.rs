@@ -54,16 +54,7 @@ fn config() -> Result<(Conditions, bool), Error> {
 impl Plugin for Filter {
     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
         let (conditions, invert) = config()?;
-        let matched = {
-            let subject = Subject::new(
-                msg.event_type.as_deref(),
-                msg.headers
-                    .iter()
-                    .map(|h| (h.name.as_str(), h.value.as_str())),
-                &msg.body,
-            );
-            conditions.matches(&subject)
-        };
+        let matched = conditions.matches(&Subject::from_message(&msg));
         if matched != invert {
             Ok(vec![msg])
         } else {

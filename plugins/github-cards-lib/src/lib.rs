@@ -1,6 +1,8 @@
 //! GitHub webhook events read into a neutral [`Card`], shared by the
 //! `github-teams` and `github-slack` plugins so each event is described once
-//! and only rendered differently.
+//! and only rendered differently. [`render_message`] is a whole transform
+//! but the rendering: it reads the message, describes the event and wraps
+//! the renderer's JSON in the outgoing message.
 //!
 //! Field access goes through small helpers that yield "" or `None` for
 //! anything missing, so an unexpected payload degrades into a sparser card,
@@ -11,6 +13,7 @@
 //! Cards and Slack all render: `` `code` `` and `- ` list lines. Renderers
 //! escape what their format needs (Slack's `&`, `<`, `>`).
 
+use hookgate_plugin_sdk::{Error, Message};
 use serde_json::Value;
 
 /// Longest body text (issue body, comment, release notes) put on a card.
@@ -220,6 +223,32 @@ impl Builder {
     fn build(self) -> Card {
         self.card
     }
+}
+
+/// The message a transform returns for the GitHub event in `msg`: the JSON
+/// that `render` makes of its card, with `msg`'s id and event type.
+///
+/// The event is the message's event type (which the `github` verifier sets
+/// from `X-GitHub-Event`), else the `x-github-event` header, so a route
+/// without that verifier still gets proper cards; an output without an
+/// event type takes the header's, so later stages can route on it. A body
+/// that is not JSON is an [`Error::InvalidInput`].
+pub fn render_message(
+    msg: &Message,
+    render: impl FnOnce(&Card) -> Value,
+) -> Result<Message, Error> {
+    let payload: Value = msg.json()?;
+    let event = msg
+        .event_type
+        .clone()
+        .or_else(|| msg.header("x-github-event").map(str::to_owned))
+        .unwrap_or_default();
+    let card = describe(&event, &payload);
+    let mut out = msg.with_json_body(&render(&card))?;
+    if out.event_type.is_none() && !event.is_empty() {
+        out.event_type = Some(event);
+    }
+    Ok(out)
 }
 
 /// Describes any event; unknown ones get a generic card.

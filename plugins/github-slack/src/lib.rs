@@ -32,17 +32,7 @@ struct GithubSlack;
 impl Plugin for GithubSlack {
     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
         let emoji = sdk::config::get_bool("emoji", true)?;
-        let payload: Value = msg.json()?;
-        let event = msg
-            .event_type
-            .clone()
-            .or_else(|| msg.header("x-github-event").map(str::to_owned))
-            .unwrap_or_default();
-        let card = hookgate_github_cards::describe(&event, &payload);
-        let mut out = msg.with_json_body(&render(&card, emoji))?;
-        if out.event_type.is_none() && !event.is_empty() {
-            out.event_type = Some(event);
-        }
+        let out = hookgate_github_cards::render_message(&msg, |card| render(card, emoji))?;
         Ok(vec![out])
     }
 }

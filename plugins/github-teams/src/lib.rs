@@ -24,7 +24,6 @@
 mod card;
 
 use hookgate_plugin_sdk::{self as sdk, Error, Message, Plugin};
-use serde_json::Value;
 
 use card::Format;
 
@@ -41,17 +40,7 @@ impl Plugin for GithubTeams {
                 )));
             }
         };
-        let payload: Value = msg.json()?;
-        let event = msg
-            .event_type
-            .clone()
-            .or_else(|| msg.header("x-github-event").map(str::to_owned))
-            .unwrap_or_default();
-        let card = hookgate_github_cards::describe(&event, &payload);
-        let mut out = msg.with_json_body(&card::render(&card, format))?;
-        if out.event_type.is_none() && !event.is_empty() {
-            out.event_type = Some(event);
-        }
+        let out = hookgate_github_cards::render_message(&msg, |card| card::render(card, format))?;
         Ok(vec![out])
     }
 }

@@ -32,19 +32,17 @@
 //! [Standard Webhooks]: https://www.standardwebhooks.com/
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Plugin, Request, Verdict, signature::standard_webhooks,
 };
-
-/// The Standard Webhooks reference libraries use five minutes.
-const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Gitlab;
 
 impl Plugin for Gitlab {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = optional_str("secret")?;
-        let signing_token = optional_str("signing_token")?;
-        let tolerance = sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?;
+        let secret = sdk::config::optional_str("secret")?;
+        let signing_token = sdk::config::optional_str("signing_token")?;
+        let tolerance =
+            sdk::config::get_u64("tolerance", standard_webhooks::DEFAULT_TOLERANCE_SECS)?;
         if secret.is_none() && signing_token.is_none() {
             return Err(Error::config(
                 "`with.secret` is required (or `with.signing_token`, or both)",
@@ -65,8 +63,9 @@ impl Plugin for Gitlab {
                 ));
             }
         }
+        // GitLab signs with the spec's `webhook-` header names.
         if let Some(key) = &signing_key
-            && let Err(reason) = check_signature(&req, key, tolerance)
+            && let Err(reason) = standard_webhooks::verify(&req, "webhook", key, tolerance)
         {
             return Ok(Verdict::unauthorized(reason));
         }
@@ -85,62 +84,10 @@ impl Plugin for Gitlab {
     }
 }
 
-/// A string key that may be absent but, when given, must not be empty.
-fn optional_str(key: &str) -> Result<Option<String>, Error> {
-    match sdk::config::get(key) {
-        Some(value) if value.is_empty() => Err(Error::config(format!("`with.{key}` is empty"))),
-        value => Ok(value),
-    }
-}
-
 /// The HMAC key of a `whsec_<base64>` signing token.
 fn decode_signing_token(token: &str) -> Result<Vec<u8>, Error> {
-    signature::decode_base64(token.strip_prefix("whsec_").unwrap_or(token))
-        .filter(|key| !key.is_empty())
+    standard_webhooks::decode_secret(token)
         .ok_or_else(|| Error::config("`with.signing_token` must be a whsec_<base64> signing token"))
-}
-
-/// Checks the Standard Webhooks headers GitLab sends with a signing token;
-/// the error is the rejection reason.
-fn check_signature(req: &Request, key: &[u8], tolerance: u64) -> Result<(), String> {
-    let header = |name: &str| {
-        req.header(name)
-            .map(str::trim)
-            .ok_or_else(|| format!("missing {name} header"))
-    };
-    let id = header("webhook-id")?;
-    let timestamp = header("webhook-timestamp")?;
-    let signatures = header("webhook-signature")?;
-    let timestamp: i64 = timestamp
-        .parse()
-        .map_err(|_| "webhook-timestamp is not a Unix timestamp".to_owned())?;
-
-    let mut content = format!("{id}.{timestamp}.").into_bytes();
-    content.extend_from_slice(&req.body);
-    let expected = sdk::crypto::hmac(Algorithm::Sha256, key, &content);
-    let mut saw_v1 = false;
-    let mut matched = false;
-    for entry in signatures.split(' ') {
-        let Some(("v1", sig)) = entry.split_once(',') else {
-            continue;
-        };
-        saw_v1 = true;
-        if let Some(sig) = signature::decode_base64(sig) {
-            matched |= sdk::crypto::constant_time_eq(&sig, &expected);
-        }
-    }
-    if !saw_v1 {
-        return Err("webhook-signature has no v1 signature".to_owned());
-    }
-    if !matched {
-        return Err("webhook-signature does not match the body".to_owned());
-    }
-    if !sdk::time::within_tolerance(timestamp, req.received_at_ms, tolerance) {
-        return Err(format!(
-            "webhook-timestamp is more than {tolerance} s away from the time of receipt"
-        ));
-    }
-    Ok(())
 }
 
 sdk::export!(Gitlab, stages: [verify]);

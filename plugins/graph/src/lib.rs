@@ -36,12 +36,7 @@ struct Graph;
 
 impl Plugin for Graph {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let client_state = match sdk::config::get("client_state") {
-            Some(state) if state.is_empty() => {
-                return Err(Error::config("`with.client_state` is empty"));
-            }
-            state => state,
-        };
+        let client_state = sdk::config::optional_str("client_state")?;
 
         // `query_param` percent-decodes: Graph wants the token decoded.
         if let Some(token) = req.query_param("validationToken") {

@@ -52,7 +52,9 @@
 //! ```
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Plugin, Request, Verdict,
+    crypto::Algorithm,
+    signature::{self, Encoding, Outcome},
 };
 use serde::{Deserialize, Deserializer};
 
@@ -156,7 +158,7 @@ struct Prepared {
     key: Vec<u8>,
     header: String,
     algorithm: Algorithm,
-    encoding: SignatureEncoding,
+    encoding: Encoding,
     prefix: String,
     separator: Option<String>,
     template: Vec<Part>,
@@ -183,8 +185,8 @@ impl Config {
         let secret = required(self.secret, "secret")?;
         let key = match self.secret_encoding {
             SecretEncoding::Utf8 => Some(secret.into_bytes()),
-            SecretEncoding::Base64 => signature::decode_base64(&secret),
-            SecretEncoding::Hex => hex::decode(secret.trim()).ok(),
+            SecretEncoding::Base64 => Encoding::Base64.decode(&secret),
+            SecretEncoding::Hex => Encoding::Hex.decode(&secret),
         }
         .filter(|key| !key.is_empty())
         .ok_or_else(|| {
@@ -220,7 +222,10 @@ impl Config {
                 HashName::Sha256 => Algorithm::Sha256,
                 HashName::Sha512 => Algorithm::Sha512,
             },
-            encoding: self.encoding,
+            encoding: match self.encoding {
+                SignatureEncoding::Hex => Encoding::Hex,
+                SignatureEncoding::Base64 => Encoding::Base64,
+            },
             prefix: self.prefix,
             separator: self.separator.filter(|s| !s.is_empty()),
             template,
@@ -345,40 +350,32 @@ fn check(cfg: &Prepared, req: &Request) -> Result<Accepted, String> {
         Some(sep) => header_value.split(sep.as_str()).collect(),
         None => vec![header_value],
     };
-    let mut well_formed = false;
-    let mut matched = false;
-    for candidate in candidates {
-        let candidate = candidate.trim();
-        if candidate.is_empty() {
-            continue;
+    let encoded = candidates
+        .into_iter()
+        .map(str::trim)
+        .filter(|candidate| !candidate.is_empty())
+        .filter_map(|candidate| {
+            if cfg.prefix.is_empty() {
+                Some(candidate)
+            } else {
+                signature::strip_prefix(candidate, &cfg.prefix)
+            }
+        });
+    match signature::matches_any(&expected, cfg.encoding, encoded) {
+        Outcome::Match => {}
+        Outcome::Mismatch => {
+            return Err(format!("{} does not match the request", cfg.header));
         }
-        let encoded = if cfg.prefix.is_empty() {
-            Some(candidate)
-        } else {
-            signature::strip_prefix(candidate, &cfg.prefix)
-        };
-        let Some(encoded) = encoded else { continue };
-        let decoded = match cfg.encoding {
-            SignatureEncoding::Hex => hex::decode(encoded.trim()).ok(),
-            SignatureEncoding::Base64 => signature::decode_base64(encoded),
-        };
-        let Some(decoded) = decoded else { continue };
-        well_formed = true;
-        // No early exit: every candidate costs the same.
-        matched |= sdk::crypto::constant_time_eq(&decoded, &expected);
-    }
-    if !well_formed {
-        let encoding = match cfg.encoding {
-            SignatureEncoding::Hex => "hex",
-            SignatureEncoding::Base64 => "base64",
-        };
-        return Err(format!(
-            "{} must look like {}<{encoding}>",
-            cfg.header, cfg.prefix
-        ));
-    }
-    if !matched {
-        return Err(format!("{} does not match the request", cfg.header));
+        Outcome::Malformed => {
+            let encoding = match cfg.encoding {
+                Encoding::Hex => "hex",
+                Encoding::Base64 => "base64",
+            };
+            return Err(format!(
+                "{} must look like {}<{encoding}>",
+                cfg.header, cfg.prefix
+            ));
+        }
     }
     if let Some((_, secs, name)) = timestamp
         && !sdk::time::within_tolerance(secs, req.received_at_ms, cfg.tolerance)
@@ -404,67 +401,8 @@ fn parse_timestamp(text: &str, format: TimestampFormat) -> Option<i64> {
     match format {
         TimestampFormat::Seconds => text.parse().ok(),
         TimestampFormat::Milliseconds => text.parse::<i64>().ok().map(|ms| ms.div_euclid(1000)),
-        TimestampFormat::Rfc3339 => parse_rfc3339(text),
+        TimestampFormat::Rfc3339 => sdk::time::parse_rfc3339(text),
     }
-}
-
-/// Unix seconds of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-fn parse_rfc3339(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = b.get(range)?;
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(digits).ok()?.parse().ok()
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut i = 19;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-    }
-    let offset = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let minutes = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
-            if *sign == b'+' {
-                minutes * 60
-            } else {
-                -minutes * 60
-            }
-        }
-        _ => return None,
-    };
-    // Howard Hinnant's days_from_civil.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hour * 3_600 + minute * 60 + second - offset)
 }
 
 sdk::export!(Hmac, stages: [verify]);

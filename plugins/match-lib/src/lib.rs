@@ -18,6 +18,7 @@
 
 use std::cell::OnceCell;
 
+use hookgate_plugin_sdk::Message;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -82,7 +83,8 @@ pub enum OneOrMany<T> {
 }
 
 impl<T> OneOrMany<T> {
-    fn into_vec(self) -> Vec<T> {
+    /// The values as a list, however they were written.
+    pub fn into_vec(self) -> Vec<T> {
         match self {
             OneOrMany::One(v) => vec![v],
             OneOrMany::Many(v) => v,
@@ -287,6 +289,18 @@ impl<'a> Subject<'a> {
             body,
             json: OnceCell::new(),
         }
+    }
+
+    /// A subject over a pipeline message, as the `by-event` router and the
+    /// `filter` transform see it.
+    pub fn from_message(msg: &'a Message) -> Self {
+        Subject::new(
+            msg.event_type.as_deref(),
+            msg.headers
+                .iter()
+                .map(|h| (h.name.as_str(), h.value.as_str())),
+            &msg.body,
+        )
     }
 
     /// The body as JSON, or `None` when it is not JSON.

@@ -22,7 +22,7 @@
 //! the event type is the body's `type` (`invoice.paid`, ...).
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm,
+    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
 };
 use serde::Deserialize;
 
@@ -50,14 +50,10 @@ impl Plugin for Stripe {
         // One HMAC, then a cheap constant-time compare per candidate: a
         // header stuffed with `v1` entries cannot multiply the hashing work.
         let expected = sdk::crypto::hmac(Algorithm::Sha256, secret.as_bytes(), &signed);
-        let matched = parsed
-            .signatures
-            .iter()
-            .filter_map(|sig| hex::decode(sig).ok())
-            .fold(false, |found, sig| {
-                sdk::crypto::constant_time_eq(&sig, &expected) | found
-            });
-        if !matched {
+        // A malformed `v1` entry is one more mismatch, not a reason of its own.
+        if signature::matches_any(&expected, signature::Encoding::Hex, parsed.signatures)
+            != signature::Outcome::Match
+        {
             return Ok(Verdict::unauthorized(
                 "Stripe-Signature does not match the body",
             ));

@@ -98,15 +98,7 @@ impl Plugin for Template {
             )));
         }
 
-        let mut out = Message {
-            id: msg.id.clone(),
-            event_type: msg.event_type.clone(),
-            content_type: content_type.clone(),
-            headers: Vec::new(),
-            body: rendered.into_bytes(),
-        };
-        out.set_header("content-type", content_type);
-        Ok(vec![out])
+        Ok(vec![msg.with_body(content_type, rendered)])
     }
 }
 

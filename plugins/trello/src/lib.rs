@@ -35,11 +35,7 @@ impl Plugin for Trello {
         let callback_url = sdk::config::require_str("callback_url")?;
 
         if req.method == "HEAD" {
-            return Ok(Verdict::respond(Response {
-                status: 200,
-                headers: Vec::new(),
-                body: Vec::new(),
-            }));
+            return Ok(Verdict::respond(Response::empty(200)));
         }
 
         let Some(mac) = req.header("x-trello-webhook") else {

@@ -119,6 +119,25 @@ fn valid_signing_token_signature_is_accepted() {
 }
 
 #[test]
+fn one_matching_signing_token_signature_among_several_is_enough() {
+    // While a signing token is rotated the header lists one `v1` per token.
+    let p = TestPlugin::builtin("gitlab", json!({ "signing_token": signing_token() }));
+    let good = b64(hmac_sha256(
+        SIGNING_KEY,
+        format!("idem-r.{NOW_SECS}.{BODY}").as_bytes(),
+    ));
+    let req = TestRequest::post(BODY.as_bytes().to_vec())
+        .header("webhook-id", "idem-r")
+        .header("webhook-timestamp", &NOW_SECS.to_string())
+        .header(
+            "webhook-signature",
+            &format!("v1,{} v1,{good}", b64([0u8; 32])),
+        )
+        .at_ms(NOW_MS);
+    expect_accept(p.verify(&req).expect("plugin call"));
+}
+
+#[test]
 fn wrong_signing_token_signature_is_rejected() {
     let p = TestPlugin::builtin("gitlab", json!({ "signing_token": signing_token() }));
     let req = signed("idem-2", NOW_SECS, BODY);

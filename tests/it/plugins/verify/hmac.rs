@@ -180,6 +180,28 @@ fn one_of_several_separated_signatures_is_enough() {
 }
 
 #[test]
+fn malformed_candidates_are_skipped_and_reported_apart_from_wrong_ones() {
+    let body = b"rotating";
+    let good = hex::encode(hmac_sha256(SECRET.as_bytes(), body));
+    let p = TestPlugin::builtin(
+        "hmac",
+        json!({ "secret": SECRET, "header": "X-Sig", "prefix": "v1=", "separator": "," }),
+    );
+    let verify = |header: &str| {
+        p.verify(&TestRequest::post(body.to_vec()).header("X-Sig", header))
+            .expect("plugin call")
+    };
+    expect_accept(verify(&format!("v1=zz,,v2={good},v1={good}")));
+
+    // Nothing readable: the header's form is what is wrong.
+    let reason = expect_reject(verify(&format!("v1=zz,v2={good}")), 401);
+    assert!(reason.contains("must look like v1=<hex>"), "{reason}");
+    // Readable but wrong: the signature is.
+    let reason = expect_reject(verify(&format!("v1=zz,v1={}", "ab".repeat(32))), 401);
+    assert!(reason.contains("does not match"), "{reason}");
+}
+
+#[test]
 fn base64_encoded_secret_is_decoded() {
     let key = b"raw key bytes \x00\x01\x02";
     let body = b"x";

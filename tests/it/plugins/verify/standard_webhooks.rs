@@ -103,6 +103,18 @@ fn one_matching_v1_among_several_signatures_is_enough() {
 }
 
 #[test]
+fn malformed_v1_is_skipped_and_alone_is_a_mismatch() {
+    let body = "{}";
+    let header = format!("v1,not-base64! {}", sign("msg_3b", NOW_SECS, body));
+    let req = request("msg_3b", NOW_SECS, &header, body);
+    expect_accept(plugin().verify(&req).expect("plugin call"));
+
+    let req = request("msg_3b", NOW_SECS, "v1,not-base64!", body);
+    let reason = expect_reject(plugin().verify(&req).expect("plugin call"), 401);
+    assert!(reason.contains("does not match"), "{reason}");
+}
+
+#[test]
 fn wrong_signature_is_rejected() {
     let body = "{}";
     let req = request(

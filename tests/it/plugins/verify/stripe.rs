@@ -52,6 +52,19 @@ fn any_matching_v1_among_several_is_enough() {
 }
 
 #[test]
+fn malformed_v1_is_skipped_and_alone_is_a_mismatch() {
+    let header = format!("t={NOW_SECS},v1=zz,v1={}", sign(NOW_SECS, BODY));
+    expect_accept(plugin().verify(&request(&header)).expect("plugin call"));
+
+    let header = format!("t={NOW_SECS},v1=zz");
+    let reason = expect_reject(
+        plugin().verify(&request(&header)).expect("plugin call"),
+        401,
+    );
+    assert!(reason.contains("does not match"), "{reason}");
+}
+
+#[test]
 fn wrong_signature_is_rejected() {
     let other_secret = hex::encode(hmac_sha256(
         b"whsec_another",
