@@ -34,6 +34,11 @@ struct DeliveryLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The gateway's metrics. Cheap to clone.
@@ -48,6 +53,7 @@ struct Inner {
     plugin_calls: HistogramFamily<PluginLabels>,
     deliveries: Family<DeliveryLabels, Counter>,
     delivery_latency: HistogramFamily<DeliveryLabels>,
+    reloads: Family<ReloadLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -96,6 +102,12 @@ impl Default for Metrics {
             "Delivery attempt latency, by destination and outcome",
             delivery_latency.clone(),
         );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Reloads of config and plugins, by outcome (ok, refused)",
+            reloads.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -103,6 +115,7 @@ impl Default for Metrics {
                 plugin_calls,
                 deliveries,
                 delivery_latency,
+                reloads,
             }),
         }
     }
@@ -144,6 +157,16 @@ impl Metrics {
             .delivery_latency
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one reload: `ok` or `refused`.
+    pub fn reload(&self, outcome: &str) {
+        self.inner
+            .reloads
+            .get_or_create(&ReloadLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -23,6 +23,7 @@ struct Inner {
     engine: PluginEngine,
     metrics: Metrics,
     dispatcher: Dispatcher,
+    reload: crate::reload::Control,
 }
 
 impl AppState {
@@ -39,6 +40,7 @@ impl AppState {
                 engine,
                 metrics,
                 dispatcher,
+                reload: Default::default(),
             }),
         }
     }
@@ -66,5 +68,10 @@ impl AppState {
     /// The delivery hand-off.
     pub fn dispatcher(&self) -> &Dispatcher {
         &self.inner.dispatcher
+    }
+
+    /// Asks for reloads and tells what they did.
+    pub fn reload(&self) -> &crate::reload::Control {
+        &self.inner.reload
     }
 }

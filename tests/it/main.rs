@@ -7,5 +7,6 @@ mod docs;
 mod ingress;
 mod pipeline;
 mod plugins;
+mod reload;
 mod sandbox;
 mod support;

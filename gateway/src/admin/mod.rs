@@ -11,6 +11,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+mod status;
+
 use crate::plugin::constant_time_eq;
 use crate::state::AppState;
 
@@ -19,7 +21,9 @@ pub fn router(state: AppState) -> Option<Router<AppState>> {
     state.snapshot().config.admin.token.as_ref()?;
     let routes = Router::new()
         // Routes are added here, one line per concern.
-        .route("/admin/ping", axum::routing::get(ping));
+        .route("/admin/ping", axum::routing::get(ping))
+        .route("/admin/status", axum::routing::get(status::status))
+        .route("/admin/reload", axum::routing::post(status::reload));
     Some(routes.layer(middleware::from_fn_with_state(state, require_token)))
 }
 
