@@ -64,23 +64,27 @@ fn write_plugin(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(plugins.join(format!("{name}.wasm")), bytes).unwrap();
 }
 
-/// POSTs a signed request to `stamped`.
-async fn send(gw: &TestGateway, seq: usize) -> u16 {
+/// POSTs a signed request to `stamped`; the status and the body (the
+/// verifier's stamp).
+async fn send(gw: &TestGateway, seq: usize) -> (u16, String) {
     let body = format!(r#"{{"seq":{seq}}}"#).into_bytes();
     let sig = sign::github(SECRET, &body);
     let seq = seq.to_string();
-    gw.post(
-        "stamped",
-        &[
-            ("content-type", "application/json"),
-            ("x-hub-signature-256", &sig),
-            ("x-seq", &seq),
-        ],
-        &body,
+    let resp = gw
+        .post(
+            "stamped",
+            &[
+                ("content-type", "application/json"),
+                ("x-hub-signature-256", &sig),
+                ("x-seq", &seq),
+            ],
+            &body,
+        )
+        .await;
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
     )
-    .await
-    .status()
-    .as_u16()
 }
 
 /// (verify stamp, transform stamp, tag) of a delivery.
@@ -130,7 +134,9 @@ async fn eventually(
 /// Sends a request and waits for its delivery; returns the delivery.
 async fn one_delivery(gw: &TestGateway, sink: &MockReceiver, seq: usize) -> Received {
     let before = sink.count();
-    assert_eq!(send(gw, seq).await, 202);
+    let (status, body) = send(gw, seq).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("stamp-"), "the verifier's reply: {body}");
     sink.wait_for(before + 1, PATIENCE).await;
     sink.received()
         .into_iter()
@@ -173,7 +179,7 @@ async fn plugins_and_config_swap_under_traffic_without_a_failed_or_mixed_request
                     && seq < MAX_REQUESTS
                     && started.elapsed() < MAX_TRAFFIC_TIME
                 {
-                    statuses.push(send(&gw, seq).await);
+                    statuses.push(send(&gw, seq).await.0);
                     seq += 2;
                 }
                 statuses
@@ -514,11 +520,16 @@ fn check_stamp(component: &str, stamp: &str, version: &str) {
     let signed =
         TestRequest::post(body.to_vec()).header("x-hub-signature-256", &sign::github(SECRET, body));
     match p.verify(&signed).unwrap() {
-        hookgate::plugin::Verdict::Accept { event_type, .. } => {
+        hookgate::plugin::Verdict::Accept {
+            event_type, reply, ..
+        } => {
             assert_eq!(
                 event_type.as_deref(),
                 Some(format!("stamp-{stamp}").as_str())
-            )
+            );
+            let reply = reply.expect("a reply naming the version");
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.body, format!("stamp-{stamp}").as_bytes());
         }
         other => panic!("{other:?}"),
     }

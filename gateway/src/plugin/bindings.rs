@@ -10,5 +10,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use hookgate::plugin::host::{HashAlgorithm, Host, Level};
-pub use hookgate::plugin::types;
+// `self::`: under `rustdoc --test` the crate itself is also `--extern
+// hookgate`, and the bare path is ambiguous with the generated module.
+pub use self::hookgate::plugin::host::{HashAlgorithm, Host, Level};
+pub use self::hookgate::plugin::types;

@@ -266,20 +266,31 @@ pub fn spawn(
         record.config = config_path.clone();
         record.watching = config.plugins.watch;
     }
-    tokio::spawn(async move {
-        let Some(mut rx) = rx else {
-            tracing::error!("a reloader is already running for this state");
-            return;
-        };
-        // Held for as long as the reloader runs: dropping it stops watching.
-        let _watcher = config.plugins.watch.then(|| {
+    // Watching starts before this returns, so before the gateway serves: a
+    // write right after start-up is not missed.
+    let watcher = config
+        .plugins
+        .watch
+        .then(|| {
             watcher::start(
                 config_path.as_deref(),
                 config.plugins.dir.as_deref(),
                 state.clone(),
                 shutdown.clone(),
             )
-        });
+        })
+        .flatten();
+    if watcher.is_some() && plugin_files_changed(&state.snapshot()) {
+        // Changed while the first snapshot compiled, before watching began.
+        state.reload().request(Trigger::Watch);
+    }
+    tokio::spawn(async move {
+        // Held for as long as the reloader runs: dropping it stops watching.
+        let _watcher = watcher;
+        let Some(mut rx) = rx else {
+            tracing::error!("a reloader is already running for this state");
+            return;
+        };
         #[cfg(unix)]
         tokio::spawn(on_sighup(state.clone(), shutdown.clone()));
 
@@ -406,6 +417,18 @@ impl Reloader {
             restart_required,
         })
     }
+}
+
+/// Whether a plugin file the snapshot uses no longer has the bytes it was
+/// compiled from.
+fn plugin_files_changed(snapshot: &Snapshot) -> bool {
+    use sha2::{Digest, Sha256};
+    snapshot.plugins.values().any(|p| match p.source() {
+        PluginSource::File(path) => std::fs::read(path)
+            .map(|bytes| hex::encode(Sha256::digest(&bytes)) != p.hash())
+            .unwrap_or(true),
+        PluginSource::Builtin => false,
+    })
 }
 
 /// Puts back the settings that only apply at start-up (so the new snapshot

@@ -4,13 +4,16 @@
 //! delivery shows which version ran each stage:
 //!
 //! - verify checks `X-Hub-Signature-256` (HMAC-SHA256 of the body with
-//!   `with.secret`) and accepts with event type `stamp-<STAMP>`;
+//!   `with.secret`), accepts with event type `stamp-<STAMP>` and answers
+//!   the sender `200 stamp-<STAMP>` (so a client, e.g. the reload
+//!   benchmark, sees which version served it);
 //! - transform copies that event type to `x-verify-stamp`, adds its own
 //!   `x-transform-stamp: <STAMP>`, and `x-tag: <with.tag>` when set.
 //!
 //! A request that ran two versions would arrive with two different stamps.
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Message, Plugin, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Message, Plugin, Request, Response, Verdict, crypto::Algorithm,
+    signature,
 };
 
 /// What this build stamps.
@@ -31,7 +34,9 @@ impl Plugin for Stamp {
             return Ok(Verdict::unauthorized("X-Hub-Signature-256 does not match"));
         }
         Ok(Verdict::accept_with(
-            Accepted::new().event_type(format!("stamp-{STAMP}")),
+            Accepted::new()
+                .event_type(format!("stamp-{STAMP}"))
+                .reply(Response::text(200, format!("stamp-{STAMP}"))),
         ))
     }
 
