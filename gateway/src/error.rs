@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::pipeline::PipelineError;
 use crate::plugin::{GuestError, PluginError};
+use crate::reload::ReloadError;
 
 /// An error answer from the gateway.
 #[derive(Debug)]
@@ -41,6 +42,13 @@ pub enum ApiError {
     },
     /// The store could not take the event.
     Store(crate::store::StoreError),
+    /// A reload asked for over the admin API was refused.
+    ReloadRefused {
+        /// The generation that keeps serving.
+        generation: u64,
+        /// Why.
+        error: ReloadError,
+    },
 }
 
 impl ApiError {
@@ -65,6 +73,10 @@ impl ApiError {
                 PipelineError::UnknownDestination { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ReloadRefused { error, .. } => match error {
+                ReloadError::NotRunning => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            },
         }
     }
 }
@@ -98,6 +110,12 @@ impl IntoResponse for ApiError {
             ApiError::Store(_) => json!({
                 "error": "unavailable",
                 "message": "the webhook could not be stored; retry later",
+            }),
+            ApiError::ReloadRefused { generation, error } => json!({
+                "error": "reload_refused",
+                "message": format!("reload refused, still serving generation {generation}"),
+                "generation": generation,
+                "errors": error.errors().iter().map(|e| json!({ "path": e.path, "message": e.message })).collect::<Vec<_>>(),
             }),
         };
         let mut resp = (status, Json(body)).into_response();

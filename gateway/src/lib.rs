@@ -18,12 +18,15 @@ pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod plugin;
+pub mod reload;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -41,12 +44,17 @@ pub fn plugin_limits(config: &GatewayConfig) -> PluginLimits {
     }
 }
 
+/// Where under `data_dir` compiled plugins are cached.
+pub const PLUGIN_CACHE_DIR: &str = "plugin-cache";
+
 /// Compiles `config` into a first snapshot (slow: compiles plugins, on
-/// blocking threads). Used by `serve` and `check` alike.
+/// blocking threads, or takes them from `cache_dir`). Used by `serve` and
+/// `check` alike.
 pub async fn prepare(
     config: GatewayConfig,
+    cache_dir: Option<&Path>,
 ) -> Result<(PluginEngine, pipeline::Snapshot), config::ConfigErrors> {
-    let engine = PluginEngine::new(plugin_limits(&config)).map_err(|e| {
+    let engine = PluginEngine::with_cache(plugin_limits(&config), cache_dir).map_err(|e| {
         config::ConfigErrors(vec![config::ConfigError {
             path: "plugins".into(),
             message: format!("cannot start the plugin engine: {e:#}"),
@@ -57,13 +65,16 @@ pub async fn prepare(
 }
 
 /// Runs the gateway on `listener` until `shutdown` fires: stops accepting,
-/// finishes requests in flight, then lets delivery drain.
+/// finishes requests in flight, then lets delivery drain. Reloads read
+/// `config_path` (see [`reload`]).
 pub async fn run(
     config: GatewayConfig,
+    config_path: Option<PathBuf>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (engine, snapshot) = prepare(config.clone())
+    let cache_dir = config.data_dir.join(PLUGIN_CACHE_DIR);
+    let (engine, snapshot) = prepare(config.clone(), Some(&cache_dir))
         .await
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let metrics = metrics::Metrics::default();
@@ -92,6 +103,7 @@ pub async fn run(
         delivery_stop.clone(),
     ));
     let state = state::AppState::new(snapshots, engine, metrics, store, delivery);
+    reload::spawn(state.clone(), config_path, shutdown.clone());
     let app = ingress::router(state);
 
     let addr = listener

@@ -126,7 +126,7 @@ async fn check(path: PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(errors) => return report(&errors),
     };
-    match hookgate::prepare(cfg).await {
+    match hookgate::prepare(cfg, None).await {
         Ok((_, snapshot)) => {
             println!(
                 "{}: ok ({} routes, {} destinations, {} plugins)",
@@ -168,7 +168,7 @@ async fn serve(path: PathBuf) -> ExitCode {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
-    match hookgate::run(cfg, listener, shutdown).await {
+    match hookgate::run(cfg, Some(path), listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

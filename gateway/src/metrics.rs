@@ -34,6 +34,11 @@ struct DeliveryLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The gateway's metrics. Cheap to clone.
@@ -49,6 +54,7 @@ struct Inner {
     deliveries: Family<DeliveryLabels, Counter>,
     delivery_latency: HistogramFamily<DeliveryLabels>,
     subscriptions_disabled: Counter,
+    reloads: Family<ReloadLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -103,6 +109,12 @@ impl Default for Metrics {
             "Subscriptions set inactive after failing continuously or answering 410",
             subscriptions_disabled.clone(),
         );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Reloads of config and plugins, by outcome (ok, refused)",
+            reloads.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 subscriptions_disabled,
@@ -111,6 +123,7 @@ impl Default for Metrics {
                 plugin_calls,
                 deliveries,
                 delivery_latency,
+                reloads,
             }),
         }
     }
@@ -157,6 +170,16 @@ impl Metrics {
     /// Counts a subscription disabled by its failures.
     pub fn subscription_disabled(&self) {
         self.inner.subscriptions_disabled.inc();
+    }
+
+    /// Counts one reload: `ok` or `refused`.
+    pub fn reload(&self, outcome: &str) {
+        self.inner
+            .reloads
+            .get_or_create(&ReloadLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -25,6 +25,7 @@ struct Inner {
     metrics: Metrics,
     store: Arc<dyn Store>,
     delivery: DeliveryHandle,
+    reload: crate::reload::Control,
 }
 
 impl AppState {
@@ -43,6 +44,7 @@ impl AppState {
                 metrics,
                 store,
                 delivery,
+                reload: Default::default(),
             }),
         }
     }
@@ -75,5 +77,10 @@ impl AppState {
     /// Wakes the delivery workers.
     pub fn delivery(&self) -> &DeliveryHandle {
         &self.inner.delivery
+    }
+
+    /// Asks for reloads and tells what they did.
+    pub fn reload(&self) -> &crate::reload::Control {
+        &self.inner.reload
     }
 }

@@ -9,6 +9,7 @@ mod handshake;
 mod ingress;
 mod pipeline;
 mod plugins;
+mod reload;
 mod sandbox;
 mod subscriptions;
 mod support;

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+pub use crate::reload::{stamp_a, stamp_b};
 use crate::support::gateway::TestGateway;
 use crate::support::plugin::{TestPlugin, TestRequest};
 

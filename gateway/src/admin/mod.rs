@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+mod status;
+
 use crate::plugin::constant_time_eq;
 use crate::state::AppState;
 
@@ -26,7 +28,9 @@ pub fn router(state: AppState) -> Option<Router<AppState>> {
         .route("/admin/events", get(events::list))
         .route("/admin/events/{id}", get(events::get))
         .route("/admin/events/{id}/replay", post(events::replay_one))
-        .route("/admin/replay", post(events::replay_matching));
+        .route("/admin/replay", post(events::replay_matching))
+        .route("/admin/status", get(status::status))
+        .route("/admin/reload", post(status::reload));
     Some(routes.layer(middleware::from_fn_with_state(state, require_token)))
 }
 

@@ -184,6 +184,11 @@ pub struct PluginsConfig {
     /// Linear memory cap for one plugin instance.
     #[serde(default = "default_plugin_memory")]
     pub memory: ByteSize,
+
+    /// Reload when a file in `dir` or the config file changes. Without
+    /// watching, reload with SIGHUP or `POST /admin/reload`.
+    #[serde(default = "default_plugin_watch")]
+    pub watch: bool,
 }
 
 impl Default for PluginsConfig {
@@ -192,8 +197,13 @@ impl Default for PluginsConfig {
             dir: None,
             timeout: default_plugin_timeout(),
             memory: default_plugin_memory(),
+            watch: default_plugin_watch(),
         }
     }
+}
+
+fn default_plugin_watch() -> bool {
+    true
 }
 
 fn default_plugin_timeout() -> Duration {

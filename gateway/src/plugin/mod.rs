@@ -12,14 +12,15 @@ mod host;
 mod limits;
 mod types;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
-    UpdateDeadline,
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    Trap, UpdateDeadline,
 };
 
 use bindings::{Plugin, PluginPre};
@@ -201,6 +202,18 @@ pub struct PluginEngine {
     engine: Engine,
     linker: Arc<Linker<CallState>>,
     limits: PluginLimits,
+    cache: Option<Cache>,
+}
+
+/// What the on-disk cache of compiled plugins has done since start-up.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CacheStats {
+    /// Where compiled code is kept.
+    pub dir: PathBuf,
+    /// Compilations answered from the cache.
+    pub hits: usize,
+    /// Compilations done and written to the cache.
+    pub misses: usize,
 }
 
 impl std::fmt::Debug for PluginEngine {
@@ -215,6 +228,15 @@ impl PluginEngine {
     /// Builds the engine (pooling allocator, epoch interruption) and starts
     /// its deadline ticker.
     pub fn new(limits: PluginLimits) -> anyhow::Result<Self> {
+        Self::with_cache(limits, None)
+    }
+
+    /// Like [`new`](Self::new), keeping compiled code in `cache_dir` keyed by
+    /// a hash of the component's bytes and the engine's settings, so a
+    /// restart with unchanged plugins loads them without compiling. This is
+    /// wasmtime's own cache (no `unsafe` deserialisation here). A cache that
+    /// cannot be set up is logged and skipped: it only saves time.
+    pub fn with_cache(limits: PluginLimits, cache_dir: Option<&Path>) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)
             .total_core_instances(POOL_INSTANCES * 8)
@@ -225,11 +247,20 @@ impl PluginEngine {
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(64 << 10);
 
+        let cache = cache_dir.and_then(|dir| match open_cache(dir) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "plugins will be compiled at every start: cannot use the plugin cache: {e:#}");
+                None
+            }
+        });
+
         let mut config = Config::new();
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .cache(cache.clone());
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::<CallState>::new(&engine);
@@ -241,12 +272,22 @@ impl PluginEngine {
             engine,
             linker: Arc::new(linker),
             limits,
+            cache,
         })
     }
 
     /// The limits every call gets.
     pub fn limits(&self) -> PluginLimits {
         self.limits
+    }
+
+    /// Hits and misses of the on-disk cache, when there is one.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| CacheStats {
+            dir: c.directory().clone(),
+            hits: c.cache_hits(),
+            misses: c.cache_misses(),
+        })
     }
 
     /// Compiles `wasm`, links it against the host interface and asks it to
@@ -258,6 +299,7 @@ impl PluginEngine {
         wasm: Vec<u8>,
         source: PluginSource,
     ) -> Result<LoadedPlugin, LoadError> {
+        let started = Instant::now();
         let hash = hex::encode(Sha256::digest(&wasm));
         let engine = self.engine.clone();
         let linker = self.linker.clone();
@@ -288,6 +330,7 @@ impl PluginEngine {
             hash,
             source,
             loaded_at: SystemTime::now(),
+            load_time: Duration::ZERO,
         };
         let ctx = CallContext {
             plugin: plugin.name.clone(),
@@ -313,6 +356,7 @@ impl PluginEngine {
                 bindings::types::Stage::Route => Stage::Route,
             })
             .collect();
+        plugin.load_time = started.elapsed();
         Ok(plugin)
     }
 }
@@ -328,6 +372,7 @@ pub struct LoadedPlugin {
     hash: String,
     source: PluginSource,
     loaded_at: SystemTime,
+    load_time: Duration,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -365,6 +410,12 @@ impl LoadedPlugin {
     /// When it was compiled.
     pub fn loaded_at(&self) -> SystemTime {
         self.loaded_at
+    }
+
+    /// How long compiling (or fetching from the cache), linking and
+    /// `describe` took.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
     }
 
     /// Whether the plugin says it implements `stage`.
@@ -501,6 +552,13 @@ impl LoadedPlugin {
             }
         }
     }
+}
+
+/// wasmtime's cache in `dir` (made absolute, as wasmtime requires).
+fn open_cache(dir: &Path) -> anyhow::Result<Cache> {
+    let mut config = CacheConfig::new();
+    config.with_directory(std::path::absolute(dir)?);
+    Ok(Cache::new(config)?)
 }
 
 /// The first line of a trap's description: the backtrace that follows is

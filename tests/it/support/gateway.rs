@@ -35,9 +35,8 @@ impl TestGateway {
             "listen: 127.0.0.1:0\ndata_dir: {}\n{yaml}",
             dir.path().join("data").display()
         );
-        let config_path = dir.path().join("hookgate.yaml");
-        std::fs::write(&config_path, config).unwrap();
-        let (child, base) = launch(&config_path, dir.path());
+        std::fs::write(dir.path().join("hookgate.yaml"), config).unwrap();
+        let (child, base) = launch(dir.path());
         let gw = TestGateway {
             child,
             base,
@@ -52,6 +51,61 @@ impl TestGateway {
         gw
     }
 
+    /// Stops the gateway and starts it again on the same directory (same
+    /// config, plugins and data), on a new port.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, base) = launch(self.dir.path());
+        self.child = child;
+        self.base = base;
+        self.wait_ready().await;
+    }
+}
+
+/// Starts the binary on `dir/hookgate.yaml`, logging to `dir/gateway.log`
+/// (appended, so a restart keeps the earlier log), and returns it with its
+/// base URL.
+fn launch(dir: &Path) -> (Child, String) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("gateway.log"))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.join("hookgate.yaml"))
+        .env("RUST_LOG", "info,hookgate=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting hookgate");
+
+    // The first stdout line names the address.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
+        let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
+        panic!("hookgate did not start:\n{log}")
+    });
+    let base = line
+        .strip_prefix("hookgate listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    (child, base)
+}
+
+impl TestGateway {
     /// Waits for `/healthz` (the listener is bound before plugins compile).
     async fn wait_ready(&self) {
         let deadline = Instant::now() + START_TIMEOUT;
@@ -110,50 +164,15 @@ impl TestGateway {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
 
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
-}
-
-/// Starts the binary and returns it with its base URL.
-fn launch(config_path: &Path, dir: &Path) -> (Child, String) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("gateway.log"))
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .arg("serve")
-        .arg("--config")
-        .arg(config_path)
-        .env("RUST_LOG", "info,hookgate=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("starting hookgate");
-
-    // The first stdout line names the address.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        // Keep draining so the child never blocks on a full pipe.
-        for _ in lines {}
-    });
-    let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
-        let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
-        panic!("hookgate did not start:\n{log}")
-    });
-    let base = line
-        .strip_prefix("hookgate listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    (child, base)
 }
 
 impl TestGateway {
@@ -176,18 +195,6 @@ impl TestGateway {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         false
-    }
-
-    /// Starts the binary again on the same config and data directory (after
-    /// [`kill`](Self::kill) or [`terminate`](Self::terminate)). The port
-    /// changes.
-    pub async fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let (child, base) = launch(&self.config_path(), self.dir.path());
-        self.child = child;
-        self.base = base;
-        self.wait_ready().await;
     }
 
     /// A request to the admin API with the test token.

@@ -140,6 +140,12 @@ impl MockReceiver {
         self.shared.received.lock().unwrap().clone()
     }
 
+    /// The requests that arrived after the first `from`.
+    pub fn received_from(&self, from: usize) -> Vec<Received> {
+        let received = self.shared.received.lock().unwrap();
+        received.get(from..).unwrap_or_default().to_vec()
+    }
+
     /// How many requests arrived.
     pub fn count(&self) -> usize {
         self.shared.received.lock().unwrap().len()
