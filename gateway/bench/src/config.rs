@@ -1,0 +1,103 @@
+//! The gateway configs of the benchmark rows, all from one function,
+//! [`gateway_yaml`], so the rows differ only in what they say they differ
+//! in.
+
+use std::path::Path;
+
+/// Row 4's one difference from row 3: the in-memory store (durability
+/// off), to show what the disk costs.
+pub const IN_MEMORY_STORE: &str = "store: { engine: memory }";
+
+/// The route every row posts to: `/hooks/bench`.
+pub const ROUTE: &str = "bench";
+
+/// Where accepted messages go.
+#[derive(Clone, Debug)]
+pub enum Destination {
+    /// A `kind: log` destination. The gateway runs with `RUST_LOG=warn`, so
+    /// it logs nothing: accepted events still go through the delivery
+    /// hand-off, without a second HTTP request per event competing for the
+    /// two cores with the measured one.
+    Discard,
+    /// POST to this URL (the delivery row's sink).
+    Url(String),
+}
+
+/// What a gateway row varies.
+#[derive(Clone, Debug)]
+pub struct GatewaySetup {
+    /// `github` verify + `github-teams` transform, or no plugins.
+    pub plugins: bool,
+    /// Durability off (row 4).
+    pub in_memory_store: bool,
+    /// Where messages go.
+    pub destination: Destination,
+    /// `plugins.timeout`, when not the default (100 ms). Only `--smoke` sets
+    /// it: a debug build on a busy CI machine can overrun 100 ms, and the
+    /// smoke run checks that the rows work, not how fast.
+    pub plugin_timeout: Option<&'static str>,
+}
+
+/// The YAML config of a gateway row: loopback port 0, `data_dir` under
+/// `dir`, one route `bench`.
+pub fn gateway_yaml(dir: &Path, setup: &GatewaySetup) -> String {
+    let quote = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
+    let mut yaml = format!(
+        "listen: 127.0.0.1:0\ndata_dir: {}\n",
+        quote(&dir.join("data").display().to_string())
+    );
+    if setup.in_memory_store {
+        yaml.push_str(IN_MEMORY_STORE);
+        yaml.push('\n');
+    }
+    if let Some(timeout) = setup.plugin_timeout {
+        yaml.push_str(&format!("plugins: {{ timeout: {timeout} }}\n"));
+    }
+    yaml.push_str("destinations:\n");
+    match &setup.destination {
+        Destination::Discard => yaml.push_str("  out: { kind: log }\n"),
+        Destination::Url(url) => yaml.push_str(&format!("  out: {{ url: {} }}\n", quote(url))),
+    }
+    yaml.push_str(&format!("routes:\n  {ROUTE}:\n"));
+    if setup.plugins {
+        yaml.push_str(&format!(
+            "    verify: {{ plugin: github, with: {{ secret: {} }} }}\n",
+            quote(crate::payload::SECRET)
+        ));
+        yaml.push_str(
+            "    transform: [ { plugin: github-teams, with: { card: message-card } } ]\n",
+        );
+    }
+    yaml.push_str("    to: [out]\n");
+    yaml
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(plugins: bool, in_memory_store: bool) -> GatewaySetup {
+        GatewaySetup {
+            plugins,
+            in_memory_store,
+            destination: Destination::Discard,
+            plugin_timeout: None,
+        }
+    }
+
+    #[test]
+    fn row_four_differs_from_row_three_only_by_the_store_key() {
+        let dir = Path::new("/tmp/x");
+        let row3 = gateway_yaml(dir, &setup(true, false));
+        let row4 = gateway_yaml(dir, &setup(true, true));
+        assert_eq!(row4.replace(&format!("{IN_MEMORY_STORE}\n"), ""), row3);
+        assert!(!row3.contains("store:"));
+    }
+
+    #[test]
+    fn rows_without_plugins_have_none() {
+        let yaml = gateway_yaml(Path::new("/tmp/x"), &setup(false, false));
+        assert!(!yaml.contains("plugin:"));
+        assert!(yaml.contains("to: [out]"));
+    }
+}

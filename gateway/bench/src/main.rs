@@ -1,0 +1,489 @@
+//! hookgate's load benchmark (`cargo run --release -p hookgate-bench`).
+//!
+//! On loopback, with the same signed GitHub `issues` payload (about 2 KB)
+//! at a fixed number of keep-alive connections, it measures:
+//!
+//! 1. a bare axum server that reads the body and answers 202 (baseline);
+//! 2. hookgate, a route with no plugins;
+//! 3. hookgate, `github` verify + `github-teams` transform;
+//! 4. the same as 3 with durability off ;
+//! 5. delivery: N events to a route whose destination is a sink in this
+//!    process; deliveries per second and answered → delivered latency.
+//!
+//! Every server is a process of its own (the real `hookgate` binary; the
+//! baseline is this binary re-executed), so peak RSS and CPU seconds are
+//! per server. It prints one table and writes it as JSON under `target/`.
+//! `--smoke` runs every row for a few hundred requests so CI keeps it
+//! working; it is not a measurement.
+
+mod config;
+mod load;
+mod payload;
+#[cfg(test)]
+mod payload_tests;
+mod report;
+mod server;
+mod sink;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use config::{Destination, GatewaySetup};
+use load::{Plan, Stop, Target};
+use report::{DeliveryStats, Report, Row};
+use server::ServerProcess;
+
+/// Requests per row in `--smoke` mode.
+const SMOKE_REQUESTS: u64 = 300;
+/// Connections in `--smoke` mode.
+const SMOKE_CONNECTIONS: usize = 4;
+/// Bound on any count-based loop (smoke rows, posting the delivery row's
+/// events), so the run always stops by itself.
+const COUNT_LIMIT: Duration = Duration::from_secs(60);
+/// How long the delivery row waits for the last deliveries after the last
+/// POST was answered.
+const DELIVERY_DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// `plugins.timeout` in `--smoke` mode (see [`GatewaySetup::plugin_timeout`]).
+const SMOKE_PLUGIN_TIMEOUT: &str = "10s";
+/// How long a gateway may take to answer `/healthz` after printing its
+/// address (it compiles its plugins first).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hookgate-bench",
+    about = "Load benchmark: hookgate against a bare axum baseline, on loopback"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+
+    /// Run every row for a few hundred requests at low concurrency (CI):
+    /// checks that the benchmark works, measures nothing.
+    #[arg(long)]
+    smoke: bool,
+
+    /// Concurrent keep-alive connections (one worker task each).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+
+    /// Measured time per row (rows 1-4).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+
+    /// Warm-up per row before measuring (rows 1-4).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+
+    /// Events posted in the delivery row.
+    #[arg(long, default_value_t = 20_000)]
+    events: u64,
+
+    /// Where to write the JSON report [default: target/hookgate-bench.json,
+    /// or target/hookgate-bench-smoke.json with --smoke].
+    #[arg(long)]
+    json: Option<PathBuf>,
+
+    /// The hookgate binary to run [default: next to this executable, built
+    /// first with cargo when run by cargo].
+    #[arg(long, env = "HOOKGATE_BIN")]
+    gateway: Option<PathBuf>,
+
+    /// Do not run `cargo build -p hookgate` first.
+    #[arg(long)]
+    no_build: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Row 1's server (internal).
+    #[command(hide = true)]
+    BaselineServer,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Sub::BaselineServer) = cli.command {
+        return match server::run_baseline_server() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("baseline server: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hookgate-bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(cli)) {
+        Ok(report) if report.smoke && report.total_errors() > 0 => {
+            eprintln!("hookgate-bench: smoke run saw errors");
+            ExitCode::FAILURE
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookgate-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What a run does, from the command line.
+struct Settings {
+    connections: usize,
+    stop: Stop,
+    events: u64,
+}
+
+async fn bench(cli: Cli) -> anyhow::Result<Report> {
+    let settings = if cli.smoke {
+        Settings {
+            connections: SMOKE_CONNECTIONS,
+            stop: Stop::Count {
+                requests: SMOKE_REQUESTS,
+                limit: COUNT_LIMIT,
+            },
+            events: SMOKE_REQUESTS,
+        }
+    } else {
+        Settings {
+            connections: cli.connections.max(1),
+            stop: Stop::Timed {
+                warmup: cli.warmup,
+                measure: cli.duration,
+            },
+            events: cli.events,
+        }
+    };
+    let gateway = server::gateway_binary(cli.gateway.clone(), !cli.no_build)?;
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let target_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("this executable sits in target/<profile>/")?
+        .to_owned();
+    let json_path = cli.json.clone().unwrap_or_else(|| {
+        target_dir.join(if cli.smoke {
+            "hookgate-bench-smoke.json"
+        } else {
+            "hookgate-bench.json"
+        })
+    });
+
+    let body = Bytes::from(payload::issue_opened_small());
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::USER_AGENT,
+        HeaderValue::from_static("GitHub-Hookshot/hookgate-bench"),
+    );
+    headers.insert("x-github-event", HeaderValue::from_static("issues"));
+    headers.insert(
+        "x-hub-signature-256",
+        HeaderValue::from_str(&payload::github_signature(&body))?,
+    );
+    let target = |addr, prefix: &str| Target {
+        addr,
+        path: format!("/hooks/{}", config::ROUTE),
+        headers: headers.clone(),
+        id_header: HeaderName::from_static("x-github-delivery"),
+        id_prefix: prefix.to_owned(),
+        body: body.clone(),
+    };
+    let plan = Plan {
+        connections: settings.connections,
+        stop: settings.stop,
+        record_answered: false,
+    };
+
+    eprintln!(
+        "hookgate-bench{}: {} connections, payload {} bytes, gateway {}",
+        if cli.smoke { " --smoke" } else { "" },
+        settings.connections,
+        body.len(),
+        gateway.display()
+    );
+    let mut report = Report {
+        smoke: cli.smoke,
+        settings: serde_json::json!({
+            "connections": settings.connections,
+            "stop": format!("{:?}", settings.stop),
+            "events": settings.events,
+            "payload_bytes": body.len(),
+            "gateway": gateway.display().to_string(),
+            "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        }),
+        rows: Vec::new(),
+        delivery: None,
+        notes: Vec::new(),
+    };
+
+    // Row 1: the baseline, this binary re-executed.
+    {
+        let dir = tempfile::tempdir()?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("baseline-server");
+        let mut server = ServerProcess::spawn(cmd, &dir.path().join("baseline.log"))?;
+        wait_ready(&mut server, "/").await?;
+        let baseline = target(server.addr(), "baseline");
+        let row = throughput_row(
+            &mut server,
+            baseline,
+            plan,
+            "baseline",
+            "baseline: axum, read body, 202".into(),
+        )
+        .await?;
+        report.rows.push(row);
+    }
+
+    // Rows 2-4: the gateway.
+    let rows = [
+        ("no-plugins", "hookgate: route, no plugins", false, false),
+        ("plugins", "hookgate: github + github-teams", true, false),
+        ("in-memory", "hookgate: as 3, durability off", true, true),
+    ];
+    for (key, title, plugins, in_memory_store) in rows {
+        let setup = GatewaySetup {
+            plugins,
+            in_memory_store,
+            destination: Destination::Discard,
+            plugin_timeout: cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
+        };
+        let dir = tempfile::tempdir()?;
+        let mut server = start_gateway(&gateway, &dir, &setup)?;
+        wait_ready(&mut server, "/healthz").await?;
+        let gateway_target = target(server.addr(), key);
+        let row = throughput_row(&mut server, gateway_target, plan, key, title.into()).await?;
+        report.rows.push(row);
+    }
+
+    // Row 5: delivery to a sink in this process.
+    {
+        let sink = sink::Sink::start().await?;
+        let setup = GatewaySetup {
+            plugins: true,
+            in_memory_store: false,
+            destination: Destination::Url(sink.url()),
+            // The events are posted as fast as the gateway accepts them:
+            // room for all of them, so none is shed with a 503.
+            plugin_timeout: cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
+        };
+        let dir = tempfile::tempdir()?;
+        let mut server = start_gateway(&gateway, &dir, &setup)?;
+        wait_ready(&mut server, "/healthz").await?;
+        let delivery_target = target(server.addr(), "delivery");
+        let delivery_plan = Plan {
+            connections: settings.connections,
+            stop: Stop::Count {
+                requests: settings.events,
+                limit: COUNT_LIMIT,
+            },
+            record_answered: true,
+        };
+        let (row, stats) = delivery_row(&mut server, &sink, delivery_target, delivery_plan).await?;
+        report.rows.push(row);
+        report.delivery = Some(stats);
+    }
+
+    report.compute_ratios();
+    if cli.smoke {
+        report
+            .notes
+            .push("smoke run: checks that every row works; the numbers mean nothing".into());
+    }
+    print!("{}", report.table());
+    if let Some(parent) = json_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report.json())?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    eprintln!("wrote {}", json_path.display());
+    Ok(report)
+}
+
+/// Starts the gateway binary on a config from [`config::gateway_yaml`].
+fn start_gateway(
+    gateway: &std::path::Path,
+    dir: &tempfile::TempDir,
+    setup: &GatewaySetup,
+) -> anyhow::Result<ServerProcess> {
+    let config_path = dir.path().join("hookgate.yaml");
+    std::fs::write(&config_path, config::gateway_yaml(dir.path(), setup))?;
+    let mut cmd = Command::new(gateway);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        // Warnings and errors only: nothing per request, and `kind: log`
+        // destinations stay silent.
+        .env("RUST_LOG", "warn");
+    ServerProcess::spawn(cmd, &dir.path().join("gateway.log"))
+}
+
+/// Waits until GET `path` answers (2xx for the gateway's `/healthz`; any
+/// answer for the baseline's `/`).
+async fn wait_ready(server: &mut ServerProcess, path: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Ok(status) = load::get(server.addr(), path).await
+            && (path == "/" || status.is_success())
+        {
+            return Ok(());
+        }
+        if server.exited() {
+            bail!("server exited during start-up:\n{}", server.log_text());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "server not ready after {READY_TIMEOUT:?}:\n{}",
+                server.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Rows 1-4: closed-loop load, CPU time sampled at the window's edges.
+async fn throughput_row(
+    server: &mut ServerProcess,
+    target: Target,
+    plan: Plan,
+    key: &'static str,
+    title: String,
+) -> anyhow::Result<Row> {
+    eprintln!("row {key}: {title} on {}", server.addr());
+    let (window, handle) = load::start(Arc::new(target), plan);
+    tokio::time::sleep_until(window.start.into()).await;
+    let cpu_start = server.cpu_seconds()?;
+    let (result, cpu_end) = match plan.stop {
+        Stop::Timed { .. } => {
+            tokio::time::sleep_until(window.end.into()).await;
+            let cpu_end = server.cpu_seconds()?;
+            (handle.await?, cpu_end)
+        }
+        Stop::Count { .. } => {
+            let result = handle.await?;
+            (result, server.cpu_seconds()?)
+        }
+    };
+    if server.exited() {
+        bail!("{key}: the server died:\n{}", server.log_text());
+    }
+    let row = Row::new(key, title, result, server.peak_rss()?, cpu_end - cpu_start);
+    eprintln!(
+        "row {key}: {:.0} req/s, {} errors{}",
+        row.per_second,
+        row.errors,
+        if row.error_samples.is_empty() {
+            String::new()
+        } else {
+            format!(" (e.g. {})", row.error_samples.join("; "))
+        }
+    );
+    if row.errors > 0 {
+        eprintln!("{}", log_tail(server));
+    }
+    Ok(row)
+}
+
+/// Row 5: posts the events, then waits for the sink to see every accepted
+/// one. Latency per event runs from the moment the client read its 202 to
+/// the moment the sink saw the matching `webhook-id` (the GitHub delivery
+/// id, unique per request); both are read from this process's monotonic
+/// clock.
+async fn delivery_row(
+    server: &mut ServerProcess,
+    sink: &sink::Sink,
+    target: Target,
+    plan: Plan,
+) -> anyhow::Result<(Row, DeliveryStats)> {
+    let title = "hookgate: github + github-teams → sink".to_owned();
+    eprintln!("row delivery: {title} on {}", server.addr());
+    let posted_from = Instant::now();
+    let cpu_start = server.cpu_seconds()?;
+    let (_, handle) = load::start(Arc::new(target), plan);
+    let mut result = handle.await?;
+    let expected = usize::try_from(result.ok)?;
+    let deadline = Instant::now() + DELIVERY_DRAIN_LIMIT;
+    while sink.count() < expected && Instant::now() < deadline && !server.exited() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cpu_seconds = server.cpu_seconds()? - cpu_start;
+    if server.exited() {
+        bail!("delivery: the gateway died:\n{}", server.log_text());
+    }
+
+    let answered: HashMap<String, Instant> =
+        std::mem::take(&mut result.answered).into_iter().collect();
+    let seen = sink.deliveries();
+    let mut latencies = Vec::with_capacity(seen.len());
+    let mut before_answer = 0;
+    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+    for (id, at) in &seen {
+        let Some(answered_at) = answered.get(id) else {
+            continue;
+        };
+        if at < answered_at {
+            before_answer += 1;
+        }
+        latencies.push(u64::try_from(
+            at.saturating_duration_since(*answered_at).as_nanos(),
+        )?);
+        first = Some(first.map_or(*at, |f| f.min(*at)));
+        last = Some(last.map_or(*at, |l| l.max(*at)));
+    }
+    latencies.sort_unstable();
+    let delivered = latencies.len() as u64;
+    let q = |p| Duration::from_nanos(load::quantile(&latencies, p));
+    let stats = DeliveryStats {
+        accepted: result.ok,
+        delivered,
+        missing: result.ok.saturating_sub(delivered),
+        per_second: match (first, last) {
+            (Some(f), Some(l)) if l > f => (delivered - 1) as f64 / (l - f).as_secs_f64(),
+            _ => 0.0,
+        },
+        end_to_end_per_second: last.map_or(0.0, |l| {
+            delivered as f64 / l.duration_since(posted_from).as_secs_f64()
+        }),
+        p50: q(0.5),
+        p99: q(0.99),
+        max: q(1.0),
+        before_answer,
+    };
+    let row = Row::new("delivery", title, result, server.peak_rss()?, cpu_seconds);
+    eprintln!(
+        "row delivery: {} accepted, {} delivered, {:.0} deliveries/s, {} errors",
+        stats.accepted, stats.delivered, stats.per_second, row.errors
+    );
+    if row.errors > 0 || stats.missing > 0 {
+        eprintln!("{}", log_tail(server));
+    }
+    Ok((row, stats))
+}
+
+/// The last lines the server logged, to explain errors.
+fn log_tail(server: &ServerProcess) -> String {
+    let log = server.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+    format!("last lines of the server's log:\n{tail}")
+}

@@ -1,0 +1,252 @@
+//! The results: one table on stdout, the same as JSON.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::load::{LoadResult, quantile};
+
+/// One row of the table.
+#[derive(Debug)]
+pub struct Row {
+    /// Short key (`baseline`, `plugins`, …).
+    pub key: &'static str,
+    /// What the row measures.
+    pub title: String,
+    /// Successful requests in the window.
+    pub requests: u64,
+    /// Successful requests per second.
+    pub per_second: f64,
+    /// Latency quantiles.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
+    /// Non-2xx answers and I/O errors.
+    pub errors: u64,
+    /// A few of them.
+    pub error_samples: Vec<String>,
+    /// The server's peak RSS (VmHWM), bytes.
+    pub peak_rss: u64,
+    /// The server's CPU time over the window, seconds.
+    pub cpu_seconds: f64,
+    /// `per_second` over the baseline's.
+    pub ratio: Option<f64>,
+}
+
+impl Row {
+    /// A row from a load result and the server's numbers.
+    pub fn new(
+        key: &'static str,
+        title: String,
+        mut load: LoadResult,
+        peak_rss: u64,
+        cpu_seconds: f64,
+    ) -> Self {
+        load.latencies_ns.sort_unstable();
+        let q = |p| Duration::from_nanos(quantile(&load.latencies_ns, p));
+        Row {
+            key,
+            title,
+            requests: load.ok,
+            per_second: load.per_second(),
+            p50: q(0.50),
+            p99: q(0.99),
+            p999: q(0.999),
+            errors: load.errors,
+            error_samples: load.error_samples,
+            peak_rss,
+            cpu_seconds,
+            ratio: None,
+        }
+    }
+
+    /// Server CPU time per successful request.
+    pub fn cpu_per_request(&self) -> Duration {
+        Duration::from_secs_f64(self.cpu_seconds / (self.requests.max(1) as f64))
+    }
+}
+
+/// The delivery row's own numbers.
+#[derive(Debug)]
+pub struct DeliveryStats {
+    /// Events the gateway accepted.
+    pub accepted: u64,
+    /// Deliveries the sink saw (matching an accepted event).
+    pub delivered: u64,
+    /// Accepted events never seen at the sink within the time limit.
+    pub missing: u64,
+    /// Deliveries per second at the sink, first to last delivery.
+    pub per_second: f64,
+    /// Accepted events per second end to end: first POST sent to last
+    /// delivery seen.
+    pub end_to_end_per_second: f64,
+    /// Answered → delivered, median.
+    pub p50: Duration,
+    /// Answered → delivered, 99th percentile.
+    pub p99: Duration,
+    /// Answered → delivered, worst.
+    pub max: Duration,
+    /// Deliveries the sink saw before the client had read the 202 (counted
+    /// as zero latency).
+    pub before_answer: u64,
+}
+
+/// Everything one run produced.
+#[derive(Debug)]
+pub struct Report {
+    /// Smoke run (not a measurement).
+    pub smoke: bool,
+    /// Settings, as text, for the header and the JSON.
+    pub settings: Value,
+    /// Rows in order.
+    pub rows: Vec<Row>,
+    /// Row 5's delivery numbers.
+    pub delivery: Option<DeliveryStats>,
+    /// Notes printed under the table.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Fills in each row's ratio to the baseline row.
+    pub fn compute_ratios(&mut self) {
+        let base = self
+            .rows
+            .iter()
+            .find(|r| r.key == "baseline")
+            .map(|r| r.per_second);
+        for row in &mut self.rows {
+            row.ratio = base.filter(|b| *b > 0.0).map(|b| row.per_second / b);
+        }
+    }
+
+    /// Total errors, delivery losses included.
+    pub fn total_errors(&self) -> u64 {
+        self.rows.iter().map(|r| r.errors).sum::<u64>()
+            + self.delivery.as_ref().map_or(0, |d| d.missing)
+    }
+
+    /// The table.
+    pub fn table(&self) -> String {
+        let header = [
+            "row", "req/s", "p50", "p99", "p99.9", "errors", "peak RSS", "CPU s", "CPU/req",
+            "× base",
+        ];
+        let mut lines: Vec<[String; 10]> = vec![header.map(str::to_owned)];
+        for (i, r) in self.rows.iter().enumerate() {
+            lines.push([
+                format!("{} {}", i + 1, r.title),
+                format!("{:.0}", r.per_second),
+                ms(r.p50),
+                ms(r.p99),
+                ms(r.p999),
+                r.errors.to_string(),
+                format!("{:.1} MiB", r.peak_rss as f64 / (1 << 20) as f64),
+                format!("{:.2}", r.cpu_seconds),
+                format!("{:.0} µs", r.cpu_per_request().as_secs_f64() * 1e6),
+                r.ratio.map_or("-".into(), |x| format!("{x:.2}")),
+            ]);
+        }
+        let widths: Vec<usize> = (0..10)
+            .map(|c| {
+                lines
+                    .iter()
+                    .map(|l| l[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for (n, l) in lines.iter().enumerate() {
+            for (c, cell) in l.iter().enumerate() {
+                let pad = widths[c] - cell.chars().count();
+                if c == 0 {
+                    write!(out, "{cell}{}", " ".repeat(pad)).ok();
+                } else {
+                    write!(out, "  {}{cell}", " ".repeat(pad)).ok();
+                }
+            }
+            out.push('\n');
+            if n == 0 {
+                let total = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+                out.push_str(&"-".repeat(total));
+                out.push('\n');
+            }
+        }
+        if let Some(d) = &self.delivery {
+            writeln!(
+                out,
+                "\ndelivery (row 5): {} accepted, {} delivered, {} missing; {:.0} deliveries/s at the sink \
+                 ({:.0}/s end to end); answered → delivered p50 {}, p99 {}, max {} \
+                 ({} delivered before their 202 was read)",
+                d.accepted,
+                d.delivered,
+                d.missing,
+                d.per_second,
+                d.end_to_end_per_second,
+                ms(d.p50),
+                ms(d.p99),
+                ms(d.max),
+                d.before_answer,
+            )
+            .ok();
+        }
+        for note in &self.notes {
+            writeln!(out, "note: {note}").ok();
+        }
+        out
+    }
+
+    /// The same as JSON.
+    pub fn json(&self) -> Value {
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                json!({
+                    "row": i + 1,
+                    "key": r.key,
+                    "title": r.title,
+                    "requests": r.requests,
+                    "req_per_s": r.per_second,
+                    "p50_ms": r.p50.as_secs_f64() * 1e3,
+                    "p99_ms": r.p99.as_secs_f64() * 1e3,
+                    "p999_ms": r.p999.as_secs_f64() * 1e3,
+                    "errors": r.errors,
+                    "error_samples": r.error_samples,
+                    "peak_rss_bytes": r.peak_rss,
+                    "cpu_seconds": r.cpu_seconds,
+                    "cpu_us_per_request": r.cpu_per_request().as_secs_f64() * 1e6,
+                    "ratio_to_baseline": r.ratio,
+                })
+            })
+            .collect();
+        let delivery = self.delivery.as_ref().map(|d| {
+            json!({
+                "accepted": d.accepted,
+                "delivered": d.delivered,
+                "missing": d.missing,
+                "deliveries_per_s": d.per_second,
+                "end_to_end_per_s": d.end_to_end_per_second,
+                "answered_to_delivered_p50_ms": d.p50.as_secs_f64() * 1e3,
+                "answered_to_delivered_p99_ms": d.p99.as_secs_f64() * 1e3,
+                "answered_to_delivered_max_ms": d.max.as_secs_f64() * 1e3,
+                "delivered_before_answer": d.before_answer,
+            })
+        });
+        json!({
+            "smoke": self.smoke,
+            "settings": self.settings,
+            "rows": rows,
+            "delivery": delivery,
+            "notes": self.notes,
+        })
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}

@@ -1,0 +1,212 @@
+//! The servers under test, each in a process of its own so that its peak
+//! RSS and CPU time are its own: the real `hookgate` binary, and the
+//! baseline (this binary re-executed with the hidden `baseline-server`
+//! subcommand). Both print `… listening on http://ADDR` as their first
+//! stdout line; both listen on 127.0.0.1 port 0.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+/// How long a server may take to print its address. The gateway compiles
+/// its plugins at start-up (seconds in a debug build).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A server process, killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `cmd` (stdout piped, stderr to `log`) and waits for its
+    /// `listening on http://ADDR` line.
+    pub fn spawn(mut cmd: Command, log: &Path) -> anyhow::Result<Self> {
+        let stderr =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let stdout = child.stdout.take().context("piped stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let mut server = ServerProcess {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log: log.to_owned(),
+        };
+        let Ok(line) = rx.recv_timeout(START_TIMEOUT) else {
+            bail!(
+                "{cmd:?} did not print its address within {START_TIMEOUT:?}:\n{}",
+                server.log_text()
+            );
+        };
+        let addr = line
+            .split_once("listening on http://")
+            .map(|(_, addr)| addr.trim())
+            .with_context(|| format!("unexpected first line {line:?}"))?;
+        server.addr = addr
+            .parse()
+            .with_context(|| format!("parsing the address in {line:?}"))?;
+        Ok(server)
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What it wrote to stderr.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// User + system CPU time so far (`/proc/<pid>/stat`).
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Field 2 (comm) may hold spaces; fields after it are plain.
+        let rest = stat.rsplit_once(')').context("/proc/<pid>/stat format")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // `rest` starts at field 3 (state); utime and stime are fields 14, 15.
+        let ticks = |i: usize| -> anyhow::Result<f64> {
+            Ok(fields.get(i - 3).context("short stat")?.parse::<u64>()? as f64)
+        };
+        Ok((ticks(14)? + ticks(15)?) / clock_ticks_per_second())
+    }
+
+    /// Peak resident set size in bytes (`VmHWM` in `/proc/<pid>/status`).
+    pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .context("no VmHWM in /proc/<pid>/status")?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()?;
+        Ok(kib * 1024)
+    }
+
+    /// Whether it has exited (crashed).
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `CLK_TCK`, the unit of `/proc/<pid>/stat` times: asked of `getconf`
+/// once (this crate forbids the `unsafe` a `sysconf` call needs), else
+/// Linux's fixed USER_HZ of 100.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// The `hookgate` binary to benchmark: `explicit` if given, else the one
+/// next to this executable (`target/release/hookgate` for a release run).
+///
+/// With `build`, and when run by cargo (`CARGO` is set), it first runs
+/// `cargo build -p hookgate --bin hookgate` in this executable's profile,
+/// so a plain `cargo run --release -p hookgate-bench` benchmarks the current
+/// code. (A normal dependency on the package would build only its library,
+/// and binary artifact dependencies are unstable.)
+pub fn gateway_binary(explicit: Option<PathBuf>, build: bool) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            bail!("--gateway {}: no such file", path.display());
+        }
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let bin = exe
+        .parent()
+        .context("executable has a directory")?
+        .join(format!("hookgate{}", std::env::consts::EXE_SUFFIX));
+    if build && let Ok(cargo) = std::env::var("CARGO") {
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "-p",
+            "hookgate",
+            "--bin",
+            "hookgate",
+            "--manifest-path",
+        ])
+        .arg(manifest);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        eprintln!("building the gateway: {cmd:?}");
+        let status = cmd.status().context("running cargo build")?;
+        if !status.success() {
+            bail!("building the hookgate binary failed ({status})");
+        }
+    }
+    if !bin.is_file() {
+        bail!(
+            "{} not found: run `cargo build --release -p hookgate` first, or pass --gateway PATH",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// The baseline: a bare axum server that reads the body and answers 202.
+/// Runs in its own process (the hidden `baseline-server` subcommand), on a
+/// multi-threaded runtime like the gateway's.
+pub fn run_baseline_server() -> anyhow::Result<()> {
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::http::StatusCode;
+    use axum::routing::any;
+
+    async fn accept(body: Bytes) -> (StatusCode, axum::Json<serde_json::Value>) {
+        (
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({ "bytes": body.len() })),
+        )
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("baseline listening on http://{}", listener.local_addr()?);
+        let app = Router::new().route("/hooks/{route}", any(accept));
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}

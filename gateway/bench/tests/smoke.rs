@@ -1,0 +1,56 @@
+//! `hookgate-bench --smoke` runs every row end to end (baseline, the real
+//! gateway with and without plugins, delivery to a sink) for a few hundred
+//! requests, so `cargo test --workspace` keeps the benchmark working. It
+//! checks only that the run completes with zero errors: no timing.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn smoke_run_completes_without_errors() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_hookgate-bench"));
+    // `cargo test --workspace` builds the gateway binary next to this
+    // package's (the `hookgate` package has integration tests that need
+    // it). Building it from here would race that cargo for its lock.
+    let gateway = bench
+        .parent()
+        .unwrap()
+        .join(format!("hookgate{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        gateway.is_file(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build -p hookgate`) first",
+        gateway.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let output = Command::new(bench)
+        .arg("--smoke")
+        .arg("--no-build")
+        .arg("--gateway")
+        .arg(&gateway)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("running hookgate-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "hookgate-bench --smoke failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON report written")).unwrap();
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 5, "{stdout}");
+    for row in rows {
+        assert_eq!(row["errors"], 0, "{row}");
+        assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
+    }
+    assert_eq!(report["delivery"]["missing"], 0, "{stdout}");
+    assert_eq!(
+        report["delivery"]["delivered"], report["delivery"]["accepted"],
+        "{stdout}"
+    );
+}
