@@ -70,15 +70,23 @@ async fn health_and_metrics_are_served() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
-    let metrics = gw
-        .client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The delivery runs after the 202: wait until it is counted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = gw
+            .client()
+            .get(gw.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("hookgate_deliveries_total") || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     assert!(
         metrics.contains(r#"hookgate_requests_total{route="open",status="202"} 1"#),
         "{metrics}"

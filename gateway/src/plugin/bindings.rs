@@ -10,5 +10,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use hookgate::plugin::host::{HashAlgorithm, Host, Level};
-pub use hookgate::plugin::types;
+// `self::`: the generated module `hookgate` shares its name with this crate,
+// and rustdoc (doc tests) sees the crate as an extern too.
+pub use self::hookgate::plugin::host::{HashAlgorithm, Host, Level};
+pub use self::hookgate::plugin::types;
