@@ -452,6 +452,13 @@ async fn delivery_row(
     }
     latencies.sort_unstable();
     let delivered = latencies.len() as u64;
+    // Ingress and delivery share the gateway's cores: how far delivery
+    // kept up while events were still arriving.
+    let posting_ended = answered.values().max().copied().unwrap_or(posted_from);
+    let delivered_while_posting = seen
+        .iter()
+        .filter(|(id, at)| *at <= posting_ended && answered.contains_key(id))
+        .count() as u64;
     let q = |p| Duration::from_nanos(load::quantile(&latencies, p));
     let stats = DeliveryStats {
         accepted: result.ok,
@@ -468,6 +475,12 @@ async fn delivery_row(
         p99: q(0.99),
         max: q(1.0),
         before_answer,
+        per_second_while_posting: delivered_while_posting as f64
+            / posting_ended
+                .duration_since(posted_from)
+                .as_secs_f64()
+                .max(1e-9),
+        backlog_after_posting: result.ok.saturating_sub(delivered_while_posting),
     };
     let row = Row::new("delivery", title, result, server.peak_rss()?, cpu_seconds);
     eprintln!(

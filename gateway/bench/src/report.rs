@@ -92,6 +92,10 @@ pub struct DeliveryStats {
     /// Deliveries the sink saw before the client had read the 202 (counted
     /// as zero latency).
     pub before_answer: u64,
+    /// Deliveries per second while events were still being posted.
+    pub per_second_while_posting: f64,
+    /// Accepted events not yet delivered when the last POST was answered.
+    pub backlog_after_posting: u64,
 }
 
 /// Everything one run produced.
@@ -179,13 +183,15 @@ impl Report {
             writeln!(
                 out,
                 "\ndelivery (row 5): {} accepted, {} delivered, {} missing; {:.0} deliveries/s at the sink \
-                 ({:.0}/s end to end); answered → delivered p50 {}, p99 {}, max {} \
-                 ({} delivered before their 202 was read)",
+                 ({:.0}/s end to end, {:.0}/s while posting, {} queued when posting ended); \
+                 answered → delivered p50 {}, p99 {}, max {} ({} delivered before their 202 was read)",
                 d.accepted,
                 d.delivered,
                 d.missing,
                 d.per_second,
                 d.end_to_end_per_second,
+                d.per_second_while_posting,
+                d.backlog_after_posting,
                 ms(d.p50),
                 ms(d.p99),
                 ms(d.max),
@@ -235,6 +241,8 @@ impl Report {
                 "answered_to_delivered_p99_ms": d.p99.as_secs_f64() * 1e3,
                 "answered_to_delivered_max_ms": d.max.as_secs_f64() * 1e3,
                 "delivered_before_answer": d.before_answer,
+                "deliveries_per_s_while_posting": d.per_second_while_posting,
+                "backlog_after_posting": d.backlog_after_posting,
             })
         });
         json!({

@@ -165,6 +165,26 @@ pub fn gateway_binary(explicit: Option<PathBuf>, build: bool) -> anyhow::Result<
             "--manifest-path",
         ])
         .arg(manifest);
+        // `cargo run` hands this process the package's own variables
+        // (`CARGO_PKG_NAME`, …). Build scripts that track them (ring's
+        // does) would see a change and rebuild, here and again on the next
+        // plain `cargo build`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    &*name,
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                        | "OUT_DIR"
+                )
+            {
+                cmd.env_remove(&*name);
+            }
+        }
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
