@@ -78,6 +78,20 @@ struct Ctx {
     subscriber_client: reqwest::Client,
 }
 
+/// What every outbound client shares: no redirects (a signed delivery must
+/// not be replayed to wherever a redirect points), no proxy from the
+/// environment, and our user agent.
+fn client_builder() -> reqwest::ClientBuilder {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "delivery is where outbound clients are built"
+    )]
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+}
+
 /// Starts the delivery workers. They stop claiming when `stop` fires and
 /// wait up to `delivery.shutdown_grace` for attempts in flight; the
 /// returned task completes then. Unfinished attempts stay claimed in the
@@ -89,16 +103,7 @@ pub fn start(
     config: &DeliveryConfig,
     stop: CancellationToken,
 ) -> anyhow::Result<(DeliveryHandle, tokio::task::JoinHandle<()>)> {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "delivery is where outbound clients are built"
-    )]
-    let client = reqwest::Client::builder()
-        // Signed deliveries must not be replayed to wherever a redirect
-        // points.
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+    let client = client_builder()
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
         .build()?;
@@ -111,15 +116,8 @@ pub fn start(
             .map(|s| s.allow.clone())
             .unwrap_or_default()
     });
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "delivery is where outbound clients are built"
-    )]
-    let subscriber_client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
+    let subscriber_client = client_builder()
         .dns_resolver(Arc::new(ssrf::GuardedResolver::new(allow)))
-        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(16)
         .build()?;
     let handle = DeliveryHandle {
