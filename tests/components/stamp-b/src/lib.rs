@@ -11,44 +11,8 @@
 //!   `x-transform-stamp: <STAMP>`, and `x-tag: <with.tag>` when set.
 //!
 //! A request that ran two versions would arrive with two different stamps.
-use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Message, Plugin, Request, Response, Verdict, crypto::Algorithm,
-    signature,
-};
-
 /// What this build stamps.
 const STAMP: &str = "b";
 
-struct Stamp;
-
-impl Plugin for Stamp {
-    fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
-        let Some(sig) = req
-            .header("x-hub-signature-256")
-            .and_then(|h| signature::strip_prefix(h, "sha256="))
-        else {
-            return Ok(Verdict::unauthorized("missing X-Hub-Signature-256"));
-        };
-        if !signature::verify_hex(Algorithm::Sha256, secret.as_bytes(), &req.body, sig) {
-            return Ok(Verdict::unauthorized("X-Hub-Signature-256 does not match"));
-        }
-        Ok(Verdict::accept_with(
-            Accepted::new()
-                .event_type(format!("stamp-{STAMP}"))
-                .reply(Response::text(200, format!("stamp-{STAMP}"))),
-        ))
-    }
-
-    fn transform(mut msg: Message) -> Result<Vec<Message>, Error> {
-        let verified_by = msg.event_type.clone().unwrap_or_else(|| "none".into());
-        msg.set_header("x-verify-stamp", verified_by);
-        msg.set_header("x-transform-stamp", STAMP);
-        if let Some(tag) = sdk::config::get("tag") {
-            msg.set_header("x-tag", tag);
-        }
-        Ok(vec![msg])
-    }
-}
-
-sdk::export!(Stamp, stages: [verify, transform]);
+// The same plugin as stamp-a: one source, two builds.
+include!("../../stamp-a/src/stamp.rs");
