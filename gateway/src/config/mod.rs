@@ -276,6 +276,10 @@ impl Default for DeliveryConfig {
     }
 }
 
+fn default_dead_retention() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(10)
 }
@@ -292,6 +296,10 @@ pub struct StoreConfig {
     /// Delivered events and their attempts are deleted after this long.
     #[serde(default = "default_retention")]
     pub retention: Duration,
+    /// Dead letters (events whose deliveries gave up) are deleted after
+    /// this long: long enough to notice and replay them.
+    #[serde(default = "default_dead_retention")]
+    pub dead_retention: Duration,
     /// A webhook whose provider delivery id (`X-GitHub-Delivery`, a Stripe
     /// event id, `webhook-id`, ...) was already accepted on the same route
     /// within this window is answered 2xx and not delivered again.
@@ -304,6 +312,7 @@ impl Default for StoreConfig {
         StoreConfig {
             engine: StoreEngine::default(),
             retention: default_retention(),
+            dead_retention: default_dead_retention(),
             dedup_window: default_dedup_window(),
         }
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::config::{ConfigError, SubscriptionsConfig};
-use crate::delivery::RetryPolicy;
+use crate::retry::RetryPolicy;
 use crate::plugin::constant_time_eq;
 
 /// How long a subscription lives when `validity` is not given: two years,
