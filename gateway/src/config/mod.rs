@@ -259,7 +259,8 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
-    /// Deliveries in flight at once, across all destinations.
+    /// Deliveries in flight at once, across all destinations (each is also
+    /// bounded by its own `concurrency`).
     #[serde(default = "default_workers")]
     pub workers: usize,
     /// How long shutdown waits for delivery attempts already in flight.
@@ -338,7 +339,10 @@ pub enum StoreEngine {
 }
 
 fn default_workers() -> usize {
-    64
+    // Each destination is bounded by its own `concurrency`; this bound is
+    // for the gateway as a whole, and leaves room for the healthy
+    // destinations when one hangs.
+    256
 }
 
 /// A destination: where messages are sent.
