@@ -29,6 +29,16 @@ const RESPONSE_EXCERPT: usize = 4 << 10;
 /// is postponed, not dead-lettered: the destination may come back.
 const MISSING_DESTINATION_WAIT: Duration = Duration::from_secs(60);
 
+/// What an attempt to a subscription came to.
+enum Subscriber {
+    /// Sent (or failed for good without sending): the decision, the
+    /// result and the response excerpt.
+    Sent(DeliveryOutcome, AttemptResult, Option<String>),
+    /// Not sent: the subscription is disabled; keep the delivery for when
+    /// it is enabled again.
+    Park(String),
+}
+
 /// Attempts `d` and returns what to record.
 pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
     let snapshot = ctx.snapshots.load_full();
@@ -36,7 +46,21 @@ pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
     let started = Instant::now();
     let (outcome, result, excerpt) =
         if let Some(sub_id) = d.destination.strip_prefix(SUBSCRIBER_PREFIX) {
-            subscriber_attempt(ctx, &snapshot, sub_id, d).await
+            match subscriber_attempt(ctx, &snapshot, sub_id, d).await {
+                Subscriber::Sent(outcome, result, excerpt) => (outcome, result, excerpt),
+                Subscriber::Park(reason) => {
+                    return AttemptRecord {
+                        delivery_id: d.id,
+                        lease: d.lease,
+                        attempted_at_ms,
+                        status: None,
+                        latency_ms: 0,
+                        error: None,
+                        response_excerpt: None,
+                        next: NextState::Park { reason },
+                    };
+                }
+            }
         } else {
             match snapshot.destinations.get(&d.destination) {
                 None => {
@@ -151,9 +175,9 @@ async fn subscriber_attempt(
     snapshot: &Snapshot,
     sub_id: &str,
     d: &DueDelivery,
-) -> (DeliveryOutcome, AttemptResult, Option<String>) {
+) -> Subscriber {
     let fail = |reason: String| {
-        (
+        Subscriber::Sent(
             DeliveryOutcome::Dead(reason.clone()),
             AttemptResult {
                 error: Some(reason),
@@ -169,7 +193,7 @@ async fn subscriber_attempt(
         Ok(Some(s)) => s,
         Ok(None) => return fail("the subscription was deleted".into()),
         Err(e) => {
-            return (
+            return Subscriber::Sent(
                 DeliveryOutcome::Retry(
                     rt.retry
                         .wait(d.retries + 1)
@@ -184,7 +208,11 @@ async fn subscriber_attempt(
         }
     };
     if !sub.active {
-        return fail("the subscription is inactive".into());
+        // Kept until the subscription is enabled again.
+        return Subscriber::Park(format!(
+            "parked: the subscription is disabled ({})",
+            sub.disabled_reason.as_deref().unwrap_or("by its owner")
+        ));
     }
     if sub.validity_ms <= now_ms() {
         return fail("the subscription has expired".into());
@@ -264,11 +292,11 @@ async fn subscriber_attempt(
                 "subscription disabled; re-enable with PUT /v1/webhook/{{id}}"
             );
             ctx.metrics.subscription_disabled();
-            if !success {
-                return (
-                    DeliveryOutcome::Dead("the subscription was disabled".into()),
-                    result,
-                    excerpt,
+            // The delivery that exhausted its retries is dead; one that
+            // would have been retried waits for the re-enable instead.
+            if !success && !matches!(outcome, DeliveryOutcome::Dead(_)) {
+                return Subscriber::Park(
+                    "parked: this failure disabled the subscription".into(),
                 );
             }
         }
@@ -277,7 +305,7 @@ async fn subscriber_attempt(
             tracing::warn!(subscription = sub.id, error = %e, "cannot record subscription health")
         }
     }
-    (outcome, result, excerpt)
+    Subscriber::Sent(outcome, result, excerpt)
 }
 
 async fn send(

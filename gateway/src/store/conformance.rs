@@ -38,6 +38,7 @@ macro_rules! suite {
             health_disables_after_the_streak_on_gone_or_exhausted,
             postponing_uses_no_retry_and_counts_no_attempt,
             pages_are_newest_first_with_a_cursor_and_filters,
+            a_disabled_subscription_parks_its_deliveries_until_it_is_enabled,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -420,9 +421,15 @@ pub async fn fan_out_reaches_matching_active_subscriptions_of_the_tenant(store: 
     else {
         panic!("new")
     };
-    assert_eq!(deliveries, 1, "only wh_a: t1, active, unexpired, matching type");
-    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        deliveries, 2,
+        "wh_a (t1, active, unexpired, matching type) and wh_e (disabled: parked)"
+    );
+    assert_eq!(claimed.len(), 1, "a parked delivery is never claimed");
     assert_eq!(claimed[0].destination, "sub:wh_a");
+    let parked = store.parked("wh_e".into(), 10).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].event_id, "evt_1");
 }
 
 pub async fn replay_requeues_finished_deliveries_but_not_those_in_flight(store: S) {
@@ -747,4 +754,107 @@ pub async fn pages_are_newest_first_with_a_cursor_and_filters(store: S) {
         .unwrap();
     assert_eq!(pending.events.len(), 1);
     assert_eq!(pending.events[0].id, "evt_9");
+}
+
+fn publish(id: &str, event_type: &str) -> NewEvent {
+    let mut e = event(id, None, &[]);
+    e.fanout.push(Fanout {
+        tenant: Some("t".into()),
+        object_type: "Group".into(),
+        object_id: "g".into(),
+        event_type: event_type.into(),
+        envelope: Message::json(Some(event_type), &serde_json::json!({"id": id})),
+    });
+    e
+}
+
+pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(store: S) {
+    store
+        .create_subscription(subscription("wh_1", "t", "g", &["*"]))
+        .await
+        .unwrap();
+    // One delivery is due when the subscription gets disabled: its attempt
+    // parks it.
+    store.insert(publish("evt_0", "A"), opts()).await.unwrap();
+    let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 1);
+    store
+        .update_subscription(
+            "t".into(),
+            "wh_1".into(),
+            SubscriptionPatch {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .record(AttemptRecord {
+                status: None,
+                ..attempt(
+                    &due[0],
+                    0,
+                    NextState::Park {
+                        reason: "disabled".into()
+                    }
+                )
+            })
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    // Events published while it is off are kept for it, not dropped.
+    for i in 1..=3 {
+        let Inserted::New { deliveries, .. } = store
+            .insert(publish(&format!("evt_{i}"), "A"), opts())
+            .await
+            .unwrap()
+        else {
+            panic!("new")
+        };
+        assert_eq!(deliveries, 1);
+    }
+    assert!(
+        store.claim_due(10, LONG, Vec::new()).await.unwrap().is_empty(),
+        "parked deliveries are not due"
+    );
+    assert_eq!(status(&store, "evt_2").await, EventStatus::Pending);
+    let parked = store.parked("wh_1".into(), 10).await.unwrap();
+    assert_eq!(
+        parked.iter().map(|p| p.event_id.as_str()).collect::<Vec<_>>(),
+        ["evt_0", "evt_1", "evt_2", "evt_3"]
+    );
+    let kept = Retention {
+        delivered: Duration::ZERO,
+        dead: Duration::ZERO,
+    };
+    store.prune(kept).await.unwrap();
+    assert!(
+        store.get("evt_1".into()).await.unwrap().is_some(),
+        "parked events are not pruned"
+    );
+    // Enabled again: everything parked is due, oldest first.
+    store
+        .update_subscription(
+            "t".into(),
+            "wh_1".into(),
+            SubscriptionPatch {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let one = store.claim_due(1, LONG, Vec::new()).await.unwrap();
+        assert_eq!(one.len(), 1);
+        order.push(one[0].event_id.clone());
+    }
+    assert_eq!(order, ["evt_0", "evt_1", "evt_2", "evt_3"]);
 }

@@ -103,7 +103,8 @@ pub struct NewEvent {
 /// A message published to the matching subscriptions: expanded into one
 /// delivery per subscription inside the insert's transaction, so a
 /// subscription created after the commit never sees it and one deleted
-/// before it never does.
+/// before it never does. A matching subscription that is disabled (not
+/// expired) gets its delivery parked: nothing is dropped while it is off.
 #[derive(Debug, Clone)]
 pub struct Fanout {
     /// Only this tenant's subscriptions (all tenants when `None`).
@@ -215,6 +216,12 @@ pub enum NextState {
         /// Why, for operators.
         reason: String,
     },
+    /// Keep it without attempting it until its subscription is enabled
+    /// again (it is disabled now); no attempt counted.
+    Park {
+        /// Why, for operators.
+        reason: String,
+    },
 }
 
 /// One finished attempt.
@@ -248,6 +255,9 @@ pub enum EventStatus {
     Delivered,
     /// Nothing pending, and at least one delivery gave up.
     Dead,
+    /// A delivery kept for a disabled subscription, sent when it is
+    /// enabled again (a delivery's state; its event counts as pending).
+    Parked,
 }
 
 impl EventStatus {
@@ -257,6 +267,7 @@ impl EventStatus {
             EventStatus::Pending => "pending",
             EventStatus::Delivered => "delivered",
             EventStatus::Dead => "dead",
+            EventStatus::Parked => "parked",
         }
     }
 
@@ -266,6 +277,7 @@ impl EventStatus {
             "pending" => Some(EventStatus::Pending),
             "delivered" => Some(EventStatus::Delivered),
             "dead" => Some(EventStatus::Dead),
+            "parked" => Some(EventStatus::Parked),
             _ => None,
         }
     }
@@ -487,6 +499,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         disable_after: Duration,
     ) -> Result<SubscriptionHealth, StoreError>;
 
+    /// The deliveries parked for a subscription (it is disabled), oldest
+    /// first, at most `limit`. They are sent, oldest first, when a patch
+    /// enables it again.
+    async fn parked(
+        &self,
+        subscription_id: String,
+        limit: usize,
+    ) -> Result<Vec<ParkedDelivery>, StoreError>;
+
     /// Whether the store can take writes: `Err` with the reason when its
     /// writer is gone or its last commits failed.
     fn health(&self) -> Result<(), String>;
@@ -494,6 +515,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
 /// A shared handle to a store.
 pub type SharedStore = Arc<dyn Store>;
+
+/// A delivery kept for a disabled subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ParkedDelivery {
+    /// Delivery row id.
+    pub delivery_id: i64,
+    /// The event it belongs to.
+    pub event_id: String,
+    /// The published event's type.
+    pub event_type: Option<String>,
+    /// When the event was received, RFC 3339.
+    pub received_at: String,
+}
 
 /// How long finished events are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -544,8 +578,8 @@ pub struct SubscriptionPatch {
     pub context: Option<Option<serde_json::Value>>,
     /// New expiry (ms since the epoch).
     pub validity_ms: Option<u64>,
-    /// Enable (clears the failure streak and the disable reason) or
-    /// disable by hand.
+    /// Enable (clears the failure streak and the disable reason, and sends
+    /// the deliveries parked meanwhile, oldest first) or disable by hand.
     pub active: Option<bool>,
     /// New signing secret.
     pub secret: Option<String>,

@@ -28,7 +28,8 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use super::{
     AttemptHealth, AttemptRecord, AttemptView, DeliveryView, DueDelivery, EventDetail,
     EventFilter, EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken,
-    MessageView, NewEvent, NextState, Recorded, ReplayTarget, Retention, SUBSCRIBER_PREFIX, Store,
+    MessageView, NewEvent, NextState, ParkedDelivery, Recorded, ReplayTarget, Retention,
+    SUBSCRIBER_PREFIX, Store,
     StoreError, Subscription, SubscriptionHealth, SubscriptionPatch, rfc3339,
 };
 use crate::plugin::Message;
@@ -41,6 +42,9 @@ const BATCH_ROWS: usize = 500;
 
 /// How long SQLite waits on a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a delivery created for a disabled subscription is parked.
+const PARKED_REASON: &str = "parked: the subscription is disabled";
 
 /// The database file under `data_dir`.
 pub const DB_FILE: &str = "hookgate.db";
@@ -227,7 +231,7 @@ fn json_text<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 fn refresh_event_status(tx: &Connection, event_id: &str) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE events SET status = CASE \
-           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND state = 'pending') THEN 'pending' \
+           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND state IN ('pending', 'parked')) THEN 'pending' \
            WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND state = 'dead') THEN 'dead' \
            ELSE 'delivered' END \
          WHERE id = ?1",
@@ -398,18 +402,18 @@ fn insert_event(
     // Subscriptions matching each fan-out, resolved in this transaction: a
     // subscription created after the commit never sees the event, one
     // deleted before it never does.
-    let mut fanout_targets: Vec<Vec<String>> = Vec::with_capacity(event.fanout.len());
+    let mut fanout_targets: Vec<Vec<(String, bool)>> = Vec::with_capacity(event.fanout.len());
     for f in &event.fanout {
-        let ids: Vec<String> = tx
+        let ids: Vec<(String, bool)> = tx
             .prepare_cached(
-                "SELECT id FROM subscriptions WHERE active = 1 AND validity > ?1 \
+                "SELECT id, active FROM subscriptions WHERE validity > ?1 \
                  AND object_type = ?2 AND object_id = ?3 AND (?4 IS NULL OR tenant = ?4) \
                  AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value = ?5 OR value = '*') \
                  ORDER BY id",
             )?
             .query_map(
                 params![now, f.object_type, f.object_id, f.tenant, f.event_type],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
             )?
             .collect::<rusqlite::Result<_>>()?;
         fanout_targets.push(ids);
@@ -453,9 +457,10 @@ fn insert_event(
         fanout,
         ..
     } = event;
-    let named = messages
-        .into_iter()
-        .map(|m| (m.message, m.destinations, false));
+    let named = messages.into_iter().map(|m| {
+        let dests: Vec<(String, bool)> = m.destinations.into_iter().map(|d| (d, true)).collect();
+        (m.message, dests, false)
+    });
     let published = fanout
         .into_iter()
         .zip(fanout_targets)
@@ -463,7 +468,7 @@ fn insert_event(
         .map(|(f, subs)| {
             let dests = subs
                 .into_iter()
-                .map(|id| format!("{SUBSCRIBER_PREFIX}{id}"))
+                .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
                 .collect();
             (f.envelope, dests, true)
         });
@@ -484,25 +489,30 @@ fn insert_event(
         ])?;
         let message_row = tx.last_insert_rowid();
         let message = Arc::new(message);
-        for dest in destinations {
+        for (dest, active) in destinations {
             let claim = match (&opts.claim, lease_until) {
                 (Some(c), Some(until))
-                    if (to_subscribers && c.subscribers) || c.destinations.contains(&dest) =>
+                    if active
+                        && ((to_subscribers && c.subscribers) || c.destinations.contains(&dest)) =>
                 {
                     Some(until)
                 }
                 _ => None,
             };
+            // A disabled subscription's delivery is parked, not dropped.
+            let state = if active { "pending" } else { "parked" };
             tx.prepare_cached(
-                "INSERT INTO deliveries (event_id, message_id, destination, state, next_attempt_at, lease_token) \
-                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
+                "INSERT INTO deliveries (event_id, message_id, destination, state, next_attempt_at, lease_token, last_error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 event_id,
                 message_row,
                 dest,
+                state,
                 claim.unwrap_or(now),
-                claim.map(|_| token.0)
+                claim.map(|_| token.0),
+                (!active).then_some(PARKED_REASON)
             ])?;
             if claim.is_some() {
                 claimed.push(DueDelivery {
@@ -538,7 +548,7 @@ fn claim(
             "UPDATE deliveries SET lease_token = ?1, next_attempt_at = ?2 \
              WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?3 \
                           AND destination NOT IN (SELECT value FROM json_each(?4)) \
-                          ORDER BY next_attempt_at LIMIT ?5) \
+                          ORDER BY next_attempt_at, id LIMIT ?5) \
              RETURNING id, event_id, message_id, destination, attempts, retries",
         )?
         .query_map(
@@ -596,6 +606,7 @@ fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, StoreError> {
         ),
         NextState::Postpone { after } => ("pending", later(now, *after), 0, 0, a.error.clone()),
         NextState::Dead { reason } => ("dead", now, 1, 0, Some(reason.clone())),
+        NextState::Park { reason } => ("parked", now, 0, 0, Some(reason.clone())),
     };
     // The lease is checked in the update itself: a stale token changes
     // nothing, and then no attempt row is written either.
@@ -635,8 +646,8 @@ fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, StoreError> {
             a.response_excerpt
         ])?;
     }
-    // A delivery that stays pending leaves its event pending.
-    if state != "pending" {
+    // A delivery that stays pending (or parked) leaves its event pending.
+    if state != "pending" && state != "parked" {
         refresh_event_status(tx, &event_id)?;
     }
     Ok(Recorded::Written)
@@ -905,10 +916,22 @@ fn patch_subscription(
         "UPDATE subscriptions SET {} WHERE id = ? AND tenant = ? RETURNING {SUBSCRIPTION_COLUMNS}",
         sets.join(", ")
     );
-    Ok(tx
+    let updated = tx
         .prepare(&sql)?
         .query_row(params_from_iter(args), subscription_row)
-        .optional()?)
+        .optional()?;
+    if patch.active == Some(true) && updated.is_some() {
+        // What was parked while it was off goes out now, oldest first
+        // (claims take the earliest due, then the lowest id), with a
+        // fresh retry budget.
+        tx.prepare_cached(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, retries = 0, \
+             lease_token = NULL, last_error = NULL \
+             WHERE destination = ?1 AND state = 'parked'",
+        )?
+        .execute(params![format!("{SUBSCRIBER_PREFIX}{id}"), now()])?;
+    }
+    Ok(updated)
 }
 
 fn health_update(
@@ -1181,6 +1204,39 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn parked(
+        &self,
+        subscription_id: String,
+        limit: usize,
+    ) -> Result<Vec<ParkedDelivery>, StoreError> {
+        self.readers
+            .read(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "SELECT d.id, d.event_id, e.event_type, e.received_at \
+                         FROM deliveries d JOIN events e ON e.id = d.event_id \
+                         WHERE d.destination = ?1 AND d.state = 'parked' ORDER BY d.id LIMIT ?2",
+                    )?
+                    .query_map(
+                        params![
+                            format!("{SUBSCRIBER_PREFIX}{subscription_id}"),
+                            i64::try_from(limit).unwrap_or(i64::MAX)
+                        ],
+                        |r| {
+                            let received: i64 = r.get(3)?;
+                            Ok(ParkedDelivery {
+                                delivery_id: r.get(0)?,
+                                event_id: r.get(1)?,
+                                event_type: r.get(2)?,
+                                received_at: rfc3339(received.max(0) as u64),
+                            })
+                        },
+                    )?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
     fn health(&self) -> Result<(), String> {
         self.writer.health()
     }
@@ -1261,6 +1317,12 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Internal(_)), "{err}");
+        // The caller may hear of the failure a moment before the writer
+        // has counted it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while store.panics() == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(store.panics(), 1);
         assert!(store.health().is_ok());
         assert!(store.get("evt_p".into()).await.unwrap().is_none(), "rolled back");
