@@ -10,7 +10,7 @@
 //! A lane starts an attempt when it has fewer than its `concurrency` in
 //! flight and the gateway fewer than `delivery.workers`; nothing ever
 //! *waits* for a permit while holding another. Otherwise the delivery
-//! queues in its lane, at most `concurrency` deep: a lane that is full is
+//! queues in its lane, a bounded number deep: a lane that is full is
 //! skipped by the poller and by ingest's claims, so a hanging destination
 //! holds its own `concurrency` of attempts and nothing else. Claimed
 //! deliveries that find their lane full are handed back to the store.
@@ -47,8 +47,16 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// so a poller never spins.
 const MIN_POLL: Duration = Duration::from_millis(5);
 
-/// Attempts in flight to one subscription at most.
-const SUBSCRIBER_CONCURRENCY: usize = 4;
+/// Attempts in flight to one subscription at most: one, so that a
+/// subscriber gets its events in order (the oldest first after a
+/// re-enable) unless one of them has to be retried.
+const SUBSCRIBER_CONCURRENCY: usize = 1;
+
+/// A lane queues at least this many claimed deliveries (more when its
+/// concurrency is higher), so a lane of concurrency 1 does not hand most
+/// claims back. A delivery that waits longer than [`RENEW_EVERY`] renews
+/// its lease before it starts.
+const MIN_QUEUE: usize = 16;
 
 /// Concurrency of a destination missing from the current config: its
 /// deliveries are only postponed, one at a time.
@@ -67,7 +75,7 @@ struct Lane {
 
 impl Lane {
     fn full(&self) -> bool {
-        self.queue.len() >= self.limit
+        self.queue.len() >= self.limit.max(MIN_QUEUE)
     }
 }
 
