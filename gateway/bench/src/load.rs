@@ -174,7 +174,8 @@ async fn worker(
         .rate
         .filter(|r| *r > 0.0)
         .map(|r| Duration::from_secs_f64(plan.connections as f64 / r));
-    let mut next = interval.map(|i| Instant::now() + i.mul_f64(index as f64 / plan.connections as f64));
+    let mut next =
+        interval.map(|i| Instant::now() + i.mul_f64(index as f64 / plan.connections as f64));
     loop {
         if let (Some(at), Some(i)) = (next.as_mut(), interval) {
             if *at > Instant::now() {

@@ -329,8 +329,15 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
             rate,
             ..plan
         };
-        let (row, stats) =
-            delivery_row(&mut server, &sink, delivery_target, delivery_plan, key, title).await?;
+        let (row, stats) = delivery_row(
+            &mut server,
+            &sink,
+            delivery_target,
+            delivery_plan,
+            key,
+            title,
+        )
+        .await?;
         report.rows.push(row);
         report.delivery.push((key, stats));
     }
@@ -552,9 +559,8 @@ async fn delivery_row(
         p99: q(0.99),
         max: q(1.0),
         before_answer,
-        backlog_at_end: owed.saturating_sub(
-            seen.iter().filter(|(_, at)| *at <= load_ended).count(),
-        ) as u64,
+        backlog_at_end: owed.saturating_sub(seen.iter().filter(|(_, at)| *at <= load_ended).count())
+            as u64,
         drained_after: last_delivery
             .filter(|_| sink.count() >= owed)
             .map(|l| l.saturating_duration_since(load_ended)),

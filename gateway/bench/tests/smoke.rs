@@ -48,7 +48,10 @@ fn smoke_run_completes_without_errors() {
     let peer = rows.iter().any(|r| r["key"] == "peer");
     assert_eq!(rows.len(), if peer { 7 } else { 6 }, "{stdout}");
     if std::env::var_os("CI").is_some() {
-        assert!(peer, "CI installs adnanh/webhook (apt-get install webhook)\n{stdout}");
+        assert!(
+            peer,
+            "CI installs adnanh/webhook (apt-get install webhook)\n{stdout}"
+        );
     }
     for row in rows {
         assert_eq!(row["errors"], 0, "{row}");

@@ -298,9 +298,7 @@ async fn subscriber_attempt(
             // The delivery that exhausted its retries is dead; one that
             // would have been retried waits for the re-enable instead.
             if !success && !matches!(outcome, DeliveryOutcome::Dead(_)) {
-                return Subscriber::Park(
-                    "parked: this failure disabled the subscription".into(),
-                );
+                return Subscriber::Park("parked: this failure disabled the subscription".into());
             }
         }
         Ok(crate::store::SubscriptionHealth::Active) => {}

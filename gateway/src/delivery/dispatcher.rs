@@ -269,7 +269,10 @@ impl Dispatcher {
     /// deliveries the gateway can take now.
     fn poll_plan(&self) -> (Vec<String>, usize) {
         let mut lanes = self.lanes();
-        let room = self.workers.saturating_sub(lanes.in_flight).min(CLAIM_BATCH);
+        let room = self
+            .workers
+            .saturating_sub(lanes.in_flight)
+            .min(CLAIM_BATCH);
         let mut skip = Vec::new();
         for (name, lane) in lanes.map.iter_mut() {
             if lane.full() {
@@ -378,10 +381,8 @@ impl Dispatcher {
         }
         let record = {
             let mut work = pin!(super::attempt::run(&self.ctx, &d));
-            let mut renew = tokio::time::interval_at(
-                tokio::time::Instant::now() + RENEW_EVERY,
-                RENEW_EVERY,
-            );
+            let mut renew =
+                tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
             loop {
                 tokio::select! {
                     r = &mut work => break r,

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-
 pub use compile::compile;
 
 use crate::config::{DestinationConfig, DestinationKind, GatewayConfig};

@@ -149,7 +149,11 @@ pub async fn leases_hold_deliveries_and_status_follows_the_least_finished(store:
     let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
     assert_eq!(due.len(), 2);
     assert!(
-        store.claim_due(10, LONG, Vec::new()).await.unwrap().is_empty(),
+        store
+            .claim_due(10, LONG, Vec::new())
+            .await
+            .unwrap()
+            .is_empty(),
         "leased deliveries are not due"
     );
     assert_eq!(
@@ -169,7 +173,10 @@ pub async fn leases_hold_deliveries_and_status_follows_the_least_finished(store:
     );
     let e = store.get("evt_1".into()).await.unwrap().unwrap();
     assert_eq!(e.summary.status, EventStatus::Dead);
-    assert_eq!(e.deliveries.iter().map(|d| d.attempts.len()).sum::<usize>(), 2);
+    assert_eq!(
+        e.deliveries.iter().map(|d| d.attempts.len()).sum::<usize>(),
+        2
+    );
     assert!(e.deliveries.iter().all(|d| d.attempts_made == 1));
     assert_eq!(store.next_due_in().await.unwrap(), None, "nothing pending");
 }
@@ -222,7 +229,11 @@ pub async fn renew_extends_a_lease_and_release_hands_it_back(store: S) {
     assert!(store.renew(due[0].id, due[0].lease, LONG).await.unwrap());
     tokio::time::sleep(SHORT + Duration::from_millis(100)).await;
     assert!(
-        store.claim_due(10, LONG, Vec::new()).await.unwrap().is_empty(),
+        store
+            .claim_due(10, LONG, Vec::new())
+            .await
+            .unwrap()
+            .is_empty(),
         "the renewed lease still holds"
     );
     assert!(store.release(due[0].id, due[0].lease).await.unwrap());
@@ -356,13 +367,16 @@ pub async fn a_failed_insert_leaves_nothing_behind(store: S) {
         .insert(event("evt_1", Some("p2"), &["a"]), opts())
         .await;
     assert!(matches!(err, Err(StoreError::Database(_))), "{err:?}");
-    assert!(matches!(
-        store
-            .insert(event("evt_2", Some("p2"), &["a"]), opts())
-            .await
-            .unwrap(),
-        Inserted::New { .. }
-    ), "the provider's retry is new, not a duplicate of a half-stored event");
+    assert!(
+        matches!(
+            store
+                .insert(event("evt_2", Some("p2"), &["a"]), opts())
+                .await
+                .unwrap(),
+            Inserted::New { .. }
+        ),
+        "the provider's retry is new, not a duplicate of a half-stored event"
+    );
     let e = store.get("evt_1".into()).await.unwrap().unwrap();
     assert_eq!(e.deliveries.len(), 1, "no stray deliveries");
 }
@@ -460,7 +474,10 @@ pub async fn replay_requeues_finished_deliveries_but_not_those_in_flight(store: 
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!(
-        store.record(attempt(b, 200, NextState::Delivered)).await.unwrap(),
+        store
+            .record(attempt(b, 200, NextState::Delivered))
+            .await
+            .unwrap(),
         Recorded::Written,
         "the in-flight attempt keeps its lease"
     );
@@ -499,13 +516,7 @@ pub async fn bulk_replay_covers_more_than_one_batch(store: S) {
         }
         for d in &due {
             store
-                .record(attempt(
-                    d,
-                    500,
-                    NextState::Dead {
-                        reason: "x".into(),
-                    },
-                ))
+                .record(attempt(d, 500, NextState::Dead { reason: "x".into() }))
                 .await
                 .unwrap();
             dead += 1;
@@ -542,7 +553,11 @@ pub async fn retention_prunes_delivered_and_dead_after_their_own_windows(store: 
         delivered: Duration::ZERO,
         dead: LONG,
     };
-    assert_eq!(store.prune(keep_dead).await.unwrap(), 2, "delivered + no deliveries");
+    assert_eq!(
+        store.prune(keep_dead).await.unwrap(),
+        2,
+        "delivered + no deliveries"
+    );
     assert!(store.get("evt_delivered".into()).await.unwrap().is_none());
     assert!(store.get("evt_dead".into()).await.unwrap().is_some());
     let all = Retention {
@@ -589,23 +604,27 @@ pub async fn subscription_patches_change_only_what_they_name(store: S) {
     assert!(patched.disabled_reason.is_some());
     assert_eq!(patched.secret, "whsec_x", "untouched fields stay");
     // Another tenant can neither see nor change it.
-    assert!(store
-        .update_subscription(
-            "t2".into(),
-            "wh_1".into(),
-            SubscriptionPatch {
-                active: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .is_none());
-    assert!(store
-        .get_subscription(Some("t2".into()), "wh_1".into())
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        store
+            .update_subscription(
+                "t2".into(),
+                "wh_1".into(),
+                SubscriptionPatch {
+                    active: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_subscription(Some("t2".into()), "wh_1".into())
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Re-enabling clears the reason and the streak.
     let enabled = store
         .update_subscription(
@@ -628,8 +647,18 @@ pub async fn subscription_patches_change_only_what_they_name(store: S) {
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
-    assert!(store.delete_subscription("t1".into(), "wh_1".into()).await.unwrap());
-    assert!(!store.delete_subscription("t1".into(), "wh_1".into()).await.unwrap());
+    assert!(
+        store
+            .delete_subscription("t1".into(), "wh_1".into())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_subscription("t1".into(), "wh_1".into())
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn health_disables_after_the_streak_on_gone_or_exhausted(store: S) {
@@ -818,13 +847,20 @@ pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(st
         assert_eq!(deliveries, 1);
     }
     assert!(
-        store.claim_due(10, LONG, Vec::new()).await.unwrap().is_empty(),
+        store
+            .claim_due(10, LONG, Vec::new())
+            .await
+            .unwrap()
+            .is_empty(),
         "parked deliveries are not due"
     );
     assert_eq!(status(&store, "evt_2").await, EventStatus::Pending);
     let parked = store.parked("wh_1".into(), 10).await.unwrap();
     assert_eq!(
-        parked.iter().map(|p| p.event_id.as_str()).collect::<Vec<_>>(),
+        parked
+            .iter()
+            .map(|p| p.event_id.as_str())
+            .collect::<Vec<_>>(),
         ["evt_0", "evt_1", "evt_2", "evt_3"]
     );
     let kept = Retention {

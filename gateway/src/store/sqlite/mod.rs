@@ -26,11 +26,10 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::{
-    AttemptHealth, AttemptRecord, AttemptView, DeliveryView, DueDelivery, EventDetail,
-    EventFilter, EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken,
-    MessageView, NewEvent, NextState, ParkedDelivery, Recorded, ReplayTarget, Retention,
-    SUBSCRIBER_PREFIX, Store,
-    StoreError, Subscription, SubscriptionHealth, SubscriptionPatch, rfc3339,
+    AttemptHealth, AttemptRecord, AttemptView, DeliveryView, DueDelivery, EventDetail, EventFilter,
+    EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken, MessageView,
+    NewEvent, NextState, ParkedDelivery, Recorded, ReplayTarget, Retention, SUBSCRIBER_PREFIX,
+    Store, StoreError, Subscription, SubscriptionHealth, SubscriptionPatch, rfc3339,
 };
 use crate::plugin::Message;
 use readers::Readers;
@@ -493,7 +492,8 @@ fn insert_event(
             let claim = match (&opts.claim, lease_until) {
                 (Some(c), Some(until))
                     if active
-                        && ((to_subscribers && c.subscribers) || c.destinations.contains(&dest)) =>
+                        && ((to_subscribers && c.subscribers)
+                            || c.destinations.contains(&dest)) =>
                 {
                     Some(until)
                 }
@@ -876,7 +876,10 @@ fn patch_subscription(
         set("callback_url = ?", Value::Text(v.clone()));
     }
     if let Some(v) = &patch.callback_token {
-        set("callback_token = ?", v.clone().map_or(Value::Null, Value::Text));
+        set(
+            "callback_token = ?",
+            v.clone().map_or(Value::Null, Value::Text),
+        );
     }
     if let Some(v) = &patch.context {
         let text = v.as_ref().map(json_text).transpose()?;
@@ -1325,7 +1328,10 @@ mod tests {
         }
         assert_eq!(store.panics(), 1);
         assert!(store.health().is_ok());
-        assert!(store.get("evt_p".into()).await.unwrap().is_none(), "rolled back");
+        assert!(
+            store.get("evt_p".into()).await.unwrap().is_none(),
+            "rolled back"
+        );
         crate::store::conformance::insert_one(&store, "evt_after", None, &["d"]).await;
         assert!(store.get("evt_after".into()).await.unwrap().is_some());
     }

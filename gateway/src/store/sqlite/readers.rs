@@ -63,11 +63,7 @@ impl Readers {
             .map_err(|_| StoreError::Closed)?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = this
-                .idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop();
+            let conn = this.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match conn {
                 Some(c) => c,
                 None => this.open()?,
