@@ -13,3 +13,4 @@ mod reload;
 mod sandbox;
 mod subscriptions;
 mod support;
+mod teams;

@@ -11,6 +11,7 @@
 
 pub mod retry;
 pub mod ssrf;
+pub mod teams;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -255,6 +256,31 @@ async fn attempt(ctx: Arc<Ctx>, d: DueDelivery, _permit: OwnedSemaphorePermit) {
                     )
                 }
                 DestinationKind::Http => send(&ctx.client, dest, &d).await,
+                DestinationKind::Teams => match teams::oversized(d.message.body.len()) {
+                    Some(reason) => {
+                        let result = AttemptResult {
+                            error: Some(reason.clone()),
+                            ..Default::default()
+                        };
+                        // Dead at once: resending cannot make it fit.
+                        finish(
+                            &ctx,
+                            d,
+                            attempted_at_ms,
+                            started,
+                            DeliveryOutcome::Dead(reason),
+                            result,
+                            None,
+                            true,
+                        )
+                        .await;
+                        return;
+                    }
+                    None => {
+                        let (result, excerpt) = send(&ctx.client, dest, &d).await;
+                        (teams::classify(result, excerpt.as_deref()), excerpt)
+                    }
+                },
                 // Fan-out to subscribers is expanded at insert time; a
                 // delivery addressed to the destination itself has nothing
                 // to send.
@@ -503,6 +529,11 @@ async fn send(
         );
     };
     let _slot = dest.in_flight.acquire().await;
+    // Teams destinations: keep under the per-webhook rate. Inside the
+    // destination's slot, so at most its concurrency waits here.
+    if let Some(pacer) = &dest.pacer {
+        pacer.wait().await;
+    }
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
     post(
         client,
