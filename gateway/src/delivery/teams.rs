@@ -17,17 +17,17 @@
 //! - **Rate.** Connectors throttle more than four requests a second per
 //!   webhook (and answer `429`, whose `Retry-After` the retry policy already
 //!   honours). [`Pacer`] spaces the requests to one destination so the
-//!   gateway stays under that instead of collecting 429s.
+//!   gateway stays under that instead of collecting 429s. An attempt waits
+//!   at most [`MAX_PACE_WAIT`] for its slot; when the queue ahead is longer
+//!   it is postponed (no attempt counted) rather than holding a worker.
 //!
 //! Not here: sending itself (the delivery loop's shared client) and the
 //! retry decision (`retry.rs`).
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
-use tokio::time::Instant;
-
-use super::retry::AttemptResult;
+use crate::retry::AttemptResult;
 
 /// Teams' message size limit ("approximately 28 KB" in Microsoft's docs for
 /// incoming webhooks and bot messages); the whole posted body counts.
@@ -36,6 +36,10 @@ pub const MAX_MESSAGE_BYTES: usize = 28 * 1024;
 /// Connectors allow four requests a second per webhook; a quarter second
 /// between request starts keeps one gateway under it.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Longest an attempt sleeps for its slot while holding a worker; a later
+/// slot means the delivery is postponed instead.
+pub const MAX_PACE_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a body cannot be sent to Teams at all, or `None` when it fits.
 pub fn oversized(body_len: usize) -> Option<String> {
@@ -61,7 +65,7 @@ pub fn classify(mut result: AttemptResult, body: Option<&str>) -> AttemptResult 
     result
 }
 
-/// Spaces the requests to one destination at least [`MIN_INTERVAL`] apart.
+/// Spaces the requests to one destination at least an interval apart.
 #[derive(Debug)]
 pub struct Pacer {
     next: Mutex<Option<Instant>>,
@@ -77,17 +81,21 @@ impl Pacer {
         }
     }
 
-    /// Waits for this caller's slot. Slots are handed out in call order;
-    /// the lock is held only to take one, never while waiting.
-    pub async fn wait(&self) {
-        let slot = {
-            let mut next = self.next.lock().await;
-            let now = Instant::now();
-            let slot = next.map_or(now, |n| n.max(now));
-            *next = Some(slot + self.interval);
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
+    /// At `now`, takes the next free slot if it is at most `max_wait` away
+    /// and returns how long to wait for it (`Ok`); otherwise takes nothing
+    /// and returns how long until the slots already taken have passed
+    /// (`Err`), when asking again is worthwhile. Slots go in call order.
+    pub fn reserve(&self, now: Instant, max_wait: Duration) -> Result<Duration, Duration> {
+        // A poisoned lock only means another attempt panicked mid-update;
+        // the instant inside is still a valid schedule.
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = next.map_or(now, |n| n.max(now));
+        let wait = slot - now;
+        if wait > max_wait {
+            return Err(wait);
+        }
+        *next = Some(slot + self.interval);
+        Ok(wait)
     }
 }
 
@@ -151,16 +159,22 @@ mod tests {
         assert!(r.error.is_some());
     }
 
-    #[tokio::test]
-    async fn pacer_spaces_calls() {
-        // A lower bound only: sleeping until a slot never wakes early, so
-        // this cannot flake on a slow machine.
-        let interval = Duration::from_millis(20);
-        let pacer = Pacer::new(interval);
-        let start = Instant::now();
-        for i in 0..4u32 {
-            pacer.wait().await;
-            assert!(Instant::now() - start >= interval * i);
-        }
+    #[test]
+    fn pacer_hands_out_spaced_slots_and_refuses_far_ones() {
+        let pacer = Pacer::new(MIN_INTERVAL);
+        let t0 = Instant::now();
+        assert_eq!(pacer.reserve(t0, MAX_PACE_WAIT), Ok(Duration::ZERO));
+        assert_eq!(pacer.reserve(t0, MAX_PACE_WAIT), Ok(MIN_INTERVAL));
+        assert_eq!(pacer.reserve(t0, MAX_PACE_WAIT), Ok(MIN_INTERVAL * 2));
+        assert_eq!(pacer.reserve(t0, MAX_PACE_WAIT), Ok(MIN_INTERVAL * 3));
+        assert_eq!(pacer.reserve(t0, MAX_PACE_WAIT), Ok(MIN_INTERVAL * 4));
+        // Five slots taken: the sixth is 1.25 s away, over the bound, and
+        // refusing it takes nothing.
+        assert_eq!(pacer.reserve(t0, MAX_PACE_WAIT), Err(MIN_INTERVAL * 5));
+        assert_eq!(pacer.reserve(t0, MAX_PACE_WAIT), Err(MIN_INTERVAL * 5));
+        // Once time has passed the taken slots, the next one is free now.
+        let later = t0 + MIN_INTERVAL * 10;
+        assert_eq!(pacer.reserve(later, MAX_PACE_WAIT), Ok(Duration::ZERO));
+        assert_eq!(pacer.reserve(later, MAX_PACE_WAIT), Ok(MIN_INTERVAL));
     }
 }
