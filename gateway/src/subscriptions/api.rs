@@ -522,6 +522,10 @@ pub async fn update_webhook(
         .update_subscription(tenant, id.clone(), patch)
         .await?
         .ok_or_else(|| not_found(&id))?;
+    if req.active == Some(true) {
+        // Deliveries parked while it was off are due now.
+        state.delivery().wake();
+    }
     Ok(Json(WebhookView::from(sub)).into_response())
 }
 
