@@ -14,3 +14,4 @@ mod reload;
 mod sandbox;
 mod subscriptions;
 mod support;
+mod teams;

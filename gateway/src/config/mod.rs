@@ -455,6 +455,12 @@ pub enum DestinationKind {
     /// subscription API (`subscriptions:`), signed and retried per
     /// subscriber.
     Subscribers,
+    /// POST to a Microsoft Teams incoming webhook or Workflows URL: like
+    /// `http`, but a message over Teams' 28 KB limit is dead-lettered
+    /// without being sent, a `200` with an error text (legacy connectors)
+    /// counts as a failure, and requests are spaced 250 ms apart (Teams
+    /// throttles more than four a second per webhook).
+    Teams,
 }
 
 /// One webhook route.

@@ -100,6 +100,9 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
             (DestinationKind::Http, None) => {
                 err(at("url"), "is required for an http destination".into())
             }
+            (DestinationKind::Teams, None) => {
+                err(at("url"), "is required for a teams destination".into())
+            }
             (_, Some(url)) => match reqwest::Url::parse(url) {
                 Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
                 Ok(u) => err(

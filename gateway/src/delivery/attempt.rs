@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{Ctx, ssrf};
+use super::{Ctx, ssrf, teams};
 use crate::clock::now_ms;
 use crate::config::DestinationKind;
 use crate::pipeline::{CompiledDestination, Snapshot};
@@ -69,13 +69,38 @@ pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
                     };
                     return not_attempted(d, attempted_at_ms, Some(error), next);
                 }
+                Some(dest) if dest.kind == DestinationKind::Teams => {
+                    if let Some(reason) = teams::oversized(d.message.body.len()) {
+                        // Dead at once: resending cannot make it fit.
+                        let result = AttemptResult {
+                            error: Some(reason.clone()),
+                            ..Default::default()
+                        };
+                        (DeliveryOutcome::Dead(reason), result, None)
+                    } else {
+                        if let Some(pacer) = &dest.pacer {
+                            match pacer.reserve(Instant::now(), teams::MAX_PACE_WAIT) {
+                                Ok(wait) => tokio::time::sleep(wait).await,
+                                Err(after) => {
+                                    let next = NextState::Postpone { after };
+                                    return not_attempted(d, attempted_at_ms, None, next);
+                                }
+                            }
+                        }
+                        let (result, excerpt) = send(&ctx.client, dest, d).await;
+                        let result = teams::classify(result, excerpt.as_deref());
+                        (dest.retry.decide(&result, d.retries), result, excerpt)
+                    }
+                }
                 Some(dest) => {
                     let (result, excerpt) = match dest.kind {
                         DestinationKind::Log => {
                             log_delivery(dest, d);
                             (ok_result(), None)
                         }
-                        DestinationKind::Http => send(&ctx.client, dest, d).await,
+                        DestinationKind::Http | DestinationKind::Teams => {
+                            send(&ctx.client, dest, d).await
+                        }
                         // Fan-out to subscribers is expanded at insert time;
                         // a delivery addressed to the destination itself has
                         // nothing to send.

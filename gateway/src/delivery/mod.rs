@@ -10,6 +10,7 @@
 mod attempt;
 pub mod dispatcher;
 pub mod ssrf;
+pub mod teams;
 
 use std::sync::Arc;
 
