@@ -12,6 +12,7 @@
 //! state; the store records it) and anything about plugins.
 
 pub mod sqlite;
+mod subscription_columns;
 
 use serde::Serialize;
 
@@ -417,6 +418,53 @@ pub struct Subscription {
     pub failing_since_ms: Option<u64>,
     /// Why it was disabled, if it was.
     pub disabled_reason: Option<String>,
+
+    // --- Sending-side extras (issue 13, ASP.NET-style registrations). Stored
+    // in nullable columns added by `subscription_columns.rs`; a row written
+    // before they existed reads back with the defaults below.
+    /// Extra HTTP headers sent with every delivery (checked against a
+    /// deny-list by the API before they get here).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Extra properties merged into every payload under `properties`.
+    pub properties: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How deliveries are signed.
+    pub signature_scheme: SignatureScheme,
+    /// The secret in use before the last rotation: it keeps signing, next
+    /// to `secret`, until `previous_secret_expires_ms`.
+    pub previous_secret: Option<String>,
+    /// End of the rotation overlap, ms.
+    pub previous_secret_expires_ms: Option<u64>,
+}
+
+/// How a subscription's deliveries are signed. Stored as its
+/// [`SignatureScheme::as_str`] name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SignatureScheme {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature: v1,<base64>`.
+    #[default]
+    StandardWebhooks,
+    /// ASP.NET WebHooks' sender: `ms-signature: sha256=<hex>` over the body.
+    MsSignature,
+}
+
+impl SignatureScheme {
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureScheme::StandardWebhooks => "standard-webhooks",
+            SignatureScheme::MsSignature => "ms-signature",
+        }
+    }
+
+    /// The scheme named `name`, if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "standard-webhooks" => Some(SignatureScheme::StandardWebhooks),
+            "ms-signature" => Some(SignatureScheme::MsSignature),
+            _ => None,
+        }
+    }
 }
 
 /// The health change an attempt caused.

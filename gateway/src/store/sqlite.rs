@@ -111,8 +111,11 @@ CREATE INDEX IF NOT EXISTS subscriptions_object ON subscriptions(object_type, ob
 CREATE INDEX IF NOT EXISTS subscriptions_tenant ON subscriptions(tenant);
 "#;
 
+// Issue 13: the sending side's extra columns follow the original 14
+// (`subscription_columns`, added by ALTER TABLE when missing).
 const SUBSCRIPTION_COLUMNS: &str = "id, tenant, object_id, object_type, event_types, callback_url, \
-     callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason";
+     callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason, \
+     headers, properties, signature_scheme, previous_secret, previous_secret_expires";
 
 fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
     let event_types: String = r.get(4)?;
@@ -120,7 +123,7 @@ fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
     let validity: i64 = r.get(8)?;
     let created: i64 = r.get(11)?;
     let failing: Option<i64> = r.get(12)?;
-    Ok(Subscription {
+    let mut s = Subscription {
         id: r.get(0)?,
         tenant: r.get(1)?,
         object_id: r.get(2)?,
@@ -135,7 +138,14 @@ fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
         created_at_ms: created.max(0) as u64,
         failing_since_ms: failing.map(|f| f.max(0) as u64),
         disabled_reason: r.get(13)?,
-    })
+        headers: Default::default(),
+        properties: None,
+        signature_scheme: Default::default(),
+        previous_secret: None,
+        previous_secret_expires_ms: None,
+    };
+    super::subscription_columns::read(r, 14, &mut s)?;
+    Ok(s)
 }
 
 /// A reply to send once the batch's fate is known.
@@ -180,6 +190,7 @@ impl SqliteStore {
     fn start(mut conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch(SCHEMA)?;
+        super::subscription_columns::migrate(&conn)?;
         // A claim is a lease; after a restart nothing is in flight, so every
         // claimed delivery is due again now (at-least-once, never lost).
         conn.execute(
@@ -861,14 +872,18 @@ impl SqliteStore {
                 .map(serde_json::to_string)
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let extra = super::subscription_columns::values(&s)?;
             let sql = if create {
                 "INSERT INTO subscriptions (id, tenant, object_id, object_type, event_types, callback_url, \
-                 callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                 callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason, \
+                 headers, properties, signature_scheme, previous_secret, previous_secret_expires) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
             } else {
                 "UPDATE subscriptions SET object_id = ?3, object_type = ?4, event_types = ?5, \
                  callback_url = ?6, callback_token = ?7, context = ?8, validity = ?9, active = ?10, \
-                 secret = ?11, created_at = ?12, failing_since = ?13, disabled_reason = ?14 \
+                 secret = ?11, created_at = ?12, failing_since = ?13, disabled_reason = ?14, \
+                 headers = ?15, properties = ?16, signature_scheme = ?17, previous_secret = ?18, \
+                 previous_secret_expires = ?19 \
                  WHERE id = ?1 AND tenant = ?2"
             };
             let n = tx.prepare_cached(sql)?.execute(params![
@@ -885,7 +900,12 @@ impl SqliteStore {
                 s.secret,
                 ms(s.created_at_ms),
                 s.failing_since_ms.map(ms),
-                s.disabled_reason
+                s.disabled_reason,
+                extra.0,
+                extra.1,
+                extra.2,
+                extra.3,
+                extra.4
             ])?;
             Ok(n > 0)
         })
