@@ -143,10 +143,17 @@ pub struct SubscriptionsConfig {
 }
 
 fn default_object_types() -> Vec<String> {
-    ["Group", "Action", "ActionPackage"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
+    SubscriptionsConfig::default_object_types()
+}
+
+impl SubscriptionsConfig {
+    /// Kaizala's object types: the default of `object_types`.
+    pub fn default_object_types() -> Vec<String> {
+        ["Group", "Action", "ActionPackage"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 fn default_secret_rotation_overlap() -> Duration {

@@ -370,7 +370,7 @@ pub struct CreateWebhook {
     /// Sent back as `context` with every event (any JSON; Kaizala's
     /// reference sends a string).
     #[serde(default)]
-    #[schema(value_type = Option<AnyJson>)]
+    #[schema(value_type = Option<Value>)]
     pub call_back_context: Option<Value>,
     /// Expiry, epoch milliseconds (default: two years from now).
     #[serde(default)]
@@ -396,11 +396,6 @@ pub struct CreateWebhook {
     #[serde(default)]
     pub signature_scheme: Option<SchemeName>,
 }
-
-/// Any JSON value.
-#[derive(ToSchema)]
-#[schema(value_type = Value)]
-pub struct AnyJson(Value);
 
 // Constraints the derive cannot express (patterns, lengths, formats, the
 // configured enums) are added to these schemas in `crate::openapi`.
@@ -437,7 +432,7 @@ pub struct WebhookView {
     /// Callback token.
     pub callback_token: Option<String>,
     /// Callback context.
-    #[schema(value_type = Option<AnyJson>)]
+    #[schema(value_type = Option<Value>)]
     pub callback_context: Option<Value>,
     /// Created, epoch milliseconds (Kaizala's `ts`).
     pub ts: u64,
@@ -650,6 +645,7 @@ pub async fn create_webhook(
 
 /// `GET /v1/webhook` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this object.
@@ -731,7 +727,7 @@ pub struct UpdateWebhook {
     /// New callback token.
     pub call_back_token: Option<String>,
     /// New callback context.
-    #[schema(value_type = Option<AnyJson>)]
+    #[schema(value_type = Option<Value>)]
     pub call_back_context: Option<Value>,
     /// New expiry (epoch ms).
     #[serde(default)]
@@ -755,7 +751,7 @@ pub struct UpdateWebhook {
     /// Read-only (from GET): ignored.
     pub id: Option<String>,
     /// Read-only (from GET): ignored.
-    pub filters: Option<Vec<AnyJsonValue>>,
+    pub filters: Option<Vec<String>>,
     /// Read-only (from GET): ignored.
     #[serde(default)]
     #[schema(schema_with = epoch_ms_schema)]
@@ -769,9 +765,6 @@ pub struct UpdateWebhook {
     /// Read-only (from GET): ignored.
     pub previous_secret_expires_at: Option<String>,
 }
-
-/// Any JSON value (an element of GET's `filters`).
-pub type AnyJsonValue = Value;
 
 /// Change a subscription (re-enable with `{"active": true}` or
 /// `{"Active": "true"}`).
@@ -951,7 +944,8 @@ pub async fn rotate_secret(
 ) -> V1Result {
     let (tenant, rt) = tenant(&state, &headers)?;
     let Path(id) = id.map_err(bad_path)?;
-    let req: RotateSecret = if body.iter().all(u8::is_ascii_whitespace) {
+    // The body is optional: nothing, or `null`, asks for a generated secret.
+    let req: RotateSecret = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         RotateSecret::default()
     } else {
         parse(&body, &["secret"], &[])?
@@ -991,7 +985,7 @@ pub struct PublishEvent {
     /// Event type (not `*`, which only subscriptions use).
     pub event_type: String,
     /// Payload (validated against the type's schema when declared).
-    #[schema(value_type = AnyJson)]
+    #[schema(value_type = Value)]
     pub data: Value,
     /// Idempotency key: the same id again within `store.dedup_window` is
     /// accepted but not delivered again.

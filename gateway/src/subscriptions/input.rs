@@ -95,9 +95,10 @@ impl<'de> Deserialize<'de> for Flag {
     }
 }
 
-/// Schema of a [`Flag`].
+/// Schema of an optional [`Flag`] (`null` is the same as absent).
 pub fn flag_schema() -> impl Into<RefOr<Schema>> {
     OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
         .item(ObjectBuilder::new().schema_type(Type::Boolean))
         .item(
             ObjectBuilder::new()
@@ -130,6 +131,14 @@ impl<'de> Deserialize<'de> for EpochMs {
                     .map(EpochMs)
                     .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
             }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<EpochMs, E> {
+                // JSON Schema counts 1.0 as an integer, so the API does too.
+                if v.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&v) {
+                    Ok(EpochMs(v as u64))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(v), &self))
+                }
+            }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<EpochMs, E> {
                 if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
                     v.parse()
@@ -144,9 +153,10 @@ impl<'de> Deserialize<'de> for EpochMs {
     }
 }
 
-/// Schema of an [`EpochMs`].
+/// Schema of an optional [`EpochMs`] (`null` is the same as absent).
 pub fn epoch_ms_schema() -> impl Into<RefOr<Schema>> {
     OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::Integer)
@@ -213,6 +223,7 @@ mod tests {
         assert_eq!(e("\"\""), None);
         assert_eq!(e("\"12a\""), None);
         assert_eq!(e("1.5"), None);
+        assert_eq!(e("168618580.0"), Some(168_618_580));
         assert_eq!(e("\"99999999999999999999\""), None);
     }
 }
