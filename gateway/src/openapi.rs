@@ -90,8 +90,7 @@ fn time_param() -> Value {
 /// is one: the document is ours, so a pointer that misses is a bug that
 /// the document test catches (the constraint would be missing).
 fn merge(doc: &mut Value, pointer: &str, patch: Value) {
-    if let (Some(Value::Object(target)), Value::Object(patch)) = (doc.pointer_mut(pointer), patch)
-    {
+    if let (Some(Value::Object(target)), Value::Object(patch)) = (doc.pointer_mut(pointer), patch) {
         target.extend(patch);
         // An optional field takes `null` (the same as absent): an enum
         // must list it too, or `null` would read as invalid.
@@ -198,9 +197,21 @@ fn constrain(doc: &mut Value, rt: Option<&SubscriptionsRuntime>) {
         let at = |field: &str| format!("/components/schemas/{body}/properties/{field}");
         merge(doc, &at("objectId"), not_blank());
         merge(doc, &at("objectType"), object_type.clone());
-        merge(doc, &at("eventTypes"), json!({ "minItems": 1, "items": subscribed_type.clone() }));
-        merge(doc, &at("callBackUrl"), json!({ "minLength": 1, "format": "uri" }));
-        merge(doc, &at("callBackToken"), json!({ "pattern": HEADER_VALUE_PATTERN }));
+        merge(
+            doc,
+            &at("eventTypes"),
+            json!({ "minItems": 1, "items": subscribed_type.clone() }),
+        );
+        merge(
+            doc,
+            &at("callBackUrl"),
+            json!({ "minLength": 1, "format": "uri" }),
+        );
+        merge(
+            doc,
+            &at("callBackToken"),
+            json!({ "pattern": HEADER_VALUE_PATTERN }),
+        );
         merge(doc, &at("headers"), headers.clone());
         merge(doc, &at("secret"), secret.clone());
     }
@@ -216,7 +227,13 @@ fn constrain(doc: &mut Value, rt: Option<&SubscriptionsRuntime>) {
     );
     merge_param(doc, "/v1/webhook", "get", "objectType", object_type);
     for (path, method) in [("/admin/events", "get"), ("/admin/replay", "post")] {
-        merge_param(doc, path, method, "status", json!({ "enum": ["pending", "delivered", "dead"] }));
+        merge_param(
+            doc,
+            path,
+            method,
+            "status",
+            json!({ "enum": ["pending", "delivered", "dead"] }),
+        );
         merge_param(doc, path, method, "since", time_param());
         merge_param(doc, path, method, "until", time_param());
     }

@@ -78,10 +78,16 @@ async fn the_served_document_is_the_committed_one() {
         "/hooks/{route}",
         "/healthz",
     ] {
-        assert!(served["paths"].get(path).is_some(), "{path} is not documented");
+        assert!(
+            served["paths"].get(path).is_some(),
+            "{path} is not documented"
+        );
     }
     let object_type = &served["components"]["schemas"]["CreateWebhook"]["properties"]["objectType"];
-    assert_eq!(object_type["enum"], serde_json::json!(["Group", "Action", "ActionPackage"]));
+    assert_eq!(
+        object_type["enum"],
+        serde_json::json!(["Group", "Action", "ActionPackage"])
+    );
 }
 
 /// The schemathesis command, if it is installed.
@@ -111,7 +117,10 @@ async fn an_openapi_fuzzer_finds_no_difference_between_the_document_and_the_api(
     let gw = TestGateway::spawn(&yaml()).await;
     let report = tempfile::tempdir().unwrap();
     cmd.arg("--config-file")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/it/schemathesis.toml"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/it/schemathesis.toml"
+        ))
         .arg("--no-color")
         .arg("run")
         .arg(gw.url("/openapi.json"))

@@ -31,7 +31,12 @@ subscriptions:
 
 /// Sends `body` as the raw text given (so the reference's own bytes go on
 /// the wire) and reads the JSON answer.
-async fn call_raw(gw: &TestGateway, method: Method, path: &str, body: Option<&str>) -> (u16, Value) {
+async fn call_raw(
+    gw: &TestGateway,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
     let mut req = gw
         .client()
         .request(method, gw.url(path))
@@ -187,8 +192,14 @@ async fn kaizala_reference_samples_pass_verbatim() {
     .await;
     assert_eq!(status, 202);
     let got = first_delivery(&sink).await;
-    assert_eq!(got.json()["context"], "Any data which is required to be returned in callback");
-    assert_eq!(got.header("kz-callback-token"), Some("tokenToBeVerifiedByCallback"));
+    assert_eq!(
+        got.json()["context"],
+        "Any data which is required to be returned in callback"
+    );
+    assert_eq!(
+        got.header("kz-callback-token"),
+        Some("tokenToBeVerifiedByCallback")
+    );
 
     // PUT: the reference's sample body ("Active": "true" as a string).
     let validations_before = sink.received().len() - sink.deliveries().len();
@@ -268,7 +279,13 @@ async fn pascal_case_keys_string_validity_and_get_answers_are_accepted() {
     assert_eq!(view["objectType"], "Action");
 
     // What GET answers, PUT accepts back unchanged.
-    let (status, again) = call(&gw, Method::PUT, &format!("/v1/webhook/{id}"), Some(view.clone())).await;
+    let (status, again) = call(
+        &gw,
+        Method::PUT,
+        &format!("/v1/webhook/{id}"),
+        Some(view.clone()),
+    )
+    .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again, view);
 
@@ -292,7 +309,13 @@ async fn object_types_come_from_a_configurable_catalogue() {
     let (status, err) = call(&gw, Method::POST, "/v1/webhook", Some(body("Planet"))).await;
     assert_eq!(status, 400, "{err}");
     assert_eq!(err["field"], "objectType");
-    assert!(err["message"].as_str().unwrap().contains("Group, Action, ActionPackage"), "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("Group, Action, ActionPackage"),
+        "{err}"
+    );
     for t in ["Group", "Action", "ActionPackage"] {
         let (status, b) = call(&gw, Method::POST, "/v1/webhook", Some(body(t))).await;
         assert_eq!(status, 200, "{t}: {b}");
@@ -313,7 +336,15 @@ async fn object_types_come_from_a_configurable_catalogue() {
     assert_eq!(status, 200, "{b}");
     let (status, _) = call(&gw, Method::POST, "/v1/webhook", Some(body("Group"))).await;
     assert_eq!(status, 400);
-    let doc: Value = gw.client().get(gw.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = gw
+        .client()
+        .get(gw.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
         doc["components"]["schemas"]["CreateWebhook"]["properties"]["objectType"]["enum"],
         json!(["Planet", "Moon"])
@@ -366,19 +397,39 @@ async fn an_asp_net_style_subscriber_gets_its_headers_and_properties_and_verifie
         Some(sign::ms_signature("another-secret-another-secret-00", &got.body).as_str())
     );
     assert!(got.header("webhook-signature").is_none());
-    assert!(got.header("webhook-id").is_some(), "the stable id still comes");
+    assert!(
+        got.header("webhook-id").is_some(),
+        "the stable id still comes"
+    );
 
     // Hop-by-hop and signature headers cannot be set; a short secret is
     // refused; each names its field.
     for (extra, field) in [
-        (json!({ "headers": { "Connection": "close" } }), "headers.Connection"),
-        (json!({ "headers": { "ms-signature": "sha256=00" } }), "headers.ms-signature"),
-        (json!({ "headers": { "Webhook-Signature": "v1,x" } }), "headers.Webhook-Signature"),
-        (json!({ "secret": "short", "signatureScheme": "ms-signature" }), "secret"),
-        (json!({ "secret": "not-a-whsec-secret-but-long-enough-000" }), "secret"),
+        (
+            json!({ "headers": { "Connection": "close" } }),
+            "headers.Connection",
+        ),
+        (
+            json!({ "headers": { "ms-signature": "sha256=00" } }),
+            "headers.ms-signature",
+        ),
+        (
+            json!({ "headers": { "Webhook-Signature": "v1,x" } }),
+            "headers.Webhook-Signature",
+        ),
+        (
+            json!({ "secret": "short", "signatureScheme": "ms-signature" }),
+            "secret",
+        ),
+        (
+            json!({ "secret": "not-a-whsec-secret-but-long-enough-000" }),
+            "secret",
+        ),
     ] {
         let mut body = json!({ "objectId": "g-1", "objectType": "Group", "eventTypes": ["*"], "callBackUrl": sink.url("/cb") });
-        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         let (status, err) = call(&gw, Method::POST, "/v1/webhook", Some(body)).await;
         assert_eq!(status, 400, "{err}");
         assert_eq!(err["field"], field, "{err}");
@@ -400,7 +451,13 @@ async fn during_a_rotation_both_the_old_and_the_new_secret_verify() {
     .await;
     let id = created["webhookId"].as_str().unwrap().to_owned();
     let old = created["secret"].as_str().unwrap().to_owned();
-    let (status, rotated) = call(&gw, Method::POST, &format!("/v1/webhook/{id}/rotate-secret"), None).await;
+    let (status, rotated) = call(
+        &gw,
+        Method::POST,
+        &format!("/v1/webhook/{id}/rotate-secret"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{rotated}");
     let new = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(old, new);
@@ -444,8 +501,14 @@ async fn during_a_rotation_both_the_old_and_the_new_secret_verify() {
         std.header("webhook-signature").unwrap(),
     );
     assert_eq!(sig.split(' ').count(), 2, "{sig}");
-    assert!(sign::standard_webhooks_valid(&old, wid, ts, sig, &std.body), "old secret");
-    assert!(sign::standard_webhooks_valid(&new, wid, ts, sig, &std.body), "new secret");
+    assert!(
+        sign::standard_webhooks_valid(&old, wid, ts, sig, &std.body),
+        "old secret"
+    );
+    assert!(
+        sign::standard_webhooks_valid(&new, wid, ts, sig, &std.body),
+        "new secret"
+    );
 
     let ms = deliveries.iter().find(|d| d.uri.path() == "/ms").unwrap();
     let values: Vec<&str> = ms
@@ -455,6 +518,10 @@ async fn during_a_rotation_both_the_old_and_the_new_secret_verify() {
         .map(|v| v.to_str().unwrap())
         .collect();
     assert_eq!(values.len(), 2, "{values:?}");
-    assert_eq!(values[0], sign::ms_signature(ms_new, &ms.body), "newest first");
+    assert_eq!(
+        values[0],
+        sign::ms_signature(ms_new, &ms.body),
+        "newest first"
+    );
     assert!(values.contains(&sign::ms_signature(ms_old, &ms.body).as_str()));
 }

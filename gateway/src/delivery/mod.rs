@@ -409,15 +409,9 @@ async fn subscriber_attempt(
     }
 
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
-    let (headers, body) = crate::subscriptions::outbound::build(&sub, &d.message.body, id, now_ms());
-    let (result, excerpt) = post(
-        &ctx.subscriber_client,
-        url,
-        rt.timeout,
-        headers,
-        body,
-    )
-    .await;
+    let (headers, body) =
+        crate::subscriptions::outbound::build(&sub, &d.message.body, id, now_ms());
+    let (result, excerpt) = post(&ctx.subscriber_client, url, rt.timeout, headers, body).await;
     let outcome = rt.retry.decide(&result, d.retries);
     let success = matches!(outcome, DeliveryOutcome::Delivered);
     let gone = result.status == Some(410);

@@ -82,3 +82,53 @@ pub(super) fn values(s: &Subscription) -> Result<Values, StoreError> {
             .map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store as _;
+    use super::super::sqlite::SqliteStore;
+    use super::*;
+
+    /// A database written before the columns existed opens, and its rows
+    /// read back with the defaults; the new fields then round-trip.
+    #[tokio::test]
+    async fn an_older_database_gains_the_columns_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("hookgate.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE subscriptions (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, \
+                 object_id TEXT NOT NULL, object_type TEXT NOT NULL, event_types TEXT NOT NULL, \
+                 callback_url TEXT NOT NULL, callback_token TEXT, context TEXT, validity INTEGER NOT NULL, \
+                 active INTEGER NOT NULL, secret TEXT NOT NULL, created_at INTEGER NOT NULL, \
+                 failing_since INTEGER, disabled_reason TEXT);
+                 INSERT INTO subscriptions VALUES ('wh_old', 't', 'o', 'Group', '[\"*\"]', \
+                 'https://example.com/cb', NULL, NULL, 9999999999999, 1, 'whsec_x', 1, NULL, NULL);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let mut old = store
+            .get_subscription(None, "wh_old".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(old.headers.is_empty());
+        assert_eq!(old.properties, None);
+        assert_eq!(old.signature_scheme, SignatureScheme::StandardWebhooks);
+        assert_eq!(old.previous_secret, None);
+
+        old.headers.insert("X-A".into(), "1".into());
+        old.properties = Some(serde_json::Map::from_iter([("k".to_owned(), 2.into())]));
+        old.signature_scheme = SignatureScheme::MsSignature;
+        old.previous_secret = Some("whsec_prev".into());
+        old.previous_secret_expires_ms = Some(42);
+        assert!(store.update_subscription(old.clone()).await.unwrap());
+        let back = store
+            .get_subscription(None, "wh_old".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, old);
+    }
+}

@@ -166,16 +166,15 @@ fn parse<T: DeserializeOwned>(
     fields: &[&str],
     aliases: &[(&str, &str)],
 ) -> Result<T, V1Error> {
-    let value = canonical_object(body, fields, aliases).map_err(
-        |BadInput { field, message }| {
+    let value =
+        canonical_object(body, fields, aliases).map_err(|BadInput { field, message }| {
             error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 field.as_deref(),
                 message,
             )
-        },
-    )?;
+        })?;
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -206,7 +205,12 @@ fn bad_query(e: QueryRejection) -> V1Error {
 
 /// A path segment that does not decode: 400 in the API's JSON shape.
 fn bad_path(e: PathRejection) -> V1Error {
-    error(StatusCode::BAD_REQUEST, "bad_request", Some("id"), e.body_text())
+    error(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        Some("id"),
+        e.body_text(),
+    )
 }
 
 /// Aliases of create and update bodies: GET's `events` is `eventTypes`.
@@ -460,8 +464,8 @@ pub struct WebhookView {
 
 impl WebhookView {
     fn new(s: Subscription, now: u64) -> Self {
-        let overlapping = s.previous_secret.is_some()
-            && s.previous_secret_expires_ms.is_some_and(|t| t > now);
+        let overlapping =
+            s.previous_secret.is_some() && s.previous_secret_expires_ms.is_some_and(|t| t > now);
         WebhookView {
             id: s.id,
             object_id: s.object_id,
@@ -833,7 +837,9 @@ pub async fn update_webhook(
         None => check_secret(sub.signature_scheme, &sub.secret).map_err(|why| {
             bad(
                 "signatureScheme",
-                format!("the current secret does not suit this scheme ({why}); send a `secret` too"),
+                format!(
+                    "the current secret does not suit this scheme ({why}); send a `secret` too"
+                ),
             )
         })?,
     }
@@ -945,11 +951,12 @@ pub async fn rotate_secret(
     let (tenant, rt) = tenant(&state, &headers)?;
     let Path(id) = id.map_err(bad_path)?;
     // The body is optional: nothing, or `null`, asks for a generated secret.
-    let req: RotateSecret = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
-        RotateSecret::default()
-    } else {
-        parse(&body, &["secret"], &[])?
-    };
+    let req: RotateSecret =
+        if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+            RotateSecret::default()
+        } else {
+            parse(&body, &["secret"], &[])?
+        };
     let mut sub = state
         .store()
         .get_subscription(Some(tenant), id.clone())

@@ -14,8 +14,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Visitor};
 use serde_json::{Map, Value};
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 
 /// A refused body: the field at fault (when known) and why.
 #[derive(Debug)]
@@ -52,7 +52,12 @@ pub fn canonical_object(
             .iter()
             .find(|(from, _)| *from == lower)
             .map(|(_, to)| *to)
-            .or_else(|| fields.iter().copied().find(|f| f.eq_ignore_ascii_case(&key)))
+            .or_else(|| {
+                fields
+                    .iter()
+                    .copied()
+                    .find(|f| f.eq_ignore_ascii_case(&key))
+            })
             .map_or(key.clone(), str::to_owned);
         if out.contains_key(&canonical) {
             return Err(BadInput {
@@ -202,8 +207,8 @@ mod tests {
         let e = canonical_object(br#"{"active": true, "Active": "false"}"#, FIELDS, ALIASES)
             .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("active"));
-        let e = canonical_object(br#"{"events": [], "eventTypes": []}"#, FIELDS, ALIASES)
-            .unwrap_err();
+        let e =
+            canonical_object(br#"{"events": [], "eventTypes": []}"#, FIELDS, ALIASES).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("eventTypes"));
         assert!(canonical_object(b"[1]", FIELDS, ALIASES).is_err());
         assert!(canonical_object(b"{", FIELDS, ALIASES).is_err());

@@ -224,7 +224,10 @@ mod tests {
             failing_since_ms: None,
             disabled_reason: None,
             headers: BTreeMap::from([("X-Tenant".to_owned(), "blue".to_owned())]),
-            properties: Some(serde_json::Map::from_iter([("region".to_owned(), "eu".into())])),
+            properties: Some(serde_json::Map::from_iter([(
+                "region".to_owned(),
+                "eu".into(),
+            )])),
             signature_scheme: SignatureScheme::StandardWebhooks,
             previous_secret: None,
             previous_secret_expires_ms: None,
@@ -251,11 +254,22 @@ mod tests {
         s.previous_secret_expires_ms = Some(10_000);
         let (during, _) = build(&s, b"{}", "e", 9_999);
         assert_eq!(
-            during["webhook-signature"].to_str().unwrap().split(' ').count(),
+            during["webhook-signature"]
+                .to_str()
+                .unwrap()
+                .split(' ')
+                .count(),
             2
         );
         let (after, _) = build(&s, b"{}", "e", 10_000);
-        assert_eq!(after["webhook-signature"].to_str().unwrap().split(' ').count(), 1);
+        assert_eq!(
+            after["webhook-signature"]
+                .to_str()
+                .unwrap()
+                .split(' ')
+                .count(),
+            1
+        );
 
         s.signature_scheme = SignatureScheme::MsSignature;
         let (during, body) = build(&s, b"{}", "e", 9_999);
@@ -267,7 +281,14 @@ mod tests {
 
     #[test]
     fn denied_headers_are_refused_and_never_sent() {
-        for name in ["Connection", "transfer-encoding", "Webhook-Signature", "ms-signature", "Host", "svix-id"] {
+        for name in [
+            "Connection",
+            "transfer-encoding",
+            "Webhook-Signature",
+            "ms-signature",
+            "Host",
+            "svix-id",
+        ] {
             let h = BTreeMap::from([(name.to_owned(), "x".to_owned())]);
             let (field, _) = check_headers(&h).unwrap_err();
             assert_eq!(field, format!("headers.{name}"));

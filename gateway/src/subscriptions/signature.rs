@@ -78,7 +78,11 @@ pub fn check_secret(scheme: SignatureScheme, secret: &str) -> Result<(), String>
 
 /// The `ms-signature` value for one delivery: `sha256=<hex>`.
 pub fn sign_ms(secret: &str, body: &[u8]) -> String {
-    let mac = hmac_of(crate::plugin::HashAlgorithm::Sha256, secret.as_bytes(), body);
+    let mac = hmac_of(
+        crate::plugin::HashAlgorithm::Sha256,
+        secret.as_bytes(),
+        body,
+    );
     format!("sha256={}", hex::encode(mac))
 }
 
@@ -128,12 +132,36 @@ mod tests {
         let generated = new_secret();
         assert!(check_secret(SignatureScheme::StandardWebhooks, &generated).is_ok());
         assert!(check_secret(SignatureScheme::MsSignature, &generated).is_ok());
-        assert!(check_secret(SignatureScheme::StandardWebhooks, "plain-text-secret-of-32-chars-ok").is_err());
-        assert!(check_secret(SignatureScheme::MsSignature, "plain-text-secret-of-32-chars-ok").is_ok());
+        assert!(
+            check_secret(
+                SignatureScheme::StandardWebhooks,
+                "plain-text-secret-of-32-chars-ok"
+            )
+            .is_err()
+        );
+        assert!(
+            check_secret(
+                SignatureScheme::MsSignature,
+                "plain-text-secret-of-32-chars-ok"
+            )
+            .is_ok()
+        );
         assert!(check_secret(SignatureScheme::MsSignature, "too-short").is_err());
-        assert!(check_secret(SignatureScheme::MsSignature, "has a space in it but long enough....").is_err());
+        assert!(
+            check_secret(
+                SignatureScheme::MsSignature,
+                "has a space in it but long enough...."
+            )
+            .is_err()
+        );
         // 16 bytes is under the specification's minimum of 24.
-        assert!(check_secret(SignatureScheme::StandardWebhooks, "whsec_AAAAAAAAAAAAAAAAAAAAAA==").is_err());
+        assert!(
+            check_secret(
+                SignatureScheme::StandardWebhooks,
+                "whsec_AAAAAAAAAAAAAAAAAAAAAA=="
+            )
+            .is_err()
+        );
     }
 
     #[test]
