@@ -824,6 +824,11 @@ pub async fn update_webhook(
         check_callback_token(t)?;
     }
     check_extras(req.headers.as_ref(), req.properties.as_ref())?;
+    // The current secret is checked only when the scheme changes: a GET
+    // body sent back (same scheme) must not fail on it.
+    let scheme_changes = req
+        .signature_scheme
+        .is_some_and(|s| SignatureScheme::from(s) != sub.signature_scheme);
     if let Some(scheme) = req.signature_scheme {
         sub.signature_scheme = scheme.into();
     }
@@ -834,14 +839,17 @@ pub async fn update_webhook(
                 rotate(&mut sub, new, now, &rt);
             }
         }
-        None => check_secret(sub.signature_scheme, &sub.secret).map_err(|why| {
-            bad(
-                "signatureScheme",
-                format!(
-                    "the current secret does not suit this scheme ({why}); send a `secret` too"
-                ),
-            )
-        })?,
+        None if scheme_changes => {
+            check_secret(sub.signature_scheme, &sub.secret).map_err(|why| {
+                bad(
+                    "signatureScheme",
+                    format!(
+                        "the current secret does not suit this scheme ({why}); send a `secret` too"
+                    ),
+                )
+            })?
+        }
+        None => {}
     }
     if let Some(url) = req.call_back_url {
         // Unchanged (a GET body sent back): no new validation round-trip.
