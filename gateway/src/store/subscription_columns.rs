@@ -1,36 +1,25 @@
 //! The sending side's extra subscription columns (issue 13): extra headers,
 //! properties, signature scheme and the previous secret of a rotation.
 //!
-//! Kept apart from the engine so it ports as one piece: the columns are
-//! nullable and added with `ALTER TABLE` when missing, so a database made
-//! before them opens unchanged and its rows read back with the defaults
-//! (no headers, no properties, Standard Webhooks, no rotation).
+//! Kept apart from the engine so it ports as one piece. The columns are
+//! nullable (schema migration [`MIGRATION`]), so rows written before them
+//! read back with the defaults: no headers, no properties, Standard
+//! Webhooks, no rotation.
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
+use rusqlite::types::Value;
 
-use super::{SignatureScheme, StoreError, Subscription};
+use super::{SignatureScheme, StoreError, Subscription, SubscriptionPatch};
 
-/// Adds the columns to an existing `subscriptions` table that lacks them.
-pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let existing: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info('subscriptions')")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for (name, ty) in [
-        ("headers", "TEXT"),
-        ("properties", "TEXT"),
-        ("signature_scheme", "TEXT"),
-        ("previous_secret", "TEXT"),
-        ("previous_secret_expires", "INTEGER"),
-    ] {
-        if !existing.iter().any(|c| c == name) {
-            conn.execute_batch(&format!("ALTER TABLE subscriptions ADD COLUMN {name} {ty}"))?;
-        }
-    }
-    Ok(())
-}
+/// The schema migration that adds the columns.
+pub(super) const MIGRATION: &str = r#"
+ALTER TABLE subscriptions ADD COLUMN headers TEXT;
+ALTER TABLE subscriptions ADD COLUMN properties TEXT;
+ALTER TABLE subscriptions ADD COLUMN signature_scheme TEXT;
+ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT;
+ALTER TABLE subscriptions ADD COLUMN previous_secret_expires INTEGER;
+"#;
 
 /// Fills the extra fields of `s` from the row's columns starting at `at`.
 pub(super) fn read(r: &rusqlite::Row<'_>, at: usize, s: &mut Subscription) -> rusqlite::Result<()> {
@@ -51,36 +40,72 @@ pub(super) fn read(r: &rusqlite::Row<'_>, at: usize, s: &mut Subscription) -> ru
     Ok(())
 }
 
-/// The extra fields as column values: `headers, properties,
-/// signature_scheme, previous_secret, previous_secret_expires`.
-pub(super) type Values = (
-    Option<String>,
-    Option<String>,
-    &'static str,
-    Option<String>,
-    Option<i64>,
-);
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
 
-/// The values to write for `s`.
-pub(super) fn values(s: &Subscription) -> Result<Values, StoreError> {
-    let headers = (!s.headers.is_empty())
-        .then(|| serde_json::to_string(&s.headers))
-        .transpose()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let properties = s
-        .properties
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok((
-        headers,
-        properties,
-        s.signature_scheme.as_str(),
-        s.previous_secret.clone(),
-        s.previous_secret_expires_ms
-            .map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
-    ))
+fn ms(v: u64) -> Value {
+    Value::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// The values of `headers, properties, signature_scheme, previous_secret,
+/// previous_secret_expires` for a new row `s`.
+pub(super) fn values(s: &Subscription) -> Result<[Value; 5], StoreError> {
+    Ok([
+        if s.headers.is_empty() {
+            Value::Null
+        } else {
+            Value::Text(json(&s.headers)?)
+        },
+        s.properties
+            .as_ref()
+            .map(json)
+            .transpose()?
+            .map_or(Value::Null, Value::Text),
+        Value::Text(s.signature_scheme.as_str().to_owned()),
+        s.previous_secret.clone().map_or(Value::Null, Value::Text),
+        s.previous_secret_expires_ms.map_or(Value::Null, ms),
+    ])
+}
+
+/// The `SET` clauses (each with one `?`) and their values for the extra
+/// fields `patch` names. A rotation moves the current secret to
+/// `previous_secret` in the same statement (SQLite evaluates every right
+/// side against the row as it was).
+pub(super) fn patch_sets(
+    patch: &SubscriptionPatch,
+) -> Result<Vec<(&'static str, Value)>, StoreError> {
+    let mut sets = Vec::new();
+    if let Some(h) = &patch.headers {
+        let v = if h.is_empty() {
+            Value::Null
+        } else {
+            Value::Text(json(h)?)
+        };
+        sets.push(("headers = ?", v));
+    }
+    if let Some(p) = &patch.properties {
+        let v = p
+            .as_ref()
+            .map(json)
+            .transpose()?
+            .map_or(Value::Null, Value::Text);
+        sets.push(("properties = ?", v));
+    }
+    if let Some(scheme) = patch.signature_scheme {
+        sets.push((
+            "signature_scheme = ?",
+            Value::Text(scheme.as_str().to_owned()),
+        ));
+    }
+    if let Some(r) = &patch.rotation {
+        sets.push((
+            "previous_secret = secret, secret = ?",
+            Value::Text(r.secret.clone()),
+        ));
+        sets.push(("previous_secret_expires = ?", ms(r.previous_expires_ms)));
+    }
+    Ok(sets)
 }
 
 #[cfg(test)]
@@ -95,7 +120,7 @@ mod tests {
     async fn an_older_database_gains_the_columns_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let conn = Connection::open(dir.path().join("hookgate.db")).unwrap();
+            let conn = rusqlite::Connection::open(dir.path().join("hookgate.db")).unwrap();
             conn.execute_batch(
                 "CREATE TABLE subscriptions (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, \
                  object_id TEXT NOT NULL, object_type TEXT NOT NULL, event_types TEXT NOT NULL, \
@@ -118,17 +143,43 @@ mod tests {
         assert_eq!(old.signature_scheme, SignatureScheme::StandardWebhooks);
         assert_eq!(old.previous_secret, None);
 
-        old.headers.insert("X-A".into(), "1".into());
-        old.properties = Some(serde_json::Map::from_iter([("k".to_owned(), 2.into())]));
-        old.signature_scheme = SignatureScheme::MsSignature;
-        old.previous_secret = Some("whsec_prev".into());
-        old.previous_secret_expires_ms = Some(42);
-        assert!(store.update_subscription(old.clone()).await.unwrap());
+        let patch = SubscriptionPatch {
+            headers: Some(BTreeMap::from([("X-A".to_owned(), "1".to_owned())])),
+            properties: Some(Some(serde_json::Map::from_iter([(
+                "k".to_owned(),
+                2.into(),
+            )]))),
+            signature_scheme: Some(SignatureScheme::MsSignature),
+            rotation: Some(super::super::SecretRotation {
+                secret: "whsec_new".into(),
+                previous_expires_ms: 42,
+            }),
+            ..Default::default()
+        };
         let back = store
-            .get_subscription(None, "wh_old".into())
+            .update_subscription("t".into(), "wh_old".into(), patch)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(back, old);
+        assert_eq!(back.headers["X-A"], "1");
+        assert_eq!(back.properties.as_ref().unwrap()["k"], 2);
+        assert_eq!(back.signature_scheme, SignatureScheme::MsSignature);
+        assert_eq!(back.secret, "whsec_new");
+        assert_eq!(
+            back.previous_secret.as_deref(),
+            Some("whsec_x"),
+            "the old secret moved"
+        );
+        assert_eq!(back.previous_secret_expires_ms, Some(42));
+        assert_eq!(
+            store
+                .get_subscription(None, "wh_old".into())
+                .await
+                .unwrap()
+                .unwrap(),
+            back
+        );
+        old.secret = back.secret.clone();
+        assert_ne!(back, old);
     }
 }

@@ -38,7 +38,8 @@ use crate::pipeline::new_event_id;
 use crate::plugin::Message;
 use crate::state::AppState;
 use crate::store::{
-    Fanout, Inserted, NewEvent, SignatureScheme, StoreError, Subscription, rfc3339,
+    Fanout, InsertOptions, Inserted, NewEvent, SecretRotation, SignatureScheme, StoreError,
+    Subscription, SubscriptionPatch, rfc3339,
 };
 
 /// The `/v1` routes (served only when `subscriptions:` is configured).
@@ -340,12 +341,14 @@ fn check_extras(
     Ok(())
 }
 
-/// Makes `new` the secret; the current one keeps signing next to it until
+/// A rotation to `new`: the current secret keeps signing next to it until
 /// the overlap ends.
-fn rotate(sub: &mut Subscription, new: String, now: u64, rt: &SubscriptionsRuntime) {
+fn rotation(new: String, now: u64, rt: &SubscriptionsRuntime) -> SecretRotation {
     let overlap = u64::try_from(rt.secret_rotation_overlap.as_millis()).unwrap_or(u64::MAX);
-    sub.previous_secret = Some(std::mem::replace(&mut sub.secret, new));
-    sub.previous_secret_expires_ms = Some(now.saturating_add(overlap));
+    SecretRotation {
+        secret: new,
+        previous_expires_ms: now.saturating_add(overlap),
+    }
 }
 
 /// Two years from `now`, in ms: the default `validity`.
@@ -793,23 +796,27 @@ pub async fn update_webhook(
     let (tenant, rt) = tenant(&state, &headers)?;
     let Path(id) = id.map_err(bad_path)?;
     let req: UpdateWebhook = parse(&body, UPDATE_FIELDS, WEBHOOK_ALIASES)?;
-    let mut sub = state
+    // Read to check the request against the subscription; then write a
+    // patch of only the fields the request names, so a concurrent disable
+    // by delivery health, or a secret rotation, is never undone by a PUT.
+    let sub = state
         .store()
-        .get_subscription(Some(tenant), id.clone())
+        .get_subscription(Some(tenant.clone()), id.clone())
         .await?
         .ok_or_else(|| not_found(&id))?;
     let now = now_ms();
+    let mut patch = SubscriptionPatch::default();
     if let Some(v) = req.object_id {
         not_blank("objectId", &v)?;
-        sub.object_id = v;
+        patch.object_id = Some(v);
     }
     if let Some(v) = req.object_type {
         check_object_type(&rt, &v)?;
-        sub.object_type = v;
+        patch.object_type = Some(v);
     }
     if let Some(v) = req.event_types {
         check_event_types(&rt, &v)?;
-        sub.event_types = v;
+        patch.event_types = Some(v);
     }
     if let Some(EpochMs(v)) = req.validity {
         if v <= now {
@@ -818,29 +825,26 @@ pub async fn update_webhook(
                 "must be in the future (epoch milliseconds)",
             ));
         }
-        sub.validity_ms = v;
+        patch.validity_ms = Some(v);
     }
     if let Some(t) = &req.call_back_token {
         check_callback_token(t)?;
     }
     check_extras(req.headers.as_ref(), req.properties.as_ref())?;
-    // The current secret is checked only when the scheme changes: a GET
-    // body sent back (same scheme) must not fail on it.
-    let scheme_changes = req
+    let scheme = req
         .signature_scheme
-        .is_some_and(|s| SignatureScheme::from(s) != sub.signature_scheme);
-    if let Some(scheme) = req.signature_scheme {
-        sub.signature_scheme = scheme.into();
-    }
+        .map_or(sub.signature_scheme, SignatureScheme::from);
     match req.secret {
         Some(new) => {
-            check_secret(sub.signature_scheme, &new).map_err(|why| bad("secret", why))?;
+            check_secret(scheme, &new).map_err(|why| bad("secret", why))?;
             if new != sub.secret {
-                rotate(&mut sub, new, now, &rt);
+                patch.rotation = Some(rotation(new, now, &rt));
             }
         }
-        None if scheme_changes => {
-            check_secret(sub.signature_scheme, &sub.secret).map_err(|why| {
+        // The current secret is checked only when the scheme changes: a
+        // GET body sent back (same scheme) must not fail on it.
+        None if scheme != sub.signature_scheme => {
+            check_secret(scheme, &sub.secret).map_err(|why| {
                 bad(
                     "signatureScheme",
                     format!(
@@ -851,40 +855,32 @@ pub async fn update_webhook(
         }
         None => {}
     }
+    if scheme != sub.signature_scheme {
+        patch.signature_scheme = Some(scheme);
+    }
     if let Some(url) = req.call_back_url {
         // Unchanged (a GET body sent back): no new validation round-trip.
         if url != sub.callback_url {
             validate_callback(&state, &rt, &url).await?;
-            sub.callback_url = url;
+            patch.callback_url = Some(url);
         }
     }
     if req.call_back_token.is_some() {
-        sub.callback_token = req.call_back_token;
+        patch.callback_token = Some(req.call_back_token);
     }
     if req.call_back_context.is_some() {
-        sub.context = req.call_back_context;
+        patch.context = Some(req.call_back_context);
     }
-    if let Some(h) = req.headers {
-        sub.headers = h;
-    }
+    patch.headers = req.headers;
     if let Some(p) = req.properties {
-        sub.properties = Some(p);
+        patch.properties = Some(Some(p));
     }
-    if let Some(Flag(active)) = req.active
-        && active != sub.active
-    {
-        sub.active = active;
-        if active {
-            // A fresh start: the failure streak that disabled it is over.
-            sub.failing_since_ms = None;
-            sub.disabled_reason = None;
-        } else {
-            sub.disabled_reason = Some("paused through the API".into());
-        }
-    }
-    if !state.store().update_subscription(sub.clone()).await? {
-        return Err(not_found(&id));
-    }
+    patch.active = req.active.map(|Flag(a)| a);
+    let sub = state
+        .store()
+        .update_subscription(tenant, id.clone(), patch)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     Ok(Json(WebhookView::new(sub, now)).into_response())
 }
 
@@ -965,27 +961,33 @@ pub async fn rotate_secret(
         } else {
             parse(&body, &["secret"], &[])?
         };
-    let mut sub = state
-        .store()
-        .get_subscription(Some(tenant), id.clone())
-        .await?
-        .ok_or_else(|| not_found(&id))?;
     let new = match req.secret {
         Some(s) => {
+            // A chosen secret must suit the subscription's scheme.
+            let sub = state
+                .store()
+                .get_subscription(Some(tenant.clone()), id.clone())
+                .await?
+                .ok_or_else(|| not_found(&id))?;
             check_secret(sub.signature_scheme, &s).map_err(|why| bad("secret", why))?;
             s
         }
         None => new_secret(),
     };
-    let now = now_ms();
-    rotate(&mut sub, new, now, &rt);
+    let rotation = rotation(new, now_ms(), &rt);
     let rotated = Rotated {
-        secret: sub.secret.clone(),
-        previous_secret_expires_at: rfc3339(sub.previous_secret_expires_ms.unwrap_or(now)),
+        secret: rotation.secret.clone(),
+        previous_secret_expires_at: rfc3339(rotation.previous_expires_ms),
     };
-    if !state.store().update_subscription(sub).await? {
-        return Err(not_found(&id));
-    }
+    let patch = SubscriptionPatch {
+        rotation: Some(rotation),
+        ..Default::default()
+    };
+    state
+        .store()
+        .update_subscription(tenant, id.clone(), patch)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     Ok(Json(rotated).into_response())
 }
 
@@ -1068,8 +1070,6 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
     });
     let mut message = Message::json(Some(&req.event_type), &envelope);
     message.id = Some(event_id.clone());
-    let dedup_since =
-        received.saturating_sub(state.snapshot().config.store.dedup_window.0.as_millis() as u64);
     let event = NewEvent {
         id: new_event_id(),
         route: format!("v1:{tenant}"),
@@ -1084,11 +1084,19 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
             envelope: message,
         }],
     };
-    let published = match state.store().insert(event, dedup_since).await? {
-        Inserted::New { deliveries } => {
-            if deliveries > 0 {
+    let opts = InsertOptions {
+        dedup_window: state.snapshot().config.store.dedup_window.0,
+        claim: state.delivery().claim_for(std::iter::empty(), true),
+    };
+    let published = match state.store().insert(event, opts).await? {
+        Inserted::New {
+            deliveries,
+            claimed,
+        } => {
+            if claimed.len() < deliveries {
                 state.delivery().wake();
             }
+            state.delivery().submit(claimed);
             Published {
                 id: event_id,
                 deliveries,
