@@ -12,61 +12,77 @@ use crate::support::wait_until;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_destination_does_not_delay_another() {
-    const EVENTS: usize = 300;
+    const WAITING: usize = 300;
+    const HEALTHY: usize = 50;
     let hanging = MockReceiver::start().await;
     // Never answers within the destination's timeout.
     hanging.delay(Duration::from_secs(120));
     let healthy = MockReceiver::start().await;
-    let gw = TestGateway::spawn(&format!(
-        r#"
+    let gw = Arc::new(
+        TestGateway::spawn(&format!(
+            r#"
 destinations:
   hanging: {{ url: "{}", timeout: 30s, concurrency: 4 }}
   healthy: {{ url: "{}", timeout: 5s }}
 routes:
-  both:
-    to: [hanging, healthy]
+  slow:
+    to: [hanging]
+  fast:
+    to: [healthy]
 "#,
-        hanging.url("/in"),
-        healthy.url("/in")
-    ))
-    .await;
+            hanging.url("/in"),
+            healthy.url("/in")
+        ))
+        .await,
+    );
 
-    // Every event has a delivery to each destination: 300 wait on the
-    // hanging one while their twins go to the healthy one.
-    let gw = Arc::new(gw);
-    let mut accepted: HashMap<String, Instant> = HashMap::new();
+    // 300 deliveries wait on the hanging destination...
     let mut tasks = Vec::new();
-    for i in 0..EVENTS {
+    for c in 0..10 {
         let gw = gw.clone();
         tasks.push(tokio::spawn(async move {
-            let resp = gw
-                .post("both", &[], format!("{{\"n\":{i}}}").as_bytes())
-                .await;
-            assert_eq!(resp.status(), 202);
-            let at = Instant::now();
-            let v: serde_json::Value = resp.json().await.unwrap();
-            (v["id"].as_str().unwrap().to_owned(), at)
+            for i in 0..WAITING / 10 {
+                let resp = gw.post("slow", &[], format!("{c}-{i}").as_bytes()).await;
+                assert_eq!(resp.status(), 202);
+            }
         }));
     }
     for t in tasks {
-        let (id, at) = t.await.unwrap();
-        accepted.insert(id, at);
+        t.await.unwrap();
+    }
+
+    // ...while webhooks for the healthy one keep arriving.
+    let mut accepted: HashMap<String, Instant> = HashMap::new();
+    for i in 0..HEALTHY {
+        let resp = gw
+            .post("fast", &[], format!("{{\"n\":{i}}}").as_bytes())
+            .await;
+        assert_eq!(resp.status(), 202);
+        let at = Instant::now();
+        let v: serde_json::Value = resp.json().await.unwrap();
+        accepted.insert(v["id"].as_str().unwrap().to_owned(), at);
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     wait_until("every healthy delivery", Duration::from_secs(20), || {
-        healthy.count() >= EVENTS
+        healthy.count() >= HEALTHY
     })
     .await;
-    let mut worst = Duration::ZERO;
-    for r in healthy.received() {
-        let id = r.header("webhook-id").unwrap();
-        let at = accepted[id];
-        worst = worst.max(r.at.saturating_duration_since(at));
-    }
+    let mut latencies: Vec<Duration> = healthy
+        .received()
+        .iter()
+        .map(|r| {
+            let at = accepted[r.header("webhook-id").unwrap()];
+            r.at.saturating_duration_since(at)
+        })
+        .collect();
+    latencies.sort();
+    let worst = latencies.last().copied().unwrap_or_default();
     assert!(
         worst <= Duration::from_secs(3),
-        "a healthy delivery arrived {worst:?} after it was accepted"
+        "a healthy delivery arrived {worst:?} after it was accepted (median {:?})",
+        latencies[latencies.len() / 2]
     );
-    assert_eq!(healthy.count(), EVENTS, "each exactly once");
+    assert_eq!(healthy.count(), HEALTHY, "each exactly once");
     let status = gw.client().get(gw.url("/healthz")).send().await.unwrap();
     assert_eq!(status.status(), 200);
 }

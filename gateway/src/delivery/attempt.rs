@@ -49,16 +49,7 @@ pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
             match subscriber_attempt(ctx, &snapshot, sub_id, d).await {
                 Subscriber::Sent(outcome, result, excerpt) => (outcome, result, excerpt),
                 Subscriber::Park(reason) => {
-                    return AttemptRecord {
-                        delivery_id: d.id,
-                        lease: d.lease,
-                        attempted_at_ms,
-                        status: None,
-                        latency_ms: 0,
-                        error: None,
-                        response_excerpt: None,
-                        next: NextState::Park { reason },
-                    };
+                    return not_attempted(d, attempted_at_ms, None, NextState::Park { reason });
                 }
             }
         } else {
@@ -69,21 +60,14 @@ pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
                         event_id = d.event_id,
                         "destination not in the current config; delivery postponed"
                     );
-                    return AttemptRecord {
-                        delivery_id: d.id,
-                        lease: d.lease,
-                        attempted_at_ms,
-                        status: None,
-                        latency_ms: 0,
-                        error: Some(format!(
-                            "destination {:?} is not configured; postponed",
-                            d.destination
-                        )),
-                        response_excerpt: None,
-                        next: NextState::Postpone {
-                            after: MISSING_DESTINATION_WAIT,
-                        },
+                    let error = format!(
+                        "destination {:?} is not configured; postponed",
+                        d.destination
+                    );
+                    let next = NextState::Postpone {
+                        after: MISSING_DESTINATION_WAIT,
                     };
+                    return not_attempted(d, attempted_at_ms, Some(error), next);
                 }
                 Some(dest) => {
                     let (result, excerpt) = match dest.kind {
@@ -116,6 +100,25 @@ pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
             DeliveryOutcome::Retry(after) => NextState::Retry { after },
             DeliveryOutcome::Dead(reason) => NextState::Dead { reason },
         },
+    }
+}
+
+/// The record of a delivery that was not sent.
+fn not_attempted(
+    d: &DueDelivery,
+    attempted_at_ms: u64,
+    error: Option<String>,
+    next: NextState,
+) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: d.id,
+        lease: d.lease,
+        attempted_at_ms,
+        status: None,
+        latency_ms: 0,
+        error,
+        response_excerpt: None,
+        next,
     }
 }
 

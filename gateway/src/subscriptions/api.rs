@@ -881,6 +881,10 @@ pub async fn update_webhook(
         .update_subscription(tenant, id.clone(), patch)
         .await?
         .ok_or_else(|| not_found(&id))?;
+    if req.active == Some(Flag(true)) {
+        // Deliveries parked while it was off are due now.
+        state.delivery().wake();
+    }
     Ok(Json(WebhookView::new(sub, now)).into_response())
 }
 
