@@ -589,6 +589,7 @@ async fn validate_callback(
         (status = 200, description = "Created after the callback echoed its validation token", body = Created),
         (status = 400, description = "Bad input, or the callback failed validation (a URL the gateway may not reach, or no echo)", body = ApiErrorBody),
         (status = 401, description = "Missing or unknown accessToken", body = ApiErrorBody),
+        (status = 404, description = "The subscription API is not configured (no `subscriptions:` section)", body = ApiErrorBody),
         (status = 413, description = "Body over 2 MiB"),
         (status = 503, description = "The store is saturated or unavailable; retry", body = ApiErrorBody),
     ),
@@ -668,6 +669,7 @@ pub struct ListQuery {
         (status = 200, body = WebhookList),
         (status = 400, description = "Unknown query parameter or object type", body = ApiErrorBody),
         (status = 401, body = ApiErrorBody),
+        (status = 404, description = "The subscription API is not configured (no `subscriptions:` section)", body = ApiErrorBody),
         (status = 503, body = ApiErrorBody),
     ),
     security(("accessToken" = [])))]
@@ -1034,6 +1036,7 @@ pub struct Published {
         (status = 202, description = "Stored durably; deliveries follow", body = Published),
         (status = 400, body = ApiErrorBody),
         (status = 401, body = ApiErrorBody),
+        (status = 404, description = "The subscription API is not configured (no `subscriptions:` section)", body = ApiErrorBody),
         (status = 413, description = "Body over 2 MiB"),
         (status = 503, body = ApiErrorBody),
     ),
