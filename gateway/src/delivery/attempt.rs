@@ -252,49 +252,10 @@ async fn subscriber_attempt(
         return fail(format!("callback refused: {reason}"));
     }
 
-    // The envelope gets this subscription's id and context.
-    let mut body: serde_json::Value =
-        serde_json::from_slice(&d.message.body).unwrap_or(serde_json::Value::Null);
-    if let serde_json::Value::Object(map) = &mut body {
-        map.insert("subscriptionId".into(), sub.id.clone().into());
-        map.insert(
-            "context".into(),
-            sub.context.clone().unwrap_or(serde_json::Value::Null),
-        );
-    }
-    let body = serde_json::to_vec(&body).unwrap_or_default();
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
-    let timestamp = now_ms() / 1000;
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let signature = crate::subscriptions::signature::sign(&sub.secret, id, timestamp, &body);
-    for (name, value) in [
-        ("webhook-id", id.to_owned()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
-    }
-    if let Some(token) = sub
-        .callback_token
-        .as_deref()
-        .and_then(|t| HeaderValue::from_str(t).ok())
-    {
-        headers.insert(HeaderName::from_static("kz-callback-token"), token);
-    }
-    let (result, excerpt) = post(
-        &ctx.subscriber_client,
-        url,
-        rt.timeout,
-        headers,
-        body.into(),
-    )
-    .await;
+    let (headers, body) =
+        crate::subscriptions::outbound::build(&sub, &d.message.body, id, now_ms());
+    let (result, excerpt) = post(&ctx.subscriber_client, url, rt.timeout, headers, body).await;
     let outcome = rt.retry.decide(&result, d.retries);
     let success = matches!(outcome, DeliveryOutcome::Delivered);
     let health = if success {
