@@ -84,7 +84,7 @@ fn the_quickstart_config_is_valid() {
 fn env_vars_are_interpolated() {
     let (code, out, err) = check(
         "admin: { token: ${HOOKGATE_TEST_TOKEN} }\nroutes:\n  a:\n    verify: { plugin: github, with: { secret: \"${HOOKGATE_TEST_TOKEN}\" } }\n",
-        &[("HOOKGATE_TEST_TOKEN", "abc")],
+        &[("HOOKGATE_TEST_TOKEN", "abcdefghijklmnopqrstuvwxyz-0123456789")],
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("ok"), "{out}");

@@ -1,9 +1,14 @@
 //! The HTTP front door: `/hooks/{route}` for webhooks (any method: some
 //! handshakes are GETs), `/healthz` and `/metrics`.
 //!
-//! A request is bounded before any plugin sees it (body limit per route,
-//! checked against `Content-Length` first and enforced while reading), then
-//! handed to the pipeline with the snapshot loaded once for its lifetime.
+//! [`server`] accepts connections and enforces the limits that hold before
+//! any handler runs (timeouts, connection and request caps, header
+//! limits). A request is then bounded before any plugin sees it (body limit
+//! per route, checked against `Content-Length` first and enforced while
+//! reading, within the body deadline), then handed to the pipeline with the
+//! snapshot loaded once for its lifetime.
+
+pub mod server;
 
 use axum::Json;
 use axum::Router;
@@ -29,18 +34,34 @@ use crate::store::{Fanout, Inserted, NewEvent, NewMessage, StoreError};
 /// from the internet never become label values.
 const UNKNOWN_ROUTE_LABEL: &str = "_unknown";
 
-/// The gateway's HTTP routes.
+/// The gateway's HTTP routes on `listen`. With `admin.listen` set,
+/// `/metrics` and `/admin` are left to [`operator_router`].
 pub fn router(state: AppState) -> Router {
+    let separate = state.snapshot().config.admin.listen.is_some();
     let mut app = Router::new()
         .route("/hooks/{route}", any(hook))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi));
-    if let Some(admin) = crate::admin::router(state.clone()) {
-        app = app.merge(admin);
+    if !separate {
+        app = app.route("/metrics", get(metrics));
+        if let Some(admin) = crate::admin::router(state.clone()) {
+            app = app.merge(admin);
+        }
     }
     if state.snapshot().subscriptions.is_some() {
         app = app.merge(crate::subscriptions::api::router());
+    }
+    app.fallback(not_found).with_state(state)
+}
+
+/// The routes of the operator's listener (`admin.listen`): `/metrics`,
+/// `/admin` (with a token) and `/healthz`.
+pub fn operator_router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics));
+    if let Some(admin) = crate::admin::router(state.clone()) {
+        app = app.merge(admin);
     }
     app.fallback(not_found).with_state(state)
 }
@@ -121,12 +142,14 @@ async fn handle(
     {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let body = Limited::new(body, limit as usize)
+    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .collect()
         .await
         .map_err(|e| {
             if e.downcast_ref::<LengthLimitError>().is_some() {
                 ApiError::PayloadTooLarge { limit }
+            } else if server::is_body_timeout(&*e) {
+                ApiError::BodyTimeout
             } else {
                 ApiError::BadBody(format!("could not read the request body: {e}"))
             }
@@ -180,7 +203,9 @@ async fn handle(
             let messages = routed.len();
             let config = &snapshot.config;
             let dedup_since_ms =
-                received_at_ms.saturating_sub(config.store.dedup_window.0.as_millis() as u64);
+                received_at_ms.saturating_sub(
+                    u64::try_from(config.store.dedup_window.0.as_millis()).unwrap_or(u64::MAX),
+                );
             let mut fanout = Vec::new();
             let new_messages: Vec<NewMessage> = routed
                 .into_iter()

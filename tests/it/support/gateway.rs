@@ -213,7 +213,7 @@ impl TestGateway {
 }
 
 /// The admin token test configs use (`admin: { token: ... }`).
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
