@@ -4,6 +4,7 @@
 mod check;
 mod components;
 mod docs;
+mod door;
 mod durability;
 mod handshake;
 mod ingress;

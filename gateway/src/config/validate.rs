@@ -220,7 +220,7 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 "admin.listen".into(),
                 format!("{listen:?} is not an address:port such as 127.0.0.1:9090"),
             );
-        } else if *listen == config.listen {
+        } else if *listen == config.listen && !listen.ends_with(":0") {
             err(
                 "admin.listen".into(),
                 "must differ from `listen`".into(),
