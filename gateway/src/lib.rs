@@ -13,6 +13,8 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingress;
 pub mod metrics;
 pub mod openapi;

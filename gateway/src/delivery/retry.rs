@@ -308,4 +308,103 @@ mod tests {
             );
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn exponential(initial_ms: u64, factor: f64, max_ms: Option<u64>, retries: u32) -> RetryPolicy {
+            RetryPolicy::from_config(&RetryConfig {
+                schedule: None,
+                exponential: Some(ExponentialConfig {
+                    initial: CfgDuration::from_millis(initial_ms),
+                    factor,
+                    max_delay: max_ms.map(CfgDuration::from_millis),
+                    retries,
+                }),
+                jitter: 0.0,
+            })
+        }
+
+        proptest! {
+            /// Any numbers at all (even ones validation refuses): no panic,
+            /// and never a wait past MAX_WAIT.
+            #[test]
+            fn waits_never_panic_and_never_exceed_the_cap(
+                initial_ms in any::<u64>(),
+                factor in any::<f64>(),
+                max_ms in proptest::option::of(any::<u64>()),
+                retries in any::<u32>(),
+                n in any::<u32>(),
+                jitter in any::<f64>(),
+                used in any::<u32>(),
+                status in proptest::option::of(any::<u16>()),
+                retry_after_s in proptest::option::of(any::<u64>()),
+            ) {
+                let mut p = exponential(initial_ms, factor, max_ms, retries);
+                p.jitter = jitter;
+                if let Some(w) = p.wait(n) {
+                    prop_assert!(w <= MAX_WAIT);
+                }
+                let result = AttemptResult {
+                    status,
+                    retry_after: retry_after_s.map(Duration::from_secs),
+                    error: None,
+                };
+                if let DeliveryOutcome::Retry(w) = p.decide(&result, used) {
+                    prop_assert!(w <= MAX_WAIT.max(MAX_RETRY_AFTER));
+                }
+            }
+
+            /// With a sane factor, waits grow and stay under `max_delay`.
+            #[test]
+            fn exponential_waits_grow_up_to_their_cap(
+                initial_ms in 0u64..=86_400_000,
+                factor in 1.0f64..=1000.0,
+                max_ms in proptest::option::of(0u64..=31_536_000_000),
+                retries in 1u32..=1000,
+            ) {
+                let p = exponential(initial_ms, factor, max_ms, retries);
+                let mut last = Duration::ZERO;
+                for n in 1..=retries.min(64) {
+                    let w = p.wait(n).expect("a retry within `retries`");
+                    prop_assert!(w >= last, "retry {n}: {w:?} < {last:?}");
+                    if let Some(max) = max_ms {
+                        prop_assert!(w <= Duration::from_millis(max));
+                    }
+                    last = w;
+                }
+                prop_assert_eq!(p.wait(retries.saturating_add(1)), None);
+                prop_assert_eq!(p.wait(0), None);
+            }
+
+            /// Jitter keeps a wait within its fraction.
+            #[test]
+            fn jitter_stays_within_its_fraction_for_any_wait(
+                wait_ms in 1u64..=31_536_000_000,
+                jitter in 0.0f64..=1.0,
+            ) {
+                let p = RetryPolicy {
+                    waits: Waits::Schedule(vec![Duration::from_millis(wait_ms)]),
+                    jitter,
+                };
+                let DeliveryOutcome::Retry(w) = p.decide(&status(500), 0) else {
+                    panic!("a schedule of one wait retries once");
+                };
+                let base = Duration::from_millis(wait_ms).as_secs_f64();
+                let w = w.as_secs_f64();
+                // A microsecond of slack for float rounding.
+                prop_assert!(w >= base * (1.0 - jitter) - 1e-6, "{w} < {base} * (1 - {jitter})");
+                prop_assert!(w <= (base * (1.0 + jitter)).min(MAX_WAIT.as_secs_f64()) + 1e-6);
+            }
+
+            /// `Retry-After` text never panics and is capped.
+            #[test]
+            fn retry_after_parses_without_panicking(value in ".*") {
+                if let Some(d) = parse_retry_after(&value, std::time::SystemTime::now()) {
+                    prop_assert!(d <= MAX_WAIT || httpdate::parse_http_date(value.trim()).is_ok());
+                }
+            }
+        }
+    }
 }

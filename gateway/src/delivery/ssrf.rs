@@ -303,4 +303,69 @@ mod tests {
                 .is_ok()
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn v6(bits: u128) -> IpAddr {
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+
+        proptest! {
+            /// Every IPv6 form that embeds an IPv4 address is judged by it,
+            /// and an allow-listed IPv4 network covers those forms too.
+            #[test]
+            fn embedded_ipv4_is_judged_like_ipv4(a in any::<u32>()) {
+                let v4 = IpAddr::V4(Ipv4Addr::from(a));
+                let a = u128::from(a);
+                let mapped = v6((0xffff << 32) | a);
+                let translated = v6((0xffff << 48) | a);
+                let nat64 = v6((0x0064_ff9b << 96) | a);
+                for form in [mapped, translated, nat64] {
+                    prop_assert_eq!(is_internal(form), is_internal(v4), "{} vs {}", form, v4);
+                }
+                let allow: Vec<IpNet> = vec![IpNet::new(v4, 32).unwrap()];
+                for form in [mapped, translated, nat64] {
+                    prop_assert!(permitted(form, &allow), "{} not covered by {}/32", form, v4);
+                }
+            }
+
+            /// The ranges nothing public lives in are refused whatever the
+            /// rest of the address.
+            #[test]
+            fn reserved_ipv6_ranges_are_internal(low in any::<u128>()) {
+                for (prefix, len) in [
+                    (0u128, 96u32),                        // ::/96, IPv4-compatible
+                    (0x0064_ff9b_0001 << 80, 48),          // 64:ff9b:1::/48
+                    (0x2002 << 112, 16),                   // 6to4
+                    (0x2001_0000 << 96, 32),               // Teredo
+                    (0xfec0 << 112, 10),                   // site-local
+                    (0x0100 << 112, 64),                   // discard-only
+                    (0xfc00 << 112, 7),                    // unique local
+                    (0xfe80 << 112, 10),                   // link-local
+                    (0xff00 << 112, 8),                    // multicast
+                    (0x2001_0db8 << 96, 32),               // documentation
+                ] {
+                    let host = if len == 0 { low } else { low & (u128::MAX >> len) };
+                    let ip = v6(prefix | host);
+                    prop_assert!(is_internal(ip), "{} in {}/{}", ip, v6(prefix), len);
+                }
+            }
+
+            /// The IPv4 private ranges, whatever the host part.
+            #[test]
+            fn private_ipv4_ranges_are_internal(host in any::<u32>()) {
+                for (net, len) in [
+                    ([10, 0, 0, 0], 8u32), ([172, 16, 0, 0], 12), ([192, 168, 0, 0], 16),
+                    ([127, 0, 0, 0], 8), ([169, 254, 0, 0], 16), ([100, 64, 0, 0], 10),
+                    ([0, 0, 0, 0], 8), ([240, 0, 0, 0], 4),
+                ] {
+                    let ip = u32::from(Ipv4Addr::from(net)) | (host & (u32::MAX >> len));
+                    let ip = IpAddr::V4(Ipv4Addr::from(ip));
+                    prop_assert!(is_internal(ip), "{}", ip);
+                }
+            }
+        }
+    }
 }

@@ -156,24 +156,7 @@ async fn handle(
         })?
         .to_bytes();
 
-    let inbound = InboundRequest {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or("").to_owned(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body,
-        route: route.name.to_string(),
-        received_at_ms,
-    };
+    let inbound = inbound_request(&parts, body, &route.name, received_at_ms);
 
     let outcome = snapshot
         .process(route, &inbound, state.metrics())
@@ -288,6 +271,34 @@ async fn handle(
     }
 }
 
+/// The request as plugins see it. Header values that are not UTF-8 are
+/// passed on lossily: a verifier then refuses them, nothing panics.
+pub fn inbound_request(
+    parts: &http::request::Parts,
+    body: bytes::Bytes,
+    route: &str,
+    received_at_ms: u64,
+) -> InboundRequest {
+    InboundRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+        route: route.to_owned(),
+        received_at_ms,
+    }
+}
+
 /// A message routed to a `kind: subscribers` destination, as the envelope
 /// subscribers receive: object from the destination (static, or a JSON
 /// pointer into the body), event type from the message.
@@ -329,7 +340,7 @@ fn fanout_of(dest: &CompiledDestination, message: &Message, received_at_ms: u64)
 
 /// A plugin's response as HTTP. Framing headers are the server's to set;
 /// an out-of-range status is our fault and becomes 500.
-fn plugin_response(r: PluginResponse) -> Response {
+pub fn plugin_response(r: PluginResponse) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut headers = HeaderMap::new();
     for (k, v) in r.headers {

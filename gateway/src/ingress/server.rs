@@ -162,14 +162,28 @@ impl Door {
         Ok(())
     }
 
+    /// Serves one connection (any byte stream; fuzzing uses an in-memory
+    /// one) under the door's limits, until it ends.
+    #[doc(hidden)]
+    pub async fn serve_io<S>(&self, stream: S, app: Router)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let graceful = GracefulShutdown::new();
+        self.connection(stream, app, graceful.watcher(), CancellationToken::new())
+            .await;
+    }
+
     /// Serves one connection under the watchdog.
-    async fn connection(
+    async fn connection<S>(
         &self,
-        stream: TcpStream,
+        stream: S,
         app: Router,
         watcher: hyper_util::server::graceful::Watcher,
         force: CancellationToken,
-    ) {
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let limits = &self.inner.limits;
         let clock = Arc::new(ConnClock::new());
         let io = TokioIo::new(Watched {
@@ -374,12 +388,12 @@ impl Drop for BusyGuard<'_> {
 }
 
 /// A socket that tells its [`ConnClock`] when bytes arrive.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     clock: Arc<ConnClock>,
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -395,7 +409,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
