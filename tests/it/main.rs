@@ -5,6 +5,7 @@ mod check;
 mod components;
 mod docs;
 mod door;
+mod fuzz;
 mod durability;
 mod handshake;
 mod ingress;
