@@ -143,12 +143,21 @@ fn verifiers() -> &'static Verifiers {
         let configs = [
             ("standard-webhooks", serde_json::json!({ "secret": secret })),
             ("stripe", serde_json::json!({ "secret": "whsec_stripe" })),
-            ("github", serde_json::json!({ "secret": "s3cret", "allow_sha1": true })),
+            (
+                "github",
+                serde_json::json!({ "secret": "s3cret", "allow_sha1": true }),
+            ),
             ("slack", serde_json::json!({ "secret": "s3cret" })),
-            ("teams-outgoing", serde_json::json!({ "secret": "c2VjcmV0LXRva2Vu" })),
+            (
+                "teams-outgoing",
+                serde_json::json!({ "secret": "c2VjcmV0LXRva2Vu" }),
+            ),
             ("shopify", serde_json::json!({ "secret": "s3cret" })),
             ("zendesk", serde_json::json!({ "secret": "s3cret" })),
-            ("twilio", serde_json::json!({ "secret": "s3cret", "url": "https://gw.example/hooks/twilio" })),
+            (
+                "twilio",
+                serde_json::json!({ "secret": "s3cret", "url": "https://gw.example/hooks/twilio" }),
+            ),
         ];
         let plugins = configs
             .into_iter()

@@ -130,7 +130,9 @@ async fn serve(
             let l = TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
-            let addr = l.local_addr().context("reading the admin listener's address")?;
+            let addr = l
+                .local_addr()
+                .context("reading the admin listener's address")?;
             // A plain line on stdout for scripts and tests, like `serve`'s.
             println!("hookgate admin listening on http://{addr}");
             tracing::info!(%addr, "admin and metrics listening");

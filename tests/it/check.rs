@@ -84,7 +84,10 @@ fn the_quickstart_config_is_valid() {
 fn env_vars_are_interpolated() {
     let (code, out, err) = check(
         "admin: { token: ${HOOKGATE_TEST_TOKEN} }\nroutes:\n  a:\n    verify: { plugin: github, with: { secret: \"${HOOKGATE_TEST_TOKEN}\" } }\n",
-        &[("HOOKGATE_TEST_TOKEN", "abcdefghijklmnopqrstuvwxyz-0123456789")],
+        &[(
+            "HOOKGATE_TEST_TOKEN",
+            "abcdefghijklmnopqrstuvwxyz-0123456789",
+        )],
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("ok"), "{out}");
@@ -112,7 +115,10 @@ fn an_empty_admin_token_is_a_config_error_naming_the_key() {
         &[("HOOKGATE_TEST_TOKEN", "")],
     );
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("admin.token: must be at least 32 bytes"), "{err}");
+    assert!(
+        err.contains("admin.token: must be at least 32 bytes"),
+        "{err}"
+    );
 }
 
 #[test]

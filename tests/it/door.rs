@@ -95,7 +95,9 @@ async fn trickled_headers_do_not_delay_health_and_are_cut_off_at_the_header_time
                 open.fetch_add(1, Ordering::SeqCst);
                 let _ = tx.send(());
                 let mut buf = [0u8; 256];
-                let _ = c.write_all(b"POST /hooks/open HTTP/1.1\r\nHost: gw\r\n").await;
+                let _ = c
+                    .write_all(b"POST /hooks/open HTTP/1.1\r\nHost: gw\r\n")
+                    .await;
                 let took = loop {
                     tokio::select! {
                         r = c.read(&mut buf) => {
@@ -197,7 +199,10 @@ async fn a_stalled_body_is_answered_408_after_the_body_timeout() {
     let (answer, closed) = read_until_closed(&mut conn, Duration::from_secs(1) + MARGIN).await;
     let took = started.elapsed();
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?} after {took:?}");
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "{answer:?} after {took:?}"
+    );
     assert!(answer.contains("request_timeout"), "{answer}");
     assert!(closed, "the connection stays open after the 408");
     assert!(took >= Duration::from_secs(1), "answered after {took:?}");
@@ -226,7 +231,11 @@ async fn a_connection_over_the_cap_gets_503_at_once() {
     // may hold a pooled connection, so the refusal comes at the 4th or 5th.
     let mut held = Vec::new();
     let refused = loop {
-        assert!(held.len() <= 4, "{} connections held under a cap of 4", held.len());
+        assert!(
+            held.len() <= 4,
+            "{} connections held under a cap of 4",
+            held.len()
+        );
         let mut c = TcpStream::connect(addr(&gw)).await.unwrap();
         let (answer, closed) = read_until_closed(&mut c, Duration::from_millis(500)).await;
         if closed || !answer.is_empty() {
@@ -234,7 +243,11 @@ async fn a_connection_over_the_cap_gets_503_at_once() {
         }
         held.push(c);
     };
-    assert!(held.len() >= 3, "refused after only {} connections", held.len());
+    assert!(
+        held.len() >= 3,
+        "refused after only {} connections",
+        held.len()
+    );
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused:?}");
     assert!(refused.contains("Retry-After: 1"), "{refused}");
     // Slots free up when connections go away.
@@ -377,5 +390,9 @@ routes:
         .send()
         .await
         .unwrap();
-    assert_eq!(hook.status(), 404, "webhooks are not served on the operator port");
+    assert_eq!(
+        hook.status(),
+        404,
+        "webhooks are not served on the operator port"
+    );
 }

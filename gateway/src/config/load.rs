@@ -314,7 +314,11 @@ mod tests {
 
     #[test]
     fn literal_dollar_brace_is_escaped_with_a_double_dollar() {
-        let cfg = from_str("admin:\n  token: \"a$${B}c-0123456789abcdef-0123456789\"\n", &env).unwrap();
+        let cfg = from_str(
+            "admin:\n  token: \"a$${B}c-0123456789abcdef-0123456789\"\n",
+            &env,
+        )
+        .unwrap();
         assert_eq!(
             cfg.admin.token.as_deref(),
             Some("a${B}c-0123456789abcdef-0123456789")

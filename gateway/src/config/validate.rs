@@ -221,10 +221,7 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 format!("{listen:?} is not an address:port such as 127.0.0.1:9090"),
             );
         } else if *listen == config.listen && !listen.ends_with(":0") {
-            err(
-                "admin.listen".into(),
-                "must differ from `listen`".into(),
-            );
+            err("admin.listen".into(), "must differ from `listen`".into());
         }
     }
 
@@ -513,7 +510,9 @@ mod tests {
     fn subscribers_destinations_name_a_known_tenant() {
         let subs = "subscriptions: { api_keys: { a: 0123456789abcdef } }\n";
         let dest = |extra: &str| {
-            format!("{subs}destinations:\n  s: {{ kind: subscribers, object_type: T, object_id: x{extra} }}\n")
+            format!(
+                "{subs}destinations:\n  s: {{ kind: subscribers, object_type: T, object_id: x{extra} }}\n"
+            )
         };
         assert_eq!(paths(&dest("")), ["destinations.s.tenant"]);
         assert_eq!(paths(&dest(", tenant: b")), ["destinations.s.tenant"]);
@@ -526,12 +525,21 @@ mod tests {
             ("plugins: { timeout: 100000000000d }", "plugins.timeout"),
             ("plugins: { timeout: 0s }", "plugins.timeout"),
             ("plugins: { memory: 1000GiB }", "plugins.memory"),
-            ("delivery: { workers: 18446744073709551615 }", "delivery.workers"),
+            (
+                "delivery: { workers: 18446744073709551615 }",
+                "delivery.workers",
+            ),
             ("store: { retention: 1000000000d }", "store.retention"),
             ("store: { dedup_window: 1000000000d }", "store.dedup_window"),
             ("limits: { max_connections: 0 }", "limits.max_connections"),
-            ("limits: { max_header_size: 1KiB }", "limits.max_header_size"),
-            ("limits: { header_read_timeout: 0s }", "limits.header_read_timeout"),
+            (
+                "limits: { max_header_size: 1KiB }",
+                "limits.max_header_size",
+            ),
+            (
+                "limits: { header_read_timeout: 0s }",
+                "limits.header_read_timeout",
+            ),
             ("limits: { max_body_size: 100GiB }", "limits.max_body_size"),
             (
                 "destinations: { d: { url: \"http://x\", concurrency: 18446744073709551615 } }",

@@ -313,7 +313,12 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        fn exponential(initial_ms: u64, factor: f64, max_ms: Option<u64>, retries: u32) -> RetryPolicy {
+        fn exponential(
+            initial_ms: u64,
+            factor: f64,
+            max_ms: Option<u64>,
+            retries: u32,
+        ) -> RetryPolicy {
             RetryPolicy::from_config(&RetryConfig {
                 schedule: None,
                 exponential: Some(ExponentialConfig {

@@ -185,10 +185,9 @@ async fn handle(
         } => {
             let messages = routed.len();
             let config = &snapshot.config;
-            let dedup_since_ms =
-                received_at_ms.saturating_sub(
-                    u64::try_from(config.store.dedup_window.0.as_millis()).unwrap_or(u64::MAX),
-                );
+            let dedup_since_ms = received_at_ms.saturating_sub(
+                u64::try_from(config.store.dedup_window.0.as_millis()).unwrap_or(u64::MAX),
+            );
             let mut fanout = Vec::new();
             let new_messages: Vec<NewMessage> = routed
                 .into_iter()

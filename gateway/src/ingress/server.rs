@@ -214,7 +214,12 @@ impl Door {
     }
 
     /// One request: the in-flight cap, the body deadline, then the app.
-    async fn request(&self, req: Request<Incoming>, app: Router, clock: &ConnClock) -> Response<Body> {
+    async fn request(
+        &self,
+        req: Request<Incoming>,
+        app: Router,
+        clock: &ConnClock,
+    ) -> Response<Body> {
         let _busy = clock.busy();
         let _permit = if UNCAPPED_PATHS.contains(&req.uri().path()) {
             None
@@ -251,7 +256,8 @@ fn clamp_permits(n: usize) -> usize {
 
 /// `503` with `Retry-After`, for a client over a cap.
 fn overloaded(why: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": "overloaded", "message": format!("{why}; retry later") });
+    let body =
+        serde_json::json!({ "error": "overloaded", "message": format!("{why}; retry later") });
     let mut resp = Response::new(Body::from(body.to_string()));
     *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     let headers = resp.headers_mut();
@@ -627,7 +633,11 @@ mod tests {
         let err = collect(body).await.unwrap_err();
         assert!(is_body_timeout(&*err), "{err}");
         // About 250 ms: 200 ms of slack plus what 50 bytes earn.
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
         drip.abort();
     }
 }
