@@ -35,9 +35,9 @@ pub fn config_loader(data: &[u8]) {
     if let Ok(config) = crate::config::from_str(text, &env) {
         // A valid config must also survive what start-up does with it.
         let _ = crate::plugin_limits(&config);
-        let _ = crate::delivery::retry::RetryPolicy::default();
+        let _ = crate::retry::RetryPolicy::default();
         for dest in config.destinations.values() {
-            let policy = crate::delivery::retry::RetryPolicy::from_config(&dest.retry);
+            let policy = crate::retry::RetryPolicy::from_config(&dest.retry);
             for n in 0..8 {
                 let _ = policy.wait(n);
             }

@@ -3,6 +3,7 @@
 
 mod check;
 mod components;
+mod delivery;
 mod docs;
 mod door;
 mod durability;

@@ -146,6 +146,9 @@ fn check_retry(err: &mut impl FnMut(String, String), at: &str, retry: &RetryConf
     }
 }
 
+/// Longest `destinations.*.timeout`.
+pub const MAX_DESTINATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// Collects every semantic problem in `config`.
 pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
     let mut errors = Vec::new();
@@ -304,12 +307,15 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
             err(format!("destinations.{name}"), name_rule());
         }
         count_in(&mut err, at("concurrency"), dest.concurrency, 1, MAX_COUNT);
+        // An attempt renews its delivery's lease while it runs, so any
+        // timeout is safe; a very long one only keeps a hung attempt (and
+        // its lease, from every other gateway) for that long.
         duration_in(
             &mut err,
             at("timeout"),
             dest.timeout,
             StdDuration::from_millis(1),
-            HOUR,
+            MAX_DESTINATION_TIMEOUT,
         );
         check_retry(&mut err, &at("retry"), &dest.retry);
         if dest.kind == DestinationKind::Subscribers {
