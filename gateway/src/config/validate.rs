@@ -64,8 +64,13 @@ fn duration_in(
 /// rather than humantime's `9years 11months ...`).
 fn bound(d: StdDuration) -> String {
     let ms = d.as_millis();
-    for (unit, len) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-        if ms >= len && ms % len == 0 {
+    for (unit, len) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= len && ms.is_multiple_of(len) {
             return format!("{}{unit}", ms / len);
         }
     }

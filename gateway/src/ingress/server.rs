@@ -489,15 +489,15 @@ impl<B> TimedBody<B> {
     }
 
     fn deadline(&self) -> Instant {
-        let earned = if self.rate == 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs(self.received / self.rate)
-                + Duration::from_nanos(
-                    ((self.received % self.rate) * 1_000_000_000 / self.rate.max(1))
-                        .min(999_999_999),
-                )
-        };
+        // One second per `rate` bytes; nothing earned when `rate` is 0.
+        let earned = self
+            .received
+            .checked_div(self.rate)
+            .map_or(Duration::ZERO, |whole| {
+                let rest = self.received % self.rate.max(1);
+                let nanos = rest.saturating_mul(1_000_000_000) / self.rate.max(1);
+                Duration::from_secs(whole) + Duration::from_nanos(nanos.min(999_999_999))
+            });
         far_or(
             self.slack
                 .checked_add(earned)
