@@ -13,6 +13,8 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingress;
 pub mod metrics;
 pub mod openapi;
@@ -105,19 +107,58 @@ pub async fn run(
     ));
     let state = state::AppState::new(snapshots, engine, metrics, store, delivery);
     reload::spawn(state.clone(), config_path, shutdown.clone());
-    let app = ingress::router(state);
+    serve(&config, state, listener, shutdown, routes, plugins).await?;
+    tracing::info!("stopped accepting; finishing deliveries in flight");
+    delivery_stop.cancel();
+    delivery_task.await.ok();
+    Ok(())
+}
 
+/// Serves the public listener, and the operator's (`admin.listen`) when
+/// configured, through the door's limits until `shutdown` fires and the
+/// requests in flight have finished (or `limits.shutdown_timeout` passed).
+async fn serve(
+    config: &GatewayConfig,
+    state: state::AppState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    routes: usize,
+    plugins: usize,
+) -> anyhow::Result<()> {
+    let door = ingress::server::Door::new(&config.limits);
+    let operator = match &config.admin.listen {
+        Some(listen) => {
+            let l = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
+            let addr = l
+                .local_addr()
+                .context("reading the admin listener's address")?;
+            // A plain line on stdout for scripts and tests, like `serve`'s.
+            println!("hookgate admin listening on http://{addr}");
+            tracing::info!(%addr, "admin and metrics listening");
+            let app = error::catch_panics(ingress::operator_router(state.clone()));
+            Some(tokio::spawn({
+                let door = door.clone();
+                let shutdown = shutdown.clone();
+                async move { door.serve(l, app, shutdown).await }
+            }))
+        }
+        None => None,
+    };
+    let app = error::catch_panics(ingress::router(state));
     let addr = listener
         .local_addr()
         .context("reading the listener's address")?;
     tracing::info!(%addr, routes, plugins, "hookgate listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    door.serve(listener, app, shutdown)
         .await
         .context("serving HTTP")?;
-    tracing::info!("stopped accepting; finishing deliveries in flight");
-    delivery_stop.cancel();
-    delivery_task.await.ok();
+    if let Some(task) = operator {
+        task.await
+            .context("the admin listener's task")?
+            .context("serving the admin listener")?;
+    }
     Ok(())
 }
 

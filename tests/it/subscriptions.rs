@@ -566,7 +566,7 @@ async fn publishing_with_an_id_is_idempotent() {
 async fn a_route_fans_received_webhooks_out_to_subscribers() {
     let sink = MockReceiver::start().await;
     let extra = r#"destinations:
-  subscribers: { kind: subscribers, object_type: Repository, object_id: /repository/full_name }
+  subscribers: { kind: subscribers, tenant: tenant-a, object_type: Repository, object_id: /repository/full_name }
 routes:
   github:
     verify: { plugin: github, with: { secret: s3cret } }

@@ -298,7 +298,7 @@ mod tests {
     fn env(name: &str) -> Option<String> {
         match name {
             "SECRET" => Some("s3cr3t".into()),
-            "TOKEN" => Some("t0k3n".into()),
+            "TOKEN" => Some("t0k3n-0123456789abcdef-0123456789".into()),
             _ => None,
         }
     }
@@ -306,13 +306,23 @@ mod tests {
     #[test]
     fn references_in_flow_mappings_are_interpolated() {
         let cfg = from_str("admin: { token: ${TOKEN} }\n", &env).unwrap();
-        assert_eq!(cfg.admin.token.as_deref(), Some("t0k3n"));
+        assert_eq!(
+            cfg.admin.token.as_deref(),
+            Some("t0k3n-0123456789abcdef-0123456789")
+        );
     }
 
     #[test]
     fn literal_dollar_brace_is_escaped_with_a_double_dollar() {
-        let cfg = from_str("admin:\n  token: \"a$${B}c\"\n", &env).unwrap();
-        assert_eq!(cfg.admin.token.as_deref(), Some("a${B}c"));
+        let cfg = from_str(
+            "admin:\n  token: \"a$${B}c-0123456789abcdef-0123456789\"\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.admin.token.as_deref(),
+            Some("a${B}c-0123456789abcdef-0123456789")
+        );
     }
 
     #[test]

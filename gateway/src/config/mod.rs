@@ -193,9 +193,16 @@ fn default_data_dir() -> PathBuf {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Bearer token for `/admin`. Without one the admin API is not served.
+    /// Bearer token for `/admin`, at least 32 bytes. Without one the admin
+    /// API is not served.
     #[serde(default)]
     pub token: Option<String>,
+
+    /// A second address (`127.0.0.1:9090`) for `/admin` and `/metrics`.
+    /// When set, neither is served on `listen`, so the public port shows no
+    /// route names or admin surface. Changing it needs a restart.
+    #[serde(default)]
+    pub listen: Option<String>,
 }
 
 /// Plugin loading and per-call limits.
@@ -244,25 +251,127 @@ fn default_plugin_memory() -> ByteSize {
     ByteSize(crate::plugin::DEFAULT_PLUGIN_MEMORY as u64)
 }
 
-/// Request limits.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+/// Limits at the door: how long a client may take to send a request, how
+/// many connections and requests are served at once, and how large a
+/// request may be. Every limit has a default that is safe on the public
+/// internet; all but `max_body_size` apply only at start.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest accepted request body; larger requests get 413.
     #[serde(default = "default_max_body_size")]
     pub max_body_size: ByteSize,
+
+    /// A request's head (request line and headers) must arrive within this
+    /// long of the connection opening, or of its first byte on a kept-alive
+    /// connection; otherwise the connection is closed (slowloris).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Duration,
+
+    /// Slack for reading a body: a body that has taken longer than this
+    /// plus its size divided by `min_body_rate` is answered 408 and the
+    /// connection closed. A body that stalls is cut off after this long.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout: Duration,
+
+    /// Bytes per second a body must keep up on average once
+    /// `body_read_timeout` is used up. `0`: the whole body must arrive
+    /// within `body_read_timeout`.
+    #[serde(default = "default_min_body_rate")]
+    pub min_body_rate: ByteSize,
+
+    /// A kept-alive connection with no request for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+
+    /// Connections served at once. A connection over the cap is answered
+    /// 503 with `Retry-After` and closed at once, never left waiting.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+
+    /// Requests handled at once (`/healthz` is not counted). A request
+    /// over the cap is answered 503 with `Retry-After`.
+    #[serde(default = "default_max_requests_in_flight")]
+    pub max_requests_in_flight: usize,
+
+    /// Most header fields in one request; more get 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+
+    /// Largest request head (request line and headers) in bytes; at least
+    /// 8KiB. A larger head gets 431.
+    #[serde(default = "default_max_header_size")]
+    pub max_header_size: ByteSize,
+
+    /// On SIGTERM/SIGINT: how long requests in flight may take to finish
+    /// before their connections are closed.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
+            header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+            min_body_rate: default_min_body_rate(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            max_requests_in_flight: default_max_requests_in_flight(),
+            max_headers: default_max_headers(),
+            max_header_size: default_max_header_size(),
+            shutdown_timeout: default_shutdown_timeout(),
         }
     }
 }
 
 fn default_max_body_size() -> ByteSize {
     DEFAULT_MAX_BODY_SIZE
+}
+
+/// Providers send a whole webhook head in one packet; 10 s is generous
+/// for any real client and short enough that idle sockets held by a
+/// slowloris client do not pile up.
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// 1 KiB/s: a 1 MiB body may take about 17 minutes, far slower than any
+/// real sender, while a client dripping a byte now and then is cut off.
+fn default_min_body_rate() -> ByteSize {
+    ByteSize(1 << 10)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Each idle connection costs a file descriptor and a few KiB; serve
+/// raises its soft descriptor limit to the hard one to reach this.
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_max_requests_in_flight() -> usize {
+    1024
+}
+
+/// hyper's own default.
+fn default_max_headers() -> usize {
+    100
+}
+
+fn default_max_header_size() -> ByteSize {
+    ByteSize(32 << 10)
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Log output.
@@ -393,8 +502,9 @@ pub struct DestinationConfig {
     #[serde(default)]
     pub object_id: Option<String>,
 
-    /// For `kind: subscribers`: only this tenant's subscriptions (default:
-    /// every tenant's).
+    /// For `kind: subscribers`: the tenant whose subscriptions receive the
+    /// messages (a name under `subscriptions.api_keys`). Required: without
+    /// it any tenant could subscribe to a route's events.
     #[serde(default)]
     pub tenant: Option<String>,
 

@@ -1,9 +1,14 @@
 //! The HTTP front door: `/hooks/{route}` for webhooks (any method: some
 //! handshakes are GETs), `/healthz` and `/metrics`.
 //!
-//! A request is bounded before any plugin sees it (body limit per route,
-//! checked against `Content-Length` first and enforced while reading), then
-//! handed to the pipeline with the snapshot loaded once for its lifetime.
+//! [`server`] accepts connections and enforces the limits that hold before
+//! any handler runs (timeouts, connection and request caps, header
+//! limits). A request is then bounded before any plugin sees it (body limit
+//! per route, checked against `Content-Length` first and enforced while
+//! reading, within the body deadline), then handed to the pipeline with the
+//! snapshot loaded once for its lifetime.
+
+pub mod server;
 
 use axum::Json;
 use axum::Router;
@@ -29,18 +34,34 @@ use crate::store::{Fanout, InsertOptions, Inserted, NewEvent, NewMessage, StoreE
 /// from the internet never become label values.
 const UNKNOWN_ROUTE_LABEL: &str = "_unknown";
 
-/// The gateway's HTTP routes.
+/// The gateway's HTTP routes on `listen`. With `admin.listen` set,
+/// `/metrics` and `/admin` are left to [`operator_router`].
 pub fn router(state: AppState) -> Router {
+    let separate = state.snapshot().config.admin.listen.is_some();
     let mut app = Router::new()
         .route("/hooks/{route}", any(hook))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi));
-    if let Some(admin) = crate::admin::router(state.clone()) {
-        app = app.merge(admin);
+    if !separate {
+        app = app.route("/metrics", get(metrics));
+        if let Some(admin) = crate::admin::router(state.clone()) {
+            app = app.merge(admin);
+        }
     }
     if state.snapshot().subscriptions.is_some() {
         app = app.merge(crate::subscriptions::api::router());
+    }
+    app.fallback(not_found).with_state(state)
+}
+
+/// The routes of the operator's listener (`admin.listen`): `/metrics`,
+/// `/admin` (with a token) and `/healthz`.
+pub fn operator_router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics));
+    if let Some(admin) = crate::admin::router(state.clone()) {
+        app = app.merge(admin);
     }
     app.fallback(not_found).with_state(state)
 }
@@ -151,36 +172,21 @@ async fn handle(
     {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let body = Limited::new(body, limit as usize)
+    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .collect()
         .await
         .map_err(|e| {
             if e.downcast_ref::<LengthLimitError>().is_some() {
                 ApiError::PayloadTooLarge { limit }
+            } else if server::is_body_timeout(&*e) {
+                ApiError::BodyTimeout
             } else {
                 ApiError::BadBody(format!("could not read the request body: {e}"))
             }
         })?
         .to_bytes();
 
-    let inbound = InboundRequest {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or("").to_owned(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body,
-        route: route.name.to_string(),
-        received_at_ms,
-    };
+    let inbound = inbound_request(&parts, body, &route.name, received_at_ms);
 
     let outcome = snapshot
         .process(route, &inbound, state.metrics())
@@ -308,6 +314,34 @@ async fn handle(
     }
 }
 
+/// The request as plugins see it. Header values that are not UTF-8 are
+/// passed on lossily: a verifier then refuses them, nothing panics.
+pub fn inbound_request(
+    parts: &http::request::Parts,
+    body: bytes::Bytes,
+    route: &str,
+    received_at_ms: u64,
+) -> InboundRequest {
+    InboundRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+        route: route.to_owned(),
+        received_at_ms,
+    }
+}
+
 /// A message routed to a `kind: subscribers` destination, as the envelope
 /// subscribers receive: object from the destination (static, or a JSON
 /// pointer into the body), event type from the message.
@@ -349,7 +383,7 @@ fn fanout_of(dest: &CompiledDestination, message: &Message, received_at_ms: u64)
 
 /// A plugin's response as HTTP. Framing headers are the server's to set;
 /// an out-of-range status is our fault and becomes 500.
-fn plugin_response(r: PluginResponse) -> Response {
+pub fn plugin_response(r: PluginResponse) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut headers = HeaderMap::new();
     for (k, v) in r.headers {
