@@ -559,7 +559,7 @@ mod tests {
         let subs = "subscriptions: { api_keys: { a: 0123456789abcdef } }\n";
         let dest = |extra: &str| {
             format!(
-                "{subs}destinations:\n  s: {{ kind: subscribers, object_type: T, object_id: x{extra} }}\n"
+                "{subs}destinations:\n  s: {{ kind: subscribers, object_type: Group, object_id: x{extra} }}\n"
             )
         };
         assert_eq!(paths(&dest("")), ["destinations.s.tenant"]);
