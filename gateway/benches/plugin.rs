@@ -103,6 +103,7 @@ impl Fixture {
                 plugin: plugin.name().clone(),
                 route: Arc::from("bench"),
                 config: Arc::new(PluginConfig::new(Some(&with))),
+                limits: PluginLimits::default(),
             };
             Bound { plugin, ctx }
         };

@@ -70,6 +70,7 @@ impl ApiError {
                     PluginError::Instantiate { .. } => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 },
+                PipelineError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 PipelineError::UnknownDestination { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -99,6 +100,7 @@ impl IntoResponse for ApiError {
             ApiError::Pipeline { request_id, error } => {
                 let code = match error {
                     PipelineError::Plugin { source, .. } => source.kind(),
+                    PipelineError::Busy { .. } => "busy",
                     PipelineError::UnknownDestination { .. } => "unknown_destination",
                 };
                 json!({ "error": code, "message": error.to_string(), "request_id": request_id })
@@ -119,6 +121,22 @@ impl IntoResponse for ApiError {
             }),
         };
         let mut resp = (status, Json(body)).into_response();
+        if matches!(
+            self,
+            ApiError::Pipeline {
+                error: PipelineError::Busy { .. }
+                    | PipelineError::Plugin {
+                        source: PluginError::Instantiate { .. },
+                        ..
+                    },
+                ..
+            }
+        ) {
+            // A route over its plugin cap, or a pool with no free
+            // instance: both clear within a plugin deadline.
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if matches!(self, ApiError::Store(_)) {
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));

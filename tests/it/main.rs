@@ -3,6 +3,7 @@
 
 mod check;
 mod components;
+mod credentials;
 mod docs;
 mod durability;
 mod handshake;

@@ -144,3 +144,132 @@ async fn a_plugin_used_for_a_stage_it_does_not_implement_is_refused() {
         "{err}"
     );
 }
+
+/// A verifier blocked in a WASI sleep runs no wasm, so only the gateway's
+/// own wall-clock timer can end it: answered 5xx within its deadline plus
+/// 50 ms, and the route's neighbours keep serving.
+#[tokio::test(flavor = "multi_thread")]
+pub async fn sleep() {
+    let mut gw = gateway_with("sleep").await;
+    // Warm the connection so the measurement is the plugin call, not a
+    // TCP handshake.
+    assert_eq!(gw.post("good", &[], b"{}").await.status(), 202);
+    let started = Instant::now();
+    let resp = gw.post("bad", &[], b"{}").await;
+    let elapsed = started.elapsed();
+    assert_eq!(resp.status(), 500);
+    assert!(
+        elapsed < DEADLINE + Duration::from_millis(50),
+        "a 20 s sleep in a plugin with a {DEADLINE:?} deadline was answered after {elapsed:?}"
+    );
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "timeout", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("sleep"), "{body}");
+    bad_route_fails_alone(&gw, "timeout").await;
+    assert!(gw.is_running());
+}
+
+/// 200 requests at once to a route whose verifier sleeps take only that
+/// route's share of plugin instances (`max_in_flight`, the rest answered
+/// 503 with `Retry-After`), and another route's latency stays under 100 ms
+/// at p99 while they hang.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crowd_of_sleepers_does_not_delay_another_route() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const SLEEPERS: usize = 200;
+    const CAP: usize = 32;
+    // Long enough that every admitted sleeper still hangs while the other
+    // route is measured.
+    let yaml = r#"
+plugins: { dir: "{dir}/plugins", timeout: 200ms, memory: 16MiB }
+store: { engine: memory }
+destinations:
+  console: { kind: log }
+routes:
+  bad:
+    verify: { plugin: sleep, timeout: 5s }
+    max_in_flight: 32
+    to: [console]
+  good:
+    verify: { plugin: noop }
+    to: [console]
+"#;
+    let gw = Arc::new(
+        TestGateway::spawn_with(yaml, |dir| {
+            let plugins = dir.join("plugins");
+            std::fs::create_dir_all(&plugins).unwrap();
+            for name in ["sleep", "noop"] {
+                std::fs::write(
+                    plugins.join(format!("{name}.wasm")),
+                    crate::support::test_component(name),
+                )
+                .unwrap();
+            }
+        })
+        .await,
+    );
+    for _ in 0..5 {
+        assert_eq!(gw.post("good", &[], b"{}").await.status(), 202);
+    }
+
+    let shed = Arc::new(AtomicUsize::new(0));
+    let finished_sleepers = Arc::new(AtomicUsize::new(0));
+    let mut crowd = Vec::new();
+    for _ in 0..SLEEPERS {
+        let (gw, shed, finished) = (gw.clone(), shed.clone(), finished_sleepers.clone());
+        crowd.push(tokio::spawn(async move {
+            let resp = gw.post("bad", &[], b"{}").await;
+            let status = resp.status().as_u16();
+            if status == 503 {
+                assert_eq!(
+                    resp.headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok()),
+                    Some("1")
+                );
+                shed.fetch_add(1, Ordering::SeqCst);
+            } else {
+                finished.fetch_add(1, Ordering::SeqCst);
+            }
+            status
+        }));
+    }
+    // Everyone over the cap is turned away at once; the rest hang.
+    crate::support::wait_until(
+        "the requests over the route's cap to be shed",
+        Duration::from_secs(10),
+        || shed.load(Ordering::SeqCst) == SLEEPERS - CAP,
+    )
+    .await;
+
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        let started = Instant::now();
+        let status = gw.post("good", &[], b"{}").await.status();
+        latencies.push(started.elapsed());
+        assert_eq!(status, 202, "the other route kept serving");
+    }
+    assert_eq!(
+        finished_sleepers.load(Ordering::SeqCst),
+        0,
+        "the sleepers were still holding their instances while the other route was measured"
+    );
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100 - 1];
+    assert!(
+        p99 < Duration::from_millis(100),
+        "p99 of the other route was {p99:?} (all: {latencies:?})"
+    );
+
+    // The admitted sleepers end at their own deadline, as timeouts.
+    for task in crowd {
+        let status = tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .expect("every sleeper is answered within its deadline")
+            .unwrap();
+        assert!(status == 503 || status == 500, "status {status}");
+    }
+    assert_eq!(finished_sleepers.load(Ordering::SeqCst), CAP);
+}

@@ -470,6 +470,24 @@ pub struct RouteConfig {
     /// `limits.max_body_size`).
     #[serde(default)]
     pub max_body_size: Option<ByteSize>,
+
+    /// Requests of this route that may run plugins at the same time; more
+    /// are answered `503` with `Retry-After` at once. The cap keeps one
+    /// route's slow or hanging plugins from taking every plugin instance
+    /// the gateway has, so other routes keep serving.
+    #[serde(default = "default_route_in_flight")]
+    pub max_in_flight: usize,
+
+    /// Credential headers to forward and store anyway (names, any case).
+    /// By default the provider's signature and token headers, the headers
+    /// the verifier says it consumed, `authorization` and cookies never
+    /// leave the gateway; the admin API shows them redacted even when kept.
+    #[serde(default)]
+    pub keep_headers: Vec<String>,
+}
+
+fn default_route_in_flight() -> usize {
+    crate::plugin::DEFAULT_ROUTE_IN_FLIGHT
 }
 
 /// A plugin used at one stage of a route.
@@ -483,6 +501,17 @@ pub struct PluginUseConfig {
     /// replaced).
     #[serde(default)]
     pub with: serde_json::Map<String, serde_json::Value>,
+
+    /// Wall-clock deadline for this plugin's calls here (overrides
+    /// `plugins.timeout`).
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+
+    /// Memory cap for this plugin's instances here (overrides
+    /// `plugins.memory`, and may not exceed it: instances come from a pool
+    /// sized by `plugins.memory`).
+    #[serde(default)]
+    pub memory: Option<ByteSize>,
 }
 
 impl GatewayConfig {

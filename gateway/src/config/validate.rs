@@ -159,9 +159,37 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                     .map(|(i, u)| (format!("transform[{i}]"), u)),
             )
             .chain(route.route.iter().map(|u| ("route".to_owned(), u)));
+        if route.max_in_flight == 0 {
+            err(
+                format!("routes.{name}.max_in_flight"),
+                "must be at least 1".into(),
+            );
+        }
         for (stage, u) in uses {
             if !is_name(&u.plugin) {
                 err(format!("routes.{name}.{stage}.plugin"), name_rule());
+            }
+            if u.timeout.is_some_and(|t| t.0.is_zero()) {
+                err(
+                    format!("routes.{name}.{stage}.timeout"),
+                    "must be greater than zero".into(),
+                );
+            }
+            if let Some(memory) = u.memory {
+                if memory.0 < MIN_PLUGIN_MEMORY {
+                    err(
+                        format!("routes.{name}.{stage}.memory"),
+                        format!("must be at least {}", super::ByteSize(MIN_PLUGIN_MEMORY)),
+                    );
+                } else if memory > config.plugins.memory {
+                    err(
+                        format!("routes.{name}.{stage}.memory"),
+                        format!(
+                            "must not exceed plugins.memory ({}): instances come from a pool of that size",
+                            config.plugins.memory
+                        ),
+                    );
+                }
             }
         }
     }

@@ -10,11 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use super::{CompiledDestination, CompiledRoute, PluginStep, Snapshot};
 use crate::config::{ConfigError, ConfigErrors, GatewayConfig, PluginUseConfig};
 use crate::plugin::{
-    CallContext, LoadedPlugin, PluginConfig, PluginEngine, PluginSource, Stage, builtin,
+    CallContext, LoadedPlugin, PluginConfig, PluginEngine, PluginLimits, PluginSource, Stage,
+    builtin,
 };
 
 /// Builds a snapshot from a validated config. Slow (compiles wasm): run it
@@ -73,6 +75,7 @@ pub async fn compile(
         .map(|(name, d)| (name.clone(), Arc::new(CompiledDestination::new(name, d))))
         .collect();
 
+    let defaults = engine.limits();
     let mut routes = HashMap::new();
     for (name, r) in &config.routes {
         let route_name: Arc<str> = Arc::from(name.as_str());
@@ -99,6 +102,10 @@ pub async fn compile(
                     plugin: plugin.name().clone(),
                     route: route_name.clone(),
                     config: Arc::new(PluginConfig::new(Some(&u.with))),
+                    limits: PluginLimits {
+                        timeout: u.timeout.map_or(defaults.timeout, |t| t.0),
+                        memory: u.memory.map_or(defaults.memory, |m| m.0 as usize),
+                    },
                 },
                 plugin,
             })
@@ -126,6 +133,17 @@ pub async fn compile(
                 route,
                 to: r.to.clone(),
                 max_body_size: r.max_body_size.unwrap_or(config.limits.max_body_size).0,
+                in_flight: previous
+                    .and_then(|p| p.routes.get(name))
+                    .filter(|p| p.max_in_flight == r.max_in_flight)
+                    .map(|p| p.in_flight.clone())
+                    .unwrap_or_else(|| Arc::new(Semaphore::new(r.max_in_flight))),
+                max_in_flight: r.max_in_flight,
+                keep_headers: r
+                    .keep_headers
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
             }),
         );
     }

@@ -6,6 +6,7 @@
 //! (delivery). This module decides; it does no I/O.
 
 mod compile;
+pub mod credential;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,9 +22,9 @@ use crate::plugin::{
     CallContext, InboundRequest, LoadedPlugin, Message, PluginError, PluginResponse, Stage, Verdict,
 };
 
-/// Request headers never forwarded to destinations: hop-by-hop headers,
-/// framing that the delivery client sets itself, and credentials meant for
-/// the gateway.
+/// Request headers never forwarded to destinations: hop-by-hop headers and
+/// framing that the delivery client sets itself. Credentials meant for the
+/// gateway are [`credential`]'s business.
 const DROPPED_HEADERS: &[&str] = &[
     "host",
     "content-length",
@@ -34,10 +35,7 @@ const DROPPED_HEADERS: &[&str] = &[
     "trailer",
     "upgrade",
     "expect",
-    "proxy-authorization",
     "proxy-connection",
-    "authorization",
-    "cookie",
     "accept-encoding",
 ];
 
@@ -84,6 +82,21 @@ pub struct CompiledRoute {
     pub to: Vec<String>,
     /// Body size limit in bytes.
     pub max_body_size: u64,
+    /// Caps this route's requests running plugins (`max_in_flight`); shared
+    /// with the next generation's route of the same name and cap, so a
+    /// reload does not double it while old requests finish.
+    pub in_flight: Arc<Semaphore>,
+    /// The cap `in_flight` was made with.
+    pub max_in_flight: usize,
+    /// Credential headers this route forwards anyway (lowercase).
+    pub keep_headers: Vec<String>,
+}
+
+impl CompiledRoute {
+    /// Whether the route runs any plugin.
+    fn has_plugins(&self) -> bool {
+        self.verify.is_some() || !self.transform.is_empty() || self.route.is_some()
+    }
 }
 
 /// A destination, ready to send to.
@@ -185,6 +198,12 @@ pub enum PipelineError {
         #[source]
         source: PluginError,
     },
+    /// The route already has `max_in_flight` requests running plugins.
+    #[error("route `{route}` has too many requests running plugins; retry later")]
+    Busy {
+        /// The route.
+        route: Arc<str>,
+    },
     /// A router named a destination that does not exist.
     #[error("router `{plugin}` chose unknown destination {destination:?}")]
     UnknownDestination {
@@ -203,10 +222,25 @@ impl Snapshot {
         req: &InboundRequest,
         metrics: &Metrics,
     ) -> Result<Outcome, PipelineError> {
+        // Held until the chain is done: every plugin call below holds a
+        // pooled instance, and this is what bounds one route's share.
+        let _permit = if route.has_plugins() {
+            match route.in_flight.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    return Err(PipelineError::Busy {
+                        route: route.name.clone(),
+                    });
+                }
+            }
+        } else {
+            None
+        };
         let event_id = new_event_id();
         let mut source_id = None;
         let mut event_type = None;
         let mut reply = None;
+        let mut consumed = Vec::new();
 
         if let Some(step) = &route.verify {
             let verdict = timed(
@@ -233,10 +267,12 @@ impl Snapshot {
                     id,
                     event_type: et,
                     reply: rep,
+                    consumed: c,
                 } => {
                     source_id = id;
                     event_type = et;
                     reply = rep;
+                    consumed = c;
                 }
             }
         }
@@ -254,7 +290,11 @@ impl Snapshot {
             headers: req
                 .headers
                 .iter()
-                .filter(|(k, _)| !DROPPED_HEADERS.contains(&k.as_str()))
+                .filter(|(k, _)| {
+                    !DROPPED_HEADERS.contains(&k.as_str())
+                        && (!credential::is_credential(k, &consumed)
+                            || route.keep_headers.contains(k))
+                })
                 .cloned()
                 .collect(),
             body: req.body.clone(),

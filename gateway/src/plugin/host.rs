@@ -50,6 +50,8 @@ pub struct CallContext {
     pub route: Arc<str>,
     /// The `with:` block.
     pub config: Arc<PluginConfig>,
+    /// Deadline and memory cap of this use of the plugin.
+    pub limits: super::PluginLimits,
 }
 
 /// Everything one plugin call's `Store` holds.
@@ -76,6 +78,13 @@ impl CallState {
             limiter: MemoryLimiter::new(memory_limit),
             ctx,
         }
+    }
+}
+
+impl CallState {
+    /// The limits this call runs under.
+    pub(super) fn limits(&self) -> super::PluginLimits {
+        self.ctx.limits
     }
 }
 

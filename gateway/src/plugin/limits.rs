@@ -19,6 +19,14 @@ pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(100);
 /// `timeout + EPOCH_TICK`.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Requests of one route that may run plugins at once unless the route says
+/// otherwise. A plugin call holds a pooled instance for its whole duration,
+/// and the pool has `POOL_INSTANCES` (128) of them: a quarter per route lets
+/// a route whose plugin hangs until its deadline fill only its own share.
+/// Healthy calls take microseconds, so a route rarely has more than one per
+/// runtime thread in flight.
+pub const DEFAULT_ROUTE_IN_FLIGHT: usize = 32;
+
 /// Table elements a plugin may grow to (function references).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 

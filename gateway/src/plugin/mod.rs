@@ -27,7 +27,7 @@ use bindings::{Plugin, PluginPre};
 
 pub use bindings::HashAlgorithm;
 pub use host::{CallContext, PluginConfig, constant_time_eq, hmac_of};
-pub use limits::{DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT, EPOCH_TICK};
+pub use limits::{DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT, DEFAULT_ROUTE_IN_FLIGHT, EPOCH_TICK};
 pub use types::{GuestError, HeaderPair, InboundRequest, Message, PluginResponse, Verdict};
 
 use host::CallState;
@@ -362,6 +362,7 @@ impl PluginEngine {
             plugin: plugin.name.clone(),
             route: Arc::from(""),
             config: Arc::new(PluginConfig::default()),
+            limits: self.limits,
         };
         let info = plugin
             .call(&ctx, async |store, p| {
@@ -510,14 +511,20 @@ impl LoadedPlugin {
         })
     }
 
-    /// One bounded call: fresh store, memory cap, and a deadline checked at
-    /// every epoch tick, where the guest also yields to the runtime.
+    /// One bounded call: fresh store, memory cap, a deadline checked at
+    /// every epoch tick (where the guest also yields to the runtime), and a
+    /// wall-clock timer around the whole call.
+    ///
+    /// The epoch check alone only fires while wasm code runs: a guest
+    /// blocked in a host call (a WASI `poll` on a sleep, say) runs none, so
+    /// the outer timer is what makes the deadline hold. Dropping the call's
+    /// future on timeout unwinds the guest's fiber; the store goes with it.
     async fn call<R>(
         &self,
         ctx: &CallContext,
         f: impl AsyncFnOnce(&mut Store<CallState>, &Plugin) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        let limits = self.engine.limits;
+        let limits = ctx.limits;
         let started = Instant::now();
         let deadline = started + limits.timeout;
         let mut store = Store::new(
@@ -533,12 +540,21 @@ impl LoadedPlugin {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let instance = match self.pre.instantiate_async(&mut store).await {
-            Ok(i) => i,
-            Err(e) => return Err(self.classify(e, &store, started, true)),
+        let work = async {
+            let instance = match self.pre.instantiate_async(&mut store).await {
+                Ok(i) => i,
+                Err(e) => return Err((e, true)),
+            };
+            f(&mut store, &instance).await.map_err(|e| (e, false))
         };
-        let result = f(&mut store, &instance).await;
-        result.map_err(|e| self.classify(e, &store, started, false))
+        match tokio::time::timeout_at(deadline.into(), work).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err((e, instantiating))) => Err(self.classify(e, &store, started, instantiating)),
+            Err(_elapsed) => Err(PluginError::Timeout {
+                plugin: self.name.clone(),
+                timeout: limits.timeout,
+            }),
+        }
     }
 
     fn classify(
@@ -549,7 +565,7 @@ impl LoadedPlugin {
         instantiating: bool,
     ) -> PluginError {
         let plugin = self.name.clone();
-        let limits = self.engine.limits;
+        let limits = store.data().limits();
         if store.data().limiter.hit {
             return PluginError::OutOfMemory {
                 plugin,

@@ -85,6 +85,9 @@ pub enum Verdict {
         event_type: Option<String>,
         /// Reply to send instead of the default 202 (still forwards).
         reply: Option<PluginResponse>,
+        /// Request headers the verifier used as credentials (lowercase);
+        /// never forwarded. Empty from 0.1 plugins, which cannot say.
+        consumed: Vec<String>,
     },
     /// Refused with a 4xx status and reason.
     Reject {
@@ -181,6 +184,7 @@ impl Verdict {
                 id: a.id,
                 event_type: a.event_type,
                 reply: a.reply.map(PluginResponse::from_wit),
+                consumed: Vec::new(),
             },
             wit::Verdict::Reject(r) => Verdict::Reject {
                 status: r.status,
