@@ -104,6 +104,7 @@ impl Fixture {
                 route: Arc::from("bench"),
                 config: Arc::new(PluginConfig::new(Some(&with))),
                 limits: PluginLimits::default(),
+                http: None,
             };
             Bound { plugin, ctx }
         };

@@ -210,9 +210,22 @@ routes:
         })
         .await,
     );
-    for _ in 0..5 {
-        assert_eq!(gw.post("good", &[], b"{}").await.status(), 202);
+    // The baseline: the same route's latency on this (possibly busy)
+    // machine before the crowd arrives. The claim is about the delay the
+    // crowd adds, so it is measured against this, not against a constant
+    // that a loaded CI machine would miss on its own.
+    async fn p99_of_good(gw: &TestGateway) -> (Duration, Vec<Duration>) {
+        let mut latencies = Vec::new();
+        for _ in 0..100 {
+            let started = Instant::now();
+            let status = gw.post("good", &[], b"{}").await.status();
+            latencies.push(started.elapsed());
+            assert_eq!(status, 202, "the other route kept serving");
+        }
+        latencies.sort();
+        (latencies[latencies.len() * 99 / 100 - 1], latencies)
     }
+    let (baseline, _) = p99_of_good(&gw).await;
 
     let shed = Arc::new(AtomicUsize::new(0));
     let finished_sleepers = Arc::new(AtomicUsize::new(0));
@@ -244,24 +257,17 @@ routes:
     )
     .await;
 
-    let mut latencies = Vec::new();
-    for _ in 0..100 {
-        let started = Instant::now();
-        let status = gw.post("good", &[], b"{}").await.status();
-        latencies.push(started.elapsed());
-        assert_eq!(status, 202, "the other route kept serving");
-    }
+    let (p99, latencies) = p99_of_good(&gw).await;
     assert_eq!(
         finished_sleepers.load(Ordering::SeqCst),
         0,
         "the sleepers were still holding their instances while the other route was measured"
     );
-    latencies.sort();
-    let p99 = latencies[latencies.len() * 99 / 100 - 1];
     assert!(
-        p99 < Duration::from_millis(100),
-        "p99 of the other route was {p99:?} (all: {latencies:?})"
+        p99 < baseline + Duration::from_millis(100),
+        "p99 of the other route was {p99:?} with the crowd, {baseline:?} without (all: {latencies:?})"
     );
+    eprintln!("other route p99: {baseline:?} alone, {p99:?} beside {SLEEPERS} sleepers");
 
     // The admitted sleepers end at their own deadline, as timeouts.
     for task in crowd {
@@ -272,4 +278,147 @@ routes:
         assert!(status == 503 || status == 500, "status {status}");
     }
     assert_eq!(finished_sleepers.load(Ordering::SeqCst), CAP);
+}
+
+/// `hookgate check` with `component` in `plugins.dir` used as `stage`:
+/// (exit code, stderr).
+fn check_with_component(component: &str, stage: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(
+        plugins.join(format!("{component}.wasm")),
+        crate::support::test_component(component),
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "plugins: {{ dir: \"{}\" }}\nroutes:\n  r:\n    {stage}\n",
+            plugins.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A component that declares a stage it does not export is refused at
+/// load, whichever stage the route uses it for.
+#[tokio::test(flavor = "multi_thread")]
+pub async fn liar() {
+    let (code, err) = check_with_component("liar", "verify: { plugin: liar }");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("routes.r.verify.plugin")
+            && err.contains("declares stage transform but does not export hookgate:plugin/transformer@0.2.0"),
+        "{err}"
+    );
+}
+
+/// A component built against the frozen WIT 0.1.0 keeps loading and
+/// running beside 0.2.0 ones.
+#[tokio::test(flavor = "multi_thread")]
+pub async fn legacy_v1() {
+    let p = TestPlugin::component("legacy-v1", serde_json::json!({ "secret": "s3cret" }));
+    assert_eq!(p.loaded().wit_version(), "0.1.0");
+    assert_eq!(p.loaded().version(), "0.1.0-legacy");
+    assert_eq!(p.loaded().stages().len(), 2);
+    match p
+        .verify(&TestRequest::post(b"{}".to_vec()).header("x-token", "s3cret"))
+        .unwrap()
+    {
+        hookgate::plugin::Verdict::Accept { event_type, .. } => {
+            assert_eq!(event_type.as_deref(), Some("legacy"))
+        }
+        other => panic!("expected accept, got {other:?}"),
+    }
+    assert!(matches!(
+        p.verify(&TestRequest::post(b"{}".to_vec()).header("x-token", "wrong"))
+            .unwrap(),
+        hookgate::plugin::Verdict::Reject { status: 401, .. }
+    ));
+    let msg = hookgate::plugin::Message::json(None, &serde_json::json!({}));
+    let out = p.transform(msg).unwrap();
+    assert_eq!(out[0].header("x-legacy"), Some("0.1.0"));
+    // The SDK's plugins speak 0.2.0.
+    let noop = TestPlugin::component("noop", serde_json::json!({}));
+    assert_eq!(noop.loaded().wit_version(), "0.2.0");
+}
+
+/// Outbound HTTP: works to an allow-listed loopback host (loopback allowed
+/// only because the test says so); refused when off, for a host off the
+/// list, for a private address, and for a redirect.
+#[tokio::test(flavor = "multi_thread")]
+pub async fn fetch() {
+    use crate::support::receiver::MockReceiver;
+
+    let ok = MockReceiver::start().await;
+    let redirecting = MockReceiver::start().await;
+    redirecting.always(Some(302));
+    let loopback = "allow: [127.0.0.1], allow_private: [127.0.0.0/8]";
+    let yaml = format!(
+        r#"
+plugins: {{ dir: "{{dir}}/plugins", timeout: 2s }}
+destinations:
+  console: {{ kind: log }}
+routes:
+  ok:
+    verify: {{ plugin: fetch, with: {{ url: "{ok}" }}, http: {{ {loopback} }} }}
+    to: [console]
+  off:
+    verify: {{ plugin: fetch, with: {{ url: "{ok}" }} }}
+    to: [console]
+  off-list:
+    verify: {{ plugin: fetch, with: {{ url: "{ok}" }}, http: {{ allow: [example.com] }} }}
+    to: [console]
+  private:
+    verify: {{ plugin: fetch, with: {{ url: "http://10.255.255.1:9/ipn" }}, http: {{ allow: [10.255.255.1] }} }}
+    to: [console]
+  redirect:
+    verify: {{ plugin: fetch, with: {{ url: "{redirect}" }}, http: {{ {loopback} }} }}
+    to: [console]
+"#,
+        ok = ok.url("/ipn?validationToken=VERIFIED"),
+        redirect = redirecting.url("/ipn"),
+    );
+    let gw = TestGateway::spawn_with(&yaml, |dir| {
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::fs::write(
+            plugins.join("fetch.wasm"),
+            crate::support::test_component("fetch"),
+        )
+        .unwrap();
+    })
+    .await;
+
+    let resp = gw.post("ok", &[], b"{}").await;
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    assert_eq!(ok.count(), 1, "the verify-back reached the allowed host");
+
+    for (route, expected) in [
+        ("off", "outbound HTTP is off"),
+        ("off-list", "not on this plugin's allow-list"),
+        ("private", "internal address"),
+        ("redirect", "Redirect"),
+    ] {
+        let resp = gw.post(route, &[], b"{}").await;
+        assert_eq!(resp.status(), 403, "{route}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains(expected),
+            "{route}: {body}"
+        );
+    }
+    assert_eq!(ok.count(), 1, "refused requests were never sent");
+    assert_eq!(redirecting.count(), 1, "the redirect was not followed");
 }

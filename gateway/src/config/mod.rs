@@ -512,6 +512,30 @@ pub struct PluginUseConfig {
     /// sized by `plugins.memory`).
     #[serde(default)]
     pub memory: Option<ByteSize>,
+
+    /// Outbound HTTP for this plugin here (the WIT `http` import). Off
+    /// without it.
+    #[serde(default)]
+    pub http: Option<PluginHttpConfig>,
+}
+
+/// What a plugin may reach over HTTP.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginHttpConfig {
+    /// Host names (or IP literals) the plugin may call; any other host is
+    /// refused.
+    pub allow: Vec<String>,
+
+    /// Private, loopback or link-local ranges (CIDRs) the allowed hosts may
+    /// resolve to; refused otherwise, as for subscriber callbacks. Plain
+    /// `http` is accepted only for these.
+    #[serde(default)]
+    pub allow_private: Vec<String>,
+
+    /// Largest response body the plugin may read.
+    #[serde(default)]
+    pub max_response_size: Option<ByteSize>,
 }
 
 impl GatewayConfig {

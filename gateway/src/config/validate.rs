@@ -175,6 +175,22 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                     "must be greater than zero".into(),
                 );
             }
+            if let Some(h) = &u.http {
+                if h.allow.is_empty() {
+                    err(
+                        format!("routes.{name}.{stage}.http.allow"),
+                        "needs at least one host".into(),
+                    );
+                }
+                for (i, cidr) in h.allow_private.iter().enumerate() {
+                    if cidr.parse::<ipnet::IpNet>().is_err() {
+                        err(
+                            format!("routes.{name}.{stage}.http.allow_private[{i}]"),
+                            format!("{cidr:?} is not a CIDR such as 127.0.0.0/8"),
+                        );
+                    }
+                }
+            }
             if let Some(memory) = u.memory {
                 if memory.0 < MIN_PLUGIN_MEMORY {
                     err(

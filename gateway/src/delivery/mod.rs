@@ -9,6 +9,7 @@
 //!
 //! This is the only module that builds an HTTP client for outbound traffic.
 
+pub mod plugin_http;
 pub mod retry;
 pub mod ssrf;
 

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use super::{CompiledDestination, CompiledRoute, PluginStep, Snapshot};
 use crate::config::{ConfigError, ConfigErrors, GatewayConfig, PluginUseConfig};
+use crate::delivery::plugin_http::{DEFAULT_PLUGIN_HTTP_RESPONSE, PluginHttp};
 use crate::plugin::{
     CallContext, LoadedPlugin, PluginConfig, PluginEngine, PluginLimits, PluginSource, Stage,
     builtin,
@@ -69,6 +70,29 @@ pub async fn compile(
         }
     }
 
+    // Every `with:` block is checked by its plugin now, so a typo is a
+    // config error with its path, not a 500 at the first webhook.
+    for (route, r) in &config.routes {
+        for (stage, u) in uses(r) {
+            let Some(plugin) = plugins.get(&u.plugin) else {
+                continue;
+            };
+            if let Err(problems) = plugin.validate_config(&u.with).await {
+                for p in problems {
+                    let mut path = format!("routes.{route}.{stage}.with");
+                    if !p.path.is_empty() {
+                        path.push('.');
+                        path.push_str(&p.path);
+                    }
+                    errors.push(ConfigError {
+                        path,
+                        message: p.message,
+                    });
+                }
+            }
+        }
+    }
+
     let destinations: HashMap<String, Arc<CompiledDestination>> = config
         .destinations
         .iter()
@@ -97,15 +121,39 @@ pub async fn compile(
                 });
                 return None;
             }
+            let limits = PluginLimits {
+                timeout: u.timeout.map_or(defaults.timeout, |t| t.0),
+                memory: u.memory.map_or(defaults.memory, |m| m.0 as usize),
+            };
+            let http = match &u.http {
+                None => None,
+                Some(h) => match PluginHttp::new(
+                    h.allow.clone(),
+                    h.allow_private
+                        .iter()
+                        .filter_map(|c| c.parse().ok())
+                        .collect(),
+                    h.max_response_size
+                        .map_or(DEFAULT_PLUGIN_HTTP_RESPONSE, |m| m.0 as usize),
+                    limits.timeout,
+                ) {
+                    Ok(client) => Some(Arc::new(client)),
+                    Err(message) => {
+                        errors.push(ConfigError {
+                            path: format!("routes.{name}.{at}.http"),
+                            message,
+                        });
+                        return None;
+                    }
+                },
+            };
             Some(PluginStep {
                 ctx: CallContext {
                     plugin: plugin.name().clone(),
                     route: route_name.clone(),
                     config: Arc::new(PluginConfig::new(Some(&u.with))),
-                    limits: PluginLimits {
-                        timeout: u.timeout.map_or(defaults.timeout, |t| t.0),
-                        memory: u.memory.map_or(defaults.memory, |m| m.0 as usize),
-                    },
+                    limits,
+                    http,
                 },
                 plugin,
             })

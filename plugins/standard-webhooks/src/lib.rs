@@ -31,13 +31,13 @@
 //! [Standard Webhooks]: https://www.standardwebhooks.com/
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, signature::standard_webhooks,
+    self as sdk, Accepted, Error, Verifier, Request, Verdict, signature::standard_webhooks,
 };
 use serde::Deserialize;
 
 struct StandardWebhooks;
 
-impl Plugin for StandardWebhooks {
+impl Verifier for StandardWebhooks {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let tolerance =
@@ -75,4 +75,4 @@ struct Payload {
     kind: Option<String>,
 }
 
-sdk::export!(StandardWebhooks, stages: [verify]);
+sdk::export!(StandardWebhooks, stages: [verify], config: [secret, tolerance]);

@@ -22,7 +22,7 @@
 //! (`message`).
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Response, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Verifier, Request, Response, Verdict, crypto::Algorithm, signature,
 };
 use serde::Deserialize;
 
@@ -31,7 +31,7 @@ const DEFAULT_REPLY: &str = "Received.";
 
 struct TeamsOutgoing;
 
-impl Plugin for TeamsOutgoing {
+impl Verifier for TeamsOutgoing {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let Some(key) = signature::decode_base64(&secret).filter(|key| !key.is_empty()) else {
@@ -85,4 +85,4 @@ struct Activity {
     kind: Option<String>,
 }
 
-sdk::export!(TeamsOutgoing, stages: [verify]);
+sdk::export!(TeamsOutgoing, stages: [verify], config: [secret, reply, forward]);

@@ -102,6 +102,7 @@ impl TestPlugin {
                 route: Arc::from("test"),
                 config: Arc::new(PluginConfig::new(Some(&map))),
                 limits: PluginLimits::default(),
+                http: None,
             },
             plugin,
         }

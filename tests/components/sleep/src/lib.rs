@@ -3,11 +3,11 @@
 //! guest runs no wasm while it waits, so an epoch deadline alone never fires:
 //! the gateway must cut it off with its own wall-clock timer and answer 5xx,
 //! and a crowd of these on one route must not starve the others.
-use hookgate_plugin_sdk::{self as sdk, Error, Plugin, Request, Verdict};
+use hookgate_plugin_sdk::{self as sdk, Error, Verifier, Request, Verdict};
 
 struct Sleep;
 
-impl Plugin for Sleep {
+impl Verifier for Sleep {
     fn verify(_req: Request) -> Result<Verdict, Error> {
         std::thread::sleep(std::time::Duration::from_secs(20));
         Ok(Verdict::accept())
