@@ -69,6 +69,11 @@ fn main() {
         "cargo:rustc-env=HOOKGATE_TEST_COMPONENTS={}",
         components_out.display()
     );
+    // The guest workspace's unit tests run on the host target (tests/it/guests.rs).
+    println!(
+        "cargo:rustc-env=HOOKGATE_HOST_TARGET={}",
+        env::var("TARGET").expect("cargo sets this")
+    );
 }
 
 /// `cargo build --release` in the guest workspace.

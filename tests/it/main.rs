@@ -6,6 +6,7 @@ mod components;
 mod credentials;
 mod docs;
 mod durability;
+mod guests;
 mod handshake;
 mod ingress;
 mod pipeline;
