@@ -71,6 +71,7 @@ impl ApiError {
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 },
                 PipelineError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                PipelineError::TooManyMessages { .. } => StatusCode::INTERNAL_SERVER_ERROR,
                 PipelineError::UnknownDestination { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -101,6 +102,7 @@ impl IntoResponse for ApiError {
                 let code = match error {
                     PipelineError::Plugin { source, .. } => source.kind(),
                     PipelineError::Busy { .. } => "busy",
+                    PipelineError::TooManyMessages { .. } => "too_many_messages",
                     PipelineError::UnknownDestination { .. } => "unknown_destination",
                 };
                 json!({ "error": code, "message": error.to_string(), "request_id": request_id })

@@ -191,6 +191,7 @@ routes:
   bad:
     verify: { plugin: sleep, timeout: 5s }
     max_in_flight: 32
+    max_plugin_time: 5s
     to: [console]
   good:
     verify: { plugin: noop }

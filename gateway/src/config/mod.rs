@@ -484,6 +484,15 @@ pub struct RouteConfig {
     /// leave the gateway; the admin API shows them redacted even when kept.
     #[serde(default)]
     pub keep_headers: Vec<String>,
+
+    /// Plugin time one request of this route may use across all its plugin
+    /// calls; each call's deadline is cut to what is left.
+    #[serde(default = "default_request_plugin_time")]
+    pub max_plugin_time: Duration,
+}
+
+fn default_request_plugin_time() -> Duration {
+    Duration(crate::plugin::DEFAULT_REQUEST_PLUGIN_TIME)
 }
 
 fn default_route_in_flight() -> usize {

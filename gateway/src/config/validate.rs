@@ -159,6 +159,12 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                     .map(|(i, u)| (format!("transform[{i}]"), u)),
             )
             .chain(route.route.iter().map(|u| ("route".to_owned(), u)));
+        if route.max_plugin_time.0.is_zero() {
+            err(
+                format!("routes.{name}.max_plugin_time"),
+                "must be greater than zero".into(),
+            );
+        }
         if route.max_in_flight == 0 {
             err(
                 format!("routes.{name}.max_in_flight"),

@@ -187,6 +187,7 @@ pub async fn compile(
                     .map(|p| p.in_flight.clone())
                     .unwrap_or_else(|| Arc::new(Semaphore::new(r.max_in_flight))),
                 max_in_flight: r.max_in_flight,
+                max_plugin_time: r.max_plugin_time.0,
                 keep_headers: r
                     .keep_headers
                     .iter()

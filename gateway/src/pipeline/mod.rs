@@ -19,7 +19,8 @@ pub use compile::compile;
 use crate::config::{DestinationConfig, DestinationKind, GatewayConfig};
 use crate::metrics::Metrics;
 use crate::plugin::{
-    CallContext, InboundRequest, LoadedPlugin, Message, PluginError, PluginResponse, Stage, Verdict,
+    CallContext, InboundRequest, LoadedPlugin, MAX_MESSAGES_PER_REQUEST, Message, PluginError,
+    PluginResponse, Stage, Verdict,
 };
 
 /// Request headers never forwarded to destinations: hop-by-hop headers and
@@ -90,6 +91,8 @@ pub struct CompiledRoute {
     pub max_in_flight: usize,
     /// Credential headers this route forwards anyway (lowercase).
     pub keep_headers: Vec<String>,
+    /// Plugin time one request may use across all its calls.
+    pub max_plugin_time: std::time::Duration,
 }
 
 impl CompiledRoute {
@@ -204,6 +207,12 @@ pub enum PipelineError {
         /// The route.
         route: Arc<str>,
     },
+    /// The transforms turned one request into too many messages.
+    #[error("the transforms produced more than {limit} messages from one request")]
+    TooManyMessages {
+        /// The cap.
+        limit: usize,
+    },
     /// A router named a destination that does not exist.
     #[error("router `{plugin}` chose unknown destination {destination:?}")]
     UnknownDestination {
@@ -236,6 +245,10 @@ impl Snapshot {
         } else {
             None
         };
+        let budget = Budget {
+            deadline: Instant::now() + route.max_plugin_time,
+            total: route.max_plugin_time,
+        };
         let event_id = new_event_id();
         let mut source_id = None;
         let mut event_type = None;
@@ -247,7 +260,7 @@ impl Snapshot {
                 metrics,
                 step,
                 Stage::Verify,
-                step.plugin.verify(&step.ctx, req),
+                step.plugin.verify(&*budget.ctx(step, Stage::Verify)?, req),
             )
             .await?;
             match verdict {
@@ -309,10 +322,16 @@ impl Snapshot {
                         metrics,
                         step,
                         Stage::Transform,
-                        step.plugin.transform(&step.ctx, m),
+                        step.plugin
+                            .transform(&*budget.ctx(step, Stage::Transform)?, m),
                     )
                     .await?,
                 );
+            }
+            if next.len() > MAX_MESSAGES_PER_REQUEST {
+                return Err(PipelineError::TooManyMessages {
+                    limit: MAX_MESSAGES_PER_REQUEST,
+                });
             }
             messages = next;
         }
@@ -342,7 +361,11 @@ impl Snapshot {
                         metrics,
                         step,
                         Stage::Route,
-                        step.plugin.route(&step.ctx, &message, &route.to),
+                        step.plugin.route(
+                            &*budget.ctx(step, Stage::Route)?,
+                            &message,
+                            &route.to,
+                        ),
                     )
                     .await?
                 }
@@ -383,6 +406,39 @@ impl Snapshot {
             routed,
             reply,
         })
+    }
+}
+
+/// What is left of one request's plugin time.
+struct Budget {
+    deadline: Instant,
+    total: std::time::Duration,
+}
+
+impl Budget {
+    /// `step`'s context with its deadline cut to what the request has left;
+    /// a timeout of the step when nothing is left.
+    fn ctx<'a>(
+        &self,
+        step: &'a PluginStep,
+        stage: Stage,
+    ) -> Result<std::borrow::Cow<'a, CallContext>, PipelineError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(PipelineError::Plugin {
+                stage,
+                source: PluginError::Timeout {
+                    plugin: step.plugin.name().clone(),
+                    timeout: self.total,
+                },
+            });
+        }
+        if left >= step.ctx.limits.timeout {
+            return Ok(std::borrow::Cow::Borrowed(&step.ctx));
+        }
+        let mut ctx = step.ctx.clone();
+        ctx.limits.timeout = left;
+        Ok(std::borrow::Cow::Owned(ctx))
     }
 }
 

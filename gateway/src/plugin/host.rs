@@ -83,6 +83,7 @@ pub struct CallState {
     pub(super) limiter: MemoryLimiter,
     ctx: CallContext,
     log_lines: u32,
+    random_bytes: u64,
 }
 
 impl CallState {
@@ -95,12 +96,15 @@ impl CallState {
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(super::limits::MAX_RESOURCES);
         CallState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter::new(memory_limit),
             ctx,
             log_lines: 0,
+            random_bytes: 0,
         }
     }
 }
@@ -318,6 +322,49 @@ impl v2http::Host for CallState {
     }
 }
 
+/// Replaces WASI's `get-random-bytes` and `get-random-u64` with versions
+/// that count what one call draws and trap past
+/// [`MAX_RANDOM_BYTES`](super::limits::MAX_RANDOM_BYTES). Guests of any
+/// 0.2.x WASI link to these (the linker matches semver-compatible names).
+pub(super) fn add_random_budget(
+    linker: &mut wasmtime::component::Linker<CallState>,
+) -> wasmtime::Result<()> {
+    use rand::RngCore;
+    use wasmtime::StoreContextMut;
+
+    fn take(state: &mut CallState, n: u64) -> wasmtime::Result<()> {
+        state.random_bytes = state.random_bytes.saturating_add(n);
+        if state.random_bytes > super::limits::MAX_RANDOM_BYTES {
+            wasmtime::bail!(
+                "plugin drew more than {} random bytes in one call",
+                super::limits::MAX_RANDOM_BYTES
+            );
+        }
+        Ok(())
+    }
+
+    linker.allow_shadowing(true);
+    let mut random = linker.instance("wasi:random/random@0.2.12")?;
+    random.func_wrap(
+        "get-random-bytes",
+        |mut store: StoreContextMut<'_, CallState>, (len,): (u64,)| {
+            take(store.data_mut(), len)?;
+            let mut buf = vec![0u8; len as usize];
+            rand::rng().fill_bytes(&mut buf);
+            Ok((buf,))
+        },
+    )?;
+    random.func_wrap(
+        "get-random-u64",
+        |mut store: StoreContextMut<'_, CallState>, (): ()| {
+            take(store.data_mut(), 8)?;
+            Ok((rand::rng().next_u64(),))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
 /// Digest of `data`.
 fn digest_of(algorithm: HashAlgorithm, data: &[u8]) -> Vec<u8> {
     match algorithm {
@@ -364,6 +411,13 @@ mod tests {
             hex::encode(mac),
             "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
         );
+    }
+
+    #[test]
+    fn log_lines_cannot_forge_lines_or_run_on() {
+        assert_eq!(escape_log("a\nb\r\u{1b}[31m"), "a\\nb\\r\\u{1b}[31m");
+        let long = "x".repeat(MAX_LOG_LINE * 2);
+        assert!(escape_log(&long).len() <= MAX_LOG_LINE + '…'.len_utf8());
     }
 
     #[test]

@@ -26,7 +26,10 @@ use wasmtime::{
 use bindings::v2::exports::hookgate::plugin as v2x;
 
 pub use host::{CallContext, HashAlgorithm, PluginConfig, constant_time_eq, hmac_of};
-pub use limits::{DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT, DEFAULT_ROUTE_IN_FLIGHT, EPOCH_TICK};
+pub use limits::{
+    DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT, DEFAULT_REQUEST_PLUGIN_TIME, DEFAULT_ROUTE_IN_FLIGHT,
+    EPOCH_TICK, MAX_MESSAGES_PER_REQUEST,
+};
 pub use types::{GuestError, HeaderPair, InboundRequest, Message, PluginResponse, Verdict};
 
 use host::CallState;
@@ -303,6 +306,7 @@ impl PluginEngine {
         bindings::v2::HostView::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| {
             s
         })?;
+        host::add_random_budget(&mut linker)?;
 
         limits::spawn_ticker(engine.weak());
         Ok(PluginEngine {
