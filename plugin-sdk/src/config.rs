@@ -4,8 +4,8 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::{ConfigError, Error};
 use crate::bindings::hookgate::plugin::host;
+use crate::{ConfigError, Error};
 
 /// The whole `with:` block parsed into `T` (a `#[derive(Deserialize)]`
 /// struct). A block that does not fit is an [`Error::Config`].
@@ -90,5 +90,9 @@ pub fn validate_keys(config: &str, keys: Option<&[&str]>) -> Result<(), Vec<Conf
             },
         })
         .collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }

@@ -24,7 +24,11 @@ pub fn get(url: &str) -> Result<Response, HttpError> {
 }
 
 /// `POST url` with `body` and `content_type`.
-pub fn post(url: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Result<Response, HttpError> {
+pub fn post(
+    url: &str,
+    content_type: &str,
+    body: impl Into<Vec<u8>>,
+) -> Result<Response, HttpError> {
     send(&Request {
         method: "POST".to_owned(),
         url: url.to_owned(),

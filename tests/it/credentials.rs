@@ -71,8 +71,14 @@ async fn gitlab_token_never_reaches_a_destination_or_the_admin_api() {
 
     let event = gw.admin_get(&format!("/admin/events/{id}")).await;
     let text = event.to_string();
-    assert!(event["messages"].as_array().is_some_and(|m| !m.is_empty()), "{event:#}");
-    assert!(!text.contains(TOKEN), "the admin API shows the token: {event:#}");
+    assert!(
+        event["messages"].as_array().is_some_and(|m| !m.is_empty()),
+        "{event:#}"
+    );
+    assert!(
+        !text.contains(TOKEN),
+        "the admin API shows the token: {event:#}"
+    );
     assert!(!text.contains("also-a-secret"), "{event:#}");
 }
 

@@ -13,10 +13,19 @@ fn guest_workspace_unit_tests_pass_on_the_host() {
         .unwrap();
     let out = Command::new(env!("CARGO"))
         .current_dir(root.join("plugins"))
-        .args(["test", "--workspace", "--lib", "--target", env!("HOOKGATE_HOST_TARGET")])
+        .args([
+            "test",
+            "--workspace",
+            "--lib",
+            "--target",
+            env!("HOOKGATE_HOST_TARGET"),
+        ])
         // Their own target directory: the guests' wasm build and the
         // host's test build must not invalidate each other.
-        .env("CARGO_TARGET_DIR", root.join("target").join("guest-host-tests"))
+        .env(
+            "CARGO_TARGET_DIR",
+            root.join("target").join("guest-host-tests"),
+        )
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")

@@ -164,7 +164,10 @@ pub async fn sleep() {
     );
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "timeout", "{body}");
-    assert!(body["message"].as_str().unwrap().contains("sleep"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("sleep"),
+        "{body}"
+    );
     bad_route_fails_alone(&gw, "timeout").await;
     assert!(gw.is_running());
 }
@@ -320,7 +323,9 @@ pub async fn liar() {
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("routes.r.verify.plugin")
-            && err.contains("declares stage transform but does not export hookgate:plugin/transformer@0.2.0"),
+            && err.contains(
+                "declares stage transform but does not export hookgate:plugin/transformer@0.2.0"
+            ),
         "{err}"
     );
 }

@@ -109,12 +109,19 @@ impl PluginHttp {
     }
 
     /// Sends `req` if its host is allowed and its addresses pass the guard.
-    pub async fn send(&self, req: PluginHttpRequest) -> Result<PluginHttpResponse, PluginHttpError> {
+    pub async fn send(
+        &self,
+        req: PluginHttpRequest,
+    ) -> Result<PluginHttpResponse, PluginHttpError> {
         let url = reqwest::Url::parse(&req.url)
             .map_err(|e| PluginHttpError::Denied(format!("{:?} is not a URL: {e}", req.url)))?;
         let host = url
             .host_str()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+            .map(|h| {
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+            })
             .ok_or_else(|| PluginHttpError::Denied("the URL has no host".into()))?;
         if !self.hosts.iter().any(|h| *h == host) {
             return Err(PluginHttpError::Denied(format!(

@@ -361,11 +361,8 @@ impl Snapshot {
                         metrics,
                         step,
                         Stage::Route,
-                        step.plugin.route(
-                            &*budget.ctx(step, Stage::Route)?,
-                            &message,
-                            &route.to,
-                        ),
+                        step.plugin
+                            .route(&*budget.ctx(step, Stage::Route)?, &message, &route.to),
                     )
                     .await?
                 }

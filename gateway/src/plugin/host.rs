@@ -154,11 +154,21 @@ impl CallState {
         }
         let message = escape_log(message);
         match level {
-            tracing::Level::TRACE => tracing::trace!(target: "hookgate::plugin", plugin, route, "{message}"),
-            tracing::Level::DEBUG => tracing::debug!(target: "hookgate::plugin", plugin, route, "{message}"),
-            tracing::Level::INFO => tracing::info!(target: "hookgate::plugin", plugin, route, "{message}"),
-            tracing::Level::WARN => tracing::warn!(target: "hookgate::plugin", plugin, route, "{message}"),
-            tracing::Level::ERROR => tracing::error!(target: "hookgate::plugin", plugin, route, "{message}"),
+            tracing::Level::TRACE => {
+                tracing::trace!(target: "hookgate::plugin", plugin, route, "{message}")
+            }
+            tracing::Level::DEBUG => {
+                tracing::debug!(target: "hookgate::plugin", plugin, route, "{message}")
+            }
+            tracing::Level::INFO => {
+                tracing::info!(target: "hookgate::plugin", plugin, route, "{message}")
+            }
+            tracing::Level::WARN => {
+                tracing::warn!(target: "hookgate::plugin", plugin, route, "{message}")
+            }
+            tracing::Level::ERROR => {
+                tracing::error!(target: "hookgate::plugin", plugin, route, "{message}")
+            }
         }
     }
 }

@@ -27,8 +27,8 @@ use bindings::v2::exports::hookgate::plugin as v2x;
 
 pub use host::{CallContext, HashAlgorithm, PluginConfig, constant_time_eq, hmac_of};
 pub use limits::{
-    DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT, DEFAULT_REQUEST_PLUGIN_TIME, DEFAULT_ROUTE_IN_FLIGHT,
-    EPOCH_TICK, MAX_MESSAGES_PER_REQUEST,
+    DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT, DEFAULT_REQUEST_PLUGIN_TIME,
+    DEFAULT_ROUTE_IN_FLIGHT, EPOCH_TICK, MAX_MESSAGES_PER_REQUEST,
 };
 pub use types::{GuestError, HeaderPair, InboundRequest, Message, PluginResponse, Verdict};
 
@@ -303,9 +303,7 @@ impl PluginEngine {
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::v1::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
-        bindings::v2::HostView::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| {
-            s
-        })?;
+        bindings::v2::HostView::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
         host::add_random_budget(&mut linker)?;
 
         limits::spawn_ticker(engine.weak());
@@ -500,7 +498,11 @@ impl V2Api {
         stages
     }
 
-    fn load_stages(&self, store: &mut Store<CallState>, instance: &Instance) -> wasmtime::Result<()> {
+    fn load_stages(
+        &self,
+        store: &mut Store<CallState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<()> {
         if let Some(v) = &self.verifier {
             v.load(&mut *store, instance)?;
         }
@@ -770,7 +772,11 @@ impl LoadedPlugin {
     /// The indices of an exported stage. The pipeline only binds a plugin
     /// to stages it has, so a miss is the gateway's bug, reported as an
     /// instantiation failure rather than a panic.
-    fn exported_stage<'a, T>(&self, indices: Option<&'a T>, stage: Stage) -> Result<&'a T, PluginError> {
+    fn exported_stage<'a, T>(
+        &self,
+        indices: Option<&'a T>,
+        stage: Stage,
+    ) -> Result<&'a T, PluginError> {
         indices.ok_or_else(|| PluginError::Instantiate {
             plugin: self.name.clone(),
             message: format!("does not export the {stage} stage"),

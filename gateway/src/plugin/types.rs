@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 
-
 /// A header as (lowercase name, value).
 pub type HeaderPair = (String, String);
 

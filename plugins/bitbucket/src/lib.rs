@@ -14,7 +14,7 @@
 //! Data Center's `X-Request-Id`. Bitbucket signs no timestamp.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Verifier, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 
 struct Bitbucket;

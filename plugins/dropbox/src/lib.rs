@@ -20,7 +20,7 @@
 //! replayed one is harmless by design. It carries no delivery id either.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Error, Verifier, Request, Response, Verdict, crypto::Algorithm, signature,
+    self as sdk, Error, Request, Response, Verdict, Verifier, crypto::Algorithm, signature,
 };
 
 struct Dropbox;

@@ -32,7 +32,7 @@
 //! [Standard Webhooks]: https://www.standardwebhooks.com/
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Verifier, Request, Verdict, signature::standard_webhooks,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, signature::standard_webhooks,
 };
 
 struct Gitlab;

@@ -29,7 +29,7 @@
 //! `deleted`) or, for lifecycle notifications, its `lifecycleEvent`. When the
 //! collection holds exactly one item with an `id`, that id is the message id.
 
-use hookgate_plugin_sdk::{self as sdk, Accepted, Error, Verifier, Request, Response, Verdict};
+use hookgate_plugin_sdk::{self as sdk, Accepted, Error, Request, Response, Verdict, Verifier};
 use serde::Deserialize;
 
 struct Graph;

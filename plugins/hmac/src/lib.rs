@@ -52,7 +52,7 @@
 //! ```
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Verifier, Request, Verdict,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier,
     crypto::Algorithm,
     signature::{self, Encoding, Outcome},
 };

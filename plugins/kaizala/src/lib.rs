@@ -24,7 +24,7 @@
 //! The event type is the body's `eventType` (`TextMessageCreated`, ...) and
 //! the message id its `eventId`, when present.
 
-use hookgate_plugin_sdk::{self as sdk, Accepted, Error, Verifier, Request, Response, Verdict};
+use hookgate_plugin_sdk::{self as sdk, Accepted, Error, Request, Response, Verdict, Verifier};
 use serde::Deserialize;
 
 struct Kaizala;

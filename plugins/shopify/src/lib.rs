@@ -15,7 +15,7 @@
 //! so it is not used for replay checks.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Verifier, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 
 struct Shopify;

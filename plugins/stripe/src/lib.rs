@@ -22,7 +22,7 @@
 //! the event type is the body's `type` (`invoice.paid`, ...).
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Verifier, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 use serde::Deserialize;
 

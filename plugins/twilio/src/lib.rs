@@ -37,7 +37,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Verifier, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 
 struct Twilio;

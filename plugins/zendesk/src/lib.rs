@@ -23,7 +23,7 @@
 //! (trigger and automation webhooks have free-form bodies and get neither).
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Verifier, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 use serde::Deserialize;
 

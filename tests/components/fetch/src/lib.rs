@@ -11,7 +11,10 @@ impl Verifier for Fetch {
         let url = sdk::config::require_str("url")?;
         match sdk::http::get(&url) {
             Ok(resp) if resp.status == 200 && resp.body == b"VERIFIED" => Ok(Verdict::accept()),
-            Ok(resp) => Ok(Verdict::forbidden(format!("verify-back answered {}", resp.status))),
+            Ok(resp) => Ok(Verdict::forbidden(format!(
+                "verify-back answered {}",
+                resp.status
+            ))),
             Err(e) => Ok(Verdict::forbidden(format!("verify-back failed: {e:?}"))),
         }
     }

@@ -1,6 +1,6 @@
 //! Test component: a verifier that allocates until memory runs out. The
 //! gateway's memory cap must stop it and answer 5xx.
-use hookgate_plugin_sdk::{self as sdk, Error, Verifier, Request, Verdict};
+use hookgate_plugin_sdk::{self as sdk, Error, Request, Verdict, Verifier};
 
 struct Hog;
 

@@ -10,7 +10,9 @@ wit_bindgen::generate!({
 
 use exports::hookgate::plugin::{metadata, router, transformer, verifier};
 use hookgate::plugin::host;
-use hookgate::plugin::types::{Accepted, Error, Header, Message, Rejection, Request, Stage, Verdict};
+use hookgate::plugin::types::{
+    Accepted, Error, Header, Message, Rejection, Request, Stage, Verdict,
+};
 
 struct Legacy;
 
@@ -25,14 +27,21 @@ impl metadata::Guest for Legacy {
 
 impl verifier::Guest for Legacy {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = host::config_get("secret").ok_or(Error::Config("`with.secret` is required".into()))?;
-        let token = req.headers.iter().find(|h| h.name == "x-token").map(|h| h.value.as_str());
+        let secret =
+            host::config_get("secret").ok_or(Error::Config("`with.secret` is required".into()))?;
+        let token = req
+            .headers
+            .iter()
+            .find(|h| h.name == "x-token")
+            .map(|h| h.value.as_str());
         match token {
-            Some(t) if host::constant_time_eq(t.as_bytes(), secret.as_bytes()) => Ok(Verdict::Accept(Accepted {
-                id: None,
-                event_type: Some("legacy".into()),
-                reply: None,
-            })),
+            Some(t) if host::constant_time_eq(t.as_bytes(), secret.as_bytes()) => {
+                Ok(Verdict::Accept(Accepted {
+                    id: None,
+                    event_type: Some("legacy".into()),
+                    reply: None,
+                }))
+            }
             _ => Ok(Verdict::Reject(Rejection {
                 status: 401,
                 reason: "bad x-token".into(),

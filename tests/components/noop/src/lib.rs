@@ -1,7 +1,9 @@
 //! Test component: every stage doing what the gateway does without a
 //! plugin (accept, identity, the route's `to:` list). Measures pure host
 //! overhead in benchmarks and stands in as a harmless plugin in tests.
-use hookgate_plugin_sdk::{self as sdk, Error, Message, Request, Router, Transformer, Verdict, Verifier};
+use hookgate_plugin_sdk::{
+    self as sdk, Error, Message, Request, Router, Transformer, Verdict, Verifier,
+};
 
 struct Noop;
 

@@ -3,7 +3,7 @@
 //! guest runs no wasm while it waits, so an epoch deadline alone never fires:
 //! the gateway must cut it off with its own wall-clock timer and answer 5xx,
 //! and a crowd of these on one route must not starve the others.
-use hookgate_plugin_sdk::{self as sdk, Error, Verifier, Request, Verdict};
+use hookgate_plugin_sdk::{self as sdk, Error, Request, Verdict, Verifier};
 
 struct Sleep;
 

@@ -1,6 +1,6 @@
 //! Test component: a verifier that never returns. The gateway must cut it
 //! off at the plugin deadline and answer 5xx.
-use hookgate_plugin_sdk::{self as sdk, Error, Verifier, Request, Verdict};
+use hookgate_plugin_sdk::{self as sdk, Error, Request, Verdict, Verifier};
 
 struct Spin;
 

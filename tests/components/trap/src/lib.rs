@@ -1,6 +1,6 @@
 //! Test component: a verifier that panics (a wasm trap). The gateway must
 //! answer 5xx for this request only.
-use hookgate_plugin_sdk::{self as sdk, Error, Verifier, Request, Verdict};
+use hookgate_plugin_sdk::{self as sdk, Error, Request, Verdict, Verifier};
 
 struct Trap;
 
