@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod pipeline;
 pub mod plugin;
 pub mod reload;
+pub mod retry;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
@@ -82,7 +83,7 @@ pub async fn run(
         config::StoreEngine::Sqlite => {
             Arc::new(store::sqlite::SqliteStore::open(&config.data_dir)?)
         }
-        config::StoreEngine::Memory => Arc::new(store::sqlite::SqliteStore::in_memory()?),
+        config::StoreEngine::Memory => Arc::new(store::memory::open()?),
     };
     let routes = snapshot.routes.len();
     let plugins = snapshot.plugins.len();
@@ -120,14 +121,20 @@ pub async fn run(
     Ok(())
 }
 
-/// Prunes delivered events older than `store.retention`, periodically.
+/// Prunes finished events past their retention, periodically (in bounded
+/// batches: see `Store::prune`).
 async fn retention(
     store: Arc<dyn store::Store>,
     snapshots: Arc<ArcSwap<pipeline::Snapshot>>,
     stop: CancellationToken,
 ) {
     loop {
-        let retention = snapshots.load().config.store.retention.0;
+        let config = &snapshots.load().config.store;
+        let retention = config.retention.0;
+        let keep = store::Retention {
+            delivered: retention,
+            dead: config.dead_retention.0,
+        };
         // Often enough that the store stays near its bound, rarely enough
         // to cost nothing.
         let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
@@ -135,10 +142,9 @@ async fn retention(
             () = tokio::time::sleep(every) => {}
             () = stop.cancelled() => return,
         }
-        let before = clock::now_ms().saturating_sub(retention.as_millis() as u64);
-        match store.prune(before).await {
+        match store.prune(keep).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "pruned delivered events past retention"),
+            Ok(n) => tracing::info!(events = n, "pruned finished events past retention"),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }
     }

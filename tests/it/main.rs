@@ -4,6 +4,7 @@
 mod check;
 mod components;
 mod credentials;
+mod delivery;
 mod docs;
 mod durability;
 mod guests;

@@ -360,10 +360,17 @@ async fn a_failing_subscriber_is_disabled_and_put_re_enables_it() {
         view["disabledReason"].as_str().unwrap().contains("failing"),
         "{view}"
     );
-    // Inactive: new events do not reach it.
+    // Inactive: new events are kept for it (parked), not sent.
+    let sent_while_failing = sink.deliveries().len();
     assert_eq!(
         publish(&gw, KEY_A, "ping", json!({"try": 2})).await["deliveries"],
-        0
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sink.deliveries().len(),
+        sent_while_failing,
+        "nothing sent while disabled"
     );
 
     // Re-enabled by PUT, it receives again.
@@ -384,18 +391,29 @@ async fn a_failing_subscriber_is_disabled_and_put_re_enables_it() {
         .iter()
         .filter(|r| r.answered < 300)
         .count();
+    // What was parked while it was off goes out, oldest first: the event
+    // whose failures disabled it, then the one published meanwhile.
+    let successes = |sink: &MockReceiver| -> Vec<serde_json::Value> {
+        sink.deliveries()
+            .iter()
+            .filter(|r| r.answered < 300)
+            .map(|r| r.json()["data"]["try"].clone())
+            .collect()
+    };
+    crate::support::wait_until("parked deliveries after re-enable", WAIT, || {
+        successes(&sink).len() >= before + 2
+    })
+    .await;
+    assert_eq!(successes(&sink)[before..], [json!(1), json!(2)]);
     assert_eq!(
         publish(&gw, KEY_A, "ping", json!({"try": 3})).await["deliveries"],
         1
     );
     crate::support::wait_until("delivery after re-enable", WAIT, || {
-        sink.deliveries()
-            .iter()
-            .filter(|r| r.answered < 300)
-            .count()
-            > before
+        successes(&sink).len() >= before + 3
     })
     .await;
+    assert_eq!(successes(&sink)[before..], [json!(1), json!(2), json!(3)]);
     let metrics = gw
         .client()
         .get(gw.url("/metrics"))

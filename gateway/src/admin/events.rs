@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::clock::now_ms;
 use crate::state::AppState;
 use crate::store::{EventFilter, EventStatus, ReplayTarget, StoreError};
 
@@ -214,7 +213,7 @@ pub async fn replay_matching(
 }
 
 async fn replay(state: &AppState, target: ReplayTarget) -> Response {
-    match state.store().replay(target, now_ms()).await {
+    match state.store().replay(target).await {
         Ok(n) => {
             if n > 0 {
                 state.delivery().wake();

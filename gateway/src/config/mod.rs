@@ -259,7 +259,8 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
-    /// Deliveries in flight at once, across all destinations.
+    /// Deliveries in flight at once, across all destinations (each is also
+    /// bounded by its own `concurrency`).
     #[serde(default = "default_workers")]
     pub workers: usize,
     /// How long shutdown waits for delivery attempts already in flight.
@@ -274,6 +275,10 @@ impl Default for DeliveryConfig {
             shutdown_grace: default_shutdown_grace(),
         }
     }
+}
+
+fn default_dead_retention() -> Duration {
+    Duration::from_secs(30 * 86_400)
 }
 
 fn default_shutdown_grace() -> Duration {
@@ -292,6 +297,10 @@ pub struct StoreConfig {
     /// Delivered events and their attempts are deleted after this long.
     #[serde(default = "default_retention")]
     pub retention: Duration,
+    /// Dead letters (events whose deliveries gave up) are deleted after
+    /// this long: long enough to notice and replay them.
+    #[serde(default = "default_dead_retention")]
+    pub dead_retention: Duration,
     /// A webhook whose provider delivery id (`X-GitHub-Delivery`, a Stripe
     /// event id, `webhook-id`, ...) was already accepted on the same route
     /// within this window is answered 2xx and not delivered again.
@@ -304,6 +313,7 @@ impl Default for StoreConfig {
         StoreConfig {
             engine: StoreEngine::default(),
             retention: default_retention(),
+            dead_retention: default_dead_retention(),
             dedup_window: default_dedup_window(),
         }
     }
@@ -329,7 +339,10 @@ pub enum StoreEngine {
 }
 
 fn default_workers() -> usize {
-    64
+    // Each destination is bounded by its own `concurrency`; this bound is
+    // for the gateway as a whole, and leaves room for the healthy
+    // destinations when one hangs.
+    256
 }
 
 /// A destination: where messages are sent.

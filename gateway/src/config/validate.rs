@@ -11,6 +11,9 @@ use super::{DestinationKind, GatewayConfig};
 /// Smallest plugin memory cap that a Rust component can start in.
 const MIN_PLUGIN_MEMORY: u64 = 2 << 20;
 
+/// Longest `destinations.*.timeout`.
+pub const MAX_DESTINATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// Collects every semantic problem in `config`.
 pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
     let mut errors = Vec::new();
@@ -45,6 +48,18 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         }
         if dest.concurrency == 0 {
             err(at("concurrency"), "must be at least 1".into());
+        }
+        // An attempt renews its delivery's lease while it runs, so any
+        // timeout is safe; a very long one only keeps a hung attempt (and
+        // its lease, from every other gateway) for that long.
+        if dest.timeout.0.is_zero() || dest.timeout.0 > MAX_DESTINATION_TIMEOUT {
+            err(
+                at("timeout"),
+                format!(
+                    "must be between 1ms and {}",
+                    humantime::format_duration(MAX_DESTINATION_TIMEOUT)
+                ),
+            );
         }
         let retry = &dest.retry;
         if retry.schedule.is_some() && retry.exponential.is_some() {

@@ -23,7 +23,7 @@ use crate::pipeline::Outcome;
 use crate::plugin::Message;
 use crate::plugin::{InboundRequest, PluginResponse};
 use crate::state::AppState;
-use crate::store::{Fanout, Inserted, NewEvent, NewMessage, StoreError};
+use crate::store::{Fanout, InsertOptions, Inserted, NewEvent, NewMessage, StoreError};
 
 /// Metric label for requests to routes that do not exist, so unknown names
 /// from the internet never become label values.
@@ -45,9 +45,19 @@ pub fn router(state: AppState) -> Router {
     app.fallback(not_found).with_state(state)
 }
 
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+/// 200 while the gateway can accept webhooks; 503 with the reason when the
+/// store cannot take writes (its writer stopped or its commits fail), so a
+/// load balancer stops sending webhooks that would be refused.
+async fn healthz(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshot();
-    Json(json!({ "status": "ok", "generation": snapshot.generation }))
+    match state.store().health() {
+        Ok(()) => Json(json!({ "status": "ok", "generation": snapshot.generation })).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "generation": snapshot.generation, "store": reason })),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -189,8 +199,6 @@ async fn handle(
         } => {
             let messages = routed.len();
             let config = &snapshot.config;
-            let dedup_since_ms =
-                received_at_ms.saturating_sub(config.store.dedup_window.0.as_millis() as u64);
             let mut fanout = Vec::new();
             let new_messages: Vec<NewMessage> = routed
                 .into_iter()
@@ -218,10 +226,23 @@ async fn handle(
                 messages: new_messages,
                 fanout,
             };
+            // The deliveries whose lanes have room are claimed in the
+            // insert's own transaction and go straight to the dispatcher.
+            let claim = state.delivery().claim_for(
+                event
+                    .messages
+                    .iter()
+                    .flat_map(|m| m.destinations.iter().map(String::as_str)),
+                !event.fanout.is_empty(),
+            );
+            let opts = InsertOptions {
+                dedup_window: config.store.dedup_window.0,
+                claim,
+            };
             // The provider hears 2xx only once the event is committed.
             let inserted = state
                 .store()
-                .insert(event, dedup_since_ms)
+                .insert(event, opts)
                 .await
                 .map_err(|e| {
                     if matches!(e, StoreError::Overloaded) {
@@ -232,10 +253,14 @@ async fn handle(
                     ApiError::Store(e)
                 })?;
             let body = match inserted {
-                Inserted::New { deliveries } => {
-                    if deliveries > 0 {
+                Inserted::New {
+                    deliveries,
+                    claimed,
+                } => {
+                    if claimed.len() < deliveries {
                         state.delivery().wake();
                     }
+                    state.delivery().submit(claimed);
                     tracing::debug!(
                         route = &*route.name,
                         event_id,

@@ -12,8 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::Semaphore;
-
 pub use compile::compile;
 
 use crate::config::{DestinationConfig, DestinationKind, GatewayConfig};
@@ -86,7 +84,7 @@ pub struct CompiledRoute {
     /// Caps this route's requests running plugins (`max_in_flight`); shared
     /// with the next generation's route of the same name and cap, so a
     /// reload does not double it while old requests finish.
-    pub in_flight: Arc<Semaphore>,
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     /// The cap `in_flight` was made with.
     pub max_in_flight: usize,
     /// Credential headers this route forwards anyway (lowercase).
@@ -115,10 +113,11 @@ pub struct CompiledDestination {
     pub headers: http::HeaderMap,
     /// Per-attempt timeout.
     pub timeout: std::time::Duration,
-    /// Bounds deliveries in flight to this destination.
-    pub in_flight: Arc<Semaphore>,
+    /// Deliveries in flight to this destination at most (the dispatcher's
+    /// lane for it; see `delivery::dispatcher`).
+    pub concurrency: usize,
     /// When to retry after a failure.
-    pub retry: crate::delivery::RetryPolicy,
+    pub retry: crate::retry::RetryPolicy,
     /// Subscribers kind: object type of published events.
     pub object_type: Option<String>,
     /// Subscribers kind: object id, or a JSON pointer when it starts with `/`.
@@ -146,8 +145,8 @@ impl CompiledDestination {
             url: d.url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()),
             headers,
             timeout: d.timeout.0,
-            in_flight: Arc::new(Semaphore::new(d.concurrency)),
-            retry: crate::delivery::RetryPolicy::from_config(&d.retry),
+            concurrency: d.concurrency,
+            retry: crate::retry::RetryPolicy::from_config(&d.retry),
             object_type: d.object_type.clone(),
             object_id: d.object_id.clone(),
             tenant: d.tenant.clone(),

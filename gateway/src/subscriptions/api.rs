@@ -25,7 +25,9 @@ use crate::delivery::ssrf;
 use crate::pipeline::new_event_id;
 use crate::plugin::Message;
 use crate::state::AppState;
-use crate::store::{Fanout, Inserted, NewEvent, StoreError, Subscription, rfc3339};
+use crate::store::{
+    Fanout, InsertOptions, Inserted, NewEvent, StoreError, Subscription, SubscriptionPatch, rfc3339,
+};
 
 /// The `/v1` routes (served only when `subscriptions:` is configured).
 pub fn router() -> Router<AppState> {
@@ -476,26 +478,24 @@ pub async fn update_webhook(
 ) -> V1Result {
     let (tenant, rt) = tenant(&state, &headers)?;
     let req: UpdateWebhook = parse(&body)?;
-    let mut sub = state
-        .store()
-        .get_subscription(Some(tenant), id.clone())
-        .await?
-        .ok_or_else(|| not_found(&id))?;
+    // A patch of the fields the request names: a concurrent disable by
+    // delivery health, or a secret rotation, is never undone by a PUT.
+    let mut patch = SubscriptionPatch::default();
     if let Some(v) = req.object_id {
         if v.trim().is_empty() {
             return Err(bad("objectId", "must not be empty"));
         }
-        sub.object_id = v;
+        patch.object_id = Some(v);
     }
     if let Some(v) = req.object_type {
         if v.trim().is_empty() {
             return Err(bad("objectType", "must not be empty"));
         }
-        sub.object_type = v;
+        patch.object_type = Some(v);
     }
     if let Some(v) = req.event_types {
         check_event_types(&rt, &v)?;
-        sub.event_types = v;
+        patch.event_types = Some(v);
     }
     if let Some(v) = req.validity {
         if v <= now_ms() {
@@ -504,30 +504,27 @@ pub async fn update_webhook(
                 "must be in the future (epoch milliseconds)",
             ));
         }
-        sub.validity_ms = v;
+        patch.validity_ms = Some(v);
     }
     if let Some(url) = req.call_back_url {
         validate_callback(&state, &rt, &url).await?;
-        sub.callback_url = url;
+        patch.callback_url = Some(url);
     }
     if req.call_back_token.is_some() {
-        sub.callback_token = req.call_back_token;
+        patch.callback_token = Some(req.call_back_token);
     }
     if req.call_back_context.is_some() {
-        sub.context = req.call_back_context;
+        patch.context = Some(req.call_back_context);
     }
-    if let Some(active) = req.active {
-        sub.active = active;
-        if active {
-            // A fresh start: the failure streak that disabled it is over.
-            sub.failing_since_ms = None;
-            sub.disabled_reason = None;
-        } else {
-            sub.disabled_reason = Some("paused through the API".into());
-        }
-    }
-    if !state.store().update_subscription(sub.clone()).await? {
-        return Err(not_found(&id));
+    patch.active = req.active;
+    let sub = state
+        .store()
+        .update_subscription(tenant, id.clone(), patch)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    if req.active == Some(true) {
+        // Deliveries parked while it was off are due now.
+        state.delivery().wake();
     }
     Ok(Json(WebhookView::from(sub)).into_response())
 }
@@ -579,16 +576,16 @@ pub async fn rotate_secret(
     Path(id): Path<String>,
 ) -> V1Result {
     let (tenant, _) = tenant(&state, &headers)?;
-    let mut sub = state
+    let secret = new_secret();
+    let patch = SubscriptionPatch {
+        secret: Some(secret.clone()),
+        ..Default::default()
+    };
+    state
         .store()
-        .get_subscription(Some(tenant), id.clone())
+        .update_subscription(tenant, id.clone(), patch)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    sub.secret = new_secret();
-    let secret = sub.secret.clone();
-    if !state.store().update_subscription(sub).await? {
-        return Err(not_found(&id));
-    }
     Ok(Json(Rotated { secret }).into_response())
 }
 
@@ -663,8 +660,6 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
     });
     let mut message = Message::json(Some(&req.event_type), &envelope);
     message.id = Some(event_id.clone());
-    let dedup_since =
-        received.saturating_sub(state.snapshot().config.store.dedup_window.0.as_millis() as u64);
     let event = NewEvent {
         id: new_event_id(),
         route: format!("v1:{tenant}"),
@@ -679,11 +674,19 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
             envelope: message,
         }],
     };
-    let published = match state.store().insert(event, dedup_since).await? {
-        Inserted::New { deliveries } => {
-            if deliveries > 0 {
+    let opts = InsertOptions {
+        dedup_window: state.snapshot().config.store.dedup_window.0,
+        claim: state.delivery().claim_for(std::iter::empty(), true),
+    };
+    let published = match state.store().insert(event, opts).await? {
+        Inserted::New {
+            deliveries,
+            claimed,
+        } => {
+            if claimed.len() < deliveries {
                 state.delivery().wake();
             }
+            state.delivery().submit(claimed);
             Published {
                 id: event_id,
                 deliveries,

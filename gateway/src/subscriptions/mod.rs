@@ -19,8 +19,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::config::{ConfigError, SubscriptionsConfig};
-use crate::delivery::RetryPolicy;
 use crate::plugin::constant_time_eq;
+use crate::retry::RetryPolicy;
 
 /// How long a subscription lives when `validity` is not given: two years,
 /// as in Kaizala's API.
