@@ -826,7 +826,10 @@ impl LoadedPlugin {
             };
             f(&mut store, &instance).await.map_err(|e| (e, false))
         };
-        match tokio::time::timeout_at(deadline.into(), work).await {
+        // The epoch callback ends running wasm at the first tick past the
+        // deadline; this timer is the backstop for a guest that runs none,
+        // one tick later so that the two do not race over running code.
+        match tokio::time::timeout_at((deadline + EPOCH_TICK).into(), work).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err((e, instantiating))) => Err(self.classify(e, &store, started, instantiating)),
             Err(_elapsed) => Err(PluginError::Timeout {
