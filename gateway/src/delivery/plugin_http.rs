@@ -123,7 +123,7 @@ impl PluginHttp {
                     .to_ascii_lowercase()
             })
             .ok_or_else(|| PluginHttpError::Denied("the URL has no host".into()))?;
-        if !self.hosts.iter().any(|h| *h == host) {
+        if !self.hosts.contains(&host) {
             return Err(PluginHttpError::Denied(format!(
                 "host {host} is not on this plugin's allow-list"
             )));

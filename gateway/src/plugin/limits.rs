@@ -121,24 +121,6 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memory_is_summed_across_memories() {
-        let mut l = MemoryLimiter::new(10);
-        assert!(l.memory_growing(0, 4, None).unwrap());
-        assert!(l.memory_growing(0, 4, None).unwrap());
-        // A third memory of 4 would make 12.
-        assert!(!l.memory_growing(0, 4, None).unwrap());
-        assert!(l.hit);
-        // Growing the first memory from 4 to 6 makes 10: allowed.
-        assert!(l.memory_growing(4, 6, None).unwrap());
-        assert!(!l.memory_growing(6, 7, None).unwrap());
-    }
-}
-
 /// Starts the thread that advances the engine's epoch every [`EPOCH_TICK`].
 /// It holds only a weak reference and exits once the engine is dropped.
 pub fn spawn_ticker(engine: EngineWeak) {
@@ -158,4 +140,22 @@ pub fn spawn_ticker(engine: EngineWeak) {
             }
         })
         .expect("spawning the epoch ticker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_summed_across_memories() {
+        let mut l = MemoryLimiter::new(10);
+        assert!(l.memory_growing(0, 4, None).unwrap());
+        assert!(l.memory_growing(0, 4, None).unwrap());
+        // A third memory of 4 would make 12.
+        assert!(!l.memory_growing(0, 4, None).unwrap());
+        assert!(l.hit);
+        // Growing the first memory from 4 to 6 makes 10: allowed.
+        assert!(l.memory_growing(4, 6, None).unwrap());
+        assert!(!l.memory_growing(6, 7, None).unwrap());
+    }
 }
