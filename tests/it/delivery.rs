@@ -159,3 +159,60 @@ routes:
     }
     assert_eq!(seen.len(), accepted.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lanes_share_a_small_gateway_wide_cap_without_stalling() {
+    const EVENTS: usize = 40;
+    let sinks = [
+        MockReceiver::start().await,
+        MockReceiver::start().await,
+        MockReceiver::start().await,
+    ];
+    for s in &sinks {
+        s.delay(Duration::from_millis(5));
+    }
+    // Two attempts in flight in the whole gateway, three destinations that
+    // each could take four: lanes wait for gateway-wide slots and get them.
+    let gw = Arc::new(
+        TestGateway::spawn(&format!(
+            r#"
+delivery: {{ workers: 2 }}
+destinations:
+  a: {{ url: "{}", concurrency: 4 }}
+  b: {{ url: "{}", concurrency: 4 }}
+  c: {{ url: "{}", concurrency: 4 }}
+routes:
+  all:
+    to: [a, b, c]
+"#,
+            sinks[0].url("/in"),
+            sinks[1].url("/in"),
+            sinks[2].url("/in")
+        ))
+        .await,
+    );
+    let mut tasks = Vec::new();
+    for i in 0..EVENTS {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            let resp = gw.post("all", &[], format!("{i}").as_bytes()).await;
+            assert_eq!(resp.status(), 202);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sinks.iter().all(|s| s.count() >= EVENTS) {
+        assert!(
+            Instant::now() < deadline,
+            "stalled: {:?} of {EVENTS} each\n{}",
+            sinks.iter().map(MockReceiver::count).collect::<Vec<_>>(),
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for s in &sinks {
+        assert_eq!(s.count(), EVENTS);
+    }
+}

@@ -128,6 +128,36 @@ pub struct SubscriptionsConfig {
     /// type's JSON Schema.
     #[serde(default)]
     pub event_types: Option<BTreeMap<String, EventTypeConfig>>,
+
+    /// The object types subscriptions and published events may name
+    /// (`objectType`). Default: Kaizala's `Group`, `Action` and
+    /// `ActionPackage`.
+    #[serde(default = "default_object_types")]
+    pub object_types: Vec<String>,
+
+    /// After `POST /v1/webhook/{id}/rotate-secret`, the previous secret
+    /// keeps signing next to the new one for this long, so a subscriber can
+    /// switch without missing a delivery.
+    #[serde(default = "default_secret_rotation_overlap")]
+    pub secret_rotation_overlap: Duration,
+}
+
+fn default_object_types() -> Vec<String> {
+    SubscriptionsConfig::default_object_types()
+}
+
+impl SubscriptionsConfig {
+    /// Kaizala's object types: the default of `object_types`.
+    pub fn default_object_types() -> Vec<String> {
+        ["Group", "Action", "ActionPackage"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn default_secret_rotation_overlap() -> Duration {
+    Duration::from_secs(24 * 60 * 60)
 }
 
 fn default_disable_after() -> Duration {
@@ -393,7 +423,7 @@ pub struct DestinationConfig {
 /// parameters. Default: 6 retries over about 1.7 days (1m, 10m, 1h, 4h, 12h,
 /// 24h), like Kaizala's "6 retries, exponential, within 2 days". Exhausted
 /// deliveries become dead letters, which can be replayed.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Waits before retry 1, 2, ... (`[5s, 5m, 30m, 2h]`); its length is
@@ -407,6 +437,18 @@ pub struct RetryConfig {
     /// retries to one destination do not arrive in lockstep.
     #[serde(default = "default_jitter")]
     pub jitter: f64,
+}
+
+// Not derived: a derived Default would give `jitter: 0` whenever `retry:`
+// is omitted, while the field's own default (and the README) say 0.1.
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            schedule: None,
+            exponential: None,
+            jitter: default_jitter(),
+        }
+    }
 }
 
 fn default_jitter() -> f64 {
@@ -455,6 +497,12 @@ pub enum DestinationKind {
     /// subscription API (`subscriptions:`), signed and retried per
     /// subscriber.
     Subscribers,
+    /// POST to a Microsoft Teams incoming webhook or Workflows URL: like
+    /// `http`, but a message over Teams' 28 KB limit is dead-lettered
+    /// without being sent, a `200` with an error text (legacy connectors)
+    /// counts as a failure, and requests are spaced 250 ms apart (Teams
+    /// throttles more than four a second per webhook).
+    Teams,
 }
 
 /// One webhook route.

@@ -83,11 +83,19 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                     "`subscribers` needs a `subscriptions:` section".into(),
                 );
             }
-            if dest.object_type.is_none() {
-                err(
+            match (&dest.object_type, &config.subscriptions) {
+                (None, _) => err(
                     at("object_type"),
                     "is required for a subscribers destination".into(),
-                );
+                ),
+                (Some(t), Some(subs)) if !subs.object_types.contains(t) => err(
+                    at("object_type"),
+                    format!(
+                        "{t:?} is not in subscriptions.object_types ({}): no subscription could match it",
+                        subs.object_types.join(", ")
+                    ),
+                ),
+                _ => {}
             }
             if dest.object_id.is_none() {
                 err(
@@ -99,6 +107,9 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         match (dest.kind, &dest.url) {
             (DestinationKind::Http, None) => {
                 err(at("url"), "is required for an http destination".into())
+            }
+            (DestinationKind::Teams, None) => {
+                err(at("url"), "is required for a teams destination".into())
             }
             (_, Some(url)) => match reqwest::Url::parse(url) {
                 Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
@@ -137,6 +148,20 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 err(
                     format!("subscriptions.api_keys.{tenant}"),
                     "must be at least 16 characters: it is a credential".into(),
+                );
+            }
+        }
+        if subs.object_types.is_empty() {
+            err(
+                "subscriptions.object_types".into(),
+                "needs at least one object type".into(),
+            );
+        }
+        for (i, t) in subs.object_types.iter().enumerate() {
+            if t.trim().is_empty() || t.trim() != t {
+                err(
+                    format!("subscriptions.object_types[{i}]"),
+                    "must be a non-empty name without surrounding spaces".into(),
                 );
             }
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{Ctx, ssrf};
+use super::{Ctx, ssrf, teams};
 use crate::clock::now_ms;
 use crate::config::DestinationKind;
 use crate::pipeline::{CompiledDestination, Snapshot};
@@ -69,13 +69,38 @@ pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
                     };
                     return not_attempted(d, attempted_at_ms, Some(error), next);
                 }
+                Some(dest) if dest.kind == DestinationKind::Teams => {
+                    if let Some(reason) = teams::oversized(d.message.body.len()) {
+                        // Dead at once: resending cannot make it fit.
+                        let result = AttemptResult {
+                            error: Some(reason.clone()),
+                            ..Default::default()
+                        };
+                        (DeliveryOutcome::Dead(reason), result, None)
+                    } else {
+                        if let Some(pacer) = &dest.pacer {
+                            match pacer.reserve(Instant::now(), teams::MAX_PACE_WAIT) {
+                                Ok(wait) => tokio::time::sleep(wait).await,
+                                Err(after) => {
+                                    let next = NextState::Postpone { after };
+                                    return not_attempted(d, attempted_at_ms, None, next);
+                                }
+                            }
+                        }
+                        let (result, excerpt) = send(&ctx.client, dest, d).await;
+                        let result = teams::classify(result, excerpt.as_deref());
+                        (dest.retry.decide(&result, d.retries), result, excerpt)
+                    }
+                }
                 Some(dest) => {
                     let (result, excerpt) = match dest.kind {
                         DestinationKind::Log => {
                             log_delivery(dest, d);
                             (ok_result(), None)
                         }
-                        DestinationKind::Http => send(&ctx.client, dest, d).await,
+                        DestinationKind::Http | DestinationKind::Teams => {
+                            send(&ctx.client, dest, d).await
+                        }
                         // Fan-out to subscribers is expanded at insert time;
                         // a delivery addressed to the destination itself has
                         // nothing to send.
@@ -227,49 +252,10 @@ async fn subscriber_attempt(
         return fail(format!("callback refused: {reason}"));
     }
 
-    // The envelope gets this subscription's id and context.
-    let mut body: serde_json::Value =
-        serde_json::from_slice(&d.message.body).unwrap_or(serde_json::Value::Null);
-    if let serde_json::Value::Object(map) = &mut body {
-        map.insert("subscriptionId".into(), sub.id.clone().into());
-        map.insert(
-            "context".into(),
-            sub.context.clone().unwrap_or(serde_json::Value::Null),
-        );
-    }
-    let body = serde_json::to_vec(&body).unwrap_or_default();
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
-    let timestamp = now_ms() / 1000;
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let signature = crate::subscriptions::signature::sign(&sub.secret, id, timestamp, &body);
-    for (name, value) in [
-        ("webhook-id", id.to_owned()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
-    }
-    if let Some(token) = sub
-        .callback_token
-        .as_deref()
-        .and_then(|t| HeaderValue::from_str(t).ok())
-    {
-        headers.insert(HeaderName::from_static("kz-callback-token"), token);
-    }
-    let (result, excerpt) = post(
-        &ctx.subscriber_client,
-        url,
-        rt.timeout,
-        headers,
-        body.into(),
-    )
-    .await;
+    let (headers, body) =
+        crate::subscriptions::outbound::build(&sub, &d.message.body, id, now_ms());
+    let (result, excerpt) = post(&ctx.subscriber_client, url, rt.timeout, headers, body).await;
     let outcome = rt.retry.decide(&result, d.retries);
     let success = matches!(outcome, DeliveryOutcome::Delivered);
     let health = if success {

@@ -20,12 +20,12 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Ctx;
-use crate::store::{ClaimNew, DueDelivery, Recorded, SUBSCRIBER_PREFIX};
+use crate::store::{AttemptRecord, ClaimNew, DueDelivery, Recorded, SUBSCRIBER_PREFIX};
 
 /// How long a claim reserves a delivery. Attempts in flight renew it every
 /// [`RENEW_EVERY`], so a crashed gateway's deliveries are due again within
@@ -85,6 +85,8 @@ struct Lanes {
     in_flight: usize,
     /// Lanes with queued deliveries that wait for a gateway-wide slot.
     ready: VecDeque<String>,
+    /// The poller found no gateway-wide room: wake it when a slot opens.
+    poller_starved: bool,
 }
 
 /// The dispatcher. Shared by ingest (through `DeliveryHandle`), the
@@ -96,8 +98,13 @@ pub struct Dispatcher {
     wake: Notify,
     tracker: TaskTracker,
     workers: usize,
+    /// Attempt records waiting for their commit at most.
+    recording: Arc<Semaphore>,
     stop: CancellationToken,
 }
+
+/// Attempt records waiting for the store's commit at once, at most.
+const RECORDS_IN_FLIGHT: usize = 4096;
 
 impl Dispatcher {
     pub(super) fn new(ctx: Arc<Ctx>, workers: usize, stop: CancellationToken) -> Arc<Self> {
@@ -107,6 +114,7 @@ impl Dispatcher {
             wake: Notify::new(),
             tracker: TaskTracker::new(),
             workers: workers.max(1),
+            recording: Arc::new(Semaphore::new(RECORDS_IN_FLIGHT)),
             stop,
         })
     }
@@ -173,13 +181,23 @@ impl Dispatcher {
                     map,
                     in_flight,
                     ready,
+                    ..
                 } = &mut *lanes;
-                let lane = map.entry(d.destination.clone()).or_insert_with(|| Lane {
-                    limit,
-                    in_flight: 0,
-                    queue: VecDeque::new(),
-                    skipped: false,
-                });
+                // Look up before inserting: no key allocation per delivery.
+                if !map.contains_key(&d.destination) {
+                    map.insert(
+                        d.destination.clone(),
+                        Lane {
+                            limit,
+                            in_flight: 0,
+                            queue: VecDeque::new(),
+                            skipped: false,
+                        },
+                    );
+                }
+                let Some(lane) = map.get_mut(&d.destination) else {
+                    continue;
+                };
                 lane.limit = limit;
                 if lane.in_flight < lane.limit && gateway_room && !self.stop.is_cancelled() {
                     lane.in_flight += 1;
@@ -196,6 +214,7 @@ impl Dispatcher {
             }
         }
         if !give_back.is_empty() {
+            tracing::debug!(n = give_back.len(), "lane full: claims handed back");
             let store = self.ctx.store.clone();
             tokio::spawn(async move {
                 for d in give_back {
@@ -209,8 +228,21 @@ impl Dispatcher {
         let this = self.clone();
         self.tracker.spawn(async move {
             let destination = d.destination.clone();
-            this.attempt(d, claimed_at).await;
+            let event_id = d.event_id.clone();
+            let record = this.attempt(d, claimed_at).await;
+            // The slot is free once the destination has answered: the
+            // record's commit (an fsync away) is not the destination's
+            // time. A bounded number of records wait for it at once, so a
+            // writer that falls behind slows attempts down instead.
+            let permit = match &record {
+                Some(_) => this.recording.clone().acquire_owned().await.ok(),
+                None => None,
+            };
             this.finished(&destination);
+            if let Some(record) = record {
+                this.record(&event_id, &destination, record).await;
+            }
+            drop(permit);
         });
     }
 
@@ -222,17 +254,23 @@ impl Dispatcher {
             map,
             in_flight,
             ready,
+            poller_starved,
         } = &mut *lanes;
         *in_flight = in_flight.saturating_sub(1);
         if let Some(lane) = map.get_mut(destination) {
             lane.in_flight = lane.in_flight.saturating_sub(1);
-            if !self.stop.is_cancelled()
-                && *in_flight < self.workers
-                && let Some((next, at)) = lane.queue.pop_front()
-            {
-                lane.in_flight += 1;
-                *in_flight += 1;
-                self.spawn(next, at);
+            if !self.stop.is_cancelled() && !lane.queue.is_empty() {
+                if *in_flight < self.workers {
+                    if let Some((next, at)) = lane.queue.pop_front() {
+                        lane.in_flight += 1;
+                        *in_flight += 1;
+                        self.spawn(next, at);
+                    }
+                } else {
+                    // The lane has room but the gateway has none: wait
+                    // for the next gateway-wide slot.
+                    ready.push_back(destination.to_owned());
+                }
             }
             if lane.skipped && !lane.full() {
                 lane.skipped = false;
@@ -259,6 +297,10 @@ impl Dispatcher {
                 }
             }
         }
+        if *poller_starved && *in_flight < self.workers {
+            *poller_starved = false;
+            wake = true;
+        }
         drop(lanes);
         if wake {
             self.wake();
@@ -273,6 +315,7 @@ impl Dispatcher {
             .workers
             .saturating_sub(lanes.in_flight)
             .min(CLAIM_BATCH);
+        lanes.poller_starved = room == 0;
         let mut skip = Vec::new();
         for (name, lane) in lanes.map.iter_mut() {
             if lane.full() {
@@ -298,6 +341,7 @@ impl Dispatcher {
                 let skipped_any = !skip.is_empty();
                 match self.ctx.store.claim_due(room, LEASE, skip).await {
                     Ok(due) => {
+                        tracing::debug!(claimed = due.len(), room, "poller claimed");
                         let full_batch = due.len() == room;
                         self.submit(due);
                         if full_batch {
@@ -357,9 +401,26 @@ impl Dispatcher {
         }
     }
 
-    /// One attempt of a claimed delivery, its lease renewed while it runs,
-    /// and its record.
-    async fn attempt(&self, d: DueDelivery, claimed_at: Instant) {
+    /// Records an attempt under its lease.
+    async fn record(&self, event_id: &str, destination: &str, record: AttemptRecord) {
+        match self.ctx.store.record(record).await {
+            Ok(Recorded::Written) => {}
+            Ok(Recorded::LeaseLost) => tracing::warn!(
+                event_id,
+                destination,
+                "attempt not recorded: the lease was lost (another claim holds the delivery)"
+            ),
+            // The delivery stays claimed and is attempted again when its
+            // lease ends: a duplicate, never a loss.
+            Err(e) => {
+                tracing::error!(event_id, error = %e, "cannot record a delivery attempt")
+            }
+        }
+    }
+
+    /// One attempt of a claimed delivery, its lease renewed while it runs:
+    /// what to record, or `None` when the lease was lost before it began.
+    async fn attempt(&self, d: DueDelivery, claimed_at: Instant) -> Option<AttemptRecord> {
         let store = &self.ctx.store;
         // A delivery that waited in its lane makes sure it still holds its
         // claim before sending anything.
@@ -372,7 +433,7 @@ impl Dispatcher {
                         destination = d.destination,
                         "lease lost while queued; another claim holds the delivery"
                     );
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     tracing::warn!(event_id = d.event_id, error = %e, "cannot renew a lease");
@@ -394,18 +455,6 @@ impl Dispatcher {
                 }
             }
         };
-        match store.record(record).await {
-            Ok(Recorded::Written) => {}
-            Ok(Recorded::LeaseLost) => tracing::warn!(
-                event_id = d.event_id,
-                destination = d.destination,
-                "attempt not recorded: the lease was lost (another claim holds the delivery)"
-            ),
-            // The delivery stays claimed and is attempted again when its
-            // lease ends: a duplicate, never a loss.
-            Err(e) => {
-                tracing::error!(event_id = d.event_id, error = %e, "cannot record a delivery attempt")
-            }
-        }
+        Some(record)
     }
 }

@@ -48,7 +48,12 @@ pub fn router(state: AppState) -> Router {
 /// 200 while the gateway can accept webhooks; 503 with the reason when the
 /// store cannot take writes (its writer stopped or its commits fail), so a
 /// load balancer stops sending webhooks that would be refused.
-async fn healthz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/healthz", tag = "gateway",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\", \"generation\": n}`", body = Object),
+        (status = 503, description = "`{\"status\": \"unavailable\", \"generation\": n, \"store\": reason}`: the store cannot take writes", body = Object),
+    ))]
+pub async fn healthz(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshot();
     match state.store().health() {
         Ok(()) => Json(json!({ "status": "ok", "generation": snapshot.generation })).into_response(),
@@ -70,10 +75,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn openapi() -> impl IntoResponse {
+async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(http::header::CONTENT_TYPE, "application/json")],
-        crate::openapi::json(),
+        crate::openapi::json_for(state.snapshot().subscriptions.as_deref()),
     )
 }
 
@@ -84,7 +89,22 @@ async fn not_found() -> impl IntoResponse {
     )
 }
 
-async fn hook(
+/// A webhook for route `route`, with any method (some handshakes are GETs
+/// or HEADs). The route's verify plugin may answer in its own way (a
+/// handshake echo, a Teams reply, its own 4xx).
+#[utoipa::path(method(get, post, put, delete, patch, head, options, trace), path = "/hooks/{route}", tag = "gateway",
+    params(("route" = String, Path, description = "Route name from the config")),
+    request_body(content = Vec<u8>, content_type = "*/*", description = "The provider's payload, passed to the plugins as raw bytes"),
+    responses(
+        (status = 202, description = "Stored durably; deliveries follow: `{\"id\", \"source_id\", \"messages\", \"deliveries\"}`, or `{\"id\", \"duplicate\": true}`", body = Object),
+        (status = 401, description = "Verification failed: `{\"error\": \"verification_failed\", \"message\"}`", body = Object),
+        (status = 404, description = "No such route", body = Object),
+        (status = 413, description = "Body over the route's limit", body = Object),
+        (status = 500, description = "A plugin trapped, timed out or ran out of memory: the plugin named, with a request id", body = Object),
+        (status = 503, description = "The store is saturated (with Retry-After) or a plugin could not be instantiated", body = Object),
+        (status = "default", description = "The verify plugin's own answer (handshakes such as Slack's challenge, Graph's validationToken; a Teams reply; its own 4xx refusal)", content_type = "*/*"),
+    ))]
+pub async fn hook(
     State(state): State<AppState>,
     Path(route_name): Path<String>,
     req: Request,

@@ -124,6 +124,8 @@ pub struct CompiledDestination {
     pub object_id: Option<String>,
     /// Subscribers kind: only this tenant.
     pub tenant: Option<String>,
+    /// Teams kind: spaces requests under Teams' per-webhook rate.
+    pub pacer: Option<Arc<crate::delivery::teams::Pacer>>,
 }
 
 impl CompiledDestination {
@@ -150,6 +152,11 @@ impl CompiledDestination {
             object_type: d.object_type.clone(),
             object_id: d.object_id.clone(),
             tenant: d.tenant.clone(),
+            pacer: (d.kind == DestinationKind::Teams).then(|| {
+                Arc::new(crate::delivery::teams::Pacer::new(
+                    crate::delivery::teams::MIN_INTERVAL,
+                ))
+            }),
         }
     }
 }

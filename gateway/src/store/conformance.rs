@@ -141,6 +141,11 @@ fn subscription(id: &str, tenant: &str, object: &str, types: &[&str]) -> Subscri
         created_at_ms: 0,
         failing_since_ms: None,
         disabled_reason: None,
+        headers: Default::default(),
+        properties: None,
+        signature_scheme: Default::default(),
+        previous_secret: None,
+        previous_secret_expires_ms: None,
     }
 }
 

@@ -31,6 +31,7 @@
 pub mod conformance;
 pub mod memory;
 pub mod sqlite;
+mod subscription_columns;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -583,6 +584,27 @@ pub struct SubscriptionPatch {
     pub active: Option<bool>,
     /// New signing secret.
     pub secret: Option<String>,
+
+    // --- Sending-side extras (issue 13); written by `subscription_columns`.
+    /// New extra headers.
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// New properties (`Some(None)` clears them).
+    pub properties: Option<Option<serde_json::Map<String, serde_json::Value>>>,
+    /// New signature scheme.
+    pub signature_scheme: Option<SignatureScheme>,
+    /// A secret rotation, applied in one statement: the current secret
+    /// becomes the previous one (signing until the overlap ends) and the
+    /// new one takes its place.
+    pub rotation: Option<SecretRotation>,
+}
+
+/// A secret rotation (see [`SubscriptionPatch::rotation`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretRotation {
+    /// The new secret.
+    pub secret: String,
+    /// Until then (ms) the previous secret signs too.
+    pub previous_expires_ms: u64,
 }
 
 /// A subscription of the sending side (`/v1/webhook`).
@@ -616,6 +638,53 @@ pub struct Subscription {
     pub failing_since_ms: Option<u64>,
     /// Why it was disabled, if it was.
     pub disabled_reason: Option<String>,
+
+    // --- Sending-side extras (issue 13, ASP.NET-style registrations). Stored
+    // in nullable columns (schema migration 3, `subscription_columns.rs`); a
+    // row written before they existed reads back with the defaults below.
+    /// Extra HTTP headers sent with every delivery (checked against a
+    /// deny-list by the API before they get here).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Extra properties merged into every payload under `properties`.
+    pub properties: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How deliveries are signed.
+    pub signature_scheme: SignatureScheme,
+    /// The secret in use before the last rotation: it keeps signing, next
+    /// to `secret`, until `previous_secret_expires_ms`.
+    pub previous_secret: Option<String>,
+    /// End of the rotation overlap, ms.
+    pub previous_secret_expires_ms: Option<u64>,
+}
+
+/// How a subscription's deliveries are signed. Stored as its
+/// [`SignatureScheme::as_str`] name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SignatureScheme {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature: v1,<base64>`.
+    #[default]
+    StandardWebhooks,
+    /// ASP.NET WebHooks' sender: `ms-signature: sha256=<hex>` over the body.
+    MsSignature,
+}
+
+impl SignatureScheme {
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureScheme::StandardWebhooks => "standard-webhooks",
+            SignatureScheme::MsSignature => "ms-signature",
+        }
+    }
+
+    /// The scheme named `name`, if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "standard-webhooks" => Some(SignatureScheme::StandardWebhooks),
+            "ms-signature" => Some(SignatureScheme::MsSignature),
+            _ => None,
+        }
+    }
 }
 
 /// The health change an attempt caused.

@@ -239,8 +239,11 @@ fn refresh_event_status(tx: &Connection, event_id: &str) -> rusqlite::Result<()>
     Ok(())
 }
 
+// Issue 13: the sending side's extra columns follow the original 14
+// (`subscription_columns`).
 const SUBSCRIPTION_COLUMNS: &str = "id, tenant, object_id, object_type, event_types, callback_url, \
-     callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason";
+     callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason, \
+     headers, properties, signature_scheme, previous_secret, previous_secret_expires";
 
 fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
     let event_types: String = r.get(4)?;
@@ -248,7 +251,7 @@ fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
     let validity: i64 = r.get(8)?;
     let created: i64 = r.get(11)?;
     let failing: Option<i64> = r.get(12)?;
-    Ok(Subscription {
+    let mut s = Subscription {
         id: r.get(0)?,
         tenant: r.get(1)?,
         object_id: r.get(2)?,
@@ -263,7 +266,14 @@ fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
         created_at_ms: created.max(0) as u64,
         failing_since_ms: failing.map(|f| f.max(0) as u64),
         disabled_reason: r.get(13)?,
-    })
+        headers: Default::default(),
+        properties: None,
+        signature_scheme: Default::default(),
+        previous_secret: None,
+        previous_secret_expires_ms: None,
+    };
+    super::subscription_columns::read(r, 14, &mut s)?;
+    Ok(s)
 }
 
 fn filter_sql(
@@ -891,6 +901,9 @@ fn patch_subscription(
     if let Some(v) = &patch.secret {
         set("secret = ?", Value::Text(v.clone()));
     }
+    for (sql, v) in super::subscription_columns::patch_sets(patch)? {
+        set(sql, v);
+    }
     match patch.active {
         // Re-enabling starts a clean slate: no failure streak, no reason.
         Some(true) => {
@@ -1105,11 +1118,14 @@ impl Store for SqliteStore {
             .run(Priority::Always, move |tx| {
                 let mut s = s;
                 s.created_at_ms = now().max(0) as u64;
+                let extra = super::subscription_columns::values(&s)?;
                 tx.prepare_cached(
                     "INSERT INTO subscriptions (id, tenant, object_id, object_type, event_types, \
                      callback_url, callback_token, context, validity, active, secret, created_at, \
-                     failing_since, disabled_reason) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     failing_since, disabled_reason, headers, properties, signature_scheme, \
+                     previous_secret, previous_secret_expires) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                     ?15, ?16, ?17, ?18, ?19)",
                 )?
                 .execute(params![
                     s.id,
@@ -1125,7 +1141,12 @@ impl Store for SqliteStore {
                     s.secret,
                     ms(s.created_at_ms),
                     s.failing_since_ms.map(ms),
-                    s.disabled_reason
+                    s.disabled_reason,
+                    extra[0],
+                    extra[1],
+                    extra[2],
+                    extra[3],
+                    extra[4]
                 ])?;
                 Ok(s)
             })

@@ -109,6 +109,8 @@ INSERT OR IGNORE INTO dedup (route, source_id, event_id, expires_at)
     WHERE source_id IS NOT NULL ORDER BY received_at;
 DROP INDEX IF EXISTS events_source;
 "#,
+    // 3: the sending side's extra subscription columns (issue 13).
+    super::super::subscription_columns::MIGRATION,
 ];
 
 /// The schema version this build writes.
