@@ -216,4 +216,4 @@ struct Activity {
     kind: Option<String>,
 }
 
-sdk::export!(TeamsOutgoing, stages: [verify], config: [secret, reply, forward]);
+sdk::export!(TeamsOutgoing, stages: [verify], config: [secret, reply, forward, card, card_template]);
