@@ -3,11 +3,13 @@
 
 mod check;
 mod components;
+mod credentials;
 mod delivery;
 mod docs;
 mod door;
 mod durability;
 mod fuzz;
+mod guests;
 mod handshake;
 mod ingress;
 mod openapi;
