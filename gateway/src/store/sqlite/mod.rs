@@ -109,11 +109,15 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(|e| open_err(&path, e))?;
         // FULL: a commit is fsynced before its replies go out; group commit
         // is what keeps that affordable. WAL lets readers work beside the
-        // writer.
+        // writer. temp_store = MEMORY keeps the savepoint of every operation
+        // (its statement journal) in memory instead of a temporary file:
+        // measured, that file was a large share of the writer's time.
         conn.execute_batch(if durable {
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA temp_store = MEMORY;"
         } else {
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON;"
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON; \
+             PRAGMA temp_store = MEMORY;"
         })?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         schema::migrate(&mut conn)?;
