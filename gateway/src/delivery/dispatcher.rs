@@ -215,11 +215,14 @@ impl Dispatcher {
         }
         if !give_back.is_empty() {
             tracing::debug!(n = give_back.len(), "lane full: claims handed back");
-            let store = self.ctx.store.clone();
+            let this = self.clone();
             tokio::spawn(async move {
                 for d in give_back {
-                    let _ = store.release(d.id, d.lease).await;
+                    let _ = this.ctx.store.release(d.id, d.lease).await;
                 }
+                // Due again now: the poller takes them when their lane has
+                // room (it may have looked before the release committed).
+                this.wake();
             });
         }
     }
