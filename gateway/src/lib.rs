@@ -11,10 +11,12 @@
 pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod error;
 pub mod ingress;
 pub mod metrics;
+pub mod observability;
 pub mod openapi;
 pub mod pipeline;
 pub mod plugin;

@@ -21,6 +21,10 @@ use super::{
     EventStatus, EventSummary, Inserted, MessageView, NewEvent, NextState, ReplayTarget, Store,
     StoreError, Subscription, SubscriptionHealth, rfc3339,
 };
+use super::stats::{
+    Backlog, BulkReplay, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries,
+    ReplaySet, StatusCounts,
+};
 use crate::plugin::Message;
 
 /// Deliveries to a subscription have destination `sub:<subscription id>`.
@@ -180,6 +184,7 @@ impl SqliteStore {
     fn start(mut conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(super::sqlite_console::SCHEMA)?;
         // A claim is a lease; after a restart nothing is in flight, so every
         // claimed delivery is due again now (at-least-once, never lost).
         conn.execute(
@@ -408,6 +413,9 @@ impl Store for SqliteStore {
                 status,
                 event_type
             ])?;
+            if let Some(inbound) = &event.inbound {
+                Self::insert_inbound(tx, &event.id, inbound)?;
+            }
             let messages = event
                 .messages
                 .iter()
@@ -837,6 +845,72 @@ impl Store for SqliteStore {
         .await
     }
 
+    // ---- Operator console: thin calls into sqlite_console.rs ----------
+
+    async fn console_list(
+        &self,
+        filter: ConsoleFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<EventPage, StoreError> {
+        self.run(move |c| Self::console_list(c, &filter, limit, cursor.as_deref()))
+            .await
+    }
+
+    async fn count_by_status(&self, filter: ConsoleFilter) -> Result<StatusCounts, StoreError> {
+        self.run(move |c| Self::console_counts(c, &filter)).await
+    }
+
+    async fn count_replay_set(&self, filter: ConsoleFilter) -> Result<ReplaySet, StoreError> {
+        self.run(move |c| Self::console_replay_set(c, &filter)).await
+    }
+
+    async fn replay_filtered(
+        &self,
+        filter: ConsoleFilter,
+        expected: ReplaySet,
+        now_ms: u64,
+    ) -> Result<BulkReplay, StoreError> {
+        self.run(move |c| Self::console_replay_filtered(c, &filter, expected, now_ms))
+            .await
+    }
+
+    async fn replay_delivery(
+        &self,
+        event_id: String,
+        delivery_id: i64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.run(move |c| Self::console_replay_delivery(c, &event_id, delivery_id, now_ms))
+            .await
+    }
+
+    async fn backlog(&self) -> Result<Vec<Backlog>, StoreError> {
+        self.run(Self::console_backlog).await
+    }
+
+    async fn destination_stats(
+        &self,
+        since_ms: u64,
+        now_ms: u64,
+        buckets: u32,
+    ) -> Result<Vec<DestinationStats>, StoreError> {
+        self.run(move |c| Self::console_destination_stats(c, since_ms, now_ms, buckets))
+            .await
+    }
+
+    async fn parked_deliveries(
+        &self,
+        destinations: Vec<String>,
+    ) -> Result<Vec<(String, ParkedDeliveries)>, StoreError> {
+        self.run(move |c| Self::console_parked(c, &destinations))
+            .await
+    }
+
+    async fn inbound(&self, event_id: String) -> Result<Option<InboundView>, StoreError> {
+        self.run(move |c| Self::console_inbound(c, &event_id)).await
+    }
+
     async fn prune(&self, before_ms: u64) -> Result<u64, StoreError> {
         self.run(move |tx| {
             let n = tx
@@ -909,6 +983,7 @@ mod tests {
                 destinations: dests.iter().map(|d| (*d).to_owned()).collect(),
             }],
             fanout: Vec::new(),
+            inbound: None,
         }
     }
 

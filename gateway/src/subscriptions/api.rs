@@ -678,6 +678,7 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
             event_type: req.event_type,
             envelope: message,
         }],
+        inbound: None,
     };
     let published = match state.store().insert(event, dedup_since).await? {
         Inserted::New { deliveries } => {
