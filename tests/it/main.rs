@@ -3,6 +3,7 @@
 
 mod check;
 mod components;
+mod console;
 mod docs;
 mod durability;
 mod handshake;
