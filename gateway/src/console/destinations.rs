@@ -98,11 +98,14 @@ fn chart(series: &[SeriesPoint]) -> (Vec<Bar>, String, u64, f64) {
         .iter()
         .enumerate()
         .filter(|(_, p)| p.ok + p.failed > 0)
+        // A step per bucket (its start and end), so one busy bucket still
+        // draws a line.
         .map(|(i, p)| {
+            let y = CHART_H - p.mean_latency_ms / max_latency * CHART_H;
             format!(
-                "{:.1},{:.1}",
-                (i as f64 + 0.5) * w,
-                CHART_H - p.mean_latency_ms / max_latency * CHART_H
+                "{:.1},{y:.1} {:.1},{y:.1}",
+                i as f64 * w,
+                (i as f64 + 1.0) * w
             )
         })
         .collect::<Vec<_>>()
