@@ -236,7 +236,11 @@ async fn console_refuses_a_wrong_token_and_a_form_without_its_csrf_token() {
     let gw = TestGateway::spawn(&config(&sink)).await;
 
     sign_in(&b, &gw, "not-the-token").await;
-    assert!(b.text("#sign-in-error").await.contains("not the admin token"));
+    assert!(
+        b.text("#sign-in-error")
+            .await
+            .contains("not the admin token")
+    );
     b.screenshot(&screenshots(), "sign-in-refused").await;
     b.client.goto(&gw.url("/ui/events")).await.unwrap();
     b.wait_for("#token").await;
@@ -302,13 +306,22 @@ async fn console_page_timings_with_100k_events() {
     .await;
     println!("filled {EVENTS} events in {:?}", filled.elapsed());
     // The test's own client: no redirects, so the session cookie is seen.
-    #[expect(clippy::disallowed_methods, reason = "the test's own client, not delivery")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test's own client, not delivery"
+    )]
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let form = client.get(gw.url("/ui")).send().await.unwrap();
-    let login_cookie = form.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let login_cookie = form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let html = form.text().await.unwrap();
     let csrf = html
         .split(r#"name="csrf" value=""#)
@@ -365,7 +378,11 @@ async fn console_page_timings_with_100k_events() {
             times.push(started.elapsed());
         }
         times.sort();
-        println!("{path:<60} {:>9.1?} {:>9.1?}", times[times.len() / 2], times[times.len() - 1]);
+        println!(
+            "{path:<60} {:>9.1?} {:>9.1?}",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
     }
 }
 
@@ -406,7 +423,9 @@ async fn fill(data_dir: &std::path::Path, n: usize) {
     while set.join_next().await.is_some() {}
     let mut k = 0u64;
     loop {
-        let due = store.claim_due(now, 256, now + 600_000).await.unwrap();
+        // Due as of now, after the inserts (not as of `now`, before them).
+        let at = hookgate::clock::now_ms();
+        let due = store.claim_due(at, 256, at + 600_000).await.unwrap();
         if due.is_empty() {
             break;
         }
@@ -414,7 +433,12 @@ async fn fill(data_dir: &std::path::Path, n: usize) {
             k += 1;
             let attempted = now - day + (k * day / n as u64);
             let (status, next) = match k % 20 {
-                0 => (500, NextState::Dead { reason: "retries exhausted".into() }),
+                0 => (
+                    500,
+                    NextState::Dead {
+                        reason: "retries exhausted".into(),
+                    },
+                ),
                 1 => (503, NextState::Retry { at_ms: now + day }),
                 _ => (200, NextState::Delivered),
             };

@@ -63,7 +63,12 @@ struct DestinationsPage {
 }
 
 fn chart(series: &[SeriesPoint]) -> (Vec<Bar>, String, u64, f64) {
-    let max = series.iter().map(|p| p.ok + p.failed).max().unwrap_or(0).max(1);
+    let max = series
+        .iter()
+        .map(|p| p.ok + p.failed)
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let max_latency = series
         .iter()
         .map(|p| p.mean_latency_ms)
@@ -206,11 +211,7 @@ pub async fn page(
     };
     let now = now_ms();
     let since = now.saturating_sub(span_ms);
-    let stats = match state
-        .store()
-        .destination_stats(since, now, buckets)
-        .await
-    {
+    let stats = match state.store().destination_stats(since, now, buckets).await {
         Ok(s) => s,
         Err(e) => return store_failed(e),
     };

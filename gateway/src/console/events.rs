@@ -350,7 +350,10 @@ fn event_page(layout: Layout, e: EventDetail, inbound: Option<InboundView>) -> E
                 .iter()
                 .map(|a| AttemptRow {
                     at: a.at.clone(),
-                    status: a.status.map(|s| s.to_string()).unwrap_or_else(|| "–".into()),
+                    status: a
+                        .status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "–".into()),
                     latency_ms: a.latency_ms,
                     error: a.error.clone().unwrap_or_default(),
                     response: a.response.clone().unwrap_or_default(),
@@ -449,7 +452,11 @@ pub async fn replay(
             if n > 0 {
                 state.delivery().wake();
             }
-            tracing::info!(event_id = id, replayed = n, "replay requested in the console");
+            tracing::info!(
+                event_id = id,
+                replayed = n,
+                "replay requested in the console"
+            );
             let path = format!(
                 "/ui/events/{}?replayed={n}",
                 url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
@@ -480,7 +487,12 @@ async fn pinned(state: &AppState, mut filter: ConsoleFilter) -> Result<ConsoleFi
         .await
         .map_err(store_failed)?;
     // No match: pin below every id, so the set stays empty.
-    filter.max_id = Some(newest.events.first().map_or_else(String::new, |e| e.id.clone()));
+    filter.max_id = Some(
+        newest
+            .events
+            .first()
+            .map_or_else(String::new, |e| e.id.clone()),
+    );
     Ok(filter)
 }
 

@@ -114,7 +114,11 @@ fn html<T: Template>(status: StatusCode, page: &T) -> Response {
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "console page failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page failed to render").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render",
+            )
+                .into_response()
         }
     }
 }
@@ -178,7 +182,8 @@ async fn require_session(
     let Some(token) = snapshot.config.admin.token.as_deref() else {
         return refuse(StatusCode::NOT_FOUND, "the console is off");
     };
-    let session = session::cookie(req.headers(), SESSION_COOKIE).and_then(|id| sessions.get(id, token));
+    let session =
+        session::cookie(req.headers(), SESSION_COOKIE).and_then(|id| sessions.get(id, token));
     let Some(session) = session else {
         return if req.method() == Method::GET {
             Redirect::to("/ui").into_response()
@@ -196,7 +201,10 @@ async fn require_session(
             .find(|(k, _)| k == "csrf")
             .map(|(_, v)| v.into_owned());
         if !session::csrf_ok(&session.csrf, presented.as_deref()) {
-            tracing::warn!(path = parts.uri.path(), "console form refused: missing or wrong CSRF token");
+            tracing::warn!(
+                path = parts.uri.path(),
+                "console form refused: missing or wrong CSRF token"
+            );
             return refuse(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
         }
         Body::from(bytes)
@@ -390,10 +398,7 @@ mod tests {
     #[test]
     fn times_from_forms_are_utc() {
         assert_eq!(parse_time("since", "1970-01-01T00:01").unwrap(), 60_000);
-        assert_eq!(
-            parse_time("since", "1970-01-01T00:00:02Z").unwrap(),
-            2_000
-        );
+        assert_eq!(parse_time("since", "1970-01-01T00:00:02Z").unwrap(), 2_000);
         assert_eq!(parse_time("since", "1234").unwrap(), 1234);
         assert!(parse_time("since", "yesterday").is_err());
         assert_eq!(show_time(60_000), "1970-01-01 00:01:00");

@@ -117,7 +117,10 @@ pub async fn page(
         })
         .collect();
     let flash = match q.reload.as_deref() {
-        Some("ok") => Some(format!("Reloaded: generation {} is serving.", snapshot.generation)),
+        Some("ok") => Some(format!(
+            "Reloaded: generation {} is serving.",
+            snapshot.generation
+        )),
         Some("refused") => Some(format!(
             "Reload refused; generation {} keeps serving. The errors are below.",
             snapshot.generation
@@ -147,7 +150,12 @@ pub async fn page(
             last_reload: record
                 .last_reload
                 .as_ref()
-                .map(|s| format!("{} ({}, generation {})", s.at, s.trigger, s.reloaded.generation))
+                .map(|s| {
+                    format!(
+                        "{} ({}, generation {})",
+                        s.at, s.trigger, s.reloaded.generation
+                    )
+                })
                 .unwrap_or_else(|| "none since start".into()),
             last_error: record.last_error.clone(),
             recent_errors: record.recent_errors.iter().cloned().collect(),

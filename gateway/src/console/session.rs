@@ -145,7 +145,13 @@ pub fn over_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').next().unwrap_or("").trim().eq_ignore_ascii_case("https"))
+        .is_some_and(|v| {
+            v.split(',')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("https")
+        })
 }
 
 /// A `Set-Cookie` value for the console: `HttpOnly`, `SameSite=Strict`,
@@ -186,8 +192,19 @@ mod tests {
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         let c = set_cookie(SESSION_COOKIE, "v", SESSION_LIFETIME, over_tls(&h));
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.ends_with("; Secure"));
-        assert!(!set_cookie(SESSION_COOKIE, "v", SESSION_LIFETIME, over_tls(&HeaderMap::new())).contains("Secure"));
-        h.insert(http::header::COOKIE, "a=1; hookgate_console=abc".parse().unwrap());
+        assert!(
+            !set_cookie(
+                SESSION_COOKIE,
+                "v",
+                SESSION_LIFETIME,
+                over_tls(&HeaderMap::new())
+            )
+            .contains("Secure")
+        );
+        h.insert(
+            http::header::COOKIE,
+            "a=1; hookgate_console=abc".parse().unwrap(),
+        );
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
         assert!(!csrf_ok("t", None) && !csrf_ok("t", Some("")) && csrf_ok("t", Some("t")));
     }

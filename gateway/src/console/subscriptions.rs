@@ -134,7 +134,11 @@ pub async fn enable(
     sub.disabled_reason = None;
     match store.update_subscription(sub).await {
         Ok(true) => {
-            tracing::info!(subscription = id, tenant = form.tenant, "subscription re-enabled in the console");
+            tracing::info!(
+                subscription = id,
+                tenant = form.tenant,
+                "subscription re-enabled in the console"
+            );
             let q = url::form_urlencoded::Serializer::new(String::new())
                 .append_pair("enabled", &id)
                 .finish();

@@ -16,14 +16,14 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use tokio::sync::{mpsc, oneshot};
 
+use super::stats::{
+    Backlog, BulkReplay, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
+    StatusCounts,
+};
 use super::{
     AttemptRecord, AttemptView, DeliveryView, DueDelivery, EventDetail, EventFilter, EventPage,
     EventStatus, EventSummary, Inserted, MessageView, NewEvent, NextState, ReplayTarget, Store,
     StoreError, Subscription, SubscriptionHealth, rfc3339,
-};
-use super::stats::{
-    Backlog, BulkReplay, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries,
-    ReplaySet, StatusCounts,
 };
 use crate::plugin::Message;
 
@@ -862,7 +862,8 @@ impl Store for SqliteStore {
     }
 
     async fn count_replay_set(&self, filter: ConsoleFilter) -> Result<ReplaySet, StoreError> {
-        self.run(move |c| Self::console_replay_set(c, &filter)).await
+        self.run(move |c| Self::console_replay_set(c, &filter))
+            .await
     }
 
     async fn replay_filtered(

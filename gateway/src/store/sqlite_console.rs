@@ -13,8 +13,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::stats::{
-    Backlog, BulkReplay, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries,
-    ReplaySet, SeriesPoint, StatusCounts,
+    Backlog, BulkReplay, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
+    SeriesPoint, StatusCounts,
 };
 use super::{EventPage, EventStatus, EventSummary, StoreError, rfc3339};
 use crate::store::sqlite::SqliteStore;
@@ -209,8 +209,9 @@ impl SqliteStore {
         filter: &ConsoleFilter,
     ) -> Result<StatusCounts, StoreError> {
         let (where_clause, args) = where_sql(filter, false);
-        let sql =
-            format!("SELECT e.status, COUNT(*) FROM events e WHERE {where_clause} GROUP BY e.status");
+        let sql = format!(
+            "SELECT e.status, COUNT(*) FROM events e WHERE {where_clause} GROUP BY e.status"
+        );
         let mut counts = StatusCounts::default();
         let mut stmt = c.prepare_cached(&sql)?;
         let mut rows = stmt.query(params_from_iter(args))?;
@@ -233,7 +234,9 @@ impl SqliteStore {
     ) -> Result<ReplaySet, StoreError> {
         let (where_clause, args) = where_sql(filter, true);
         let events: i64 = c
-            .prepare_cached(&format!("SELECT COUNT(*) FROM events e WHERE {where_clause}"))?
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM events e WHERE {where_clause}"
+            ))?
             .query_row(params_from_iter(args.clone()), |r| r.get(0))?;
         let mut args = args;
         let deliveries_clause = delivery_sql(filter, &mut args);
@@ -302,20 +305,19 @@ impl SqliteStore {
     }
 
     pub(super) fn console_backlog(c: &Connection) -> Result<Vec<Backlog>, StoreError> {
-        Ok(c
-            .prepare_cached(
-                "SELECT d.destination, COUNT(*), MIN(e.received_at) \
+        Ok(c.prepare_cached(
+            "SELECT d.destination, COUNT(*), MIN(e.received_at) \
                  FROM deliveries d JOIN events e ON e.id = d.event_id \
                  WHERE d.state = 'pending' GROUP BY d.destination ORDER BY d.destination",
-            )?
-            .query_map([], |r| {
-                Ok(Backlog {
-                    destination: r.get(0)?,
-                    pending: unsigned(r.get(1)?),
-                    oldest_pending_ms: r.get::<_, Option<i64>>(2)?.map(unsigned),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?)
+        )?
+        .query_map([], |r| {
+            Ok(Backlog {
+                destination: r.get(0)?,
+                pending: unsigned(r.get(1)?),
+                oldest_pending_ms: r.get::<_, Option<i64>>(2)?.map(unsigned),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
     }
 
     pub(super) fn console_destination_stats(
@@ -379,7 +381,9 @@ impl SqliteStore {
             stats.p99_ms = percentile(c, dest, since_ms, now_ms, stats.attempts, 0.99)?;
             if let Some(id) = last_failed {
                 stats.last_error = c
-                    .prepare_cached("SELECT attempted_at, status, error FROM attempts WHERE id = ?1")?
+                    .prepare_cached(
+                        "SELECT attempted_at, status, error FROM attempts WHERE id = ?1",
+                    )?
                     .query_row(params![*id], |r| {
                         let at: i64 = r.get(0)?;
                         let status: Option<u16> = r.get(1)?;
@@ -442,15 +446,15 @@ fn percentile(
         return Ok(None);
     }
     let offset = ((n - 1) as f64 * q).round() as i64;
-    Ok(c
-        .prepare_cached(
-            "SELECT a.latency_ms FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+    Ok(c.prepare_cached(
+        "SELECT a.latency_ms FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
              WHERE a.attempted_at >= ?1 AND a.attempted_at < ?2 AND d.destination = ?3 \
              ORDER BY a.latency_ms LIMIT 1 OFFSET ?4",
-        )?
-        .query_row(params![ms(since_ms), ms(now_ms), destination, offset], |r| {
-            r.get::<_, i64>(0)
-        })
-        .optional()?
-        .map(unsigned))
+    )?
+    .query_row(
+        params![ms(since_ms), ms(now_ms), destination, offset],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()?
+    .map(unsigned))
 }

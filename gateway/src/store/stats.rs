@@ -149,9 +149,18 @@ pub fn is_credential_header(name: &str) -> bool {
     matches!(
         n.as_str(),
         "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
-    ) || ["token", "secret", "signature", "password", "api-key", "apikey", "hmac", "auth"]
-        .iter()
-        .any(|w| n.contains(w))
+    ) || [
+        "token",
+        "secret",
+        "signature",
+        "password",
+        "api-key",
+        "apikey",
+        "hmac",
+        "auth",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
 }
 
 /// `headers` with every credential's value replaced by [`REDACTED`].

@@ -157,9 +157,12 @@ impl Drop for Browser {
         // outlives a killed chromedriver: kill chromedriver's children
         // (the browser, whose helpers follow it) first.
         let pid = self.driver.id();
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten();
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten();
         for task in tasks.flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
             for child in children.split_whitespace() {
                 let _ = Command::new("kill").args(["-KILL", child]).status();
             }
