@@ -509,9 +509,8 @@ pub async fn confirm_bulk(
             "bulk replay needs a filter: choose a status, route, destination, type, id or time",
         );
     }
-    let filter = match f.filter() {
-        Ok(filter) => filter,
-        Err(_) => return refuse(StatusCode::BAD_REQUEST, "bad filter"),
+    let Ok(filter) = f.filter() else {
+        return refuse(StatusCode::BAD_REQUEST, "bad filter");
     };
     let filter = match pinned(&state, filter).await {
         Ok(f) => f,

@@ -193,10 +193,10 @@ async fn require_session(
     };
     let (mut parts, body) = req.into_parts();
     let body = if parts.method == Method::POST {
-        let bytes = match Limited::new(body, MAX_FORM).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "form too large"),
+        let Ok(collected) = Limited::new(body, MAX_FORM).collect().await else {
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "form too large");
         };
+        let bytes = collected.to_bytes();
         let presented = url::form_urlencoded::parse(&bytes)
             .find(|(k, _)| k == "csrf")
             .map(|(_, v)| v.into_owned());

@@ -403,7 +403,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         cursor: Option<String>,
     ) -> Result<EventPage, StoreError>;
 
-    /// How many events match `filter`, by status (its status is ignored).
+    /// How many events match `filter`, by status (its status is ignored),
+    /// each counted up to [`stats::COUNT_CAP`].
     async fn count_by_status(
         &self,
         filter: stats::ConsoleFilter,

@@ -25,7 +25,11 @@ pub struct ConsoleFilter {
     pub max_id: Option<String>,
 }
 
-/// How many events match a filter, by status.
+/// Counts by status stop here: the live counts cost the same whatever
+/// the filter, and a count at the cap is shown as "10000+".
+pub const COUNT_CAP: u64 = 10_000;
+
+/// How many events match a filter, by status, each up to [`COUNT_CAP`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StatusCounts {
     /// Pending events.
@@ -40,6 +44,23 @@ impl StatusCounts {
     /// Every status together.
     pub fn total(&self) -> u64 {
         self.pending + self.delivered + self.dead
+    }
+
+    /// A count as shown: `10000+` at the cap.
+    pub fn show(n: &u64) -> String {
+        if *n >= COUNT_CAP {
+            format!("{COUNT_CAP}+")
+        } else {
+            n.to_string()
+        }
+    }
+
+    /// The total as shown.
+    pub fn show_total(&self) -> String {
+        let capped = [self.pending, self.delivered, self.dead]
+            .iter()
+            .any(|n| *n >= COUNT_CAP);
+        format!("{}{}", self.total(), if capped { "+" } else { "" })
     }
 
     /// The count of one status.
