@@ -286,6 +286,50 @@ async fn console_refuses_a_wrong_token_and_a_form_without_its_csrf_token() {
     b.close().await;
 }
 
+#[tokio::test]
+async fn metrics_report_the_backlog_and_every_answer_carries_a_request_id() {
+    let sink = MockReceiver::start().await;
+    sink.always(Some(500));
+    // One retry an hour away: the event stays pending.
+    let yaml = config(&sink).replace("schedule: [10ms, 10ms]", "schedule: [1h]");
+    let gw = TestGateway::spawn(&yaml).await;
+    post_id(&gw, "hooks", "{}").await;
+    sink.wait_for(1, WAIT).await;
+    let metrics = gw
+        .client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"hookgate_delivery_backlog{destination="sink"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"hookgate_delivery_oldest_pending_seconds{destination="sink"}"#),
+        "{metrics}"
+    );
+
+    let echoed = gw
+        .client()
+        .get(gw.url("/healthz"))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-abc-123");
+    let made = gw.client().get(gw.url("/healthz")).send().await.unwrap();
+    assert!(
+        made.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req_")
+    );
+}
+
 /// Not a test of behaviour but the console's page budget (≤ 200 ms with
 /// 100,000 events stored): fills a store with 100,000 events (one in 20
 /// dead, one in 20 pending, the rest delivered, attempts over the last
