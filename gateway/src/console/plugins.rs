@@ -159,7 +159,7 @@ pub async fn page(
                 .unwrap_or_else(|| "none since start".into()),
             last_error: record.last_error.clone(),
             recent_errors: record.recent_errors.iter().cloned().collect(),
-            restart_required: record.restart_required.clone(),
+            restart_required: record.restart_required,
             refused,
         },
     )
