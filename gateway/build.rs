@@ -9,6 +9,17 @@
 //!
 //! Guests live in their own workspace (`plugins/Cargo.toml`), so the host
 //! build never compiles them for the host. No `.wasm` is committed.
+//!
+//! The toolchain that builds the guests must have the `wasm32-wasip2`
+//! target. rustup adds the targets of `rust-toolchain.toml` only when it
+//! installs a toolchain, not to one already installed, so this script
+//! checks first, tries `rustup target add`, and otherwise stops at once
+//! with the one command to run (instead of `can't find crate for std` far
+//! down the output).
+//!
+//! `HOOKGATE_GUEST_TOOLCHAIN=<toolchain>` builds the guests with another
+//! rustup toolchain than the host's (the fuzz targets build the host on
+//! nightly, whose target list may lack wasm32-wasip2).
 
 use std::env;
 use std::fmt::Write as _;
@@ -27,6 +38,7 @@ fn main() {
     for watched in ["plugins", "plugin-sdk", "wit", "tests/components"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
+    println!("cargo:rerun-if-env-changed={GUEST_TOOLCHAIN_VAR}");
 
     build_guests(root, &guest_target);
     let wasm_dir = guest_target.join("wasm32-wasip2").join("release");
@@ -71,17 +83,87 @@ fn main() {
     );
 }
 
+/// Names a rustup toolchain for the guests instead of the host's.
+const GUEST_TOOLCHAIN_VAR: &str = "HOOKGATE_GUEST_TOOLCHAIN";
+
+/// The target guests are built for.
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// A command running `tool` (`cargo` or `rustc`) of the guests' toolchain.
+fn guest_tool(tool: &str) -> Command {
+    match env::var(GUEST_TOOLCHAIN_VAR) {
+        Ok(toolchain) if !toolchain.is_empty() => {
+            let mut cmd = Command::new("rustup");
+            cmd.args(["run", &toolchain, tool])
+                // The host build's own toolchain must not leak in.
+                .env_remove("RUSTC")
+                .env_remove("RUSTDOC")
+                .env_remove("RUSTC_WRAPPER")
+                .env_remove("RUSTUP_TOOLCHAIN");
+            cmd
+        }
+        _ => {
+            // The same toolchain as the host build (cargo sets both).
+            let var = if tool == "cargo" { "CARGO" } else { "RUSTC" };
+            Command::new(env::var(var).unwrap_or_else(|_| tool.into()))
+        }
+    }
+}
+
+/// Makes sure the guests' toolchain has the wasm32-wasip2 standard
+/// library: adds it with rustup if it can, and otherwise stops the build
+/// with the command to run.
+fn ensure_guest_target() {
+    let sysroot = guest_tool("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let Some(sysroot) = sysroot else {
+        // No rustc to ask: let the guest build report what is wrong.
+        return;
+    };
+    let has_target = || sysroot.join("lib/rustlib").join(GUEST_TARGET).is_dir();
+    if has_target() {
+        return;
+    }
+    // rustup keeps each toolchain in a directory named after it.
+    let toolchain = sysroot
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "<toolchain>".into());
+    let command = format!("rustup target add {GUEST_TARGET} --toolchain {toolchain}");
+    println!("cargo:warning=the {GUEST_TARGET} target is missing; running `{command}`");
+    let added = Command::new("rustup")
+        .args(["target", "add", GUEST_TARGET, "--toolchain", &toolchain])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !(added && has_target()) {
+        // Not a panic: the message is the whole story, a backtrace would
+        // bury it.
+        eprintln!(
+            "\n\nhookgate builds its plugins for {GUEST_TARGET}, and the Rust toolchain at {} \
+             does not have that target (rustup adds the targets of rust-toolchain.toml only when \
+             it installs a toolchain). Add it with:\n\n    {command}\n\n",
+            sysroot.display()
+        );
+        std::process::exit(1);
+    }
+}
+
 /// `cargo build --release` in the guest workspace.
 fn build_guests(root: &Path, target_dir: &Path) {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    ensure_guest_target();
+    let mut cmd = guest_tool("cargo");
     cmd.current_dir(root.join("plugins"))
         .args([
             "build",
             "--release",
             "--workspace",
             "--target",
-            "wasm32-wasip2",
+            GUEST_TARGET,
         ])
         .env("CARGO_TARGET_DIR", target_dir)
         // Host-only settings must not leak into the guest build: flags meant

@@ -26,7 +26,7 @@ use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "bench-secret";
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-token-0123456789abcdef-0123";
 /// A reload that takes longer than this is a bug, not a slow sample.
 const GIVE_UP: Duration = Duration::from_secs(30);
 

@@ -26,6 +26,9 @@ pub enum ApiError {
     },
     /// The body could not be read.
     BadBody(String),
+    /// The body arrived too slowly (`limits.body_read_timeout`,
+    /// `limits.min_body_rate`).
+    BodyTimeout,
     /// The verifier refused the request.
     Rejected {
         /// 4xx status.
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Rejected { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::UNAUTHORIZED)
             }
@@ -93,6 +97,10 @@ impl IntoResponse for ApiError {
                 "message": format!("request body is larger than this route's limit of {limit} bytes"),
             }),
             ApiError::BadBody(reason) => json!({ "error": "bad_request", "message": reason }),
+            ApiError::BodyTimeout => json!({
+                "error": "request_timeout",
+                "message": "the request body arrived too slowly",
+            }),
             ApiError::Rejected { reason, .. } => {
                 json!({ "error": "verification_failed", "message": reason })
             }
@@ -101,7 +109,16 @@ impl IntoResponse for ApiError {
                     PipelineError::Plugin { source, .. } => source.kind(),
                     PipelineError::UnknownDestination { .. } => "unknown_destination",
                 };
-                json!({ "error": code, "message": error.to_string(), "request_id": request_id })
+                // A 4xx is about the request, and the plugin's reason helps
+                // the sender. A 5xx is ours: its details (trap messages,
+                // plugin config errors that may quote config values) stay
+                // in the log under the request id.
+                let message = if status.is_server_error() {
+                    generic_message(error, request_id)
+                } else {
+                    error.to_string()
+                };
+                json!({ "error": code, "message": message, "request_id": request_id })
             }
             ApiError::Store(crate::store::StoreError::Overloaded) => json!({
                 "error": "overloaded",
@@ -123,6 +140,52 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
+        if matches!(self, ApiError::BodyTimeout) {
+            // The rest of the body may still be on its way: the connection
+            // cannot be reused.
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
+    }
+}
+
+/// Answers a handler that panicked with a 500 carrying a request id (the
+/// panic goes to the log under it) instead of dropping the connection.
+pub fn catch_panics(app: axum::Router) -> axum::Router {
+    app.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        |panic: Box<dyn std::any::Any + Send + 'static>| {
+            let request_id = format!("req_{}", uuid::Uuid::new_v4().simple());
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(request_id, panic = what, "a handler panicked");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({
+                    "error": "internal",
+                    "message": format!("internal error; details are in the gateway log under request id {request_id}"),
+                    "request_id": request_id,
+                })),
+            )
+                .into_response()
+        },
+    ))
+}
+
+/// What a 5xx body says about a pipeline failure: the stage, the plugin
+/// and the kind of failure, nothing the plugin or its config wrote.
+fn generic_message(error: &PipelineError, request_id: &str) -> String {
+    match error {
+        PipelineError::Plugin { stage, source } => format!(
+            "{stage} plugin `{}` failed ({}); details are in the gateway log under request id {request_id}",
+            source.plugin(),
+            source.kind()
+        ),
+        PipelineError::UnknownDestination { plugin, .. } => format!(
+            "router `{plugin}` chose a destination that does not exist; details are in the gateway log under request id {request_id}"
+        ),
     }
 }

@@ -14,6 +14,8 @@ pub mod config;
 pub mod console;
 pub mod delivery;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingress;
 pub mod metrics;
 pub mod observability;
@@ -21,6 +23,7 @@ pub mod openapi;
 pub mod pipeline;
 pub mod plugin;
 pub mod reload;
+pub mod retry;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
@@ -84,7 +87,7 @@ pub async fn run(
         config::StoreEngine::Sqlite => {
             Arc::new(store::sqlite::SqliteStore::open(&config.data_dir)?)
         }
-        config::StoreEngine::Memory => Arc::new(store::sqlite::SqliteStore::in_memory()?),
+        config::StoreEngine::Memory => Arc::new(store::memory::open()?),
     };
     let routes = snapshot.routes.len();
     let plugins = snapshot.plugins.len();
@@ -106,30 +109,75 @@ pub async fn run(
     ));
     let state = state::AppState::new(snapshots, engine, metrics, store, delivery);
     reload::spawn(state.clone(), config_path, shutdown.clone());
-    let app = ingress::router(state);
-
-    let addr = listener
-        .local_addr()
-        .context("reading the listener's address")?;
-    tracing::info!(%addr, routes, plugins, "hookgate listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+    serve(&config, state, listener, shutdown, routes, plugins).await?;
     tracing::info!("stopped accepting; finishing deliveries in flight");
     delivery_stop.cancel();
     delivery_task.await.ok();
     Ok(())
 }
 
-/// Prunes delivered events older than `store.retention`, periodically.
+/// Serves the public listener, and the operator's (`admin.listen`) when
+/// configured, through the door's limits until `shutdown` fires and the
+/// requests in flight have finished (or `limits.shutdown_timeout` passed).
+async fn serve(
+    config: &GatewayConfig,
+    state: state::AppState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    routes: usize,
+    plugins: usize,
+) -> anyhow::Result<()> {
+    let door = ingress::server::Door::new(&config.limits);
+    let operator = match &config.admin.listen {
+        Some(listen) => {
+            let l = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on admin.listen {listen}"))?;
+            let addr = l
+                .local_addr()
+                .context("reading the admin listener's address")?;
+            // A plain line on stdout for scripts and tests, like `serve`'s.
+            println!("hookgate admin listening on http://{addr}");
+            tracing::info!(%addr, "admin and metrics listening");
+            let app = error::catch_panics(ingress::operator_router(state.clone()));
+            Some(tokio::spawn({
+                let door = door.clone();
+                let shutdown = shutdown.clone();
+                async move { door.serve(l, app, shutdown).await }
+            }))
+        }
+        None => None,
+    };
+    let app = error::catch_panics(ingress::router(state));
+    let addr = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    tracing::info!(%addr, routes, plugins, "hookgate listening");
+    door.serve(listener, app, shutdown)
+        .await
+        .context("serving HTTP")?;
+    if let Some(task) = operator {
+        task.await
+            .context("the admin listener's task")?
+            .context("serving the admin listener")?;
+    }
+    Ok(())
+}
+
+/// Prunes finished events past their retention, periodically (in bounded
+/// batches: see `Store::prune`).
 async fn retention(
     store: Arc<dyn store::Store>,
     snapshots: Arc<ArcSwap<pipeline::Snapshot>>,
     stop: CancellationToken,
 ) {
     loop {
-        let retention = snapshots.load().config.store.retention.0;
+        let config = &snapshots.load().config.store;
+        let retention = config.retention.0;
+        let keep = store::Retention {
+            delivered: retention,
+            dead: config.dead_retention.0,
+        };
         // Often enough that the store stays near its bound, rarely enough
         // to cost nothing.
         let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
@@ -137,10 +185,9 @@ async fn retention(
             () = tokio::time::sleep(every) => {}
             () = stop.cancelled() => return,
         }
-        let before = clock::now_ms().saturating_sub(retention.as_millis() as u64);
-        match store.prune(before).await {
+        match store.prune(keep).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "pruned delivered events past retention"),
+            Ok(n) => tracing::info!(events = n, "pruned finished events past retention"),
             Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }
     }

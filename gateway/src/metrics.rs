@@ -214,10 +214,7 @@ impl Metrics {
     pub fn set_backlog(&self, backlog: &[crate::store::stats::Backlog], now_ms: u64) {
         let mut by_label: std::collections::BTreeMap<&str, (u64, Option<u64>)> = Default::default();
         for b in backlog {
-            let label = if b
-                .destination
-                .starts_with(crate::store::sqlite::SUBSCRIBER_PREFIX)
-            {
+            let label = if b.destination.starts_with(crate::store::SUBSCRIBER_PREFIX) {
                 SUBSCRIPTIONS_LABEL
             } else {
                 b.destination.as_str()

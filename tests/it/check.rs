@@ -84,7 +84,10 @@ fn the_quickstart_config_is_valid() {
 fn env_vars_are_interpolated() {
     let (code, out, err) = check(
         "admin: { token: ${HOOKGATE_TEST_TOKEN} }\nroutes:\n  a:\n    verify: { plugin: github, with: { secret: \"${HOOKGATE_TEST_TOKEN}\" } }\n",
-        &[("HOOKGATE_TEST_TOKEN", "abc")],
+        &[(
+            "HOOKGATE_TEST_TOKEN",
+            "abcdefghijklmnopqrstuvwxyz-0123456789",
+        )],
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("ok"), "{out}");
@@ -102,5 +105,37 @@ fn shipped_json_schema_is_up_to_date() {
         shipped.trim(),
         current.trim(),
         "regenerate with: cargo run -p hookgate -- schema > gateway/hookgate.schema.json"
+    );
+}
+
+#[test]
+fn an_empty_admin_token_is_a_config_error_naming_the_key() {
+    let (code, _, err) = check(
+        "admin: { token: ${HOOKGATE_TEST_TOKEN} }\n",
+        &[("HOOKGATE_TEST_TOKEN", "")],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("admin.token: must be at least 32 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_subscribers_destination_without_a_tenant_is_a_config_error() {
+    let (code, _, err) = check(
+        r#"
+subscriptions: { api_keys: { tenant-a: "0123456789abcdef" } }
+destinations:
+  subs: { kind: subscribers, object_type: Repository, object_id: /repository/full_name }
+routes:
+  github: { to: [subs] }
+"#,
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("destinations.subs.tenant: is required"),
+        "{err}"
     );
 }

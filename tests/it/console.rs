@@ -434,7 +434,10 @@ async fn console_page_timings_with_100k_events() {
 /// to `sink`, with their attempts recorded over the last day.
 async fn fill(data_dir: &std::path::Path, n: usize) {
     use hookgate::plugin::Message;
-    use hookgate::store::{AttemptRecord, NewEvent, NewMessage, NextState, Store as _};
+    use hookgate::store::{
+        AttemptRecord, InsertOptions, NewEvent, NewMessage, NextState, Store as _,
+    };
+    use std::time::Duration;
     let store = hookgate::store::sqlite::SqliteStore::open(data_dir).unwrap();
     let now = hookgate::clock::now_ms();
     let day = 86_400_000u64;
@@ -457,7 +460,16 @@ async fn fill(data_dir: &std::path::Path, n: usize) {
             inbound: None,
         };
         set.spawn(async move {
-            store.insert(event, 0).await.unwrap();
+            store
+                .insert(
+                    event,
+                    InsertOptions {
+                        dedup_window: Duration::ZERO,
+                        claim: None,
+                    },
+                )
+                .await
+                .unwrap();
         });
         // Bounded in flight, under the store's queue capacity.
         if set.len() >= 2048 {
@@ -467,9 +479,11 @@ async fn fill(data_dir: &std::path::Path, n: usize) {
     while set.join_next().await.is_some() {}
     let mut k = 0u64;
     loop {
-        // Due as of now, after the inserts (not as of `now`, before them).
-        let at = hookgate::clock::now_ms();
-        let due = store.claim_due(at, 256, at + 600_000).await.unwrap();
+        // Due as of the store's now, after the inserts.
+        let due = store
+            .claim_due(256, Duration::from_secs(600), Vec::new())
+            .await
+            .unwrap();
         if due.is_empty() {
             break;
         }
@@ -483,7 +497,12 @@ async fn fill(data_dir: &std::path::Path, n: usize) {
                         reason: "retries exhausted".into(),
                     },
                 ),
-                1 => (503, NextState::Retry { at_ms: now + day }),
+                1 => (
+                    503,
+                    NextState::Retry {
+                        after: Duration::from_millis(day),
+                    },
+                ),
                 _ => (200, NextState::Delivered),
             };
             let store = store.clone();
@@ -491,6 +510,7 @@ async fn fill(data_dir: &std::path::Path, n: usize) {
                 store
                     .record(AttemptRecord {
                         delivery_id: d.id,
+                        lease: d.lease,
                         attempted_at_ms: attempted,
                         status: Some(status),
                         latency_ms: 5 + k % 200,
@@ -499,7 +519,7 @@ async fn fill(data_dir: &std::path::Path, n: usize) {
                         next,
                     })
                     .await
-                    .unwrap()
+                    .unwrap();
             });
         }
         while set.join_next().await.is_some() {}

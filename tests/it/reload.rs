@@ -21,7 +21,7 @@ use crate::support::receiver::{MockReceiver, Received};
 use crate::support::{sign, test_component};
 
 const SECRET: &str = "reload-secret";
-const TOKEN: &str = "admin-token";
+const TOKEN: &str = "admin-token-0123456789abcdef-0123";
 
 /// A written plugin or config must be serving within this.
 const SWAP_DEADLINE: Duration = Duration::from_secs(1);

@@ -2,6 +2,9 @@
 //! keep-alive connection (hyper's low-level client), sending the same
 //! signed request back to back. Closed loop: concurrency stays fixed, and
 //! a slower server gets fewer requests per second rather than a queue.
+//! With a `rate`, each worker paces its requests so that together they
+//! send that many per second (a worker that falls behind sends back to
+//! back until it catches up).
 //!
 //! An error is a non-2xx answer or an I/O error; after an I/O error the
 //! worker reconnects.
@@ -65,6 +68,9 @@ pub struct Plan {
     pub stop: Stop,
     /// Keep (id, answered-at) of every successful request.
     pub record_answered: bool,
+    /// Requests per second across all connections (open loop); `None`:
+    /// as fast as the server answers.
+    pub rate: Option<f64>,
 }
 
 /// What the workers saw in the measured window.
@@ -80,9 +86,12 @@ pub struct LoadResult {
     pub latencies_ns: Vec<u64>,
     /// Length of the measured window.
     pub window: Duration,
-    /// (unique id, when its answer arrived) of each successful request, when
-    /// asked for.
+    /// (unique id, when its answer arrived) of each successful request
+    /// in the window, when asked for.
     pub answered: Vec<(String, Instant)>,
+    /// 2xx answers at any time (warm-up and window), when `answered` is
+    /// asked for: how many deliveries the server owes in all.
+    pub answered_any_time: u64,
 }
 
 impl LoadResult {
@@ -101,6 +110,7 @@ impl LoadResult {
         }
         self.latencies_ns.extend(other.latencies_ns);
         self.answered.extend(other.answered);
+        self.answered_any_time += other.answered_any_time;
     }
 }
 
@@ -158,7 +168,21 @@ async fn worker(
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     let mut seq = 0u64;
     let authority = target.addr.to_string();
+    // Open loop: this worker's share of the rate, staggered so that the
+    // workers do not fire together.
+    let interval = plan
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(plan.connections as f64 / r));
+    let mut next =
+        interval.map(|i| Instant::now() + i.mul_f64(index as f64 / plan.connections as f64));
     loop {
+        if let (Some(at), Some(i)) = (next.as_mut(), interval) {
+            if *at > Instant::now() {
+                tokio::time::sleep_until((*at).into()).await;
+            }
+            *at += i;
+        }
         if Instant::now() >= window.end {
             break;
         }
@@ -175,6 +199,9 @@ async fn worker(
         let counted = started >= window.start && finished <= window.end;
         match outcome {
             Ok(status) if status.is_success() => {
+                if plan.record_answered {
+                    result.answered_any_time += 1;
+                }
                 if counted {
                     result.ok += 1;
                     result

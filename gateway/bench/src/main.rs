@@ -7,8 +7,15 @@
 //! 2. hookgate, a route with no plugins;
 //! 3. hookgate, `github` verify + `github-teams` transform;
 //! 4. the same as 3 with durability off ;
-//! 5. delivery: N events to a route whose destination is a sink in this
-//!    process; deliveries per second and answered → delivered latency.
+//! 5. delivery: the route of 3 delivering over HTTP to a sink in this
+//!    process, ingest and delivery at once, closed loop: req/s, deliveries
+//!    per second at the sink while ingest runs, answered → delivered
+//!    latency, and how long the backlog takes to drain once the load ends;
+//! 6. fixed rate: the same at a fixed request rate (half of row 3's
+//!    capacity by default): answered → delivered latency when not
+//!    saturated;
+//! 7. a peer, adnanh/webhook (the Debian package `webhook`), with an HMAC
+//!    rule and `/bin/true`, when it is installed.
 //!
 //! Every server is a process of its own (the real `hookgate` binary; the
 //! baseline is this binary re-executed), so peak RSS and CPU seconds are
@@ -48,9 +55,11 @@ const SMOKE_CONNECTIONS: usize = 4;
 /// Bound on any count-based loop (smoke rows, posting the delivery row's
 /// events), so the run always stops by itself.
 const COUNT_LIMIT: Duration = Duration::from_secs(60);
-/// How long the delivery row waits for the last deliveries after the last
+/// How long a delivery row waits for the last deliveries after the last
 /// POST was answered.
 const DELIVERY_DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// The fixed-rate row's rate in `--smoke` mode (requests per second).
+const SMOKE_RATE: f64 = 200.0;
 /// `plugins.timeout` in `--smoke` mode (see [`GatewaySetup::plugin_timeout`]).
 const SMOKE_PLUGIN_TIMEOUT: &str = "10s";
 /// How long a gateway may take to answer `/healthz` after printing its
@@ -83,9 +92,15 @@ struct Cli {
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     warmup: Duration,
 
-    /// Events posted in the delivery row.
-    #[arg(long, default_value_t = 20_000)]
-    events: u64,
+    /// The fixed-rate row's rate, requests per second [default: half of
+    /// row 3's req/s in this run].
+    #[arg(long)]
+    rate: Option<f64>,
+
+    /// The adnanh/webhook binary for the peer row [default: `webhook` on
+    /// the PATH; the row is skipped when there is none].
+    #[arg(long, env = "HOOKGATE_BENCH_WEBHOOK")]
+    webhook: Option<PathBuf>,
 
     /// Where to write the JSON report [default: target/hookgate-bench.json,
     /// or target/hookgate-bench-smoke.json with --smoke].
@@ -147,7 +162,6 @@ fn main() -> ExitCode {
 struct Settings {
     connections: usize,
     stop: Stop,
-    events: u64,
 }
 
 async fn bench(cli: Cli) -> anyhow::Result<Report> {
@@ -158,7 +172,6 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
                 requests: SMOKE_REQUESTS,
                 limit: COUNT_LIMIT,
             },
-            events: SMOKE_REQUESTS,
         }
     } else {
         Settings {
@@ -167,7 +180,6 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
                 warmup: cli.warmup,
                 measure: cli.duration,
             },
-            events: cli.events,
         }
     };
     let gateway = server::gateway_binary(cli.gateway.clone(), !cli.no_build)?;
@@ -212,6 +224,7 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         connections: settings.connections,
         stop: settings.stop,
         record_answered: false,
+        rate: None,
     };
 
     eprintln!(
@@ -226,13 +239,12 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         settings: serde_json::json!({
             "connections": settings.connections,
             "stop": format!("{:?}", settings.stop),
-            "events": settings.events,
             "payload_bytes": body.len(),
             "gateway": gateway.display().to_string(),
             "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         }),
         rows: Vec::new(),
-        delivery: None,
+        delivery: Vec::new(),
         notes: Vec::new(),
     };
 
@@ -276,32 +288,83 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         report.rows.push(row);
     }
 
-    // Row 5: delivery to a sink in this process.
-    {
+    // Rows 5 and 6: HTTP delivery to a sink in this process, while ingest
+    // runs; closed loop, then at a fixed rate.
+    let capacity = report
+        .rows
+        .iter()
+        .find(|r| r.key == "plugins")
+        .map_or(0.0, |r| r.per_second);
+    let fixed_rate = if cli.smoke {
+        SMOKE_RATE
+    } else {
+        cli.rate.unwrap_or(capacity / 2.0).max(1.0)
+    };
+    let delivery_rows = [
+        (
+            "delivery",
+            "hookgate: as 3, HTTP delivery to a sink".to_owned(),
+            None,
+        ),
+        (
+            "fixed-rate",
+            format!("hookgate: as 5, at {fixed_rate:.0} req/s"),
+            Some(fixed_rate),
+        ),
+    ];
+    for (key, title, rate) in delivery_rows {
         let sink = sink::Sink::start().await?;
         let setup = GatewaySetup {
             plugins: true,
             in_memory_store: false,
             destination: Destination::Url(sink.url()),
-            // The events are posted as fast as the gateway accepts them:
-            // room for all of them, so none is shed with a 503.
             plugin_timeout: cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
         };
         let dir = tempfile::tempdir()?;
         let mut server = start_gateway(&gateway, &dir, &setup)?;
         wait_ready(&mut server, "/healthz").await?;
-        let delivery_target = target(server.addr(), "delivery");
+        let delivery_target = target(server.addr(), key);
         let delivery_plan = Plan {
-            connections: settings.connections,
-            stop: Stop::Count {
-                requests: settings.events,
-                limit: COUNT_LIMIT,
-            },
             record_answered: true,
+            rate,
+            ..plan
         };
-        let (row, stats) = delivery_row(&mut server, &sink, delivery_target, delivery_plan).await?;
+        let (row, stats) = delivery_row(
+            &mut server,
+            &sink,
+            delivery_target,
+            delivery_plan,
+            key,
+            title,
+        )
+        .await?;
         report.rows.push(row);
-        report.delivery = Some(stats);
+        report.delivery.push((key, stats));
+    }
+
+    // Row 7: the peer, when installed.
+    match server::webhook_binary(cli.webhook.clone()) {
+        Some(webhook) => {
+            let dir = tempfile::tempdir()?;
+            let mut server = server::spawn_webhook(&webhook, dir.path(), payload::SECRET)?;
+            wait_ready(&mut server, "/").await?;
+            let peer = Target {
+                path: format!("/hooks/{}", config::ROUTE),
+                ..target(server.addr(), "peer")
+            };
+            let row = throughput_row(
+                &mut server,
+                peer,
+                plan,
+                "peer",
+                "adnanh/webhook: HMAC rule, /bin/true".into(),
+            )
+            .await?;
+            report.rows.push(row);
+        }
+        None => report.notes.push(
+            "row 7 skipped: adnanh/webhook is not installed (apt-get install webhook)".into(),
+        ),
     }
 
     report.compute_ratios();
@@ -404,88 +467,108 @@ async fn throughput_row(
     Ok(row)
 }
 
-/// Row 5: posts the events, then waits for the sink to see every accepted
-/// one. Latency per event runs from the moment the client read its 202 to
-/// the moment the sink saw the matching `webhook-id` (the GitHub delivery
-/// id, unique per request); both are read from this process's monotonic
-/// clock.
+/// Rows 5 and 6: load on a delivering gateway, then a wait for the sink
+/// to see every accepted event. Latency per event runs from the moment the
+/// client read its 202 to the moment the sink saw the matching
+/// `webhook-id` (the GitHub delivery id, unique per request); both are read
+/// from this process's monotonic clock.
 async fn delivery_row(
     server: &mut ServerProcess,
     sink: &sink::Sink,
     target: Target,
     plan: Plan,
+    key: &'static str,
+    title: String,
 ) -> anyhow::Result<(Row, DeliveryStats)> {
-    let title = "hookgate: github + github-teams → sink".to_owned();
-    eprintln!("row delivery: {title} on {}", server.addr());
-    let posted_from = Instant::now();
+    eprintln!("row {key}: {title} on {}", server.addr());
+    let (window, handle) = load::start(Arc::new(target), plan);
+    tokio::time::sleep_until(window.start.into()).await;
     let cpu_start = server.cpu_seconds()?;
-    let (_, handle) = load::start(Arc::new(target), plan);
+    let cpu_at_end = match plan.stop {
+        Stop::Timed { .. } => {
+            tokio::time::sleep_until(window.end.into()).await;
+            Some(server.cpu_seconds()?)
+        }
+        Stop::Count { .. } => None,
+    };
     let mut result = handle.await?;
-    let expected = usize::try_from(result.ok)?;
-    let deadline = Instant::now() + DELIVERY_DRAIN_LIMIT;
-    while sink.count() < expected && Instant::now() < deadline && !server.exited() {
+    let load_ended = Instant::now();
+    let cpu_seconds = match cpu_at_end {
+        Some(end) => end,
+        None => server.cpu_seconds()?,
+    } - cpu_start;
+    // Every 2xx (warm-up included) is a delivery the gateway owes.
+    let owed = usize::try_from(result.answered_any_time)?;
+    let deadline = load_ended + DELIVERY_DRAIN_LIMIT;
+    while sink.count() < owed && Instant::now() < deadline && !server.exited() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let cpu_seconds = server.cpu_seconds()? - cpu_start;
     if server.exited() {
-        bail!("delivery: the gateway died:\n{}", server.log_text());
+        bail!("{key}: the gateway died:\n{}", server.log_text());
     }
 
     let answered: HashMap<String, Instant> =
         std::mem::take(&mut result.answered).into_iter().collect();
     let seen = sink.deliveries();
-    let mut latencies = Vec::with_capacity(seen.len());
+    let mut latencies = Vec::with_capacity(answered.len());
     let mut before_answer = 0;
-    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+    let mut delivered_ids = std::collections::HashSet::with_capacity(answered.len());
     for (id, at) in &seen {
         let Some(answered_at) = answered.get(id) else {
             continue;
         };
+        if !delivered_ids.insert(id.as_str()) {
+            continue;
+        }
         if at < answered_at {
             before_answer += 1;
         }
         latencies.push(u64::try_from(
             at.saturating_duration_since(*answered_at).as_nanos(),
         )?);
-        first = Some(first.map_or(*at, |f| f.min(*at)));
-        last = Some(last.map_or(*at, |l| l.max(*at)));
     }
     latencies.sort_unstable();
     let delivered = latencies.len() as u64;
-    // Ingress and delivery share the gateway's cores: how far delivery
-    // kept up while events were still arriving.
-    let posting_ended = answered.values().max().copied().unwrap_or(posted_from);
-    let delivered_while_posting = seen
+    let duplicates = (seen.len() as u64).saturating_sub(
+        seen.iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len() as u64,
+    );
+    // Deliveries the sink saw while the load ran (all of them, warm-up
+    // events included: ingest and delivery share the cores).
+    let in_window = seen
         .iter()
-        .filter(|(id, at)| *at <= posting_ended && answered.contains_key(id))
+        .filter(|(_, at)| *at >= window.start && *at <= window.end.min(load_ended))
         .count() as u64;
+    let window_len = window
+        .end
+        .min(load_ended)
+        .saturating_duration_since(window.start)
+        .as_secs_f64()
+        .max(1e-9);
+    let last_delivery = seen.iter().map(|(_, at)| *at).max();
     let q = |p| Duration::from_nanos(load::quantile(&latencies, p));
     let stats = DeliveryStats {
         accepted: result.ok,
         delivered,
         missing: result.ok.saturating_sub(delivered),
-        per_second: match (first, last) {
-            (Some(f), Some(l)) if l > f => (delivered - 1) as f64 / (l - f).as_secs_f64(),
-            _ => 0.0,
-        },
-        end_to_end_per_second: last.map_or(0.0, |l| {
-            delivered as f64 / l.duration_since(posted_from).as_secs_f64()
-        }),
+        duplicates,
+        per_second_while_loading: in_window as f64 / window_len,
         p50: q(0.5),
         p99: q(0.99),
         max: q(1.0),
         before_answer,
-        per_second_while_posting: delivered_while_posting as f64
-            / posting_ended
-                .duration_since(posted_from)
-                .as_secs_f64()
-                .max(1e-9),
-        backlog_after_posting: result.ok.saturating_sub(delivered_while_posting),
+        backlog_at_end: owed.saturating_sub(seen.iter().filter(|(_, at)| *at <= load_ended).count())
+            as u64,
+        drained_after: last_delivery
+            .filter(|_| sink.count() >= owed)
+            .map(|l| l.saturating_duration_since(load_ended)),
     };
-    let row = Row::new("delivery", title, result, server.peak_rss()?, cpu_seconds);
+    let row = Row::new(key, title, result, server.peak_rss()?, cpu_seconds);
     eprintln!(
-        "row delivery: {} accepted, {} delivered, {:.0} deliveries/s, {} errors",
-        stats.accepted, stats.delivered, stats.per_second, row.errors
+        "row {key}: {:.0} req/s, {} accepted, {} delivered, {:.0} deliveries/s while loading, {} errors",
+        row.per_second, stats.accepted, stats.delivered, stats.per_second_while_loading, row.errors
     );
     if row.errors > 0 || stats.missing > 0 {
         eprintln!("{}", log_tail(server));

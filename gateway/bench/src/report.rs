@@ -69,20 +69,19 @@ impl Row {
     }
 }
 
-/// The delivery row's own numbers.
+/// A delivery row's own numbers.
 #[derive(Debug)]
 pub struct DeliveryStats {
-    /// Events the gateway accepted.
+    /// Events the gateway accepted in the measured window.
     pub accepted: u64,
-    /// Deliveries the sink saw (matching an accepted event).
+    /// Of those, how many the sink saw.
     pub delivered: u64,
-    /// Accepted events never seen at the sink within the time limit.
+    /// Accepted in the window and never seen at the sink within the limit.
     pub missing: u64,
-    /// Deliveries per second at the sink, first to last delivery.
-    pub per_second: f64,
-    /// Accepted events per second end to end: first POST sent to last
-    /// delivery seen.
-    pub end_to_end_per_second: f64,
+    /// Deliveries the sink saw more than once.
+    pub duplicates: u64,
+    /// Deliveries per second at the sink while the load ran.
+    pub per_second_while_loading: f64,
     /// Answered → delivered, median.
     pub p50: Duration,
     /// Answered → delivered, 99th percentile.
@@ -92,10 +91,11 @@ pub struct DeliveryStats {
     /// Deliveries the sink saw before the client had read the 202 (counted
     /// as zero latency).
     pub before_answer: u64,
-    /// Deliveries per second while events were still being posted.
-    pub per_second_while_posting: f64,
-    /// Accepted events not yet delivered when the last POST was answered.
-    pub backlog_after_posting: u64,
+    /// Accepted events not yet delivered when the load ended.
+    pub backlog_at_end: u64,
+    /// From the end of the load to the last delivery (`None`: not all
+    /// arrived within the limit).
+    pub drained_after: Option<Duration>,
 }
 
 /// Everything one run produced.
@@ -107,8 +107,8 @@ pub struct Report {
     pub settings: Value,
     /// Rows in order.
     pub rows: Vec<Row>,
-    /// Row 5's delivery numbers.
-    pub delivery: Option<DeliveryStats>,
+    /// The delivery rows' numbers, by row key.
+    pub delivery: Vec<(&'static str, DeliveryStats)>,
     /// Notes printed under the table.
     pub notes: Vec<String>,
 }
@@ -126,10 +126,21 @@ impl Report {
         }
     }
 
-    /// Total errors, delivery losses included.
+    /// Total errors, delivery losses and duplicates included.
     pub fn total_errors(&self) -> u64 {
         self.rows.iter().map(|r| r.errors).sum::<u64>()
-            + self.delivery.as_ref().map_or(0, |d| d.missing)
+            + self
+                .delivery
+                .iter()
+                .map(|(_, d)| d.missing + d.duplicates)
+                .sum::<u64>()
+    }
+
+    /// `per_second` of row `a` over row `b`'s, when both ran.
+    pub fn ratio(&self, a: &str, b: &str) -> Option<f64> {
+        let rate = |k: &str| self.rows.iter().find(|r| r.key == k).map(|r| r.per_second);
+        let (a, b) = (rate(a)?, rate(b)?);
+        (b > 0.0).then(|| a / b)
     }
 
     /// The table.
@@ -179,25 +190,34 @@ impl Report {
                 out.push('\n');
             }
         }
-        if let Some(d) = &self.delivery {
+        for (key, d) in &self.delivery {
+            let row = self
+                .rows
+                .iter()
+                .position(|r| r.key == *key)
+                .map_or(0, |i| i + 1);
             writeln!(
                 out,
-                "\ndelivery (row 5): {} accepted, {} delivered, {} missing; {:.0} deliveries/s at the sink \
-                 ({:.0}/s end to end, {:.0}/s while posting, {} queued when posting ended); \
-                 answered → delivered p50 {}, p99 {}, max {} ({} delivered before their 202 was read)",
+                "\ndelivery, row {row} ({key}): {} accepted, {} delivered, {} missing, {} duplicates; \
+                 {:.0} deliveries/s at the sink while loading; answered → delivered p50 {}, p99 {}, \
+                 max {} ({} before their 202 was read); backlog at the end of the load {}, drained {}",
                 d.accepted,
                 d.delivered,
                 d.missing,
-                d.per_second,
-                d.end_to_end_per_second,
-                d.per_second_while_posting,
-                d.backlog_after_posting,
+                d.duplicates,
+                d.per_second_while_loading,
                 ms(d.p50),
                 ms(d.p99),
                 ms(d.max),
                 d.before_answer,
+                d.backlog_at_end,
+                d.drained_after
+                    .map_or("not within the limit".to_owned(), |t| format!("{} after", ms(t))),
             )
             .ok();
+        }
+        if let Some(x) = self.ratio("delivery", "peer") {
+            writeln!(out, "row delivery / row peer (adnanh/webhook): {x:.2} ×").ok();
         }
         for note in &self.notes {
             writeln!(out, "note: {note}").ok();
@@ -230,26 +250,32 @@ impl Report {
                 })
             })
             .collect();
-        let delivery = self.delivery.as_ref().map(|d| {
-            json!({
-                "accepted": d.accepted,
-                "delivered": d.delivered,
-                "missing": d.missing,
-                "deliveries_per_s": d.per_second,
-                "end_to_end_per_s": d.end_to_end_per_second,
-                "answered_to_delivered_p50_ms": d.p50.as_secs_f64() * 1e3,
-                "answered_to_delivered_p99_ms": d.p99.as_secs_f64() * 1e3,
-                "answered_to_delivered_max_ms": d.max.as_secs_f64() * 1e3,
-                "delivered_before_answer": d.before_answer,
-                "deliveries_per_s_while_posting": d.per_second_while_posting,
-                "backlog_after_posting": d.backlog_after_posting,
+        let delivery: Vec<Value> = self
+            .delivery
+            .iter()
+            .map(|(key, d)| {
+                json!({
+                    "row": key,
+                    "accepted": d.accepted,
+                    "delivered": d.delivered,
+                    "missing": d.missing,
+                    "duplicates": d.duplicates,
+                    "deliveries_per_s_while_loading": d.per_second_while_loading,
+                    "answered_to_delivered_p50_ms": d.p50.as_secs_f64() * 1e3,
+                    "answered_to_delivered_p99_ms": d.p99.as_secs_f64() * 1e3,
+                    "answered_to_delivered_max_ms": d.max.as_secs_f64() * 1e3,
+                    "delivered_before_answer": d.before_answer,
+                    "backlog_at_end_of_load": d.backlog_at_end,
+                    "drained_after_ms": d.drained_after.map(|t| t.as_secs_f64() * 1e3),
+                })
             })
-        });
+            .collect();
         json!({
             "smoke": self.smoke,
             "settings": self.settings,
             "rows": rows,
             "delivery": delivery,
+            "delivery_to_peer": self.ratio("delivery", "peer"),
             "notes": self.notes,
         })
     }

@@ -109,6 +109,72 @@ impl ServerProcess {
     }
 }
 
+impl ServerProcess {
+    /// Starts `cmd`, a server that listens on `addr` (given on its command
+    /// line) and does not print it; stderr and stdout go to `log`.
+    pub fn spawn_at(mut cmd: Command, log: &Path, addr: SocketAddr) -> anyhow::Result<Self> {
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = cmd
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        Ok(ServerProcess {
+            child,
+            addr,
+            log: log.to_owned(),
+        })
+    }
+}
+
+/// The adnanh/webhook binary: `explicit`, or `webhook` on the PATH.
+pub fn webhook_binary(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return path.is_file().then_some(path);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("webhook"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Starts adnanh/webhook with one hook, `/hooks/bench`: the GitHub
+/// `X-Hub-Signature-256` HMAC rule with `secret`, running `/bin/true`. It
+/// answers once the rule passed, before the command ends, and stores
+/// nothing: the peer a user would compare a gateway with.
+pub fn spawn_webhook(bin: &Path, dir: &Path, secret: &str) -> anyhow::Result<ServerProcess> {
+    let hooks = serde_json::json!([{
+        "id": crate::config::ROUTE,
+        "execute-command": "/bin/true",
+        "response-message": "accepted",
+        "trigger-rule": {
+            "match": {
+                "type": "payload-hmac-sha256",
+                "secret": secret,
+                "parameter": { "source": "header", "name": "X-Hub-Signature-256" }
+            }
+        }
+    }]);
+    let hooks_path = dir.join("hooks.json");
+    std::fs::write(&hooks_path, serde_json::to_vec_pretty(&hooks)?)?;
+    // A free loopback port: webhook takes a port, not a listener.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut cmd = Command::new(bin);
+    cmd.arg("-hooks")
+        .arg(&hooks_path)
+        .args(["-ip", "127.0.0.1", "-port", &port.to_string()]);
+    ServerProcess::spawn_at(
+        cmd,
+        &dir.join("webhook.log"),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

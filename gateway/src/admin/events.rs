@@ -13,13 +13,13 @@
 //! epoch. These paths and fields are a contract.
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::clock::now_ms;
 use crate::state::AppState;
 use crate::store::{EventFilter, EventStatus, ReplayTarget, StoreError};
 
@@ -29,6 +29,7 @@ const MAX_LIMIT: usize = 1000;
 
 /// Query parameters shared by listing and bulk replay.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FilterQuery {
     /// `pending`, `delivered` or `dead` (for replay: the delivery's state).
@@ -41,7 +42,7 @@ pub struct FilterQuery {
     since: Option<String>,
     /// Received before (RFC 3339 or epoch ms).
     until: Option<String>,
-    /// Page size (listing; default 100, at most 1000).
+    /// Page size (listing; 1 to 1000, default 100).
     limit: Option<usize>,
     /// `next` of the previous page (listing).
     cursor: Option<String>,
@@ -113,14 +114,32 @@ impl FilterQuery {
 
 /// List stored events, newest first.
 #[utoipa::path(get, path = "/admin/events", tag = "admin", params(FilterQuery),
-    responses((status = 200, body = crate::store::EventPage), (status = 400), (status = 401)),
+    responses(
+        (status = 200, body = crate::store::EventPage),
+        (status = 400, description = "A parameter that does not parse", body = super::AdminError),
+        (status = 401, body = super::AdminError),
+        (status = 404, description = "The admin API is not configured"),
+        (status = 503, body = super::AdminError),
+    ),
     security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>, Query(q): Query<FilterQuery>) -> Response {
+pub async fn list(
+    State(state): State<AppState>,
+    q: Result<Query<FilterQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_request(e.body_text()),
+    };
     let filter = match q.filter() {
         Ok(f) => f,
         Err(message) => return bad_request(message),
     };
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return bad_request(format!(
+            "`limit` must be between 1 and {MAX_LIMIT}, not {limit}"
+        ));
+    }
     match state.store().list(filter, limit, q.cursor.clone()).await {
         Ok(page) => Json(page).into_response(),
         Err(e) => store_error(e),
@@ -130,7 +149,12 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<FilterQuery>) -
 /// One event with its messages, deliveries and attempts.
 #[utoipa::path(get, path = "/admin/events/{id}", tag = "admin",
     params(("id" = String, Path, description = "Event id")),
-    responses((status = 200, body = crate::store::EventDetail), (status = 404), (status = 401)),
+    responses(
+        (status = 200, body = crate::store::EventDetail),
+        (status = 401, body = super::AdminError),
+        (status = 404, description = "No such event (or the admin API is not configured)", body = super::AdminError),
+        (status = 503, body = super::AdminError),
+    ),
     security(("bearer" = [])))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.store().get(id.clone()).await {
@@ -146,6 +170,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Respo
 
 /// Query of a single-event replay.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayOneQuery {
     /// Only deliveries to this destination.
@@ -155,13 +180,23 @@ pub struct ReplayOneQuery {
 /// Requeue an event's deliveries with a fresh retry budget.
 #[utoipa::path(post, path = "/admin/events/{id}/replay", tag = "admin",
     params(("id" = String, Path, description = "Event id"), ReplayOneQuery),
-    responses((status = 200, body = Replayed), (status = 404), (status = 401)),
+    responses(
+        (status = 200, body = Replayed),
+        (status = 400, description = "A parameter that does not parse", body = super::AdminError),
+        (status = 401, body = super::AdminError),
+        (status = 404, description = "No such event (or the admin API is not configured)", body = super::AdminError),
+        (status = 503, body = super::AdminError),
+    ),
     security(("bearer" = [])))]
 pub async fn replay_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<ReplayOneQuery>,
+    q: Result<Query<ReplayOneQuery>, QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_request(e.body_text()),
+    };
     match state.store().get(id.clone()).await {
         Ok(Some(_)) => {}
         Ok(None) => {
@@ -183,12 +218,22 @@ pub async fn replay_one(
 /// Requeue every delivery matching the filter (e.g. dead letters of a
 /// destination since a time).
 #[utoipa::path(post, path = "/admin/replay", tag = "admin", params(FilterQuery),
-    responses((status = 200, body = Replayed), (status = 400), (status = 401)),
+    responses(
+        (status = 200, body = Replayed),
+        (status = 400, description = "A parameter that does not parse, or none of status, route, destination and since (replaying everything is refused)", body = super::AdminError),
+        (status = 401, body = super::AdminError),
+        (status = 404, description = "The admin API is not configured"),
+        (status = 503, body = super::AdminError),
+    ),
     security(("bearer" = [])))]
 pub async fn replay_matching(
     State(state): State<AppState>,
-    Query(q): Query<FilterQuery>,
+    q: Result<Query<FilterQuery>, QueryRejection>,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_request(e.body_text()),
+    };
     let filter = match q.filter() {
         Ok(f) => f,
         Err(message) => return bad_request(message),
@@ -207,7 +252,7 @@ pub async fn replay_matching(
 }
 
 async fn replay(state: &AppState, target: ReplayTarget) -> Response {
-    match state.store().replay(target, now_ms()).await {
+    match state.store().replay(target).await {
         Ok(n) => {
             if n > 0 {
                 state.delivery().wake();

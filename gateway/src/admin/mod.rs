@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-mod status;
+pub mod status;
 
 use crate::plugin::constant_time_eq;
 use crate::state::AppState;
@@ -32,6 +32,16 @@ pub fn router(state: AppState) -> Option<Router<AppState>> {
         .route("/admin/status", get(status::status))
         .route("/admin/reload", post(status::reload));
     Some(routes.layer(middleware::from_fn_with_state(state, require_token)))
+}
+
+/// An admin API error: a stable code and a reason.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AdminError {
+    /// Stable error code (`unauthorized`, `bad_request`, `not_found`,
+    /// `store_unavailable`).
+    pub error: String,
+    /// Human-readable reason.
+    pub message: String,
 }
 
 async fn ping() -> impl IntoResponse {

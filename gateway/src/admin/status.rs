@@ -16,7 +16,14 @@ use crate::pipeline::PluginStep;
 use crate::reload::Trigger;
 use crate::state::AppState;
 
-/// `GET /admin/status`.
+/// What runs now and what reloads did.
+#[utoipa::path(get, path = "/admin/status", tag = "admin",
+    responses(
+        (status = 200, description = "`generation`, `routes` (each stage's plugin name, version, hash; `to`), `plugins` (version, hash, source, stages, loaded_at, load_ms), `plugin_cache` (dir, hits, misses), `reload` (last reload, last error, recent errors, restart_required, watching)", body = Object),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::admin::AdminError),
+        (status = 404, description = "The admin API is not configured"),
+    ),
+    security(("bearer" = [])))]
 pub async fn status(State(state): State<AppState>) -> Json<Value> {
     let snapshot = state.snapshot();
     let step = |s: &PluginStep| {
@@ -69,6 +76,15 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
 
 /// `POST /admin/reload`: 200 with the new generation, or 422 with every
 /// reason the reload was refused (the previous generation keeps serving).
+#[utoipa::path(post, path = "/admin/reload", tag = "admin",
+    responses(
+        (status = 200, description = "`{\"outcome\": \"reloaded\", \"generation\": n, \"plugins_loaded\": [...], \"restart_required\": [...]}`", body = Object),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::admin::AdminError),
+        (status = 404, description = "The admin API is not configured"),
+        (status = 422, description = "`{\"error\": \"reload_refused\", \"generation\": n, \"errors\": [{\"path\", \"message\"}]}`; the previous generation keeps serving", body = Object),
+        (status = 503, description = "The reloader is not running (shutting down)", body = Object),
+    ),
+    security(("bearer" = [])))]
 pub async fn reload(State(state): State<AppState>) -> Response {
     match state.reload().reload(Trigger::Admin).await {
         Ok(reloaded) => {

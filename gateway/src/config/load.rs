@@ -298,7 +298,7 @@ mod tests {
     fn env(name: &str) -> Option<String> {
         match name {
             "SECRET" => Some("s3cr3t".into()),
-            "TOKEN" => Some("t0k3n".into()),
+            "TOKEN" => Some("t0k3n-0123456789abcdef-0123456789".into()),
             _ => None,
         }
     }
@@ -306,13 +306,23 @@ mod tests {
     #[test]
     fn references_in_flow_mappings_are_interpolated() {
         let cfg = from_str("admin: { token: ${TOKEN} }\n", &env).unwrap();
-        assert_eq!(cfg.admin.token.as_deref(), Some("t0k3n"));
+        assert_eq!(
+            cfg.admin.token.as_deref(),
+            Some("t0k3n-0123456789abcdef-0123456789")
+        );
     }
 
     #[test]
     fn literal_dollar_brace_is_escaped_with_a_double_dollar() {
-        let cfg = from_str("admin:\n  token: \"a$${B}c\"\n", &env).unwrap();
-        assert_eq!(cfg.admin.token.as_deref(), Some("a${B}c"));
+        let cfg = from_str(
+            "admin:\n  token: \"a$${B}c-0123456789abcdef-0123456789\"\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.admin.token.as_deref(),
+            Some("a${B}c-0123456789abcdef-0123456789")
+        );
     }
 
     #[test]
@@ -336,6 +346,41 @@ routes:
             errs.iter()
                 .any(|e| e.path == "routes.github.transform[0].with.secret"
                     && e.message.contains("NOPE")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn omitted_retry_gets_the_documented_jitter_and_the_schema_says_so() {
+        let yaml = "destinations:\n  d: { url: \"http://127.0.0.1:9/x\" }\n\
+                    subscriptions:\n  api_keys: { t: \"0123456789abcdef0123\" }\n";
+        let cfg = from_str(yaml, &env).unwrap();
+        assert_eq!(cfg.destinations["d"].retry.jitter, 0.1);
+        let subs = cfg.subscriptions.as_ref().unwrap();
+        assert_eq!(subs.retry.jitter, 0.1);
+        assert_eq!(subs.object_types, ["Group", "Action", "ActionPackage"]);
+        assert_eq!(
+            crate::delivery::RetryPolicy::from_config(&subs.retry),
+            crate::delivery::RetryPolicy::default()
+        );
+        let schema =
+            serde_json::to_value(schemars::schema_for!(crate::config::GatewayConfig)).unwrap();
+        for owner in ["DestinationConfig", "SubscriptionsConfig"] {
+            assert_eq!(
+                schema["$defs"][owner]["properties"]["retry"]["default"]["jitter"], 0.1,
+                "{owner}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_subscribers_destination_names_a_catalogued_object_type() {
+        let yaml = "subscriptions:\n  api_keys: { t: \"0123456789abcdef0123\" }\n\
+                    destinations:\n  s: { kind: subscribers, object_type: Planet, object_id: x }\n";
+        let errs = from_str(yaml, &env).unwrap_err().0;
+        assert!(
+            errs.iter()
+                .any(|e| e.path == "destinations.s.object_type" && e.message.contains("Planet")),
             "{errs:?}"
         );
     }

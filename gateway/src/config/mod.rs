@@ -128,6 +128,36 @@ pub struct SubscriptionsConfig {
     /// type's JSON Schema.
     #[serde(default)]
     pub event_types: Option<BTreeMap<String, EventTypeConfig>>,
+
+    /// The object types subscriptions and published events may name
+    /// (`objectType`). Default: Kaizala's `Group`, `Action` and
+    /// `ActionPackage`.
+    #[serde(default = "default_object_types")]
+    pub object_types: Vec<String>,
+
+    /// After `POST /v1/webhook/{id}/rotate-secret`, the previous secret
+    /// keeps signing next to the new one for this long, so a subscriber can
+    /// switch without missing a delivery.
+    #[serde(default = "default_secret_rotation_overlap")]
+    pub secret_rotation_overlap: Duration,
+}
+
+fn default_object_types() -> Vec<String> {
+    SubscriptionsConfig::default_object_types()
+}
+
+impl SubscriptionsConfig {
+    /// Kaizala's object types: the default of `object_types`.
+    pub fn default_object_types() -> Vec<String> {
+        ["Group", "Action", "ActionPackage"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn default_secret_rotation_overlap() -> Duration {
+    Duration::from_secs(24 * 60 * 60)
 }
 
 fn default_disable_after() -> Duration {
@@ -163,9 +193,16 @@ fn default_data_dir() -> PathBuf {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Bearer token for `/admin`. Without one the admin API is not served.
+    /// Bearer token for `/admin`, at least 32 bytes. Without one the admin
+    /// API is not served.
     #[serde(default)]
     pub token: Option<String>,
+
+    /// A second address (`127.0.0.1:9090`) for `/admin` and `/metrics`.
+    /// When set, neither is served on `listen`, so the public port shows no
+    /// route names or admin surface. Changing it needs a restart.
+    #[serde(default)]
+    pub listen: Option<String>,
 }
 
 /// Plugin loading and per-call limits.
@@ -214,25 +251,127 @@ fn default_plugin_memory() -> ByteSize {
     ByteSize(crate::plugin::DEFAULT_PLUGIN_MEMORY as u64)
 }
 
-/// Request limits.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+/// Limits at the door: how long a client may take to send a request, how
+/// many connections and requests are served at once, and how large a
+/// request may be. Every limit has a default that is safe on the public
+/// internet; all but `max_body_size` apply only at start.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest accepted request body; larger requests get 413.
     #[serde(default = "default_max_body_size")]
     pub max_body_size: ByteSize,
+
+    /// A request's head (request line and headers) must arrive within this
+    /// long of the connection opening, or of its first byte on a kept-alive
+    /// connection; otherwise the connection is closed (slowloris).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Duration,
+
+    /// Slack for reading a body: a body that has taken longer than this
+    /// plus its size divided by `min_body_rate` is answered 408 and the
+    /// connection closed. A body that stalls is cut off after this long.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout: Duration,
+
+    /// Bytes per second a body must keep up on average once
+    /// `body_read_timeout` is used up. `0`: the whole body must arrive
+    /// within `body_read_timeout`.
+    #[serde(default = "default_min_body_rate")]
+    pub min_body_rate: ByteSize,
+
+    /// A kept-alive connection with no request for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+
+    /// Connections served at once. A connection over the cap is answered
+    /// 503 with `Retry-After` and closed at once, never left waiting.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+
+    /// Requests handled at once (`/healthz` is not counted). A request
+    /// over the cap is answered 503 with `Retry-After`.
+    #[serde(default = "default_max_requests_in_flight")]
+    pub max_requests_in_flight: usize,
+
+    /// Most header fields in one request; more get 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+
+    /// Largest request head (request line and headers) in bytes; at least
+    /// 8KiB. A larger head gets 431.
+    #[serde(default = "default_max_header_size")]
+    pub max_header_size: ByteSize,
+
+    /// On SIGTERM/SIGINT: how long requests in flight may take to finish
+    /// before their connections are closed.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
+            header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+            min_body_rate: default_min_body_rate(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            max_requests_in_flight: default_max_requests_in_flight(),
+            max_headers: default_max_headers(),
+            max_header_size: default_max_header_size(),
+            shutdown_timeout: default_shutdown_timeout(),
         }
     }
 }
 
 fn default_max_body_size() -> ByteSize {
     DEFAULT_MAX_BODY_SIZE
+}
+
+/// Providers send a whole webhook head in one packet; 10 s is generous
+/// for any real client and short enough that idle sockets held by a
+/// slowloris client do not pile up.
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// 1 KiB/s: a 1 MiB body may take about 17 minutes, far slower than any
+/// real sender, while a client dripping a byte now and then is cut off.
+fn default_min_body_rate() -> ByteSize {
+    ByteSize(1 << 10)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Each idle connection costs a file descriptor and a few KiB; serve
+/// raises its soft descriptor limit to the hard one to reach this.
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_max_requests_in_flight() -> usize {
+    1024
+}
+
+/// hyper's own default.
+fn default_max_headers() -> usize {
+    100
+}
+
+fn default_max_header_size() -> ByteSize {
+    ByteSize(32 << 10)
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Log output.
@@ -259,7 +398,8 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
-    /// Deliveries in flight at once, across all destinations.
+    /// Deliveries in flight at once, across all destinations (each is also
+    /// bounded by its own `concurrency`).
     #[serde(default = "default_workers")]
     pub workers: usize,
     /// How long shutdown waits for delivery attempts already in flight.
@@ -274,6 +414,10 @@ impl Default for DeliveryConfig {
             shutdown_grace: default_shutdown_grace(),
         }
     }
+}
+
+fn default_dead_retention() -> Duration {
+    Duration::from_secs(30 * 86_400)
 }
 
 fn default_shutdown_grace() -> Duration {
@@ -292,6 +436,10 @@ pub struct StoreConfig {
     /// Delivered events and their attempts are deleted after this long.
     #[serde(default = "default_retention")]
     pub retention: Duration,
+    /// Dead letters (events whose deliveries gave up) are deleted after
+    /// this long: long enough to notice and replay them.
+    #[serde(default = "default_dead_retention")]
+    pub dead_retention: Duration,
     /// A webhook whose provider delivery id (`X-GitHub-Delivery`, a Stripe
     /// event id, `webhook-id`, ...) was already accepted on the same route
     /// within this window is answered 2xx and not delivered again.
@@ -304,6 +452,7 @@ impl Default for StoreConfig {
         StoreConfig {
             engine: StoreEngine::default(),
             retention: default_retention(),
+            dead_retention: default_dead_retention(),
             dedup_window: default_dedup_window(),
         }
     }
@@ -329,7 +478,10 @@ pub enum StoreEngine {
 }
 
 fn default_workers() -> usize {
-    64
+    // Each destination is bounded by its own `concurrency`; this bound is
+    // for the gateway as a whole, and leaves room for the healthy
+    // destinations when one hangs.
+    256
 }
 
 /// A destination: where messages are sent.
@@ -350,8 +502,9 @@ pub struct DestinationConfig {
     #[serde(default)]
     pub object_id: Option<String>,
 
-    /// For `kind: subscribers`: only this tenant's subscriptions (default:
-    /// every tenant's).
+    /// For `kind: subscribers`: the tenant whose subscriptions receive the
+    /// messages (a name under `subscriptions.api_keys`). Required: without
+    /// it any tenant could subscribe to a route's events.
     #[serde(default)]
     pub tenant: Option<String>,
 
@@ -380,7 +533,7 @@ pub struct DestinationConfig {
 /// parameters. Default: 6 retries over about 1.7 days (1m, 10m, 1h, 4h, 12h,
 /// 24h), like Kaizala's "6 retries, exponential, within 2 days". Exhausted
 /// deliveries become dead letters, which can be replayed.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Waits before retry 1, 2, ... (`[5s, 5m, 30m, 2h]`); its length is
@@ -394,6 +547,18 @@ pub struct RetryConfig {
     /// retries to one destination do not arrive in lockstep.
     #[serde(default = "default_jitter")]
     pub jitter: f64,
+}
+
+// Not derived: a derived Default would give `jitter: 0` whenever `retry:`
+// is omitted, while the field's own default (and the README) say 0.1.
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            schedule: None,
+            exponential: None,
+            jitter: default_jitter(),
+        }
+    }
 }
 
 fn default_jitter() -> f64 {
@@ -442,6 +607,12 @@ pub enum DestinationKind {
     /// subscription API (`subscriptions:`), signed and retried per
     /// subscriber.
     Subscribers,
+    /// POST to a Microsoft Teams incoming webhook or Workflows URL: like
+    /// `http`, but a message over Teams' 28 KB limit is dead-lettered
+    /// without being sent, a `200` with an error text (legacy connectors)
+    /// counts as a failure, and requests are spaced 250 ms apart (Teams
+    /// throttles more than four a second per webhook).
+    Teams,
 }
 
 /// One webhook route.

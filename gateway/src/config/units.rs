@@ -177,4 +177,51 @@ mod tests {
         assert_eq!(d.0, StdDuration::from_secs(2 * 86_400));
         assert!(serde_json::from_value::<Duration>(serde_json::json!("soon")).is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any text: a size or an error, never a panic.
+            #[test]
+            fn size_parsing_never_panics(s in ".*") {
+                let _ = ByteSize::parse(&s);
+            }
+
+            /// A size prints as something that parses back to it.
+            #[test]
+            fn sizes_round_trip_through_text(b in any::<u64>()) {
+                let text = ByteSize(b).to_string();
+                prop_assert_eq!(ByteSize::parse(&text), Ok(ByteSize(b)));
+            }
+
+            /// Units multiply exactly, or the size is refused as too large.
+            #[test]
+            fn units_multiply_or_refuse(n in any::<u64>(), unit in prop::sample::select(vec![
+                ("B", 1u64), ("KB", 1_000), ("KiB", 1 << 10), ("MB", 1_000_000),
+                ("MiB", 1 << 20), ("GB", 1_000_000_000), ("GiB", 1 << 30),
+            ])) {
+                let parsed = ByteSize::parse(&format!("{n}{}", unit.0));
+                match n.checked_mul(unit.1) {
+                    Some(bytes) => prop_assert_eq!(parsed, Ok(ByteSize(bytes))),
+                    None => prop_assert!(parsed.is_err()),
+                }
+            }
+
+            /// Any text: a duration or an error, never a panic.
+            #[test]
+            fn duration_parsing_never_panics(s in ".*") {
+                let _ = serde_json::from_value::<Duration>(serde_json::Value::String(s));
+            }
+
+            /// A duration prints as something that parses back to it.
+            #[test]
+            fn durations_round_trip_through_text(secs in 0u64..=100 * 365 * 86_400, nanos in 0u32..1_000_000_000) {
+                let d = Duration(StdDuration::new(secs, nanos));
+                let back: Duration = serde_json::from_value(serde_json::to_value(d).unwrap()).unwrap();
+                prop_assert_eq!(back, d);
+            }
+        }
+    }
 }

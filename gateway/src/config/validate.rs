@@ -4,12 +4,167 @@
 //! resolved later, by `pipeline::compile`, which needs the plugin files.
 
 use std::net::SocketAddr;
+use std::time::Duration as StdDuration;
 
 use super::load::{ConfigError, ConfigErrors};
-use super::{DestinationKind, GatewayConfig};
+use super::{ByteSize, DestinationKind, Duration, GatewayConfig, RetryConfig};
 
 /// Smallest plugin memory cap that a Rust component can start in.
 const MIN_PLUGIN_MEMORY: u64 = 2 << 20;
+
+/// wasm32 linear memory cannot grow past 4 GiB.
+const MAX_PLUGIN_MEMORY: u64 = 4 << 30;
+
+/// An admin token is a credential: 32 bytes is what `openssl rand -hex 16`
+/// prints, and too long to guess.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
+const MINUTE: StdDuration = StdDuration::from_secs(60);
+const HOUR: StdDuration = StdDuration::from_secs(3600);
+const DAY: StdDuration = StdDuration::from_secs(86_400);
+const YEAR: StdDuration = StdDuration::from_secs(365 * 86_400);
+
+/// Counts (workers, concurrency, connections) are capped well below what
+/// a semaphore or an allocation could not take.
+const MAX_COUNT: usize = 1_000_000;
+
+/// Largest body any route may accept.
+const MAX_BODY_SIZE: u64 = 1 << 30;
+
+/// Most waits a retry schedule may list.
+const MAX_SCHEDULE_LEN: usize = 100;
+
+/// Most retries an exponential policy may ask for.
+const MAX_RETRIES: u32 = 1000;
+
+/// Largest growth factor of an exponential policy.
+const MAX_FACTOR: f64 = 1000.0;
+
+/// Checks that `d` is within `[min, max]`.
+fn duration_in(
+    err: &mut impl FnMut(String, String),
+    path: String,
+    d: Duration,
+    min: StdDuration,
+    max: StdDuration,
+) {
+    if d.0 < min || d.0 > max {
+        err(
+            path,
+            format!(
+                "{d} is out of range: must be between {} and {}",
+                bound(min),
+                bound(max)
+            ),
+        );
+    }
+}
+
+/// A range bound in the largest whole unit a config would use (`3650d`
+/// rather than humantime's `9years 11months ...`).
+fn bound(d: StdDuration) -> String {
+    let ms = d.as_millis();
+    for (unit, len) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= len && ms.is_multiple_of(len) {
+            return format!("{}{unit}", ms / len);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// Checks that `n` is within `[min, max]`.
+fn count_in(err: &mut impl FnMut(String, String), path: String, n: usize, min: usize, max: usize) {
+    if n < min || n > max {
+        err(
+            path,
+            format!("{n} is out of range: must be between {min} and {max}"),
+        );
+    }
+}
+
+/// Checks that `b` is within `[min, max]`.
+fn size_in(err: &mut impl FnMut(String, String), path: String, b: ByteSize, min: u64, max: u64) {
+    if b.0 < min || b.0 > max {
+        err(
+            path,
+            format!(
+                "{b} is out of range: must be between {} and {}",
+                ByteSize(min),
+                ByteSize(max)
+            ),
+        );
+    }
+}
+
+/// Range checks of a `retry:` block at `at`.
+fn check_retry(err: &mut impl FnMut(String, String), at: &str, retry: &RetryConfig) {
+    if retry.schedule.is_some() && retry.exponential.is_some() {
+        err(
+            at.to_owned(),
+            "give either `schedule` or `exponential`, not both".into(),
+        );
+    }
+    // NaN fails this too.
+    if !(0.0..=1.0).contains(&retry.jitter) {
+        err(format!("{at}.jitter"), "must be between 0 and 1".into());
+    }
+    if let Some(schedule) = &retry.schedule {
+        if schedule.len() > MAX_SCHEDULE_LEN {
+            err(
+                format!("{at}.schedule"),
+                format!("lists more than {MAX_SCHEDULE_LEN} waits"),
+            );
+        }
+        for (i, d) in schedule.iter().enumerate() {
+            duration_in(
+                err,
+                format!("{at}.schedule[{i}]"),
+                *d,
+                StdDuration::ZERO,
+                YEAR,
+            );
+        }
+    }
+    if let Some(e) = &retry.exponential {
+        // NaN fails this too.
+        if !(1.0..=MAX_FACTOR).contains(&e.factor) {
+            err(
+                format!("{at}.exponential.factor"),
+                format!("must be between 1 and {MAX_FACTOR}"),
+            );
+        }
+        duration_in(
+            err,
+            format!("{at}.exponential.initial"),
+            e.initial,
+            StdDuration::ZERO,
+            YEAR,
+        );
+        if let Some(max) = e.max_delay {
+            duration_in(
+                err,
+                format!("{at}.exponential.max_delay"),
+                max,
+                StdDuration::ZERO,
+                YEAR,
+            );
+        }
+        if e.retries > MAX_RETRIES {
+            err(
+                format!("{at}.exponential.retries"),
+                format!("must be at most {MAX_RETRIES}"),
+            );
+        }
+    }
+}
+
+/// Longest `destinations.*.timeout`.
+pub const MAX_DESTINATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// Collects every semantic problem in `config`.
 pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
@@ -25,42 +180,161 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
             ),
         );
     }
-    if config.plugins.timeout.0.is_zero() {
-        err("plugins.timeout".into(), "must be greater than zero".into());
-    }
-    if config.plugins.memory.0 < MIN_PLUGIN_MEMORY {
+    duration_in(
+        &mut err,
+        "plugins.timeout".into(),
+        config.plugins.timeout,
+        StdDuration::from_millis(1),
+        5 * MINUTE,
+    );
+    size_in(
+        &mut err,
+        "plugins.memory".into(),
+        config.plugins.memory,
+        MIN_PLUGIN_MEMORY,
+        MAX_PLUGIN_MEMORY,
+    );
+    count_in(
+        &mut err,
+        "delivery.workers".into(),
+        config.delivery.workers,
+        1,
+        MAX_COUNT,
+    );
+    duration_in(
+        &mut err,
+        "delivery.shutdown_grace".into(),
+        config.delivery.shutdown_grace,
+        StdDuration::ZERO,
+        HOUR,
+    );
+    duration_in(
+        &mut err,
+        "store.retention".into(),
+        config.store.retention,
+        StdDuration::ZERO,
+        100 * YEAR,
+    );
+    duration_in(
+        &mut err,
+        "store.dedup_window".into(),
+        config.store.dedup_window,
+        StdDuration::ZERO,
+        100 * YEAR,
+    );
+
+    if let Some(token) = &config.admin.token
+        && token.len() < MIN_ADMIN_TOKEN_LEN
+    {
         err(
-            "plugins.memory".into(),
-            format!("must be at least {}", super::ByteSize(MIN_PLUGIN_MEMORY)),
+            "admin.token".into(),
+            format!(
+                "must be at least {MIN_ADMIN_TOKEN_LEN} bytes (it is {}): it guards the admin API; generate one with `openssl rand -hex 32`",
+                token.len()
+            ),
         );
     }
-    if config.delivery.workers == 0 {
-        err("delivery.workers".into(), "must be at least 1".into());
+    if let Some(listen) = &config.admin.listen {
+        if listen.parse::<SocketAddr>().is_err() {
+            err(
+                "admin.listen".into(),
+                format!("{listen:?} is not an address:port such as 127.0.0.1:9090"),
+            );
+        } else if *listen == config.listen && !listen.ends_with(":0") {
+            err("admin.listen".into(), "must differ from `listen`".into());
+        }
     }
+
+    let limits = &config.limits;
+    size_in(
+        &mut err,
+        "limits.max_body_size".into(),
+        limits.max_body_size,
+        0,
+        MAX_BODY_SIZE,
+    );
+    duration_in(
+        &mut err,
+        "limits.header_read_timeout".into(),
+        limits.header_read_timeout,
+        StdDuration::from_millis(10),
+        10 * MINUTE,
+    );
+    duration_in(
+        &mut err,
+        "limits.body_read_timeout".into(),
+        limits.body_read_timeout,
+        StdDuration::from_millis(10),
+        HOUR,
+    );
+    size_in(
+        &mut err,
+        "limits.min_body_rate".into(),
+        limits.min_body_rate,
+        0,
+        MAX_BODY_SIZE,
+    );
+    duration_in(
+        &mut err,
+        "limits.idle_timeout".into(),
+        limits.idle_timeout,
+        StdDuration::from_millis(10),
+        DAY,
+    );
+    count_in(
+        &mut err,
+        "limits.max_connections".into(),
+        limits.max_connections,
+        1,
+        MAX_COUNT,
+    );
+    count_in(
+        &mut err,
+        "limits.max_requests_in_flight".into(),
+        limits.max_requests_in_flight,
+        1,
+        MAX_COUNT,
+    );
+    count_in(
+        &mut err,
+        "limits.max_headers".into(),
+        limits.max_headers,
+        1,
+        10_000,
+    );
+    // hyper's read buffer cannot be smaller than 8 KiB.
+    size_in(
+        &mut err,
+        "limits.max_header_size".into(),
+        limits.max_header_size,
+        8 << 10,
+        1 << 20,
+    );
+    duration_in(
+        &mut err,
+        "limits.shutdown_timeout".into(),
+        limits.shutdown_timeout,
+        StdDuration::ZERO,
+        HOUR,
+    );
 
     for (name, dest) in &config.destinations {
         let at = |key: &str| format!("destinations.{name}.{key}");
         if !is_name(name) {
             err(format!("destinations.{name}"), name_rule());
         }
-        if dest.concurrency == 0 {
-            err(at("concurrency"), "must be at least 1".into());
-        }
-        let retry = &dest.retry;
-        if retry.schedule.is_some() && retry.exponential.is_some() {
-            err(
-                at("retry"),
-                "give either `schedule` or `exponential`, not both".into(),
-            );
-        }
-        if !(0.0..=1.0).contains(&retry.jitter) {
-            err(at("retry.jitter"), "must be between 0 and 1".into());
-        }
-        if let Some(e) = &retry.exponential
-            && e.factor < 1.0
-        {
-            err(at("retry.exponential.factor"), "must be at least 1".into());
-        }
+        count_in(&mut err, at("concurrency"), dest.concurrency, 1, MAX_COUNT);
+        // An attempt renews its delivery's lease while it runs, so any
+        // timeout is safe; a very long one only keeps a hung attempt (and
+        // its lease, from every other gateway) for that long.
+        duration_in(
+            &mut err,
+            at("timeout"),
+            dest.timeout,
+            StdDuration::from_millis(1),
+            MAX_DESTINATION_TIMEOUT,
+        );
+        check_retry(&mut err, &at("retry"), &dest.retry);
         if dest.kind == DestinationKind::Subscribers {
             if config.subscriptions.is_none() {
                 err(
@@ -68,11 +342,19 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                     "`subscribers` needs a `subscriptions:` section".into(),
                 );
             }
-            if dest.object_type.is_none() {
-                err(
+            match (&dest.object_type, &config.subscriptions) {
+                (None, _) => err(
                     at("object_type"),
                     "is required for a subscribers destination".into(),
-                );
+                ),
+                (Some(t), Some(subs)) if !subs.object_types.contains(t) => err(
+                    at("object_type"),
+                    format!(
+                        "{t:?} is not in subscriptions.object_types ({}): no subscription could match it",
+                        subs.object_types.join(", ")
+                    ),
+                ),
+                _ => {}
             }
             if dest.object_id.is_none() {
                 err(
@@ -80,10 +362,24 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                     "is required for a subscribers destination".into(),
                 );
             }
+            match (&dest.tenant, &config.subscriptions) {
+                (None, _) => err(
+                    at("tenant"),
+                    "is required for a subscribers destination: without it every tenant's subscriptions would receive this route's events".into(),
+                ),
+                (Some(t), Some(subs)) if !subs.api_keys.contains_key(t) => err(
+                    at("tenant"),
+                    format!("no tenant named {t:?} under `subscriptions.api_keys`"),
+                ),
+                _ => {}
+            }
         }
         match (dest.kind, &dest.url) {
             (DestinationKind::Http, None) => {
                 err(at("url"), "is required for an http destination".into())
+            }
+            (DestinationKind::Teams, None) => {
+                err(at("url"), "is required for a teams destination".into())
             }
             (_, Some(url)) => match reqwest::Url::parse(url) {
                 Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
@@ -125,6 +421,42 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 );
             }
         }
+        if subs.object_types.is_empty() {
+            err(
+                "subscriptions.object_types".into(),
+                "needs at least one object type".into(),
+            );
+        }
+        for (i, t) in subs.object_types.iter().enumerate() {
+            if t.trim().is_empty() || t.trim() != t {
+                err(
+                    format!("subscriptions.object_types[{i}]"),
+                    "must be a non-empty name without surrounding spaces".into(),
+                );
+            }
+        }
+        check_retry(&mut err, "subscriptions.retry", &subs.retry);
+        duration_in(
+            &mut err,
+            "subscriptions.disable_after".into(),
+            subs.disable_after,
+            StdDuration::ZERO,
+            10 * YEAR,
+        );
+        duration_in(
+            &mut err,
+            "subscriptions.validation_timeout".into(),
+            subs.validation_timeout,
+            StdDuration::from_millis(1),
+            5 * MINUTE,
+        );
+        duration_in(
+            &mut err,
+            "subscriptions.timeout".into(),
+            subs.timeout,
+            StdDuration::from_millis(1),
+            HOUR,
+        );
         for (i, cidr) in subs.allow_private_callbacks.iter().enumerate() {
             if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
                 err(
@@ -138,6 +470,15 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
     for (name, route) in &config.routes {
         if !is_name(name) {
             err(format!("routes.{name}"), name_rule());
+        }
+        if let Some(size) = route.max_body_size {
+            size_in(
+                &mut err,
+                format!("routes.{name}.max_body_size"),
+                size,
+                0,
+                MAX_BODY_SIZE,
+            );
         }
         for (i, to) in route.to.iter().enumerate() {
             if !config.destinations.contains_key(to) {
@@ -196,6 +537,74 @@ mod tests {
             .unwrap_err()
             .0;
         assert_eq!(errs[0].path, "routes.a.to[0]");
+    }
+
+    fn paths(yaml: &str) -> Vec<String> {
+        let env = |name: &str| (name == "EMPTY").then(String::new);
+        match from_str(yaml, &env) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.into_iter().map(|e| e.path).collect(),
+        }
+    }
+
+    #[test]
+    fn empty_or_short_admin_tokens_are_refused() {
+        assert_eq!(paths("admin: { token: ${EMPTY} }\n"), ["admin.token"]);
+        assert_eq!(paths("admin: { token: short-token }\n"), ["admin.token"]);
+        assert!(paths("admin: { token: 0123456789abcdef0123456789abcdef }\n").is_empty());
+    }
+
+    #[test]
+    fn subscribers_destinations_name_a_known_tenant() {
+        let subs = "subscriptions: { api_keys: { a: 0123456789abcdef } }\n";
+        let dest = |extra: &str| {
+            format!(
+                "{subs}destinations:\n  s: {{ kind: subscribers, object_type: Group, object_id: x{extra} }}\n"
+            )
+        };
+        assert_eq!(paths(&dest("")), ["destinations.s.tenant"]);
+        assert_eq!(paths(&dest(", tenant: b")), ["destinations.s.tenant"]);
+        assert!(paths(&dest(", tenant: a")).is_empty());
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors_not_panics() {
+        for (yaml, path) in [
+            ("plugins: { timeout: 100000000000d }", "plugins.timeout"),
+            ("plugins: { timeout: 0s }", "plugins.timeout"),
+            ("plugins: { memory: 1000GiB }", "plugins.memory"),
+            (
+                "delivery: { workers: 18446744073709551615 }",
+                "delivery.workers",
+            ),
+            ("store: { retention: 1000000000d }", "store.retention"),
+            ("store: { dedup_window: 1000000000d }", "store.dedup_window"),
+            ("limits: { max_connections: 0 }", "limits.max_connections"),
+            (
+                "limits: { max_header_size: 1KiB }",
+                "limits.max_header_size",
+            ),
+            (
+                "limits: { header_read_timeout: 0s }",
+                "limits.header_read_timeout",
+            ),
+            ("limits: { max_body_size: 100GiB }", "limits.max_body_size"),
+            (
+                "destinations: { d: { url: \"http://x\", concurrency: 18446744073709551615 } }",
+                "destinations.d.concurrency",
+            ),
+            (
+                "destinations: { d: { url: \"http://x\", retry: { exponential: { initial: 1s, factor: 1e308, retries: 4294967295 } } } }",
+                "destinations.d.retry.exponential.factor",
+            ),
+            (
+                "destinations: { d: { url: \"http://x\", retry: { schedule: [100000d] } } }",
+                "destinations.d.retry.schedule[0]",
+            ),
+        ] {
+            let found = paths(&format!("{yaml}\n"));
+            assert!(found.iter().any(|p| p == path), "{yaml}: {found:?}");
+        }
     }
 
     #[test]

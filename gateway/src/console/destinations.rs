@@ -13,7 +13,7 @@ use super::session::Session;
 use super::{Layout, html, show_age, show_time, store_failed};
 use crate::clock::now_ms;
 use crate::state::AppState;
-use crate::store::sqlite::SUBSCRIBER_PREFIX;
+use crate::store::SUBSCRIBER_PREFIX;
 use crate::store::stats::{DestinationStats, SeriesPoint};
 
 /// Chart size in SVG user units.

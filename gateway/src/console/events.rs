@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use super::session::Session;
 use super::{Layout, given, html, parse_time, refuse, show_time, store_failed};
-use crate::clock::now_ms;
 use crate::state::AppState;
 use crate::store::stats::{BulkReplay, ConsoleFilter, InboundView, ReplaySet, StatusCounts};
 use crate::store::{EventDetail, EventFilter, EventStatus, ReplayTarget};
@@ -41,8 +40,10 @@ impl FilterParams {
     fn filter(&self) -> Result<ConsoleFilter, String> {
         let status = match given(&self.status) {
             None => None,
+            // `parked` is a delivery's state, never an event's.
             Some(s) => Some(
                 EventStatus::parse(&s)
+                    .filter(|s| *s != EventStatus::Parked)
                     .ok_or_else(|| format!("status: {s:?} is not pending, delivered or dead"))?,
             ),
         };
@@ -422,7 +423,6 @@ pub async fn replay(
     Path(id): Path<String>,
     Form(form): Form<ReplayForm>,
 ) -> Response {
-    let now = now_ms();
     let result = match given(&form.delivery) {
         Some(d) => {
             let Ok(delivery) = d.parse::<i64>() else {
@@ -430,20 +430,17 @@ pub async fn replay(
             };
             state
                 .store()
-                .replay_delivery(id.clone(), delivery, now)
+                .replay_delivery(id.clone(), delivery)
                 .await
                 .map(u64::from)
         }
         None => {
             state
                 .store()
-                .replay(
-                    ReplayTarget::Event {
-                        id: id.clone(),
-                        destination: None,
-                    },
-                    now,
-                )
+                .replay(ReplayTarget::Event {
+                    id: id.clone(),
+                    destination: None,
+                })
                 .await
         }
     };
@@ -561,11 +558,7 @@ pub async fn bulk_replay(
         return refuse(StatusCode::BAD_REQUEST, "bad expected counts");
     };
     let expected = ReplaySet { events, deliveries };
-    match state
-        .store()
-        .replay_filtered(filter, expected, now_ms())
-        .await
-    {
+    match state.store().replay_filtered(filter, expected).await {
         Ok(BulkReplay::Replayed(set)) => {
             if set.deliveries > 0 {
                 state.delivery().wake();

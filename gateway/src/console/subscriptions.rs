@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::session::Session;
 use super::{Layout, given, html, refuse, show_time, store_failed};
 use crate::state::AppState;
-use crate::store::sqlite::SUBSCRIBER_PREFIX;
+use crate::store::{SUBSCRIBER_PREFIX, SubscriptionPatch};
 
 struct Row {
     id: String,
@@ -22,6 +22,7 @@ struct Row {
     disabled_reason: String,
     failing_since: String,
     pending: u64,
+    parked: u64,
     dead: u64,
     expires: String,
 }
@@ -90,6 +91,7 @@ pub async fn page(
                 disabled_reason: s.disabled_reason.unwrap_or_default(),
                 failing_since: s.failing_since_ms.map(show_time).unwrap_or_default(),
                 pending: p.pending,
+                parked: p.parked,
                 dead: p.dead,
                 expires: show_time(s.validity_ms),
                 id: s.id,
@@ -121,19 +123,17 @@ pub async fn enable(
     Form(form): Form<EnableForm>,
 ) -> Response {
     let store = state.store();
-    let mut sub = match store
-        .get_subscription(Some(form.tenant.clone()), id.clone())
+    // The patch clears the failure streak and the reason, and sends the
+    // deliveries parked meanwhile, oldest first.
+    let patch = SubscriptionPatch {
+        active: Some(true),
+        ..SubscriptionPatch::default()
+    };
+    match store
+        .update_subscription(form.tenant.clone(), id.clone(), patch)
         .await
     {
-        Ok(Some(s)) => s,
-        Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such subscription"),
-        Err(e) => return store_failed(e),
-    };
-    sub.active = true;
-    sub.failing_since_ms = None;
-    sub.disabled_reason = None;
-    match store.update_subscription(sub).await {
-        Ok(true) => {
+        Ok(Some(_)) => {
             tracing::info!(
                 subscription = id,
                 tenant = form.tenant,
@@ -144,7 +144,7 @@ pub async fn enable(
                 .finish();
             Redirect::to(&format!("/ui/subscriptions?{q}")).into_response()
         }
-        Ok(false) => refuse(StatusCode::NOT_FOUND, "no such subscription"),
+        Ok(None) => refuse(StatusCode::NOT_FOUND, "no such subscription"),
         Err(e) => store_failed(e),
     }
 }

@@ -24,29 +24,48 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_internal_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal_v4(v4);
-            }
-            let seg = v6.segments();
-            // NAT64 (64:ff9b::/96) embeds an IPv4 address.
-            if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
-                let v4 = Ipv4Addr::new(
-                    (seg[6] >> 8) as u8,
-                    seg[6] as u8,
-                    (seg[7] >> 8) as u8,
-                    seg[7] as u8,
-                );
-                return is_internal_v4(v4);
-            }
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
-                || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1)
-        }
+        IpAddr::V6(v6) => is_internal_v6(v6),
+    }
+}
+
+fn is_internal_v6(v6: Ipv6Addr) -> bool {
+    let seg = v6.segments();
+    // Forms that carry an IPv4 address are judged by it, so that
+    // `::ffff:127.0.0.1` is as internal as `127.0.0.1`.
+    if let Some(v4) = embedded_v4(v6) {
+        return is_internal_v4(v4);
+    }
+    v6.is_unspecified()
+        || v6.is_loopback()
+        || v6.is_multicast()
+        // ::/96, IPv4-compatible (`::a.b.c.d`, deprecated by RFC 4291):
+        // nothing public lives there, and stacks that still route it reach
+        // the embedded IPv4 address.
+        || seg[..6] == [0, 0, 0, 0, 0, 0]
+        || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || (seg[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated, still routed inside some networks)
+        || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation 2001:db8::/32
+        || seg[..3] == [0x64, 0xff9b, 0x0001] // local-use NAT64 64:ff9b:1::/48 (RFC 8215)
+        || seg[..4] == [0x0100, 0, 0, 0] // discard-only 100::/64 (RFC 6666)
+        // Tunnels: 6to4 2002::/16 and Teredo 2001::/32 reach IPv4 hosts
+        // through relays, including ones inside the network; no public
+        // webhook endpoint needs them.
+        || seg[0] == 0x2002
+        || (seg[0] == 0x2001 && seg[1] == 0)
+}
+
+/// The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`),
+/// IPv4-translated (`::ffff:0:a.b.c.d`, RFC 2765) or well-known NAT64
+/// (`64:ff9b::a.b.c.d`, RFC 6052) address.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let seg = v6.segments();
+    let tail = || Ipv4Addr::from((u32::from(seg[6]) << 16) | u32::from(seg[7]));
+    match seg[..6] {
+        [0, 0, 0, 0, 0, 0xffff] => Some(tail()),
+        [0, 0, 0, 0, 0xffff, 0] => Some(tail()),
+        [0x64, 0xff9b, 0, 0, 0, 0] => Some(tail()),
+        _ => None,
     }
 }
 
@@ -62,6 +81,7 @@ fn is_internal_v4(ip: Ipv4Addr) -> bool {
         || o[0] == 0 // 0.0.0.0/8
         || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
         || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24, protocol assignments
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 192.88.99.0/24, 6to4 relay anycast
         || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15, benchmarking
         || o[0] >= 240 // reserved
 }
@@ -72,8 +92,10 @@ pub fn permitted(ip: IpAddr, allow: &[IpNet]) -> bool {
 }
 
 fn allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
+    // An allow-listed IPv4 network covers its IPv6 embeddings too: they
+    // are judged by the same address.
     let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
         v4 => v4,
     };
     allow.iter().any(|net| net.contains(&ip))
@@ -182,6 +204,27 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "224.0.0.1",
             "255.255.255.255",
+            // IPv4-compatible ::a.b.c.d, public or not.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::8.8.8.8",
+            // IPv4-translated ::ffff:0:a.b.c.d.
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:a9fe:a9fe",
+            // Local-use NAT64, whatever it embeds.
+            "64:ff9b:1::8.8.8.8",
+            "64:ff9b:1:ffff::1",
+            // 6to4 and Teredo tunnels.
+            "2002:7f00:1::1",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            // Site-local and discard-only.
+            "fec0::1",
+            "feff::1",
+            "100::1",
+            "100::ffff:ffff:ffff:ffff",
+            "192.88.99.1",
+            "2001:db8::1",
         ] {
             assert!(is_internal(ip(a)), "{a}");
         }
@@ -189,6 +232,12 @@ mod tests {
             "93.184.216.34",
             "2606:2800:220:1:248:1893:25c8:1946",
             "8.8.8.8",
+            "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "64:ff9b::8.8.8.8",
+            "2001:4860:4860::8888",
+            "100:0:0:1::1",
+            "2001:1::1",
         ] {
             assert!(!is_internal(ip(a)), "{a}");
         }
@@ -253,5 +302,70 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn v6(bits: u128) -> IpAddr {
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+
+        proptest! {
+            /// Every IPv6 form that embeds an IPv4 address is judged by it,
+            /// and an allow-listed IPv4 network covers those forms too.
+            #[test]
+            fn embedded_ipv4_is_judged_like_ipv4(a in any::<u32>()) {
+                let v4 = IpAddr::V4(Ipv4Addr::from(a));
+                let a = u128::from(a);
+                let mapped = v6((0xffff << 32) | a);
+                let translated = v6((0xffff << 48) | a);
+                let nat64 = v6((0x0064_ff9b << 96) | a);
+                for form in [mapped, translated, nat64] {
+                    prop_assert_eq!(is_internal(form), is_internal(v4), "{} vs {}", form, v4);
+                }
+                let allow: Vec<IpNet> = vec![IpNet::new(v4, 32).unwrap()];
+                for form in [mapped, translated, nat64] {
+                    prop_assert!(permitted(form, &allow), "{} not covered by {}/32", form, v4);
+                }
+            }
+
+            /// The ranges nothing public lives in are refused whatever the
+            /// rest of the address.
+            #[test]
+            fn reserved_ipv6_ranges_are_internal(low in any::<u128>()) {
+                for (prefix, len) in [
+                    (0u128, 96u32),                        // ::/96, IPv4-compatible
+                    (0x0064_ff9b_0001 << 80, 48),          // 64:ff9b:1::/48
+                    (0x2002 << 112, 16),                   // 6to4
+                    (0x2001_0000 << 96, 32),               // Teredo
+                    (0xfec0 << 112, 10),                   // site-local
+                    (0x0100 << 112, 64),                   // discard-only
+                    (0xfc00 << 112, 7),                    // unique local
+                    (0xfe80 << 112, 10),                   // link-local
+                    (0xff00 << 112, 8),                    // multicast
+                    (0x2001_0db8 << 96, 32),               // documentation
+                ] {
+                    let host = if len == 0 { low } else { low & (u128::MAX >> len) };
+                    let ip = v6(prefix | host);
+                    prop_assert!(is_internal(ip), "{} in {}/{}", ip, v6(prefix), len);
+                }
+            }
+
+            /// The IPv4 private ranges, whatever the host part.
+            #[test]
+            fn private_ipv4_ranges_are_internal(host in any::<u32>()) {
+                for (net, len) in [
+                    ([10, 0, 0, 0], 8u32), ([172, 16, 0, 0], 12), ([192, 168, 0, 0], 16),
+                    ([127, 0, 0, 0], 8), ([169, 254, 0, 0], 16), ([100, 64, 0, 0], 10),
+                    ([0, 0, 0, 0], 8), ([240, 0, 0, 0], 4),
+                ] {
+                    let ip = u32::from(Ipv4Addr::from(net)) | (host & (u32::MAX >> len));
+                    let ip = IpAddr::V4(Ipv4Addr::from(ip));
+                    prop_assert!(is_internal(ip), "{}", ip);
+                }
+            }
+        }
     }
 }

@@ -1,9 +1,14 @@
 //! The HTTP front door: `/hooks/{route}` for webhooks (any method: some
 //! handshakes are GETs), `/healthz` and `/metrics`.
 //!
-//! A request is bounded before any plugin sees it (body limit per route,
-//! checked against `Content-Length` first and enforced while reading), then
-//! handed to the pipeline with the snapshot loaded once for its lifetime.
+//! [`server`] accepts connections and enforces the limits that hold before
+//! any handler runs (timeouts, connection and request caps, header
+//! limits). A request is then bounded before any plugin sees it (body limit
+//! per route, checked against `Content-Length` first and enforced while
+//! reading, within the body deadline), then handed to the pipeline with the
+//! snapshot loaded once for its lifetime.
+
+pub mod server;
 
 use axum::Json;
 use axum::Router;
@@ -24,25 +29,29 @@ use crate::plugin::Message;
 use crate::plugin::{InboundRequest, PluginResponse};
 use crate::state::AppState;
 use crate::store::stats::{InboundView, redact};
-use crate::store::{Fanout, Inserted, NewEvent, NewMessage, StoreError};
+use crate::store::{Fanout, InsertOptions, Inserted, NewEvent, NewMessage, StoreError};
 
 /// Metric label for requests to routes that do not exist, so unknown names
 /// from the internet never become label values.
 const UNKNOWN_ROUTE_LABEL: &str = "_unknown";
 
-/// The gateway's HTTP routes.
+/// The gateway's HTTP routes on `listen`. With `admin.listen` set,
+/// `/metrics` and `/admin` are left to [`operator_router`].
 pub fn router(state: AppState) -> Router {
+    let separate = state.snapshot().config.admin.listen.is_some();
     let mut app = Router::new()
         .route("/hooks/{route}", any(hook))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi));
-    if let Some(admin) = crate::admin::router(state.clone()) {
-        app = app.merge(admin);
-    }
-    // The console sits next to the admin API and is served when it is.
-    if let Some(console) = crate::console::router(state.clone()) {
-        app = app.merge(console);
+    if !separate {
+        app = app.route("/metrics", get(metrics));
+        if let Some(admin) = crate::admin::router(state.clone()) {
+            app = app.merge(admin);
+        }
+        // The console sits next to the admin API and is served when it is.
+        if let Some(console) = crate::console::router(state.clone()) {
+            app = app.merge(console);
+        }
     }
     if state.snapshot().subscriptions.is_some() {
         app = app.merge(crate::subscriptions::api::router());
@@ -54,9 +63,43 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+/// The routes of the operator's listener (`admin.listen`): `/metrics`,
+/// `/admin` (with a token) and `/healthz`.
+pub fn operator_router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics));
+    if let Some(admin) = crate::admin::router(state.clone()) {
+        app = app.merge(admin);
+    }
+    if let Some(console) = crate::console::router(state.clone()) {
+        app = app.merge(console);
+    }
+    app.fallback(not_found)
+        .layer(axum::middleware::from_fn(
+            crate::observability::request_id_layer,
+        ))
+        .with_state(state)
+}
+
+/// 200 while the gateway can accept webhooks; 503 with the reason when the
+/// store cannot take writes (its writer stopped or its commits fail), so a
+/// load balancer stops sending webhooks that would be refused.
+#[utoipa::path(get, path = "/healthz", tag = "gateway",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\", \"generation\": n}`", body = Object),
+        (status = 503, description = "`{\"status\": \"unavailable\", \"generation\": n, \"store\": reason}`: the store cannot take writes", body = Object),
+    ))]
+pub async fn healthz(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshot();
-    Json(json!({ "status": "ok", "generation": snapshot.generation }))
+    match state.store().health() {
+        Ok(()) => Json(json!({ "status": "ok", "generation": snapshot.generation })).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "generation": snapshot.generation, "store": reason })),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -75,10 +118,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn openapi() -> impl IntoResponse {
+async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(http::header::CONTENT_TYPE, "application/json")],
-        crate::openapi::json(),
+        crate::openapi::json_for(state.snapshot().subscriptions.as_deref()),
     )
 }
 
@@ -89,7 +132,22 @@ async fn not_found() -> impl IntoResponse {
     )
 }
 
-async fn hook(
+/// A webhook for route `route`, with any method (some handshakes are GETs
+/// or HEADs). The route's verify plugin may answer in its own way (a
+/// handshake echo, a Teams reply, its own 4xx).
+#[utoipa::path(method(get, post, put, delete, patch, head, options, trace), path = "/hooks/{route}", tag = "gateway",
+    params(("route" = String, Path, description = "Route name from the config")),
+    request_body(content = Vec<u8>, content_type = "*/*", description = "The provider's payload, passed to the plugins as raw bytes"),
+    responses(
+        (status = 202, description = "Stored durably; deliveries follow: `{\"id\", \"source_id\", \"messages\", \"deliveries\"}`, or `{\"id\", \"duplicate\": true}`", body = Object),
+        (status = 401, description = "Verification failed: `{\"error\": \"verification_failed\", \"message\"}`", body = Object),
+        (status = 404, description = "No such route", body = Object),
+        (status = 413, description = "Body over the route's limit", body = Object),
+        (status = 500, description = "A plugin trapped, timed out or ran out of memory: the plugin named, with a request id", body = Object),
+        (status = 503, description = "The store is saturated (with Retry-After) or a plugin could not be instantiated", body = Object),
+        (status = "default", description = "The verify plugin's own answer (handshakes such as Slack's challenge, Graph's validationToken; a Teams reply; its own 4xx refusal)", content_type = "*/*"),
+    ))]
+pub async fn hook(
     State(state): State<AppState>,
     Path(route_name): Path<String>,
     req: Request,
@@ -138,36 +196,21 @@ async fn handle(
     {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let body = Limited::new(body, limit as usize)
+    let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .collect()
         .await
         .map_err(|e| {
             if e.downcast_ref::<LengthLimitError>().is_some() {
                 ApiError::PayloadTooLarge { limit }
+            } else if server::is_body_timeout(&*e) {
+                ApiError::BodyTimeout
             } else {
                 ApiError::BadBody(format!("could not read the request body: {e}"))
             }
         })?
         .to_bytes();
 
-    let inbound = InboundRequest {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or("").to_owned(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body,
-        route: route.name.to_string(),
-        received_at_ms,
-    };
+    let inbound = inbound_request(&parts, body, &route.name, received_at_ms);
 
     let outcome = snapshot
         .process(route, &inbound, state.metrics())
@@ -196,8 +239,6 @@ async fn handle(
         } => {
             let messages = routed.len();
             let config = &snapshot.config;
-            let dedup_since_ms =
-                received_at_ms.saturating_sub(config.store.dedup_window.0.as_millis() as u64);
             let mut fanout = Vec::new();
             let new_messages: Vec<NewMessage> = routed
                 .into_iter()
@@ -235,10 +276,23 @@ async fn handle(
                     headers: redact(&inbound.headers),
                 }),
             };
+            // The deliveries whose lanes have room are claimed in the
+            // insert's own transaction and go straight to the dispatcher.
+            let claim = state.delivery().claim_for(
+                event
+                    .messages
+                    .iter()
+                    .flat_map(|m| m.destinations.iter().map(String::as_str)),
+                !event.fanout.is_empty(),
+            );
+            let opts = InsertOptions {
+                dedup_window: config.store.dedup_window.0,
+                claim,
+            };
             // The provider hears 2xx only once the event is committed.
             let inserted = state
                 .store()
-                .insert(event, dedup_since_ms)
+                .insert(event, opts)
                 .await
                 .map_err(|e| {
                     if matches!(e, StoreError::Overloaded) {
@@ -249,10 +303,14 @@ async fn handle(
                     ApiError::Store(e)
                 })?;
             let body = match inserted {
-                Inserted::New { deliveries } => {
-                    if deliveries > 0 {
+                Inserted::New {
+                    deliveries,
+                    claimed,
+                } => {
+                    if claimed.len() < deliveries {
                         state.delivery().wake();
                     }
+                    state.delivery().submit(claimed);
                     tracing::debug!(
                         route = &*route.name,
                         event_id,
@@ -287,6 +345,34 @@ async fn handle(
                 None => (StatusCode::ACCEPTED, Json(body)).into_response(),
             })
         }
+    }
+}
+
+/// The request as plugins see it. Header values that are not UTF-8 are
+/// passed on lossily: a verifier then refuses them, nothing panics.
+pub fn inbound_request(
+    parts: &http::request::Parts,
+    body: bytes::Bytes,
+    route: &str,
+    received_at_ms: u64,
+) -> InboundRequest {
+    InboundRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+        route: route.to_owned(),
+        received_at_ms,
     }
 }
 
@@ -331,7 +417,7 @@ fn fanout_of(dest: &CompiledDestination, message: &Message, received_at_ms: u64)
 
 /// A plugin's response as HTTP. Framing headers are the server's to set;
 /// an out-of-range status is our fault and becomes 500.
-fn plugin_response(r: PluginResponse) -> Response {
+pub fn plugin_response(r: PluginResponse) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut headers = HeaderMap::new();
     for (k, v) in r.headers {

@@ -11,8 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::Semaphore;
-
 pub use compile::compile;
 
 use crate::config::{DestinationConfig, DestinationKind, GatewayConfig};
@@ -99,16 +97,19 @@ pub struct CompiledDestination {
     pub headers: http::HeaderMap,
     /// Per-attempt timeout.
     pub timeout: std::time::Duration,
-    /// Bounds deliveries in flight to this destination.
-    pub in_flight: Arc<Semaphore>,
+    /// Deliveries in flight to this destination at most (the dispatcher's
+    /// lane for it; see `delivery::dispatcher`).
+    pub concurrency: usize,
     /// When to retry after a failure.
-    pub retry: crate::delivery::RetryPolicy,
+    pub retry: crate::retry::RetryPolicy,
     /// Subscribers kind: object type of published events.
     pub object_type: Option<String>,
     /// Subscribers kind: object id, or a JSON pointer when it starts with `/`.
     pub object_id: Option<String>,
     /// Subscribers kind: only this tenant.
     pub tenant: Option<String>,
+    /// Teams kind: spaces requests under Teams' per-webhook rate.
+    pub pacer: Option<Arc<crate::delivery::teams::Pacer>>,
 }
 
 impl CompiledDestination {
@@ -130,11 +131,16 @@ impl CompiledDestination {
             url: d.url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()),
             headers,
             timeout: d.timeout.0,
-            in_flight: Arc::new(Semaphore::new(d.concurrency)),
-            retry: crate::delivery::RetryPolicy::from_config(&d.retry),
+            concurrency: d.concurrency,
+            retry: crate::retry::RetryPolicy::from_config(&d.retry),
             object_type: d.object_type.clone(),
             object_id: d.object_id.clone(),
             tenant: d.tenant.clone(),
+            pacer: (d.kind == DestinationKind::Teams).then(|| {
+                Arc::new(crate::delivery::teams::Pacer::new(
+                    crate::delivery::teams::MIN_INTERVAL,
+                ))
+            }),
         }
     }
 }

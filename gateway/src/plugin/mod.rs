@@ -191,6 +191,17 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// The plugin that failed.
+    pub fn plugin(&self) -> &str {
+        match self {
+            PluginError::Timeout { plugin, .. }
+            | PluginError::OutOfMemory { plugin, .. }
+            | PluginError::Trap { plugin, .. }
+            | PluginError::Guest { plugin, .. }
+            | PluginError::Instantiate { plugin, .. } => plugin,
+        }
+    }
+
     /// Low-cardinality label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -477,6 +477,17 @@ fn keep_fixed_settings(running: &GatewayConfig, next: &mut GatewayConfig) -> Vec
         &mut out,
     );
     keep("delivery", &running.delivery, &mut next.delivery, &mut out);
+    keep(
+        "admin.listen",
+        &running.admin.listen,
+        &mut next.admin.listen,
+        &mut out,
+    );
+    // The door's limits are fixed when the listener starts; the body size
+    // limit is read per request and reloads.
+    let mut door = running.limits.clone();
+    door.max_body_size = next.limits.max_body_size;
+    keep("limits", &door, &mut next.limits, &mut out);
     keep("log", &running.log, &mut next.log, &mut out);
     // The store is opened once; its other settings (retention, dedup
     // window) are read per use and do reload.

@@ -1,30 +1,56 @@
 //! Durable event storage: accepted events, their deliveries and every
-//! delivery attempt.
+//! delivery attempt, and the subscriptions of the sending side.
 //!
-//! [`Store`] is the boundary: ingress inserts (and answers the provider only
-//! once the insert is committed), delivery claims due deliveries and records
-//! attempts, admin lists, inspects and replays. [`sqlite::SqliteStore`] is
-//! the embedded default; a PostgreSQL engine (several gateways sharing one
-//! queue) implements the same trait, claiming with `FOR UPDATE SKIP LOCKED`
-//! and a lease instead of SQLite's single writer.
+//! [`Store`] is the boundary and the contract every engine keeps, whether
+//! it is the only writer of an embedded file or one of many gateways on a
+//! shared database:
+//!
+//! - **Leases.** A claimed delivery carries a [`LeaseToken`]. `record`,
+//!   `renew` and `release` must present it; a stale token (the lease ran
+//!   out and someone else claimed the delivery) is refused and the attempt's
+//!   outcome is not written. Leases and retry waits are *durations*; the
+//!   engine turns them into times with its own clock (the database's), never
+//!   the caller's.
+//! - **Dedup** is a unique key (`route`, provider id) with an expiry,
+//!   written with insert-or-conflict: two concurrent inserts of the same
+//!   provider delivery can never both be new.
+//! - **Patches.** Subscription changes name the fields they change
+//!   ([`SubscriptionPatch`]); health is one conditional update. Nothing
+//!   reads a whole row and writes it back.
+//! - **All or nothing.** An operation that fails leaves no partial writes
+//!   (an event is never stored without its deliveries).
+//!
+//! Engines live beside the trait: [`sqlite`] (the embedded default, also
+//! the `memory` engine on a scratch file) and, in the conformance suite
+//! ([`conformance`]), one set of tests every engine must pass.
 //!
 //! Deliberately not here: HTTP, retry policy (delivery decides the next
 //! state; the store records it) and anything about plugins.
 
+#[cfg(test)]
+pub mod conformance;
+pub mod memory;
 pub mod sqlite;
-mod sqlite_console;
 pub mod stats;
+mod subscription_columns;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::plugin::Message;
 
-/// Why a store operation failed.
+/// Deliveries to a subscription have destination `sub:<subscription id>`.
+pub const SUBSCRIBER_PREFIX: &str = "sub:";
+
+/// Why a store operation failed. Engines map their own errors into it, so
+/// no caller depends on an engine's error type.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite reported an error.
+    /// The database reported an error.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(String),
     /// The store's writer is saturated; shed load.
     #[error("the store is overloaded")]
     Overloaded,
@@ -34,6 +60,10 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The operation failed inside the engine (a bug); it was rolled back
+    /// and the store goes on serving.
+    #[error("internal store error: {0}")]
+    Internal(String),
     /// Could not open or create the store.
     #[error("cannot open the store at {path}: {message}")]
     Open {
@@ -42,6 +72,17 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+}
+
+/// Proof of a claim: every write about a claimed delivery presents it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseToken(pub i64);
+
+impl LeaseToken {
+    /// A fresh random token.
+    pub fn random() -> Self {
+        LeaseToken(rand::random::<i64>())
+    }
 }
 
 /// An accepted webhook, as ingress hands it over.
@@ -66,7 +107,8 @@ pub struct NewEvent {
 /// A message published to the matching subscriptions: expanded into one
 /// delivery per subscription inside the insert's transaction, so a
 /// subscription created after the commit never sees it and one deleted
-/// before it never does.
+/// before it never does. A matching subscription that is disabled (not
+/// expired) gets its delivery parked: nothing is dropped while it is off.
 #[derive(Debug, Clone)]
 pub struct Fanout {
     /// Only this tenant's subscriptions (all tenants when `None`).
@@ -91,13 +133,39 @@ pub struct NewMessage {
     pub destinations: Vec<String>,
 }
 
+/// How an insert treats duplicates and whether it claims what it creates.
+#[derive(Debug, Clone)]
+pub struct InsertOptions {
+    /// The same provider delivery id on the same route within this window
+    /// is a duplicate.
+    pub dedup_window: Duration,
+    /// Claim some of the new deliveries in the insert's own transaction, so
+    /// they go straight to the dispatcher instead of being found again by
+    /// polling.
+    pub claim: Option<ClaimNew>,
+}
+
+/// Which new deliveries an insert claims, and for how long.
+#[derive(Debug, Clone)]
+pub struct ClaimNew {
+    /// Lease length (on the store's clock).
+    pub lease: Duration,
+    /// Named destinations to claim deliveries for.
+    pub destinations: Vec<String>,
+    /// Also claim the deliveries to subscriptions a fan-out creates.
+    pub subscribers: bool,
+}
+
 /// The result of an insert.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Inserted {
     /// Stored; its deliveries are due now.
     New {
         /// Number of deliveries created.
         deliveries: usize,
+        /// The deliveries claimed in the insert's transaction (as
+        /// [`InsertOptions::claim`] asked).
+        claimed: Vec<DueDelivery>,
     },
     /// The same provider delivery id was accepted on this route within the
     /// dedup window: nothing stored.
@@ -112,6 +180,8 @@ pub enum Inserted {
 pub struct DueDelivery {
     /// Delivery row id.
     pub id: i64,
+    /// The claim: present it to `record`, `renew` and `release`.
+    pub lease: LeaseToken,
     /// Event id.
     pub event_id: String,
     /// Route the event arrived on.
@@ -123,8 +193,8 @@ pub struct DueDelivery {
     /// Retries used since the last (re)queue: the position in the retry
     /// schedule.
     pub retries: u32,
-    /// The message to send.
-    pub message: Message,
+    /// The message to send (shared by the message's deliveries).
+    pub message: Arc<Message>,
 }
 
 /// What happens to a delivery after an attempt.
@@ -132,13 +202,27 @@ pub struct DueDelivery {
 pub enum NextState {
     /// Done.
     Delivered,
-    /// Try again at this time (ms since the epoch).
+    /// Try again after this wait (from now, on the store's clock); one
+    /// retry of the budget is used.
     Retry {
-        /// When.
-        at_ms: u64,
+        /// How long from now.
+        after: Duration,
     },
-    /// Give up (retries exhausted, 410 Gone, destination removed).
+    /// Not attempted (its destination is missing from the current
+    /// config, say): due again after this wait, no retry used and no
+    /// attempt counted.
+    Postpone {
+        /// How long from now.
+        after: Duration,
+    },
+    /// Give up (retries exhausted, 410 Gone).
     Dead {
+        /// Why, for operators.
+        reason: String,
+    },
+    /// Keep it without attempting it until its subscription is enabled
+    /// again (it is disabled now); no attempt counted.
+    Park {
         /// Why, for operators.
         reason: String,
     },
@@ -149,7 +233,9 @@ pub enum NextState {
 pub struct AttemptRecord {
     /// Delivery row id.
     pub delivery_id: i64,
-    /// When the attempt started.
+    /// The claim the attempt was made under.
+    pub lease: LeaseToken,
+    /// When the attempt started (ms since the epoch, for display).
     pub attempted_at_ms: u64,
     /// HTTP status, when there was a response.
     pub status: Option<u16>,
@@ -173,6 +259,9 @@ pub enum EventStatus {
     Delivered,
     /// Nothing pending, and at least one delivery gave up.
     Dead,
+    /// A delivery kept for a disabled subscription, sent when it is
+    /// enabled again (a delivery's state; its event counts as pending).
+    Parked,
 }
 
 impl EventStatus {
@@ -182,6 +271,7 @@ impl EventStatus {
             EventStatus::Pending => "pending",
             EventStatus::Delivered => "delivered",
             EventStatus::Dead => "dead",
+            EventStatus::Parked => "parked",
         }
     }
 
@@ -191,6 +281,7 @@ impl EventStatus {
             "pending" => Some(EventStatus::Pending),
             "delivered" => Some(EventStatus::Delivered),
             "dead" => Some(EventStatus::Dead),
+            "parked" => Some(EventStatus::Parked),
             _ => None,
         }
     }
@@ -311,24 +402,38 @@ pub struct AttemptView {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores an event and its deliveries, unless `source_id` was already
-    /// accepted on the same route at or after `dedup_since_ms`.
-    async fn insert(&self, event: NewEvent, dedup_since_ms: u64) -> Result<Inserted, StoreError>;
+    /// accepted on the same route within `opts.dedup_window` (checked with
+    /// a unique key, so concurrent duplicates cannot both be new). The
+    /// deliveries `opts.claim` names come back claimed.
+    async fn insert(&self, event: NewEvent, opts: InsertOptions) -> Result<Inserted, StoreError>;
 
-    /// Claims up to `limit` deliveries due at `now_ms`. A claimed delivery
-    /// is not due again until `lease_until_ms`, so a crash mid-attempt
-    /// leads to a redelivery, never a loss.
+    /// Claims up to `limit` due deliveries, oldest due first, skipping the
+    /// destinations in `skip` (those the dispatcher has no room for). A
+    /// claimed delivery is not due again until its lease (`lease` from now
+    /// on the store's clock) runs out, so a crash mid-attempt leads to a
+    /// redelivery, never a loss.
     async fn claim_due(
         &self,
-        now_ms: u64,
         limit: usize,
-        lease_until_ms: u64,
+        lease: Duration,
+        skip: Vec<String>,
     ) -> Result<Vec<DueDelivery>, StoreError>;
 
-    /// Records an attempt and the delivery's next state.
-    async fn record(&self, attempt: AttemptRecord) -> Result<(), StoreError>;
+    /// Extends a lease to `lease` from now. False if the token is stale.
+    async fn renew(&self, id: i64, token: LeaseToken, lease: Duration) -> Result<bool, StoreError>;
 
-    /// When the earliest pending delivery is due (ms), if any.
-    async fn next_due_ms(&self) -> Result<Option<u64>, StoreError>;
+    /// Gives a claimed delivery back, due now, with no attempt counted.
+    /// False if the token is stale.
+    async fn release(&self, id: i64, token: LeaseToken) -> Result<bool, StoreError>;
+
+    /// Records an attempt and the delivery's next state, if `attempt.lease`
+    /// still holds the delivery; otherwise writes nothing and answers
+    /// [`Recorded::LeaseLost`]. Never shed for load: callers wait instead.
+    async fn record(&self, attempt: AttemptRecord) -> Result<Recorded, StoreError>;
+
+    /// How long until the earliest pending delivery is due (zero if one is
+    /// due now), if any.
+    async fn next_due_in(&self) -> Result<Option<Duration>, StoreError>;
 
     /// Events matching `filter`, newest first, `limit` per page, after
     /// `cursor`.
@@ -344,15 +449,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Requeues deliveries for immediate delivery with a fresh retry
     /// budget: those of event `id` (optionally only to `destination`), or
-    /// every delivery matching `filter`. Returns how many were requeued.
-    async fn replay(&self, target: ReplayTarget, now_ms: u64) -> Result<u64, StoreError>;
+    /// every delivery matching `filter`. Deliveries in flight are left to
+    /// finish. Bulk replays run in bounded batches. Returns how many were
+    /// requeued.
+    async fn replay(&self, target: ReplayTarget) -> Result<u64, StoreError>;
 
-    /// Deletes delivered events (with their messages, deliveries and
-    /// attempts) received before `before_ms`. Returns how many events.
-    async fn prune(&self, before_ms: u64) -> Result<u64, StoreError>;
+    /// Deletes finished events (with their messages, deliveries and
+    /// attempts): delivered ones received more than `retention.delivered`
+    /// ago, dead ones more than `retention.dead` ago. Works in bounded
+    /// batches. Returns how many events.
+    async fn prune(&self, retention: Retention) -> Result<u64, StoreError>;
 
-    /// Stores a new subscription.
-    async fn create_subscription(&self, s: Subscription) -> Result<(), StoreError>;
+    /// Stores a new subscription. Its `created_at_ms` is set by the store.
+    async fn create_subscription(&self, s: Subscription) -> Result<Subscription, StoreError>;
 
     /// A subscription by id, only if it belongs to `tenant` (any tenant
     /// when `None`: the delivery path).
@@ -370,29 +479,47 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         object_type: Option<String>,
     ) -> Result<Vec<Subscription>, StoreError>;
 
-    /// Replaces a subscription (same id and tenant). False if it is gone.
-    async fn update_subscription(&self, s: Subscription) -> Result<bool, StoreError>;
+    /// Changes the fields `patch` names, and nothing else, on a tenant's
+    /// subscription. Returns the subscription as it is afterwards, or
+    /// `None` if there is none.
+    async fn update_subscription(
+        &self,
+        tenant: String,
+        id: String,
+        patch: SubscriptionPatch,
+    ) -> Result<Option<Subscription>, StoreError>;
 
     /// Deletes a tenant's subscription. False if there was none.
     async fn delete_subscription(&self, tenant: String, id: String) -> Result<bool, StoreError>;
 
-    /// Records a delivery outcome for a subscription's health: a success
-    /// clears its failure streak; a failure starts one, and disables the
-    /// subscription once the streak is `disable_after_ms` old; `gone`
-    /// (410) disables it at once.
+    /// Records a delivery outcome for a subscription's health, as one
+    /// conditional update: a success clears its failure streak; a failure
+    /// starts one, and disables the subscription once the streak is
+    /// `disable_after` old; `gone` (410) disables it at once.
     async fn subscription_outcome(
         &self,
         id: String,
-        success: bool,
-        gone: bool,
-        now_ms: u64,
-        disable_after_ms: u64,
+        outcome: AttemptHealth,
+        disable_after: Duration,
     ) -> Result<SubscriptionHealth, StoreError>;
+
+    /// The deliveries parked for a subscription (it is disabled), oldest
+    /// first, at most `limit`. They are sent, oldest first, when a patch
+    /// enables it again.
+    async fn parked(
+        &self,
+        subscription_id: String,
+        limit: usize,
+    ) -> Result<Vec<ParkedDelivery>, StoreError>;
+
+    /// Whether the store can take writes: `Err` with the reason when its
+    /// writer is gone or its last commits failed.
+    fn health(&self) -> Result<(), String>;
 
     // ---- Operator console (`/ui`) and the backlog gauges ------------------
     // Reads and replays the console needs beyond the admin API, kept in one
     // block so an engine ports them together. Types are in `stats.rs`; the
-    // SQLite answers in `sqlite_console.rs`.
+    // SQLite answers in `sqlite/console.rs`.
 
     /// Events matching the console's filter, newest first, `limit` per
     /// page, after `cursor`.
@@ -423,17 +550,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         filter: stats::ConsoleFilter,
         expected: stats::ReplaySet,
-        now_ms: u64,
     ) -> Result<stats::BulkReplay, StoreError>;
 
     /// Requeues one delivery of an event. False when there is no such
     /// delivery or it is in flight.
-    async fn replay_delivery(
-        &self,
-        event_id: String,
-        delivery_id: i64,
-        now_ms: u64,
-    ) -> Result<bool, StoreError>;
+    async fn replay_delivery(&self, event_id: String, delivery_id: i64)
+    -> Result<bool, StoreError>;
 
     /// Pending deliveries and the oldest pending arrival, per destination.
     async fn backlog(&self) -> Result<Vec<stats::Backlog>, StoreError>;
@@ -448,7 +570,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         buckets: u32,
     ) -> Result<Vec<stats::DestinationStats>, StoreError>;
 
-    /// Pending and dead deliveries per destination (`sub:<id>` for a
+    /// Pending, parked and dead deliveries per destination (`sub:<id>` for a
     /// subscription), in the order asked.
     async fn parked_deliveries(
         &self,
@@ -457,6 +579,99 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The inbound request an event came from, if it was kept.
     async fn inbound(&self, event_id: String) -> Result<Option<stats::InboundView>, StoreError>;
+}
+
+/// A shared handle to a store.
+pub type SharedStore = Arc<dyn Store>;
+
+/// A delivery kept for a disabled subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ParkedDelivery {
+    /// Delivery row id.
+    pub delivery_id: i64,
+    /// The event it belongs to.
+    pub event_id: String,
+    /// The published event's type.
+    pub event_type: Option<String>,
+    /// When the event was received, RFC 3339.
+    pub received_at: String,
+}
+
+/// How long finished events are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Delivered events (and those with no deliveries).
+    pub delivered: Duration,
+    /// Dead letters: events whose deliveries ended dead.
+    pub dead: Duration,
+}
+
+/// The result of [`Store::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The attempt and the next state are written.
+    Written,
+    /// The lease was gone (expired and claimed again, or released): nothing
+    /// was written.
+    LeaseLost,
+}
+
+/// What one attempt to a subscription says about its health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptHealth {
+    /// Delivered.
+    Success,
+    /// Failed; may be retried.
+    Failure,
+    /// The callback answered 410 Gone.
+    Gone,
+    /// The delivery's retries ran out: disable now.
+    Exhausted,
+}
+
+/// Fields of a subscription to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscriptionPatch {
+    /// New object id.
+    pub object_id: Option<String>,
+    /// New object type.
+    pub object_type: Option<String>,
+    /// New event types.
+    pub event_types: Option<Vec<String>>,
+    /// New callback URL.
+    pub callback_url: Option<String>,
+    /// New callback token (`Some(None)` clears it).
+    pub callback_token: Option<Option<String>>,
+    /// New context (`Some(None)` clears it).
+    pub context: Option<Option<serde_json::Value>>,
+    /// New expiry (ms since the epoch).
+    pub validity_ms: Option<u64>,
+    /// Enable (clears the failure streak and the disable reason, and sends
+    /// the deliveries parked meanwhile, oldest first) or disable by hand.
+    pub active: Option<bool>,
+    /// New signing secret.
+    pub secret: Option<String>,
+
+    // --- Sending-side extras (issue 13); written by `subscription_columns`.
+    /// New extra headers.
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// New properties (`Some(None)` clears them).
+    pub properties: Option<Option<serde_json::Map<String, serde_json::Value>>>,
+    /// New signature scheme.
+    pub signature_scheme: Option<SignatureScheme>,
+    /// A secret rotation, applied in one statement: the current secret
+    /// becomes the previous one (signing until the overlap ends) and the
+    /// new one takes its place.
+    pub rotation: Option<SecretRotation>,
+}
+
+/// A secret rotation (see [`SubscriptionPatch::rotation`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretRotation {
+    /// The new secret.
+    pub secret: String,
+    /// Until then (ms) the previous secret signs too.
+    pub previous_expires_ms: u64,
 }
 
 /// A subscription of the sending side (`/v1/webhook`).
@@ -484,12 +699,59 @@ pub struct Subscription {
     pub active: bool,
     /// `whsec_…` signing secret.
     pub secret: String,
-    /// Created, ms.
+    /// Created, ms (set by the store).
     pub created_at_ms: u64,
     /// Failing without success since (ms), if failing.
     pub failing_since_ms: Option<u64>,
     /// Why it was disabled, if it was.
     pub disabled_reason: Option<String>,
+
+    // --- Sending-side extras (issue 13, ASP.NET-style registrations). Stored
+    // in nullable columns (schema migration 3, `subscription_columns.rs`); a
+    // row written before they existed reads back with the defaults below.
+    /// Extra HTTP headers sent with every delivery (checked against a
+    /// deny-list by the API before they get here).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Extra properties merged into every payload under `properties`.
+    pub properties: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How deliveries are signed.
+    pub signature_scheme: SignatureScheme,
+    /// The secret in use before the last rotation: it keeps signing, next
+    /// to `secret`, until `previous_secret_expires_ms`.
+    pub previous_secret: Option<String>,
+    /// End of the rotation overlap, ms.
+    pub previous_secret_expires_ms: Option<u64>,
+}
+
+/// How a subscription's deliveries are signed. Stored as its
+/// [`SignatureScheme::as_str`] name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SignatureScheme {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature: v1,<base64>`.
+    #[default]
+    StandardWebhooks,
+    /// ASP.NET WebHooks' sender: `ms-signature: sha256=<hex>` over the body.
+    MsSignature,
+}
+
+impl SignatureScheme {
+    /// The name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureScheme::StandardWebhooks => "standard-webhooks",
+            SignatureScheme::MsSignature => "ms-signature",
+        }
+    }
+
+    /// The scheme named `name`, if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "standard-webhooks" => Some(SignatureScheme::StandardWebhooks),
+            "ms-signature" => Some(SignatureScheme::MsSignature),
+            _ => None,
+        }
+    }
 }
 
 /// The health change an attempt caused.
@@ -516,8 +778,12 @@ pub enum ReplayTarget {
     Matching(EventFilter),
 }
 
-/// Milliseconds since the epoch as RFC 3339 with milliseconds.
+/// Milliseconds since the epoch as RFC 3339 with milliseconds. Times past
+/// the year 9999 (a retry scheduled "forever" from now) print as the last
+/// representable instant instead of failing.
 pub fn rfc3339(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    // 9999-12-31T23:59:59.999Z
+    const MAX_MS: u64 = 253_402_300_799_999;
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.min(MAX_MS));
     humantime::format_rfc3339_millis(t).to_string()
 }

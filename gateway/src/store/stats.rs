@@ -69,6 +69,9 @@ impl StatusCounts {
             EventStatus::Pending => self.pending,
             EventStatus::Delivered => self.delivered,
             EventStatus::Dead => self.dead,
+            // A delivery's state only: no event is parked (its event
+            // counts as pending).
+            EventStatus::Parked => 0,
         }
     }
 }
@@ -144,6 +147,8 @@ pub struct DestinationStats {
 pub struct ParkedDeliveries {
     /// Still to be attempted.
     pub pending: u64,
+    /// Kept while the subscription is disabled; sent when it is enabled.
+    pub parked: u64,
     /// Given up.
     pub dead: u64,
 }

@@ -1,31 +1,46 @@
 //! `/v1`: the subscription API (`/v1/webhook`, shaped like Kaizala's) and
-//! event publishing (`/v1/events`). JSON in camelCase; every request
-//! carries an `accessToken` header naming its tenant.
+//! event publishing (`/v1/events`). JSON in camelCase; keys are also taken
+//! in PascalCase (and in the spellings GET answers with), flags as
+//! `"true"`/`"false"` strings, as Kaizala's reference sends them (see
+//! `input`). Every request carries an `accessToken` header naming its
+//! tenant.
+//!
+//! Beyond Kaizala, a registration carries what ASP.NET WebHooks' sender
+//! allows: extra `headers`, `properties` merged into each payload, a
+//! subscriber-chosen `secret` and a `signatureScheme`; a secret rotation
+//! keeps the previous secret signing for `secret_rotation_overlap`.
 //!
 //! The paths and field names are a contract.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
+use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::SubscriptionsRuntime;
-use super::signature::{new_secret, new_token};
+use super::input::{BadInput, EpochMs, Flag, canonical_object, epoch_ms_schema, flag_schema};
+use super::outbound::{check_headers, check_properties};
+use super::signature::{check_secret, new_secret, new_token};
 use crate::clock::now_ms;
 use crate::delivery::ssrf;
 use crate::pipeline::new_event_id;
 use crate::plugin::Message;
 use crate::state::AppState;
-use crate::store::{Fanout, Inserted, NewEvent, StoreError, Subscription, rfc3339};
+use crate::store::{
+    Fanout, InsertOptions, Inserted, NewEvent, SecretRotation, SignatureScheme, StoreError,
+    Subscription, SubscriptionPatch, rfc3339,
+};
 
 /// The `/v1` routes (served only when `subscriptions:` is configured).
 pub fn router() -> Router<AppState> {
@@ -33,7 +48,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/webhook", post(create_webhook).get(list_webhooks))
         .route(
             "/v1/webhook/{id}",
-            put(update_webhook).delete(delete_webhook),
+            get(get_webhook).put(update_webhook).delete(delete_webhook),
         )
         .route("/v1/webhook/{id}/rotate-secret", post(rotate_secret))
         .route("/v1/events", post(publish))
@@ -145,10 +160,23 @@ fn tenant(
     }
 }
 
-/// Parses a JSON body, naming the field at fault on error.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, V1Error> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+/// Parses a JSON body the Kaizala way (keys in any case, see `input`),
+/// naming the field at fault on error.
+fn parse<T: DeserializeOwned>(
+    body: &[u8],
+    fields: &[&str],
+    aliases: &[(&str, &str)],
+) -> Result<T, V1Error> {
+    let value =
+        canonical_object(body, fields, aliases).map_err(|BadInput { field, message }| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                field.as_deref(),
+                message,
+            )
+        })?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         // Unknown and missing fields name themselves in serde's message.
@@ -170,29 +198,214 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, V1Error> {
     })
 }
 
-/// `POST /v1/webhook` body.
+/// A query string that does not fit: 400 in the API's JSON shape (axum's
+/// own rejection is plain text).
+fn bad_query(e: QueryRejection) -> V1Error {
+    error(StatusCode::BAD_REQUEST, "bad_request", None, e.body_text())
+}
+
+/// A path segment that does not decode: 400 in the API's JSON shape.
+fn bad_path(e: PathRejection) -> V1Error {
+    error(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        Some("id"),
+        e.body_text(),
+    )
+}
+
+/// Aliases of create and update bodies: GET's `events` is `eventTypes`.
+/// (`callbackUrl` and the like need none: keys ignore case.)
+const WEBHOOK_ALIASES: &[(&str, &str)] = &[("events", "eventTypes")];
+
+/// Keys of `POST /v1/webhook`.
+const CREATE_FIELDS: &[&str] = &[
+    "objectId",
+    "objectType",
+    "eventTypes",
+    "callBackUrl",
+    "callBackToken",
+    "callBackContext",
+    "validity",
+    "headers",
+    "properties",
+    "secret",
+    "signatureScheme",
+];
+
+/// Keys of `PUT /v1/webhook/{id}`: the create keys, `active`, and every
+/// read-only key GET answers with (accepted and ignored, so a GET body can
+/// be sent back as it is).
+const UPDATE_FIELDS: &[&str] = &[
+    "objectId",
+    "objectType",
+    "eventTypes",
+    "callBackUrl",
+    "callBackToken",
+    "callBackContext",
+    "validity",
+    "headers",
+    "properties",
+    "secret",
+    "signatureScheme",
+    "active",
+    "id",
+    "filters",
+    "ts",
+    "createdAt",
+    "disabledReason",
+    "failingSince",
+    "previousSecretExpiresAt",
+];
+
+/// Keys of `POST /v1/events`.
+const PUBLISH_FIELDS: &[&str] = &["objectId", "objectType", "eventType", "data", "id"];
+
+/// A signature scheme as the API names it.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchemeName {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature: v1,<base64>` (the default).
+    StandardWebhooks,
+    /// ASP.NET WebHooks: `ms-signature: sha256=<hex>` over the body,
+    /// keyed with the secret's UTF-8 bytes.
+    MsSignature,
+}
+
+impl From<SchemeName> for SignatureScheme {
+    fn from(s: SchemeName) -> Self {
+        match s {
+            SchemeName::StandardWebhooks => SignatureScheme::StandardWebhooks,
+            SchemeName::MsSignature => SignatureScheme::MsSignature,
+        }
+    }
+}
+
+impl From<SignatureScheme> for SchemeName {
+    fn from(s: SignatureScheme) -> Self {
+        match s {
+            SignatureScheme::StandardWebhooks => SchemeName::StandardWebhooks,
+            SignatureScheme::MsSignature => SchemeName::MsSignature,
+        }
+    }
+}
+
+/// Refuses blank strings (all whitespace, or empty).
+fn not_blank(field: &str, v: &str) -> Result<(), V1Error> {
+    if v.trim().is_empty() {
+        Err(bad(field, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks `objectType` against the catalogue.
+fn check_object_type(rt: &SubscriptionsRuntime, v: &str) -> Result<(), V1Error> {
+    if rt.knows_object_type(v) {
+        Ok(())
+    } else {
+        Err(bad(
+            "objectType",
+            format!(
+                "{v:?} is not an object type; one of: {}",
+                rt.object_types.join(", ")
+            ),
+        ))
+    }
+}
+
+/// A callback token goes out as the `kz-callback-token` header, so it must
+/// be a valid header value.
+fn check_callback_token(v: &str) -> Result<(), V1Error> {
+    if v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        Ok(())
+    } else {
+        Err(bad(
+            "callBackToken",
+            "must be printable ASCII: it is sent as the kz-callback-token header",
+        ))
+    }
+}
+
+fn check_extras(
+    headers: Option<&BTreeMap<String, String>>,
+    properties: Option<&serde_json::Map<String, Value>>,
+) -> Result<(), V1Error> {
+    if let Some(h) = headers {
+        check_headers(h).map_err(|(field, why)| bad(&field, why))?;
+    }
+    if let Some(p) = properties {
+        check_properties(p).map_err(|why| bad("properties", why))?;
+    }
+    Ok(())
+}
+
+/// A rotation to `new`: the current secret keeps signing next to it until
+/// the overlap ends.
+fn rotation(new: String, now: u64, rt: &SubscriptionsRuntime) -> SecretRotation {
+    let overlap = u64::try_from(rt.secret_rotation_overlap.as_millis()).unwrap_or(u64::MAX);
+    SecretRotation {
+        secret: new,
+        previous_expires_ms: now.saturating_add(overlap),
+    }
+}
+
+/// Two years from `now`, in ms: the default `validity`.
+fn default_validity(now: u64) -> u64 {
+    now.saturating_add(u64::try_from(super::DEFAULT_VALIDITY.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `POST /v1/webhook` body. Keys are also accepted in PascalCase (any
+/// ASCII case) and `events` for `eventTypes`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWebhook {
     /// Object whose events are wanted.
     pub object_id: String,
-    /// Type of that object.
+    /// Type of that object, from `subscriptions.object_types` (default
+    /// `Group`, `Action`, `ActionPackage`).
     pub object_type: String,
     /// Event types (`*` for all).
     pub event_types: Vec<String>,
     /// Where to POST events. HTTPS, unless the address is allow-listed.
+    /// The callback must echo a validation token first.
     pub call_back_url: String,
     /// Sent back in `kz-callback-token` with every event.
     #[serde(default)]
     pub call_back_token: Option<String>,
-    /// Sent back as `context` with every event.
+    /// Sent back as `context` with every event (any JSON; Kaizala's
+    /// reference sends a string).
+    #[serde(default)]
+    #[schema(value_type = Option<Value>)]
+    pub call_back_context: Option<Value>,
+    /// Expiry, epoch milliseconds (default: two years from now).
+    #[serde(default)]
+    #[schema(schema_with = epoch_ms_schema)]
+    pub validity: Option<EpochMs>,
+    /// Extra HTTP headers sent with every delivery (ASP.NET WebHooks'
+    /// registration headers). Hop-by-hop, framing and signature headers
+    /// (`Connection`, `Host`, `Content-Type`, `webhook-*`, `ms-signature`,
+    /// `kz-callback-token`, …) are refused; at most 32.
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Extra properties merged into every payload under `properties`
+    /// (ASP.NET WebHooks' registration properties); at most 16 KiB.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub call_back_context: Option<Value>,
-    /// Expiry, epoch milliseconds (default: two years).
+    pub properties: Option<serde_json::Map<String, Value>>,
+    /// The signing secret, chosen by the subscriber (default: a generated
+    /// `whsec_…`). Standard Webhooks: `whsec_` + base64 of 24 to 64 bytes.
+    /// ms-signature: 32 to 64 printable ASCII characters.
     #[serde(default)]
-    pub validity: Option<u64>,
+    pub secret: Option<String>,
+    /// How deliveries are signed (default `standard-webhooks`).
+    #[serde(default)]
+    pub signature_scheme: Option<SchemeName>,
 }
+
+// Constraints the derive cannot express (patterns, lengths, formats, the
+// configured enums) are added to these schemas in `crate::openapi`.
 
 /// `POST /v1/webhook` answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -200,12 +413,14 @@ pub struct CreateWebhook {
 pub struct Created {
     /// The subscription's id.
     pub webhook_id: String,
-    /// Its signing secret (`whsec_…`): deliveries carry Standard Webhooks
-    /// signatures made with it.
+    /// Its signing secret (the chosen one, or a generated `whsec_…`).
     pub secret: String,
+    /// How deliveries are signed.
+    pub signature_scheme: SchemeName,
 }
 
-/// A subscription as the API shows it.
+/// A subscription as the API shows it. Every key is accepted back by
+/// `PUT` (the read-only ones are ignored there).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookView {
@@ -217,13 +432,17 @@ pub struct WebhookView {
     pub object_type: String,
     /// Event types.
     pub events: Vec<String>,
+    /// Always empty; kept because Kaizala's GET answers it.
+    pub filters: Vec<String>,
     /// Callback URL.
     pub callback_url: String,
     /// Callback token.
     pub callback_token: Option<String>,
     /// Callback context.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub callback_context: Option<Value>,
+    /// Created, epoch milliseconds (Kaizala's `ts`).
+    pub ts: u64,
     /// Expiry, epoch milliseconds.
     pub validity: u64,
     /// Receives events.
@@ -234,23 +453,44 @@ pub struct WebhookView {
     pub failing_since: Option<String>,
     /// Created (RFC 3339).
     pub created_at: String,
+    /// Extra HTTP headers sent with every delivery.
+    pub headers: BTreeMap<String, String>,
+    /// Properties merged into every payload under `properties`.
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<serde_json::Map<String, Value>>,
+    /// How deliveries are signed.
+    pub signature_scheme: SchemeName,
+    /// While a rotation overlaps: when the previous secret stops signing
+    /// (RFC 3339).
+    pub previous_secret_expires_at: Option<String>,
 }
 
-impl From<Subscription> for WebhookView {
-    fn from(s: Subscription) -> Self {
+impl WebhookView {
+    fn new(s: Subscription, now: u64) -> Self {
+        let overlapping =
+            s.previous_secret.is_some() && s.previous_secret_expires_ms.is_some_and(|t| t > now);
         WebhookView {
             id: s.id,
             object_id: s.object_id,
             object_type: s.object_type,
             events: s.event_types,
+            filters: Vec::new(),
             callback_url: s.callback_url,
             callback_token: s.callback_token,
             callback_context: s.context,
+            ts: s.created_at_ms,
             validity: s.validity_ms,
             active: s.active,
             disabled_reason: s.disabled_reason,
             failing_since: s.failing_since_ms.map(rfc3339),
             created_at: rfc3339(s.created_at_ms),
+            headers: s.headers,
+            properties: s.properties,
+            signature_scheme: s.signature_scheme.into(),
+            previous_secret_expires_at: s
+                .previous_secret_expires_ms
+                .filter(|_| overlapping)
+                .map(rfc3339),
         }
     }
 }
@@ -347,8 +587,11 @@ async fn validate_callback(
     request_body = CreateWebhook,
     responses(
         (status = 200, description = "Created after the callback echoed its validation token", body = Created),
-        (status = 400, description = "Bad input or failed callback validation", body = ApiErrorBody),
+        (status = 400, description = "Bad input, or the callback failed validation (a URL the gateway may not reach, or no echo)", body = ApiErrorBody),
         (status = 401, description = "Missing or unknown accessToken", body = ApiErrorBody),
+        (status = 404, description = "The subscription API is not configured (no `subscriptions:` section)", body = ApiErrorBody),
+        (status = 413, description = "Body over 2 MiB"),
+        (status = 503, description = "The store is saturated or unavailable; retry", body = ApiErrorBody),
     ),
     security(("accessToken" = [])))]
 pub async fn create_webhook(
@@ -357,18 +600,20 @@ pub async fn create_webhook(
     body: Bytes,
 ) -> V1Result {
     let (tenant, rt) = tenant(&state, &headers)?;
-    let req: CreateWebhook = parse(&body)?;
-    if req.object_id.trim().is_empty() {
-        return Err(bad("objectId", "must not be empty"));
-    }
-    if req.object_type.trim().is_empty() {
-        return Err(bad("objectType", "must not be empty"));
-    }
+    let req: CreateWebhook = parse(&body, CREATE_FIELDS, WEBHOOK_ALIASES)?;
+    not_blank("objectId", &req.object_id)?;
+    check_object_type(&rt, &req.object_type)?;
     check_event_types(&rt, &req.event_types)?;
+    if let Some(t) = &req.call_back_token {
+        check_callback_token(t)?;
+    }
+    check_extras(req.headers.as_ref(), req.properties.as_ref())?;
+    let scheme: SignatureScheme = req.signature_scheme.map(Into::into).unwrap_or_default();
+    if let Some(secret) = &req.secret {
+        check_secret(scheme, secret).map_err(|why| bad("secret", why))?;
+    }
     let now = now_ms();
-    let validity = req
-        .validity
-        .unwrap_or(now + super::DEFAULT_VALIDITY.as_millis() as u64);
+    let validity = req.validity.map_or_else(|| default_validity(now), |v| v.0);
     if validity <= now {
         return Err(bad(
             "validity",
@@ -387,14 +632,20 @@ pub async fn create_webhook(
         context: req.call_back_context,
         validity_ms: validity,
         active: true,
-        secret: new_secret(),
+        secret: req.secret.unwrap_or_else(new_secret),
         created_at_ms: now,
         failing_since_ms: None,
         disabled_reason: None,
+        headers: req.headers.unwrap_or_default(),
+        properties: req.properties,
+        signature_scheme: scheme,
+        previous_secret: None,
+        previous_secret_expires_ms: None,
     };
     let created = Created {
         webhook_id: sub.id.clone(),
         secret: sub.secret.clone(),
+        signature_scheme: scheme.into(),
     };
     state.store().create_subscription(sub).await?;
     Ok((StatusCode::OK, Json(created)).into_response())
@@ -402,11 +653,12 @@ pub async fn create_webhook(
 
 /// `GET /v1/webhook` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this object.
     pub object_id: Option<String>,
-    /// Only this object type.
+    /// Only this object type (from `subscriptions.object_types`).
     pub object_type: Option<String>,
 }
 
@@ -415,121 +667,227 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, body = WebhookList),
+        (status = 400, description = "Unknown query parameter or object type", body = ApiErrorBody),
         (status = 401, body = ApiErrorBody),
+        (status = 404, description = "The subscription API is not configured (no `subscriptions:` section)", body = ApiErrorBody),
+        (status = 503, body = ApiErrorBody),
     ),
     security(("accessToken" = [])))]
 pub async fn list_webhooks(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> V1Result {
-    let (tenant, _) = tenant(&state, &headers)?;
+    let (tenant, rt) = tenant(&state, &headers)?;
+    let Query(q) = q.map_err(bad_query)?;
+    if let Some(t) = &q.object_type {
+        check_object_type(&rt, t)?;
+    }
     let subs = state
         .store()
         .list_subscriptions(tenant, q.object_id, q.object_type)
         .await?;
+    let now = now_ms();
     Ok(Json(WebhookList {
-        webhooks: subs.into_iter().map(WebhookView::from).collect(),
+        webhooks: subs.into_iter().map(|s| WebhookView::new(s, now)).collect(),
     })
     .into_response())
 }
 
-/// `PUT /v1/webhook/{id}` body: any subset of fields.
+/// One of the caller's subscriptions.
+#[utoipa::path(get, path = "/v1/webhook/{id}", tag = "subscriptions",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses(
+        (status = 200, body = WebhookView),
+        (status = 401, body = ApiErrorBody),
+        (status = 404, description = "No such webhook for this tenant", body = ApiErrorBody),
+        (status = 503, body = ApiErrorBody),
+    ),
+    security(("accessToken" = [])))]
+pub async fn get_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> V1Result {
+    let (tenant, _) = tenant(&state, &headers)?;
+    let Path(id) = id.map_err(bad_path)?;
+    let sub = state
+        .store()
+        .get_subscription(Some(tenant), id.clone())
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(Json(WebhookView::new(sub, now_ms())).into_response())
+}
+
+/// `PUT /v1/webhook/{id}` body: any subset of fields. Keys are also
+/// accepted in PascalCase (any ASCII case) and in the spellings GET
+/// answers with; GET's read-only keys are accepted and ignored.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateWebhook {
     /// New object id.
     pub object_id: Option<String>,
-    /// New object type.
+    /// New object type (from `subscriptions.object_types`).
     pub object_type: Option<String>,
-    /// New event types.
+    /// New event types (`events` works too).
     pub event_types: Option<Vec<String>>,
     /// New callback URL (validated again).
     pub call_back_url: Option<String>,
     /// New callback token.
     pub call_back_token: Option<String>,
     /// New callback context.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub call_back_context: Option<Value>,
     /// New expiry (epoch ms).
-    pub validity: Option<u64>,
+    #[serde(default)]
+    #[schema(schema_with = epoch_ms_schema)]
+    pub validity: Option<EpochMs>,
+    /// Replaces the extra headers (`{}` removes them).
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Replaces the properties.
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<serde_json::Map<String, Value>>,
+    /// A new secret: a rotation (the current one keeps signing for
+    /// `secret_rotation_overlap`).
+    pub secret: Option<String>,
+    /// New signature scheme (the secret must suit it).
+    pub signature_scheme: Option<SchemeName>,
     /// `true` re-enables a disabled subscription; `false` pauses it.
-    pub active: Option<bool>,
+    /// Kaizala's reference sends `"Active": "true"`.
+    #[serde(default)]
+    #[schema(schema_with = flag_schema)]
+    pub active: Option<Flag>,
+    /// Read-only (from GET): ignored.
+    pub id: Option<String>,
+    /// Read-only (from GET): ignored.
+    pub filters: Option<Vec<String>>,
+    /// Read-only (from GET): ignored.
+    #[serde(default)]
+    #[schema(schema_with = epoch_ms_schema)]
+    pub ts: Option<EpochMs>,
+    /// Read-only (from GET): ignored.
+    pub created_at: Option<String>,
+    /// Read-only (from GET): ignored.
+    pub disabled_reason: Option<String>,
+    /// Read-only (from GET): ignored.
+    pub failing_since: Option<String>,
+    /// Read-only (from GET): ignored.
+    pub previous_secret_expires_at: Option<String>,
 }
 
-/// Change a subscription (re-enable with `{"active": true}`).
+/// Change a subscription (re-enable with `{"active": true}` or
+/// `{"Active": "true"}`).
 #[utoipa::path(put, path = "/v1/webhook/{id}", tag = "subscriptions",
     params(("id" = String, Path, description = "Webhook id")),
     request_body = UpdateWebhook,
     responses(
         (status = 200, body = WebhookView),
-        (status = 400, body = ApiErrorBody),
+        (status = 400, description = "Bad input, or the new callback failed validation", body = ApiErrorBody),
         (status = 401, body = ApiErrorBody),
         (status = 404, body = ApiErrorBody),
+        (status = 413, description = "Body over 2 MiB"),
+        (status = 503, body = ApiErrorBody),
     ),
     security(("accessToken" = [])))]
 pub async fn update_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> V1Result {
     let (tenant, rt) = tenant(&state, &headers)?;
-    let req: UpdateWebhook = parse(&body)?;
-    let mut sub = state
+    let Path(id) = id.map_err(bad_path)?;
+    let req: UpdateWebhook = parse(&body, UPDATE_FIELDS, WEBHOOK_ALIASES)?;
+    // Read to check the request against the subscription; then write a
+    // patch of only the fields the request names, so a concurrent disable
+    // by delivery health, or a secret rotation, is never undone by a PUT.
+    let sub = state
         .store()
-        .get_subscription(Some(tenant), id.clone())
+        .get_subscription(Some(tenant.clone()), id.clone())
         .await?
         .ok_or_else(|| not_found(&id))?;
+    let now = now_ms();
+    let mut patch = SubscriptionPatch::default();
     if let Some(v) = req.object_id {
-        if v.trim().is_empty() {
-            return Err(bad("objectId", "must not be empty"));
-        }
-        sub.object_id = v;
+        not_blank("objectId", &v)?;
+        patch.object_id = Some(v);
     }
     if let Some(v) = req.object_type {
-        if v.trim().is_empty() {
-            return Err(bad("objectType", "must not be empty"));
-        }
-        sub.object_type = v;
+        check_object_type(&rt, &v)?;
+        patch.object_type = Some(v);
     }
     if let Some(v) = req.event_types {
         check_event_types(&rt, &v)?;
-        sub.event_types = v;
+        patch.event_types = Some(v);
     }
-    if let Some(v) = req.validity {
-        if v <= now_ms() {
+    if let Some(EpochMs(v)) = req.validity {
+        if v <= now {
             return Err(bad(
                 "validity",
                 "must be in the future (epoch milliseconds)",
             ));
         }
-        sub.validity_ms = v;
+        patch.validity_ms = Some(v);
+    }
+    if let Some(t) = &req.call_back_token {
+        check_callback_token(t)?;
+    }
+    check_extras(req.headers.as_ref(), req.properties.as_ref())?;
+    let scheme = req
+        .signature_scheme
+        .map_or(sub.signature_scheme, SignatureScheme::from);
+    match req.secret {
+        Some(new) => {
+            check_secret(scheme, &new).map_err(|why| bad("secret", why))?;
+            if new != sub.secret {
+                patch.rotation = Some(rotation(new, now, &rt));
+            }
+        }
+        // The current secret is checked only when the scheme changes: a
+        // GET body sent back (same scheme) must not fail on it.
+        None if scheme != sub.signature_scheme => {
+            check_secret(scheme, &sub.secret).map_err(|why| {
+                bad(
+                    "signatureScheme",
+                    format!(
+                        "the current secret does not suit this scheme ({why}); send a `secret` too"
+                    ),
+                )
+            })?
+        }
+        None => {}
+    }
+    if scheme != sub.signature_scheme {
+        patch.signature_scheme = Some(scheme);
     }
     if let Some(url) = req.call_back_url {
-        validate_callback(&state, &rt, &url).await?;
-        sub.callback_url = url;
-    }
-    if req.call_back_token.is_some() {
-        sub.callback_token = req.call_back_token;
-    }
-    if req.call_back_context.is_some() {
-        sub.context = req.call_back_context;
-    }
-    if let Some(active) = req.active {
-        sub.active = active;
-        if active {
-            // A fresh start: the failure streak that disabled it is over.
-            sub.failing_since_ms = None;
-            sub.disabled_reason = None;
-        } else {
-            sub.disabled_reason = Some("paused through the API".into());
+        // Unchanged (a GET body sent back): no new validation round-trip.
+        if url != sub.callback_url {
+            validate_callback(&state, &rt, &url).await?;
+            patch.callback_url = Some(url);
         }
     }
-    if !state.store().update_subscription(sub.clone()).await? {
-        return Err(not_found(&id));
+    if req.call_back_token.is_some() {
+        patch.callback_token = Some(req.call_back_token);
     }
-    Ok(Json(WebhookView::from(sub)).into_response())
+    if req.call_back_context.is_some() {
+        patch.context = Some(req.call_back_context);
+    }
+    patch.headers = req.headers;
+    if let Some(p) = req.properties {
+        patch.properties = Some(Some(p));
+    }
+    patch.active = req.active.map(|Flag(a)| a);
+    let sub = state
+        .store()
+        .update_subscription(tenant, id.clone(), patch)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    if req.active == Some(Flag(true)) {
+        // Deliveries parked while it was off are due now.
+        state.delivery().wake();
+    }
+    Ok(Json(WebhookView::new(sub, now)).into_response())
 }
 
 /// Delete a subscription.
@@ -539,14 +897,16 @@ pub async fn update_webhook(
         (status = 204, description = "Deleted"),
         (status = 401, body = ApiErrorBody),
         (status = 404, body = ApiErrorBody),
+        (status = 503, body = ApiErrorBody),
     ),
     security(("accessToken" = [])))]
 pub async fn delete_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> V1Result {
     let (tenant, _) = tenant(&state, &headers)?;
+    let Path(id) = id.map_err(bad_path)?;
     if !state
         .store()
         .delete_subscription(tenant, id.clone())
@@ -557,53 +917,98 @@ pub async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /v1/webhook/{id}/rotate-secret` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Rotated {
-    /// The new `whsec_…` secret; the old one stops signing at once.
-    pub secret: String,
+/// `POST /v1/webhook/{id}/rotate-secret` body (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotateSecret {
+    /// The new secret, chosen by the subscriber (default: generated). It
+    /// must suit the subscription's signature scheme.
+    pub secret: Option<String>,
 }
 
-/// Replace a subscription's signing secret.
+/// `POST /v1/webhook/{id}/rotate-secret` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotated {
+    /// The new secret.
+    pub secret: String,
+    /// Until then (RFC 3339) the previous secret signs too, next to the
+    /// new one (`subscriptions.secret_rotation_overlap`).
+    pub previous_secret_expires_at: String,
+}
+
+/// Replace a subscription's signing secret. Both secrets sign during the
+/// overlap: Standard Webhooks sends two `v1,` signatures, ms-signature two
+/// `ms-signature` header fields (newest first).
 #[utoipa::path(post, path = "/v1/webhook/{id}/rotate-secret", tag = "subscriptions",
     params(("id" = String, Path, description = "Webhook id")),
+    request_body(content = Option<RotateSecret>, description = "Optional: `{\"secret\": …}` to choose the new secret"),
     responses(
         (status = 200, body = Rotated),
+        (status = 400, body = ApiErrorBody),
         (status = 401, body = ApiErrorBody),
         (status = 404, body = ApiErrorBody),
+        (status = 413, description = "Body over 2 MiB"),
+        (status = 503, body = ApiErrorBody),
     ),
     security(("accessToken" = [])))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
+    body: Bytes,
 ) -> V1Result {
-    let (tenant, _) = tenant(&state, &headers)?;
-    let mut sub = state
+    let (tenant, rt) = tenant(&state, &headers)?;
+    let Path(id) = id.map_err(bad_path)?;
+    // The body is optional: nothing, or `null`, asks for a generated secret.
+    let req: RotateSecret =
+        if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+            RotateSecret::default()
+        } else {
+            parse(&body, &["secret"], &[])?
+        };
+    let new = match req.secret {
+        Some(s) => {
+            // A chosen secret must suit the subscription's scheme.
+            let sub = state
+                .store()
+                .get_subscription(Some(tenant.clone()), id.clone())
+                .await?
+                .ok_or_else(|| not_found(&id))?;
+            check_secret(sub.signature_scheme, &s).map_err(|why| bad("secret", why))?;
+            s
+        }
+        None => new_secret(),
+    };
+    let rotation = rotation(new, now_ms(), &rt);
+    let rotated = Rotated {
+        secret: rotation.secret.clone(),
+        previous_secret_expires_at: rfc3339(rotation.previous_expires_ms),
+    };
+    let patch = SubscriptionPatch {
+        rotation: Some(rotation),
+        ..Default::default()
+    };
+    state
         .store()
-        .get_subscription(Some(tenant), id.clone())
+        .update_subscription(tenant, id.clone(), patch)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    sub.secret = new_secret();
-    let secret = sub.secret.clone();
-    if !state.store().update_subscription(sub).await? {
-        return Err(not_found(&id));
-    }
-    Ok(Json(Rotated { secret }).into_response())
+    Ok(Json(rotated).into_response())
 }
 
-/// `POST /v1/events` body.
+/// `POST /v1/events` body. Keys are also accepted in PascalCase.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishEvent {
     /// Object the event is about.
     pub object_id: String,
-    /// Type of that object.
+    /// Type of that object (from `subscriptions.object_types`).
     pub object_type: String,
-    /// Event type.
+    /// Event type (not `*`, which only subscriptions use).
     pub event_type: String,
     /// Payload (validated against the type's schema when declared).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub data: Value,
     /// Idempotency key: the same id again within `store.dedup_window` is
     /// accepted but not delivered again.
@@ -631,11 +1036,20 @@ pub struct Published {
         (status = 202, description = "Stored durably; deliveries follow", body = Published),
         (status = 400, body = ApiErrorBody),
         (status = 401, body = ApiErrorBody),
+        (status = 404, description = "The subscription API is not configured (no `subscriptions:` section)", body = ApiErrorBody),
+        (status = 413, description = "Body over 2 MiB"),
+        (status = 503, body = ApiErrorBody),
     ),
     security(("accessToken" = [])))]
 pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> V1Result {
     let (tenant, rt) = tenant(&state, &headers)?;
-    let req: PublishEvent = parse(&body)?;
+    let req: PublishEvent = parse(&body, PUBLISH_FIELDS, &[])?;
+    not_blank("objectId", &req.object_id)?;
+    check_object_type(&rt, &req.object_type)?;
+    not_blank("eventType", &req.event_type)?;
+    if let Some(id) = &req.id {
+        not_blank("id", id)?;
+    }
     if req.event_type == "*" || !rt.declares(&req.event_type) {
         return Err(bad(
             "eventType",
@@ -663,8 +1077,6 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
     });
     let mut message = Message::json(Some(&req.event_type), &envelope);
     message.id = Some(event_id.clone());
-    let dedup_since =
-        received.saturating_sub(state.snapshot().config.store.dedup_window.0.as_millis() as u64);
     let event = NewEvent {
         id: new_event_id(),
         route: format!("v1:{tenant}"),
@@ -680,11 +1092,19 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
         }],
         inbound: None,
     };
-    let published = match state.store().insert(event, dedup_since).await? {
-        Inserted::New { deliveries } => {
-            if deliveries > 0 {
+    let opts = InsertOptions {
+        dedup_window: state.snapshot().config.store.dedup_window.0,
+        claim: state.delivery().claim_for(std::iter::empty(), true),
+    };
+    let published = match state.store().insert(event, opts).await? {
+        Inserted::New {
+            deliveries,
+            claimed,
+        } => {
+            if claimed.len() < deliveries {
                 state.delivery().wake();
             }
+            state.delivery().submit(claimed);
             Published {
                 id: event_id,
                 deliveries,

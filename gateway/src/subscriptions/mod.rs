@@ -5,10 +5,15 @@
 //! subscriber stays broken.
 //!
 //! This module holds the compiled settings ([`SubscriptionsRuntime`]),
-//! signing ([`signature`]) and the HTTP API ([`api`]). Storage is the
-//! store's; sending and the SSRF guard are delivery's.
+//! signing ([`signature`]), what one delivery to a subscriber looks like on
+//! the wire ([`outbound`]: payload, extra headers, signatures), the
+//! Kaizala-compatible reading of request bodies (`input`) and the HTTP API
+//! ([`api`]). Storage is the store's; sending, retries and the SSRF guard
+//! are delivery's.
 
 pub mod api;
+mod input;
+pub mod outbound;
 pub mod signature;
 
 use std::collections::BTreeMap;
@@ -19,8 +24,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::config::{ConfigError, SubscriptionsConfig};
-use crate::delivery::RetryPolicy;
 use crate::plugin::constant_time_eq;
+use crate::retry::RetryPolicy;
 
 /// How long a subscription lives when `validity` is not given: two years,
 /// as in Kaizala's API.
@@ -43,6 +48,10 @@ pub struct SubscriptionsRuntime {
     /// Declared event types and their `data` schemas, when a catalogue is
     /// configured.
     pub event_types: Option<BTreeMap<String, Option<Arc<jsonschema::Validator>>>>,
+    /// The object types `objectType` may name.
+    pub object_types: Vec<String>,
+    /// How long a rotated-out secret keeps signing.
+    pub secret_rotation_overlap: Duration,
 }
 
 impl SubscriptionsRuntime {
@@ -103,6 +112,8 @@ impl SubscriptionsRuntime {
             validation_timeout: c.validation_timeout.0,
             timeout: c.timeout.0,
             event_types,
+            object_types: c.object_types.clone(),
+            secret_rotation_overlap: c.secret_rotation_overlap.0,
         })
     }
 
@@ -116,6 +127,11 @@ impl SubscriptionsRuntime {
             }
         }
         found
+    }
+
+    /// Whether `object_type` is in the catalogue of object types.
+    pub fn knows_object_type(&self, object_type: &str) -> bool {
+        self.object_types.iter().any(|t| t == object_type)
     }
 
     /// Whether `event_type` may be subscribed to or published.

@@ -18,13 +18,50 @@
 //!     forward: true                      # optional; false answers and forwards nothing
 //! ```
 //!
+//! `with:` keys:
+//!
+//! - `secret` (required): the security token exactly as Teams shows it.
+//! - `reply` (default `Received.`): the reply's text.
+//! - `card`: reply with a card instead: an Adaptive Card (`{"type":
+//!   "AdaptiveCard", …}`) or an Office 365 connector card (`{"@type":
+//!   "MessageCard", …}`), as YAML or as JSON text. It is sent as the
+//!   reply message's attachment (`application/vnd.microsoft.card.adaptive`
+//!   or `application/vnd.microsoft.teams.card.o365connector`), with `reply`
+//!   as the message text when that is given too. A whole Bot Framework
+//!   message (`{"type": "message", …}`) is sent as it is.
+//! - `card_template`: like `card`, but a [MiniJinja] template over the
+//!   incoming activity, rendered for each request. It sees `body` (the
+//!   activity) and the activity's top-level keys directly (`text`, `from`,
+//!   `conversation`, …); insert values with `| tojson`. Its output must be
+//!   one of the JSON shapes `card` takes. `card` and `card_template`
+//!   exclude each other.
+//! - `forward` (default `true`): `false` answers and forwards nothing.
+//!
+//! ```yaml
+//! with:
+//!   secret: "${TEAMS_SECURITY_TOKEN}"
+//!   card_template: |
+//!     {"type": "AdaptiveCard", "version": "1.4",
+//!      "body": [{"type": "TextBlock", "wrap": true,
+//!                "text": {{ ("Ticket opened by " ~ from.name) | tojson }}}]}
+//! ```
+//!
+//! A card or template that is not such JSON is a config error, so a typo
+//! is a 500 the operator sees, not a silent text reply.
+//!
 //! The message id is the activity's `id` and the event type its `type`
 //! (`message`).
+//!
+//! [MiniJinja]: https://docs.rs/minijinja
 
 use hookgate_plugin_sdk::{
     self as sdk, Accepted, Error, Plugin, Request, Response, Verdict, crypto::Algorithm, signature,
 };
+use std::collections::BTreeMap;
+
+use minijinja::{Environment, Value as Jinja};
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 /// What Teams shows when the route gives no `reply`.
 const DEFAULT_REPLY: &str = "Received.";
@@ -39,7 +76,7 @@ impl Plugin for TeamsOutgoing {
                 "`with.secret` must be the base64 security token Teams shows for the webhook",
             ));
         };
-        let reply_text = sdk::config::get("reply").unwrap_or_else(|| DEFAULT_REPLY.to_owned());
+        let reply_text = sdk::config::get("reply");
         let forward = sdk::config::get_bool("forward", true)?;
 
         let Some(header) = req.header("authorization") else {
@@ -56,10 +93,24 @@ impl Plugin for TeamsOutgoing {
             ));
         }
 
-        let reply = Response::json(
-            200,
-            &serde_json::json!({ "type": "message", "text": reply_text }),
-        );
+        let card = match (
+            sdk::config::optional_str("card")?,
+            sdk::config::optional_str("card_template")?,
+        ) {
+            (None, None) => None,
+            (Some(card), None) => Some(
+                serde_json::from_str::<Value>(&card)
+                    .map_err(|e| Error::config(format!("`with.card` is not JSON: {e}")))?,
+            ),
+            (None, Some(template)) => Some(render_card(&template, &req.body)?),
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "`with.card` and `with.card_template` exclude each other",
+                ));
+            }
+        };
+        let message = reply_message(reply_text.as_deref(), card).map_err(Error::config)?;
+        let reply = Response::json(200, &message);
         if !forward {
             return Ok(Verdict::respond(reply));
         }
@@ -74,6 +125,85 @@ impl Plugin for TeamsOutgoing {
             }
         }
         Ok(Verdict::accept_with(accepted))
+    }
+}
+
+/// The reply message: text alone, or a card as its attachment (with
+/// `text` when given), or a whole message as it is. The error says which
+/// shapes a card may take.
+pub fn reply_message(text: Option<&str>, card: Option<Value>) -> Result<Value, String> {
+    let Some(card) = card else {
+        return Ok(json!({ "type": "message", "text": text.unwrap_or(DEFAULT_REPLY) }));
+    };
+    let content_type = match (
+        card.get("type").and_then(Value::as_str),
+        card.get("@type").and_then(Value::as_str),
+    ) {
+        (Some("message"), _) => return Ok(card),
+        (Some("AdaptiveCard"), _) => "application/vnd.microsoft.card.adaptive",
+        (_, Some("MessageCard")) => "application/vnd.microsoft.teams.card.o365connector",
+        _ => {
+            return Err(
+                "the reply card must be an Adaptive Card ({\"type\": \"AdaptiveCard\", …}), \
+                 a MessageCard ({\"@type\": \"MessageCard\", …}) or a message ({\"type\": \"message\", …})"
+                    .to_owned(),
+            );
+        }
+    };
+    let mut message = json!({
+        "type": "message",
+        "attachments": [{ "contentType": content_type, "content": card }],
+    });
+    if let Some(text) = text {
+        message["text"] = Value::from(text);
+    }
+    Ok(message)
+}
+
+/// Renders `card_template` over the activity and parses the output.
+fn render_card(source: &str, activity: &[u8]) -> Result<Value, Error> {
+    let env = Environment::new();
+    // Named without an extension so nothing is auto-escaped; `tojson` is
+    // the explicit escape, as in the `template` plugin.
+    let template = env
+        .template_from_named_str("card_template", source)
+        .map_err(|e| Error::config(format!("`with.card_template` does not compile: {e}")))?;
+    let activity: Value = serde_json::from_slice(activity)
+        .map_err(|_| Error::invalid_input("the activity is not JSON"))?;
+    let mut context: BTreeMap<String, Jinja> = BTreeMap::new();
+    if let Value::Object(map) = &activity {
+        for (k, v) in map {
+            context.insert(k.clone(), to_jinja(v));
+        }
+    }
+    context.insert("body".into(), to_jinja(&activity));
+    let rendered = template
+        .render(Jinja::from(context))
+        .map_err(|e| Error::invalid_input(format!("`with.card_template` failed to render: {e}")))?;
+    serde_json::from_str(&rendered).map_err(|e| {
+        Error::config(format!(
+            "`with.card_template` output is not JSON ({e}); insert values with `| tojson`"
+        ))
+    })
+}
+
+/// JSON to a MiniJinja value.
+fn to_jinja(v: &Value) -> Jinja {
+    match v {
+        Value::Null => Jinja::from(()),
+        Value::Bool(b) => Jinja::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Jinja::from(i),
+            (_, Some(u)) => Jinja::from(u),
+            _ => Jinja::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Jinja::from(s.as_str()),
+        Value::Array(items) => items.iter().map(to_jinja).collect(),
+        Value::Object(map) => Jinja::from(
+            map.iter()
+                .map(|(k, v)| (k.clone(), to_jinja(v)))
+                .collect::<BTreeMap<String, Jinja>>(),
+        ),
     }
 }
 

@@ -13,6 +13,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct TestGateway {
     child: Child,
     base: String,
+    /// The stdout lines after the first (the admin listener's address).
+    more: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
     dir: tempfile::TempDir,
     client: reqwest::Client,
 }
@@ -36,10 +38,11 @@ impl TestGateway {
             dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("hookgate.yaml"), config).unwrap();
-        let (child, base) = launch(dir.path());
+        let (child, base, more) = launch(dir.path());
         let gw = TestGateway {
             child,
             base,
+            more: std::sync::Mutex::new(more),
             dir,
             #[expect(
                 clippy::disallowed_methods,
@@ -56,17 +59,18 @@ impl TestGateway {
     pub async fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, base) = launch(self.dir.path());
+        let (child, base, more) = launch(self.dir.path());
         self.child = child;
         self.base = base;
+        self.more = std::sync::Mutex::new(more);
         self.wait_ready().await;
     }
 }
 
 /// Starts the binary on `dir/hookgate.yaml`, logging to `dir/gateway.log`
 /// (appended, so a restart keeps the earlier log), and returns it with its
-/// base URL.
-fn launch(dir: &Path) -> (Child, String) {
+/// base URL and a receiver of its later stdout lines.
+fn launch(dir: &Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -87,12 +91,12 @@ fn launch(dir: &Path) -> (Child, String) {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
+        // Every line goes to the channel, and reading goes on to the end
+        // so the child never blocks on a full pipe.
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
             let _ = tx.send(line);
         }
-        // Keep draining so the child never blocks on a full pipe.
-        for _ in lines {}
     });
     let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
         let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
@@ -102,7 +106,7 @@ fn launch(dir: &Path) -> (Child, String) {
         .strip_prefix("hookgate listening on ")
         .unwrap_or_else(|| panic!("unexpected first line: {line}"))
         .to_owned();
-    (child, base)
+    (child, base, rx)
 }
 
 impl TestGateway {
@@ -119,6 +123,22 @@ impl TestGateway {
                 panic!("hookgate never became healthy:\n{}", self.log());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The base URL of the operator listener (`admin.listen`), from the
+    /// line the gateway prints once it is bound.
+    pub fn admin_base(&self) -> String {
+        loop {
+            let line = self
+                .more
+                .lock()
+                .unwrap()
+                .recv_timeout(START_TIMEOUT)
+                .unwrap_or_else(|_| panic!("no admin listener line:\n{}", self.log()));
+            if let Some(base) = line.strip_prefix("hookgate admin listening on ") {
+                return base.to_owned();
+            }
         }
     }
 
@@ -213,7 +233,7 @@ impl TestGateway {
 }
 
 /// The admin token test configs use (`admin: { token: ... }`).
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 impl Drop for TestGateway {
     fn drop(&mut self) {

@@ -26,6 +26,8 @@ pub struct Received {
     pub body: Bytes,
     /// The status the receiver answered.
     pub answered: u16,
+    /// When the receiver answered.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -195,6 +197,7 @@ async fn record(
                 headers,
                 body,
                 answered: answer.0.as_u16(),
+                at: std::time::Instant::now(),
             });
             return answer;
         }
@@ -211,6 +214,7 @@ async fn record(
         headers,
         body,
         answered: status,
+        at: std::time::Instant::now(),
     });
     (StatusCode::from_u16(status).unwrap(), String::new())
 }

@@ -45,3 +45,11 @@ pub fn standard_webhooks_valid(
         .filter_map(|s| s.strip_prefix("v1,"))
         .any(|s| s == expected)
 }
+
+/// ASP.NET WebHooks' `ms-signature` value: `sha256=` + hex HMAC-SHA256 of
+/// the body keyed with the secret's UTF-8 bytes.
+pub fn ms_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}

@@ -125,3 +125,127 @@ fn missing_secret_is_a_config_error() {
     let p = TestPlugin::builtin("teams-outgoing", json!({}));
     expect_config_error(p.verify(&request(&authorization(BODY))));
 }
+
+// --- Card replies ----------------------------------------------------------
+//
+// Teams shows an outgoing webhook's reply message as it would a bot's, with
+// cards as attachments (Microsoft's "Create an outgoing webhook" article:
+// "outgoing webhooks ... can respond with ... Adaptive Cards ... and
+// message cards").
+
+fn adaptive_card() -> Value {
+    json!({
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [{ "type": "TextBlock", "text": "On it", "wrap": true }]
+    })
+}
+
+fn reply_of(with: Value) -> Value {
+    let p = TestPlugin::builtin("teams-outgoing", with);
+    let (_, _, reply) = expect_accept(
+        p.verify(&request(&authorization(BODY)))
+            .expect("plugin call"),
+    );
+    reply_json(&reply.expect("reply"))
+}
+
+#[test]
+fn adaptive_card_from_with_is_the_replys_attachment() {
+    let reply = reply_of(json!({ "secret": token(), "card": adaptive_card() }));
+    assert_eq!(
+        reply,
+        json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": adaptive_card()
+            }]
+        })
+    );
+}
+
+#[test]
+fn message_card_as_json_text_with_reply_text() {
+    let card = json!({
+        "@type": "MessageCard",
+        "@context": "https://schema.org/extensions",
+        "summary": "Ticket",
+        "title": "Ticket opened"
+    });
+    let reply = reply_of(json!({
+        "secret": token(),
+        "reply": "Here you go",
+        "card": card.to_string()
+    }));
+    assert_eq!(reply["text"], "Here you go");
+    assert_eq!(
+        reply["attachments"][0]["contentType"],
+        "application/vnd.microsoft.teams.card.o365connector"
+    );
+    assert_eq!(reply["attachments"][0]["content"], card);
+}
+
+#[test]
+fn a_whole_message_is_sent_as_it_is() {
+    let message = json!({ "type": "message", "text": "custom", "attachments": [] });
+    assert_eq!(
+        reply_of(json!({ "secret": token(), "card": message.clone() })),
+        message
+    );
+}
+
+#[test]
+fn card_template_renders_over_the_activity() {
+    let reply = reply_of(json!({
+        "secret": token(),
+        "card_template": r#"{"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock", "text": {{ ("You said: " ~ text) | tojson }}}, {"type": "TextBlock", "text": {{ body.from.id | tojson }}}]}"#
+    }));
+    let content = &reply["attachments"][0]["content"];
+    assert_eq!(
+        reply["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(content["body"][0]["text"], "You said: <at>Bot</at> hello");
+    assert_eq!(content["body"][1]["text"], "29:1");
+}
+
+#[test]
+fn bad_cards_and_templates_are_config_errors() {
+    let req = request(&authorization(BODY));
+    for with in [
+        json!({ "secret": token(), "card": { "type": "HeroCard" } }),
+        json!({ "secret": token(), "card": "{not json" }),
+        json!({ "secret": token(), "card_template": "{{ unclosed" }),
+        json!({ "secret": token(), "card_template": "{\"text\": {{ text }}}" }),
+        json!({ "secret": token(), "card": adaptive_card(), "card_template": "{}" }),
+    ] {
+        expect_config_error(TestPlugin::builtin("teams-outgoing", with).verify(&req));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn card_reply_through_the_binary() {
+    let gw = gateway(
+        &format!(
+            "    verify:\n      plugin: teams-outgoing\n      with:\n        secret: \"{}\"\n        card: {}",
+            token(),
+            adaptive_card()
+        ),
+        None,
+    )
+    .await;
+    let auth = authorization(BODY);
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+    ];
+    let (status, ct, text) = send(&gw, "POST", "", &headers, BODY.as_bytes()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(ct, "application/json");
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["attachments"][0]["content"], adaptive_card());
+    let (status, _, _) = send(&gw, "POST", "", &headers, br#"{"type":"message"}"#).await;
+    assert_eq!(status, 401);
+}

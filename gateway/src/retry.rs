@@ -22,6 +22,12 @@ pub const DEFAULT_SCHEDULE: [Duration; 6] = [
 /// park a delivery for weeks.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Longest wait any policy yields, whatever its numbers: an exponential
+/// policy without `max_delay` would otherwise schedule attempts past year
+/// 9999, which no timestamp can hold. Config validation caps every
+/// configured wait at this too.
+pub const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// A destination's retry policy, compiled from its config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
@@ -102,10 +108,14 @@ impl RetryPolicy {
     }
 
     /// The wait before retry number `n` (1-based), before jitter; `None`
-    /// when the policy allows no retry `n`.
+    /// when the policy allows no retry `n`. Never more than [`MAX_WAIT`].
     pub fn wait(&self, n: u32) -> Option<Duration> {
+        self.uncapped_wait(n).map(|d| d.min(MAX_WAIT))
+    }
+
+    fn uncapped_wait(&self, n: u32) -> Option<Duration> {
         match &self.waits {
-            Waits::Schedule(s) => s.get(n.checked_sub(1)? as usize).copied(),
+            Waits::Schedule(s) => s.get(usize::try_from(n.checked_sub(1)?).ok()?).copied(),
             Waits::Exponential {
                 initial,
                 factor,
@@ -115,8 +125,14 @@ impl RetryPolicy {
                 if n == 0 || n > *retries {
                     return None;
                 }
-                let secs = initial.as_secs_f64() * factor.powi(n as i32 - 1);
-                let d = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+                let exponent = i32::try_from(n - 1).unwrap_or(i32::MAX);
+                let secs = initial.as_secs_f64() * factor.powi(exponent);
+                // Overflow (inf) and nonsense (NaN, negative) saturate.
+                let d = if secs.is_nan() || secs <= 0.0 {
+                    Duration::ZERO
+                } else {
+                    Duration::try_from_secs_f64(secs).unwrap_or(MAX_WAIT)
+                };
                 Some(max.map_or(d, |m| d.min(m)))
             }
         }
@@ -132,7 +148,7 @@ impl RetryPolicy {
             }
             _ => {}
         }
-        let Some(wait) = self.wait(retries_used + 1) else {
+        let Some(wait) = self.wait(retries_used.saturating_add(1)) else {
             let last = match (&result.status, &result.error) {
                 (Some(s), _) => format!("HTTP {s}"),
                 (None, Some(e)) => e.clone(),
@@ -140,7 +156,7 @@ impl RetryPolicy {
             };
             return DeliveryOutcome::Dead(format!(
                 "retries exhausted after {} attempt(s); last: {last}",
-                retries_used + 1
+                u64::from(retries_used) + 1
             ));
         };
         let mut wait = self.jittered(wait);
@@ -153,11 +169,15 @@ impl RetryPolicy {
     }
 
     fn jittered(&self, d: Duration) -> Duration {
-        if self.jitter <= 0.0 || d.is_zero() {
+        // NaN would make `random_range` panic.
+        if self.jitter.is_nan() || self.jitter <= 0.0 || d.is_zero() {
             return d;
         }
-        let f = rand::rng().random_range(1.0 - self.jitter..=1.0 + self.jitter);
-        Duration::try_from_secs_f64(d.as_secs_f64() * f).unwrap_or(d)
+        let jitter = self.jitter.min(1.0);
+        let f = rand::rng().random_range(1.0 - jitter..=1.0 + jitter);
+        Duration::try_from_secs_f64(d.as_secs_f64() * f)
+            .unwrap_or(d)
+            .min(MAX_WAIT)
     }
 }
 
@@ -165,7 +185,8 @@ impl RetryPolicy {
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        // Capped here too: the value is the destination's to choose.
+        return Some(Duration::from_secs(secs).min(MAX_WAIT));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -285,6 +306,110 @@ mod tests {
                 w >= Duration::from_secs(90) && w <= Duration::from_secs(110),
                 "{w:?}"
             );
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn exponential(
+            initial_ms: u64,
+            factor: f64,
+            max_ms: Option<u64>,
+            retries: u32,
+        ) -> RetryPolicy {
+            RetryPolicy::from_config(&RetryConfig {
+                schedule: None,
+                exponential: Some(ExponentialConfig {
+                    initial: CfgDuration::from_millis(initial_ms),
+                    factor,
+                    max_delay: max_ms.map(CfgDuration::from_millis),
+                    retries,
+                }),
+                jitter: 0.0,
+            })
+        }
+
+        proptest! {
+            /// Any numbers at all (even ones validation refuses): no panic,
+            /// and never a wait past MAX_WAIT.
+            #[test]
+            fn waits_never_panic_and_never_exceed_the_cap(
+                initial_ms in any::<u64>(),
+                factor in any::<f64>(),
+                max_ms in proptest::option::of(any::<u64>()),
+                retries in any::<u32>(),
+                n in any::<u32>(),
+                jitter in any::<f64>(),
+                used in any::<u32>(),
+                status in proptest::option::of(any::<u16>()),
+                retry_after_s in proptest::option::of(any::<u64>()),
+            ) {
+                let mut p = exponential(initial_ms, factor, max_ms, retries);
+                p.jitter = jitter;
+                if let Some(w) = p.wait(n) {
+                    prop_assert!(w <= MAX_WAIT);
+                }
+                let result = AttemptResult {
+                    status,
+                    retry_after: retry_after_s.map(Duration::from_secs),
+                    error: None,
+                };
+                if let DeliveryOutcome::Retry(w) = p.decide(&result, used) {
+                    prop_assert!(w <= MAX_WAIT.max(MAX_RETRY_AFTER));
+                }
+            }
+
+            /// With a sane factor, waits grow and stay under `max_delay`.
+            #[test]
+            fn exponential_waits_grow_up_to_their_cap(
+                initial_ms in 0u64..=86_400_000,
+                factor in 1.0f64..=1000.0,
+                max_ms in proptest::option::of(0u64..=31_536_000_000),
+                retries in 1u32..=1000,
+            ) {
+                let p = exponential(initial_ms, factor, max_ms, retries);
+                let mut last = Duration::ZERO;
+                for n in 1..=retries.min(64) {
+                    let w = p.wait(n).expect("a retry within `retries`");
+                    prop_assert!(w >= last, "retry {n}: {w:?} < {last:?}");
+                    if let Some(max) = max_ms {
+                        prop_assert!(w <= Duration::from_millis(max));
+                    }
+                    last = w;
+                }
+                prop_assert_eq!(p.wait(retries.saturating_add(1)), None);
+                prop_assert_eq!(p.wait(0), None);
+            }
+
+            /// Jitter keeps a wait within its fraction.
+            #[test]
+            fn jitter_stays_within_its_fraction_for_any_wait(
+                wait_ms in 1u64..=31_536_000_000,
+                jitter in 0.0f64..=1.0,
+            ) {
+                let p = RetryPolicy {
+                    waits: Waits::Schedule(vec![Duration::from_millis(wait_ms)]),
+                    jitter,
+                };
+                let DeliveryOutcome::Retry(w) = p.decide(&status(500), 0) else {
+                    panic!("a schedule of one wait retries once");
+                };
+                let base = Duration::from_millis(wait_ms).as_secs_f64();
+                let w = w.as_secs_f64();
+                // A microsecond of slack for float rounding.
+                prop_assert!(w >= base * (1.0 - jitter) - 1e-6, "{w} < {base} * (1 - {jitter})");
+                prop_assert!(w <= (base * (1.0 + jitter)).min(MAX_WAIT.as_secs_f64()) + 1e-6);
+            }
+
+            /// `Retry-After` text never panics and is capped.
+            #[test]
+            fn retry_after_parses_without_panicking(value in ".*") {
+                if let Some(d) = parse_retry_after(&value, std::time::SystemTime::now()) {
+                    prop_assert!(d <= MAX_WAIT || httpdate::parse_http_date(value.trim()).is_ok());
+                }
+            }
         }
     }
 }

@@ -1,44 +1,39 @@
-//! SQLite answers for the console block of the [`Store`](super::Store)
-//! trait (see [`stats`](super::stats)): each is a function of a
-//! `&Connection`, called by a thin trait method in `sqlite.rs`, so it moves
-//! to another connection (a read-only one) or file without change.
+//! SQLite answers for the console block of the [`Store`](crate::store::Store)
+//! trait (see [`stats`](crate::store::stats)): each is a function of a
+//! `&Connection`, called by a thin trait method in `mod.rs`: reads on the
+//! read-only connections, replays on the writer.
 //!
 //! Queries stay index-friendly so that every console page renders in well
 //! under 200 ms with 100,000 events stored: lists walk the primary key
 //! newest first and stop at the page size, id searches are exact or prefix
 //! lookups on an index, and time windows read `attempts` through its time
-//! index. The indexes they need are in [`SCHEMA`].
+//! index. The table and indexes they need are a migration in `schema.rs`.
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use super::stats::{
+use super::{SqliteStore, ms, now, refresh_event_status};
+use crate::store::stats::{
     Backlog, BulkReplay, COUNT_CAP, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries,
     ReplaySet, SeriesPoint, StatusCounts,
 };
-use super::{EventPage, EventStatus, EventSummary, StoreError, rfc3339};
-use crate::store::sqlite::SqliteStore;
+use crate::store::{EventPage, EventStatus, EventSummary, StoreError, rfc3339};
 
-/// Tables and indexes the console adds; applied at start after the main
-/// schema.
-pub const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS event_requests (
+/// Migration 4: the table and indexes the console adds (the inbound
+/// request of each event, id look-ups, filtered counts, attempts by time).
+pub(super) const MIGRATION: &str = r#"
+CREATE TABLE event_requests (
     event_id TEXT PRIMARY KEY REFERENCES events(id) ON DELETE CASCADE,
     method   TEXT NOT NULL,
     path     TEXT NOT NULL,
     headers  TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS events_source_id ON events(source_id) WHERE source_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS messages_message_id ON messages(message_id) WHERE message_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_route_status ON events(route, status);
-CREATE INDEX IF NOT EXISTS events_type_status ON events(event_type, status);
-CREATE INDEX IF NOT EXISTS attempts_time_cover ON attempts(attempted_at, delivery_id, status, latency_ms);
+CREATE INDEX events_source_id ON events(source_id) WHERE source_id IS NOT NULL;
+CREATE INDEX messages_message_id ON messages(message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX events_route_status ON events(route, status);
+CREATE INDEX events_type_status ON events(event_type, status);
+CREATE INDEX attempts_time_cover ON attempts(attempted_at, delivery_id, status, latency_ms);
 "#;
-
-/// Milliseconds as SQLite's signed integer, saturating.
-fn ms(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
 
 fn unsigned(v: i64) -> u64 {
     v.max(0) as u64
@@ -108,9 +103,13 @@ fn where_sql(f: &ConsoleFilter, with_status: bool) -> (String, Vec<Value>) {
 }
 
 /// Which deliveries of the matching events a bulk replay requeues: those to
-/// the filtered destination, in the filtered state, not in flight.
-fn delivery_sql(f: &ConsoleFilter, args: &mut Vec<Value>) -> String {
-    let mut sql = "d.claimed = 0".to_owned();
+/// the filtered destination, in the filtered state, not in flight (pending,
+/// leased, lease not run out), not parked for a disabled subscription.
+fn delivery_sql(f: &ConsoleFilter, now: i64, args: &mut Vec<Value>) -> String {
+    let mut sql = "d.state != 'parked' \
+         AND NOT (d.state = 'pending' AND d.lease_token IS NOT NULL AND d.next_attempt_at > ?)"
+        .to_owned();
+    args.push(Value::Integer(now));
     if let Some(dest) = &f.base.destination {
         sql.push_str(" AND d.destination = ?");
         args.push(Value::Text(dest.clone()));
@@ -120,19 +119,6 @@ fn delivery_sql(f: &ConsoleFilter, args: &mut Vec<Value>) -> String {
         args.push(Value::Text(status.as_str().into()));
     }
     sql
-}
-
-/// Recomputes an event's status from its deliveries (as the writer does).
-fn refresh_event_status(c: &Connection, event_id: &str) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "UPDATE events SET status = CASE \
-           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND state = 'pending') THEN 'pending' \
-           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND state = 'dead') THEN 'dead' \
-           ELSE 'delivered' END \
-         WHERE id = ?1",
-    )?
-    .execute(params![event_id])?;
-    Ok(())
 }
 
 impl SqliteStore {
@@ -242,6 +228,7 @@ impl SqliteStore {
         c: &Connection,
         filter: &ConsoleFilter,
     ) -> Result<ReplaySet, StoreError> {
+        let now = now();
         let (where_clause, args) = where_sql(filter, true);
         let events: i64 = c
             .prepare_cached(&format!(
@@ -249,7 +236,7 @@ impl SqliteStore {
             ))?
             .query_row(params_from_iter(args.clone()), |r| r.get(0))?;
         let mut args = args;
-        let deliveries_clause = delivery_sql(filter, &mut args);
+        let deliveries_clause = delivery_sql(filter, now, &mut args);
         let deliveries: i64 = c
             .prepare_cached(&format!(
                 "SELECT COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id \
@@ -263,23 +250,25 @@ impl SqliteStore {
     }
 
     /// Counts and requeues in one transaction (the writer's), so what is
-    /// requeued is exactly what was counted.
+    /// requeued is exactly what was counted. Not `Store::replay`: its
+    /// `EventFilter` has no event type, id search or page bound, so it
+    /// would requeue a different set than the one the operator confirmed.
     pub(super) fn console_replay_filtered(
         c: &Connection,
         filter: &ConsoleFilter,
         expected: ReplaySet,
-        now_ms: u64,
     ) -> Result<BulkReplay, StoreError> {
-        let now = Self::console_replay_set(c, filter)?;
-        if now != expected {
-            return Ok(BulkReplay::Changed(now));
+        let set = Self::console_replay_set(c, filter)?;
+        if set != expected {
+            return Ok(BulkReplay::Changed(set));
         }
+        let now = now();
         let (where_clause, mut args) = where_sql(filter, true);
-        let deliveries_clause = delivery_sql(filter, &mut args);
-        args.insert(0, Value::Integer(ms(now_ms)));
+        let deliveries_clause = delivery_sql(filter, now, &mut args);
+        args.insert(0, Value::Integer(now));
         let mut events: Vec<String> = c
             .prepare(&format!(
-                "UPDATE deliveries SET state = 'pending', retries = 0, claimed = 0, next_attempt_at = ? \
+                "UPDATE deliveries SET state = 'pending', retries = 0, lease_token = NULL, next_attempt_at = ? \
                  WHERE id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
                               WHERE {where_clause} AND {deliveries_clause}) \
                  RETURNING event_id"
@@ -291,22 +280,24 @@ impl SqliteStore {
         for e in &events {
             refresh_event_status(c, e)?;
         }
-        Ok(BulkReplay::Replayed(now))
+        Ok(BulkReplay::Replayed(set))
     }
 
     pub(super) fn console_replay_delivery(
         c: &Connection,
         event_id: &str,
         delivery_id: i64,
-        now_ms: u64,
     ) -> Result<bool, StoreError> {
-        // A delivery in flight right now is left to finish.
+        // A delivery in flight right now is left to finish; a parked one
+        // waits for its subscription.
         let event: Option<String> = c
             .prepare_cached(
-                "UPDATE deliveries SET state = 'pending', retries = 0, claimed = 0, next_attempt_at = ?1 \
-                 WHERE id = ?2 AND event_id = ?3 AND claimed = 0 RETURNING event_id",
+                "UPDATE deliveries SET state = 'pending', retries = 0, lease_token = NULL, next_attempt_at = ?1 \
+                 WHERE id = ?2 AND event_id = ?3 AND state != 'parked' \
+                 AND NOT (state = 'pending' AND lease_token IS NOT NULL AND next_attempt_at > ?1) \
+                 RETURNING event_id",
             )?
-            .query_row(params![ms(now_ms), delivery_id, event_id], |r| r.get(0))
+            .query_row(params![now(), delivery_id, event_id], |r| r.get(0))
             .optional()?;
         if let Some(event) = &event {
             refresh_event_status(c, event)?;
@@ -442,7 +433,7 @@ impl SqliteStore {
         let mut out = Vec::with_capacity(destinations.len());
         let mut stmt = c.prepare_cached(
             "SELECT state, COUNT(*) FROM deliveries WHERE destination = ?1 \
-             AND state IN ('pending', 'dead') GROUP BY state",
+             AND state IN ('pending', 'parked', 'dead') GROUP BY state",
         )?;
         for dest in destinations {
             let mut parked = ParkedDeliveries::default();
@@ -452,6 +443,7 @@ impl SqliteStore {
                 let n = unsigned(r.get(1)?);
                 match state.as_str() {
                     "pending" => parked.pending = n,
+                    "parked" => parked.parked = n,
                     _ => parked.dead = n,
                 }
             }

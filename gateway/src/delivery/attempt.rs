@@ -1,0 +1,442 @@
+//! One attempt of one claimed delivery: send it, decide what follows by
+//! the destination's retry policy, and say what to record.
+//!
+//! Operator destinations are POSTed with the shared keep-alive client;
+//! subscriber callbacks (`sub:<id>`) are signed with the subscription's
+//! secret and sent through the SSRF-guarded client, and their outcome feeds
+//! the subscription's health. The dispatcher records the result.
+
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{Ctx, ssrf, teams};
+use crate::clock::now_ms;
+use crate::config::DestinationKind;
+use crate::pipeline::{CompiledDestination, Snapshot};
+use crate::plugin::Message;
+use crate::retry::{AttemptResult, DeliveryOutcome, parse_retry_after};
+use crate::store::{AttemptHealth, AttemptRecord, DueDelivery, NextState, SUBSCRIBER_PREFIX};
+
+/// Longest body excerpt written to the log by `kind: log` destinations.
+const MAX_LOGGED_BODY: usize = 16 << 10;
+
+/// How much of a destination's response body is kept with the attempt.
+const RESPONSE_EXCERPT: usize = 4 << 10;
+
+/// How long a delivery to a destination that is missing from the current
+/// config (a reload removed or renamed it) waits before it looks again. It
+/// is postponed, not dead-lettered: the destination may come back.
+const MISSING_DESTINATION_WAIT: Duration = Duration::from_secs(60);
+
+/// What an attempt to a subscription came to.
+enum Subscriber {
+    /// Sent (or failed for good without sending): the decision, the
+    /// result and the response excerpt.
+    Sent(DeliveryOutcome, AttemptResult, Option<String>),
+    /// Not sent: the subscription is disabled; keep the delivery for when
+    /// it is enabled again.
+    Park(String),
+}
+
+/// Attempts `d` and returns what to record.
+pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
+    let snapshot = ctx.snapshots.load_full();
+    let attempted_at_ms = now_ms();
+    let started = Instant::now();
+    let (outcome, result, excerpt) =
+        if let Some(sub_id) = d.destination.strip_prefix(SUBSCRIBER_PREFIX) {
+            match subscriber_attempt(ctx, &snapshot, sub_id, d).await {
+                Subscriber::Sent(outcome, result, excerpt) => (outcome, result, excerpt),
+                Subscriber::Park(reason) => {
+                    return not_attempted(d, attempted_at_ms, None, NextState::Park { reason });
+                }
+            }
+        } else {
+            match snapshot.destinations.get(&d.destination) {
+                None => {
+                    tracing::warn!(
+                        destination = d.destination,
+                        event_id = d.event_id,
+                        "destination not in the current config; delivery postponed"
+                    );
+                    let error = format!(
+                        "destination {:?} is not configured; postponed",
+                        d.destination
+                    );
+                    let next = NextState::Postpone {
+                        after: MISSING_DESTINATION_WAIT,
+                    };
+                    return not_attempted(d, attempted_at_ms, Some(error), next);
+                }
+                Some(dest) if dest.kind == DestinationKind::Teams => {
+                    if let Some(reason) = teams::oversized(d.message.body.len()) {
+                        // Dead at once: resending cannot make it fit.
+                        let result = AttemptResult {
+                            error: Some(reason.clone()),
+                            ..Default::default()
+                        };
+                        (DeliveryOutcome::Dead(reason), result, None)
+                    } else {
+                        if let Some(pacer) = &dest.pacer {
+                            match pacer.reserve(Instant::now(), teams::MAX_PACE_WAIT) {
+                                Ok(wait) => tokio::time::sleep(wait).await,
+                                Err(after) => {
+                                    let next = NextState::Postpone { after };
+                                    return not_attempted(d, attempted_at_ms, None, next);
+                                }
+                            }
+                        }
+                        let (result, excerpt) = send(&ctx.client, dest, d).await;
+                        let result = teams::classify(result, excerpt.as_deref());
+                        (dest.retry.decide(&result, d.retries), result, excerpt)
+                    }
+                }
+                Some(dest) => {
+                    let (result, excerpt) = match dest.kind {
+                        DestinationKind::Log => {
+                            log_delivery(dest, d);
+                            (ok_result(), None)
+                        }
+                        DestinationKind::Http | DestinationKind::Teams => {
+                            send(&ctx.client, dest, d).await
+                        }
+                        // Fan-out to subscribers is expanded at insert time;
+                        // a delivery addressed to the destination itself has
+                        // nothing to send.
+                        DestinationKind::Subscribers => (ok_result(), None),
+                    };
+                    (dest.retry.decide(&result, d.retries), result, excerpt)
+                }
+            }
+        };
+    let latency = started.elapsed();
+    observe(ctx, d, &outcome, &result, latency);
+    AttemptRecord {
+        delivery_id: d.id,
+        lease: d.lease,
+        attempted_at_ms,
+        status: result.status,
+        latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+        error: result.error,
+        response_excerpt: excerpt,
+        next: match outcome {
+            DeliveryOutcome::Delivered => NextState::Delivered,
+            DeliveryOutcome::Retry(after) => NextState::Retry { after },
+            DeliveryOutcome::Dead(reason) => NextState::Dead { reason },
+        },
+    }
+}
+
+/// The record of a delivery that was not sent.
+fn not_attempted(
+    d: &DueDelivery,
+    attempted_at_ms: u64,
+    error: Option<String>,
+    next: NextState,
+) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: d.id,
+        lease: d.lease,
+        attempted_at_ms,
+        status: None,
+        latency_ms: 0,
+        error,
+        response_excerpt: None,
+        next,
+    }
+}
+
+fn ok_result() -> AttemptResult {
+    AttemptResult {
+        status: Some(200),
+        ..Default::default()
+    }
+}
+
+/// Logs and counts the end of an attempt.
+fn observe(
+    ctx: &Ctx,
+    d: &DueDelivery,
+    outcome: &DeliveryOutcome,
+    result: &AttemptResult,
+    latency: Duration,
+) {
+    let dest_name = d.destination.as_str();
+    match outcome {
+        DeliveryOutcome::Delivered => {
+            tracing::debug!(
+                destination = dest_name,
+                event_id = d.event_id,
+                status = result.status,
+                ?latency,
+                "delivered"
+            );
+        }
+        DeliveryOutcome::Retry(wait) => {
+            tracing::warn!(destination = dest_name, event_id = d.event_id, status = result.status, error = result.error, retry_in = ?wait, "delivery failed; will retry");
+        }
+        DeliveryOutcome::Dead(reason) => {
+            // A dead letter needs an operator: replay it once fixed.
+            tracing::error!(
+                destination = dest_name,
+                route = d.route,
+                event_id = d.event_id,
+                reason,
+                "delivery is dead"
+            );
+        }
+    }
+    // Subscriber deliveries share one label: ids are unbounded.
+    let label = if dest_name.starts_with(SUBSCRIBER_PREFIX) {
+        "subscribers"
+    } else {
+        dest_name
+    };
+    ctx.metrics.delivery(label, outcome.label(), latency);
+}
+
+/// One attempt to a subscription: signed with its secret, sent through the
+/// SSRF-guarded client, and counted towards its health.
+async fn subscriber_attempt(
+    ctx: &Ctx,
+    snapshot: &Snapshot,
+    sub_id: &str,
+    d: &DueDelivery,
+) -> Subscriber {
+    let fail = |reason: String| {
+        Subscriber::Sent(
+            DeliveryOutcome::Dead(reason.clone()),
+            AttemptResult {
+                error: Some(reason),
+                ..Default::default()
+            },
+            None,
+        )
+    };
+    let Some(rt) = snapshot.subscriptions.clone() else {
+        return fail("the subscription API is no longer configured".into());
+    };
+    let sub = match ctx.store.get_subscription(None, sub_id.to_owned()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return fail("the subscription was deleted".into()),
+        Err(e) => {
+            return Subscriber::Sent(
+                DeliveryOutcome::Retry(
+                    rt.retry
+                        .wait(d.retries + 1)
+                        .unwrap_or(Duration::from_secs(60)),
+                ),
+                AttemptResult {
+                    error: Some(format!("store: {e}")),
+                    ..Default::default()
+                },
+                None,
+            );
+        }
+    };
+    if !sub.active {
+        // Kept until the subscription is enabled again.
+        return Subscriber::Park(format!(
+            "parked: the subscription is disabled ({})",
+            sub.disabled_reason.as_deref().unwrap_or("by its owner")
+        ));
+    }
+    if sub.validity_ms <= now_ms() {
+        return fail("the subscription has expired".into());
+    }
+    let Ok(url) = reqwest::Url::parse(&sub.callback_url) else {
+        return fail("the callback URL is invalid".into());
+    };
+    if let Err(reason) = ssrf::check_url(&url, &rt.allow).await {
+        return fail(format!("callback refused: {reason}"));
+    }
+
+    let id = d.message.id.as_deref().unwrap_or(&d.event_id);
+    let (headers, body) =
+        crate::subscriptions::outbound::build(&sub, &d.message.body, id, now_ms());
+    let (result, excerpt) = post(&ctx.subscriber_client, url, rt.timeout, headers, body).await;
+    let outcome = rt.retry.decide(&result, d.retries);
+    let success = matches!(outcome, DeliveryOutcome::Delivered);
+    let health = if success {
+        AttemptHealth::Success
+    } else if result.status == Some(410) {
+        AttemptHealth::Gone
+    } else if matches!(outcome, DeliveryOutcome::Dead(_)) {
+        // Kaizala's rule: an event that exhausts its retries disables the
+        // subscription (until `PUT Active=true`).
+        AttemptHealth::Exhausted
+    } else {
+        AttemptHealth::Failure
+    };
+    match ctx
+        .store
+        .subscription_outcome(sub.id.clone(), health, rt.disable_after)
+        .await
+    {
+        Ok(crate::store::SubscriptionHealth::Disabled) => {
+            tracing::warn!(
+                subscription = sub.id,
+                tenant = sub.tenant,
+                "subscription disabled; re-enable with PUT /v1/webhook/{{id}}"
+            );
+            ctx.metrics.subscription_disabled();
+            // The delivery that exhausted its retries is dead; one that
+            // would have been retried waits for the re-enable instead.
+            if !success && !matches!(outcome, DeliveryOutcome::Dead(_)) {
+                return Subscriber::Park("parked: this failure disabled the subscription".into());
+            }
+        }
+        Ok(crate::store::SubscriptionHealth::Active) => {}
+        Err(e) => {
+            tracing::warn!(subscription = sub.id, error = %e, "cannot record subscription health")
+        }
+    }
+    Subscriber::Sent(outcome, result, excerpt)
+}
+
+async fn send(
+    client: &reqwest::Client,
+    dest: &CompiledDestination,
+    d: &DueDelivery,
+) -> (AttemptResult, Option<String>) {
+    let Some(url) = dest.url.clone() else {
+        return (
+            AttemptResult {
+                error: Some("destination has no url".into()),
+                ..Default::default()
+            },
+            None,
+        );
+    };
+    let id = d.message.id.as_deref().unwrap_or(&d.event_id);
+    post(
+        client,
+        url,
+        dest.timeout,
+        outbound_headers(&d.message, dest, id),
+        d.message.body.clone(),
+    )
+    .await
+}
+
+/// POSTs `body` and reads the outcome: status, `Retry-After`, and the
+/// first [`RESPONSE_EXCERPT`] bytes of the answer.
+async fn post(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    timeout: Duration,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> (AttemptResult, Option<String>) {
+    let sent = client
+        .post(url)
+        .timeout(timeout)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+            let mut excerpt = Vec::new();
+            while excerpt.len() < RESPONSE_EXCERPT {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk),
+                    _ => break,
+                }
+            }
+            excerpt.truncate(RESPONSE_EXCERPT);
+            let excerpt =
+                (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
+            (
+                AttemptResult {
+                    status: Some(status),
+                    retry_after,
+                    error: None,
+                },
+                excerpt,
+            )
+        }
+        Err(e) => {
+            let what = if e.is_timeout() {
+                format!("timed out after {timeout:?}")
+            } else if e.is_connect() {
+                "connection failed".to_owned()
+            } else {
+                "request failed".to_owned()
+            };
+            let source = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            (
+                AttemptResult {
+                    error: Some(format!("{what}{source}")),
+                    ..Default::default()
+                },
+                None,
+            )
+        }
+    }
+}
+
+fn log_delivery(dest: &CompiledDestination, d: &DueDelivery) {
+    tracing::info!(
+        target: "hookgate::delivery",
+        destination = &*dest.name,
+        route = d.route,
+        event_id = d.event_id,
+        message_id = d.message.id.as_deref().unwrap_or(""),
+        event_type = d.message.event_type.as_deref().unwrap_or(""),
+        content_type = d.message.content_type.as_str(),
+        "log destination would deliver:\n{}",
+        printable(&d.message)
+    );
+}
+
+/// The message's headers, then the destination's own (which win), then the
+/// framing the gateway owns: content type and the stable `webhook-id`.
+fn outbound_headers(message: &Message, dest: &CompiledDestination, id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(message.headers.len() + dest.headers.len() + 2);
+    for (k, v) in &message.headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.append(k, v);
+        }
+    }
+    for (k, v) in &dest.headers {
+        headers.insert(k.clone(), v.clone());
+    }
+    if let Ok(ct) = HeaderValue::from_str(&message.content_type) {
+        headers.insert(http::header::CONTENT_TYPE, ct);
+    }
+    if let Ok(id) = HeaderValue::from_str(id) {
+        headers.insert(HeaderName::from_static("webhook-id"), id);
+    }
+    headers
+}
+
+/// The body as text for the log: pretty JSON when it is JSON, cut to
+/// [`MAX_LOGGED_BODY`].
+fn printable(message: &Message) -> String {
+    let text = serde_json::from_slice::<serde_json::Value>(&message.body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(&message.body).into_owned());
+    if text.len() > MAX_LOGGED_BODY {
+        let mut cut = MAX_LOGGED_BODY;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}… ({} bytes in all)", &text[..cut], text.len())
+    } else {
+        text
+    }
+}

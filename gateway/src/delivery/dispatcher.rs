@@ -1,0 +1,460 @@
+//! The dispatcher: one lane per destination, so a slow destination waits
+//! alone.
+//!
+//! Claimed deliveries come from two places: straight from ingest (claimed
+//! in the insert's own transaction, so a new webhook's deliveries start
+//! without a round trip through the store) and from the poller, which
+//! claims what is due (retries, replays, the leftovers of a restart or of
+//! another gateway). Either way a delivery enters its destination's lane.
+//!
+//! A lane starts an attempt when it has fewer than its `concurrency` in
+//! flight and the gateway fewer than `delivery.workers`; nothing ever
+//! *waits* for a permit while holding another. Otherwise the delivery
+//! queues in its lane, a bounded number deep: a lane that is full is
+//! skipped by the poller and by ingest's claims, so a hanging destination
+//! holds its own `concurrency` of attempts and nothing else. Claimed
+//! deliveries that find their lane full are handed back to the store.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Ctx;
+use crate::store::{AttemptRecord, ClaimNew, DueDelivery, Recorded, SUBSCRIBER_PREFIX};
+
+/// How long a claim reserves a delivery. Attempts in flight renew it every
+/// [`RENEW_EVERY`], so a crashed gateway's deliveries are due again within
+/// a minute, and a slow destination's attempt is never claimed twice.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+/// How often an attempt in flight renews its lease; a delivery that waited
+/// in its lane longer than this renews before it starts.
+pub const RENEW_EVERY: Duration = Duration::from_secs(20);
+
+/// Most deliveries claimed in one store round trip.
+const CLAIM_BATCH: usize = 256;
+
+/// Longest sleep while idle: bounds how late a delivery scheduled by
+/// another process (or a clock jump) is noticed.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Shortest sleep between polls that found due work they could not take,
+/// so a poller never spins.
+const MIN_POLL: Duration = Duration::from_millis(5);
+
+/// Attempts in flight to one subscription at most: one, so that a
+/// subscriber gets its events in order (the oldest first after a
+/// re-enable) unless one of them has to be retried.
+const SUBSCRIBER_CONCURRENCY: usize = 1;
+
+/// A lane queues at least this many claimed deliveries (more when its
+/// concurrency is higher), so a lane of concurrency 1 does not hand most
+/// claims back. A delivery that waits longer than [`RENEW_EVERY`] renews
+/// its lease before it starts.
+const MIN_QUEUE: usize = 16;
+
+/// Concurrency of a destination missing from the current config: its
+/// deliveries are only postponed, one at a time.
+const UNKNOWN_CONCURRENCY: usize = 1;
+
+/// One destination's lane.
+#[derive(Debug)]
+struct Lane {
+    limit: usize,
+    in_flight: usize,
+    queue: VecDeque<(DueDelivery, Instant)>,
+    /// The poller left this lane's due deliveries in the store because the
+    /// lane was full: wake it when room opens.
+    skipped: bool,
+}
+
+impl Lane {
+    fn full(&self) -> bool {
+        self.queue.len() >= self.limit.max(MIN_QUEUE)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Lanes {
+    map: HashMap<String, Lane>,
+    in_flight: usize,
+    /// Lanes with queued deliveries that wait for a gateway-wide slot.
+    ready: VecDeque<String>,
+    /// The poller found no gateway-wide room: wake it when a slot opens.
+    poller_starved: bool,
+}
+
+/// The dispatcher. Shared by ingest (through `DeliveryHandle`), the
+/// poller and every attempt.
+#[derive(Debug)]
+pub struct Dispatcher {
+    ctx: Arc<Ctx>,
+    lanes: Mutex<Lanes>,
+    wake: Notify,
+    tracker: TaskTracker,
+    workers: usize,
+    /// Attempt records waiting for their commit at most.
+    recording: Arc<Semaphore>,
+    stop: CancellationToken,
+}
+
+/// Attempt records waiting for the store's commit at once, at most.
+const RECORDS_IN_FLIGHT: usize = 4096;
+
+impl Dispatcher {
+    pub(super) fn new(ctx: Arc<Ctx>, workers: usize, stop: CancellationToken) -> Arc<Self> {
+        Arc::new(Dispatcher {
+            ctx,
+            lanes: Mutex::new(Lanes::default()),
+            wake: Notify::new(),
+            tracker: TaskTracker::new(),
+            workers: workers.max(1),
+            recording: Arc::new(Semaphore::new(RECORDS_IN_FLIGHT)),
+            stop,
+        })
+    }
+
+    fn lanes(&self) -> MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The concurrency of `destination` in the current config.
+    fn limit_for(&self, destination: &str) -> usize {
+        if destination.starts_with(SUBSCRIBER_PREFIX) {
+            return SUBSCRIBER_CONCURRENCY;
+        }
+        self.ctx
+            .snapshots
+            .load()
+            .destinations
+            .get(destination)
+            .map_or(UNKNOWN_CONCURRENCY, |d| d.concurrency.max(1))
+    }
+
+    /// Wakes the poller: deliveries became due that nobody holds.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What an insert may claim for the dispatcher right now: the named
+    /// destinations whose lanes have room (and subscribers while the
+    /// gateway has room). `None` when nothing should be claimed.
+    pub fn claim_for<'a>(
+        &self,
+        destinations: impl Iterator<Item = &'a str>,
+        subscribers: bool,
+    ) -> Option<ClaimNew> {
+        if self.stop.is_cancelled() {
+            return None;
+        }
+        let lanes = self.lanes();
+        let mut names: Vec<String> = Vec::new();
+        for d in destinations {
+            let room = lanes.map.get(d).is_none_or(|l| !l.full());
+            if room && !names.iter().any(|n| n == d) {
+                names.push(d.to_owned());
+            }
+        }
+        let subscribers = subscribers && lanes.in_flight < self.workers;
+        (!names.is_empty() || subscribers).then_some(ClaimNew {
+            lease: LEASE,
+            destinations: names,
+            subscribers,
+        })
+    }
+
+    /// Takes claimed deliveries into their lanes, starting what may start.
+    /// Deliveries whose lane is already full go back to the store.
+    pub fn submit(self: &Arc<Self>, due: Vec<DueDelivery>) {
+        let mut give_back = Vec::new();
+        {
+            let mut lanes = self.lanes();
+            for d in due {
+                let limit = self.limit_for(&d.destination);
+                let gateway_room = lanes.in_flight < self.workers;
+                let Lanes {
+                    map,
+                    in_flight,
+                    ready,
+                    ..
+                } = &mut *lanes;
+                // Look up before inserting: no key allocation per delivery.
+                if !map.contains_key(&d.destination) {
+                    map.insert(
+                        d.destination.clone(),
+                        Lane {
+                            limit,
+                            in_flight: 0,
+                            queue: VecDeque::new(),
+                            skipped: false,
+                        },
+                    );
+                }
+                let Some(lane) = map.get_mut(&d.destination) else {
+                    continue;
+                };
+                lane.limit = limit;
+                if lane.in_flight < lane.limit && gateway_room && !self.stop.is_cancelled() {
+                    lane.in_flight += 1;
+                    *in_flight += 1;
+                    self.spawn(d, Instant::now());
+                } else if lane.full() || self.stop.is_cancelled() {
+                    give_back.push(d);
+                } else {
+                    if lane.in_flight < lane.limit {
+                        ready.push_back(d.destination.clone());
+                    }
+                    lane.queue.push_back((d, Instant::now()));
+                }
+            }
+        }
+        if !give_back.is_empty() {
+            tracing::debug!(n = give_back.len(), "lane full: claims handed back");
+            let store = self.ctx.store.clone();
+            tokio::spawn(async move {
+                for d in give_back {
+                    let _ = store.release(d.id, d.lease).await;
+                }
+            });
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, d: DueDelivery, claimed_at: Instant) {
+        let this = self.clone();
+        self.tracker.spawn(async move {
+            let destination = d.destination.clone();
+            let event_id = d.event_id.clone();
+            let record = this.attempt(d, claimed_at).await;
+            // The slot is free once the destination has answered: the
+            // record's commit (an fsync away) is not the destination's
+            // time. A bounded number of records wait for it at once, so a
+            // writer that falls behind slows attempts down instead.
+            let permit = match &record {
+                Some(_) => this.recording.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            this.finished(&destination);
+            if let Some(record) = record {
+                this.record(&event_id, &destination, record).await;
+            }
+            drop(permit);
+        });
+    }
+
+    /// An attempt to `destination` ended: start the next one it allows.
+    fn finished(self: &Arc<Self>, destination: &str) {
+        let mut wake = false;
+        let mut lanes = self.lanes();
+        let Lanes {
+            map,
+            in_flight,
+            ready,
+            poller_starved,
+        } = &mut *lanes;
+        *in_flight = in_flight.saturating_sub(1);
+        if let Some(lane) = map.get_mut(destination) {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+            if !self.stop.is_cancelled() && !lane.queue.is_empty() {
+                if *in_flight < self.workers {
+                    if let Some((next, at)) = lane.queue.pop_front() {
+                        lane.in_flight += 1;
+                        *in_flight += 1;
+                        self.spawn(next, at);
+                    }
+                } else {
+                    // The lane has room but the gateway has none: wait
+                    // for the next gateway-wide slot.
+                    ready.push_back(destination.to_owned());
+                }
+            }
+            if lane.skipped && !lane.full() {
+                lane.skipped = false;
+                wake = true;
+            }
+            if lane.in_flight == 0 && lane.queue.is_empty() && !lane.skipped {
+                map.remove(destination);
+            }
+        }
+        // A gateway-wide slot may have opened for another lane.
+        while !self.stop.is_cancelled() && *in_flight < self.workers {
+            let Some(name) = ready.pop_front() else { break };
+            let Some(lane) = map.get_mut(&name) else {
+                continue;
+            };
+            if lane.in_flight < lane.limit
+                && let Some((next, at)) = lane.queue.pop_front()
+            {
+                lane.in_flight += 1;
+                *in_flight += 1;
+                self.spawn(next, at);
+                if !lane.queue.is_empty() && lane.in_flight < lane.limit {
+                    ready.push_back(name);
+                }
+            }
+        }
+        if *poller_starved && *in_flight < self.workers {
+            *poller_starved = false;
+            wake = true;
+        }
+        drop(lanes);
+        if wake {
+            self.wake();
+        }
+    }
+
+    /// The lanes the poller must skip (and marks them), and how many
+    /// deliveries the gateway can take now.
+    fn poll_plan(&self) -> (Vec<String>, usize) {
+        let mut lanes = self.lanes();
+        let room = self
+            .workers
+            .saturating_sub(lanes.in_flight)
+            .min(CLAIM_BATCH);
+        lanes.poller_starved = room == 0;
+        let mut skip = Vec::new();
+        for (name, lane) in lanes.map.iter_mut() {
+            if lane.full() {
+                lane.skipped = true;
+                skip.push(name.clone());
+            }
+        }
+        (skip, room)
+    }
+
+    /// The poller: claims due deliveries for lanes with room until `stop`,
+    /// then waits up to `grace` for attempts in flight and hands queued
+    /// deliveries back to the store.
+    pub async fn run(self: Arc<Self>, grace: Duration) {
+        loop {
+            if self.stop.is_cancelled() {
+                break;
+            }
+            let (skip, room) = self.poll_plan();
+            let idle = if room == 0 {
+                IDLE_POLL
+            } else {
+                let skipped_any = !skip.is_empty();
+                match self.ctx.store.claim_due(room, LEASE, skip).await {
+                    Ok(due) => {
+                        tracing::debug!(claimed = due.len(), room, "poller claimed");
+                        let full_batch = due.len() == room;
+                        self.submit(due);
+                        if full_batch {
+                            // More may be due: claim again at once.
+                            continue;
+                        }
+                        if skipped_any {
+                            // Due work may wait for a full lane; its room
+                            // wakes us.
+                            IDLE_POLL
+                        } else {
+                            match self.ctx.store.next_due_in().await {
+                                Ok(Some(at)) => at.clamp(MIN_POLL, IDLE_POLL),
+                                _ => IDLE_POLL,
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim deliveries; retrying");
+                        IDLE_POLL
+                    }
+                }
+            };
+            tokio::select! {
+                () = self.wake.notified() => {},
+                () = tokio::time::sleep(idle) => {},
+                () = self.stop.cancelled() => break,
+            }
+        }
+        self.shutdown(grace).await;
+    }
+
+    async fn shutdown(&self, grace: Duration) {
+        // Deliveries still queued were never attempted: due again now, for
+        // this gateway's next start or another gateway.
+        let queued: Vec<DueDelivery> = {
+            let mut lanes = self.lanes();
+            lanes.ready.clear();
+            lanes
+                .map
+                .values_mut()
+                .flat_map(|l| l.queue.drain(..).map(|(d, _)| d))
+                .collect()
+        };
+        for d in queued {
+            let _ = self.ctx.store.release(d.id, d.lease).await;
+        }
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "shutdown grace ended with attempts in flight; they are due again when their lease ends"
+            );
+        }
+    }
+
+    /// Records an attempt under its lease.
+    async fn record(&self, event_id: &str, destination: &str, record: AttemptRecord) {
+        match self.ctx.store.record(record).await {
+            Ok(Recorded::Written) => {}
+            Ok(Recorded::LeaseLost) => tracing::warn!(
+                event_id,
+                destination,
+                "attempt not recorded: the lease was lost (another claim holds the delivery)"
+            ),
+            // The delivery stays claimed and is attempted again when its
+            // lease ends: a duplicate, never a loss.
+            Err(e) => {
+                tracing::error!(event_id, error = %e, "cannot record a delivery attempt")
+            }
+        }
+    }
+
+    /// One attempt of a claimed delivery, its lease renewed while it runs:
+    /// what to record, or `None` when the lease was lost before it began.
+    async fn attempt(&self, d: DueDelivery, claimed_at: Instant) -> Option<AttemptRecord> {
+        let store = &self.ctx.store;
+        // A delivery that waited in its lane makes sure it still holds its
+        // claim before sending anything.
+        if claimed_at.elapsed() > RENEW_EVERY {
+            match store.renew(d.id, d.lease, LEASE).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        event_id = d.event_id,
+                        destination = d.destination,
+                        "lease lost while queued; another claim holds the delivery"
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(event_id = d.event_id, error = %e, "cannot renew a lease");
+                }
+            }
+        }
+        let record = {
+            let mut work = pin!(super::attempt::run(&self.ctx, &d));
+            let mut renew =
+                tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+            loop {
+                tokio::select! {
+                    r = &mut work => break r,
+                    _ = renew.tick() => {
+                        if let Ok(false) = store.renew(d.id, d.lease, LEASE).await {
+                            tracing::warn!(event_id = d.event_id, "lease lost mid-attempt");
+                        }
+                    }
+                }
+            }
+        };
+        Some(record)
+    }
+}

@@ -1,0 +1,902 @@
+//! The store contract as tests, written once and run against every engine.
+//!
+//! An engine's test module instantiates the whole suite with
+//! `conformance::suite!(|| (store, guard))`, where the closure makes a fresh
+//! empty store (and anything that must live as long, such as its temporary
+//! directory). Every case goes through the [`Store`] trait only, and times
+//! are real but short (leases of a few hundred milliseconds), so the same
+//! cases hold for an engine whose clock is a database server's.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{
+    AttemptHealth, AttemptRecord, ClaimNew, DueDelivery, EventFilter, EventStatus, Fanout,
+    InsertOptions, Inserted, NewEvent, NewMessage, NextState, Recorded, ReplayTarget, Retention,
+    Store, StoreError, Subscription, SubscriptionHealth, SubscriptionPatch,
+};
+use crate::plugin::Message;
+
+/// Instantiates every conformance case as a `#[tokio::test]` for the
+/// engine `$make` makes.
+macro_rules! suite {
+    ($make:expr) => {
+        $crate::store::conformance::suite!(@cases $make;
+            leases_hold_deliveries_and_status_follows_the_least_finished,
+            a_stale_lease_token_is_refused_and_writes_nothing,
+            renew_extends_a_lease_and_release_hands_it_back,
+            an_insert_claims_what_it_is_asked_to_in_its_own_transaction,
+            claims_skip_the_destinations_asked_and_take_the_oldest_first,
+            dedup_holds_under_concurrent_inserts_and_expires,
+            a_failed_insert_leaves_nothing_behind,
+            fan_out_reaches_matching_active_subscriptions_of_the_tenant,
+            replay_requeues_finished_deliveries_but_not_those_in_flight,
+            bulk_replay_covers_more_than_one_batch,
+            retention_prunes_delivered_and_dead_after_their_own_windows,
+            subscription_patches_change_only_what_they_name,
+            health_disables_after_the_streak_on_gone_or_exhausted,
+            postponing_uses_no_retry_and_counts_no_attempt,
+            pages_are_newest_first_with_a_cursor_and_filters,
+            a_disabled_subscription_parks_its_deliveries_until_it_is_enabled,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                #[allow(clippy::redundant_closure_call, reason = "the macro takes a closure")]
+                let (store, _guard) = ($make)();
+                $crate::store::conformance::$case(std::sync::Arc::new(store)).await;
+            }
+        )*
+    };
+}
+pub(crate) use suite;
+
+/// A store under test.
+type S = Arc<dyn Store>;
+
+const LONG: Duration = Duration::from_secs(600);
+const SHORT: Duration = Duration::from_millis(300);
+
+fn opts() -> InsertOptions {
+    InsertOptions {
+        dedup_window: Duration::from_secs(3600),
+        claim: None,
+    }
+}
+
+fn event(id: &str, source: Option<&str>, dests: &[&str]) -> NewEvent {
+    NewEvent {
+        id: id.into(),
+        route: "r".into(),
+        source_id: source.map(Into::into),
+        received_at_ms: crate::clock::now_ms(),
+        messages: vec![NewMessage {
+            message: Message::json(Some("e"), &serde_json::json!({"id": id})),
+            destinations: dests.iter().map(|d| (*d).to_owned()).collect(),
+        }],
+        fanout: Vec::new(),
+        inbound: None,
+    }
+}
+
+/// Inserts a one-message event to `dests`; panics unless it is new.
+pub async fn insert_one(store: &dyn Store, id: &str, source: Option<&str>, dests: &[&str]) {
+    match store.insert(event(id, source, dests), opts()).await {
+        Ok(Inserted::New { .. }) => {}
+        other => panic!("insert {id}: {other:?}"),
+    }
+}
+
+fn attempt(d: &DueDelivery, status: u16, next: NextState) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: d.id,
+        lease: d.lease,
+        attempted_at_ms: crate::clock::now_ms(),
+        status: Some(status),
+        latency_ms: 1,
+        error: None,
+        response_excerpt: Some("ok".into()),
+        next,
+    }
+}
+
+async fn status(store: &S, id: &str) -> EventStatus {
+    store
+        .get(id.into())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{id} is stored"))
+        .summary
+        .status
+}
+
+/// Claims until `n` deliveries came back or `within` passed.
+async fn claim_until(store: &S, n: usize, within: Duration) -> Vec<DueDelivery> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < deadline {
+        got.extend(store.claim_due(100, LONG, Vec::new()).await.unwrap());
+        if got.len() < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    got
+}
+
+fn subscription(id: &str, tenant: &str, object: &str, types: &[&str]) -> Subscription {
+    Subscription {
+        id: id.into(),
+        tenant: tenant.into(),
+        object_id: object.into(),
+        object_type: "Group".into(),
+        event_types: types.iter().map(|t| (*t).to_owned()).collect(),
+        callback_url: "https://example.invalid/cb".into(),
+        callback_token: None,
+        context: None,
+        validity_ms: crate::clock::now_ms() + 86_400_000,
+        active: true,
+        secret: "whsec_x".into(),
+        created_at_ms: 0,
+        failing_since_ms: None,
+        disabled_reason: None,
+        headers: Default::default(),
+        properties: None,
+        signature_scheme: Default::default(),
+        previous_secret: None,
+        previous_secret_expires_ms: None,
+    }
+}
+
+pub async fn leases_hold_deliveries_and_status_follows_the_least_finished(store: S) {
+    insert_one(&*store, "evt_1", None, &["a", "b"]).await;
+    let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(
+        store
+            .claim_due(10, LONG, Vec::new())
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased deliveries are not due"
+    );
+    assert_eq!(
+        store
+            .record(attempt(&due[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    assert_eq!(status(&store, "evt_1").await, EventStatus::Pending);
+    let dead = NextState::Dead {
+        reason: "gone".into(),
+    };
+    assert_eq!(
+        store.record(attempt(&due[1], 410, dead)).await.unwrap(),
+        Recorded::Written
+    );
+    let e = store.get("evt_1".into()).await.unwrap().unwrap();
+    assert_eq!(e.summary.status, EventStatus::Dead);
+    assert_eq!(
+        e.deliveries.iter().map(|d| d.attempts.len()).sum::<usize>(),
+        2
+    );
+    assert!(e.deliveries.iter().all(|d| d.attempts_made == 1));
+    assert_eq!(store.next_due_in().await.unwrap(), None, "nothing pending");
+}
+
+pub async fn a_stale_lease_token_is_refused_and_writes_nothing(store: S) {
+    insert_one(&*store, "evt_1", None, &["a"]).await;
+    let first = store.claim_due(10, SHORT, Vec::new()).await.unwrap();
+    assert_eq!(first.len(), 1);
+    // The lease runs out (the first claimer is slow, or dead) and someone
+    // else claims the delivery.
+    let second = claim_until(&store, 1, Duration::from_secs(5)).await;
+    assert_eq!(second.len(), 1, "reclaimed after the lease ran out");
+    assert_ne!(first[0].lease, second[0].lease);
+    // The first claimer's outcome is refused, whatever it says.
+    let stale = &first[0];
+    assert_eq!(
+        store
+            .record(attempt(stale, 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::LeaseLost
+    );
+    assert!(!store.renew(stale.id, stale.lease, LONG).await.unwrap());
+    assert!(!store.release(stale.id, stale.lease).await.unwrap());
+    let e = store.get("evt_1".into()).await.unwrap().unwrap();
+    assert_eq!(e.summary.status, EventStatus::Pending, "nothing written");
+    assert!(e.deliveries[0].attempts.is_empty());
+    // The current holder's outcome is written.
+    assert_eq!(
+        store
+            .record(attempt(&second[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    assert_eq!(status(&store, "evt_1").await, EventStatus::Delivered);
+    // And a second record with the same token is stale too.
+    assert_eq!(
+        store
+            .record(attempt(&second[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::LeaseLost
+    );
+}
+
+pub async fn renew_extends_a_lease_and_release_hands_it_back(store: S) {
+    insert_one(&*store, "evt_1", None, &["a"]).await;
+    let due = store.claim_due(10, SHORT, Vec::new()).await.unwrap();
+    assert!(store.renew(due[0].id, due[0].lease, LONG).await.unwrap());
+    tokio::time::sleep(SHORT + Duration::from_millis(100)).await;
+    assert!(
+        store
+            .claim_due(10, LONG, Vec::new())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the renewed lease still holds"
+    );
+    assert!(store.release(due[0].id, due[0].lease).await.unwrap());
+    let again = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(again.len(), 1, "released: due now");
+    assert_eq!(again[0].attempts, 0, "a release counts no attempt");
+    assert!(!store.release(due[0].id, due[0].lease).await.unwrap());
+}
+
+pub async fn an_insert_claims_what_it_is_asked_to_in_its_own_transaction(store: S) {
+    let inserted = store
+        .insert(
+            event("evt_1", None, &["a", "b"]),
+            InsertOptions {
+                claim: Some(ClaimNew {
+                    lease: LONG,
+                    destinations: vec!["a".into()],
+                    subscribers: false,
+                }),
+                ..opts()
+            },
+        )
+        .await
+        .unwrap();
+    let Inserted::New {
+        deliveries,
+        claimed,
+    } = inserted
+    else {
+        panic!("new")
+    };
+    assert_eq!(deliveries, 2);
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].destination, "a");
+    assert_eq!(claimed[0].event_id, "evt_1");
+    assert_eq!(claimed[0].route, "r");
+    assert_eq!(&claimed[0].message.body[..], br#"{"id":"evt_1"}"#);
+    let polled = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(polled.len(), 1, "only the unclaimed one is due");
+    assert_eq!(polled[0].destination, "b");
+    assert_eq!(
+        store
+            .record(attempt(&claimed[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+}
+
+pub async fn claims_skip_the_destinations_asked_and_take_the_oldest_first(store: S) {
+    insert_one(&*store, "evt_1", None, &["slow"]).await;
+    insert_one(&*store, "evt_2", None, &["fast"]).await;
+    insert_one(&*store, "evt_3", None, &["fast"]).await;
+    let got = store
+        .claim_due(10, LONG, vec!["slow".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(),
+        ["evt_2", "evt_3"]
+    );
+    let one = store.claim_due(1, LONG, Vec::new()).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].destination, "slow");
+}
+
+pub async fn dedup_holds_under_concurrent_inserts_and_expires(store: S) {
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .insert(event(&format!("evt_{i:02}"), Some("gh-1"), &["a"]), opts())
+                .await
+        }));
+    }
+    let mut new = Vec::new();
+    let mut duplicates = HashSet::new();
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            Inserted::New { .. } => new.push(()),
+            Inserted::Duplicate { existing_id } => {
+                duplicates.insert(existing_id);
+            }
+        }
+    }
+    assert_eq!(new.len(), 1, "exactly one of the concurrent inserts is new");
+    assert_eq!(duplicates.len(), 1, "all point to the same first event");
+    // Another route, same provider id: not a duplicate.
+    let mut other = event("evt_other", Some("gh-1"), &["a"]);
+    other.route = "r2".into();
+    assert!(matches!(
+        store.insert(other, opts()).await.unwrap(),
+        Inserted::New { .. }
+    ));
+    // A short window runs out.
+    let short = InsertOptions {
+        dedup_window: SHORT,
+        claim: None,
+    };
+    assert!(matches!(
+        store
+            .insert(event("evt_s1", Some("gh-2"), &[]), short.clone())
+            .await
+            .unwrap(),
+        Inserted::New { .. }
+    ));
+    assert!(matches!(
+        store
+            .insert(event("evt_s2", Some("gh-2"), &[]), short.clone())
+            .await
+            .unwrap(),
+        Inserted::Duplicate { existing_id } if existing_id == "evt_s1"
+    ));
+    tokio::time::sleep(SHORT + Duration::from_millis(100)).await;
+    assert!(matches!(
+        store
+            .insert(event("evt_s3", Some("gh-2"), &[]), short)
+            .await
+            .unwrap(),
+        Inserted::New { .. }
+    ));
+}
+
+pub async fn a_failed_insert_leaves_nothing_behind(store: S) {
+    insert_one(&*store, "evt_1", Some("p1"), &["a"]).await;
+    // The same event id again, with a new provider id: the event row
+    // conflicts after the dedup key was taken. The whole insert must fail,
+    // leaving neither the key nor any delivery.
+    let err = store
+        .insert(event("evt_1", Some("p2"), &["a"]), opts())
+        .await;
+    assert!(matches!(err, Err(StoreError::Database(_))), "{err:?}");
+    assert!(
+        matches!(
+            store
+                .insert(event("evt_2", Some("p2"), &["a"]), opts())
+                .await
+                .unwrap(),
+            Inserted::New { .. }
+        ),
+        "the provider's retry is new, not a duplicate of a half-stored event"
+    );
+    let e = store.get("evt_1".into()).await.unwrap().unwrap();
+    assert_eq!(e.deliveries.len(), 1, "no stray deliveries");
+}
+
+pub async fn fan_out_reaches_matching_active_subscriptions_of_the_tenant(store: S) {
+    let subs = [
+        subscription("wh_a", "t1", "g1", &["*"]),
+        subscription("wh_b", "t1", "g1", &["Other"]),
+        subscription("wh_c", "t2", "g1", &["*"]),
+        Subscription {
+            validity_ms: 1,
+            ..subscription("wh_d", "t1", "g1", &["*"])
+        },
+        subscription("wh_e", "t1", "g1", &["Created"]),
+    ];
+    for s in subs {
+        store.create_subscription(s).await.unwrap();
+    }
+    store
+        .update_subscription(
+            "t1".into(),
+            "wh_e".into(),
+            SubscriptionPatch {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let mut e = event("evt_1", None, &[]);
+    e.fanout.push(Fanout {
+        tenant: Some("t1".into()),
+        object_type: "Group".into(),
+        object_id: "g1".into(),
+        event_type: "Created".into(),
+        envelope: Message::json(Some("Created"), &serde_json::json!({"x": 1})),
+    });
+    let Inserted::New {
+        deliveries,
+        claimed,
+    } = store
+        .insert(
+            e,
+            InsertOptions {
+                claim: Some(ClaimNew {
+                    lease: LONG,
+                    destinations: Vec::new(),
+                    subscribers: true,
+                }),
+                ..opts()
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("new")
+    };
+    assert_eq!(
+        deliveries, 2,
+        "wh_a (t1, active, unexpired, matching type) and wh_e (disabled: parked)"
+    );
+    assert_eq!(claimed.len(), 1, "a parked delivery is never claimed");
+    assert_eq!(claimed[0].destination, "sub:wh_a");
+    let parked = store.parked("wh_e".into(), 10).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].event_id, "evt_1");
+}
+
+pub async fn replay_requeues_finished_deliveries_but_not_those_in_flight(store: S) {
+    insert_one(&*store, "evt_1", None, &["a", "b"]).await;
+    let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    let (a, b) = if due[0].destination == "a" {
+        (&due[0], &due[1])
+    } else {
+        (&due[1], &due[0])
+    };
+    store
+        .record(attempt(
+            a,
+            500,
+            NextState::Dead {
+                reason: "exhausted".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    // b is in flight: a replay of the event leaves it alone.
+    let n = store
+        .replay(ReplayTarget::Event {
+            id: "evt_1".into(),
+            destination: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        store
+            .record(attempt(b, 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::Written,
+        "the in-flight attempt keeps its lease"
+    );
+    let again = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].destination, "a");
+    assert_eq!(again[0].retries, 0, "a fresh retry budget");
+    assert_eq!(again[0].attempts, 1, "attempts are history");
+    // Replay by destination only touches that destination.
+    store
+        .record(attempt(&again[0], 200, NextState::Delivered))
+        .await
+        .unwrap();
+    let n = store
+        .replay(ReplayTarget::Event {
+            id: "evt_1".into(),
+            destination: Some("b".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(status(&store, "evt_1").await, EventStatus::Pending);
+}
+
+pub async fn bulk_replay_covers_more_than_one_batch(store: S) {
+    const N: usize = 1_200;
+    for i in 0..N {
+        insert_one(&*store, &format!("evt_{i:05}"), None, &["d"]).await;
+    }
+    insert_one(&*store, "evt_other", None, &["e"]).await;
+    let mut dead = 0;
+    loop {
+        let due = store.claim_due(500, LONG, Vec::new()).await.unwrap();
+        if due.is_empty() {
+            break;
+        }
+        for d in &due {
+            store
+                .record(attempt(d, 500, NextState::Dead { reason: "x".into() }))
+                .await
+                .unwrap();
+            dead += 1;
+        }
+    }
+    assert_eq!(dead, N + 1);
+    let n = store
+        .replay(ReplayTarget::Matching(EventFilter {
+            status: Some(EventStatus::Dead),
+            destination: Some("d".into()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(n as usize, N, "exactly the filtered set, across batches");
+    assert_eq!(status(&store, "evt_other").await, EventStatus::Dead);
+}
+
+pub async fn retention_prunes_delivered_and_dead_after_their_own_windows(store: S) {
+    insert_one(&*store, "evt_delivered", None, &["a"]).await;
+    insert_one(&*store, "evt_dead", None, &["b"]).await;
+    insert_one(&*store, "evt_pending", None, &["c"]).await;
+    insert_one(&*store, "evt_none", None, &[]).await;
+    for d in store.claim_due(10, LONG, Vec::new()).await.unwrap() {
+        let next = match d.destination.as_str() {
+            "a" => NextState::Delivered,
+            "b" => NextState::Dead { reason: "x".into() },
+            _ => continue,
+        };
+        store.record(attempt(&d, 200, next)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let keep_dead = Retention {
+        delivered: Duration::ZERO,
+        dead: LONG,
+    };
+    assert_eq!(
+        store.prune(keep_dead).await.unwrap(),
+        2,
+        "delivered + no deliveries"
+    );
+    assert!(store.get("evt_delivered".into()).await.unwrap().is_none());
+    assert!(store.get("evt_dead".into()).await.unwrap().is_some());
+    let all = Retention {
+        delivered: Duration::ZERO,
+        dead: Duration::ZERO,
+    };
+    assert_eq!(store.prune(all).await.unwrap(), 1);
+    assert!(store.get("evt_dead".into()).await.unwrap().is_none());
+    assert!(
+        store.get("evt_pending".into()).await.unwrap().is_some(),
+        "pending events are never pruned"
+    );
+}
+
+pub async fn subscription_patches_change_only_what_they_name(store: S) {
+    let created = store
+        .create_subscription(subscription("wh_1", "t1", "g1", &["*"]))
+        .await
+        .unwrap();
+    assert!(created.created_at_ms > 0, "set by the store");
+    // The subscription is disabled by delivery health...
+    assert_eq!(
+        store
+            .subscription_outcome("wh_1".into(), AttemptHealth::Gone, LONG)
+            .await
+            .unwrap(),
+        SubscriptionHealth::Disabled
+    );
+    // ...while its owner changes the callback: the disable stays.
+    let patched = store
+        .update_subscription(
+            "t1".into(),
+            "wh_1".into(),
+            SubscriptionPatch {
+                callback_url: Some("https://example.invalid/new".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(patched.callback_url, "https://example.invalid/new");
+    assert!(!patched.active, "a patch does not undo a disable");
+    assert!(patched.disabled_reason.is_some());
+    assert_eq!(patched.secret, "whsec_x", "untouched fields stay");
+    // Another tenant can neither see nor change it.
+    assert!(
+        store
+            .update_subscription(
+                "t2".into(),
+                "wh_1".into(),
+                SubscriptionPatch {
+                    active: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_subscription(Some("t2".into()), "wh_1".into())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Re-enabling clears the reason and the streak.
+    let enabled = store
+        .update_subscription(
+            "t1".into(),
+            "wh_1".into(),
+            SubscriptionPatch {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(enabled.active);
+    assert_eq!(enabled.disabled_reason, None);
+    assert_eq!(enabled.failing_since_ms, None);
+    assert_eq!(enabled.callback_url, "https://example.invalid/new");
+    let listed = store
+        .list_subscriptions("t1".into(), Some("g1".into()), None)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        store
+            .delete_subscription("t1".into(), "wh_1".into())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_subscription("t1".into(), "wh_1".into())
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn health_disables_after_the_streak_on_gone_or_exhausted(store: S) {
+    for id in ["wh_streak", "wh_gone", "wh_exhausted"] {
+        store
+            .create_subscription(subscription(id, "t", "g", &["*"]))
+            .await
+            .unwrap();
+    }
+    let after = Duration::from_millis(200);
+    let outcome = |id: &str, o| {
+        let store = store.clone();
+        let id = id.to_owned();
+        async move { store.subscription_outcome(id, o, after).await.unwrap() }
+    };
+    assert_eq!(
+        outcome("wh_streak", AttemptHealth::Failure).await,
+        SubscriptionHealth::Active
+    );
+    let s = store
+        .get_subscription(None, "wh_streak".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.failing_since_ms.is_some());
+    // A success clears the streak, so the next failure starts a new one.
+    assert_eq!(
+        outcome("wh_streak", AttemptHealth::Success).await,
+        SubscriptionHealth::Active
+    );
+    tokio::time::sleep(after + Duration::from_millis(50)).await;
+    assert_eq!(
+        outcome("wh_streak", AttemptHealth::Failure).await,
+        SubscriptionHealth::Active,
+        "a fresh streak"
+    );
+    tokio::time::sleep(after + Duration::from_millis(50)).await;
+    assert_eq!(
+        outcome("wh_streak", AttemptHealth::Failure).await,
+        SubscriptionHealth::Disabled
+    );
+    assert_eq!(
+        outcome("wh_streak", AttemptHealth::Failure).await,
+        SubscriptionHealth::Active,
+        "disabled once: already inactive"
+    );
+    assert_eq!(
+        outcome("wh_gone", AttemptHealth::Gone).await,
+        SubscriptionHealth::Disabled
+    );
+    assert_eq!(
+        outcome("wh_exhausted", AttemptHealth::Exhausted).await,
+        SubscriptionHealth::Disabled
+    );
+    let s = store
+        .get_subscription(None, "wh_gone".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!s.active);
+    assert!(s.disabled_reason.unwrap().contains("410"));
+}
+
+pub async fn postponing_uses_no_retry_and_counts_no_attempt(store: S) {
+    insert_one(&*store, "evt_1", None, &["gone-from-config"]).await;
+    let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    store
+        .record(AttemptRecord {
+            error: Some("destination not configured".into()),
+            status: None,
+            ..attempt(&due[0], 0, NextState::Postpone { after: SHORT })
+        })
+        .await
+        .unwrap();
+    let next = store.next_due_in().await.unwrap().expect("still pending");
+    assert!(next <= SHORT, "{next:?}");
+    let again = claim_until(&store, 1, Duration::from_secs(5)).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].attempts, again[0].retries), (0, 0));
+    let e = store.get("evt_1".into()).await.unwrap().unwrap();
+    assert_eq!(
+        e.deliveries[0].last_error.as_deref(),
+        Some("destination not configured")
+    );
+}
+
+pub async fn pages_are_newest_first_with_a_cursor_and_filters(store: S) {
+    for i in 0..5 {
+        insert_one(&*store, &format!("evt_{i}"), None, &[]).await;
+    }
+    let mut routed = event("evt_9", None, &["d"]);
+    routed.route = "other".into();
+    store.insert(routed, opts()).await.unwrap();
+    let f = EventFilter {
+        route: Some("r".into()),
+        ..Default::default()
+    };
+    let p1 = store.list(f.clone(), 2, None).await.unwrap();
+    assert_eq!(
+        p1.events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["evt_4", "evt_3"]
+    );
+    let p2 = store.list(f.clone(), 2, p1.next).await.unwrap();
+    assert_eq!(
+        p2.events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["evt_2", "evt_1"]
+    );
+    let p3 = store.list(f, 2, p2.next).await.unwrap();
+    assert_eq!(p3.events.len(), 1);
+    assert!(p3.next.is_none());
+    let pending = store
+        .list(
+            EventFilter {
+                status: Some(EventStatus::Pending),
+                destination: Some("d".into()),
+                ..Default::default()
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(pending.events.len(), 1);
+    assert_eq!(pending.events[0].id, "evt_9");
+}
+
+fn publish(id: &str, event_type: &str) -> NewEvent {
+    let mut e = event(id, None, &[]);
+    e.fanout.push(Fanout {
+        tenant: Some("t".into()),
+        object_type: "Group".into(),
+        object_id: "g".into(),
+        event_type: event_type.into(),
+        envelope: Message::json(Some(event_type), &serde_json::json!({"id": id})),
+    });
+    e
+}
+
+pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(store: S) {
+    store
+        .create_subscription(subscription("wh_1", "t", "g", &["*"]))
+        .await
+        .unwrap();
+    // One delivery is due when the subscription gets disabled: its attempt
+    // parks it.
+    store.insert(publish("evt_0", "A"), opts()).await.unwrap();
+    let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 1);
+    store
+        .update_subscription(
+            "t".into(),
+            "wh_1".into(),
+            SubscriptionPatch {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .record(AttemptRecord {
+                status: None,
+                ..attempt(
+                    &due[0],
+                    0,
+                    NextState::Park {
+                        reason: "disabled".into()
+                    }
+                )
+            })
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    // Events published while it is off are kept for it, not dropped.
+    for i in 1..=3 {
+        let Inserted::New { deliveries, .. } = store
+            .insert(publish(&format!("evt_{i}"), "A"), opts())
+            .await
+            .unwrap()
+        else {
+            panic!("new")
+        };
+        assert_eq!(deliveries, 1);
+    }
+    assert!(
+        store
+            .claim_due(10, LONG, Vec::new())
+            .await
+            .unwrap()
+            .is_empty(),
+        "parked deliveries are not due"
+    );
+    assert_eq!(status(&store, "evt_2").await, EventStatus::Pending);
+    let parked = store.parked("wh_1".into(), 10).await.unwrap();
+    assert_eq!(
+        parked
+            .iter()
+            .map(|p| p.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["evt_0", "evt_1", "evt_2", "evt_3"]
+    );
+    let kept = Retention {
+        delivered: Duration::ZERO,
+        dead: Duration::ZERO,
+    };
+    store.prune(kept).await.unwrap();
+    assert!(
+        store.get("evt_1".into()).await.unwrap().is_some(),
+        "parked events are not pruned"
+    );
+    // Enabled again: everything parked is due, oldest first.
+    store
+        .update_subscription(
+            "t".into(),
+            "wh_1".into(),
+            SubscriptionPatch {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let one = store.claim_due(1, LONG, Vec::new()).await.unwrap();
+        assert_eq!(one.len(), 1);
+        order.push(one[0].event_id.clone());
+    }
+    assert_eq!(order, ["evt_0", "evt_1", "evt_2", "evt_3"]);
+}

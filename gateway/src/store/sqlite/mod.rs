@@ -1,0 +1,1448 @@
+//! The embedded engine: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! One thread writes, with group commit ([`writer`]); reads run on
+//! read-only connections beside it ([`readers`]); the schema is versioned
+//! ([`schema`]). The file is this process's alone: an exclusive lock on
+//! `data_dir` stops a second gateway from sharing it by accident. Because of
+//! that lock, start-up may hand every claimed delivery back at once (their
+//! owner was this data_dir's previous process); everything else follows the
+//! many-writer contract of [`crate::store`], as the conformance suite
+//! checks. The store's clock (leases, due times, dedup expiry) is this
+//! process's wall clock, read inside the writer.
+//!
+//! The `memory` engine ([`crate::store::memory`]) is this code on a scratch
+//! file without fsync.
+
+mod console;
+mod readers;
+mod schema;
+mod writer;
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::stats::{
+    Backlog, BulkReplay, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
+    StatusCounts,
+};
+use super::{
+    AttemptHealth, AttemptRecord, AttemptView, DeliveryView, DueDelivery, EventDetail, EventFilter,
+    EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken, MessageView,
+    NewEvent, NextState, ParkedDelivery, Recorded, ReplayTarget, Retention, SUBSCRIBER_PREFIX,
+    Store, StoreError, Subscription, SubscriptionHealth, SubscriptionPatch, rfc3339,
+};
+use crate::plugin::Message;
+use readers::Readers;
+use writer::{Priority, Writer};
+
+/// Rows a bulk replay or a prune changes per writer operation, so that
+/// ingest's operations interleave with it instead of waiting for it.
+const BATCH_ROWS: usize = 500;
+
+/// How long SQLite waits on a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a delivery created for a disabled subscription is parked.
+const PARKED_REASON: &str = "parked: the subscription is disabled";
+
+/// The database file under `data_dir`.
+pub const DB_FILE: &str = "hookgate.db";
+
+/// The lock file under `data_dir`.
+pub const LOCK_FILE: &str = "hookgate.lock";
+
+/// The SQLite store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Readers,
+    /// Held for the store's life: the exclusive lock on `data_dir`.
+    _lock: Arc<File>,
+    /// The scratch directory of the `memory` engine, removed on drop.
+    _scratch: Option<Arc<tempfile::TempDir>>,
+}
+
+/// Maps an SQLite error into the store's own.
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        db_err(e)
+    }
+}
+
+fn open_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `data_dir/hookgate.db`, durable.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_in(data_dir, true, None)
+    }
+
+    /// A store on a scratch database in a temporary directory, without
+    /// fsync: nothing survives the process. The `memory` engine.
+    pub fn scratch() -> Result<Self, StoreError> {
+        let dir = tempfile::Builder::new()
+            .prefix("hookgate-memory-")
+            .tempdir()
+            .map_err(|e| open_err(Path::new("temporary directory"), e))?;
+        let path = dir.path().to_owned();
+        Self::open_in(&path, false, Some(Arc::new(dir)))
+    }
+
+    fn open_in(
+        data_dir: &Path,
+        durable: bool,
+        scratch: Option<Arc<tempfile::TempDir>>,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| open_err(data_dir, e))?;
+        let lock = lock_data_dir(data_dir)?;
+        let path = data_dir.join(DB_FILE);
+        create_private(&path)?;
+        let mut conn = Connection::open(&path).map_err(|e| open_err(&path, e))?;
+        // FULL: a commit is fsynced before its replies go out; group commit
+        // is what keeps that affordable. WAL lets readers work beside the
+        // writer.
+        conn.execute_batch(if durable {
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+        } else {
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON;"
+        })?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        schema::migrate(&mut conn)?;
+        // The data_dir lock makes this process the only owner of every
+        // claim in this file: the claims of its previous process (which
+        // died or stopped mid-attempt) are due again now.
+        conn.execute(
+            "UPDATE deliveries SET lease_token = NULL, next_attempt_at = ?1 \
+             WHERE state = 'pending' AND lease_token IS NOT NULL",
+            params![ms(crate::clock::now_ms())],
+        )?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let lock = Arc::new(lock);
+        let writer = Writer::start(conn, lock.clone())?;
+        Ok(SqliteStore {
+            writer,
+            readers: Readers::new(path),
+            _lock: lock,
+            _scratch: scratch,
+        })
+    }
+
+    /// Operations that panicked so far (each was rolled back).
+    pub fn panics(&self) -> u64 {
+        self.writer.panics()
+    }
+
+    /// Runs `f` on the writer as an ordinary (never shed) operation; for
+    /// tests of the writer's resilience.
+    #[cfg(test)]
+    pub(crate) async fn write_raw<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer.run(Priority::Always, f).await
+    }
+}
+
+/// Takes the exclusive lock on `data_dir`, or says who holds it.
+fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| open_err(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(open_err(
+            data_dir,
+            "another hookgate process is using this data_dir (one SQLite store per process; \
+             use the postgres engine to run several gateways on one queue)",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(open_err(&path, e)),
+    }
+}
+
+/// Creates the database file readable by its owner only (SQLite gives the
+/// WAL and shared-memory files the same mode), and narrows an existing one.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| open_err(path, e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| open_err(path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Milliseconds as SQLite's signed integer (saturating: "forever" stays
+/// forever rather than wrapping to the past).
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A duration in ms as SQLite's signed integer, saturating.
+fn dur(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The store's clock.
+fn now() -> i64 {
+    ms(crate::clock::now_ms())
+}
+
+/// `a + b` for times in ms, saturating.
+fn later(a: i64, b: Duration) -> i64 {
+    a.saturating_add(dur(b))
+}
+
+fn status_of(s: &str) -> Result<EventStatus, StoreError> {
+    EventStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
+}
+
+fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("headers: {e}")))
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Recomputes an event's status from its deliveries.
+fn refresh_event_status(tx: &Connection, event_id: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE events SET status = CASE \
+           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND state IN ('pending', 'parked')) THEN 'pending' \
+           WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND state = 'dead') THEN 'dead' \
+           ELSE 'delivered' END \
+         WHERE id = ?1",
+    )?
+    .execute(params![event_id])?;
+    Ok(())
+}
+
+// Issue 13: the sending side's extra columns follow the original 14
+// (`subscription_columns`).
+const SUBSCRIPTION_COLUMNS: &str = "id, tenant, object_id, object_type, event_types, callback_url, \
+     callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason, \
+     headers, properties, signature_scheme, previous_secret, previous_secret_expires";
+
+fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
+    let event_types: String = r.get(4)?;
+    let context: Option<String> = r.get(7)?;
+    let validity: i64 = r.get(8)?;
+    let created: i64 = r.get(11)?;
+    let failing: Option<i64> = r.get(12)?;
+    let mut s = Subscription {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        object_id: r.get(2)?,
+        object_type: r.get(3)?,
+        event_types: serde_json::from_str(&event_types).unwrap_or_default(),
+        callback_url: r.get(5)?,
+        callback_token: r.get(6)?,
+        context: context.and_then(|c| serde_json::from_str(&c).ok()),
+        validity_ms: validity.max(0) as u64,
+        active: r.get::<_, i64>(9)? != 0,
+        secret: r.get(10)?,
+        created_at_ms: created.max(0) as u64,
+        failing_since_ms: failing.map(|f| f.max(0) as u64),
+        disabled_reason: r.get(13)?,
+        headers: Default::default(),
+        properties: None,
+        signature_scheme: Default::default(),
+        previous_secret: None,
+        previous_secret_expires_ms: None,
+    };
+    super::subscription_columns::read(r, 14, &mut s)?;
+    Ok(s)
+}
+
+fn filter_sql(
+    filter: &EventFilter,
+    delivery_alias: Option<&str>,
+) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut clauses = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    if let Some(status) = filter.status {
+        match delivery_alias {
+            Some(d) => clauses.push(format!("{d}.state = ?")),
+            None => clauses.push("e.status = ?".to_owned()),
+        }
+        args.push(Value::Text(status.as_str().to_owned()));
+    }
+    if let Some(route) = &filter.route {
+        clauses.push("e.route = ?".to_owned());
+        args.push(Value::Text(route.clone()));
+    }
+    if let Some(dest) = &filter.destination {
+        match delivery_alias {
+            Some(d) => clauses.push(format!("{d}.destination = ?")),
+            None => clauses.push(
+                "EXISTS (SELECT 1 FROM deliveries x WHERE x.event_id = e.id AND x.destination = ?)"
+                    .to_owned(),
+            ),
+        }
+        args.push(Value::Text(dest.clone()));
+    }
+    if let Some(since) = filter.since_ms {
+        clauses.push("e.received_at >= ?".to_owned());
+        args.push(Value::Integer(ms(since)));
+    }
+    if let Some(until) = filter.until_ms {
+        clauses.push("e.received_at < ?".to_owned());
+        args.push(Value::Integer(ms(until)));
+    }
+    let sql = if clauses.is_empty() {
+        "1 = 1".to_owned()
+    } else {
+        clauses.join(" AND ")
+    };
+    (sql, args)
+}
+
+fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<(EventSummary, String)> {
+    let received: i64 = row.get("received_at")?;
+    let status: String = row.get("status")?;
+    Ok((
+        EventSummary {
+            id: row.get("id")?,
+            route: row.get("route")?,
+            status: EventStatus::Pending,
+            source_id: row.get("source_id")?,
+            event_type: row.get("event_type")?,
+            received_at: rfc3339(received.max(0) as u64),
+            received_at_ms: received.max(0) as u64,
+        },
+        status,
+    ))
+}
+
+fn with_status((mut s, status): (EventSummary, String)) -> Result<EventSummary, StoreError> {
+    s.status = status_of(&status)?;
+    Ok(s)
+}
+
+/// The stored message `message_row` and its event's route.
+fn load_message(tx: &Connection, message_row: i64) -> Result<(Message, String), StoreError> {
+    let (mid, et, ct, headers, body, route) = tx
+        .prepare_cached(
+            "SELECT m.message_id, m.event_type, m.content_type, m.headers, m.body, e.route \
+             FROM messages m JOIN events e ON e.id = m.event_id WHERE m.id = ?1",
+        )?
+        .query_row(params![message_row], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+    Ok((
+        Message {
+            id: mid,
+            event_type: et,
+            content_type: ct,
+            headers: headers_from_json(&headers)?,
+            body: Bytes::from(body),
+        },
+        route,
+    ))
+}
+
+/// The insert, inside the writer's savepoint.
+fn insert_event(
+    tx: &Connection,
+    event: NewEvent,
+    opts: &InsertOptions,
+) -> Result<Inserted, StoreError> {
+    let now = now();
+    if let Some(source_id) = &event.source_id {
+        // Insert-or-conflict on the unique key: the key is ours if it was
+        // free or its window has passed. Two inserts of the same provider
+        // delivery can never both win, whoever runs them.
+        let won: Option<String> = tx
+            .prepare_cached(
+                "INSERT INTO dedup (route, source_id, event_id, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (route, source_id) DO UPDATE \
+                   SET event_id = excluded.event_id, expires_at = excluded.expires_at \
+                   WHERE dedup.expires_at <= ?5 \
+                 RETURNING event_id",
+            )?
+            .query_row(
+                params![
+                    event.route,
+                    source_id,
+                    event.id,
+                    later(now, opts.dedup_window),
+                    now
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if won.is_none() {
+            let existing_id: String = tx
+                .prepare_cached("SELECT event_id FROM dedup WHERE route = ?1 AND source_id = ?2")?
+                .query_row(params![event.route, source_id], |r| r.get(0))?;
+            return Ok(Inserted::Duplicate { existing_id });
+        }
+    }
+    // Subscriptions matching each fan-out, resolved in this transaction: a
+    // subscription created after the commit never sees the event, one
+    // deleted before it never does.
+    let mut fanout_targets: Vec<Vec<(String, bool)>> = Vec::with_capacity(event.fanout.len());
+    for f in &event.fanout {
+        let ids: Vec<(String, bool)> = tx
+            .prepare_cached(
+                "SELECT id, active FROM subscriptions WHERE validity > ?1 \
+                 AND object_type = ?2 AND object_id = ?3 AND (?4 IS NULL OR tenant = ?4) \
+                 AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value = ?5 OR value = '*') \
+                 ORDER BY id",
+            )?
+            .query_map(
+                params![now, f.object_type, f.object_id, f.tenant, f.event_type],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        fanout_targets.push(ids);
+    }
+    let deliveries: usize = event
+        .messages
+        .iter()
+        .map(|m| m.destinations.len())
+        .sum::<usize>()
+        + fanout_targets.iter().map(Vec::len).sum::<usize>();
+    let status = if deliveries == 0 {
+        "delivered"
+    } else {
+        "pending"
+    };
+    let event_type = event
+        .messages
+        .first()
+        .and_then(|m| m.message.event_type.clone())
+        .or_else(|| event.fanout.first().map(|f| f.event_type.clone()));
+    tx.prepare_cached(
+        "INSERT INTO events (id, route, source_id, received_at, status, event_type) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        event.id,
+        event.route,
+        event.source_id,
+        ms(event.received_at_ms),
+        status,
+        event_type
+    ])?;
+    if let Some(inbound) = &event.inbound {
+        SqliteStore::insert_inbound(tx, &event.id, inbound)?;
+    }
+
+    let token = LeaseToken::random();
+    let lease_until = opts.claim.as_ref().map(|c| later(now, c.lease));
+    let mut claimed = Vec::new();
+    let NewEvent {
+        id: event_id,
+        route,
+        messages,
+        fanout,
+        ..
+    } = event;
+    let named = messages.into_iter().map(|m| {
+        let dests: Vec<(String, bool)> = m.destinations.into_iter().map(|d| (d, true)).collect();
+        (m.message, dests, false)
+    });
+    let published = fanout
+        .into_iter()
+        .zip(fanout_targets)
+        .filter(|(_, subs)| !subs.is_empty())
+        .map(|(f, subs)| {
+            let dests = subs
+                .into_iter()
+                .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
+                .collect();
+            (f.envelope, dests, true)
+        });
+    for (idx, (message, destinations, to_subscribers)) in named.chain(published).enumerate() {
+        let headers = json_text(&message.headers)?;
+        tx.prepare_cached(
+            "INSERT INTO messages (event_id, idx, message_id, event_type, content_type, headers, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            event_id,
+            idx as i64,
+            message.id,
+            message.event_type,
+            message.content_type,
+            headers,
+            &message.body[..]
+        ])?;
+        let message_row = tx.last_insert_rowid();
+        let message = Arc::new(message);
+        for (dest, active) in destinations {
+            let claim = match (&opts.claim, lease_until) {
+                (Some(c), Some(until))
+                    if active
+                        && ((to_subscribers && c.subscribers)
+                            || c.destinations.contains(&dest)) =>
+                {
+                    Some(until)
+                }
+                _ => None,
+            };
+            // A disabled subscription's delivery is parked, not dropped.
+            let state = if active { "pending" } else { "parked" };
+            tx.prepare_cached(
+                "INSERT INTO deliveries (event_id, message_id, destination, state, next_attempt_at, lease_token, last_error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                event_id,
+                message_row,
+                dest,
+                state,
+                claim.unwrap_or(now),
+                claim.map(|_| token.0),
+                (!active).then_some(PARKED_REASON)
+            ])?;
+            if claim.is_some() {
+                claimed.push(DueDelivery {
+                    id: tx.last_insert_rowid(),
+                    lease: token,
+                    event_id: event_id.clone(),
+                    route: route.clone(),
+                    destination: dest,
+                    attempts: 0,
+                    retries: 0,
+                    message: message.clone(),
+                });
+            }
+        }
+    }
+    Ok(Inserted::New {
+        deliveries,
+        claimed,
+    })
+}
+
+fn claim(
+    tx: &Connection,
+    limit: usize,
+    lease: Duration,
+    skip: &[String],
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let now = now();
+    let token = LeaseToken::random();
+    let skip = json_text(&skip)?;
+    let rows: Vec<(i64, String, i64, String, u32, u32)> = tx
+        .prepare_cached(
+            "UPDATE deliveries SET lease_token = ?1, next_attempt_at = ?2 \
+             WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?3 \
+                          AND destination NOT IN (SELECT value FROM json_each(?4)) \
+                          ORDER BY next_attempt_at, id LIMIT ?5) \
+             RETURNING id, event_id, message_id, destination, attempts, retries",
+        )?
+        .query_map(
+            params![token.0, later(now, lease), now, skip, limit as i64],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut cache: Vec<(i64, Arc<Message>, String)> = Vec::new();
+    for (id, event_id, message_row, destination, attempts, retries) in rows {
+        let (message, route) = match cache.iter().find(|(m, _, _)| *m == message_row) {
+            Some((_, m, r)) => (m.clone(), r.clone()),
+            None => {
+                let (message, route) = load_message(tx, message_row)?;
+                let message = Arc::new(message);
+                cache.push((message_row, message.clone(), route.clone()));
+                (message, route)
+            }
+        };
+        out.push(DueDelivery {
+            id,
+            lease: token,
+            event_id,
+            route,
+            destination,
+            attempts,
+            retries,
+            message,
+        });
+    }
+    Ok(out)
+}
+
+fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, StoreError> {
+    let now = now();
+    let (state, next_at, attempted, retried, last_error) = match &a.next {
+        NextState::Delivered => ("delivered", now, 1, 0, None),
+        NextState::Retry { after } => (
+            "pending",
+            later(now, *after),
+            1,
+            1,
+            a.error
+                .clone()
+                .or_else(|| a.status.map(|s| format!("HTTP {s}"))),
+        ),
+        NextState::Postpone { after } => ("pending", later(now, *after), 0, 0, a.error.clone()),
+        NextState::Dead { reason } => ("dead", now, 1, 0, Some(reason.clone())),
+        NextState::Park { reason } => ("parked", now, 0, 0, Some(reason.clone())),
+    };
+    // The lease is checked in the update itself: a stale token changes
+    // nothing, and then no attempt row is written either.
+    let event_id: Option<String> = tx
+        .prepare_cached(
+            "UPDATE deliveries SET state = ?3, next_attempt_at = ?4, lease_token = NULL, \
+             attempts = attempts + ?5, retries = retries + ?6, last_error = ?7 \
+             WHERE id = ?1 AND lease_token = ?2 AND state = 'pending' RETURNING event_id",
+        )?
+        .query_row(
+            params![
+                a.delivery_id,
+                a.lease.0,
+                state,
+                next_at,
+                attempted,
+                retried,
+                last_error
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(event_id) = event_id else {
+        return Ok(Recorded::LeaseLost);
+    };
+    if attempted > 0 {
+        tx.prepare_cached(
+            "INSERT INTO attempts (delivery_id, attempted_at, status, latency_ms, error, response) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            a.delivery_id,
+            ms(a.attempted_at_ms),
+            a.status,
+            ms(a.latency_ms),
+            a.error,
+            a.response_excerpt
+        ])?;
+    }
+    // A delivery that stays pending (or parked) leaves its event pending.
+    if state != "pending" && state != "parked" {
+        refresh_event_status(tx, &event_id)?;
+    }
+    Ok(Recorded::Written)
+}
+
+/// One batch of a replay: requeues up to [`BATCH_ROWS`] matching
+/// deliveries with ids above `after`. Returns (requeued, last id seen).
+fn replay_batch(
+    tx: &Connection,
+    target: &ReplayTarget,
+    after: i64,
+) -> Result<(u64, Option<i64>), StoreError> {
+    let now = now();
+    let (where_sql, mut args) = match target {
+        ReplayTarget::Event { id, destination } => {
+            let mut sql = "d.event_id = ?".to_owned();
+            let mut args = vec![rusqlite::types::Value::Text(id.clone())];
+            if let Some(dest) = destination {
+                sql.push_str(" AND d.destination = ?");
+                args.push(rusqlite::types::Value::Text(dest.clone()));
+            }
+            (sql, args)
+        }
+        ReplayTarget::Matching(filter) => filter_sql(filter, Some("d")),
+    };
+    // A delivery in flight (pending, leased, lease not run out) is left to
+    // finish.
+    let ids: Vec<(i64, String)> = {
+        let sql = format!(
+            "SELECT d.id, d.event_id FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE {where_sql} AND d.id > ? \
+             AND NOT (d.state = 'pending' AND d.lease_token IS NOT NULL AND d.next_attempt_at > ?) \
+             ORDER BY d.id LIMIT {BATCH_ROWS}"
+        );
+        args.push(rusqlite::types::Value::Integer(after));
+        args.push(rusqlite::types::Value::Integer(now));
+        tx.prepare(&sql)?
+            .query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut events: Vec<&str> = Vec::with_capacity(ids.len());
+    for (id, event_id) in &ids {
+        tx.prepare_cached(
+            "UPDATE deliveries SET state = 'pending', retries = 0, lease_token = NULL, \
+             next_attempt_at = ?2 WHERE id = ?1",
+        )?
+        .execute(params![id, now])?;
+        events.push(event_id);
+    }
+    events.sort_unstable();
+    events.dedup();
+    for e in events {
+        refresh_event_status(tx, e)?;
+    }
+    let last = ids.last().map(|(id, _)| *id);
+    Ok((ids.len() as u64, last))
+}
+
+/// One batch of a prune. Returns events deleted.
+fn prune_batch(tx: &Connection, retention: Retention) -> Result<u64, StoreError> {
+    let now = now();
+    let delivered_before = now.saturating_sub(dur(retention.delivered));
+    let dead_before = now.saturating_sub(dur(retention.dead));
+    let n = tx
+        .prepare_cached(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events \
+               WHERE (status = 'delivered' AND received_at < ?1) \
+                  OR (status = 'dead' AND received_at < ?2) LIMIT ?3)",
+        )?
+        .execute(params![delivered_before, dead_before, BATCH_ROWS as i64])?;
+    tx.prepare_cached(
+        "DELETE FROM dedup WHERE (route, source_id) IN \
+           (SELECT route, source_id FROM dedup WHERE expires_at <= ?1 LIMIT ?2)",
+    )?
+    .execute(params![now, BATCH_ROWS as i64])?;
+    Ok(n as u64)
+}
+
+fn get_event(tx: &Connection, id: &str) -> Result<Option<EventDetail>, StoreError> {
+    let Some(row) = tx
+        .prepare_cached(
+            "SELECT e.id, e.route, e.source_id, e.received_at, e.status, e.event_type \
+             FROM events e WHERE e.id = ?1",
+        )?
+        .query_row(params![id], summary)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let summary = with_status(row)?;
+    let mut message_rows: Vec<(i64, MessageView)> = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, idx, message_id, event_type, content_type, headers, body \
+             FROM messages WHERE event_id = ?1 ORDER BY idx",
+        )?;
+        let mut rows = stmt.query(params![id])?;
+        while let Some(r) = rows.next()? {
+            let body: Vec<u8> = r.get(6)?;
+            let headers: String = r.get(5)?;
+            message_rows.push((
+                r.get(0)?,
+                MessageView {
+                    index: r.get(1)?,
+                    id: r.get(2)?,
+                    event_type: r.get(3)?,
+                    content_type: r.get(4)?,
+                    headers: headers_from_json(&headers)?,
+                    size: body.len(),
+                    body: String::from_utf8(body).ok(),
+                },
+            ));
+        }
+    }
+    let mut deliveries = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, message_id, destination, state, attempts, next_attempt_at, last_error \
+             FROM deliveries WHERE event_id = ?1 ORDER BY id",
+        )?;
+        let mut rows = stmt.query(params![id])?;
+        while let Some(r) = rows.next()? {
+            let message_row: i64 = r.get(1)?;
+            let state: String = r.get(3)?;
+            let state = status_of(&state)?;
+            let next: i64 = r.get(5)?;
+            deliveries.push(DeliveryView {
+                id: r.get(0)?,
+                message_index: message_rows
+                    .iter()
+                    .find(|(row, _)| *row == message_row)
+                    .map(|(_, m)| m.index)
+                    .unwrap_or(0),
+                destination: r.get(2)?,
+                state,
+                attempts_made: r.get(4)?,
+                next_attempt_at: (state == EventStatus::Pending)
+                    .then(|| rfc3339(next.max(0) as u64)),
+                last_error: r.get(6)?,
+                attempts: Vec::new(),
+            });
+        }
+    }
+    for d in &mut deliveries {
+        let mut stmt = tx.prepare_cached(
+            "SELECT attempted_at, status, latency_ms, error, response FROM attempts \
+             WHERE delivery_id = ?1 ORDER BY id",
+        )?;
+        d.attempts = stmt
+            .query_map(params![d.id], |r| {
+                let at: i64 = r.get(0)?;
+                let latency: i64 = r.get(2)?;
+                Ok(AttemptView {
+                    at: rfc3339(at.max(0) as u64),
+                    status: r.get(1)?,
+                    latency_ms: latency.max(0) as u64,
+                    error: r.get(3)?,
+                    response: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(Some(EventDetail {
+        summary,
+        messages: message_rows.into_iter().map(|(_, m)| m).collect(),
+        deliveries,
+    }))
+}
+
+fn list_events(
+    tx: &Connection,
+    filter: &EventFilter,
+    limit: usize,
+    cursor: Option<String>,
+) -> Result<EventPage, StoreError> {
+    let (mut where_sql, mut args) = filter_sql(filter, None);
+    if let Some(c) = cursor {
+        where_sql.push_str(" AND e.id < ?");
+        args.push(rusqlite::types::Value::Text(c));
+    }
+    let sql = format!(
+        "SELECT e.id, e.route, e.source_id, e.received_at, e.status, e.event_type \
+         FROM events e WHERE {where_sql} ORDER BY e.id DESC LIMIT {}",
+        limit.saturating_add(1)
+    );
+    let rows: Vec<(EventSummary, String)> = tx
+        .prepare(&sql)?
+        .query_map(params_from_iter(args), summary)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut events = rows
+        .into_iter()
+        .map(with_status)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if events.len() > limit {
+        events.truncate(limit);
+        events.last().map(|e| e.id.clone())
+    } else {
+        None
+    };
+    Ok(EventPage { events, next })
+}
+
+fn patch_subscription(
+    tx: &Connection,
+    tenant: &str,
+    id: &str,
+    patch: &SubscriptionPatch,
+) -> Result<Option<Subscription>, StoreError> {
+    use rusqlite::types::Value;
+    let mut sets: Vec<&str> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let mut set = |sql: &'static str, v: Value| {
+        sets.push(sql);
+        args.push(v);
+    };
+    if let Some(v) = &patch.object_id {
+        set("object_id = ?", Value::Text(v.clone()));
+    }
+    if let Some(v) = &patch.object_type {
+        set("object_type = ?", Value::Text(v.clone()));
+    }
+    if let Some(v) = &patch.event_types {
+        set("event_types = ?", Value::Text(json_text(v)?));
+    }
+    if let Some(v) = &patch.callback_url {
+        set("callback_url = ?", Value::Text(v.clone()));
+    }
+    if let Some(v) = &patch.callback_token {
+        set(
+            "callback_token = ?",
+            v.clone().map_or(Value::Null, Value::Text),
+        );
+    }
+    if let Some(v) = &patch.context {
+        let text = v.as_ref().map(json_text).transpose()?;
+        set("context = ?", text.map_or(Value::Null, Value::Text));
+    }
+    if let Some(v) = patch.validity_ms {
+        set("validity = ?", Value::Integer(ms(v)));
+    }
+    if let Some(v) = &patch.secret {
+        set("secret = ?", Value::Text(v.clone()));
+    }
+    for (sql, v) in super::subscription_columns::patch_sets(patch)? {
+        set(sql, v);
+    }
+    match patch.active {
+        // Re-enabling starts a clean slate: no failure streak, no reason.
+        Some(true) => {
+            sets.push("active = 1, failing_since = NULL, disabled_reason = NULL");
+        }
+        Some(false) => {
+            set(
+                "active = 0, disabled_reason = COALESCE(disabled_reason, ?)",
+                Value::Text("disabled through the API".into()),
+            );
+        }
+        None => {}
+    }
+    if sets.is_empty() {
+        // Nothing to change: answer the row as it is.
+        return Ok(tx
+            .prepare_cached(&format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1 AND tenant = ?2"
+            ))?
+            .query_row(params![id, tenant], subscription_row)
+            .optional()?);
+    }
+    args.push(Value::Text(id.to_owned()));
+    args.push(Value::Text(tenant.to_owned()));
+    let sql = format!(
+        "UPDATE subscriptions SET {} WHERE id = ? AND tenant = ? RETURNING {SUBSCRIPTION_COLUMNS}",
+        sets.join(", ")
+    );
+    let updated = tx
+        .prepare(&sql)?
+        .query_row(params_from_iter(args), subscription_row)
+        .optional()?;
+    if patch.active == Some(true) && updated.is_some() {
+        // What was parked while it was off goes out now, oldest first
+        // (claims take the earliest due, then the lowest id), with a
+        // fresh retry budget.
+        tx.prepare_cached(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, retries = 0, \
+             lease_token = NULL, last_error = NULL \
+             WHERE destination = ?1 AND state = 'parked'",
+        )?
+        .execute(params![format!("{SUBSCRIBER_PREFIX}{id}"), now()])?;
+    }
+    Ok(updated)
+}
+
+fn health_update(
+    tx: &Connection,
+    id: &str,
+    outcome: AttemptHealth,
+    disable_after: Duration,
+) -> Result<SubscriptionHealth, StoreError> {
+    let now = now();
+    if outcome == AttemptHealth::Success {
+        tx.prepare_cached(
+            "UPDATE subscriptions SET failing_since = NULL WHERE id = ?1 AND failing_since IS NOT NULL",
+        )?
+        .execute(params![id])?;
+        return Ok(SubscriptionHealth::Active);
+    }
+    let (force, reason) = match outcome {
+        AttemptHealth::Gone => (true, "the callback answered 410 Gone".to_owned()),
+        AttemptHealth::Exhausted => (
+            true,
+            "an event's retries ran out; re-enable with PUT /v1/webhook/{id}".to_owned(),
+        ),
+        _ => (
+            false,
+            format!(
+                "failing without a success for {}",
+                humantime::format_duration(disable_after)
+            ),
+        ),
+    };
+    // One conditional statement: whoever else updates the row at the same
+    // time, a subscription is disabled once, and only while active.
+    let disabled = tx
+        .prepare_cached(
+            "UPDATE subscriptions SET active = 0, disabled_reason = ?2, \
+               failing_since = COALESCE(failing_since, ?3) \
+             WHERE id = ?1 AND active = 1 \
+               AND (?4 OR ?3 - COALESCE(failing_since, ?3) >= ?5)",
+        )?
+        .execute(params![id, reason, now, force, dur(disable_after)])?;
+    if disabled > 0 {
+        return Ok(SubscriptionHealth::Disabled);
+    }
+    tx.prepare_cached(
+        "UPDATE subscriptions SET failing_since = ?2 WHERE id = ?1 AND failing_since IS NULL",
+    )?
+    .execute(params![id, now])?;
+    Ok(SubscriptionHealth::Active)
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn insert(&self, event: NewEvent, opts: InsertOptions) -> Result<Inserted, StoreError> {
+        self.writer
+            .run(Priority::Ingest, move |tx| insert_event(tx, event, &opts))
+            .await
+    }
+
+    async fn claim_due(
+        &self,
+        limit: usize,
+        lease: Duration,
+        skip: Vec<String>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.writer
+            .run(Priority::Always, move |tx| claim(tx, limit, lease, &skip))
+            .await
+    }
+
+    async fn renew(&self, id: i64, token: LeaseToken, lease: Duration) -> Result<bool, StoreError> {
+        self.writer
+            .run(Priority::Always, move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE deliveries SET next_attempt_at = ?3 \
+                         WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'",
+                    )?
+                    .execute(params![id, token.0, later(now(), lease)])?
+                    > 0)
+            })
+            .await
+    }
+
+    async fn release(&self, id: i64, token: LeaseToken) -> Result<bool, StoreError> {
+        self.writer
+            .run(Priority::Always, move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "UPDATE deliveries SET next_attempt_at = ?3, lease_token = NULL \
+                         WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'",
+                    )?
+                    .execute(params![id, token.0, now()])?
+                    > 0)
+            })
+            .await
+    }
+
+    async fn record(&self, attempt: AttemptRecord) -> Result<Recorded, StoreError> {
+        self.writer
+            .run(Priority::Always, move |tx| record(tx, &attempt))
+            .await
+    }
+
+    async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
+        self.readers
+            .read(|tx| {
+                let next: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending'",
+                    )?
+                    .query_row([], |r| r.get(0))?;
+                Ok(next.map(|n| Duration::from_millis(n.saturating_sub(now()).max(0) as u64)))
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        filter: EventFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<EventPage, StoreError> {
+        self.readers
+            .read(move |tx| list_events(tx, &filter, limit, cursor))
+            .await
+    }
+
+    async fn get(&self, id: String) -> Result<Option<EventDetail>, StoreError> {
+        self.readers.read(move |tx| get_event(tx, &id)).await
+    }
+
+    async fn replay(&self, target: ReplayTarget) -> Result<u64, StoreError> {
+        let target = Arc::new(target);
+        let mut total = 0;
+        let mut after = i64::MIN;
+        // Each batch is its own writer operation, so a replay of a million
+        // dead letters never holds ingest up for long.
+        loop {
+            let t = target.clone();
+            let (n, last) = self
+                .writer
+                .run(Priority::Always, move |tx| replay_batch(tx, &t, after))
+                .await?;
+            total += n;
+            match last {
+                Some(last) if n as usize == BATCH_ROWS => after = last,
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self
+                .writer
+                .run(Priority::Always, move |tx| prune_batch(tx, retention))
+                .await?;
+            total += n;
+            if (n as usize) < BATCH_ROWS {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn create_subscription(&self, s: Subscription) -> Result<Subscription, StoreError> {
+        self.writer
+            .run(Priority::Always, move |tx| {
+                let mut s = s;
+                s.created_at_ms = now().max(0) as u64;
+                let extra = super::subscription_columns::values(&s)?;
+                tx.prepare_cached(
+                    "INSERT INTO subscriptions (id, tenant, object_id, object_type, event_types, \
+                     callback_url, callback_token, context, validity, active, secret, created_at, \
+                     failing_since, disabled_reason, headers, properties, signature_scheme, \
+                     previous_secret, previous_secret_expires) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                     ?15, ?16, ?17, ?18, ?19)",
+                )?
+                .execute(params![
+                    s.id,
+                    s.tenant,
+                    s.object_id,
+                    s.object_type,
+                    json_text(&s.event_types)?,
+                    s.callback_url,
+                    s.callback_token,
+                    s.context.as_ref().map(json_text).transpose()?,
+                    ms(s.validity_ms),
+                    s.active as i64,
+                    s.secret,
+                    ms(s.created_at_ms),
+                    s.failing_since_ms.map(ms),
+                    s.disabled_reason,
+                    extra[0],
+                    extra[1],
+                    extra[2],
+                    extra[3],
+                    extra[4]
+                ])?;
+                Ok(s)
+            })
+            .await
+    }
+
+    async fn get_subscription(
+        &self,
+        tenant: Option<String>,
+        id: String,
+    ) -> Result<Option<Subscription>, StoreError> {
+        self.readers
+            .read(move |tx| {
+                Ok(tx
+                    .prepare_cached(&format!(
+                        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
+                         WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)"
+                    ))?
+                    .query_row(params![id, tenant], subscription_row)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        tenant: String,
+        object_id: Option<String>,
+        object_type: Option<String>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        self.readers
+            .read(move |tx| {
+                Ok(tx
+                    .prepare_cached(&format!(
+                        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant = ?1 \
+                         AND (?2 IS NULL OR object_id = ?2) AND (?3 IS NULL OR object_type = ?3) \
+                         ORDER BY id"
+                    ))?
+                    .query_map(params![tenant, object_id, object_type], subscription_row)?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
+    async fn update_subscription(
+        &self,
+        tenant: String,
+        id: String,
+        patch: SubscriptionPatch,
+    ) -> Result<Option<Subscription>, StoreError> {
+        self.writer
+            .run(Priority::Always, move |tx| {
+                patch_subscription(tx, &tenant, &id, &patch)
+            })
+            .await
+    }
+
+    async fn delete_subscription(&self, tenant: String, id: String) -> Result<bool, StoreError> {
+        self.writer
+            .run(Priority::Always, move |tx| {
+                Ok(tx
+                    .prepare_cached("DELETE FROM subscriptions WHERE id = ?1 AND tenant = ?2")?
+                    .execute(params![id, tenant])?
+                    > 0)
+            })
+            .await
+    }
+
+    async fn subscription_outcome(
+        &self,
+        id: String,
+        outcome: AttemptHealth,
+        disable_after: Duration,
+    ) -> Result<SubscriptionHealth, StoreError> {
+        self.writer
+            .run(Priority::Always, move |tx| {
+                health_update(tx, &id, outcome, disable_after)
+            })
+            .await
+    }
+
+    async fn parked(
+        &self,
+        subscription_id: String,
+        limit: usize,
+    ) -> Result<Vec<ParkedDelivery>, StoreError> {
+        self.readers
+            .read(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "SELECT d.id, d.event_id, e.event_type, e.received_at \
+                         FROM deliveries d JOIN events e ON e.id = d.event_id \
+                         WHERE d.destination = ?1 AND d.state = 'parked' ORDER BY d.id LIMIT ?2",
+                    )?
+                    .query_map(
+                        params![
+                            format!("{SUBSCRIBER_PREFIX}{subscription_id}"),
+                            i64::try_from(limit).unwrap_or(i64::MAX)
+                        ],
+                        |r| {
+                            let received: i64 = r.get(3)?;
+                            Ok(ParkedDelivery {
+                                delivery_id: r.get(0)?,
+                                event_id: r.get(1)?,
+                                event_type: r.get(2)?,
+                                received_at: rfc3339(received.max(0) as u64),
+                            })
+                        },
+                    )?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
+    fn health(&self) -> Result<(), String> {
+        self.writer.health()
+    }
+
+    // ---- Operator console: thin calls into console.rs ------------------
+
+    async fn console_list(
+        &self,
+        filter: ConsoleFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<EventPage, StoreError> {
+        self.readers
+            .read(move |c| Self::console_list(c, &filter, limit, cursor.as_deref()))
+            .await
+    }
+
+    async fn count_by_status(&self, filter: ConsoleFilter) -> Result<StatusCounts, StoreError> {
+        self.readers
+            .read(move |c| Self::console_counts(c, &filter))
+            .await
+    }
+
+    async fn count_replay_set(&self, filter: ConsoleFilter) -> Result<ReplaySet, StoreError> {
+        self.readers
+            .read(move |c| Self::console_replay_set(c, &filter))
+            .await
+    }
+
+    async fn replay_filtered(
+        &self,
+        filter: ConsoleFilter,
+        expected: ReplaySet,
+    ) -> Result<BulkReplay, StoreError> {
+        // Counted and requeued in one writer operation, so what is requeued
+        // is exactly what was counted.
+        self.writer
+            .run(Priority::Always, move |c| {
+                Self::console_replay_filtered(c, &filter, expected)
+            })
+            .await
+    }
+
+    async fn replay_delivery(
+        &self,
+        event_id: String,
+        delivery_id: i64,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .run(Priority::Always, move |c| {
+                Self::console_replay_delivery(c, &event_id, delivery_id)
+            })
+            .await
+    }
+
+    async fn backlog(&self) -> Result<Vec<Backlog>, StoreError> {
+        self.readers.read(Self::console_backlog).await
+    }
+
+    async fn destination_stats(
+        &self,
+        since_ms: u64,
+        now_ms: u64,
+        buckets: u32,
+    ) -> Result<Vec<DestinationStats>, StoreError> {
+        self.readers
+            .read(move |c| Self::console_destination_stats(c, since_ms, now_ms, buckets))
+            .await
+    }
+
+    async fn parked_deliveries(
+        &self,
+        destinations: Vec<String>,
+    ) -> Result<Vec<(String, ParkedDeliveries)>, StoreError> {
+        self.readers
+            .read(move |c| Self::console_parked(c, &destinations))
+            .await
+    }
+
+    async fn inbound(&self, event_id: String) -> Result<Option<InboundView>, StoreError> {
+        self.readers
+            .read(move |c| Self::console_inbound(c, &event_id))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::store::conformance::suite!(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        (store, dir)
+    });
+
+    #[tokio::test]
+    async fn a_second_process_cannot_open_the_same_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SqliteStore::open(dir.path()).unwrap();
+        let err = SqliteStore::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("another hookgate process"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_file_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let _store = SqliteStore::open(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(DB_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+
+    #[tokio::test]
+    async fn a_restart_hands_back_the_claims_of_the_previous_process() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            crate::store::conformance::insert_one(&store, "evt_1", None, &["d"]).await;
+            let claimed = store
+                .claim_due(10, Duration::from_secs(600), Vec::new())
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 1);
+        }
+        // The writer thread of the first store may still hold the file for
+        // a moment after the drop; the lock goes with the last handle.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let store = loop {
+            match SqliteStore::open(dir.path()) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let again = store
+            .claim_due(10, Duration::from_secs(600), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1, "due again at once after the restart");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_operation_is_rolled_back_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let err = store
+            .write_raw(|tx| -> Result<(), StoreError> {
+                tx.execute(
+                    "INSERT INTO events (id, route, received_at, status) VALUES ('evt_p', 'r', 0, 'pending')",
+                    [],
+                )?;
+                panic!("boom")
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{err}");
+        // The caller may hear of the failure a moment before the writer
+        // has counted it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while store.panics() == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(store.panics(), 1);
+        assert!(store.health().is_ok());
+        assert!(
+            store.get("evt_p".into()).await.unwrap().is_none(),
+            "rolled back"
+        );
+        crate::store::conformance::insert_one(&store, "evt_after", None, &["d"]).await;
+        assert!(store.get("evt_after".into()).await.unwrap().is_some());
+    }
+}

@@ -1,0 +1,191 @@
+//! The SQLite schema and its versioned migrations.
+//!
+//! The version is SQLite's `PRAGMA user_version`. Each migration runs once,
+//! in its own transaction with the version bump, so a crash mid-way leaves
+//! the previous version intact. A database from a newer hookgate is refused
+//! rather than guessed at.
+
+use rusqlite::Connection;
+
+use super::db_err;
+use crate::store::StoreError;
+
+/// Migrations in order; migration `i` takes the schema to version `i + 1`.
+/// Only append: a released migration never changes.
+const MIGRATIONS: &[&str] = &[
+    // 1: wave-1's schema. `IF NOT EXISTS`, because databases made before
+    // versioning have these tables at version 0.
+    r#"
+CREATE TABLE IF NOT EXISTS events (
+    id          TEXT PRIMARY KEY,
+    route       TEXT NOT NULL,
+    source_id   TEXT,
+    received_at INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    event_type  TEXT
+);
+CREATE INDEX IF NOT EXISTS events_source ON events(route, source_id, received_at)
+    WHERE source_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_status ON events(status, id);
+CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id           INTEGER PRIMARY KEY,
+    event_id     TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+    idx          INTEGER NOT NULL,
+    message_id   TEXT,
+    event_type   TEXT,
+    content_type TEXT NOT NULL,
+    headers      TEXT NOT NULL,
+    body         BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_event ON messages(event_id);
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    id              INTEGER PRIMARY KEY,
+    event_id        TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+    message_id      INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    destination     TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    retries         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    claimed         INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);
+CREATE INDEX IF NOT EXISTS deliveries_message ON deliveries(message_id);
+CREATE INDEX IF NOT EXISTS deliveries_destination ON deliveries(destination, state);
+
+CREATE TABLE IF NOT EXISTS attempts (
+    id           INTEGER PRIMARY KEY,
+    delivery_id  INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+    attempted_at INTEGER NOT NULL,
+    status       INTEGER,
+    latency_ms   INTEGER NOT NULL,
+    error        TEXT,
+    response     TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id              TEXT PRIMARY KEY,
+    tenant          TEXT NOT NULL,
+    object_id       TEXT NOT NULL,
+    object_type     TEXT NOT NULL,
+    event_types     TEXT NOT NULL,
+    callback_url    TEXT NOT NULL,
+    callback_token  TEXT,
+    context         TEXT,
+    validity        INTEGER NOT NULL,
+    active          INTEGER NOT NULL,
+    secret          TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    failing_since   INTEGER,
+    disabled_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS subscriptions_object ON subscriptions(object_type, object_id);
+CREATE INDEX IF NOT EXISTS subscriptions_tenant ON subscriptions(tenant);
+"#,
+    // 2: the store contract of many writers. Claims carry a lease token
+    // (the old claimed flag goes: a lease is its token plus
+    // next_attempt_at); dedup is a unique key with an expiry instead of a
+    // look-up in events. Keys already in events get the default 24 h window.
+    r#"
+ALTER TABLE deliveries ADD COLUMN lease_token INTEGER;
+ALTER TABLE deliveries DROP COLUMN claimed;
+
+CREATE TABLE dedup (
+    route      TEXT NOT NULL,
+    source_id  TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (route, source_id)
+) WITHOUT ROWID;
+CREATE INDEX dedup_expiry ON dedup(expires_at);
+INSERT OR IGNORE INTO dedup (route, source_id, event_id, expires_at)
+    SELECT route, source_id, id, received_at + 86400000 FROM events
+    WHERE source_id IS NOT NULL ORDER BY received_at;
+DROP INDEX IF EXISTS events_source;
+"#,
+    // 3: the sending side's extra subscription columns (issue 13).
+    super::super::subscription_columns::MIGRATION,
+    // 4: the operator console's inbound requests and indexes (issue 17).
+    super::console::MIGRATION,
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings `conn`'s schema to [`VERSION`].
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db_err)?;
+    if current > VERSION {
+        return Err(StoreError::Open {
+            path: "schema".into(),
+            message: format!(
+                "the database has schema version {current}, newer than this hookgate's {VERSION}; \
+                 run the newer hookgate or restore a backup"
+            ),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let tx = conn.transaction().map_err(db_err)?;
+        tx.execute_batch(sql).map_err(db_err)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        tracing::info!(version = i + 1, "store schema migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_database_reaches_the_current_version_and_migrating_again_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, VERSION);
+    }
+
+    #[test]
+    fn a_version_0_database_with_wave_1_rows_keeps_its_dedup_keys() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute(
+            "INSERT INTO events (id, route, source_id, received_at, status) \
+             VALUES ('evt_1', 'r', 'g1', 1000, 'delivered')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (event, expires): (String, i64) = conn
+            .query_row(
+                "SELECT event_id, expires_at FROM dedup WHERE route = 'r' AND source_id = 'g1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(event, "evt_1");
+        assert_eq!(expires, 1000 + 86_400_000);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("newer"), "{err}");
+    }
+}

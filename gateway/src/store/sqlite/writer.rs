@@ -1,0 +1,265 @@
+//! The one thread that writes the SQLite file, with group commit.
+//!
+//! The thread takes every operation waiting in its queue (up to
+//! [`MAX_BATCH`]), applies them in one transaction, each in its own
+//! savepoint, and commits once: many concurrent webhooks and attempt records
+//! share one fsync. An operation that returns an error, or panics, rolls
+//! back its own savepoint and fails alone; the thread goes on. Replies are
+//! sent only after the commit, so a caller that hears "inserted" knows the
+//! event is on disk.
+//!
+//! Two kinds of callers share the queue. Ingest is shed when too much of it
+//! is waiting ([`StoreError::Overloaded`], answered 503 with Retry-After).
+//! Everything else (attempt records, claims, lease renewals, admin writes)
+//! is never shed: its callers are few and bounded (deliveries in flight),
+//! and dropping an attempt record would only cause a duplicate delivery
+//! once the lease ran out.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::StoreError;
+
+/// Most operations applied in one transaction. Bounds the latency a commit
+/// adds to the first operation of a batch.
+const MAX_BATCH: usize = 512;
+
+/// Ingest operations waiting for the writer before new ones are shed.
+const INGEST_QUEUE_CAPACITY: usize = 8192;
+
+/// A reply to send once the batch's fate is known.
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// The body of an operation: runs on the writer's connection inside a
+/// savepoint and says whether it succeeded (if not, the savepoint is rolled
+/// back), with the reply to send after the commit.
+type Body = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// One operation for the writer.
+struct Op {
+    run: Body,
+    ingest: bool,
+}
+
+/// Whether a caller may be shed under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// A new webhook: shed with `Overloaded` when the queue is long.
+    Ingest,
+    /// Everything else: always queued.
+    Always,
+}
+
+/// What the writer reports about itself, for `/healthz`.
+#[derive(Debug, Default)]
+struct WriterState {
+    /// False once the thread has exited.
+    alive: AtomicBool,
+    /// The last commit failed with this error (cleared by a good commit).
+    failing: Mutex<Option<String>>,
+    /// Operations that panicked (and were rolled back).
+    panics: AtomicU64,
+}
+
+/// A handle to the writer thread. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Op>,
+    ingest_waiting: Arc<AtomicUsize>,
+    state: Arc<WriterState>,
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Op").field("ingest", &self.ingest).finish()
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`. The thread keeps `hold` (the
+    /// data_dir lock) until it has finished its last commit.
+    pub fn start(
+        conn: Connection,
+        hold: Arc<dyn std::any::Any + Send + Sync>,
+    ) -> Result<Self, StoreError> {
+        let (tx, rx) = mpsc::unbounded_channel::<Op>();
+        let ingest_waiting = Arc::new(AtomicUsize::new(0));
+        let state = Arc::new(WriterState::default());
+        state.alive.store(true, Ordering::Release);
+        let (waiting, thread_state) = (ingest_waiting.clone(), state.clone());
+        std::thread::Builder::new()
+            .name("hookgate-store".into())
+            .spawn(move || {
+                let mut conn = conn;
+                run(&mut conn, rx, &waiting, &thread_state);
+                thread_state.alive.store(false, Ordering::Release);
+                drop(conn);
+                drop(hold);
+            })
+            .map_err(|e| StoreError::Open {
+                path: "writer thread".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Writer {
+            tx,
+            ingest_waiting,
+            state,
+        })
+    }
+
+    /// Queues `f` and waits for its committed result.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        priority: Priority,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let ingest = priority == Priority::Ingest;
+        let op = Op {
+            ingest,
+            run: Box::new(move |conn| {
+                let result = f(conn);
+                let ok = result.is_ok();
+                let reply: Reply = Box::new(move |committed: Result<(), String>| {
+                    let out = match committed {
+                        Ok(()) => result,
+                        Err(e) => Err(StoreError::Database(format!("commit failed: {e}"))),
+                    };
+                    let _ = reply_tx.send(out);
+                });
+                (ok, reply)
+            }),
+        };
+        if ingest {
+            // Count first, so the writer never sees an op it must
+            // uncount before it was counted.
+            if self.ingest_waiting.fetch_add(1, Ordering::AcqRel) >= INGEST_QUEUE_CAPACITY {
+                self.ingest_waiting.fetch_sub(1, Ordering::AcqRel);
+                return Err(StoreError::Overloaded);
+            }
+        }
+        if self.tx.send(op).is_err() {
+            if ingest {
+                self.ingest_waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+            return Err(StoreError::Closed);
+        }
+        // The sender is dropped without a reply only when the operation
+        // panicked (it was rolled back) or the writer stopped.
+        reply_rx.await.map_err(|_| {
+            if self.state.alive.load(Ordering::Acquire) {
+                StoreError::Internal("the operation failed unexpectedly and was rolled back".into())
+            } else {
+                StoreError::Closed
+            }
+        })?
+    }
+
+    /// `Err` with the reason when the writer cannot take writes.
+    pub fn health(&self) -> Result<(), String> {
+        if !self.state.alive.load(Ordering::Acquire) {
+            return Err("the store's writer has stopped".into());
+        }
+        if let Some(e) = self
+            .state
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Err(format!("the store's last commit failed: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Operations that panicked so far.
+    pub fn panics(&self) -> u64 {
+        self.state.panics.load(Ordering::Relaxed)
+    }
+}
+
+/// The writer loop: batch, apply, commit, reply.
+fn run(
+    conn: &mut Connection,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    ingest_waiting: &AtomicUsize,
+    state: &WriterState,
+) {
+    let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let ingest = batch.iter().filter(|op| op.ingest).count();
+        ingest_waiting.fetch_sub(ingest, Ordering::AcqRel);
+        let outcome = apply(conn, &mut batch, &mut replies, state);
+        let committed = match outcome {
+            Ok(()) => {
+                *state.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(
+                    "store commit failed, {} operation(s) not stored: {e}",
+                    replies.len()
+                );
+                *state.failing.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                Err(e.to_string())
+            }
+        };
+        for reply in replies.drain(..) {
+            reply(committed.clone());
+        }
+        // Operations not reached (the transaction could not start) are
+        // dropped: their callers hear that the store failed.
+        batch.clear();
+    }
+}
+
+/// Applies `batch` in one transaction, one savepoint per operation.
+fn apply(
+    conn: &mut Connection,
+    batch: &mut Vec<Op>,
+    replies: &mut Vec<Reply>,
+    state: &WriterState,
+) -> rusqlite::Result<()> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for op in batch.drain(..) {
+        let sp = tx.savepoint()?;
+        // A panicking operation must not take the writer (and with it
+        // every later webhook) down: its savepoint is rolled back and its
+        // caller hears an internal error.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| (op.run)(&sp))) {
+            Ok((true, reply)) => {
+                sp.commit()?;
+                replies.push(reply);
+            }
+            Ok((false, reply)) => {
+                // Dropping the savepoint rolls it back: a failed operation
+                // leaves no partial writes.
+                drop(sp);
+                replies.push(reply);
+            }
+            Err(panic) => {
+                drop(sp);
+                state.panics.fetch_add(1, Ordering::Relaxed);
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = what, "a store operation panicked; rolled back");
+            }
+        }
+    }
+    tx.commit()
+}

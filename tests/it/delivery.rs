@@ -1,0 +1,218 @@
+//! The dispatcher through the real binary: a hanging destination waits
+//! alone, and a flood of webhooks while deliveries run causes no duplicate
+//! attempt.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::gateway::TestGateway;
+use crate::support::receiver::MockReceiver;
+use crate::support::wait_until;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_destination_does_not_delay_another() {
+    const WAITING: usize = 300;
+    const HEALTHY: usize = 50;
+    let hanging = MockReceiver::start().await;
+    // Never answers within the destination's timeout.
+    hanging.delay(Duration::from_secs(120));
+    let healthy = MockReceiver::start().await;
+    let gw = Arc::new(
+        TestGateway::spawn(&format!(
+            r#"
+destinations:
+  hanging: {{ url: "{}", timeout: 30s, concurrency: 4 }}
+  healthy: {{ url: "{}", timeout: 5s }}
+routes:
+  slow:
+    to: [hanging]
+  fast:
+    to: [healthy]
+"#,
+            hanging.url("/in"),
+            healthy.url("/in")
+        ))
+        .await,
+    );
+
+    // 300 deliveries wait on the hanging destination...
+    let mut tasks = Vec::new();
+    for c in 0..10 {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..WAITING / 10 {
+                let resp = gw.post("slow", &[], format!("{c}-{i}").as_bytes()).await;
+                assert_eq!(resp.status(), 202);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    // ...while webhooks for the healthy one keep arriving.
+    let mut accepted: HashMap<String, Instant> = HashMap::new();
+    for i in 0..HEALTHY {
+        let resp = gw
+            .post("fast", &[], format!("{{\"n\":{i}}}").as_bytes())
+            .await;
+        assert_eq!(resp.status(), 202);
+        let at = Instant::now();
+        let v: serde_json::Value = resp.json().await.unwrap();
+        accepted.insert(v["id"].as_str().unwrap().to_owned(), at);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_until("every healthy delivery", Duration::from_secs(20), || {
+        healthy.count() >= HEALTHY
+    })
+    .await;
+    let mut latencies: Vec<Duration> = healthy
+        .received()
+        .iter()
+        .map(|r| {
+            let at = accepted[r.header("webhook-id").unwrap()];
+            r.at.saturating_duration_since(at)
+        })
+        .collect();
+    latencies.sort();
+    let worst = latencies.last().copied().unwrap_or_default();
+    assert!(
+        worst <= Duration::from_secs(3),
+        "a healthy delivery arrived {worst:?} after it was accepted (median {:?})",
+        latencies[latencies.len() / 2]
+    );
+    assert_eq!(healthy.count(), HEALTHY, "each exactly once");
+    let status = gw.client().get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_webhooks_while_delivering_causes_no_duplicate() {
+    const CONNECTIONS: usize = 128;
+    const PER_CONNECTION: usize = 40;
+    let sink = MockReceiver::start().await;
+    let gw = Arc::new(
+        TestGateway::spawn(&format!(
+            r#"
+destinations:
+  sink: {{ url: "{}", timeout: 5s, concurrency: 64 }}
+routes:
+  flood:
+    to: [sink]
+"#,
+            sink.url("/in")
+        ))
+        .await,
+    );
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            let mut shed = 0;
+            for i in 0..PER_CONNECTION {
+                let resp = gw.post("flood", &[], format!("{c}-{i}").as_bytes()).await;
+                match resp.status().as_u16() {
+                    202 => {
+                        let v: serde_json::Value = resp.json().await.unwrap();
+                        ids.push(v["id"].as_str().unwrap().to_owned());
+                    }
+                    // Shedding load is allowed; losing or duplicating is not.
+                    503 => shed += 1,
+                    s => panic!("unexpected status {s}"),
+                }
+            }
+            (ids, shed)
+        }));
+    }
+    let mut accepted = Vec::new();
+    let mut shed = 0;
+    for t in tasks {
+        let (ids, s) = t.await.unwrap();
+        accepted.extend(ids);
+        shed += s;
+    }
+    assert!(
+        accepted.len() >= CONNECTIONS * PER_CONNECTION / 2,
+        "most of the flood is accepted ({} shed)",
+        shed
+    );
+    wait_until(
+        "every accepted event delivered",
+        Duration::from_secs(60),
+        || sink.count() >= accepted.len(),
+    )
+    .await;
+    // Give a duplicate the time to show up, if one were coming.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for r in sink.received() {
+        *seen
+            .entry(r.header("webhook-id").unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicates.is_empty(), "delivered twice: {duplicates:?}");
+    for id in &accepted {
+        assert_eq!(seen.get(id), Some(&1), "{id} delivered exactly once");
+    }
+    assert_eq!(seen.len(), accepted.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lanes_share_a_small_gateway_wide_cap_without_stalling() {
+    const EVENTS: usize = 40;
+    let sinks = [
+        MockReceiver::start().await,
+        MockReceiver::start().await,
+        MockReceiver::start().await,
+    ];
+    for s in &sinks {
+        s.delay(Duration::from_millis(5));
+    }
+    // Two attempts in flight in the whole gateway, three destinations that
+    // each could take four: lanes wait for gateway-wide slots and get them.
+    let gw = Arc::new(
+        TestGateway::spawn(&format!(
+            r#"
+delivery: {{ workers: 2 }}
+destinations:
+  a: {{ url: "{}", concurrency: 4 }}
+  b: {{ url: "{}", concurrency: 4 }}
+  c: {{ url: "{}", concurrency: 4 }}
+routes:
+  all:
+    to: [a, b, c]
+"#,
+            sinks[0].url("/in"),
+            sinks[1].url("/in"),
+            sinks[2].url("/in")
+        ))
+        .await,
+    );
+    let mut tasks = Vec::new();
+    for i in 0..EVENTS {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            let resp = gw.post("all", &[], format!("{i}").as_bytes()).await;
+            assert_eq!(resp.status(), 202);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sinks.iter().all(|s| s.count() >= EVENTS) {
+        assert!(
+            Instant::now() < deadline,
+            "stalled: {:?} of {EVENTS} each\n{}",
+            sinks.iter().map(MockReceiver::count).collect::<Vec<_>>(),
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for s in &sinks {
+        assert_eq!(s.count(), EVENTS);
+    }
+}
