@@ -81,6 +81,11 @@ fn main() {
         "cargo:rustc-env=HOOKGATE_TEST_COMPONENTS={}",
         components_out.display()
     );
+    // The guest workspace's unit tests run on the host target (tests/it/guests.rs).
+    println!(
+        "cargo:rustc-env=HOOKGATE_HOST_TARGET={}",
+        env::var("TARGET").expect("cargo sets this")
+    );
 }
 
 /// Names a rustup toolchain for the guests instead of the host's.

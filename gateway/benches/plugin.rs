@@ -103,6 +103,8 @@ impl Fixture {
                 plugin: plugin.name().clone(),
                 route: Arc::from("bench"),
                 config: Arc::new(PluginConfig::new(Some(&with))),
+                limits: PluginLimits::default(),
+                http: None,
             };
             Bound { plugin, ctx }
         };

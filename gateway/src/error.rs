@@ -74,6 +74,8 @@ impl ApiError {
                     PluginError::Instantiate { .. } => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 },
+                PipelineError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                PipelineError::TooManyMessages { .. } => StatusCode::INTERNAL_SERVER_ERROR,
                 PipelineError::UnknownDestination { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -107,6 +109,8 @@ impl IntoResponse for ApiError {
             ApiError::Pipeline { request_id, error } => {
                 let code = match error {
                     PipelineError::Plugin { source, .. } => source.kind(),
+                    PipelineError::Busy { .. } => "busy",
+                    PipelineError::TooManyMessages { .. } => "too_many_messages",
                     PipelineError::UnknownDestination { .. } => "unknown_destination",
                 };
                 // A 4xx is about the request, and the plugin's reason helps
@@ -136,6 +140,22 @@ impl IntoResponse for ApiError {
             }),
         };
         let mut resp = (status, Json(body)).into_response();
+        if matches!(
+            self,
+            ApiError::Pipeline {
+                error: PipelineError::Busy { .. }
+                    | PipelineError::Plugin {
+                        source: PluginError::Instantiate { .. },
+                        ..
+                    },
+                ..
+            }
+        ) {
+            // A route over its plugin cap, or a pool with no free
+            // instance: both clear within a plugin deadline.
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if matches!(self, ApiError::Store(_)) {
             resp.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
@@ -187,5 +207,9 @@ fn generic_message(error: &PipelineError, request_id: &str) -> String {
         PipelineError::UnknownDestination { plugin, .. } => format!(
             "router `{plugin}` chose a destination that does not exist; details are in the gateway log under request id {request_id}"
         ),
+        // Neither quotes anything a plugin or its config wrote.
+        PipelineError::Busy { .. } | PipelineError::TooManyMessages { .. } => {
+            format!("{error}; request id {request_id}")
+        }
     }
 }

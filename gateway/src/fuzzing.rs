@@ -175,6 +175,8 @@ fn verifiers() -> &'static Verifiers {
                     plugin: plugin.name().clone(),
                     route: Arc::from("fuzz"),
                     config: Arc::new(PluginConfig::new(Some(&map))),
+                    limits: engine.limits(),
+                    http: None,
                 };
                 Some((Arc::new(plugin), ctx))
             })

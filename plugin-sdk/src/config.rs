@@ -4,8 +4,8 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::Error;
 use crate::bindings::hookgate::plugin::host;
+use crate::{ConfigError, Error};
 
 /// The whole `with:` block parsed into `T` (a `#[derive(Deserialize)]`
 /// struct). A block that does not fit is an [`Error::Config`].
@@ -58,5 +58,41 @@ pub fn get_u64(key: &str, default: u64) -> Result<u64, Error> {
             .trim()
             .parse()
             .map_err(|_| Error::config(format!("`with.{key}` must be a whole number, not {v:?}"))),
+    }
+}
+
+/// Checks a `with:` block (JSON text) for the gateway's `validate-config`:
+/// it must be an object, and with `keys`, have no other top-level key.
+#[doc(hidden)]
+pub fn validate_keys(config: &str, keys: Option<&[&str]>) -> Result<(), Vec<ConfigError>> {
+    let value: serde_json::Value = serde_json::from_str(config).map_err(|e| {
+        vec![ConfigError {
+            path: String::new(),
+            message: format!("is not JSON: {e}"),
+        }]
+    })?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(vec![ConfigError {
+            path: String::new(),
+            message: "must be a mapping of keys to values".to_owned(),
+        }]);
+    };
+    let Some(keys) = keys else { return Ok(()) };
+    let errors: Vec<ConfigError> = map
+        .keys()
+        .filter(|k| !keys.contains(&k.as_str()))
+        .map(|k| ConfigError {
+            path: k.clone(),
+            message: if keys.is_empty() {
+                "unknown key (this plugin takes no settings)".to_owned()
+            } else {
+                format!("unknown key (expected one of: {})", keys.join(", "))
+            },
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }

@@ -8,8 +8,9 @@
 //! - **transform**: turn one message into zero or more messages;
 //! - **route**: choose destinations.
 //!
-//! You implement [`Plugin`] (every method has a default) and name the stages
-//! you implement in [`export!`]. The SDK hides the generated WIT bindings and
+//! You implement a trait per stage ([`Verifier`], [`Transformer`],
+//! [`Router`]; each method is required) and name the stages in [`export!`],
+//! which exports exactly those. The SDK hides the generated WIT bindings and
 //! gives you typed helpers: [`Request::header`], [`Request::json`],
 //! [`config`], [`signature`] checks over the host's constant-time crypto
 //! (with whole schemes such as [`signature::standard_webhooks`]),
@@ -35,11 +36,11 @@
 //! `src/lib.rs`:
 //!
 //! ```ignore
-//! use hookgate_plugin_sdk::{self as sdk, Plugin, Request, Verdict, Error};
+//! use hookgate_plugin_sdk::{self as sdk, Verifier, Request, Verdict, Error};
 //!
 //! struct SharedToken;
 //!
-//! impl Plugin for SharedToken {
+//! impl Verifier for SharedToken {
 //!     fn verify(req: Request) -> Result<Verdict, Error> {
 //!         // `with: { secret: ... }` on the route.
 //!         let secret = sdk::config::require_str("secret")?;
@@ -49,11 +50,12 @@
 //!         if !sdk::crypto::constant_time_eq(token.as_bytes(), secret.as_bytes()) {
 //!             return Ok(Verdict::unauthorized("X-Token does not match"));
 //!         }
-//!         Ok(Verdict::accept())
+//!         // The token is a credential: the gateway must not forward it.
+//!         Ok(Verdict::accept_with(sdk::Accepted::new().consumed("x-token")))
 //!     }
 //! }
 //!
-//! sdk::export!(SharedToken, stages: [verify]);
+//! sdk::export!(SharedToken, stages: [verify], config: [secret]);
 //! ```
 //!
 //! Build it with `cargo build --target wasm32-wasip2 --release` and copy
@@ -69,14 +71,54 @@
 #[doc(hidden)]
 pub mod bindings {
     //! Raw `wit-bindgen` output for `wit/plugin.wit`. Not a stable API.
+    //!
+    //! One module per exported stage, so that a component exports exactly
+    //! the stages its plugin implements: the gateway reads a plugin's stages
+    //! from its exports, and a stage that is not exported cannot be called.
     #![allow(missing_docs)]
     wit_bindgen::generate!({
-        path: "../wit",
-        world: "hookgate:plugin/plugin",
+        path: "../wit/plugin.wit",
+        world: "hookgate:plugin/base@0.2.0",
         pub_export_macro: true,
-        export_macro_name: "__export_plugin_world",
+        export_macro_name: "__export_base",
         default_bindings_module: "hookgate_plugin_sdk::bindings",
     });
+
+    /// The `verifier` export alone.
+    pub mod verify {
+        wit_bindgen::generate!({
+            path: "../wit/plugin.wit",
+            inline: "package hookgate:sdk-verify; world verify { export hookgate:plugin/verifier@0.2.0; }",
+            with: { "hookgate:plugin/types@0.2.0": crate::bindings::hookgate::plugin::types },
+            pub_export_macro: true,
+            export_macro_name: "__export_verify",
+            default_bindings_module: "hookgate_plugin_sdk::bindings::verify",
+        });
+    }
+
+    /// The `transformer` export alone.
+    pub mod transform {
+        wit_bindgen::generate!({
+            path: "../wit/plugin.wit",
+            inline: "package hookgate:sdk-transform; world transform { export hookgate:plugin/transformer@0.2.0; }",
+            with: { "hookgate:plugin/types@0.2.0": crate::bindings::hookgate::plugin::types },
+            pub_export_macro: true,
+            export_macro_name: "__export_transform",
+            default_bindings_module: "hookgate_plugin_sdk::bindings::transform",
+        });
+    }
+
+    /// The `router` export alone.
+    pub mod route {
+        wit_bindgen::generate!({
+            path: "../wit/plugin.wit",
+            inline: "package hookgate:sdk-route; world route { export hookgate:plugin/router@0.2.0; }",
+            with: { "hookgate:plugin/types@0.2.0": crate::bindings::hookgate::plugin::types },
+            pub_export_macro: true,
+            export_macro_name: "__export_route",
+            default_bindings_module: "hookgate_plugin_sdk::bindings::route",
+        });
+    }
 }
 
 mod message;
@@ -85,48 +127,54 @@ mod verdict;
 
 pub mod config;
 pub mod crypto;
+pub mod http;
 pub mod log;
 pub mod signature;
 pub mod time;
 
 use bindings::hookgate::plugin::types;
 
-pub use types::{Accepted, Error, Header, Message, Rejection, Request, Response, Stage, Verdict};
+pub use types::{
+    Accepted, ConfigError, Error, Header, Message, Rejection, Request, Response, Stage, Verdict,
+};
 
-/// A hookgate plugin. Override the stages you implement and list them in
-/// [`export!`]; the defaults are what the gateway does without a plugin.
-pub trait Plugin {
-    /// Authenticate the raw request. Default: accept.
-    fn verify(req: Request) -> Result<Verdict, Error> {
-        let _ = req;
-        Ok(Verdict::accept())
-    }
-
-    /// Reshape a message. Default: pass it on unchanged.
-    fn transform(msg: Message) -> Result<Vec<Message>, Error> {
-        Ok(vec![msg])
-    }
-
-    /// Choose destinations. Default: the route's `to:` list.
-    fn route(msg: Message, defaults: Vec<String>) -> Result<Vec<String>, Error> {
-        let _ = msg;
-        Ok(defaults)
-    }
+/// The verify stage: authenticate the raw request, or answer a handshake.
+/// There is no default: a plugin that says it verifies must decide.
+pub trait Verifier {
+    /// Decide on one inbound request.
+    fn verify(req: Request) -> Result<Verdict, Error>;
 }
 
-/// Exports a [`Plugin`] implementation as the component's entry points.
+/// The transform stage: turn one message into zero or more messages.
+pub trait Transformer {
+    /// Reshape `msg`; an empty list drops it.
+    fn transform(msg: Message) -> Result<Vec<Message>, Error>;
+}
+
+/// The route stage: choose destinations.
+pub trait Router {
+    /// Names of destinations for `msg`; `defaults` is the route's `to:`.
+    fn route(msg: Message, defaults: Vec<String>) -> Result<Vec<String>, Error>;
+}
+
+/// Exports a plugin's stages as the component's entry points.
 ///
 /// ```ignore
-/// hookgate_plugin_sdk::export!(MyPlugin, stages: [verify, transform]);
+/// hookgate_plugin_sdk::export!(MyPlugin, stages: [verify, transform], config: [secret, card]);
 /// ```
 ///
-/// `stages` lists what the plugin really implements (`verify`, `transform`,
-/// `route`). The gateway refuses a route that uses the plugin for any other
-/// stage, so a transform-only plugin can never be mistaken for a verifier.
-/// Use it once per crate.
+/// `stages` lists what the plugin implements (`verify`, `transform`,
+/// `route`); each needs the matching trait ([`Verifier`], [`Transformer`],
+/// [`Router`]), so a stage that is declared but not implemented does not
+/// compile, and only the listed stages are exported.
+///
+/// `config` (optional) lists the keys the plugin accepts in `with:`. With
+/// it, the gateway refuses a route whose `with:` has any other key (`hookgate
+/// check` reports `routes.r.verify.with.secert: unknown key`); without it,
+/// any keys are accepted. Use the macro once per crate.
 #[macro_export]
 macro_rules! export {
-    ($plugin:ty, stages: [$($stage:ident),* $(,)?]) => {
+    ($plugin:ty, stages: [$($stage:ident),* $(,)?] $(, config: [$($key:ident),* $(,)?])? $(,)?) => {
         #[doc(hidden)]
         pub struct __HookgatePluginExports;
 
@@ -137,30 +185,61 @@ macro_rules! export {
                     stages: ::std::vec![$($crate::__stage!($stage)),*],
                 }
             }
-        }
 
-        impl $crate::bindings::exports::hookgate::plugin::verifier::Guest for __HookgatePluginExports {
-            fn verify(req: $crate::Request) -> ::std::result::Result<$crate::Verdict, $crate::Error> {
-                <$plugin as $crate::Plugin>::verify(req)
+            fn validate_config(
+                config: ::std::string::String,
+            ) -> ::std::result::Result<(), ::std::vec::Vec<$crate::ConfigError>> {
+                #[allow(unused_mut, unused_assignments, reason = "without `config:` any key is accepted")]
+                let mut keys: ::std::option::Option<&[&str]> = ::std::option::Option::None;
+                $( keys = ::std::option::Option::Some(&[$(stringify!($key)),*]); )?
+                $crate::config::validate_keys(&config, keys)
             }
         }
 
-        impl $crate::bindings::exports::hookgate::plugin::transformer::Guest for __HookgatePluginExports {
-            fn transform(msg: $crate::Message) -> ::std::result::Result<::std::vec::Vec<$crate::Message>, $crate::Error> {
-                <$plugin as $crate::Plugin>::transform(msg)
-            }
-        }
+        $crate::bindings::__export_base!(__HookgatePluginExports with_types_in $crate::bindings);
+        $( $crate::__export_stage!($stage, $plugin); )*
+    };
+}
 
-        impl $crate::bindings::exports::hookgate::plugin::router::Guest for __HookgatePluginExports {
-            fn route(
-                msg: $crate::Message,
-                defaults: ::std::vec::Vec<::std::string::String>,
-            ) -> ::std::result::Result<::std::vec::Vec<::std::string::String>, $crate::Error> {
-                <$plugin as $crate::Plugin>::route(msg, defaults)
+/// Exports one stage of `export!`; an unknown stage name is a compile error.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_stage {
+    (verify, $plugin:ty) => {
+        const _: () = {
+            struct __Verify;
+            impl $crate::bindings::verify::exports::hookgate::plugin::verifier::Guest for __Verify {
+                fn verify(req: $crate::Request) -> ::std::result::Result<$crate::Verdict, $crate::Error> {
+                    <$plugin as $crate::Verifier>::verify(req)
+                }
             }
-        }
-
-        $crate::bindings::__export_plugin_world!(__HookgatePluginExports with_types_in $crate::bindings);
+            $crate::bindings::verify::__export_verify!(__Verify with_types_in $crate::bindings::verify);
+        };
+    };
+    (transform, $plugin:ty) => {
+        const _: () = {
+            struct __Transform;
+            impl $crate::bindings::transform::exports::hookgate::plugin::transformer::Guest for __Transform {
+                fn transform(msg: $crate::Message) -> ::std::result::Result<::std::vec::Vec<$crate::Message>, $crate::Error> {
+                    <$plugin as $crate::Transformer>::transform(msg)
+                }
+            }
+            $crate::bindings::transform::__export_transform!(__Transform with_types_in $crate::bindings::transform);
+        };
+    };
+    (route, $plugin:ty) => {
+        const _: () = {
+            struct __Route;
+            impl $crate::bindings::route::exports::hookgate::plugin::router::Guest for __Route {
+                fn route(
+                    msg: $crate::Message,
+                    defaults: ::std::vec::Vec<::std::string::String>,
+                ) -> ::std::result::Result<::std::vec::Vec<::std::string::String>, $crate::Error> {
+                    <$plugin as $crate::Router>::route(msg, defaults)
+                }
+            }
+            $crate::bindings::route::__export_route!(__Route with_types_in $crate::bindings::route);
+        };
     };
 }
 
@@ -180,21 +259,33 @@ macro_rules! __stage {
     };
 }
 
-/// Finds a header by name (case-insensitive) in a header list.
+/// Finds a header by name (case-insensitive) in a header list; its value
+/// as text, or `None` when absent or not UTF-8 (use [`find_header_bytes`]
+/// for raw values).
 pub fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
+    find_header_bytes(headers, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Finds a header by name (case-insensitive); its raw value.
+pub fn find_header_bytes<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
     headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
+        .map(|h| h.value.as_slice())
 }
 
 impl Header {
     /// A header with a lowercase name.
-    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         Header {
             name: name.into().to_ascii_lowercase(),
             value: value.into(),
         }
+    }
+
+    /// The value as text, if it is UTF-8.
+    pub fn value_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.value).ok()
     }
 }
 

@@ -49,7 +49,7 @@ impl Message {
     }
 
     /// Sets header `name`, replacing every existing value.
-    pub fn set_header(&mut self, name: &str, value: impl Into<String>) {
+    pub fn set_header(&mut self, name: &str, value: impl Into<Vec<u8>>) {
         self.headers.retain(|h| !h.name.eq_ignore_ascii_case(name));
         self.headers.push(Header::new(name, value));
     }

@@ -2,12 +2,17 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::{Error, Request, find_header};
+use crate::{Error, Request, find_header, find_header_bytes};
 
 impl Request {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
+    }
+
+    /// The first value of header `name` as raw bytes.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        find_header_bytes(&self.headers, name)
     }
 
     /// The first value of query parameter `name`, percent-decoded.

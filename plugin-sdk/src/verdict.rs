@@ -46,6 +46,7 @@ impl Accepted {
             id: None,
             event_type: None,
             reply: None,
+            consumed_headers: Vec::new(),
         }
     }
 
@@ -58,6 +59,14 @@ impl Accepted {
     /// Sets the event type.
     pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
         self.event_type = Some(event_type.into());
+        self
+    }
+
+    /// Marks request header `name` as a credential the verifier used (a
+    /// signature or token header): the gateway will not forward, store or
+    /// show it.
+    pub fn consumed(mut self, name: impl Into<String>) -> Self {
+        self.consumed_headers.push(name.into().to_ascii_lowercase());
         self
     }
 

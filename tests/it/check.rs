@@ -139,3 +139,20 @@ routes:
         "{err}"
     );
 }
+
+#[test]
+fn a_bad_key_in_a_with_block_is_named_by_check() {
+    let (code, _, err) = check(
+        r#"
+routes:
+  gh:
+    verify: { plugin: github, with: { secert: oops } }
+"#,
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("routes.gh.verify.with.secert: unknown key"),
+        "{err}"
+    );
+}

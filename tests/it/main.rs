@@ -4,11 +4,13 @@
 mod check;
 mod components;
 mod console;
+mod credentials;
 mod delivery;
 mod docs;
 mod door;
 mod durability;
 mod fuzz;
+mod guests;
 mod handshake;
 mod ingress;
 mod openapi;

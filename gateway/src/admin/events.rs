@@ -158,7 +158,14 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     match state.store().get(id.clone()).await {
-        Ok(Some(event)) => Json(event).into_response(),
+        Ok(Some(mut event)) => {
+            // Credentials a route chose to forward are still nobody's to
+            // read here.
+            for m in &mut event.messages {
+                crate::pipeline::credential::redact(&mut m.headers);
+            }
+            Json(event).into_response()
+        }
         Ok(None) => (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": "not_found", "message": format!("no event {id:?}") })),

@@ -641,6 +641,33 @@ pub struct RouteConfig {
     /// `limits.max_body_size`).
     #[serde(default)]
     pub max_body_size: Option<ByteSize>,
+
+    /// Requests of this route that may run plugins at the same time; more
+    /// are answered `503` with `Retry-After` at once. The cap keeps one
+    /// route's slow or hanging plugins from taking every plugin instance
+    /// the gateway has, so other routes keep serving.
+    #[serde(default = "default_route_in_flight")]
+    pub max_in_flight: usize,
+
+    /// Credential headers to forward and store anyway (names, any case).
+    /// By default the provider's signature and token headers, the headers
+    /// the verifier says it consumed, `authorization` and cookies never
+    /// leave the gateway; the admin API shows them redacted even when kept.
+    #[serde(default)]
+    pub keep_headers: Vec<String>,
+
+    /// Plugin time one request of this route may use across all its plugin
+    /// calls; each call's deadline is cut to what is left.
+    #[serde(default = "default_request_plugin_time")]
+    pub max_plugin_time: Duration,
+}
+
+fn default_request_plugin_time() -> Duration {
+    Duration(crate::plugin::DEFAULT_REQUEST_PLUGIN_TIME)
+}
+
+fn default_route_in_flight() -> usize {
+    crate::plugin::DEFAULT_ROUTE_IN_FLIGHT
 }
 
 /// A plugin used at one stage of a route.
@@ -654,6 +681,41 @@ pub struct PluginUseConfig {
     /// replaced).
     #[serde(default)]
     pub with: serde_json::Map<String, serde_json::Value>,
+
+    /// Wall-clock deadline for this plugin's calls here (overrides
+    /// `plugins.timeout`).
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+
+    /// Memory cap for this plugin's instances here (overrides
+    /// `plugins.memory`, and may not exceed it: instances come from a pool
+    /// sized by `plugins.memory`).
+    #[serde(default)]
+    pub memory: Option<ByteSize>,
+
+    /// Outbound HTTP for this plugin here (the WIT `http` import). Off
+    /// without it.
+    #[serde(default)]
+    pub http: Option<PluginHttpConfig>,
+}
+
+/// What a plugin may reach over HTTP.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginHttpConfig {
+    /// Host names (or IP literals) the plugin may call; any other host is
+    /// refused.
+    pub allow: Vec<String>,
+
+    /// Private, loopback or link-local ranges (CIDRs) the allowed hosts may
+    /// resolve to; refused otherwise, as for subscriber callbacks. Plain
+    /// `http` is accepted only for these.
+    #[serde(default)]
+    pub allow_private: Vec<String>,
+
+    /// Largest response body the plugin may read.
+    #[serde(default)]
+    pub max_response_size: Option<ByteSize>,
 }
 
 impl GatewayConfig {

@@ -500,9 +500,59 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                     .map(|(i, u)| (format!("transform[{i}]"), u)),
             )
             .chain(route.route.iter().map(|u| ("route".to_owned(), u)));
+        if route.max_plugin_time.0.is_zero() {
+            err(
+                format!("routes.{name}.max_plugin_time"),
+                "must be greater than zero".into(),
+            );
+        }
+        if route.max_in_flight == 0 {
+            err(
+                format!("routes.{name}.max_in_flight"),
+                "must be at least 1".into(),
+            );
+        }
         for (stage, u) in uses {
             if !is_name(&u.plugin) {
                 err(format!("routes.{name}.{stage}.plugin"), name_rule());
+            }
+            if u.timeout.is_some_and(|t| t.0.is_zero()) {
+                err(
+                    format!("routes.{name}.{stage}.timeout"),
+                    "must be greater than zero".into(),
+                );
+            }
+            if let Some(h) = &u.http {
+                if h.allow.is_empty() {
+                    err(
+                        format!("routes.{name}.{stage}.http.allow"),
+                        "needs at least one host".into(),
+                    );
+                }
+                for (i, cidr) in h.allow_private.iter().enumerate() {
+                    if cidr.parse::<ipnet::IpNet>().is_err() {
+                        err(
+                            format!("routes.{name}.{stage}.http.allow_private[{i}]"),
+                            format!("{cidr:?} is not a CIDR such as 127.0.0.0/8"),
+                        );
+                    }
+                }
+            }
+            if let Some(memory) = u.memory {
+                if memory.0 < MIN_PLUGIN_MEMORY {
+                    err(
+                        format!("routes.{name}.{stage}.memory"),
+                        format!("must be at least {}", super::ByteSize(MIN_PLUGIN_MEMORY)),
+                    );
+                } else if memory > config.plugins.memory {
+                    err(
+                        format!("routes.{name}.{stage}.memory"),
+                        format!(
+                            "must not exceed plugins.memory ({}): instances come from a pool of that size",
+                            config.plugins.memory
+                        ),
+                    );
+                }
             }
         }
     }

@@ -9,6 +9,7 @@
 
 mod attempt;
 pub mod dispatcher;
+pub mod plugin_http;
 pub mod ssrf;
 pub mod teams;
 

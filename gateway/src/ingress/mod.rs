@@ -162,9 +162,19 @@ pub async fn hook(
     let response = match handle(&state, &snapshot, &route, req, received_at_ms).await {
         Ok(resp) => resp,
         Err(e) => {
-            if let ApiError::Pipeline { request_id, error } = &e {
+            match &e {
+                // Shedding load is the cap working, not a fault.
+                ApiError::Pipeline {
+                    error: crate::pipeline::PipelineError::Busy { .. },
+                    ..
+                } => {
+                    tracing::debug!(route = &*route.name, "route at max_in_flight: answered 503");
+                }
                 // A failing plugin or router is the operator's to fix.
-                tracing::error!(route = &*route.name, request_id, error = %error, "webhook failed in the pipeline");
+                ApiError::Pipeline { request_id, error } => {
+                    tracing::error!(route = &*route.name, request_id, error = %error, "webhook failed in the pipeline");
+                }
+                _ => {}
             }
             e.into_response()
         }

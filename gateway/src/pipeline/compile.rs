@@ -10,11 +10,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use super::{CompiledDestination, CompiledRoute, PluginStep, Snapshot};
 use crate::config::{ConfigError, ConfigErrors, GatewayConfig, PluginUseConfig};
+use crate::delivery::plugin_http::{DEFAULT_PLUGIN_HTTP_RESPONSE, PluginHttp};
 use crate::plugin::{
-    CallContext, LoadedPlugin, PluginConfig, PluginEngine, PluginSource, Stage, builtin,
+    CallContext, LoadedPlugin, PluginConfig, PluginEngine, PluginLimits, PluginSource, Stage,
+    builtin,
 };
 
 /// Builds a snapshot from a validated config. Slow (compiles wasm): run it
@@ -67,12 +70,36 @@ pub async fn compile(
         }
     }
 
+    // Every `with:` block is checked by its plugin now, so a typo is a
+    // config error with its path, not a 500 at the first webhook.
+    for (route, r) in &config.routes {
+        for (stage, u) in uses(r) {
+            let Some(plugin) = plugins.get(&u.plugin) else {
+                continue;
+            };
+            if let Err(problems) = plugin.validate_config(&u.with).await {
+                for p in problems {
+                    let mut path = format!("routes.{route}.{stage}.with");
+                    if !p.path.is_empty() {
+                        path.push('.');
+                        path.push_str(&p.path);
+                    }
+                    errors.push(ConfigError {
+                        path,
+                        message: p.message,
+                    });
+                }
+            }
+        }
+    }
+
     let destinations: HashMap<String, Arc<CompiledDestination>> = config
         .destinations
         .iter()
         .map(|(name, d)| (name.clone(), Arc::new(CompiledDestination::new(name, d))))
         .collect();
 
+    let defaults = engine.limits();
     let mut routes = HashMap::new();
     for (name, r) in &config.routes {
         let route_name: Arc<str> = Arc::from(name.as_str());
@@ -94,11 +121,39 @@ pub async fn compile(
                 });
                 return None;
             }
+            let limits = PluginLimits {
+                timeout: u.timeout.map_or(defaults.timeout, |t| t.0),
+                memory: u.memory.map_or(defaults.memory, |m| m.0 as usize),
+            };
+            let http = match &u.http {
+                None => None,
+                Some(h) => match PluginHttp::new(
+                    h.allow.clone(),
+                    h.allow_private
+                        .iter()
+                        .filter_map(|c| c.parse().ok())
+                        .collect(),
+                    h.max_response_size
+                        .map_or(DEFAULT_PLUGIN_HTTP_RESPONSE, |m| m.0 as usize),
+                    limits.timeout,
+                ) {
+                    Ok(client) => Some(Arc::new(client)),
+                    Err(message) => {
+                        errors.push(ConfigError {
+                            path: format!("routes.{name}.{at}.http"),
+                            message,
+                        });
+                        return None;
+                    }
+                },
+            };
             Some(PluginStep {
                 ctx: CallContext {
                     plugin: plugin.name().clone(),
                     route: route_name.clone(),
                     config: Arc::new(PluginConfig::new(Some(&u.with))),
+                    limits,
+                    http,
                 },
                 plugin,
             })
@@ -126,6 +181,18 @@ pub async fn compile(
                 route,
                 to: r.to.clone(),
                 max_body_size: r.max_body_size.unwrap_or(config.limits.max_body_size).0,
+                in_flight: previous
+                    .and_then(|p| p.routes.get(name))
+                    .filter(|p| p.max_in_flight == r.max_in_flight)
+                    .map(|p| p.in_flight.clone())
+                    .unwrap_or_else(|| Arc::new(Semaphore::new(r.max_in_flight))),
+                max_in_flight: r.max_in_flight,
+                max_plugin_time: r.max_plugin_time.0,
+                keep_headers: r
+                    .keep_headers
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
             }),
         );
     }

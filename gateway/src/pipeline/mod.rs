@@ -6,6 +6,7 @@
 //! (delivery). This module decides; it does no I/O.
 
 mod compile;
+pub mod credential;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,12 +17,13 @@ pub use compile::compile;
 use crate::config::{DestinationConfig, DestinationKind, GatewayConfig};
 use crate::metrics::Metrics;
 use crate::plugin::{
-    CallContext, InboundRequest, LoadedPlugin, Message, PluginError, PluginResponse, Stage, Verdict,
+    CallContext, InboundRequest, LoadedPlugin, MAX_MESSAGES_PER_REQUEST, Message, PluginError,
+    PluginResponse, Stage, Verdict,
 };
 
-/// Request headers never forwarded to destinations: hop-by-hop headers,
-/// framing that the delivery client sets itself, and credentials meant for
-/// the gateway.
+/// Request headers never forwarded to destinations: hop-by-hop headers and
+/// framing that the delivery client sets itself. Credentials meant for the
+/// gateway are [`credential`]'s business.
 const DROPPED_HEADERS: &[&str] = &[
     "host",
     "content-length",
@@ -32,10 +34,7 @@ const DROPPED_HEADERS: &[&str] = &[
     "trailer",
     "upgrade",
     "expect",
-    "proxy-authorization",
     "proxy-connection",
-    "authorization",
-    "cookie",
     "accept-encoding",
 ];
 
@@ -82,6 +81,23 @@ pub struct CompiledRoute {
     pub to: Vec<String>,
     /// Body size limit in bytes.
     pub max_body_size: u64,
+    /// Caps this route's requests running plugins (`max_in_flight`); shared
+    /// with the next generation's route of the same name and cap, so a
+    /// reload does not double it while old requests finish.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// The cap `in_flight` was made with.
+    pub max_in_flight: usize,
+    /// Credential headers this route forwards anyway (lowercase).
+    pub keep_headers: Vec<String>,
+    /// Plugin time one request may use across all its calls.
+    pub max_plugin_time: std::time::Duration,
+}
+
+impl CompiledRoute {
+    /// Whether the route runs any plugin.
+    fn has_plugins(&self) -> bool {
+        self.verify.is_some() || !self.transform.is_empty() || self.route.is_some()
+    }
 }
 
 /// A destination, ready to send to.
@@ -191,6 +207,18 @@ pub enum PipelineError {
         #[source]
         source: PluginError,
     },
+    /// The route already has `max_in_flight` requests running plugins.
+    #[error("route `{route}` has too many requests running plugins; retry later")]
+    Busy {
+        /// The route.
+        route: Arc<str>,
+    },
+    /// The transforms turned one request into too many messages.
+    #[error("the transforms produced more than {limit} messages from one request")]
+    TooManyMessages {
+        /// The cap.
+        limit: usize,
+    },
     /// A router named a destination that does not exist.
     #[error("router `{plugin}` chose unknown destination {destination:?}")]
     UnknownDestination {
@@ -209,17 +237,36 @@ impl Snapshot {
         req: &InboundRequest,
         metrics: &Metrics,
     ) -> Result<Outcome, PipelineError> {
+        // Held until the chain is done: every plugin call below holds a
+        // pooled instance, and this is what bounds one route's share.
+        let _permit = if route.has_plugins() {
+            match route.in_flight.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    return Err(PipelineError::Busy {
+                        route: route.name.clone(),
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        let budget = Budget {
+            deadline: Instant::now() + route.max_plugin_time,
+            total: route.max_plugin_time,
+        };
         let event_id = new_event_id();
         let mut source_id = None;
         let mut event_type = None;
         let mut reply = None;
+        let mut consumed = Vec::new();
 
         if let Some(step) = &route.verify {
             let verdict = timed(
                 metrics,
                 step,
                 Stage::Verify,
-                step.plugin.verify(&step.ctx, req),
+                step.plugin.verify(&*budget.ctx(step, Stage::Verify)?, req),
             )
             .await?;
             match verdict {
@@ -239,10 +286,12 @@ impl Snapshot {
                     id,
                     event_type: et,
                     reply: rep,
+                    consumed: c,
                 } => {
                     source_id = id;
                     event_type = et;
                     reply = rep;
+                    consumed = c;
                 }
             }
         }
@@ -260,7 +309,11 @@ impl Snapshot {
             headers: req
                 .headers
                 .iter()
-                .filter(|(k, _)| !DROPPED_HEADERS.contains(&k.as_str()))
+                .filter(|(k, _)| {
+                    !DROPPED_HEADERS.contains(&k.as_str())
+                        && (!credential::is_credential(k, &consumed)
+                            || route.keep_headers.contains(k))
+                })
                 .cloned()
                 .collect(),
             body: req.body.clone(),
@@ -275,10 +328,16 @@ impl Snapshot {
                         metrics,
                         step,
                         Stage::Transform,
-                        step.plugin.transform(&step.ctx, m),
+                        step.plugin
+                            .transform(&*budget.ctx(step, Stage::Transform)?, m),
                     )
                     .await?,
                 );
+            }
+            if next.len() > MAX_MESSAGES_PER_REQUEST {
+                return Err(PipelineError::TooManyMessages {
+                    limit: MAX_MESSAGES_PER_REQUEST,
+                });
             }
             messages = next;
         }
@@ -308,7 +367,8 @@ impl Snapshot {
                         metrics,
                         step,
                         Stage::Route,
-                        step.plugin.route(&step.ctx, &message, &route.to),
+                        step.plugin
+                            .route(&*budget.ctx(step, Stage::Route)?, &message, &route.to),
                     )
                     .await?
                 }
@@ -349,6 +409,39 @@ impl Snapshot {
             routed,
             reply,
         })
+    }
+}
+
+/// What is left of one request's plugin time.
+struct Budget {
+    deadline: Instant,
+    total: std::time::Duration,
+}
+
+impl Budget {
+    /// `step`'s context with its deadline cut to what the request has left;
+    /// a timeout of the step when nothing is left.
+    fn ctx<'a>(
+        &self,
+        step: &'a PluginStep,
+        stage: Stage,
+    ) -> Result<std::borrow::Cow<'a, CallContext>, PipelineError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(PipelineError::Plugin {
+                stage,
+                source: PluginError::Timeout {
+                    plugin: step.plugin.name().clone(),
+                    timeout: self.total,
+                },
+            });
+        }
+        if left >= step.ctx.limits.timeout {
+            return Ok(std::borrow::Cow::Borrowed(&step.ctx));
+        }
+        let mut ctx = step.ctx.clone();
+        ctx.limits.timeout = left;
+        Ok(std::borrow::Cow::Owned(ctx))
     }
 }
 

@@ -15,12 +15,32 @@ use subtle::ConstantTimeEq;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, HashAlgorithm, Level};
+use super::bindings;
+use super::bindings::v1::hookgate::plugin::host as v1h;
+use super::bindings::v2::hookgate::plugin::host as v2h;
+use super::bindings::v2::hookgate::plugin::http as v2http;
+use super::bindings::v2::hookgate::plugin::types as v2types;
 use super::limits::MemoryLimiter;
 
 /// Longest log line a plugin may write; the rest is cut so a plugin cannot
 /// flood the gateway's log.
 const MAX_LOG_LINE: usize = 4096;
+
+/// Log lines one call may write. A verify or transform has a handful to
+/// say; a plugin logging in a loop would otherwise flood the log with
+/// attacker-triggered lines.
+const MAX_LOG_LINES: u32 = 32;
+
+/// The hash functions plugins may use, whatever WIT version they speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-512.
+    Sha512,
+}
 
 /// A plugin's `with:` block, prepared once per config generation so calls
 /// only clone an `Arc`.
@@ -50,6 +70,10 @@ pub struct CallContext {
     pub route: Arc<str>,
     /// The `with:` block.
     pub config: Arc<PluginConfig>,
+    /// Deadline and memory cap of this use of the plugin.
+    pub limits: super::PluginLimits,
+    /// Outbound HTTP for this use of the plugin; `None` (the default) is off.
+    pub http: Option<Arc<crate::delivery::plugin_http::PluginHttp>>,
 }
 
 /// Everything one plugin call's `Store` holds.
@@ -58,6 +82,8 @@ pub struct CallState {
     table: ResourceTable,
     pub(super) limiter: MemoryLimiter,
     ctx: CallContext,
+    log_lines: u32,
+    random_bytes: u64,
 }
 
 impl CallState {
@@ -70,12 +96,23 @@ impl CallState {
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(super::limits::MAX_RESOURCES);
         CallState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter::new(memory_limit),
             ctx,
+            log_lines: 0,
+            random_bytes: 0,
         }
+    }
+}
+
+impl CallState {
+    /// The limits this call runs under.
+    pub(super) fn limits(&self) -> super::PluginLimits {
+        self.ctx.limits
     }
 }
 
@@ -88,70 +125,262 @@ impl WasiView for CallState {
     }
 }
 
-impl bindings::types::Host for CallState {}
-
-impl bindings::Host for CallState {
-    fn config(&mut self) -> String {
+impl CallState {
+    fn config_json(&self) -> String {
         self.ctx.config.json.clone()
     }
 
-    fn config_get(&mut self, key: String) -> Option<String> {
-        match self.ctx.config.map.get(&key) {
+    fn config_value(&self, key: &str) -> Option<String> {
+        match self.ctx.config.map.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => Some(other.to_string()),
         }
     }
 
-    fn log(&mut self, level: Level, message: String) {
-        let mut message = message;
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push('…');
-        }
+    /// One plugin log line: newlines escaped so a plugin cannot forge
+    /// lines of the gateway's log, cut at [`MAX_LOG_LINE`], and at most
+    /// [`MAX_LOG_LINES`] per call (the rest are counted, and the count is
+    /// logged once).
+    fn log_line(&mut self, level: tracing::Level, message: &str) {
+        self.log_lines += 1;
         let plugin = &*self.ctx.plugin;
         let route = &*self.ctx.route;
+        if self.log_lines > MAX_LOG_LINES {
+            if self.log_lines == MAX_LOG_LINES + 1 {
+                tracing::warn!(target: "hookgate::plugin", plugin, route, "plugin logged more than {MAX_LOG_LINES} lines in one call; dropping the rest");
+            }
+            return;
+        }
+        let message = escape_log(message);
         match level {
-            Level::Trace => tracing::trace!(target: "hookgate::plugin", plugin, route, "{message}"),
-            Level::Debug => tracing::debug!(target: "hookgate::plugin", plugin, route, "{message}"),
-            Level::Info => tracing::info!(target: "hookgate::plugin", plugin, route, "{message}"),
-            Level::Warn => tracing::warn!(target: "hookgate::plugin", plugin, route, "{message}"),
-            Level::Error => tracing::error!(target: "hookgate::plugin", plugin, route, "{message}"),
+            tracing::Level::TRACE => {
+                tracing::trace!(target: "hookgate::plugin", plugin, route, "{message}")
+            }
+            tracing::Level::DEBUG => {
+                tracing::debug!(target: "hookgate::plugin", plugin, route, "{message}")
+            }
+            tracing::Level::INFO => {
+                tracing::info!(target: "hookgate::plugin", plugin, route, "{message}")
+            }
+            tracing::Level::WARN => {
+                tracing::warn!(target: "hookgate::plugin", plugin, route, "{message}")
+            }
+            tracing::Level::ERROR => {
+                tracing::error!(target: "hookgate::plugin", plugin, route, "{message}")
+            }
         }
     }
+}
 
-    fn hmac(&mut self, algorithm: HashAlgorithm, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
-        hmac_of(algorithm, &key, &data)
+/// `message` with control characters escaped (`\n`, `\r`, `\u{1b}`, ...)
+/// and cut at [`MAX_LOG_LINE`] bytes.
+fn escape_log(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_LOG_LINE) + 8);
+    for c in message.chars() {
+        if out.len() >= MAX_LOG_LINE {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
+    out
+}
 
+fn level_v1(level: v1h::Level) -> tracing::Level {
+    match level {
+        v1h::Level::Trace => tracing::Level::TRACE,
+        v1h::Level::Debug => tracing::Level::DEBUG,
+        v1h::Level::Info => tracing::Level::INFO,
+        v1h::Level::Warn => tracing::Level::WARN,
+        v1h::Level::Error => tracing::Level::ERROR,
+    }
+}
+
+fn level_v2(level: v2h::Level) -> tracing::Level {
+    match level {
+        v2h::Level::Trace => tracing::Level::TRACE,
+        v2h::Level::Debug => tracing::Level::DEBUG,
+        v2h::Level::Info => tracing::Level::INFO,
+        v2h::Level::Warn => tracing::Level::WARN,
+        v2h::Level::Error => tracing::Level::ERROR,
+    }
+}
+
+fn hash_v1(a: v1h::HashAlgorithm) -> HashAlgorithm {
+    match a {
+        v1h::HashAlgorithm::Sha1 => HashAlgorithm::Sha1,
+        v1h::HashAlgorithm::Sha256 => HashAlgorithm::Sha256,
+        v1h::HashAlgorithm::Sha512 => HashAlgorithm::Sha512,
+    }
+}
+
+fn hash_v2(a: v2h::HashAlgorithm) -> HashAlgorithm {
+    match a {
+        v2h::HashAlgorithm::Sha1 => HashAlgorithm::Sha1,
+        v2h::HashAlgorithm::Sha256 => HashAlgorithm::Sha256,
+        v2h::HashAlgorithm::Sha512 => HashAlgorithm::Sha512,
+    }
+}
+
+impl bindings::v1::hookgate::plugin::types::Host for CallState {}
+impl bindings::v2::hookgate::plugin::types::Host for CallState {}
+
+impl v1h::Host for CallState {
+    fn config(&mut self) -> String {
+        self.config_json()
+    }
+    fn config_get(&mut self, key: String) -> Option<String> {
+        self.config_value(&key)
+    }
+    fn log(&mut self, level: v1h::Level, message: String) {
+        self.log_line(level_v1(level), &message);
+    }
+    fn hmac(&mut self, algorithm: v1h::HashAlgorithm, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
+        hmac_of(hash_v1(algorithm), &key, &data)
+    }
     fn hmac_verify(
         &mut self,
-        algorithm: HashAlgorithm,
+        algorithm: v1h::HashAlgorithm,
         key: Vec<u8>,
         data: Vec<u8>,
         expected: Vec<u8>,
     ) -> bool {
-        constant_time_eq(&hmac_of(algorithm, &key, &data), &expected)
+        constant_time_eq(&hmac_of(hash_v1(algorithm), &key, &data), &expected)
     }
-
-    fn digest(&mut self, algorithm: HashAlgorithm, data: Vec<u8>) -> Vec<u8> {
-        match algorithm {
-            HashAlgorithm::Sha1 => Sha1::digest(&data).to_vec(),
-            HashAlgorithm::Sha256 => Sha256::digest(&data).to_vec(),
-            HashAlgorithm::Sha512 => Sha512::digest(&data).to_vec(),
-        }
+    fn digest(&mut self, algorithm: v1h::HashAlgorithm, data: Vec<u8>) -> Vec<u8> {
+        digest_of(hash_v1(algorithm), &data)
     }
-
     fn constant_time_eq(&mut self, a: Vec<u8>, b: Vec<u8>) -> bool {
         constant_time_eq(&a, &b)
     }
-
     fn now_ms(&mut self) -> u64 {
         crate::clock::now_ms()
+    }
+}
+
+impl v2h::Host for CallState {
+    fn config(&mut self) -> String {
+        self.config_json()
+    }
+    fn config_get(&mut self, key: String) -> Option<String> {
+        self.config_value(&key)
+    }
+    fn log(&mut self, level: v2h::Level, message: String) {
+        self.log_line(level_v2(level), &message);
+    }
+    fn hmac(&mut self, algorithm: v2h::HashAlgorithm, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
+        hmac_of(hash_v2(algorithm), &key, &data)
+    }
+    fn hmac_verify(
+        &mut self,
+        algorithm: v2h::HashAlgorithm,
+        key: Vec<u8>,
+        data: Vec<u8>,
+        expected: Vec<u8>,
+    ) -> bool {
+        constant_time_eq(&hmac_of(hash_v2(algorithm), &key, &data), &expected)
+    }
+    fn digest(&mut self, algorithm: v2h::HashAlgorithm, data: Vec<u8>) -> Vec<u8> {
+        digest_of(hash_v2(algorithm), &data)
+    }
+    fn constant_time_eq(&mut self, a: Vec<u8>, b: Vec<u8>) -> bool {
+        constant_time_eq(&a, &b)
+    }
+    fn now_ms(&mut self) -> u64 {
+        crate::clock::now_ms()
+    }
+}
+
+impl v2http::Host for CallState {
+    async fn send(
+        &mut self,
+        req: v2http::OutgoingRequest,
+    ) -> Result<v2http::IncomingResponse, v2http::HttpError> {
+        use crate::delivery::plugin_http::{PluginHttpError, PluginHttpRequest};
+        let Some(http) = self.ctx.http.clone() else {
+            return Err(v2http::HttpError::Denied(
+                "outbound HTTP is off for this plugin (allow it with `http: { allow: [...] }` on the route)".to_owned(),
+            ));
+        };
+        let request = PluginHttpRequest {
+            method: req.method,
+            url: req.url,
+            headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: req.body,
+        };
+        match http.send(request).await {
+            Ok(resp) => Ok(v2http::IncomingResponse {
+                status: resp.status,
+                headers: resp
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| v2types::Header { name, value })
+                    .collect(),
+                body: resp.body,
+            }),
+            Err(PluginHttpError::Denied(why)) => Err(v2http::HttpError::Denied(why)),
+            Err(PluginHttpError::Redirect(to)) => Err(v2http::HttpError::Redirect(to)),
+            Err(PluginHttpError::TooLarge) => Err(v2http::HttpError::TooLarge),
+            Err(PluginHttpError::Timeout) => Err(v2http::HttpError::Timeout),
+            Err(PluginHttpError::Failed(why)) => Err(v2http::HttpError::Failed(why)),
+        }
+    }
+}
+
+/// Replaces WASI's `get-random-bytes` and `get-random-u64` with versions
+/// that count what one call draws and trap past
+/// [`MAX_RANDOM_BYTES`](super::limits::MAX_RANDOM_BYTES). Guests of any
+/// 0.2.x WASI link to these (the linker matches semver-compatible names).
+pub(super) fn add_random_budget(
+    linker: &mut wasmtime::component::Linker<CallState>,
+) -> wasmtime::Result<()> {
+    use rand::RngCore;
+    use wasmtime::StoreContextMut;
+
+    fn take(state: &mut CallState, n: u64) -> wasmtime::Result<()> {
+        state.random_bytes = state.random_bytes.saturating_add(n);
+        if state.random_bytes > super::limits::MAX_RANDOM_BYTES {
+            wasmtime::bail!(
+                "plugin drew more than {} random bytes in one call",
+                super::limits::MAX_RANDOM_BYTES
+            );
+        }
+        Ok(())
+    }
+
+    linker.allow_shadowing(true);
+    let mut random = linker.instance("wasi:random/random@0.2.12")?;
+    random.func_wrap(
+        "get-random-bytes",
+        |mut store: StoreContextMut<'_, CallState>, (len,): (u64,)| {
+            take(store.data_mut(), len)?;
+            let mut buf = vec![0u8; len as usize];
+            rand::rng().fill_bytes(&mut buf);
+            Ok((buf,))
+        },
+    )?;
+    random.func_wrap(
+        "get-random-u64",
+        |mut store: StoreContextMut<'_, CallState>, (): ()| {
+            take(store.data_mut(), 8)?;
+            Ok((rand::rng().next_u64(),))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Digest of `data`.
+fn digest_of(algorithm: HashAlgorithm, data: &[u8]) -> Vec<u8> {
+    match algorithm {
+        HashAlgorithm::Sha1 => Sha1::digest(data).to_vec(),
+        HashAlgorithm::Sha256 => Sha256::digest(data).to_vec(),
+        HashAlgorithm::Sha512 => Sha512::digest(data).to_vec(),
     }
 }
 
@@ -192,6 +421,13 @@ mod tests {
             hex::encode(mac),
             "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
         );
+    }
+
+    #[test]
+    fn log_lines_cannot_forge_lines_or_run_on() {
+        assert_eq!(escape_log("a\nb\r\u{1b}[31m"), "a\\nb\\r\\u{1b}[31m");
+        let long = "x".repeat(MAX_LOG_LINE * 2);
+        assert!(escape_log(&long).len() <= MAX_LOG_LINE + '…'.len_utf8());
     }
 
     #[test]

@@ -19,35 +19,83 @@ pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(100);
 /// `timeout + EPOCH_TICK`.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Requests of one route that may run plugins at once unless the route says
+/// otherwise. A plugin call holds a pooled instance for its whole duration,
+/// and the pool has `POOL_INSTANCES` (128) of them: a quarter per route lets
+/// a route whose plugin hangs until its deadline fill only its own share.
+/// Healthy calls take microseconds, so a route rarely has more than one per
+/// runtime thread in flight.
+pub const DEFAULT_ROUTE_IN_FLIGHT: usize = 32;
+
 /// Table elements a plugin may grow to (function references).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// Caps linear memory and records whether the cap was hit, so a trap that
-/// follows a refused `memory.grow` is reported as out-of-memory rather than
-/// as a generic trap.
+/// Linear memories one component may have. A Rust component has one; a
+/// few more leave room for other toolchains' adapters. Each is a pool
+/// slot, so a component with dozens would starve the pool.
+pub const MAX_MEMORIES: usize = 4;
+
+/// Tables one component may have (the component model's glue adds a few).
+pub const MAX_TABLES: usize = 32;
+
+/// Core instances one component may create: a Rust component needs about
+/// five (its module plus the canonical-ABI glue).
+pub const MAX_CORE_INSTANCES: usize = 32;
+
+/// Handles (streams, pollables, HTTP bodies) live at once in one call's
+/// resource table. A verify needs a handful; this stops a guest from
+/// growing host memory by opening handles in a loop.
+pub const MAX_RESOURCES: usize = 256;
+
+/// Random bytes one call may draw from the host (a `HashMap`'s seed is 16).
+/// Past this the call traps: a plugin has no business draining entropy.
+pub const MAX_RANDOM_BYTES: u64 = 64 << 10;
+
+/// Messages one request may become after every transform: fan-out past
+/// this is refused (500) rather than written to the store.
+pub const MAX_MESSAGES_PER_REQUEST: usize = 256;
+
+/// Plugin time one request may use across all its calls, unless the route
+/// says otherwise: a chain of transforms each just under its deadline
+/// must not hold the provider's request for a multiple of it.
+pub const DEFAULT_REQUEST_PLUGIN_TIME: Duration = Duration::from_secs(1);
+
+/// Caps linear memory (summed over every memory of the component) and the
+/// number of memories, tables and core instances, and records whether the
+/// memory cap was hit, so a trap that follows a refused `memory.grow` is
+/// reported as out-of-memory rather than as a generic trap.
 #[derive(Debug)]
 pub struct MemoryLimiter {
     limit: usize,
+    used: usize,
     pub(super) hit: bool,
 }
 
 impl MemoryLimiter {
     pub(super) fn new(limit: usize) -> Self {
-        MemoryLimiter { limit, hit: false }
+        MemoryLimiter {
+            limit,
+            used: 0,
+            hit: false,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+        // Called for every memory, including at instantiation (current 0),
+        // so `used` is the component's total.
+        let total = self.used - current.min(self.used) + desired;
+        if total > self.limit {
             self.hit = true;
             return Ok(false);
         }
+        self.used = total;
         Ok(true)
     }
 
@@ -58,6 +106,18 @@ impl ResourceLimiter for MemoryLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -80,4 +140,22 @@ pub fn spawn_ticker(engine: EngineWeak) {
             }
         })
         .expect("spawning the epoch ticker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_summed_across_memories() {
+        let mut l = MemoryLimiter::new(10);
+        assert!(l.memory_growing(0, 4, None).unwrap());
+        assert!(l.memory_growing(0, 4, None).unwrap());
+        // A third memory of 4 would make 12.
+        assert!(!l.memory_growing(0, 4, None).unwrap());
+        assert!(l.hit);
+        // Growing the first memory from 4 to 6 makes 10: allowed.
+        assert!(l.memory_growing(4, 6, None).unwrap());
+        assert!(!l.memory_growing(6, 7, None).unwrap());
+    }
 }

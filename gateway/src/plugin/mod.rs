@@ -17,17 +17,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
 use wasmtime::{
     Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
     PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
-use bindings::{Plugin, PluginPre};
+use bindings::v2::exports::hookgate::plugin as v2x;
 
-pub use bindings::HashAlgorithm;
-pub use host::{CallContext, PluginConfig, constant_time_eq, hmac_of};
-pub use limits::{DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT, EPOCH_TICK};
+pub use host::{CallContext, HashAlgorithm, PluginConfig, constant_time_eq, hmac_of};
+pub use limits::{
+    DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT, DEFAULT_REQUEST_PLUGIN_TIME,
+    DEFAULT_ROUTE_IN_FLIGHT, EPOCH_TICK, MAX_MESSAGES_PER_REQUEST,
+};
 pub use types::{GuestError, HeaderPair, InboundRequest, Message, PluginResponse, Verdict};
 
 use host::CallState;
@@ -130,6 +132,15 @@ pub enum LoadError {
         /// The call's failure.
         #[source]
         source: Box<PluginError>,
+    },
+    /// Declares stages it does not export, or exports stages it does not
+    /// declare.
+    #[error("plugin `{name}` {message}")]
+    Stages {
+        /// Plugin name.
+        name: String,
+        /// Which stages disagree.
+        message: String,
     },
     /// Could not read the file.
     #[error("cannot read plugin `{name}` from {path}: {source}")]
@@ -302,7 +313,9 @@ impl PluginEngine {
 
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+        bindings::v1::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+        bindings::v2::HostView::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+        host::add_random_budget(&mut linker)?;
 
         limits::spawn_ticker(engine.weak());
         Ok(PluginEngine {
@@ -341,7 +354,7 @@ impl PluginEngine {
         let engine = self.engine.clone();
         let linker = self.linker.clone();
         let owned_name = name.to_owned();
-        let pre = tokio::task::spawn_blocking(move || {
+        let (pre, api) = tokio::task::spawn_blocking(move || {
             let component = Component::new(&engine, &wasm).map_err(|e| LoadError::Compile {
                 name: owned_name.clone(),
                 message: format!("{e:#}"),
@@ -350,8 +363,9 @@ impl PluginEngine {
                 name: owned_name.clone(),
                 message: format!("{e:#}"),
             };
-            let instance_pre = linker.instantiate_pre(&component).map_err(link)?;
-            PluginPre::new(instance_pre).map_err(link)
+            let pre = linker.instantiate_pre(&component).map_err(link)?;
+            let api = Api::of(&pre).map_err(link)?;
+            Ok::<_, LoadError>((pre, api))
         })
         .await
         .map_err(|e| LoadError::Compile {
@@ -362,6 +376,7 @@ impl PluginEngine {
             name: Arc::from(name),
             engine: self.clone(),
             pre,
+            api,
             version: String::new(),
             stages: Vec::new(),
             hash,
@@ -373,29 +388,182 @@ impl PluginEngine {
             plugin: plugin.name.clone(),
             route: Arc::from(""),
             config: Arc::new(PluginConfig::default()),
+            limits: self.limits,
+            http: None,
         };
-        let info = plugin
-            .call(&ctx, async |store, p| {
-                p.hookgate_plugin_metadata().call_describe(store).await
-            })
-            .await
-            .map_err(|e| LoadError::Describe {
-                name: name.to_owned(),
-                source: Box::new(e),
-            })?;
-        plugin.version = info.version;
-        plugin.stages = info
-            .stages
-            .into_iter()
-            .map(|s| match s {
-                bindings::types::Stage::Verify => Stage::Verify,
-                bindings::types::Stage::Transform => Stage::Transform,
-                bindings::types::Stage::Route => Stage::Route,
-            })
-            .collect();
+        let describe_error = |e| LoadError::Describe {
+            name: name.to_owned(),
+            source: Box::new(e),
+        };
+        let (version, stages) = match &plugin.api {
+            Api::V1(indices) => {
+                let info = plugin
+                    .call(&ctx, async |store, instance| {
+                        let p = indices.load(&mut *store, instance)?;
+                        p.hookgate_plugin_metadata().call_describe(store).await
+                    })
+                    .await
+                    .map_err(describe_error)?;
+                let stages = info.stages.into_iter().map(Stage::from_v1).collect();
+                (info.version, stages)
+            }
+            Api::V2(api) => {
+                let info = plugin
+                    .call(&ctx, async |store, instance| {
+                        // Loading every exported stage type-checks it now,
+                        // not at a webhook.
+                        api.load_stages(&mut *store, instance)?;
+                        api.metadata
+                            .load(&mut *store, instance)?
+                            .call_describe(store)
+                            .await
+                    })
+                    .await
+                    .map_err(describe_error)?;
+                let declared: Vec<Stage> = info.stages.into_iter().map(Stage::from_v2).collect();
+                let exported = api.exported();
+                if let Some(s) = declared.iter().find(|s| !exported.contains(s)) {
+                    return Err(LoadError::Stages {
+                        name: name.to_owned(),
+                        message: format!(
+                            "declares stage {s} but does not export hookgate:plugin/{}@0.2.0",
+                            s.interface()
+                        ),
+                    });
+                }
+                if let Some(s) = exported.iter().find(|s| !declared.contains(s)) {
+                    return Err(LoadError::Stages {
+                        name: name.to_owned(),
+                        message: format!(
+                            "exports hookgate:plugin/{}@0.2.0 but does not declare stage {s}",
+                            s.interface()
+                        ),
+                    });
+                }
+                (info.version, declared)
+            }
+        };
+        plugin.version = version;
+        plugin.stages = stages;
         plugin.load_time = started.elapsed();
         Ok(plugin)
     }
+}
+
+/// Which WIT version a component speaks, with the export indices looked up
+/// once at load.
+enum Api {
+    /// 0.1.0: every stage exported; `describe` says which are real.
+    V1(bindings::v1::PluginIndices),
+    /// 0.2.0: only the implemented stages exported.
+    V2(Box<V2Api>),
+}
+
+/// A 0.2.0 component's exports.
+struct V2Api {
+    metadata: v2x::metadata::GuestIndices,
+    verifier: Option<v2x::verifier::GuestIndices>,
+    transformer: Option<v2x::transformer::GuestIndices>,
+    router: Option<v2x::router::GuestIndices>,
+}
+
+impl Api {
+    /// Reads the version and the stages from the component's exports.
+    fn of(pre: &InstancePre<CallState>) -> wasmtime::Result<Self> {
+        let component = pre.component();
+        if component
+            .get_export_index(None, "hookgate:plugin/metadata@0.2.0")
+            .is_some()
+        {
+            return Ok(Api::V2(Box::new(V2Api {
+                metadata: v2x::metadata::GuestIndices::new(pre)?,
+                verifier: v2x::verifier::GuestIndices::new(pre).ok(),
+                transformer: v2x::transformer::GuestIndices::new(pre).ok(),
+                router: v2x::router::GuestIndices::new(pre).ok(),
+            })));
+        }
+        if component
+            .get_export_index(None, "hookgate:plugin/metadata@0.1.0")
+            .is_some()
+        {
+            return Ok(Api::V1(bindings::v1::PluginIndices::new(pre)?));
+        }
+        Err(wasmtime::format_err!(
+            "it exports neither hookgate:plugin/metadata@0.2.0 nor hookgate:plugin/metadata@0.1.0"
+        ))
+    }
+}
+
+impl V2Api {
+    fn exported(&self) -> Vec<Stage> {
+        let mut stages = Vec::new();
+        if self.verifier.is_some() {
+            stages.push(Stage::Verify);
+        }
+        if self.transformer.is_some() {
+            stages.push(Stage::Transform);
+        }
+        if self.router.is_some() {
+            stages.push(Stage::Route);
+        }
+        stages
+    }
+
+    fn load_stages(
+        &self,
+        store: &mut Store<CallState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<()> {
+        if let Some(v) = &self.verifier {
+            v.load(&mut *store, instance)?;
+        }
+        if let Some(t) = &self.transformer {
+            t.load(&mut *store, instance)?;
+        }
+        if let Some(r) = &self.router {
+            r.load(&mut *store, instance)?;
+        }
+        Ok(())
+    }
+}
+
+impl Stage {
+    fn from_v1(s: bindings::v1::hookgate::plugin::types::Stage) -> Self {
+        use bindings::v1::hookgate::plugin::types::Stage as W;
+        match s {
+            W::Verify => Stage::Verify,
+            W::Transform => Stage::Transform,
+            W::Route => Stage::Route,
+        }
+    }
+
+    fn from_v2(s: bindings::v2::hookgate::plugin::types::Stage) -> Self {
+        use bindings::v2::hookgate::plugin::types::Stage as W;
+        match s {
+            W::Verify => Stage::Verify,
+            W::Transform => Stage::Transform,
+            W::Route => Stage::Route,
+        }
+    }
+
+    /// The WIT interface that implements the stage.
+    fn interface(self) -> &'static str {
+        match self {
+            Stage::Verify => "verifier",
+            Stage::Transform => "transformer",
+            Stage::Route => "router",
+        }
+    }
+}
+
+/// One problem a plugin found in a `with:` block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WithError {
+    /// Path inside `with:` (`secert`, `rules[1].event`); empty for the
+    /// whole block.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// A compiled, pre-instantiated plugin. Cheap to share (`Arc`); each call
@@ -403,7 +571,8 @@ impl PluginEngine {
 pub struct LoadedPlugin {
     name: Arc<str>,
     engine: PluginEngine,
-    pre: PluginPre<CallState>,
+    pre: InstancePre<CallState>,
+    api: Api,
     version: String,
     stages: Vec<Stage>,
     hash: String,
@@ -465,19 +634,85 @@ impl LoadedPlugin {
         &self.stages
     }
 
+    /// The WIT version the component speaks (`0.1.0` or `0.2.0`).
+    pub fn wit_version(&self) -> &'static str {
+        match self.api {
+            Api::V1(_) => "0.1.0",
+            Api::V2(_) => "0.2.0",
+        }
+    }
+
+    /// Asks the plugin whether `with` suits it (0.2.0 `validate-config`).
+    /// 0.1.0 plugins cannot say, so everything suits them here and a bad
+    /// key shows at the first request.
+    pub async fn validate_config(
+        &self,
+        with: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), Vec<WithError>> {
+        let Api::V2(api) = &self.api else {
+            return Ok(());
+        };
+        let ctx = CallContext {
+            plugin: self.name.clone(),
+            route: Arc::from(""),
+            config: Arc::new(PluginConfig::new(Some(with))),
+            limits: self.engine.limits,
+            http: None,
+        };
+        let json = serde_json::Value::Object(with.clone()).to_string();
+        let result = self
+            .call(&ctx, async |store, instance| {
+                api.metadata
+                    .load(&mut *store, instance)?
+                    .call_validate_config(store, &json)
+                    .await
+            })
+            .await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(errors)) => Err(errors
+                .into_iter()
+                .map(|e| WithError {
+                    path: e.path,
+                    message: e.message,
+                })
+                .collect()),
+            Err(e) => Err(vec![WithError {
+                path: String::new(),
+                message: format!("could not be checked: {e}"),
+            }]),
+        }
+    }
+
     /// Runs the verifier on the raw request.
     pub async fn verify(
         &self,
         ctx: &CallContext,
         req: &InboundRequest,
     ) -> Result<Verdict, PluginError> {
-        let req = req.to_wit();
-        self.call(ctx, async |store, p| {
-            p.hookgate_plugin_verifier().call_verify(store, &req).await
-        })
-        .await
-        .and_then(|r| self.guest(r))
-        .map(Verdict::from_wit)
+        match &self.api {
+            Api::V1(indices) => {
+                let req = types::v1::request(req);
+                self.call(ctx, async |store, instance| {
+                    let p = indices.load(&mut *store, instance)?;
+                    p.hookgate_plugin_verifier().call_verify(store, &req).await
+                })
+                .await
+                .and_then(|r| self.guest(r.map_err(types::v1::error_from)))
+                .map(types::v1::verdict_from)
+            }
+            Api::V2(api) => {
+                let indices = self.exported_stage(api.verifier.as_ref(), Stage::Verify)?;
+                let req = types::v2::request(req);
+                self.call(ctx, async |store, instance| {
+                    let g = indices.load(&mut *store, instance)?;
+                    g.call_verify(store, &req).await
+                })
+                .await
+                .and_then(|r| self.guest(r.map_err(types::v2::error_from)))
+                .map(types::v2::verdict_from)
+            }
+        }
     }
 
     /// Runs the transformer on one message.
@@ -486,15 +721,31 @@ impl LoadedPlugin {
         ctx: &CallContext,
         msg: &Message,
     ) -> Result<Vec<Message>, PluginError> {
-        let msg = msg.to_wit();
-        self.call(ctx, async |store, p| {
-            p.hookgate_plugin_transformer()
-                .call_transform(store, &msg)
+        match &self.api {
+            Api::V1(indices) => {
+                let msg = types::v1::message(msg);
+                self.call(ctx, async |store, instance| {
+                    let p = indices.load(&mut *store, instance)?;
+                    p.hookgate_plugin_transformer()
+                        .call_transform(store, &msg)
+                        .await
+                })
                 .await
-        })
-        .await
-        .and_then(|r| self.guest(r))
-        .map(|msgs| msgs.into_iter().map(Message::from_wit).collect())
+                .and_then(|r| self.guest(r.map_err(types::v1::error_from)))
+                .map(|msgs| msgs.into_iter().map(types::v1::message_from).collect())
+            }
+            Api::V2(api) => {
+                let indices = self.exported_stage(api.transformer.as_ref(), Stage::Transform)?;
+                let msg = types::v2::message(msg);
+                self.call(ctx, async |store, instance| {
+                    let g = indices.load(&mut *store, instance)?;
+                    g.call_transform(store, &msg).await
+                })
+                .await
+                .and_then(|r| self.guest(r.map_err(types::v2::error_from)))
+                .map(|msgs| msgs.into_iter().map(types::v2::message_from).collect())
+            }
+        }
     }
 
     /// Runs the router on one message.
@@ -504,31 +755,66 @@ impl LoadedPlugin {
         msg: &Message,
         defaults: &[String],
     ) -> Result<Vec<String>, PluginError> {
-        let msg = msg.to_wit();
-        self.call(ctx, async |store, p| {
-            p.hookgate_plugin_router()
-                .call_route(store, &msg, defaults)
+        match &self.api {
+            Api::V1(indices) => {
+                let msg = types::v1::message(msg);
+                self.call(ctx, async |store, instance| {
+                    let p = indices.load(&mut *store, instance)?;
+                    p.hookgate_plugin_router()
+                        .call_route(store, &msg, defaults)
+                        .await
+                })
                 .await
-        })
-        .await
-        .and_then(|r| self.guest(r))
+                .and_then(|r| self.guest(r.map_err(types::v1::error_from)))
+            }
+            Api::V2(api) => {
+                let indices = self.exported_stage(api.router.as_ref(), Stage::Route)?;
+                let msg = types::v2::message(msg);
+                self.call(ctx, async |store, instance| {
+                    let g = indices.load(&mut *store, instance)?;
+                    g.call_route(store, &msg, defaults).await
+                })
+                .await
+                .and_then(|r| self.guest(r.map_err(types::v2::error_from)))
+            }
+        }
     }
 
-    fn guest<T>(&self, r: Result<T, bindings::types::Error>) -> Result<T, PluginError> {
-        r.map_err(|e| PluginError::Guest {
+    /// The indices of an exported stage. The pipeline only binds a plugin
+    /// to stages it has, so a miss is the gateway's bug, reported as an
+    /// instantiation failure rather than a panic.
+    fn exported_stage<'a, T>(
+        &self,
+        indices: Option<&'a T>,
+        stage: Stage,
+    ) -> Result<&'a T, PluginError> {
+        indices.ok_or_else(|| PluginError::Instantiate {
             plugin: self.name.clone(),
-            error: e.into(),
+            message: format!("does not export the {stage} stage"),
         })
     }
 
-    /// One bounded call: fresh store, memory cap, and a deadline checked at
-    /// every epoch tick, where the guest also yields to the runtime.
+    fn guest<T>(&self, r: Result<T, GuestError>) -> Result<T, PluginError> {
+        r.map_err(|error| PluginError::Guest {
+            plugin: self.name.clone(),
+            error,
+        })
+    }
+
+    /// One bounded call: fresh store, memory cap, a deadline checked at
+    /// every epoch tick (where the guest also yields to the runtime), and a
+    /// wall-clock timer around the whole call.
+    ///
+    /// The epoch check alone only fires while wasm code runs: a guest
+    /// blocked in a host call (a WASI `poll` on a sleep, say) runs none, so
+    /// the outer timer is what makes the deadline hold. Dropping the call's
+    /// future on timeout unwinds the guest's fiber; the store goes with it.
     async fn call<R>(
         &self,
         ctx: &CallContext,
-        f: impl AsyncFnOnce(&mut Store<CallState>, &Plugin) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        let limits = self.engine.limits;
+        let limits = ctx.limits;
         let started = Instant::now();
         let deadline = started + limits.timeout;
         let mut store = Store::new(
@@ -544,12 +830,24 @@ impl LoadedPlugin {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let instance = match self.pre.instantiate_async(&mut store).await {
-            Ok(i) => i,
-            Err(e) => return Err(self.classify(e, &store, started, true)),
+        let work = async {
+            let instance = match self.pre.instantiate_async(&mut store).await {
+                Ok(i) => i,
+                Err(e) => return Err((e, true)),
+            };
+            f(&mut store, &instance).await.map_err(|e| (e, false))
         };
-        let result = f(&mut store, &instance).await;
-        result.map_err(|e| self.classify(e, &store, started, false))
+        // The epoch callback ends running wasm at the first tick past the
+        // deadline; this timer is the backstop for a guest that runs none,
+        // one tick later so that the two do not race over running code.
+        match tokio::time::timeout_at((deadline + EPOCH_TICK).into(), work).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err((e, instantiating))) => Err(self.classify(e, &store, started, instantiating)),
+            Err(_elapsed) => Err(PluginError::Timeout {
+                plugin: self.name.clone(),
+                timeout: limits.timeout,
+            }),
+        }
     }
 
     fn classify(
@@ -560,7 +858,7 @@ impl LoadedPlugin {
         instantiating: bool,
     ) -> PluginError {
         let plugin = self.name.clone();
-        let limits = self.engine.limits;
+        let limits = store.data().limits();
         if store.data().limiter.hit {
             return PluginError::OutOfMemory {
                 plugin,

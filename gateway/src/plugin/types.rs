@@ -3,8 +3,6 @@
 
 use bytes::Bytes;
 
-use super::bindings::types as wit;
-
 /// A header as (lowercase name, value).
 pub type HeaderPair = (String, String);
 
@@ -85,6 +83,9 @@ pub enum Verdict {
         event_type: Option<String>,
         /// Reply to send instead of the default 202 (still forwards).
         reply: Option<PluginResponse>,
+        /// Request headers the verifier used as credentials (lowercase);
+        /// never forwarded. Empty from 0.1 plugins, which cannot say.
+        consumed: Vec<String>,
     },
     /// Refused with a 4xx status and reason.
     Reject {
@@ -111,92 +112,120 @@ pub enum GuestError {
     Other(String),
 }
 
-fn headers_to_wit(headers: &[HeaderPair]) -> Vec<wit::Header> {
-    headers
-        .iter()
-        .map(|(name, value)| wit::Header {
-            name: name.clone(),
-            value: value.clone(),
-        })
-        .collect()
-}
+/// Conversions to and from one WIT version's generated types; the same
+/// code for each version, which differ only where noted.
+macro_rules! wit_conversions {
+    ($wit:path, $header_to:expr, $header_from:expr, $consumed:expr) => {
+        use $wit as wit;
 
-fn headers_from_wit(headers: Vec<wit::Header>) -> Vec<HeaderPair> {
-    headers
-        .into_iter()
-        .map(|h| (h.name.to_ascii_lowercase(), h.value))
-        .collect()
-}
-
-impl InboundRequest {
-    pub(super) fn to_wit(&self) -> wit::Request {
-        wit::Request {
-            method: self.method.clone(),
-            path: self.path.clone(),
-            query: self.query.clone(),
-            headers: headers_to_wit(&self.headers),
-            body: self.body.to_vec(),
-            route: self.route.clone(),
-            received_at_ms: self.received_at_ms,
+        fn headers_to_wit(headers: &[HeaderPair]) -> Vec<wit::Header> {
+            headers
+                .iter()
+                .map(|(name, value)| wit::Header {
+                    name: name.clone(),
+                    value: $header_to(value),
+                })
+                .collect()
         }
-    }
-}
 
-impl Message {
-    pub(super) fn to_wit(&self) -> wit::Message {
-        wit::Message {
-            id: self.id.clone(),
-            event_type: self.event_type.clone(),
-            content_type: self.content_type.clone(),
-            headers: headers_to_wit(&self.headers),
-            body: self.body.to_vec(),
+        fn headers_from_wit(headers: Vec<wit::Header>) -> Vec<HeaderPair> {
+            headers
+                .into_iter()
+                .map(|h| (h.name.to_ascii_lowercase(), $header_from(h.value)))
+                .collect()
         }
-    }
 
-    pub(super) fn from_wit(m: wit::Message) -> Self {
-        Message {
-            id: m.id,
-            event_type: m.event_type,
-            content_type: m.content_type,
-            headers: headers_from_wit(m.headers),
-            body: Bytes::from(m.body),
+        pub(in crate::plugin) fn request(r: &InboundRequest) -> wit::Request {
+            wit::Request {
+                method: r.method.clone(),
+                path: r.path.clone(),
+                query: r.query.clone(),
+                headers: headers_to_wit(&r.headers),
+                body: r.body.to_vec(),
+                route: r.route.clone(),
+                received_at_ms: r.received_at_ms,
+            }
         }
-    }
-}
 
-impl PluginResponse {
-    fn from_wit(r: wit::Response) -> Self {
-        PluginResponse {
-            status: r.status,
-            headers: headers_from_wit(r.headers),
-            body: r.body,
+        pub(in crate::plugin) fn message(m: &Message) -> wit::Message {
+            wit::Message {
+                id: m.id.clone(),
+                event_type: m.event_type.clone(),
+                content_type: m.content_type.clone(),
+                headers: headers_to_wit(&m.headers),
+                body: m.body.to_vec(),
+            }
         }
-    }
-}
 
-impl Verdict {
-    pub(super) fn from_wit(v: wit::Verdict) -> Self {
-        match v {
-            wit::Verdict::Accept(a) => Verdict::Accept {
-                id: a.id,
-                event_type: a.event_type,
-                reply: a.reply.map(PluginResponse::from_wit),
-            },
-            wit::Verdict::Reject(r) => Verdict::Reject {
+        pub(in crate::plugin) fn message_from(m: wit::Message) -> Message {
+            Message {
+                id: m.id,
+                event_type: m.event_type,
+                content_type: m.content_type,
+                headers: headers_from_wit(m.headers),
+                body: Bytes::from(m.body),
+            }
+        }
+
+        fn response_from(r: wit::Response) -> PluginResponse {
+            PluginResponse {
                 status: r.status,
-                reason: r.reason,
-            },
-            wit::Verdict::Respond(r) => Verdict::Respond(PluginResponse::from_wit(r)),
+                headers: headers_from_wit(r.headers),
+                body: r.body,
+            }
         }
-    }
+
+        pub(in crate::plugin) fn verdict_from(v: wit::Verdict) -> Verdict {
+            match v {
+                wit::Verdict::Accept(a) => Verdict::Accept {
+                    consumed: $consumed(&a),
+                    id: a.id,
+                    event_type: a.event_type,
+                    reply: a.reply.map(response_from),
+                },
+                wit::Verdict::Reject(r) => Verdict::Reject {
+                    status: r.status,
+                    reason: r.reason,
+                },
+                wit::Verdict::Respond(r) => Verdict::Respond(response_from(r)),
+            }
+        }
+
+        pub(in crate::plugin) fn error_from(e: wit::Error) -> GuestError {
+            match e {
+                wit::Error::Config(s) => GuestError::Config(s),
+                wit::Error::InvalidInput(s) => GuestError::InvalidInput(s),
+                wit::Error::Other(s) => GuestError::Other(s),
+            }
+        }
+    };
 }
 
-impl From<wit::Error> for GuestError {
-    fn from(e: wit::Error) -> Self {
-        match e {
-            wit::Error::Config(s) => GuestError::Config(s),
-            wit::Error::InvalidInput(s) => GuestError::InvalidInput(s),
-            wit::Error::Other(s) => GuestError::Other(s),
-        }
-    }
+/// `hookgate:plugin@0.1.0`: text header values, no consumed headers.
+pub(super) mod v1 {
+    use super::*;
+    wit_conversions!(
+        crate::plugin::bindings::v1::hookgate::plugin::types,
+        |v: &String| v.clone(),
+        |v: String| v,
+        |_: &wit::Accepted| Vec::new()
+    );
+}
+
+/// `hookgate:plugin@0.2.0`: header values as bytes (the gateway keeps
+/// text, so a value that is not UTF-8 on the way back is replaced
+/// lossily), and the verifier's consumed headers.
+pub(super) mod v2 {
+    use super::*;
+    wit_conversions!(
+        crate::plugin::bindings::v2::hookgate::plugin::types,
+        |v: &String| v.as_bytes().to_vec(),
+        |v: Vec<u8>| String::from_utf8(v)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        |a: &wit::Accepted| a
+            .consumed_headers
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect()
+    );
 }

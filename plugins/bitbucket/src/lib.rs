@@ -14,12 +14,12 @@
 //! Data Center's `X-Request-Id`. Bitbucket signs no timestamp.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 
 struct Bitbucket;
 
-impl Plugin for Bitbucket {
+impl Verifier for Bitbucket {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
 
@@ -51,4 +51,4 @@ impl Plugin for Bitbucket {
     }
 }
 
-sdk::export!(Bitbucket, stages: [verify]);
+sdk::export!(Bitbucket, stages: [verify], config: [secret]);

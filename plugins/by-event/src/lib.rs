@@ -44,7 +44,7 @@
 //! typo (`equal:`) is caught rather than silently matching everything.
 
 use hookgate_match::{Conditions, OneOrMany, Subject};
-use hookgate_plugin_sdk::{self as sdk, Error, Message, Plugin};
+use hookgate_plugin_sdk::{self as sdk, Error, Message, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -120,7 +120,7 @@ fn config() -> Result<Config, Error> {
 
 struct ByEvent;
 
-impl Plugin for ByEvent {
+impl Router for ByEvent {
     fn route(msg: Message, defaults: Vec<String>) -> Result<Vec<String>, Error> {
         let config = config()?;
         let subject = Subject::from_message(&msg);
@@ -149,4 +149,4 @@ impl Plugin for ByEvent {
     }
 }
 
-sdk::export!(ByEvent, stages: [route]);
+sdk::export!(ByEvent, stages: [route], config: [rules, default, mode]);

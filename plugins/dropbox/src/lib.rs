@@ -20,12 +20,12 @@
 //! replayed one is harmless by design. It carries no delivery id either.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Error, Plugin, Request, Response, Verdict, crypto::Algorithm, signature,
+    self as sdk, Error, Request, Response, Verdict, Verifier, crypto::Algorithm, signature,
 };
 
 struct Dropbox;
 
-impl Plugin for Dropbox {
+impl Verifier for Dropbox {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
 
@@ -48,4 +48,4 @@ impl Plugin for Dropbox {
     }
 }
 
-sdk::export!(Dropbox, stages: [verify]);
+sdk::export!(Dropbox, stages: [verify], config: [secret]);

@@ -27,7 +27,7 @@
 //! else is literal and case-sensitive. Unknown keys are config errors.
 
 use hookgate_match::{Conditions, Subject};
-use hookgate_plugin_sdk::{self as sdk, Error, Message, Plugin};
+use hookgate_plugin_sdk::{self as sdk, Error, Message, Transformer};
 use serde_json::Value;
 
 struct Filter;
@@ -51,7 +51,7 @@ fn config() -> Result<(Conditions, bool), Error> {
     Ok((conditions, invert))
 }
 
-impl Plugin for Filter {
+impl Transformer for Filter {
     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
         let (conditions, invert) = config()?;
         let matched = conditions.matches(&Subject::from_message(&msg));

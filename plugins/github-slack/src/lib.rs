@@ -24,12 +24,12 @@
 //! 10 fields).
 
 use hookgate_github_cards::{Card, Tone, shorten};
-use hookgate_plugin_sdk::{self as sdk, Error, Message, Plugin};
+use hookgate_plugin_sdk::{self as sdk, Error, Message, Transformer};
 use serde_json::{Value, json};
 
 struct GithubSlack;
 
-impl Plugin for GithubSlack {
+impl Transformer for GithubSlack {
     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
         let emoji = sdk::config::get_bool("emoji", true)?;
         let out = hookgate_github_cards::render_message(&msg, |card| render(card, emoji))?;
@@ -37,7 +37,7 @@ impl Plugin for GithubSlack {
     }
 }
 
-sdk::export!(GithubSlack, stages: [transform]);
+sdk::export!(GithubSlack, stages: [transform], config: [emoji]);
 
 /// Escapes the three characters Slack's `mrkdwn` gives meaning to.
 fn escape(text: &str) -> String {

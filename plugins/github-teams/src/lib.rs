@@ -23,13 +23,13 @@
 
 mod card;
 
-use hookgate_plugin_sdk::{self as sdk, Error, Message, Plugin};
+use hookgate_plugin_sdk::{self as sdk, Error, Message, Transformer};
 
 use card::Format;
 
 struct GithubTeams;
 
-impl Plugin for GithubTeams {
+impl Transformer for GithubTeams {
     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
         let format = match sdk::config::get("card").as_deref() {
             None | Some("message-card") => Format::MessageCard,
@@ -45,4 +45,4 @@ impl Plugin for GithubTeams {
     }
 }
 
-sdk::export!(GithubTeams, stages: [transform]);
+sdk::export!(GithubTeams, stages: [transform], config: [card]);

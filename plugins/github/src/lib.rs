@@ -16,12 +16,12 @@
 //! takes.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 
 struct Github;
 
-impl Plugin for Github {
+impl Verifier for Github {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let allow_sha1 = sdk::config::get_bool("allow_sha1", false)?;
@@ -53,7 +53,11 @@ impl Plugin for Github {
         Ok(match verdict {
             Err(reason) => Verdict::unauthorized(reason),
             Ok(()) => {
-                let mut accepted = Accepted::new();
+                // Tell the gateway which headers were credentials, so it
+                // never forwards them.
+                let mut accepted = Accepted::new()
+                    .consumed("x-hub-signature-256")
+                    .consumed("x-hub-signature");
                 if let Some(event) = req.header("x-github-event") {
                     accepted = accepted.event_type(event);
                 }
@@ -85,4 +89,4 @@ fn check(
     }
 }
 
-sdk::export!(Github, stages: [verify]);
+sdk::export!(Github, stages: [verify], config: [secret, allow_sha1]);

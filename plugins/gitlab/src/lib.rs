@@ -32,12 +32,12 @@
 //! [Standard Webhooks]: https://www.standardwebhooks.com/
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, signature::standard_webhooks,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, signature::standard_webhooks,
 };
 
 struct Gitlab;
 
-impl Plugin for Gitlab {
+impl Verifier for Gitlab {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::optional_str("secret")?;
         let signing_token = sdk::config::optional_str("signing_token")?;
@@ -70,7 +70,10 @@ impl Plugin for Gitlab {
             return Ok(Verdict::unauthorized(reason));
         }
 
-        let mut accepted = Accepted::new();
+        // Both are credentials: the token is the shared secret itself.
+        let mut accepted = Accepted::new()
+            .consumed("x-gitlab-token")
+            .consumed("webhook-signature");
         if let Some(event) = req.header("x-gitlab-event") {
             accepted = accepted.event_type(event);
         }
@@ -90,4 +93,4 @@ fn decode_signing_token(token: &str) -> Result<Vec<u8>, Error> {
         .ok_or_else(|| Error::config("`with.signing_token` must be a whsec_<base64> signing token"))
 }
 
-sdk::export!(Gitlab, stages: [verify]);
+sdk::export!(Gitlab, stages: [verify], config: [secret, signing_token, tolerance]);

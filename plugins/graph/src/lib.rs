@@ -29,12 +29,12 @@
 //! `deleted`) or, for lifecycle notifications, its `lifecycleEvent`. When the
 //! collection holds exactly one item with an `id`, that id is the message id.
 
-use hookgate_plugin_sdk::{self as sdk, Accepted, Error, Plugin, Request, Response, Verdict};
+use hookgate_plugin_sdk::{self as sdk, Accepted, Error, Request, Response, Verdict, Verifier};
 use serde::Deserialize;
 
 struct Graph;
 
-impl Plugin for Graph {
+impl Verifier for Graph {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let client_state = sdk::config::optional_str("client_state")?;
 
@@ -103,4 +103,4 @@ struct Notification {
     lifecycle_event: Option<String>,
 }
 
-sdk::export!(Graph, stages: [verify]);
+sdk::export!(Graph, stages: [verify], config: [client_state]);

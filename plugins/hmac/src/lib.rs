@@ -52,7 +52,7 @@
 //! ```
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier,
     crypto::Algorithm,
     signature::{self, Encoding, Outcome},
 };
@@ -63,7 +63,7 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Hmac;
 
-impl Plugin for Hmac {
+impl Verifier for Hmac {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let config: Config = sdk::config::parse()?;
         let prepared = config.prepare()?;
@@ -386,7 +386,8 @@ fn check(cfg: &Prepared, req: &Request) -> Result<Accepted, String> {
         ));
     }
 
-    let mut accepted = Accepted::new();
+    // The signature header is this route's credential, whatever its name.
+    let mut accepted = Accepted::new().consumed(cfg.header.as_str());
     if let Some(id) = cfg.id_header.as_deref().and_then(|h| req.header(h)) {
         accepted = accepted.id(id);
     }
@@ -405,4 +406,4 @@ fn parse_timestamp(text: &str, format: TimestampFormat) -> Option<i64> {
     }
 }
 
-sdk::export!(Hmac, stages: [verify]);
+sdk::export!(Hmac, stages: [verify], config: [secret, secret_encoding, header, algorithm, encoding, prefix, separator, signed, timestamp_header, timestamp_format, tolerance, id_header, event_type_header]);

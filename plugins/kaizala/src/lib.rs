@@ -24,12 +24,12 @@
 //! The event type is the body's `eventType` (`TextMessageCreated`, ...) and
 //! the message id its `eventId`, when present.
 
-use hookgate_plugin_sdk::{self as sdk, Accepted, Error, Plugin, Request, Response, Verdict};
+use hookgate_plugin_sdk::{self as sdk, Accepted, Error, Request, Response, Verdict, Verifier};
 use serde::Deserialize;
 
 struct Kaizala;
 
-impl Plugin for Kaizala {
+impl Verifier for Kaizala {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
 
@@ -72,4 +72,4 @@ struct Body {
     event_type: Option<String>,
 }
 
-sdk::export!(Kaizala, stages: [verify]);
+sdk::export!(Kaizala, stages: [verify], config: [secret]);

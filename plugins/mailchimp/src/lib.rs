@@ -30,7 +30,8 @@
 //! interface 0.1, hence the second stage; list it to get JSON downstream.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Header, Message, Plugin, Request, Response, Verdict, crypto,
+    self as sdk, Accepted, Error, Header, Message, Request, Response, Transformer, Verdict,
+    Verifier, crypto,
 };
 use serde_json::{Map, Value};
 
@@ -39,7 +40,7 @@ const CODE_PARAM: &str = "code";
 
 struct Mailchimp;
 
-impl Plugin for Mailchimp {
+impl Verifier for Mailchimp {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         match req.method.as_str() {
@@ -60,7 +61,9 @@ impl Plugin for Mailchimp {
         }
         Ok(Verdict::accept_with(accepted))
     }
+}
 
+impl Transformer for Mailchimp {
     fn transform(mut msg: Message) -> Result<Vec<Message>, Error> {
         let json = form_to_json(form_urlencoded::parse(&msg.body));
         msg.body = serde_json::to_vec(&json).map_err(|e| Error::other(e.to_string()))?;

@@ -298,7 +298,8 @@ impl<'a> Subject<'a> {
             msg.event_type.as_deref(),
             msg.headers
                 .iter()
-                .map(|h| (h.name.as_str(), h.value.as_str())),
+                // A value that is not UTF-8 matches no text condition.
+                .filter_map(|h| Some((h.name.as_str(), h.value_str()?))),
             &msg.body,
         )
     }

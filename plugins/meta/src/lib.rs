@@ -23,13 +23,14 @@
 //! delivery id, so none is set. Meta signs no timestamp either.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Response, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Response, Verdict, Verifier, crypto::Algorithm,
+    signature,
 };
 use serde::Deserialize;
 
 struct Meta;
 
-impl Plugin for Meta {
+impl Verifier for Meta {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
 
@@ -87,4 +88,4 @@ struct Notification {
     object: Option<String>,
 }
 
-sdk::export!(Meta, stages: [verify]);
+sdk::export!(Meta, stages: [verify], config: [secret, verify_token]);

@@ -26,13 +26,13 @@
 use std::collections::BTreeMap;
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 use serde_json::Value;
 
 struct Pusher;
 
-impl Plugin for Pusher {
+impl Verifier for Pusher {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let keys = keys()?;
         if let Err(reason) = check(&req, &keys) {

@@ -48,7 +48,8 @@
 //! [outbound messages]: https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_understanding.htm
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Header, Message, Plugin, Request, Response, Verdict, crypto,
+    self as sdk, Accepted, Error, Header, Message, Request, Response, Transformer, Verdict,
+    Verifier, crypto,
 };
 use serde_json::{Map, Value, json};
 
@@ -70,7 +71,7 @@ const ACK: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 
 struct Salesforce;
 
-impl Plugin for Salesforce {
+impl Verifier for Salesforce {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let org = sdk::config::require_str("organization_id")?;
         if !matches!(org.trim().len(), 15 | 18) {
@@ -123,7 +124,9 @@ impl Plugin for Salesforce {
         }
         Ok(Verdict::accept_with(accepted))
     }
+}
 
+impl Transformer for Salesforce {
     fn transform(mut msg: Message) -> Result<Vec<Message>, Error> {
         let text = std::str::from_utf8(&msg.body)
             .map_err(|_| Error::invalid_input("the body is not UTF-8 XML"))?;

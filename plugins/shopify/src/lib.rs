@@ -15,12 +15,12 @@
 //! so it is not used for replay checks.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 
 struct Shopify;
 
-impl Plugin for Shopify {
+impl Verifier for Shopify {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
 
@@ -46,4 +46,4 @@ impl Plugin for Shopify {
     }
 }
 
-sdk::export!(Shopify, stages: [verify]);
+sdk::export!(Shopify, stages: [verify], config: [secret]);

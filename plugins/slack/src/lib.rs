@@ -28,7 +28,8 @@
 //! an event type.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Response, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Response, Verdict, Verifier, crypto::Algorithm,
+    signature,
 };
 use serde::Deserialize;
 
@@ -37,7 +38,7 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Slack;
 
-impl Plugin for Slack {
+impl Verifier for Slack {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let tolerance = sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?;
@@ -120,4 +121,4 @@ struct Event {
     kind: Option<String>,
 }
 
-sdk::export!(Slack, stages: [verify]);
+sdk::export!(Slack, stages: [verify], config: [secret, tolerance]);

@@ -52,7 +52,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, VerifyingKey};
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier,
     crypto::{self, Algorithm},
     signature::{Encoding, Outcome, matches_any, standard_webhooks},
 };
@@ -68,7 +68,7 @@ enum Key {
     Ed25519(VerifyingKey),
 }
 
-impl Plugin for StandardWebhooks {
+impl Verifier for StandardWebhooks {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let keys = keys()?;
         let tolerance =

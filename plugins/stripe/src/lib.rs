@@ -22,7 +22,7 @@
 //! the event type is the body's `type` (`invoice.paid`, ...).
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 use serde::Deserialize;
 
@@ -31,7 +31,7 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Stripe;
 
-impl Plugin for Stripe {
+impl Verifier for Stripe {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let tolerance = sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?;
@@ -126,4 +126,4 @@ fn event_head(body: &[u8]) -> Accepted {
     accepted
 }
 
-sdk::export!(Stripe, stages: [verify]);
+sdk::export!(Stripe, stages: [verify], config: [secret, tolerance]);

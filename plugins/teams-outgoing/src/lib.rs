@@ -55,7 +55,8 @@
 //! [MiniJinja]: https://docs.rs/minijinja
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Response, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Response, Verdict, Verifier, crypto::Algorithm,
+    signature,
 };
 use std::collections::BTreeMap;
 
@@ -68,7 +69,7 @@ const DEFAULT_REPLY: &str = "Received.";
 
 struct TeamsOutgoing;
 
-impl Plugin for TeamsOutgoing {
+impl Verifier for TeamsOutgoing {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let Some(key) = signature::decode_base64(&secret).filter(|key| !key.is_empty()) else {
@@ -215,4 +216,4 @@ struct Activity {
     kind: Option<String>,
 }
 
-sdk::export!(TeamsOutgoing, stages: [verify]);
+sdk::export!(TeamsOutgoing, stages: [verify], config: [secret, reply, forward, card, card_template]);

@@ -41,12 +41,12 @@
 
 use std::collections::BTreeMap;
 
-use hookgate_plugin_sdk::{self as sdk, Error, Message, Plugin};
+use hookgate_plugin_sdk::{self as sdk, Error, Message, Transformer};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
 struct Template;
 
-impl Plugin for Template {
+impl Transformer for Template {
     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
         let source = sdk::config::require_str("template")?;
         let content_type = sdk::config::get("content_type")
@@ -102,7 +102,7 @@ impl Plugin for Template {
     }
 }
 
-sdk::export!(Template, stages: [transform]);
+sdk::export!(Template, stages: [transform], config: [template, content_type, undefined]);
 
 /// Whether `content_type` is a JSON media type.
 fn is_json(content_type: &str) -> bool {
@@ -148,13 +148,14 @@ fn context(msg: &Message) -> Result<Value, Error> {
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for h in &msg.headers {
         let name = h.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(&h.value);
         headers
             .entry(name)
             .and_modify(|v| {
                 v.push_str(", ");
-                v.push_str(&h.value);
+                v.push_str(&value);
             })
-            .or_insert_with(|| h.value.clone());
+            .or_insert_with(|| value.into_owned());
     }
     ctx.insert("body".into(), body);
     ctx.insert(

@@ -37,7 +37,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hookgate_plugin_sdk::{self as sdk, Error, Plugin, Request, Verdict, crypto};
+use hookgate_plugin_sdk::{self as sdk, Error, Request, Verdict, Verifier, crypto};
 
 /// ASP.NET WebHooks' query parameter, which these senders are set up with.
 const DEFAULT_PARAM: &str = "code";
@@ -52,7 +52,7 @@ enum Place {
     Basic { username: Option<String> },
 }
 
-impl Plugin for Token {
+impl Verifier for Token {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let place = place(

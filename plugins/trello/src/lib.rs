@@ -23,13 +23,14 @@
 //! id the action's `id`, unique per action. Trello signs no timestamp.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Response, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Response, Verdict, Verifier, crypto::Algorithm,
+    signature,
 };
 use serde::Deserialize;
 
 struct Trello;
 
-impl Plugin for Trello {
+impl Verifier for Trello {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let callback_url = sdk::config::require_str("callback_url")?;
@@ -79,4 +80,4 @@ struct Action {
     kind: Option<String>,
 }
 
-sdk::export!(Trello, stages: [verify]);
+sdk::export!(Trello, stages: [verify], config: [secret, callback_url]);

@@ -37,12 +37,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 
 struct Twilio;
 
-impl Plugin for Twilio {
+impl Verifier for Twilio {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let url = sdk::config::require_str("url")?;
@@ -168,4 +168,4 @@ fn url_variants(configured: &str, query: &str) -> Result<Vec<String>, Error> {
     ])
 }
 
-sdk::export!(Twilio, stages: [verify]);
+sdk::export!(Twilio, stages: [verify], config: [secret, url]);

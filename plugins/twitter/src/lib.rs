@@ -21,12 +21,13 @@
 //! `_events` (`tweet_create_events`, `favorite_events`, …).
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Response, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Response, Verdict, Verifier, crypto::Algorithm,
+    signature,
 };
 
 struct Twitter;
 
-impl Plugin for Twitter {
+impl Verifier for Twitter {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
 

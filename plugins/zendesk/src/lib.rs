@@ -23,7 +23,7 @@
 //! (trigger and automation webhooks have free-form bodies and get neither).
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
 };
 use serde::Deserialize;
 
@@ -32,7 +32,7 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Zendesk;
 
-impl Plugin for Zendesk {
+impl Verifier for Zendesk {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let tolerance = sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?;
@@ -96,4 +96,4 @@ fn parse_timestamp(text: &str) -> Option<i64> {
         .or_else(|| sdk::time::parse_rfc3339(text))
 }
 
-sdk::export!(Zendesk, stages: [verify]);
+sdk::export!(Zendesk, stages: [verify], config: [secret, tolerance]);

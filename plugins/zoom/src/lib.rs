@@ -29,7 +29,8 @@
 //! no delivery id.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Plugin, Request, Response, Verdict, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Response, Verdict, Verifier, crypto::Algorithm,
+    signature,
 };
 use serde::Deserialize;
 
@@ -39,7 +40,7 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Zoom;
 
-impl Plugin for Zoom {
+impl Verifier for Zoom {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let tolerance = sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?;

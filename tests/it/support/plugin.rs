@@ -101,6 +101,8 @@ impl TestPlugin {
                 plugin: plugin.name().clone(),
                 route: Arc::from("test"),
                 config: Arc::new(PluginConfig::new(Some(&map))),
+                limits: PluginLimits::default(),
+                http: None,
             },
             plugin,
         }

@@ -1,10 +1,10 @@
 //! Test component: a verifier that allocates until memory runs out. The
 //! gateway's memory cap must stop it and answer 5xx.
-use hookgate_plugin_sdk::{self as sdk, Error, Plugin, Request, Verdict};
+use hookgate_plugin_sdk::{self as sdk, Error, Request, Verdict, Verifier};
 
 struct Hog;
 
-impl Plugin for Hog {
+impl Verifier for Hog {
     fn verify(_req: Request) -> Result<Verdict, Error> {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {

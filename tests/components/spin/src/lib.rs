@@ -1,10 +1,10 @@
 //! Test component: a verifier that never returns. The gateway must cut it
 //! off at the plugin deadline and answer 5xx.
-use hookgate_plugin_sdk::{self as sdk, Error, Plugin, Request, Verdict};
+use hookgate_plugin_sdk::{self as sdk, Error, Request, Verdict, Verifier};
 
 struct Spin;
 
-impl Plugin for Spin {
+impl Verifier for Spin {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let mut n: u64 = req.body.len() as u64;
         loop {

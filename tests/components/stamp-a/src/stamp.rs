@@ -3,13 +3,13 @@
 // differ in that constant and nothing else.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Message, Plugin, Request, Response, Verdict, crypto::Algorithm,
+    self as sdk, Accepted, Error, Message, Request, Transformer, Verdict, Verifier, Response, crypto::Algorithm,
     signature,
 };
 
 struct Stamp;
 
-impl Plugin for Stamp {
+impl Verifier for Stamp {
     fn verify(req: Request) -> Result<Verdict, Error> {
         let secret = sdk::config::require_str("secret")?;
         let Some(sig) = req
@@ -27,7 +27,9 @@ impl Plugin for Stamp {
                 .reply(Response::text(200, format!("stamp-{STAMP}"))),
         ))
     }
+}
 
+impl Transformer for Stamp {
     fn transform(mut msg: Message) -> Result<Vec<Message>, Error> {
         let verified_by = msg.event_type.clone().unwrap_or_else(|| "none".into());
         msg.set_header("x-verify-stamp", verified_by);

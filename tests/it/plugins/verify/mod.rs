@@ -75,6 +75,7 @@ fn expect_accept(verdict: Verdict) -> (Option<String>, Option<String>, Option<Pl
             id,
             event_type,
             reply,
+            ..
         } => (id, event_type, reply),
         other => panic!("expected Accept, got {other:?}"),
     }

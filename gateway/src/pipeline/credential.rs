@@ -1,0 +1,124 @@
+//! Which request headers are credentials, so that they never travel past
+//! the verifier: not to destinations, not into the store, not into admin
+//! output.
+//!
+//! A provider's signature or shared token authenticates the request to
+//! *us*. Forwarding it hands a destination (and anyone who can read the
+//! store or the admin API) what it needs to forge requests, and with
+//! GitLab's `X-Gitlab-Token` it *is* the secret. A header is a credential
+//! when the verifier says it consumed it (WIT 0.2), when it is on the list
+//! of known provider headers below, or when its name says so; a route keeps
+//! one only by naming it in `keep_headers`.
+
+/// Credential headers of the providers hookgate knows, plus HTTP's own.
+/// Names that [`name_says_credential`] already catches are not repeated.
+const KNOWN: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    // Trello signs with HMAC-SHA1 under this name.
+    "x-trello-webhook",
+    // Kaizala's callback token.
+    "kz-callback-token",
+];
+
+/// Parts of a header name that mark a credential whatever the provider:
+/// `X-Hub-Signature-256`, `Stripe-Signature`, `X-Gitlab-Token`,
+/// `X-Shopify-Hmac-Sha256`, `X-Api-Key`, a custom `X-Webhook-Secret`.
+/// Over-matching costs a destination a header it can ask for back with
+/// `keep_headers`; under-matching leaks a secret.
+const CREDENTIAL_WORDS: &[&str] = &[
+    "signature",
+    "token",
+    "secret",
+    "hmac",
+    "password",
+    "api-key",
+    "apikey",
+    "auth",
+    "credential",
+    "session",
+];
+
+/// Whether `name` (lowercase) looks like a credential by its name alone.
+fn name_says_credential(name: &str) -> bool {
+    CREDENTIAL_WORDS.iter().any(|w| name.contains(w))
+}
+
+/// Whether header `name` (lowercase) is a credential when the verifier
+/// reported `consumed` (lowercase names).
+pub fn is_credential(name: &str, consumed: &[String]) -> bool {
+    KNOWN.contains(&name) || name_says_credential(name) || consumed.iter().any(|c| c == name)
+}
+
+/// The text shown instead of a credential's value.
+pub const REDACTED: &str = "[redacted]";
+
+/// Replaces the value of every credential header with [`REDACTED`], for
+/// output that people read (the admin API): even a header a route chose
+/// to keep for its destination is not shown there.
+pub fn redact(headers: &mut [(String, String)]) {
+    for (name, value) in headers {
+        if is_credential(&name.to_ascii_lowercase(), &[]) {
+            *value = REDACTED.to_owned();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_signature_and_token_headers_are_credentials() {
+        for name in [
+            "x-gitlab-token",
+            "x-hub-signature-256",
+            "x-hub-signature",
+            "stripe-signature",
+            "x-slack-signature",
+            "webhook-signature",
+            "svix-signature",
+            "x-shopify-hmac-sha256",
+            "x-twilio-signature",
+            "x-zendesk-webhook-signature",
+            "x-dropbox-signature",
+            "x-trello-webhook",
+            "authorization",
+            "cookie",
+            "x-api-key",
+        ] {
+            assert!(is_credential(name, &[]), "{name}");
+        }
+    }
+
+    #[test]
+    fn event_and_id_headers_are_not_credentials() {
+        for name in [
+            "content-type",
+            "x-github-event",
+            "x-github-delivery",
+            "x-gitlab-event",
+            "webhook-id",
+            "user-agent",
+        ] {
+            assert!(!is_credential(name, &[]), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_header_the_verifier_consumed_is_a_credential() {
+        assert!(is_credential("x-custom", &["x-custom".to_owned()]));
+    }
+
+    #[test]
+    fn redact_hides_values_but_keeps_names() {
+        let mut h = vec![
+            ("X-Gitlab-Token".to_owned(), "s3cret".to_owned()),
+            ("x-gitlab-event".to_owned(), "Push Hook".to_owned()),
+        ];
+        redact(&mut h);
+        assert_eq!(h[0], ("X-Gitlab-Token".to_owned(), REDACTED.to_owned()));
+        assert_eq!(h[1].1, "Push Hook");
+    }
+}
