@@ -11,12 +11,14 @@
 pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ingress;
 pub mod metrics;
+pub mod observability;
 pub mod openapi;
 pub mod pipeline;
 pub mod plugin;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -35,6 +36,15 @@ struct DeliveryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabels {
+    destination: String,
+}
+
+/// The `destination` label of every subscription's deliveries together:
+/// one label value per subscription would be unbounded.
+pub const SUBSCRIPTIONS_LABEL: &str = "_subscriptions";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     outcome: String,
 }
@@ -55,6 +65,8 @@ struct Inner {
     delivery_latency: HistogramFamily<DeliveryLabels>,
     subscriptions_disabled: Counter,
     reloads: Family<ReloadLabels, Counter>,
+    backlog: Family<DestinationLabels, Gauge>,
+    oldest_pending: Family<DestinationLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -115,8 +127,23 @@ impl Default for Metrics {
             "Reloads of config and plugins, by outcome (ok, refused)",
             reloads.clone(),
         );
+        let backlog = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "delivery_backlog",
+            "Pending deliveries, by destination (read from the store when scraped)",
+            backlog.clone(),
+        );
+        let oldest_pending =
+            Family::<DestinationLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "delivery_oldest_pending_seconds",
+            "Age of the oldest event with a pending delivery, by destination",
+            oldest_pending.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
+                backlog,
+                oldest_pending,
                 subscriptions_disabled,
                 registry,
                 requests,
@@ -180,6 +207,38 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// Sets the backlog gauges from the store's backlog, replacing the
+    /// previous values (a destination with nothing pending disappears).
+    pub fn set_backlog(&self, backlog: &[crate::store::stats::Backlog], now_ms: u64) {
+        let mut by_label: std::collections::BTreeMap<&str, (u64, Option<u64>)> = Default::default();
+        for b in backlog {
+            let label = if b.destination.starts_with(crate::store::SUBSCRIBER_PREFIX) {
+                SUBSCRIPTIONS_LABEL
+            } else {
+                b.destination.as_str()
+            };
+            let entry = by_label.entry(label).or_default();
+            entry.0 += b.pending;
+            entry.1 = match (entry.1, b.oldest_pending_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        self.inner.backlog.clear();
+        self.inner.oldest_pending.clear();
+        for (label, (pending, oldest)) in by_label {
+            let labels = DestinationLabels {
+                destination: label.to_owned(),
+            };
+            self.inner
+                .backlog
+                .get_or_create(&labels)
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            let age = oldest.map_or(0.0, |o| now_ms.saturating_sub(o) as f64 / 1000.0);
+            self.inner.oldest_pending.get_or_create(&labels).set(age);
+        }
     }
 
     /// The Prometheus text exposition.

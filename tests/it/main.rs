@@ -3,6 +3,7 @@
 
 mod check;
 mod components;
+mod console;
 mod credentials;
 mod delivery;
 mod docs;

@@ -28,6 +28,7 @@ use crate::pipeline::Outcome;
 use crate::plugin::Message;
 use crate::plugin::{InboundRequest, PluginResponse};
 use crate::state::AppState;
+use crate::store::stats::{InboundView, redact};
 use crate::store::{Fanout, InsertOptions, Inserted, NewEvent, NewMessage, StoreError};
 
 /// Metric label for requests to routes that do not exist, so unknown names
@@ -47,11 +48,19 @@ pub fn router(state: AppState) -> Router {
         if let Some(admin) = crate::admin::router(state.clone()) {
             app = app.merge(admin);
         }
+        // The console sits next to the admin API and is served when it is.
+        if let Some(console) = crate::console::router(state.clone()) {
+            app = app.merge(console);
+        }
     }
     if state.snapshot().subscriptions.is_some() {
         app = app.merge(crate::subscriptions::api::router());
     }
-    app.fallback(not_found).with_state(state)
+    app.fallback(not_found)
+        .layer(axum::middleware::from_fn(
+            crate::observability::request_id_layer,
+        ))
+        .with_state(state)
 }
 
 /// The routes of the operator's listener (`admin.listen`): `/metrics`,
@@ -63,7 +72,14 @@ pub fn operator_router(state: AppState) -> Router {
     if let Some(admin) = crate::admin::router(state.clone()) {
         app = app.merge(admin);
     }
-    app.fallback(not_found).with_state(state)
+    if let Some(console) = crate::console::router(state.clone()) {
+        app = app.merge(console);
+    }
+    app.fallback(not_found)
+        .layer(axum::middleware::from_fn(
+            crate::observability::request_id_layer,
+        ))
+        .with_state(state)
 }
 
 /// 200 while the gateway can accept webhooks; 503 with the reason when the
@@ -87,6 +103,12 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // The backlog gauges are read from the store at scrape time: exact when
+    // read, and free when nobody scrapes.
+    match state.store().backlog().await {
+        Ok(backlog) => state.metrics().set_backlog(&backlog, clock::now_ms()),
+        Err(e) => tracing::warn!(error = %e, "cannot read the delivery backlog for /metrics"),
+    }
     (
         [(
             http::header::CONTENT_TYPE,
@@ -172,6 +194,8 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let limit = route.max_body_size;
     let (parts, body) = req.into_parts();
+    // Set (or accepted from the client) by the request-id layer in front.
+    let request_id = crate::observability::request_id(&parts.headers);
     // Refuse early when the sender announces an oversized body.
     if let Some(len) = parts
         .headers
@@ -202,7 +226,7 @@ async fn handle(
         .process(route, &inbound, state.metrics())
         .await
         .map_err(|error| ApiError::Pipeline {
-            request_id: format!("req_{}", uuid::Uuid::new_v4().simple()),
+            request_id: request_id.clone(),
             error,
         })?;
 
@@ -251,6 +275,16 @@ async fn handle(
                 received_at_ms,
                 messages: new_messages,
                 fanout,
+                inbound: Some(InboundView {
+                    method: inbound.method.clone(),
+                    path: if inbound.query.is_empty() {
+                        inbound.path.clone()
+                    } else {
+                        format!("{}?{}", inbound.path, inbound.query)
+                    },
+                    // Credentials never reach the store.
+                    headers: redact(&inbound.headers),
+                }),
             };
             // The deliveries whose lanes have room are claimed in the
             // insert's own transaction and go straight to the dispatcher.

@@ -52,6 +52,8 @@ pub enum Trigger {
     Signal,
     /// `POST /admin/reload`.
     Admin,
+    /// The console's Reload button.
+    Console,
 }
 
 impl std::fmt::Display for Trigger {
@@ -60,6 +62,7 @@ impl std::fmt::Display for Trigger {
             Trigger::Watch => "watch",
             Trigger::Signal => "signal",
             Trigger::Admin => "admin",
+            Trigger::Console => "console",
         })
     }
 }

@@ -78,6 +78,7 @@ fn event(id: &str, source: Option<&str>, dests: &[&str]) -> NewEvent {
             destinations: dests.iter().map(|d| (*d).to_owned()).collect(),
         }],
         fanout: Vec::new(),
+        inbound: None,
     }
 }
 

@@ -31,6 +31,7 @@
 pub mod conformance;
 pub mod memory;
 pub mod sqlite;
+pub mod stats;
 mod subscription_columns;
 
 use std::sync::Arc;
@@ -99,6 +100,8 @@ pub struct NewEvent {
     pub messages: Vec<NewMessage>,
     /// Messages published to subscriptions.
     pub fanout: Vec<Fanout>,
+    /// The inbound request, credentials redacted, for the console.
+    pub inbound: Option<stats::InboundView>,
 }
 
 /// A message published to the matching subscriptions: expanded into one
@@ -512,6 +515,70 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the store can take writes: `Err` with the reason when its
     /// writer is gone or its last commits failed.
     fn health(&self) -> Result<(), String>;
+
+    // ---- Operator console (`/ui`) and the backlog gauges ------------------
+    // Reads and replays the console needs beyond the admin API, kept in one
+    // block so an engine ports them together. Types are in `stats.rs`; the
+    // SQLite answers in `sqlite/console.rs`.
+
+    /// Events matching the console's filter, newest first, `limit` per
+    /// page, after `cursor`.
+    async fn console_list(
+        &self,
+        filter: stats::ConsoleFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<EventPage, StoreError>;
+
+    /// How many events match `filter`, by status (its status is ignored),
+    /// each counted up to [`stats::COUNT_CAP`].
+    async fn count_by_status(
+        &self,
+        filter: stats::ConsoleFilter,
+    ) -> Result<stats::StatusCounts, StoreError>;
+
+    /// What [`replay_filtered`](Self::replay_filtered) would requeue now.
+    async fn count_replay_set(
+        &self,
+        filter: stats::ConsoleFilter,
+    ) -> Result<stats::ReplaySet, StoreError>;
+
+    /// Requeues the deliveries of the events matching `filter` (those to
+    /// its destination, in its status, not in flight) with a fresh retry
+    /// budget, only if that set is still `expected`.
+    async fn replay_filtered(
+        &self,
+        filter: stats::ConsoleFilter,
+        expected: stats::ReplaySet,
+    ) -> Result<stats::BulkReplay, StoreError>;
+
+    /// Requeues one delivery of an event. False when there is no such
+    /// delivery or it is in flight.
+    async fn replay_delivery(&self, event_id: String, delivery_id: i64)
+    -> Result<bool, StoreError>;
+
+    /// Pending deliveries and the oldest pending arrival, per destination.
+    async fn backlog(&self) -> Result<Vec<stats::Backlog>, StoreError>;
+
+    /// Per destination with attempts in `[since_ms, now_ms)` or a backlog:
+    /// success rate, latency percentiles, last error and `buckets` buckets
+    /// of attempts.
+    async fn destination_stats(
+        &self,
+        since_ms: u64,
+        now_ms: u64,
+        buckets: u32,
+    ) -> Result<Vec<stats::DestinationStats>, StoreError>;
+
+    /// Pending, parked and dead deliveries per destination (`sub:<id>` for a
+    /// subscription), in the order asked.
+    async fn parked_deliveries(
+        &self,
+        destinations: Vec<String>,
+    ) -> Result<Vec<(String, stats::ParkedDeliveries)>, StoreError>;
+
+    /// The inbound request an event came from, if it was kept.
+    async fn inbound(&self, event_id: String) -> Result<Option<stats::InboundView>, StoreError>;
 }
 
 /// A shared handle to a store.

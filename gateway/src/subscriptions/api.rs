@@ -1090,6 +1090,7 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
             event_type: req.event_type,
             envelope: message,
         }],
+        inbound: None,
     };
     let opts = InsertOptions {
         dedup_window: state.snapshot().config.store.dedup_window.0,

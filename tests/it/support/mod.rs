@@ -5,6 +5,7 @@
 
 #![allow(dead_code, reason = "each test module uses a different part")]
 
+pub mod browser;
 pub mod gateway;
 pub mod plugin;
 pub mod receiver;

@@ -13,6 +13,7 @@
 //! The `memory` engine ([`crate::store::memory`]) is this code on a scratch
 //! file without fsync.
 
+mod console;
 mod readers;
 mod schema;
 mod writer;
@@ -25,6 +26,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use super::stats::{
+    Backlog, BulkReplay, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
+    StatusCounts,
+};
 use super::{
     AttemptHealth, AttemptRecord, AttemptView, DeliveryView, DueDelivery, EventDetail, EventFilter,
     EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken, MessageView,
@@ -459,6 +464,9 @@ fn insert_event(
         status,
         event_type
     ])?;
+    if let Some(inbound) = &event.inbound {
+        SqliteStore::insert_inbound(tx, &event.id, inbound)?;
+    }
 
     let token = LeaseToken::random();
     let lease_until = opts.claim.as_ref().map(|c| later(now, c.lease));
@@ -1267,6 +1275,87 @@ impl Store for SqliteStore {
 
     fn health(&self) -> Result<(), String> {
         self.writer.health()
+    }
+
+    // ---- Operator console: thin calls into console.rs ------------------
+
+    async fn console_list(
+        &self,
+        filter: ConsoleFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<EventPage, StoreError> {
+        self.readers
+            .read(move |c| Self::console_list(c, &filter, limit, cursor.as_deref()))
+            .await
+    }
+
+    async fn count_by_status(&self, filter: ConsoleFilter) -> Result<StatusCounts, StoreError> {
+        self.readers
+            .read(move |c| Self::console_counts(c, &filter))
+            .await
+    }
+
+    async fn count_replay_set(&self, filter: ConsoleFilter) -> Result<ReplaySet, StoreError> {
+        self.readers
+            .read(move |c| Self::console_replay_set(c, &filter))
+            .await
+    }
+
+    async fn replay_filtered(
+        &self,
+        filter: ConsoleFilter,
+        expected: ReplaySet,
+    ) -> Result<BulkReplay, StoreError> {
+        // Counted and requeued in one writer operation, so what is requeued
+        // is exactly what was counted.
+        self.writer
+            .run(Priority::Always, move |c| {
+                Self::console_replay_filtered(c, &filter, expected)
+            })
+            .await
+    }
+
+    async fn replay_delivery(
+        &self,
+        event_id: String,
+        delivery_id: i64,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .run(Priority::Always, move |c| {
+                Self::console_replay_delivery(c, &event_id, delivery_id)
+            })
+            .await
+    }
+
+    async fn backlog(&self) -> Result<Vec<Backlog>, StoreError> {
+        self.readers.read(Self::console_backlog).await
+    }
+
+    async fn destination_stats(
+        &self,
+        since_ms: u64,
+        now_ms: u64,
+        buckets: u32,
+    ) -> Result<Vec<DestinationStats>, StoreError> {
+        self.readers
+            .read(move |c| Self::console_destination_stats(c, since_ms, now_ms, buckets))
+            .await
+    }
+
+    async fn parked_deliveries(
+        &self,
+        destinations: Vec<String>,
+    ) -> Result<Vec<(String, ParkedDeliveries)>, StoreError> {
+        self.readers
+            .read(move |c| Self::console_parked(c, &destinations))
+            .await
+    }
+
+    async fn inbound(&self, event_id: String) -> Result<Option<InboundView>, StoreError> {
+        self.readers
+            .read(move |c| Self::console_inbound(c, &event_id))
+            .await
     }
 }
 

@@ -111,6 +111,8 @@ DROP INDEX IF EXISTS events_source;
 "#,
     // 3: the sending side's extra subscription columns (issue 13).
     super::super::subscription_columns::MIGRATION,
+    // 4: the operator console's inbound requests and indexes (issue 17).
+    super::console::MIGRATION,
 ];
 
 /// The schema version this build writes.
