@@ -115,6 +115,13 @@ struct Cli {
     /// Do not run `cargo build -p hookgate` first.
     #[arg(long)]
     no_build: bool,
+
+    /// Run only these rows (keys, comma-separated: no-plugins, plugins,
+    /// in-memory, delivery, fixed-rate, peer); the baseline always runs,
+    /// every ratio needs it. For profiling one row; the fixed-rate row then
+    /// needs `plugins` or `--rate`.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -273,7 +280,11 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         ("plugins", "hookgate: github + github-teams", true, false),
         ("in-memory", "hookgate: as 3, durability off", true, true),
     ];
+    let wanted = |key: &str| cli.only.is_empty() || cli.only.iter().any(|k| k == key);
     for (key, title, plugins, in_memory_store) in rows {
+        if !wanted(key) {
+            continue;
+        }
         let setup = GatewaySetup {
             plugins,
             in_memory_store,
@@ -313,6 +324,9 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         ),
     ];
     for (key, title, rate) in delivery_rows {
+        if !wanted(key) {
+            continue;
+        }
         let sink = sink::Sink::start().await?;
         let setup = GatewaySetup {
             plugins: true,
@@ -343,7 +357,7 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
     }
 
     // Row 7: the peer, when installed.
-    match server::webhook_binary(cli.webhook.clone()) {
+    match server::webhook_binary(cli.webhook.clone()).filter(|_| wanted("peer")) {
         Some(webhook) => {
             let dir = tempfile::tempdir()?;
             let mut server = server::spawn_webhook(&webhook, dir.path(), payload::SECRET)?;
@@ -362,9 +376,10 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
             .await?;
             report.rows.push(row);
         }
-        None => report.notes.push(
+        None if wanted("peer") => report.notes.push(
             "row 7 skipped: adnanh/webhook is not installed (apt-get install webhook)".into(),
         ),
+        None => {}
     }
 
     report.compute_ratios();
