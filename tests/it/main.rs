@@ -16,6 +16,7 @@ mod ingress;
 mod openapi;
 mod pipeline;
 mod plugins;
+mod relay;
 mod reload;
 mod sandbox;
 mod sending;

@@ -488,6 +488,26 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 );
             }
         }
+        if let Some(relay) = &route.relay {
+            match config.destinations.get(&relay.to) {
+                None => err(
+                    format!("routes.{name}.relay.to"),
+                    format!("no destination named {:?} under `destinations`", relay.to),
+                ),
+                Some(d) if d.kind != super::DestinationKind::Http => err(
+                    format!("routes.{name}.relay.to"),
+                    "must be an `http` destination: only a reply from one can be relayed".into(),
+                ),
+                Some(_) => {}
+            }
+            duration_in(
+                &mut err,
+                format!("routes.{name}.relay.reply_timeout"),
+                relay.reply_timeout,
+                StdDuration::from_millis(1),
+                super::MAX_REPLY_TIMEOUT,
+            );
+        }
         let uses = route
             .verify
             .iter()

@@ -262,8 +262,16 @@ async fn handle(
                             fanout.push(f);
                         }
                     }
+                    let mut destinations: Vec<String> =
+                        named.iter().map(|d| d.name.to_string()).collect();
+                    // A relayed route's messages all go to the relay too.
+                    if let Some(relay) = &route.relay
+                        && !destinations.contains(&relay.to)
+                    {
+                        destinations.push(relay.to.clone());
+                    }
                     NewMessage {
-                        destinations: named.iter().map(|d| d.name.to_string()).collect(),
+                        destinations,
                         message: r.message,
                     }
                 })
@@ -312,6 +320,7 @@ async fn handle(
                     }
                     ApiError::Store(e)
                 })?;
+            let mut relay_wait = None;
             let body = match inserted {
                 Inserted::New {
                     deliveries,
@@ -320,6 +329,11 @@ async fn handle(
                     if claimed.len() < deliveries {
                         state.delivery().wake();
                     }
+                    // Listen before the attempt can start.
+                    relay_wait = route
+                        .relay
+                        .as_ref()
+                        .and_then(|r| state.delivery().relay_wait(&claimed, &r.to));
                     state.delivery().submit(claimed);
                     tracing::debug!(
                         route = &*route.name,
@@ -350,12 +364,41 @@ async fn handle(
                     })
                 }
             };
+            if let (Some(wait), Some(relay)) = (relay_wait, &route.relay)
+                && let Some(answer) = relayed_reply(wait, relay, received_at_ms).await
+            {
+                return Ok(answer);
+            }
             Ok(match reply {
                 Some(r) => plugin_response(r),
                 None => (StatusCode::ACCEPTED, Json(body)).into_response(),
             })
         }
     }
+}
+
+/// The relay destination's reply as a Teams reply message, if its first
+/// attempt succeeded with one before `reply_timeout` (counted from the
+/// request's arrival); `None` means: answer the fallback.
+async fn relayed_reply(
+    wait: crate::delivery::relay::RelayWait,
+    relay: &crate::config::RelayConfig,
+    received_at_ms: u64,
+) -> Option<Response> {
+    let spent = std::time::Duration::from_millis(clock::now_ms().saturating_sub(received_at_ms));
+    let budget = relay.reply_timeout.0.saturating_sub(spent);
+    let answer = wait
+        .reply_within(budget)
+        .await
+        .as_ref()
+        .and_then(crate::delivery::relay::teams_reply);
+    if answer.is_none() {
+        tracing::info!(
+            destination = relay.to,
+            "relay: no reply within reply_timeout; answered the fallback (the delivery goes on)"
+        );
+    }
+    answer.map(|a| (StatusCode::OK, Json(a)).into_response())
 }
 
 /// The request as plugins see it. Header values that are not UTF-8 are

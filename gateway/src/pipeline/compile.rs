@@ -188,6 +188,7 @@ pub async fn compile(
                     .unwrap_or_else(|| Arc::new(Semaphore::new(r.max_in_flight))),
                 max_in_flight: r.max_in_flight,
                 max_plugin_time: r.max_plugin_time.0,
+                relay: r.relay.clone(),
                 keep_headers: r
                     .keep_headers
                     .iter()
