@@ -14,6 +14,7 @@ mod guests;
 mod handshake;
 mod ingress;
 mod openapi;
+mod paypal;
 mod pipeline;
 mod plugins;
 mod relay;
