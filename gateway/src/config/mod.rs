@@ -547,6 +547,11 @@ pub struct RetryConfig {
     /// retries to one destination do not arrive in lockstep.
     #[serde(default = "default_jitter")]
     pub jitter: f64,
+    /// Multiplies every wait (before jitter), default 1. For tests and
+    /// fire drills only: `0.0001` runs the default schedule (about 41 h)
+    /// in about 15 s, so what happens when retries run out can be watched.
+    #[serde(default = "default_scale")]
+    pub scale: f64,
 }
 
 // Not derived: a derived Default would give `jitter: 0` whenever `retry:`
@@ -557,12 +562,17 @@ impl Default for RetryConfig {
             schedule: None,
             exponential: None,
             jitter: default_jitter(),
+            scale: default_scale(),
         }
     }
 }
 
 fn default_jitter() -> f64 {
     0.1
+}
+
+fn default_scale() -> f64 {
+    1.0
 }
 
 /// Exponential backoff: wait `initial`, then `initial * factor`, ...,

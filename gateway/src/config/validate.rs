@@ -113,6 +113,13 @@ fn check_retry(err: &mut impl FnMut(String, String), at: &str, retry: &RetryConf
     if !(0.0..=1.0).contains(&retry.jitter) {
         err(format!("{at}.jitter"), "must be between 0 and 1".into());
     }
+    // NaN fails this too. Zero would retry in a busy loop.
+    if !(retry.scale > 0.0 && retry.scale <= 1.0) {
+        err(
+            format!("{at}.scale"),
+            "must be greater than 0 and at most 1".into(),
+        );
+    }
     if let Some(schedule) = &retry.schedule {
         if schedule.len() > MAX_SCHEDULE_LEN {
             err(
