@@ -598,4 +598,90 @@ subscriptions:
         span >= scheduled.mul_f64(0.9),
         "attempts span {span:?}, the scaled schedule {scheduled:?}"
     );
+
+    // Disabled, it keeps what is published for it, lists it, and sends it
+    // once re-enabled. The event whose retries ran out is a dead letter,
+    // not parked.
+    let (status, published) = call(
+        &gw,
+        Method::POST,
+        "/v1/events",
+        Some(json!({ "objectId": "74943849802190eaea3810", "objectType": "Group", "eventType": "MemberAdded", "data": { "n": 2 } })),
+    )
+    .await;
+    assert_eq!(status, 202, "{published}");
+    let (status, parked) = call(&gw, Method::GET, &format!("/v1/webhook/{id}/parked"), None).await;
+    assert_eq!(status, 200, "{parked}");
+    let parked = parked["parked"].as_array().unwrap().clone();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(
+        parked[0]["storedEventId"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("evt_")),
+        "{parked:?}"
+    );
+    assert_eq!(parked[0]["eventType"], "MemberAdded");
+    assert_eq!(sink.deliveries().len(), 7, "nothing sent while disabled");
+
+    sink.always(None);
+    let (status, view) = call_raw(
+        &gw,
+        Method::PUT,
+        &format!("/v1/webhook/{id}"),
+        Some(r#"{"Active": "true"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    wait_until("the parked event after re-enable", WAIT, || {
+        sink.deliveries().len() >= 8
+    })
+    .await;
+    assert_eq!(sink.deliveries()[7].json()["data"]["n"], 2);
+    let (_, parked) = call(&gw, Method::GET, &format!("/v1/webhook/{id}/parked"), None).await;
+    assert_eq!(parked["parked"], json!([]));
+}
+
+/// A `410 Gone` from the callback disables the subscription at once: no
+/// retry, whatever is left of the schedule.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_410_disables_the_subscription_at_once() {
+    let sink = MockReceiver::start().await;
+    let gw = TestGateway::spawn(&yaml("")).await;
+    let (status, created) = call_raw(
+        &gw,
+        Method::POST,
+        "/v1/webhook",
+        Some(&reference_create_body(&sink.url("/cb"))),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["webhookId"].as_str().unwrap().to_owned();
+    sink.always(Some(410));
+    let (status, body) = call(
+        &gw,
+        Method::POST,
+        "/v1/events",
+        Some(json!({ "objectId": "74943849802190eaea3810", "objectType": "Group", "eventType": "MemberAdded", "data": {} })),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = std::time::Instant::now() + WAIT;
+    let view = loop {
+        let (_, view) = call(&gw, Method::GET, &format!("/v1/webhook/{id}"), None).await;
+        if view["active"] == false {
+            break view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never disabled: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        view["disabledReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("410")),
+        "{view}"
+    );
+    assert_eq!(sink.deliveries().len(), 1, "one attempt, no retry");
 }
