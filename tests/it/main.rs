@@ -14,6 +14,8 @@ mod guests;
 mod handshake;
 mod ingress;
 mod openapi;
+#[cfg(feature = "otel")]
+mod otel;
 mod paypal;
 mod pipeline;
 mod plugins;

@@ -40,8 +40,30 @@ enum Subscriber {
     Park(String),
 }
 
-/// Attempts `d` and returns what to record.
+/// Attempts `d` and returns what to record, in a `delivery.attempt` span
+/// that carries the event id (the link to the request's trace).
 pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
+    let span = tracing::debug_span!(target: crate::observability::STAGE_TARGET, "delivery.attempt",
+        event_id = d.event_id.as_str(), destination = d.destination.as_str(),
+        attempt = d.attempts + 1, status = tracing::field::Empty, outcome = tracing::field::Empty);
+    let record = tracing::Instrument::instrument(attempt(ctx, d), span.clone()).await;
+    if !span.is_disabled() {
+        if let Some(status) = record.status {
+            span.record("status", status);
+        }
+        let outcome = match record.next {
+            NextState::Delivered => "delivered",
+            NextState::Retry { .. } => "retry",
+            NextState::Postpone { .. } => "postponed",
+            NextState::Dead { .. } => "dead",
+            NextState::Park { .. } => "parked",
+        };
+        span.record("outcome", outcome);
+    }
+    record
+}
+
+async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
     let snapshot = ctx.snapshots.load_full();
     let attempted_at_ms = now_ms();
     let started = Instant::now();

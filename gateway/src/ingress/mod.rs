@@ -159,7 +159,12 @@ pub async fn hook(
         return ApiError::UnknownRoute(route_name).into_response();
     };
 
-    let response = match handle(&state, &snapshot, &route, req, received_at_ms).await {
+    // One span per request, the trace's root; `event_id` is filled in once
+    // the pipeline has named the event.
+    let span = tracing::debug_span!(target: crate::observability::STAGE_TARGET, "ingress",
+        route = &*route.name, event_id = tracing::field::Empty);
+    let handled = handle(&state, &snapshot, &route, req, received_at_ms);
+    let response = match tracing::Instrument::instrument(handled, span).await {
         Ok(resp) => resp,
         Err(e) => {
             match &e {
@@ -247,6 +252,7 @@ async fn handle(
             routed,
             reply,
         } => {
+            tracing::Span::current().record("event_id", event_id.as_str());
             let messages = routed.len();
             let config = &snapshot.config;
             let mut fanout = Vec::new();
@@ -308,9 +314,9 @@ async fn handle(
                 claim,
             };
             // The provider hears 2xx only once the event is committed.
-            let inserted = state
-                .store()
-                .insert(event, opts)
+            let commit = tracing::debug_span!(target: crate::observability::STAGE_TARGET,
+                "store.commit", event_id = event_id.as_str());
+            let inserted = tracing::Instrument::instrument(state.store().insert(event, opts), commit)
                 .await
                 .map_err(|e| {
                     if matches!(e, StoreError::Overloaded) {
