@@ -87,13 +87,20 @@ pub fn operator_router(state: AppState) -> Router {
 /// load balancer stops sending webhooks that would be refused.
 #[utoipa::path(get, path = "/healthz", tag = "gateway",
     responses(
-        (status = 200, description = "`{\"status\": \"ok\", \"generation\": n}`", body = Object),
+        (status = 200, description = "`{\"status\": \"ok\", \"generation\": n}`, with `\"store_panics\": n` once a store operation has panicked (it was rolled back and the store went on; a bug to report)", body = Object),
         (status = 503, description = "`{\"status\": \"unavailable\", \"generation\": n, \"store\": reason}`: the store cannot take writes", body = Object),
     ))]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshot();
     match state.store().health() {
-        Ok(()) => Json(json!({ "status": "ok", "generation": snapshot.generation })).into_response(),
+        Ok(()) => {
+            let mut body = json!({ "status": "ok", "generation": snapshot.generation });
+            let panics = state.store().operation_panics();
+            if panics > 0 {
+                body["store_panics"] = panics.into();
+            }
+            Json(body).into_response()
+        }
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable", "generation": snapshot.generation, "store": reason })),
