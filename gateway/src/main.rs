@@ -183,7 +183,12 @@ async fn serve(path: PathBuf) -> ExitCode {
 #[cfg(feature = "otel")]
 type TracingGuard = Option<hookgate::otel::OtelGuard>;
 #[cfg(not(feature = "otel"))]
-type TracingGuard = ();
+type TracingGuard = NoTraces;
+
+/// Without `otel` nothing needs flushing.
+#[cfg(not(feature = "otel"))]
+#[derive(Debug)]
+struct NoTraces;
 
 /// Exports the spans still batched (off the runtime's workers: it blocks).
 async fn flush_traces(guard: TracingGuard) {
@@ -192,7 +197,7 @@ async fn flush_traces(guard: TracingGuard) {
         let _ = tokio::task::spawn_blocking(move || guard.shutdown()).await;
     }
     #[cfg(not(feature = "otel"))]
-    let () = guard;
+    let NoTraces = guard;
 }
 
 async fn replay(args: ReplayArgs) -> ExitCode {
@@ -281,6 +286,7 @@ fn init_tracing(format: LogFormat) -> TracingGuard {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    NoTraces
 }
 
 /// With `otel`: the same log, its filter on the log layer alone, beside

@@ -21,12 +21,15 @@ use crate::support::receiver::MockReceiver;
 /// `%E9` is "é" in windows-1252, which must go back unchanged).
 const IPN: &str = "mc_gross=19.95&protection_eligibility=Eligible&address_status=confirmed&payer_id=LPLWNMTBWMFAY&tax=0.00&address_street=1+Main+St&payment_date=20%3A12%3A59+Jan+13%2C+2009+PST&payment_status=Completed&charset=windows-1252&address_zip=95131&first_name=Ren%E9&mc_fee=0.88&address_country_code=US&address_name=Test+User&notify_version=2.6&custom=&payer_status=verified&address_country=United+States&address_city=San+Jose&quantity=1&verify_sign=AtkOfCXbDm2hu0ZELryHFjY-Vb7PAUvS6nMXgysbElEn9v-1XcmSoGtf&payer_email=gpmac_1231902590_per%40paypal.com&txn_id=61E67681CH3238416&payment_type=instant&last_name=User&address_state=CA&receiver_email=gpmac_1231902686_biz%40paypal.com&payment_fee=0.88&receiver_id=S8XGHLYDW9T3S&txn_type=express_checkout&item_name=&mc_currency=USD&item_number=&residence_country=US&test_ipn=1&handling_amount=0.00&transaction_subject=&payment_gross=19.95&shipping=0.00&ipn_track_id=4830f7b42171d";
 
+/// What the stand-in was asked: content type and body of each request.
+type Asked = Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+
 /// A stand-in of `https://ipnpb.paypal.com/cgi-bin/webscr`: `VERIFIED`
 /// for exactly `cmd=_notify-validate&` + a message it sent, `INVALID`
 /// for anything else; records what it was asked.
 struct FakePayPal {
     url: String,
-    asked: Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>,
+    asked: Asked,
     /// Answer this status instead (PayPal having a bad day), when set.
     down: Arc<Mutex<Option<u16>>>,
 }
