@@ -501,7 +501,7 @@ async fn insert_event(
                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id) \
              INSERT INTO deliveries (event_id, message_id, destination, state, next_attempt_at, lease_token, last_error) \
              SELECT $1, m.id, u.dest, CASE WHEN u.active THEN 'pending' ELSE 'parked' END, \
-                    hookgate_now_ms() + CASE WHEN u.claim THEN $8 ELSE 0 END, \
+                    hookgate_now_ms() + CASE WHEN u.claim THEN $8::bigint ELSE 0 END, \
                     CASE WHEN u.claim THEN $9::bigint END, \
                     CASE WHEN u.active THEN NULL ELSE $10 END \
              FROM m, unnest($11::text[], $12::bool[], $13::bool[]) WITH ORDINALITY AS u(dest, active, claim, n) \
