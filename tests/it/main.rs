@@ -18,6 +18,7 @@ mod pipeline;
 mod plugins;
 mod reload;
 mod sandbox;
+mod scale_out;
 mod sending;
 mod subscriptions;
 mod support;
