@@ -206,9 +206,9 @@ async fn two_gateways_share_one_queue_and_the_survivor_finishes_a_killed_ones_wo
                     let client = client.clone();
                     let other = urls[((n + 1) % 2) as usize].0.clone();
                     let (delivery, body) = (delivery.clone(), body.clone());
-                    tokio::spawn(async move {
-                        post(&client, &other, &delivery, body.as_bytes()).await
-                    })
+                    tokio::spawn(
+                        async move { post(&client, &other, &delivery, body.as_bytes()).await },
+                    )
                 });
                 let ok = matches!(
                     post(&client, url, &delivery, body.as_bytes()).await,
@@ -368,7 +368,10 @@ async fn a_subscription_disabled_on_one_gateway_is_disabled_on_the_other() {
     assert_eq!(s, 200, "{v}");
     let (s, seen) = call(&b, KEY_A, Method::GET, &format!("/v1/webhook/{id}"), None).await;
     assert_eq!(s, 200, "{seen}");
-    assert_eq!(seen["active"], false, "disabled on the other gateway at once");
+    assert_eq!(
+        seen["active"], false,
+        "disabled on the other gateway at once"
+    );
 
     // Published through the other gateway while off: parked, not sent.
     assert_eq!(
@@ -386,10 +389,14 @@ async fn a_subscription_disabled_on_one_gateway_is_disabled_on_the_other() {
     assert_eq!(s, 200, "{v}");
     let (_, seen) = call(&a, KEY_A, Method::GET, &format!("/v1/webhook/{id}"), None).await;
     assert_eq!(seen["active"], true, "enabled on the first gateway at once");
-    wait_until("the parked event after re-enable", Duration::from_secs(20), || {
-        sink.deliveries()
-            .iter()
-            .any(|r| r.answered < 300 && r.json()["data"]["try"] == json!(1))
-    })
+    wait_until(
+        "the parked event after re-enable",
+        Duration::from_secs(20),
+        || {
+            sink.deliveries()
+                .iter()
+                .any(|r| r.answered < 300 && r.json()["data"]["try"] == json!(1))
+        },
+    )
     .await;
 }

@@ -607,7 +607,11 @@ struct BenchDatabase {
 
 impl BenchDatabase {
     async fn create(admin_url: &str, key: &str) -> anyhow::Result<Self> {
-        let name = format!("hookgate_bench_{}_{}", key.replace('-', "_"), std::process::id());
+        let name = format!(
+            "hookgate_bench_{}_{}",
+            key.replace('-', "_"),
+            std::process::id()
+        );
         let client = pg_connect(admin_url).await?;
         // Two statements: neither may run inside a transaction block.
         client
@@ -618,7 +622,8 @@ impl BenchDatabase {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .context("creating the row's database")?;
-        let mut url = url::Url::parse(admin_url).context("--postgres-url must be a postgres:// URL")?;
+        let mut url =
+            url::Url::parse(admin_url).context("--postgres-url must be a postgres:// URL")?;
         url.set_path(&format!("/{name}"));
         Ok(BenchDatabase {
             admin_url: admin_url.to_owned(),
@@ -630,7 +635,10 @@ impl BenchDatabase {
     async fn drop_it(self) -> anyhow::Result<()> {
         let client = pg_connect(&self.admin_url).await?;
         client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .await
             .context("dropping the row's database")?;
         Ok(())
@@ -733,13 +741,21 @@ async fn postgres_rows(
         .iter()
         .filter(|(_, at)| *at >= window.start && *at <= end)
         .count() as f64;
-    let per_second = in_window / end.saturating_duration_since(window.start).as_secs_f64().max(1e-9);
+    let per_second = in_window
+        / end
+            .saturating_duration_since(window.start)
+            .as_secs_f64()
+            .max(1e-9);
     let unique = seen
         .iter()
         .map(|(id, _)| id.as_str())
         .collect::<std::collections::HashSet<_>>()
         .len();
-    let drained = seen.iter().map(|(_, at)| *at).max().filter(|_| sink.count() >= owed);
+    let drained = seen
+        .iter()
+        .map(|(_, at)| *at)
+        .max()
+        .filter(|_| sink.count() >= owed);
     let row = Row::new(key, title, result, a.peak_rss()?.max(b.peak_rss()?), cpu);
     eprintln!(
         "row {key}: {:.0} req/s, {per_second:.0} deliveries/s combined while loading, {} owed, {} delivered, {} duplicates",

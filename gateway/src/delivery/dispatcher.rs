@@ -454,8 +454,7 @@ impl Dispatcher {
         }
         let record = {
             let mut work = pin!(super::attempt::run(&self.ctx, &d));
-            let mut renew =
-                tokio::time::interval_at(
+            let mut renew = tokio::time::interval_at(
                 tokio::time::Instant::now() + self.renew_every,
                 self.renew_every,
             );

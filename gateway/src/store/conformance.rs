@@ -1147,6 +1147,9 @@ pub async fn due_work_wakes_the_other_gateway(a: S, b: S) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "the other gateway was never woken");
+        assert!(
+            Instant::now() < deadline,
+            "the other gateway was never woken"
+        );
     }
 }

@@ -19,7 +19,10 @@ fn where_sql(f: &ConsoleFilter, with_status: bool, args: &mut Args) -> String {
     let mut clauses: Vec<String> = Vec::new();
     let base = &f.base;
     if let (true, Some(status)) = (with_status, base.status) {
-        clauses.push(format!("e.status = {}", args.add(status.as_str().to_owned())));
+        clauses.push(format!(
+            "e.status = {}",
+            args.add(status.as_str().to_owned())
+        ));
     }
     if let Some(route) = &base.route {
         clauses.push(format!("e.route = {}", args.add(route.clone())));

@@ -168,7 +168,10 @@ impl PostgresStore {
             pg.application_name("hookgate");
         }
         if let Some(schema) = schema {
-            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
                 return Err(open_err(format!("bad schema name {schema:?}")));
             }
             let (client, conn) = pg.connect(NoTls).await.map_err(open_err)?;
@@ -376,12 +379,7 @@ async fn insert_event(
         let won = tx
             .query_opt(
                 &stmt,
-                &[
-                    &event.route,
-                    source_id,
-                    &event.id,
-                    &dur(opts.dedup_window),
-                ],
+                &[&event.route, source_id, &event.id, &dur(opts.dedup_window)],
             )
             .await?;
         if won.is_none() {

@@ -198,6 +198,9 @@ async fn a_newer_schema_is_refused_and_migrating_again_is_a_no_op() {
         ))
         .await
         .unwrap();
-    let err = open(&guard.url, &guard.schema).await.unwrap_err().to_string();
+    let err = open(&guard.url, &guard.schema)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("newer"), "{err}");
 }
