@@ -355,44 +355,70 @@ async fn refresh_statuses(
     Ok(())
 }
 
+/// Runs `queries` on one connection as a pipeline: each is sent when the
+/// one before it was (in order, so later rows may reference earlier ones),
+/// without waiting for its answer. Answers in the same order.
+async fn pipeline<'a>(
+    queries: Vec<
+        std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+                    > + Send
+                    + 'a,
+            >,
+        >,
+    >,
+) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+    let mut queries: Vec<_> = queries.into_iter().map(Some).collect();
+    let mut answers: Vec<Option<Vec<tokio_postgres::Row>>> = queries.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        // Polled in order every time: a query's request goes out on its
+        // first poll, so the requests leave in this order.
+        for (q, a) in queries.iter_mut().zip(answers.iter_mut()) {
+            if let Some(f) = q {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(Ok(rows)) => {
+                        *a = Some(rows);
+                        *q = None;
+                    }
+                    std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(Ok(()))
+        }
+    })
+    .await
+    .map_err(db_err)?;
+    Ok(answers.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// One message of a new event and its deliveries, as statement arguments.
+struct MessageRows {
+    message: Message,
+    headers: String,
+    idx: i32,
+    dests: Vec<String>,
+    actives: Vec<bool>,
+    claims: Vec<bool>,
+}
+
 /// The insert, in its transaction. Returns what to answer and whether
 /// deliveries were created due and unclaimed (then everyone is told).
+/// The dedup key, the event and its messages go out as one pipeline: one
+/// round trip for the lot; when the key turns out taken, the transaction
+/// is rolled back by the caller.
 async fn insert_event(
     tx: &deadpool_postgres::Transaction<'_>,
     event: NewEvent,
     opts: &InsertOptions,
 ) -> Result<(Inserted, bool), StoreError> {
-    if let Some(source_id) = &event.source_id {
-        // Insert-or-conflict on the unique key: the key is ours if it was
-        // free or its window has passed. A concurrent insert of the same
-        // key waits for ours to commit, then conflicts.
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO dedup (route, source_id, event_id, expires_at) \
-                 VALUES ($1, $2, $3, hookgate_now_ms() + $4) \
-                 ON CONFLICT (route, source_id) DO UPDATE \
-                   SET event_id = excluded.event_id, expires_at = excluded.expires_at \
-                   WHERE dedup.expires_at <= hookgate_now_ms() \
-                 RETURNING event_id",
-            )
-            .await?;
-        let won = tx
-            .query_opt(
-                &stmt,
-                &[&event.route, source_id, &event.id, &dur(opts.dedup_window)],
-            )
-            .await?;
-        if won.is_none() {
-            let existing_id: String = tx
-                .query_one(
-                    "SELECT event_id FROM dedup WHERE route = $1 AND source_id = $2",
-                    &[&event.route, source_id],
-                )
-                .await?
-                .try_get(0)?;
-            return Ok((Inserted::Duplicate { existing_id }, false));
-        }
-    }
     // Subscriptions matching each fan-out, resolved in this transaction.
     let mut fanout_targets: Vec<Vec<(String, bool)>> = Vec::with_capacity(event.fanout.len());
     if !event.fanout.is_empty() {
@@ -433,48 +459,23 @@ async fn insert_event(
         .first()
         .and_then(|m| m.message.event_type.clone())
         .or_else(|| event.fanout.first().map(|f| f.event_type.clone()));
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO events (id, route, source_id, received_at, status, event_type) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &event.id,
-            &event.route,
-            &event.source_id,
-            &ms(event.received_at_ms),
-            &status,
-            &event_type,
-        ],
-    )
-    .await?;
-    if let Some(inbound) = &event.inbound {
-        let headers = json_text(&inbound.headers)?;
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO event_requests (event_id, method, path, headers) VALUES ($1, $2, $3, $4)",
-            )
-            .await?;
-        tx.execute(
-            &stmt,
-            &[&event.id, &inbound.method, &inbound.path, &headers],
-        )
-        .await?;
-    }
+    let inbound_headers = event
+        .inbound
+        .as_ref()
+        .map(|i| json_text(&i.headers))
+        .transpose()?;
 
     let token = LeaseToken::random();
     let lease = opts.claim.as_ref().map_or(0, |c| dur(c.lease));
-    let mut claimed = Vec::new();
     let mut unclaimed_due = false;
     let NewEvent {
         id: event_id,
         route,
+        source_id,
+        received_at_ms,
         messages,
         fanout,
-        ..
+        inbound,
     } = event;
     let named = messages.into_iter().map(|m| {
         let dests: Vec<(String, bool)> = m.destinations.into_iter().map(|d| (d, true)).collect();
@@ -491,8 +492,54 @@ async fn insert_event(
                 .collect();
             (f.envelope, dests, true)
         });
-    // A message and its deliveries in one statement: one round trip each.
-    let stmt = tx
+    let mut rows_of: Vec<MessageRows> = Vec::new();
+    for (idx, (message, destinations, to_subscribers)) in named.chain(published).enumerate() {
+        let mut m = MessageRows {
+            headers: json_text(&message.headers)?,
+            message,
+            idx: idx as i32,
+            dests: Vec::with_capacity(destinations.len()),
+            actives: Vec::with_capacity(destinations.len()),
+            claims: Vec::with_capacity(destinations.len()),
+        };
+        for (dest, active) in destinations {
+            let claim = opts.claim.as_ref().is_some_and(|c| {
+                active && ((to_subscribers && c.subscribers) || c.destinations.contains(&dest))
+            });
+            unclaimed_due |= active && !claim;
+            m.dests.push(dest);
+            m.actives.push(active);
+            m.claims.push(claim);
+        }
+        rows_of.push(m);
+    }
+
+    // Insert-or-conflict on the unique key: the key is ours if it was free
+    // or its window has passed. A concurrent insert of the same key waits
+    // for ours to commit, then conflicts.
+    let dedup_stmt = tx
+        .prepare_cached(
+            "INSERT INTO dedup (route, source_id, event_id, expires_at) \
+             VALUES ($1, $2, $3, hookgate_now_ms() + $4) \
+             ON CONFLICT (route, source_id) DO UPDATE \
+               SET event_id = excluded.event_id, expires_at = excluded.expires_at \
+               WHERE dedup.expires_at <= hookgate_now_ms() \
+             RETURNING event_id",
+        )
+        .await?;
+    let event_stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (id, route, source_id, received_at, status, event_type) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    let inbound_stmt = tx
+        .prepare_cached(
+            "INSERT INTO event_requests (event_id, method, path, headers) VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
+    // A message and its deliveries in one statement.
+    let message_stmt = tx
         .prepare_cached(
             "WITH m AS (\
                INSERT INTO messages (event_id, idx, message_id, event_type, content_type, headers, body) \
@@ -507,41 +554,88 @@ async fn insert_event(
              RETURNING id, destination, lease_token IS NOT NULL",
         )
         .await?;
-    for (idx, (message, destinations, to_subscribers)) in named.chain(published).enumerate() {
-        let headers = json_text(&message.headers)?;
-        let mut dests = Vec::with_capacity(destinations.len());
-        let mut actives = Vec::with_capacity(destinations.len());
-        let mut claims = Vec::with_capacity(destinations.len());
-        for (dest, active) in destinations {
-            let claim = opts.claim.as_ref().is_some_and(|c| {
-                active && ((to_subscribers && c.subscribers) || c.destinations.contains(&dest))
-            });
-            unclaimed_due |= active && !claim;
-            dests.push(dest);
-            actives.push(active);
-            claims.push(claim);
-        }
-        let rows = tx
-            .query(
-                &stmt,
+    let window = dur(opts.dedup_window);
+    let received = ms(received_at_ms);
+    let mut queries: Vec<
+        std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+                    > + Send
+                    + '_,
+            >,
+        >,
+    > = Vec::new();
+    // Each query owns its argument list; the values are borrowed.
+    let (event_id_r, route_r, source_r) = (&event_id, &route, &source_id);
+    let (status_r, type_r, received_r, window_r) = (&status, &event_type, &received, &window);
+    let (lease_r, token_r) = (&lease, &token.0);
+    let (dedup_r, event_r, inbound_r, message_r) =
+        (&dedup_stmt, &event_stmt, &inbound_stmt, &message_stmt);
+    if let Some(source) = source_r {
+        queries.push(Box::pin(async move {
+            tx.query(dedup_r, &[route_r, source, event_id_r, window_r])
+                .await
+        }));
+    }
+    queries.push(Box::pin(async move {
+        tx.query(
+            event_r,
+            &[event_id_r, route_r, source_r, received_r, status_r, type_r],
+        )
+        .await
+    }));
+    if let (Some(inbound), Some(headers)) = (&inbound, &inbound_headers) {
+        queries.push(Box::pin(async move {
+            tx.query(
+                inbound_r,
+                &[event_id_r, &inbound.method, &inbound.path, headers],
+            )
+            .await
+        }));
+    }
+    for m in &rows_of {
+        queries.push(Box::pin(async move {
+            let body: &[u8] = &m.message.body;
+            tx.query(
+                message_r,
                 &[
-                    &event_id,
-                    &(idx as i32),
-                    &message.id,
-                    &message.event_type,
-                    &message.content_type,
-                    &headers,
-                    &&message.body[..],
-                    &lease,
-                    &token.0,
+                    event_id_r,
+                    &m.idx,
+                    &m.message.id,
+                    &m.message.event_type,
+                    &m.message.content_type,
+                    &m.headers,
+                    &body,
+                    lease_r,
+                    token_r,
                     &PARKED_REASON,
-                    &dests,
-                    &actives,
-                    &claims,
+                    &m.dests,
+                    &m.actives,
+                    &m.claims,
                 ],
             )
-            .await?;
-        let message = Arc::new(message);
+            .await
+        }));
+    }
+    let mut answers = pipeline(queries).await?.into_iter();
+    if let Some(source) = &source_id
+        && answers.next().unwrap_or_default().is_empty()
+    {
+        let existing_id: String = tx
+            .query_one(
+                "SELECT event_id FROM dedup WHERE route = $1 AND source_id = $2",
+                &[&route, source],
+            )
+            .await?
+            .try_get(0)?;
+        return Ok((Inserted::Duplicate { existing_id }, false));
+    }
+    let mut message_answers = answers.skip(1 + usize::from(inbound_headers.is_some()));
+    let mut claimed = Vec::new();
+    for m in rows_of {
+        let rows = message_answers.next().unwrap_or_default();
+        let message = Arc::new(m.message);
         let mut mine: Vec<(i64, String)> = Vec::new();
         for r in &rows {
             if r.try_get::<_, bool>(2)? {
@@ -643,6 +737,11 @@ impl Store for PostgresStore {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
             let (inserted, due) = insert_event(&tx, event, &opts).await?;
+            if let Inserted::Duplicate { .. } = inserted {
+                // The event and its messages went out with the dedup key.
+                tx.rollback().await?;
+                return Ok(inserted);
+            }
             if due {
                 notify(&tx).await?;
             }
@@ -751,20 +850,18 @@ impl Store for PostgresStore {
 
     async fn release(&self, id: i64, token: LeaseToken) -> Result<bool, StoreError> {
         let r = async {
-            let mut conn = self.conn().await?;
-            let tx = conn.transaction().await?;
-            let stmt = tx
+            let conn = self.conn().await?;
+            // One statement: the notification goes out (on its commit)
+            // only if the delivery was released.
+            let stmt = conn
                 .prepare_cached(
-                    "UPDATE deliveries SET next_attempt_at = hookgate_now_ms(), lease_token = NULL \
-                     WHERE id = $1 AND lease_token = $2 AND state = 'pending'",
+                    "WITH r AS (\
+                       UPDATE deliveries SET next_attempt_at = hookgate_now_ms(), lease_token = NULL \
+                       WHERE id = $1 AND lease_token = $2 AND state = 'pending' RETURNING id) \
+                     SELECT pg_notify('hookgate_due', '') FROM r",
                 )
                 .await?;
-            let released = tx.execute(&stmt, &[&id, &token.0]).await? > 0;
-            if released {
-                notify(&tx).await?;
-            }
-            tx.commit().await?;
-            Ok(released)
+            Ok(!conn.query(&stmt, &[&id, &token.0]).await?.is_empty())
         }
         .await;
         self.note(r)
@@ -773,27 +870,17 @@ impl Store for PostgresStore {
     async fn record(&self, a: AttemptRecord) -> Result<Recorded, StoreError> {
         let r = async {
             let (state, delay, attempted, retried, last_error) = next_state(&a);
-            let mut conn = self.conn().await?;
-            let tx = conn.transaction().await?;
-            // The lease is checked in the update itself: a stale token
-            // changes nothing, and then no attempt row is written either
-            // (the insert reads the update's result).
-            let stmt = tx
+            let conn = self.conn().await?;
+            // One statement, its own transaction (see hookgate_record in
+            // schema.rs): the lease check, the attempt row and the
+            // event's status together.
+            let stmt = conn
                 .prepare_cached(
-                    "WITH d AS (\
-                       UPDATE deliveries SET state = $3, next_attempt_at = hookgate_now_ms() + $4, \
-                         lease_token = NULL, attempts = attempts + $5, retries = retries + $6, \
-                         last_error = $7 \
-                       WHERE id = $1 AND lease_token = $2 AND state = 'pending' \
-                       RETURNING id, event_id), \
-                     a AS (\
-                       INSERT INTO attempts (delivery_id, attempted_at, status, latency_ms, error, response) \
-                       SELECT d.id, $8, $9, $10, $11, $12 FROM d WHERE $5 > 0) \
-                     SELECT event_id FROM d",
+                    "SELECT hookgate_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .await?;
-            let row = tx
-                .query_opt(
+            let written: bool = conn
+                .query_one(
                     &stmt,
                     &[
                         &a.delivery_id,
@@ -810,18 +897,13 @@ impl Store for PostgresStore {
                         &a.response_excerpt,
                     ],
                 )
-                .await?;
-            let Some(row) = row else {
-                return Ok(Recorded::LeaseLost);
-            };
-            let event_id: String = row.try_get(0)?;
-            // A delivery that stays pending (or parked) leaves its event
-            // pending.
-            if state != "pending" && state != "parked" {
-                refresh_statuses(&tx, vec![event_id]).await?;
-            }
-            tx.commit().await?;
-            Ok(Recorded::Written)
+                .await?
+                .try_get(0)?;
+            Ok(if written {
+                Recorded::Written
+            } else {
+                Recorded::LeaseLost
+            })
         }
         .await;
         self.note(r)

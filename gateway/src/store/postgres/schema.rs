@@ -135,6 +135,38 @@ BEGIN
         ELSE 'delivered' END
     WHERE id = ev;
 END $$;
+
+-- An attempt's outcome, in one round trip: the delivery changes only under
+-- its lease token (NULL back when the token is stale: nothing written),
+-- the attempt row is written only if it did, and the event's status is
+-- refreshed when the delivery finished. Each statement of a plpgsql
+-- function takes a fresh snapshot, so the refresh sees the other
+-- gateways' committed work once it holds the event's lock.
+CREATE FUNCTION hookgate_record(
+    p_id bigint, p_token bigint, p_state text, p_delay bigint, p_attempted integer,
+    p_retried integer, p_last_error text, p_at bigint, p_status integer, p_latency bigint,
+    p_error text, p_response text
+) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    ev text;
+BEGIN
+    UPDATE deliveries SET state = p_state, next_attempt_at = hookgate_now_ms() + p_delay,
+        lease_token = NULL, attempts = attempts + p_attempted, retries = retries + p_retried,
+        last_error = p_last_error
+    WHERE id = p_id AND lease_token = p_token AND state = 'pending'
+    RETURNING event_id INTO ev;
+    IF ev IS NULL THEN
+        RETURN FALSE;
+    END IF;
+    IF p_attempted > 0 THEN
+        INSERT INTO attempts (delivery_id, attempted_at, status, latency_ms, error, response)
+        VALUES (p_id, p_at, p_status, p_latency, p_error, p_response);
+    END IF;
+    IF p_state NOT IN ('pending', 'parked') THEN
+        PERFORM hookgate_refresh_status(ev);
+    END IF;
+    RETURN TRUE;
+END $$;
 "#,
 ];
 
