@@ -355,20 +355,20 @@ async fn refresh_statuses(
     Ok(())
 }
 
+/// A query of a [`pipeline`], not yet sent.
+type Query<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>
+            + Send
+            + 'a,
+    >,
+>;
+
 /// Runs `queries` on one connection as a pipeline: each is sent when the
 /// one before it was (in order, so later rows may reference earlier ones),
 /// without waiting for its answer. Answers in the same order.
 async fn pipeline<'a>(
-    queries: Vec<
-        std::pin::Pin<
-            Box<
-                dyn std::future::Future<
-                        Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
-                    > + Send
-                    + 'a,
-            >,
-        >,
-    >,
+    queries: Vec<Query<'a>>,
 ) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
     let mut queries: Vec<_> = queries.into_iter().map(Some).collect();
     let mut answers: Vec<Option<Vec<tokio_postgres::Row>>> = queries.iter().map(|_| None).collect();
@@ -556,16 +556,7 @@ async fn insert_event(
         .await?;
     let window = dur(opts.dedup_window);
     let received = ms(received_at_ms);
-    let mut queries: Vec<
-        std::pin::Pin<
-            Box<
-                dyn std::future::Future<
-                        Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
-                    > + Send
-                    + '_,
-            >,
-        >,
-    > = Vec::new();
+    let mut queries: Vec<Query<'_>> = Vec::new();
     // Each query owns its argument list; the values are borrowed.
     let (event_id_r, route_r, source_r) = (&event_id, &route, &source_id);
     let (status_r, type_r, received_r, window_r) = (&status, &event_type, &received, &window);
