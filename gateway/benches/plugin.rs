@@ -284,7 +284,7 @@ fn main() {
     stage(&mut wall, &fixture);
     chain(&mut wall, &fixture);
     let mut thread_cpu = Criterion::default()
-        .with_measurement(cpu_time::ThreadCpuTime)
+        .with_measurement(cpu_time::CpuTime::thread())
         .configure_from_args();
     cpu(&mut thread_cpu, &fixture);
     wall.final_summary();

@@ -125,6 +125,13 @@ struct Cli {
     /// [default: the rows are skipped].
     #[arg(long, env = "HOOKGATE_BENCH_POSTGRES_URL")]
     postgres_url: Option<String>,
+
+    /// Run only these rows (keys, comma-separated: no-plugins, plugins,
+    /// in-memory, delivery, fixed-rate, postgres, postgres-2-delivery,
+    /// peer); the baseline always runs, every ratio needs it. For profiling
+    /// one row; the fixed-rate row then needs `plugins` or `--rate`.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,7 +290,11 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         ("plugins", "hookgate: github + github-teams", true, false),
         ("in-memory", "hookgate: as 3, durability off", true, true),
     ];
+    let wanted = |key: &str| cli.only.is_empty() || cli.only.iter().any(|k| k == key);
     for (key, title, plugins, in_memory_store) in rows {
+        if !wanted(key) {
+            continue;
+        }
         let setup = GatewaySetup {
             plugins,
             in_memory_store,
@@ -324,6 +335,9 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         ),
     ];
     for (key, title, rate) in delivery_rows {
+        if !wanted(key) {
+            continue;
+        }
         let sink = sink::Sink::start().await?;
         let setup = GatewaySetup {
             plugins: true,
@@ -357,7 +371,16 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
     // Rows 8: the PostgreSQL store, when a server is given.
     match &cli.postgres_url {
         Some(admin_url) => {
-            postgres_rows(&cli, admin_url, &gateway, &target, plan, &mut report).await?;
+            postgres_rows(
+                &cli,
+                admin_url,
+                &gateway,
+                &target,
+                plan,
+                &wanted,
+                &mut report,
+            )
+            .await?;
         }
         None => report.notes.push(
             "PostgreSQL rows skipped: no --postgres-url (HOOKGATE_BENCH_POSTGRES_URL)".into(),
@@ -365,7 +388,7 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
     }
 
     // Row 7: the peer, when installed.
-    match server::webhook_binary(cli.webhook.clone()) {
+    match server::webhook_binary(cli.webhook.clone()).filter(|_| wanted("peer")) {
         Some(webhook) => {
             let dir = tempfile::tempdir()?;
             let mut server = server::spawn_webhook(&webhook, dir.path(), payload::SECRET)?;
@@ -384,9 +407,10 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
             .await?;
             report.rows.push(row);
         }
-        None => report.notes.push(
+        None if wanted("peer") => report.notes.push(
             "row 7 skipped: adnanh/webhook is not installed (apt-get install webhook)".into(),
         ),
+        None => {}
     }
 
     report.compute_ratios();
@@ -661,10 +685,11 @@ async fn postgres_rows(
     gateway: &std::path::Path,
     target: &dyn Fn(std::net::SocketAddr, &str) -> Target,
     plan: Plan,
+    wanted: &dyn Fn(&str) -> bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let plugin_timeout = cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT);
-    {
+    if wanted("postgres") {
         let db = BenchDatabase::create(admin_url, "postgres").await?;
         let setup = GatewaySetup {
             plugins: true,
@@ -697,6 +722,9 @@ async fn postgres_rows(
 
     // Two gateways, one database, one sink; half the connections each.
     let key = "postgres-2-delivery";
+    if !wanted(key) {
+        return Ok(());
+    }
     let db = BenchDatabase::create(admin_url, key).await?;
     let sink = sink::Sink::start().await?;
     let setup = GatewaySetup {
