@@ -1153,3 +1153,37 @@ pub async fn due_work_wakes_the_other_gateway(a: S, b: S) {
         );
     }
 }
+
+/// A dead letter replayed through one gateway is sent by the other, and
+/// the event's status follows for both.
+pub async fn a_replay_through_one_gateway_is_sent_by_the_other(a: S, b: S) {
+    insert_one(&*a, "evt_1", None, &["d"]).await;
+    let due = a.claim_due(10, LONG, Vec::new()).await.unwrap();
+    let dead = NextState::Dead {
+        reason: "gone".into(),
+    };
+    assert_eq!(
+        a.record(attempt(&due[0], 410, dead)).await.unwrap(),
+        Recorded::Written
+    );
+    assert_eq!(status(&b, "evt_1").await, EventStatus::Dead);
+    let n = a
+        .replay(ReplayTarget::Event {
+            id: "evt_1".into(),
+            destination: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(status(&b, "evt_1").await, EventStatus::Pending);
+    let again = claim_until(&b, 1, Duration::from_secs(5)).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].retries, 0, "a fresh retry budget");
+    assert_eq!(
+        b.record(attempt(&again[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    assert_eq!(status(&a, "evt_1").await, EventStatus::Delivered);
+}

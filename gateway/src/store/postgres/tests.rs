@@ -121,6 +121,7 @@ shared!(
     an_event_finished_by_two_gateways_at_once_is_finished,
     subscription_state_is_shared,
     due_work_wakes_the_other_gateway,
+    a_replay_through_one_gateway_is_sent_by_the_other,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
