@@ -20,6 +20,8 @@ pub mod ingress;
 pub mod metrics;
 pub mod observability;
 pub mod openapi;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod pipeline;
 pub mod plugin;
 pub mod reload;

@@ -14,8 +14,12 @@ mod guests;
 mod handshake;
 mod ingress;
 mod openapi;
+#[cfg(feature = "otel")]
+mod otel;
+mod paypal;
 mod pipeline;
 mod plugins;
+mod relay;
 mod reload;
 mod sandbox;
 mod scale_out;

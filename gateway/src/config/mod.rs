@@ -581,6 +581,11 @@ pub struct RetryConfig {
     /// retries to one destination do not arrive in lockstep.
     #[serde(default = "default_jitter")]
     pub jitter: f64,
+    /// Multiplies every wait (before jitter), default 1. For tests and
+    /// fire drills only: `0.0001` runs the default schedule (about 41 h)
+    /// in about 15 s, so what happens when retries run out can be watched.
+    #[serde(default = "default_scale")]
+    pub scale: f64,
 }
 
 // Not derived: a derived Default would give `jitter: 0` whenever `retry:`
@@ -591,12 +596,17 @@ impl Default for RetryConfig {
             schedule: None,
             exponential: None,
             jitter: default_jitter(),
+            scale: default_scale(),
         }
     }
 }
 
 fn default_jitter() -> f64 {
     0.1
+}
+
+fn default_scale() -> f64 {
+    1.0
 }
 
 /// Exponential backoff: wait `initial`, then `initial * factor`, ...,
@@ -694,7 +704,44 @@ pub struct RouteConfig {
     /// calls; each call's deadline is cut to what is left.
     #[serde(default = "default_request_plugin_time")]
     pub max_plugin_time: Duration,
+
+    /// Relay (Microsoft Teams outgoing webhooks): every message also goes
+    /// to this destination, the request waits up to `reply_timeout` for
+    /// that delivery's first attempt, and the destination's reply (text or
+    /// card) is the answer. When the destination is late, fails, or says
+    /// nothing, the verifier's own reply is the fallback answer (for
+    /// `teams-outgoing`, its `reply`, `card` or `card_template`), and the
+    /// message is still delivered durably, with retries.
+    #[serde(default)]
+    pub relay: Option<RelayConfig>,
 }
+
+/// Where a route relays its messages and how long a reply may take.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// The destination (an `http` destination under `destinations`) whose
+    /// reply is returned.
+    pub to: String,
+
+    /// How long the provider waits for the destination's reply, counted
+    /// from the request's arrival; at most 10s (Teams drops an outgoing
+    /// webhook's reply after ten seconds).
+    #[serde(default = "default_reply_timeout")]
+    pub reply_timeout: Duration,
+}
+
+fn default_reply_timeout() -> Duration {
+    Duration(DEFAULT_REPLY_TIMEOUT)
+}
+
+/// Default relay `reply_timeout`: half of what Teams waits, leaving room
+/// for the network both ways.
+pub const DEFAULT_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest relay `reply_timeout`: Teams gives an outgoing webhook ten
+/// seconds to answer.
+pub const MAX_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn default_request_plugin_time() -> Duration {
     Duration(crate::plugin::DEFAULT_REQUEST_PLUGIN_TIME)

@@ -526,6 +526,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let _ = wake;
     }
 
+    /// Store operations that panicked since start. Each was rolled back
+    /// and failed alone (the engine went on), but each is a bug an
+    /// operator should hear of: `/healthz` reports the count. Engines that
+    /// cannot survive a panic have none to report.
+    fn operation_panics(&self) -> u64 {
+        0
+    }
+
     // ---- Operator console (`/ui`) and the backlog gauges ------------------
     // Reads and replays the console needs beyond the admin API, kept in one
     // block so an engine ports them together. Types are in `stats.rs`; the

@@ -15,6 +15,8 @@
 
 mod checkpointer;
 mod console;
+#[cfg(debug_assertions)]
+mod fault;
 mod readers;
 mod schema;
 mod writer;
@@ -1049,7 +1051,11 @@ fn health_update(
 impl Store for SqliteStore {
     async fn insert(&self, event: NewEvent, opts: InsertOptions) -> Result<Inserted, StoreError> {
         self.writer
-            .run(Priority::Ingest, move |tx| insert_event(tx, &event, &opts))
+            .run(Priority::Ingest, move |tx| {
+                #[cfg(debug_assertions)]
+                fault::on_insert(&event.route);
+                insert_event(tx, &event, &opts)
+            })
             .await
     }
 
@@ -1310,6 +1316,10 @@ impl Store for SqliteStore {
 
     fn health(&self) -> Result<(), String> {
         self.writer.health()
+    }
+
+    fn operation_panics(&self) -> u64 {
+        self.writer.panics()
     }
 
     // ---- Operator console: thin calls into console.rs ------------------
