@@ -90,6 +90,10 @@ pub async fn run(
             Arc::new(store::sqlite::SqliteStore::open(&config.data_dir)?)
         }
         config::StoreEngine::Memory => Arc::new(store::memory::open()?),
+        config::StoreEngine::Postgres => {
+            let url = config.store.url.as_deref().unwrap_or_default();
+            Arc::new(store::postgres::PostgresStore::open(url, config.store.pool_size).await?)
+        }
     };
     let routes = snapshot.routes.len();
     let plugins = snapshot.plugins.len();

@@ -22,6 +22,7 @@ mod plugins;
 mod relay;
 mod reload;
 mod sandbox;
+mod scale_out;
 mod sending;
 mod subscriptions;
 mod support;

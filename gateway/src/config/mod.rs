@@ -405,6 +405,14 @@ pub struct DeliveryConfig {
     /// How long shutdown waits for delivery attempts already in flight.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Duration,
+    /// How long a claim reserves a delivery for this gateway. Attempts in
+    /// flight renew it (every third of it), so it only runs out when a
+    /// gateway died or lost its database: then another gateway on the
+    /// same PostgreSQL store (or this one after a restart) sends the
+    /// delivery after this long. Shorter means faster take-over after a
+    /// crash and more renewals.
+    #[serde(default = "default_lease")]
+    pub lease: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -412,8 +420,13 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             workers: default_workers(),
             shutdown_grace: default_shutdown_grace(),
+            lease: default_lease(),
         }
     }
+}
+
+fn default_lease() -> Duration {
+    Duration(crate::delivery::dispatcher::LEASE)
 }
 
 fn default_dead_retention() -> Duration {
@@ -429,10 +442,21 @@ fn default_shutdown_grace() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// `sqlite` (default): a durable store in `data_dir`; providers get
-    /// their 2xx only after the event is on disk. `memory`: nothing
-    /// survives a restart (tests, benchmarks, throwaway set-ups).
+    /// their 2xx only after the event is on disk. `postgres`: a shared
+    /// PostgreSQL database (`url`), so several gateways serve one queue.
+    /// `memory`: nothing survives a restart (tests, benchmarks, throwaway
+    /// set-ups).
     #[serde(default)]
     pub engine: StoreEngine,
+    /// For `engine: postgres`: the database, as
+    /// `postgres://user:password@host:port/database` (key=value connection
+    /// strings work too). Use `${VAR}` for the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// For `engine: postgres`: connections this gateway keeps to the
+    /// database (one more is opened to listen for new work).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
     /// Delivered events and their attempts are deleted after this long.
     #[serde(default = "default_retention")]
     pub retention: Duration,
@@ -451,11 +475,19 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             engine: StoreEngine::default(),
+            url: None,
+            pool_size: default_pool_size(),
             retention: default_retention(),
             dead_retention: default_dead_retention(),
             dedup_window: default_dedup_window(),
         }
     }
+}
+
+fn default_pool_size() -> usize {
+    // Ingest, claims, records and console reads share it; PostgreSQL's
+    // default max_connections (100) leaves room for a few gateways.
+    16
 }
 
 fn default_retention() -> Duration {
@@ -475,6 +507,8 @@ pub enum StoreEngine {
     Sqlite,
     /// In memory only: no durability.
     Memory,
+    /// PostgreSQL at `store.url`, shared by every gateway pointed at it.
+    Postgres,
 }
 
 fn default_workers() -> usize {

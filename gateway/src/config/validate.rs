@@ -222,6 +222,26 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         StdDuration::ZERO,
         100 * YEAR,
     );
+    if config.store.engine == super::StoreEngine::Postgres && config.store.url.is_none() {
+        err(
+            "store.url".into(),
+            "required with engine: postgres (postgres://user:password@host:port/database)".into(),
+        );
+    }
+    count_in(
+        &mut err,
+        "store.pool_size".into(),
+        config.store.pool_size,
+        1,
+        1024,
+    );
+    duration_in(
+        &mut err,
+        "delivery.lease".into(),
+        config.delivery.lease,
+        StdDuration::from_secs(1),
+        HOUR,
+    );
     duration_in(
         &mut err,
         "store.dedup_window".into(),

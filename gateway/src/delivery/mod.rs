@@ -134,6 +134,7 @@ pub fn start(
         .dns_resolver(Arc::new(ssrf::GuardedResolver::new(allow)))
         .pool_max_idle_per_host(16)
         .build()?;
+    let due_hook = store.clone();
     let relay = Arc::new(relay::RelayWaiters::default());
     let ctx = Arc::new(Ctx {
         store,
@@ -143,7 +144,17 @@ pub fn start(
         subscriber_client: subscriber_client.clone(),
         relay: relay.clone(),
     });
-    let dispatcher = Dispatcher::new(ctx, config.workers, stop);
+    let dispatcher = Dispatcher::new(ctx, config.workers, config.lease.0, stop);
+    // A shared store tells of deliveries other gateways made due (a
+    // replay, a re-enabled subscription, work they could not take), so
+    // this poller need not wait for its next look. Weak: the store must
+    // not keep the dispatcher alive.
+    let weak = Arc::downgrade(&dispatcher);
+    due_hook.on_due(Arc::new(move || {
+        if let Some(d) = weak.upgrade() {
+            d.wake();
+        }
+    }));
     let task = tokio::spawn(dispatcher.clone().run(config.shutdown_grace.0));
     Ok((
         DeliveryHandle {
