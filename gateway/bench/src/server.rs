@@ -269,16 +269,41 @@ pub fn gateway_binary(explicit: Option<PathBuf>, build: bool) -> anyhow::Result<
     Ok(bin)
 }
 
-/// The baseline: a bare axum server that reads the body and answers 202.
+/// The baseline: a bare axum server that reads the body, checks GitHub's
+/// `X-Hub-Signature-256` (HMAC-SHA256, constant-time compare) and answers
+/// 202, or 401 when the signature is wrong: the least any webhook receiver
+/// does, and the baseline the issue that set the targets measured.
 /// Runs in its own process (the hidden `baseline-server` subcommand), on a
 /// multi-threaded runtime like the gateway's.
 pub fn run_baseline_server() -> anyhow::Result<()> {
     use axum::Router;
     use axum::body::Bytes;
-    use axum::http::StatusCode;
+    use axum::http::{HeaderMap, StatusCode};
     use axum::routing::any;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
 
-    async fn accept(body: Bytes) -> (StatusCode, axum::Json<serde_json::Value>) {
+    async fn accept(
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> (StatusCode, axum::Json<serde_json::Value>) {
+        let signed = headers
+            .get("x-hub-signature-256")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("sha256="))
+            .and_then(|v| hex::decode(v).ok())
+            .is_some_and(|sig| {
+                let mut mac = Hmac::<Sha256>::new_from_slice(crate::payload::SECRET.as_bytes())
+                    .expect("any key length");
+                mac.update(&body);
+                mac.verify_slice(&sig).is_ok()
+            });
+        if !signed {
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(serde_json::json!({ "error": "bad signature" })),
+            );
+        }
         (
             StatusCode::ACCEPTED,
             axum::Json(serde_json::json!({ "bytes": body.len() })),
