@@ -239,14 +239,14 @@ async fn duplicate_github_delivery_is_delivered_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_acknowledged_is_lost_when_the_gateway_is_killed() {
     let sink = MockReceiver::start().await;
-    // A slow destination with little concurrency keeps a backlog pending
-    // when the kill comes.
-    sink.delay(Duration::from_millis(2));
+    // A slow destination with little concurrency (at most 200 deliveries
+    // a second) keeps a backlog pending when the kill comes.
+    sink.delay(Duration::from_millis(10));
     let yaml = format!(
         r#"
 admin: {{ token: {ADMIN_TOKEN} }}
 destinations:
-  sink: {{ url: "{}", timeout: 5s, concurrency: 4, retry: {{ schedule: [50ms, 50ms, 50ms, 50ms, 50ms], jitter: 0 }} }}
+  sink: {{ url: "{}", timeout: 5s, concurrency: 2, retry: {{ schedule: [50ms, 50ms, 50ms, 50ms, 50ms], jitter: 0 }} }}
 routes:
   hooks: {{ to: [sink] }}
 "#,
