@@ -388,7 +388,8 @@ fn check_error<'a, T>(
             None
         }
         (Err(e), None) => {
-            diffs.push(format!("the call failed ({}): {e}", e.kind()));
+            // The error itself is printed with the outcome.
+            diffs.push(format!("expected it to succeed, but the call failed ({})", e.kind()));
             None
         }
         (Err(e), Some(kind)) => {

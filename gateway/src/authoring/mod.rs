@@ -197,7 +197,9 @@ impl Project {
             )));
         }
         Ok(Project {
-            dir: dir.to_owned(),
+            // Absolute: tools run with the project as their working
+            // directory, and paths handed to them must still hold.
+            dir: std::path::absolute(dir).map_err(io_at(dir))?,
             manifest,
         })
     }

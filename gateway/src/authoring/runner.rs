@@ -232,7 +232,8 @@ fn show_messages(outcome: &Result<Vec<Message>, PluginError>) -> String {
 }
 
 fn show_error(e: &PluginError) -> String {
-    format!("    error ({}): {e}", e.kind())
+    // Guest errors may carry a stack or traceback over several lines.
+    format!("    error ({}): {}", e.kind(), e.to_string().replace('\n', "\n        "))
 }
 
 /// A body for the terminal: text, cut at 2000 characters.

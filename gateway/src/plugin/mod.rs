@@ -870,10 +870,14 @@ impl LoadedPlugin {
                 plugin,
                 timeout: limits.timeout,
             },
-            Some(_) => PluginError::Trap {
-                plugin,
-                message: trap_message(&e),
-            },
+            Some(_) => {
+                // The backtrace, for `hookgate plugin test` and debugging.
+                tracing::debug!(plugin = %plugin, "plugin trapped: {e:?}");
+                PluginError::Trap {
+                    plugin,
+                    message: trap_message(&e),
+                }
+            }
             None if instantiating => PluginError::Instantiate {
                 plugin,
                 message: format!("{e:#}"),
@@ -896,9 +900,11 @@ fn open_cache(dir: &Path) -> anyhow::Result<Cache> {
     Ok(Cache::new(config)?)
 }
 
-/// The first line of a trap's description: the backtrace that follows is
-/// for logs at debug level, not for error bodies.
+/// What went wrong, in one line: the root cause (`wasm trap: wasm
+/// \`unreachable\` instruction executed`). wasmtime wraps it in a context
+/// whose first line is only `error while executing at wasm backtrace:`;
+/// the backtrace itself is for logs at debug level, not for error bodies.
 fn trap_message(e: &wasmtime::Error) -> String {
-    let full = format!("{e:#}");
-    full.lines().next().unwrap_or("trap").to_owned()
+    let root = e.root_cause().to_string();
+    root.lines().next().unwrap_or("trap").to_owned()
 }

@@ -3,7 +3,8 @@
 // `with: { prefix: ... }` (default `New event:`).
 //
 // The exports below implement wit/plugin.wit (world `transform`): `metadata`
-// and `transformer`. A WIT `result` error is thrown as `{ tag, val }`; byte
+// and `transformer`. A WIT `result` error is thrown as the error value itself
+// (`{ tag, val }` for a variant such as `error`); byte
 // lists are Uint8Arrays.
 import { configGet } from 'hookgate:plugin/host@0.2.0';
 
@@ -17,13 +18,14 @@ export const metadata = {
   validateConfig(config) {
     const unknown = Object.keys(JSON.parse(config)).filter((k) => !CONFIG_KEYS.includes(k));
     if (unknown.length > 0) {
-      throw { tag: 'err', val: unknown.map((k) => ({ path: k, message: 'unknown key' })) };
+      // The error of a `result<_, list<config-error>>` is thrown as is.
+      throw unknown.map((k) => ({ path: k, message: 'unknown key' }));
     }
   },
 };
 
 export const transformer = {
-  transform(msg) {
+  transform: guard((msg) => {
     const prefix = configGet('prefix') ?? 'New event:';
     let data;
     try {
@@ -42,5 +44,19 @@ export const transformer = {
         body: new TextEncoder().encode(body),
       },
     ];
-  },
+  }),
 };
+
+// An exception the plugin did not mean to throw (a bug) becomes an `other`
+// error with its message and stack, so `hookgate plugin test` and the
+// gateway's log show where it happened, instead of a bare trap.
+function guard(fn) {
+  return (...args) => {
+    try {
+      return fn(...args);
+    } catch (e) {
+      if (e instanceof Error) throw { tag: 'other', val: `${e}\n${e.stack ?? ''}`.trim() };
+      throw e;
+    }
+  };
+}

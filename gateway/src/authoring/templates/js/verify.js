@@ -2,7 +2,8 @@
 // hex HMAC-SHA256 of the raw body, keyed with `with: { secret: ... }`.
 //
 // The exports below implement wit/plugin.wit (world `verify`): `metadata`
-// and `verifier`. A WIT `result` error is thrown as `{ tag, val }`; byte
+// and `verifier`. A WIT `result` error is thrown as the error value itself
+// (`{ tag, val }` for a variant such as `error`); byte
 // lists are Uint8Arrays.
 import { configGet, hmacVerify } from 'hookgate:plugin/host@0.2.0';
 
@@ -17,7 +18,8 @@ export const metadata = {
   validateConfig(config) {
     const unknown = Object.keys(JSON.parse(config)).filter((k) => !CONFIG_KEYS.includes(k));
     if (unknown.length > 0) {
-      throw { tag: 'err', val: unknown.map((k) => ({ path: k, message: 'unknown key' })) };
+      // The error of a `result<_, list<config-error>>` is thrown as is.
+      throw unknown.map((k) => ({ path: k, message: 'unknown key' }));
     }
   },
 };
@@ -35,7 +37,7 @@ function hexToBytes(hex) {
 const reject = (reason) => ({ tag: 'reject', val: { status: 401, reason } });
 
 export const verifier = {
-  verify(req) {
+  verify: guard((req) => {
     const secret = configGet('secret');
     if (!secret) throw { tag: 'config', val: '`with.secret` is required' };
     const signature = header(req, 'x-signature');
@@ -55,5 +57,19 @@ export const verifier = {
         consumedHeaders: ['x-signature'],
       },
     };
-  },
+  }),
 };
+
+// An exception the plugin did not mean to throw (a bug) becomes an `other`
+// error with its message and stack, so `hookgate plugin test` and the
+// gateway's log show where it happened, instead of a bare trap.
+function guard(fn) {
+  return (...args) => {
+    try {
+      return fn(...args);
+    } catch (e) {
+      if (e instanceof Error) throw { tag: 'other', val: `${e}\n${e.stack ?? ''}`.trim() };
+      throw e;
+    }
+  };
+}

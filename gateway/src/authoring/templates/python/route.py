@@ -8,7 +8,9 @@ The classes below implement wit/plugin.wit (world `route`): `Metadata` and
 `Router`. A WIT `result` error is raised as `Err(...)`.
 """
 
+import functools
 import json
+import traceback
 from typing import List
 
 from componentize_py_types import Err
@@ -18,6 +20,23 @@ from wit_world.imports import host, types
 
 VERSION = "0.1.0"
 CONFIG_KEYS = {"rules"}
+
+
+def guarded(method):
+    """An exception the plugin did not mean to raise (a bug) becomes an
+    `other` error with its traceback, so `hookgate plugin test` and the
+    gateway's log show where it happened, instead of a bare trap."""
+
+    @functools.wraps(method)
+    def wrapper(*args):
+        try:
+            return method(*args)
+        except Err:
+            raise
+        except Exception:
+            raise Err(types.Error_Other(traceback.format_exc()))
+
+    return wrapper
 
 
 class Metadata(exports.Metadata):
@@ -31,6 +50,7 @@ class Metadata(exports.Metadata):
 
 
 class Router(exports.Router):
+    @guarded
     def route(self, msg: types.Message, defaults: List[str]) -> List[str]:
         rules = json.loads(host.config_get("rules") or "{}")
         return rules.get(msg.event_type or "", defaults)

@@ -7,7 +7,9 @@ The classes below implement wit/plugin.wit (world `verify`): `Metadata` and
 `Verifier`. A WIT `result` error is raised as `Err(...)`.
 """
 
+import functools
 import json
+import traceback
 from typing import Optional
 
 from componentize_py_types import Err
@@ -17,6 +19,23 @@ from wit_world.imports import host, types
 
 VERSION = "0.1.0"
 CONFIG_KEYS = {"secret"}
+
+
+def guarded(method):
+    """An exception the plugin did not mean to raise (a bug) becomes an
+    `other` error with its traceback, so `hookgate plugin test` and the
+    gateway's log show where it happened, instead of a bare trap."""
+
+    @functools.wraps(method)
+    def wrapper(*args):
+        try:
+            return method(*args)
+        except Err:
+            raise
+        except Exception:
+            raise Err(types.Error_Other(traceback.format_exc()))
+
+    return wrapper
 
 
 class Metadata(exports.Metadata):
@@ -42,6 +61,7 @@ def reject(reason: str) -> types.Verdict:
 
 
 class Verifier(exports.Verifier):
+    @guarded
     def verify(self, req: types.Request) -> types.Verdict:
         secret = host.config_get("secret")
         if not secret:
