@@ -544,12 +544,12 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                         format!("routes.{name}.{stage}.memory"),
                         format!("must be at least {}", super::ByteSize(MIN_PLUGIN_MEMORY)),
                     );
-                } else if memory > config.plugins.memory {
+                } else if memory > use_memory_ceiling(config.plugins.memory) {
                     err(
                         format!("routes.{name}.{stage}.memory"),
                         format!(
-                            "must not exceed plugins.memory ({}): instances come from a pool of that size",
-                            config.plugins.memory
+                            "must not exceed {} (or plugins.memory when that is larger): instances come from a pool of that size",
+                            super::ByteSize(crate::plugin::MAX_USE_MEMORY as u64)
                         ),
                     );
                 }
@@ -562,6 +562,12 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// The most memory one use of a plugin may have: the plugin pool's slot
+/// size (see `plugin::MAX_USE_MEMORY`).
+fn use_memory_ceiling(plugins_memory: ByteSize) -> ByteSize {
+    ByteSize(plugins_memory.0.max(crate::plugin::MAX_USE_MEMORY as u64))
 }
 
 /// Route, destination and plugin names appear in URLs and file names.
