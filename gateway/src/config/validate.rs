@@ -664,6 +664,20 @@ mod tests {
     }
 
     #[test]
+    fn a_use_may_give_a_plugin_more_memory_than_the_default_up_to_the_pool_slot() {
+        let route = |memory: &str| {
+            format!(
+                "destinations: {{ c: {{ kind: log }} }}\nroutes:\n  r:\n    verify: {{ plugin: github, memory: {memory} }}\n    to: [c]\n"
+            )
+        };
+        // An embedded JS or Python runtime, above the 16MiB default.
+        assert!(paths(&route("64MiB")).is_empty());
+        assert!(paths(&route("256MiB")).is_empty());
+        assert_eq!(paths(&route("257MiB")), ["routes.r.verify.memory"]);
+        assert!(paths(&format!("plugins: {{ memory: 512MiB }}\n{}", route("512MiB"))).is_empty());
+    }
+
+    #[test]
     fn http_destination_needs_a_url() {
         let errs = from_str("destinations:\n  d: { timeout: 1s }\n", &|_| None)
             .unwrap_err()
