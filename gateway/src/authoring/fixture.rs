@@ -66,6 +66,10 @@ pub struct RequestConfig {
     /// Body bytes from a file, relative to the fixture.
     #[serde(default)]
     pub body_file: Option<PathBuf>,
+    /// Arrival time, ms since the Unix epoch (default: now). Pin it for a
+    /// signature over a timestamp.
+    #[serde(default)]
+    pub received_at_ms: Option<u64>,
 }
 
 /// A pipeline message.
@@ -199,7 +203,7 @@ impl FixtureConfig {
             headers: headers(&r.headers),
             body: body(base, r.body.as_deref(), r.body_file.as_deref())?.into(),
             route: "test".into(),
-            received_at_ms: crate::clock::now_ms(),
+            received_at_ms: r.received_at_ms.unwrap_or_else(crate::clock::now_ms),
         })
     }
 

@@ -205,16 +205,17 @@ fn lang_title(lang: Lang) -> &'static str {
 
 /// The manifest's limits lines: the embedded JS and Python runtimes start
 /// with about 9 and 13 MiB of memory, inside the default 16 MiB cap but
-/// with little room for big bodies.
+/// with little room for big bodies, and a first call on a fresh instance
+/// pays for faulting in that image.
 fn limits_hint(lang: Lang) -> &'static str {
     match lang {
         Lang::Rust => "# timeout: 100ms\n# memory: 16MiB",
         Lang::Js | Lang::Python => {
-            "# The embedded runtime starts with ~9 MiB (SpiderMonkey) or ~13 MiB\n\
-             # (CPython) of memory: for bodies over a few hundred KiB, raise it here\n\
-             # and on the route.\n\
-             # timeout: 100ms\n\
-             # memory: 64MiB"
+            "# The embedded runtime (SpiderMonkey, CPython) starts with 9-13 MiB of\n\
+             # memory, and its first call on a busy machine can take longer than the\n\
+             # 100ms default: give it room here and on the route.\n\
+             timeout: 1s\n\
+             memory: 64MiB"
         }
     }
 }
