@@ -156,6 +156,12 @@ fn build_js(project: &Project) -> Result<(), AuthoringError> {
         "Node.js",
         "apt-get install -y nodejs npm",
     )?;
+    // node names the file, line and column of a syntax error (and needs
+    // no install step to do it).
+    run(
+        Command::new("node").args(["--check", JS_SOURCE]).current_dir(dir),
+        &format!("{JS_SOURCE} does not parse (see above)"),
+    )?;
     let tool = dir.join("node_modules/.bin/componentize-js");
     if !tool.is_file() {
         require_tool(
@@ -179,11 +185,6 @@ fn build_js(project: &Project) -> Result<(), AuthoringError> {
             });
         }
     }
-    // node names the file, line and column of a syntax error.
-    run(
-        Command::new("node").args(["--check", JS_SOURCE]).current_dir(dir),
-        &format!("{JS_SOURCE} does not parse (see above)"),
-    )?;
     let out = project.component_path();
     run(
         Command::new(&tool)
@@ -202,13 +203,6 @@ fn build_js(project: &Project) -> Result<(), AuthoringError> {
 
 fn build_python(project: &Project) -> Result<(), AuthoringError> {
     let dir = &project.dir;
-    require_tool(
-        "componentize-py",
-        &["--version"],
-        dir,
-        "componentize-py",
-        &format!("python3 -m pip install {COMPONENTIZE_PY}"),
-    )?;
     let source = format!("{PY_MODULE}.py");
     // CPython names the file and line of a syntax error; componentize-py
     // would name them as its guest sees them (`/0/app.py`).
@@ -227,6 +221,13 @@ fn build_python(project: &Project) -> Result<(), AuthoringError> {
             &format!("{source} does not compile (see above)"),
         )?;
     }
+    require_tool(
+        "componentize-py",
+        &["--version"],
+        dir,
+        "componentize-py",
+        &format!("python3 -m pip install {COMPONENTIZE_PY}"),
+    )?;
     let out = project.component_path();
     run(
         Command::new("componentize-py")
