@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{AuthoringError, Lang, Project, TARGET_DIR, io_at, runner};
-use crate::plugin::{LoadedPlugin, PluginEngine, PluginSource};
+use crate::plugin::LoadedPlugin;
 
 /// The componentize-py version generated projects pin (`requirements.txt`).
 pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
@@ -335,8 +335,9 @@ pub fn install_target(path: &Path) -> Result<InstallTarget, AuthoringError> {
 
 /// Copies the component into `plugins.dir` as `NAME.wasm`, atomically (a
 /// watching gateway never reads half a file). With the gateway's config,
-/// it first compiles the component into the gateway's cache, so the reload
-/// that follows loads it without compiling.
+/// it first copies the code `plugin build` compiled into the gateway's
+/// cache, so the reload that follows loads it without compiling (seconds
+/// for an embedded JS or Python runtime).
 pub async fn install(project: &Project, target: &InstallTarget) -> Result<PathBuf, AuthoringError> {
     let from = project.component_path();
     let bytes = std::fs::read(&from).map_err(io_at(&from))?;
@@ -347,25 +348,15 @@ pub async fn install(project: &Project, target: &InstallTarget) -> Result<PathBu
             config.data_dir.clone()
         };
         let cache = data_dir.join(crate::PLUGIN_CACHE_DIR);
-        // Only a cache the gateway already made: creating data_dir here
-        // could leave it owned by someone else.
-        if cache.is_dir() {
-            let warmed = match PluginEngine::with_cache(crate::plugin_limits(config), Some(&cache)) {
-                Ok(engine) => engine
-                    .load(
-                        &project.manifest.name,
-                        bytes.clone(),
-                        PluginSource::File(from.display().to_string()),
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(format!("{e:#}")),
-            };
-            if let Err(e) = warmed {
-                // The gateway will compile it itself, and report why not.
-                eprintln!("note: could not pre-compile into {}: {e}", cache.display());
-            }
+        // Only into a cache the gateway already made: creating data_dir
+        // here could leave it owned by someone else. wasmtime keys entries
+        // by the component's bytes and the engine's settings, so an entry
+        // the gateway's engine would not have made is never used by it.
+        if cache.is_dir()
+            && let Err(e) = merge_cache(&project.cache_dir(), &cache)
+        {
+            // The gateway will compile it itself.
+            eprintln!("note: could not share compiled code with {}: {e}", cache.display());
         }
     }
     std::fs::create_dir_all(&target.plugins_dir).map_err(io_at(&target.plugins_dir))?;
@@ -378,4 +369,36 @@ pub async fn install(project: &Project, target: &InstallTarget) -> Result<PathBu
     std::fs::write(&tmp, &bytes).map_err(io_at(&tmp))?;
     std::fs::rename(&tmp, &dest).map_err(io_at(&dest))?;
     Ok(dest)
+}
+
+/// Copies the entries of wasmtime's cache in `from` that `to` lacks
+/// (`modules/<wasmtime version>/<key>`; bookkeeping files are left out).
+fn merge_cache(from: &Path, to: &Path) -> std::io::Result<()> {
+    let modules = from.join("modules");
+    let Ok(versions) = std::fs::read_dir(&modules) else {
+        return Ok(());
+    };
+    for version in versions {
+        let version = version?;
+        if !version.file_type()?.is_dir() {
+            continue;
+        }
+        let dest_dir = to.join("modules").join(version.file_name());
+        std::fs::create_dir_all(&dest_dir)?;
+        for entry in std::fs::read_dir(version.path())? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let keep = entry.file_type()?.is_file()
+                && !name.to_string_lossy().starts_with('.')
+                && !name.to_string_lossy().ends_with(".stats");
+            let dest = dest_dir.join(&name);
+            if keep && !dest.exists() {
+                // Renamed into place: the gateway may read the cache now.
+                let tmp = dest_dir.join(format!(".{}.partial", name.to_string_lossy()));
+                std::fs::copy(entry.path(), &tmp)?;
+                std::fs::rename(&tmp, &dest)?;
+            }
+        }
+    }
+    Ok(())
 }
