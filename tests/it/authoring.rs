@@ -495,3 +495,29 @@ routes:
         "[Codertocat/Hello-World] Issue #1 opened by Codertocat: Spelling error in the README file"
     );
 }
+
+#[test]
+fn the_guest_docs_show_every_template() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/plugins.md"))
+        .unwrap();
+    let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/src/authoring/templates");
+    for (stage, name) in [
+        ("verify", "my-verifier"),
+        ("transform", "my-transform"),
+        ("route", "my-router"),
+    ] {
+        for file in [
+            format!("rust/{stage}.rs"),
+            format!("js/{stage}.js"),
+            format!("python/{stage}.py"),
+        ] {
+            let text = std::fs::read_to_string(format!("{templates}/{file}"))
+                .unwrap()
+                .replace("{{name}}", name);
+            assert!(
+                doc.contains(&text),
+                "docs/plugins.md must show templates/{file} as it is (regenerate that section)"
+            );
+        }
+    }
+}
