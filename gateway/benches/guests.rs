@@ -52,7 +52,8 @@ fn main() {
         .configure_from_args();
 
     for (name, stage, fixture) in EXAMPLES {
-        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/plugins")).join(name);
+        let dir =
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/plugins")).join(name);
         let wasm = dir.join("target").join(format!("{name}.wasm"));
         let Ok(bytes) = std::fs::read(&wasm) else {
             eprintln!(
@@ -102,10 +103,7 @@ fn main() {
                 let msg = fx.message(&fixtures).expect("message");
                 c.bench_function(&id, |b| {
                     b.to_async(&rt).iter(|| async {
-                        plugin
-                            .route(&ctx, &msg, &fx.defaults)
-                            .await
-                            .expect("route")
+                        plugin.route(&ctx, &msg, &fx.defaults).await.expect("route")
                     })
                 });
             }

@@ -178,7 +178,12 @@ async fn plugin(cmd: PluginCommand) -> ExitCode {
         PluginCommand::New { name, lang, stage } => {
             match authoring::scaffold::new_project(Path::new("."), &name, lang, stage) {
                 Ok(dir) => {
-                    println!("created {} ({} {} plugin)", dir.display(), lang.as_str(), stage.as_str());
+                    println!(
+                        "created {} ({} {} plugin)",
+                        dir.display(),
+                        lang.as_str(),
+                        stage.as_str()
+                    );
                     println!("next: hookgate plugin build {name} && hookgate plugin test {name}");
                     ExitCode::SUCCESS
                 }
@@ -191,7 +196,11 @@ async fn plugin(cmd: PluginCommand) -> ExitCode {
                 Err(e) => return fail(e),
             };
             // Find the gateway before spending a build on a wrong path.
-            let target = match install.as_deref().map(authoring::build::install_target).transpose() {
+            let target = match install
+                .as_deref()
+                .map(authoring::build::install_target)
+                .transpose()
+            {
                 Ok(t) => t,
                 Err(e) => return fail(e),
             };
@@ -199,7 +208,12 @@ async fn plugin(cmd: PluginCommand) -> ExitCode {
                 Ok(b) => b,
                 Err(e) => return fail(e),
             };
-            let stages: Vec<String> = built.plugin.stages().iter().map(|s| s.to_string()).collect();
+            let stages: Vec<String> = built
+                .plugin
+                .stages()
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             println!(
                 "built {} ({:.1} MB) in {:.1} s: a hookgate:plugin@{} plugin, version {}, stages {} (the gateway compiled it in {:.1} s)",
                 built.component.display(),

@@ -43,7 +43,10 @@ fn hookgate(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn shared_cargo_target() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugin-authoring"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/plugin-authoring"
+    ))
 }
 
 fn text(o: &Output) -> String {
@@ -166,7 +169,12 @@ routes:
     let build = t.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("hookgate:plugin@0.2.0"), "{stdout}");
-    assert!(gw.dir().join("plugins").join(format!("{name}.wasm")).is_file());
+    assert!(
+        gw.dir()
+            .join("plugins")
+            .join(format!("{name}.wasm"))
+            .is_file()
+    );
 
     let t = Instant::now();
     let out = ok(hookgate(&dir, &["plugin", "test"]));
@@ -208,10 +216,7 @@ routes:
     let resp = gw
         .post(
             "orders",
-            &[
-                ("x-signature", &signature),
-                ("x-event-type", "order.paid"),
-            ],
+            &[("x-signature", &signature), ("x-event-type", "order.paid")],
             FIXTURE_BODY,
         )
         .await;
@@ -254,12 +259,20 @@ fn rust_build_errors_and_traps_are_reported() {
     let lib = work.path().join("oops/src/lib.rs");
     let source = std::fs::read_to_string(&lib).unwrap();
 
-    std::fs::write(&lib, format!("{source}\nfn broken() -> u32 {{ \"not a number\" }}\n")).unwrap();
+    std::fs::write(
+        &lib,
+        format!("{source}\nfn broken() -> u32 {{ \"not a number\" }}\n"),
+    )
+    .unwrap();
     let out = hookgate(work.path(), &["plugin", "build", "oops"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = source.lines().count() + 2;
-    assert!(stderr.contains(&format!("src/lib.rs:{line}:")), "{}", text(&out));
+    assert!(
+        stderr.contains(&format!("src/lib.rs:{line}:")),
+        "{}",
+        text(&out)
+    );
 
     let panicking = source.replace(
         "let secret = sdk::config::require_str(\"secret\")?;",
@@ -271,15 +284,26 @@ fn rust_build_errors_and_traps_are_reported() {
     let out = hookgate(&work.path().join("oops"), &["plugin", "test"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("error (trap): plugin `oops` trapped: wasm trap"), "{}", text(&out));
-    assert!(stdout.lines().any(|l| l == "0 passed, 2 failed"), "{}", text(&out));
+    assert!(
+        stdout.contains("error (trap): plugin `oops` trapped: wasm trap"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout.lines().any(|l| l == "0 passed, 2 failed"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
 fn js_and_python_syntax_errors_name_the_file_and_line() {
     let work = tempfile::tempdir().unwrap();
     if runs("node", &["--version"]) {
-        ok(hookgate(work.path(), &["plugin", "new", "bad-js", "--lang", "js"]));
+        ok(hookgate(
+            work.path(),
+            &["plugin", "new", "bad-js", "--lang", "js"],
+        ));
         let src = work.path().join("bad-js/src/plugin.js");
         let text_before = std::fs::read_to_string(&src).unwrap();
         std::fs::write(&src, format!("{text_before}\nconst broken = ;\n")).unwrap();
@@ -312,7 +336,10 @@ fn js_and_python_syntax_errors_name_the_file_and_line() {
 #[test]
 fn a_missing_build_tool_is_named_with_its_install_command() {
     let work = tempfile::tempdir().unwrap();
-    ok(hookgate(work.path(), &["plugin", "new", "no-tools", "--lang", "python"]));
+    ok(hookgate(
+        work.path(),
+        &["plugin", "new", "no-tools", "--lang", "python"],
+    ));
     // No componentize-py on this PATH (python3 and the rest are still found
     // where they are, by absolute path, so only the tool is missing).
     let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
@@ -357,8 +384,8 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn examples_carry_the_current_wit() {
-    let wit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/plugin.wit"))
-        .unwrap();
+    let wit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/plugin.wit")).unwrap();
     for example in ["js-verifier", "python-transform"] {
         let copy = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/plugins"))
             .join(example)
@@ -407,7 +434,10 @@ routes:
     .await;
     let body = br#"{"type":"invoice.paid","id":"in_7","amount":1}"#;
     let now = now_secs().to_string();
-    let sig = format!("v1={}", hex_hmac("example-secret", &[now.as_bytes(), b".", body]));
+    let sig = format!(
+        "v1={}",
+        hex_hmac("example-secret", &[now.as_bytes(), b".", body])
+    );
     let resp = gw
         .post(
             "billing",
@@ -422,9 +452,16 @@ routes:
     assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
 
     let stale = (now_secs() - 600).to_string();
-    let sig = format!("v1={}", hex_hmac("example-secret", &[stale.as_bytes(), b".", body]));
+    let sig = format!(
+        "v1={}",
+        hex_hmac("example-secret", &[stale.as_bytes(), b".", body])
+    );
     let resp = gw
-        .post("billing", &[("x-timestamp", &stale), ("x-signature", &sig)], body)
+        .post(
+            "billing",
+            &[("x-timestamp", &stale), ("x-signature", &sig)],
+            body,
+        )
         .await;
     assert_eq!(resp.status(), 401);
     assert!(resp.text().await.unwrap().contains("tolerance 60 s"));

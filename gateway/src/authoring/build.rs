@@ -159,7 +159,9 @@ fn build_js(project: &Project) -> Result<(), AuthoringError> {
     // node names the file, line and column of a syntax error (and needs
     // no install step to do it).
     run(
-        Command::new("node").args(["--check", JS_SOURCE]).current_dir(dir),
+        Command::new("node")
+            .args(["--check", JS_SOURCE])
+            .current_dir(dir),
         &format!("{JS_SOURCE} does not parse (see above)"),
     )?;
     let tool = dir.join("node_modules/.bin/componentize-js");
@@ -188,7 +190,12 @@ fn build_js(project: &Project) -> Result<(), AuthoringError> {
     let out = project.component_path();
     run(
         Command::new(&tool)
-            .args(["--wit", "wit", "--world-name", project.manifest.stage.as_str()])
+            .args([
+                "--wit",
+                "wit",
+                "--world-name",
+                project.manifest.stage.as_str(),
+            ])
             // No WASI for the engine: plugins get their I/O from the host
             // interface, and the gateway gives them no stdio, clock or
             // entropy of their own (Math.random and Date.now trap).
@@ -356,7 +363,10 @@ pub async fn install(project: &Project, target: &InstallTarget) -> Result<PathBu
             && let Err(e) = merge_cache(&project.cache_dir(), &cache)
         {
             // The gateway will compile it itself.
-            eprintln!("note: could not share compiled code with {}: {e}", cache.display());
+            eprintln!(
+                "note: could not share compiled code with {}: {e}",
+                cache.display()
+            );
         }
     }
     std::fs::create_dir_all(&target.plugins_dir).map_err(io_at(&target.plugins_dir))?;

@@ -295,14 +295,18 @@ pub fn check_verdict(expect: &ExpectConfig, outcome: &Result<Verdict, PluginErro
             if let Some(want) = &expect.reason
                 && !reason.contains(want.as_str())
             {
-                diffs.push(format!("reason: expected it to contain {want:?}, got {reason:?}"));
+                diffs.push(format!(
+                    "reason: expected it to contain {want:?}, got {reason:?}"
+                ));
             }
         }
         Verdict::Respond(r) => {
             if let Some(want) = &expect.body_contains {
                 let body = String::from_utf8_lossy(&r.body);
                 if !body.contains(want.as_str()) {
-                    diffs.push(format!("body: expected it to contain {want:?}, got {body:?}"));
+                    diffs.push(format!(
+                        "body: expected it to contain {want:?}, got {body:?}"
+                    ));
                 }
             }
         }
@@ -332,7 +336,12 @@ pub fn check_messages(
     }
     for (i, (w, m)) in want.iter().zip(messages).enumerate() {
         let at = |what: &str| format!("messages[{i}].{what}");
-        same(&mut diffs, &at("event_type"), w.event_type.as_ref(), m.event_type.as_ref());
+        same(
+            &mut diffs,
+            &at("event_type"),
+            w.event_type.as_ref(),
+            m.event_type.as_ref(),
+        );
         same(
             &mut diffs,
             &at("content_type"),
@@ -348,7 +357,10 @@ pub fn check_messages(
         if let Some(c) = &w.body_contains
             && !body.contains(c.as_str())
         {
-            diffs.push(format!("{}: expected it to contain {c:?}, got {body:?}", at("body")));
+            diffs.push(format!(
+                "{}: expected it to contain {c:?}, got {body:?}",
+                at("body")
+            ));
         }
         if let Some(j) = &w.json {
             match serde_json::from_slice::<serde_json::Value>(&m.body) {
@@ -388,12 +400,17 @@ fn check_error<'a, T>(
     match (outcome, &expect.error) {
         (Ok(v), None) => Some(v),
         (Ok(_), Some(kind)) => {
-            diffs.push(format!("expected an error ({kind}), but the call succeeded"));
+            diffs.push(format!(
+                "expected an error ({kind}), but the call succeeded"
+            ));
             None
         }
         (Err(e), None) => {
             // The error itself is printed with the outcome.
-            diffs.push(format!("expected it to succeed, but the call failed ({})", e.kind()));
+            diffs.push(format!(
+                "expected it to succeed, but the call failed ({})",
+                e.kind()
+            ));
             None
         }
         (Err(e), Some(kind)) => {
@@ -428,14 +445,20 @@ mod tests {
             reason: "nope".into(),
         });
         let diffs = check_verdict(&expect, &got);
-        assert_eq!(diffs, vec!["verdict: expected accept, got reject".to_owned()]);
+        assert_eq!(
+            diffs,
+            vec!["verdict: expected accept, got reject".to_owned()]
+        );
     }
 
     #[test]
     fn transform_messages_compare_as_json() {
         let expect: ExpectConfig =
             serde_saphyr::from_str("messages: [ { json: { a: 1, b: [2] } } ]").unwrap();
-        let ok = Ok(vec![Message::json(None, &serde_json::json!({"b": [2], "a": 1}))]);
+        let ok = Ok(vec![Message::json(
+            None,
+            &serde_json::json!({"b": [2], "a": 1}),
+        )]);
         assert!(check_messages(&expect, &ok).is_empty());
         let wrong = Ok(vec![Message::json(None, &serde_json::json!({"a": 2}))]);
         assert_eq!(check_messages(&expect, &wrong).len(), 1);

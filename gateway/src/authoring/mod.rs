@@ -121,9 +121,9 @@ impl ManifestConfig {
         let defaults = PluginLimits::default();
         PluginLimits {
             timeout: self.timeout.map_or(defaults.timeout, |t| t.0),
-            memory: self
-                .memory
-                .map_or(defaults.memory, |m| usize::try_from(m.0).unwrap_or(usize::MAX)),
+            memory: self.memory.map_or(defaults.memory, |m| {
+                usize::try_from(m.0).unwrap_or(usize::MAX)
+            }),
         }
     }
 }

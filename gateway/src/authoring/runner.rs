@@ -82,7 +82,11 @@ pub async fn run(
         None => fixture_files(&project.dir.join("fixtures"))?,
     };
     if files.is_empty() {
-        let _ = writeln!(out, "no fixtures in {}", project.dir.join("fixtures").display());
+        let _ = writeln!(
+            out,
+            "no fixtures in {}",
+            project.dir.join("fixtures").display()
+        );
     }
     let mut summary = Summary::default();
     for file in &files {
@@ -155,7 +159,10 @@ async fn run_one(
                 }
             })
             .collect();
-        return Err(format!("the plugin refuses its `with:` block: {}", list.join("; ")));
+        return Err(format!(
+            "the plugin refuses its `with:` block: {}",
+            list.join("; ")
+        ));
     }
     let ctx = CallContext {
         plugin: plugin.name().clone(),
@@ -169,12 +176,18 @@ async fn run_one(
         Stage::Verify => {
             let req = fixture.inbound(base)?;
             let outcome = plugin.verify(&ctx, &req).await;
-            (show_verdict(&outcome), fixture::check_verdict(&expect, &outcome))
+            (
+                show_verdict(&outcome),
+                fixture::check_verdict(&expect, &outcome),
+            )
         }
         Stage::Transform => {
             let msg = fixture.message(base)?;
             let outcome = plugin.transform(&ctx, &msg).await;
-            (show_messages(&outcome), fixture::check_messages(&expect, &outcome))
+            (
+                show_messages(&outcome),
+                fixture::check_messages(&expect, &outcome),
+            )
         }
         Stage::Route => {
             let msg = fixture.message(base)?;
@@ -233,7 +246,11 @@ fn show_messages(outcome: &Result<Vec<Message>, PluginError>) -> String {
 
 fn show_error(e: &PluginError) -> String {
     // Guest errors may carry a stack or traceback over several lines.
-    format!("    error ({}): {}", e.kind(), e.to_string().replace('\n', "\n        "))
+    format!(
+        "    error ({}): {}",
+        e.kind(),
+        e.to_string().replace('\n', "\n        ")
+    )
 }
 
 /// A body for the terminal: text, cut at 2000 characters.

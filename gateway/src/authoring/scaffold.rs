@@ -187,7 +187,12 @@ fn sdk_path() -> Result<PathBuf, AuthoringError> {
     std::fs::canonicalize(&candidate).map_err(io_at(&candidate))
 }
 
-fn pick(stage: StageName, verify: &'static str, transform: &'static str, route: &'static str) -> &'static str {
+fn pick(
+    stage: StageName,
+    verify: &'static str,
+    transform: &'static str,
+    route: &'static str,
+) -> &'static str {
     match stage {
         StageName::Verify => verify,
         StageName::Transform => transform,
@@ -242,7 +247,11 @@ mod tests {
                 let project = new_project(dir.path(), &name, lang, stage).unwrap();
                 for entry in walk(&project) {
                     let text = std::fs::read_to_string(&entry).unwrap();
-                    assert!(!text.contains("{{"), "{} has a placeholder left", entry.display());
+                    assert!(
+                        !text.contains("{{"),
+                        "{} has a placeholder left",
+                        entry.display()
+                    );
                 }
                 let manifest = super::super::Project::open(&project).unwrap().manifest;
                 assert_eq!(manifest.name, name);

@@ -674,7 +674,13 @@ mod tests {
         assert!(paths(&route("64MiB")).is_empty());
         assert!(paths(&route("256MiB")).is_empty());
         assert_eq!(paths(&route("257MiB")), ["routes.r.verify.memory"]);
-        assert!(paths(&format!("plugins: {{ memory: 512MiB }}\n{}", route("512MiB"))).is_empty());
+        assert!(
+            paths(&format!(
+                "plugins: {{ memory: 512MiB }}\n{}",
+                route("512MiB")
+            ))
+            .is_empty()
+        );
     }
 
     #[test]

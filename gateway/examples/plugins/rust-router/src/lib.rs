@@ -11,8 +11,9 @@ struct Plugin;
 impl Router for Plugin {
     fn route(msg: Message, defaults: Vec<String>) -> Result<Vec<String>, Error> {
         let rules: BTreeMap<String, Vec<String>> = match sdk::config::get("rules") {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| Error::config(format!("rules: expected {{event: [destination]}}: {e}")))?,
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                Error::config(format!("rules: expected {{event: [destination]}}: {e}"))
+            })?,
             None => BTreeMap::new(),
         };
         let event = msg.event_type.as_deref().unwrap_or_default();

@@ -12,8 +12,7 @@ impl Verifier for Plugin {
         let Some(signature) = req.header("x-signature") else {
             return Ok(Verdict::unauthorized("missing X-Signature header"));
         };
-        if !sdk::signature::verify_hex(Algorithm::Sha256, secret.as_bytes(), &req.body, signature)
-        {
+        if !sdk::signature::verify_hex(Algorithm::Sha256, secret.as_bytes(), &req.body, signature) {
             return Ok(Verdict::unauthorized("X-Signature does not match"));
         }
         // The signature is a credential: the gateway must not forward it.
