@@ -252,9 +252,8 @@ fn body(base: &Path, text: Option<&str>, file: Option<&Path>) -> Result<Vec<u8>,
 /// Every way `outcome` differs from `expect` (empty: it passed).
 pub fn check_verdict(expect: &ExpectConfig, outcome: &Result<Verdict, PluginError>) -> Vec<String> {
     let mut diffs = Vec::new();
-    let verdict = match check_error(expect, outcome, &mut diffs) {
-        Some(v) => v,
-        None => return diffs,
+    let Some(verdict) = check_error(expect, outcome, &mut diffs) else {
+        return diffs;
     };
     let (kind, status) = match verdict {
         Verdict::Accept { .. } => (VerdictKind::Accept, None),
