@@ -176,7 +176,7 @@ fn build_js(project: &Project) -> Result<(), AuthoringError> {
         eprintln!("installing the pinned build tools (npm install)…");
         run(
             Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund"])
+                .args(["install", "--no-audit", "--no-fund", "--prefer-offline"])
                 .current_dir(dir),
             "npm install",
         )?;
