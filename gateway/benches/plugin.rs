@@ -9,7 +9,8 @@
 //!   `github-teams` transform on a real `issues` event;
 //! - `chain/*`: one request's whole verify → transform → route chain through
 //!   `Snapshot::process`, on a snapshot compiled from a config;
-//! - `cpu/*`: the no-op call and the chain again, measured in the thread's
+//! - `cpu/*`: the no-op call, the `github` 2 KB verify, the Teams transform
+//!   and the chain again, measured in the thread's
 //!   CPU time rather than wall time (see `plugin/cpu_time.rs`): on a small
 //!   shared machine that is the number that does not depend on the
 //!   neighbours.
@@ -270,6 +271,14 @@ fn cpu<M: Measurement>(c: &mut Criterion<M>, f: &Fixture) {
     group.bench_function("stage/noop_verify", |b| {
         b.to_async(&f.rt).iter(|| f.noop_verify());
     });
+    group.bench_function("stage/github_verify/2KB", |b| {
+        b.to_async(&f.rt)
+            .iter(|| f.github.plugin.verify(&f.github.ctx, &f.small));
+    });
+    group.bench_function("stage/github_teams_transform/issues_opened", |b| {
+        b.to_async(&f.rt)
+            .iter(|| f.teams.plugin.transform(&f.teams.ctx, &f.issue));
+    });
     group.bench_function("chain/process/github+github-teams+by-event", |b| {
         b.to_async(&f.rt).iter(|| f.process());
     });
@@ -284,7 +293,7 @@ fn main() {
     stage(&mut wall, &fixture);
     chain(&mut wall, &fixture);
     let mut thread_cpu = Criterion::default()
-        .with_measurement(cpu_time::ThreadCpuTime)
+        .with_measurement(cpu_time::CpuTime::thread())
         .configure_from_args();
     cpu(&mut thread_cpu, &fixture);
     wall.final_summary();

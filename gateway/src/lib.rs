@@ -21,6 +21,8 @@ pub mod ingress;
 pub mod metrics;
 pub mod observability;
 pub mod openapi;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod pipeline;
 pub mod plugin;
 pub mod reload;
@@ -89,6 +91,10 @@ pub async fn run(
             Arc::new(store::sqlite::SqliteStore::open(&config.data_dir)?)
         }
         config::StoreEngine::Memory => Arc::new(store::memory::open()?),
+        config::StoreEngine::Postgres => {
+            let url = config.store.url.as_deref().unwrap_or_default();
+            Arc::new(store::postgres::PostgresStore::open(url, config.store.pool_size).await?)
+        }
     };
     let routes = snapshot.routes.len();
     let plugins = snapshot.plugins.len();

@@ -17,6 +17,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument as _;
 
+/// Target of the spans around each stage a webhook goes through
+/// (`ingress`, `plugin`, `store.commit`, `delivery.attempt`), at debug
+/// level: off in the log at the default level (so they cost nothing
+/// there), and what the `otel` feature exports as traces.
+pub const STAGE_TARGET: &str = "hookgate::stage";
+
 /// The correlation header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

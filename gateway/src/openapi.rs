@@ -31,6 +31,7 @@ use crate::{admin, ingress, subscriptions};
         subscriptions::api::update_webhook,
         subscriptions::api::delete_webhook,
         subscriptions::api::rotate_secret,
+        subscriptions::api::list_parked,
         subscriptions::api::publish,
         admin::events::list,
         admin::events::get,

@@ -91,15 +91,24 @@ impl DeliveryOutcome {
 impl RetryPolicy {
     /// Compiles a destination's `retry:` block.
     pub fn from_config(c: &RetryConfig) -> Self {
+        // `scale` (validated to (0, 1]) shrinks every wait alike, so a test
+        // sees the configured schedule's shape in milliseconds.
+        let scale = |d: Duration| {
+            if c.scale == 1.0 {
+                d
+            } else {
+                d.mul_f64(c.scale)
+            }
+        };
         let waits = match (&c.schedule, &c.exponential) {
-            (Some(s), _) => Waits::Schedule(s.iter().map(|d| d.0).collect()),
+            (Some(s), _) => Waits::Schedule(s.iter().map(|d| scale(d.0)).collect()),
             (None, Some(e)) => Waits::Exponential {
-                initial: e.initial.0,
+                initial: scale(e.initial.0),
                 factor: e.factor,
-                max: e.max_delay.map(|d| d.0),
+                max: e.max_delay.map(|d| scale(d.0)),
                 retries: e.retries,
             },
-            (None, None) => Waits::Schedule(DEFAULT_SCHEDULE.to_vec()),
+            (None, None) => Waits::Schedule(DEFAULT_SCHEDULE.iter().copied().map(scale).collect()),
         };
         RetryPolicy {
             waits,
@@ -222,6 +231,7 @@ mod tests {
             ]),
             exponential: None,
             jitter: 0.0,
+            scale: 1.0,
         });
         assert_eq!(
             p.decide(&status(500), 0),
@@ -245,11 +255,30 @@ mod tests {
     }
 
     #[test]
+    fn scale_shrinks_the_default_schedule_alike() {
+        let p = RetryPolicy::from_config(&RetryConfig {
+            scale: 0.001,
+            ..RetryConfig::default()
+        });
+        let waits: Vec<Duration> = (1..=7).filter_map(|n| p.wait(n)).collect();
+        assert_eq!(
+            waits,
+            DEFAULT_SCHEDULE
+                .iter()
+                .map(|d| *d / 1000)
+                .collect::<Vec<_>>(),
+            "six retries, each a thousandth"
+        );
+        assert_eq!(p.jitter, 0.1, "the default jitter stays");
+    }
+
+    #[test]
     fn retry_after_on_429_and_503_is_honoured() {
         let p = RetryPolicy::from_config(&RetryConfig {
             schedule: Some(vec![CfgDuration::from_millis(10)]),
             exponential: None,
             jitter: 0.0,
+            scale: 1.0,
         });
         let r = AttemptResult {
             status: Some(429),
@@ -285,6 +314,7 @@ mod tests {
                 retries: 3,
             }),
             jitter: 0.0,
+            scale: 1.0,
         });
         assert_eq!(p.wait(1), Some(Duration::from_secs(1)));
         assert_eq!(p.wait(2), Some(Duration::from_secs(10)));
@@ -328,6 +358,7 @@ mod tests {
                     retries,
                 }),
                 jitter: 0.0,
+                scale: 1.0,
             })
         }
 

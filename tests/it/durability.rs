@@ -399,3 +399,68 @@ async fn admin_api_needs_the_token_and_is_absent_without_one() {
         .unwrap();
     assert_eq!(resp.status(), 404, "no token configured: no admin API");
 }
+
+/// A store operation that panics (here: the debug-build fault hook makes
+/// the insert of route `boom` panic inside the writer) fails alone: that
+/// webhook is answered 503 (the provider retries) and is not stored,
+/// `/healthz` reports the panic, and the next webhook is stored as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_panic_is_reported_by_health_and_the_next_request_is_stored() {
+    let gw = TestGateway::spawn_env(
+        &format!(
+            r#"
+admin: {{ token: {ADMIN_TOKEN} }}
+destinations:
+  console: {{ kind: log }}
+routes:
+  boom: {{ to: [console] }}
+  ok: {{ to: [console] }}
+"#
+        ),
+        |_| {},
+        &[("HOOKGATE_TEST_FAULT_PANIC_ROUTE", "boom")],
+    )
+    .await;
+    let health = || async {
+        let resp = gw.client().get(gw.url("/healthz")).send().await.unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    let (status, body) = health().await;
+    assert_eq!(status, 200);
+    assert!(body.get("store_panics").is_none(), "{body}");
+
+    let resp = gw.post("boom", &[], b"{}").await;
+    assert_eq!(resp.status(), 503, "the panicking insert fails alone");
+    assert!(resp.headers().contains_key("retry-after"));
+
+    // Reported by health (the writer counts the panic a moment after its
+    // caller hears of it), which stays 200: the store takes writes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = health().await;
+        assert_eq!(status, 200, "{body}");
+        if body["store_panics"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "panic never reported: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        gw.log().contains("a store operation panicked"),
+        "and logged at error"
+    );
+
+    let resp = gw.post("ok", &[], b"{}").await;
+    assert_eq!(resp.status(), 202);
+    let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let event = gw.admin_get(&format!("/admin/events/{id}")).await;
+    assert_eq!(event["route"], "ok", "{event}");
+    let boom = gw.admin_get("/admin/events?route=boom").await;
+    assert_eq!(boom["events"], serde_json::json!([]), "rolled back");
+}

@@ -15,10 +15,15 @@ mod guests;
 mod handshake;
 mod ingress;
 mod openapi;
+#[cfg(feature = "otel")]
+mod otel;
+mod paypal;
 mod pipeline;
 mod plugins;
+mod relay;
 mod reload;
 mod sandbox;
+mod scale_out;
 mod sending;
 mod subscriptions;
 mod support;

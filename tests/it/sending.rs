@@ -526,3 +526,162 @@ async fn during_a_rotation_both_the_old_and_the_new_secret_verify() {
     );
     assert!(values.contains(&sign::ms_signature(ms_old, &ms.body).as_str()));
 }
+
+/// Kaizala's rule with hookgate's defaults: 6 exponential retries over
+/// about 41 h (`1m, 10m, 1h, 4h, 12h, 24h`), `disable_after: 2d`. A
+/// subscriber that fails one event must be disabled when that event's
+/// retries run out, not only after two days of failure. The default
+/// schedule runs here scaled down by `retry.scale` (each wait × 0.00002,
+/// about 3 s in all), with the default jitter and `disable_after`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscriber_failing_with_the_default_schedule_is_disabled_when_its_retries_run_out() {
+    const SCALE: f64 = 0.00002;
+    let sink = MockReceiver::start().await;
+    let gw = TestGateway::spawn(&format!(
+        r#"
+subscriptions:
+  api_keys: {{ tenant-a: "{KEY}" }}
+  allow_private_callbacks: [127.0.0.0/8]
+  retry: {{ scale: {SCALE} }}
+  validation_timeout: 1s
+"#
+    ))
+    .await;
+    let (status, created) = call_raw(
+        &gw,
+        Method::POST,
+        "/v1/webhook",
+        Some(&reference_create_body(&sink.url("/cb"))),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["webhookId"].as_str().unwrap().to_owned();
+    sink.always(Some(500));
+    let (status, body) = call(
+        &gw,
+        Method::POST,
+        "/v1/events",
+        Some(json!({ "objectId": "74943849802190eaea3810", "objectType": "Group", "eventType": "TextMessageCreated", "data": { "n": 1 } })),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let view = loop {
+        let (_, view) = call(&gw, Method::GET, &format!("/v1/webhook/{id}"), None).await;
+        if view["active"] == false {
+            break view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never disabled: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        view["disabledReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("retries ran out")),
+        "disabled because the retries ran out, not by disable_after: {view}"
+    );
+    // The first attempt and the six retries of the default schedule, no
+    // more, spread over (nearly, with ±10% jitter) its scaled length.
+    let attempts = sink.deliveries();
+    assert_eq!(attempts.len(), 7, "1 attempt + 6 retries");
+    let span = attempts[6].at - attempts[0].at;
+    // README's default, written out here rather than read from the code.
+    let scheduled: Duration = [60, 600, 3_600, 4 * 3_600, 12 * 3_600, 24 * 3_600]
+        .iter()
+        .map(|s| Duration::from_secs(*s).mul_f64(SCALE))
+        .sum();
+    assert!(
+        span >= scheduled.mul_f64(0.9),
+        "attempts span {span:?}, the scaled schedule {scheduled:?}"
+    );
+
+    // Disabled, it keeps what is published for it, lists it, and sends it
+    // once re-enabled. The event whose retries ran out is a dead letter,
+    // not parked.
+    let (status, published) = call(
+        &gw,
+        Method::POST,
+        "/v1/events",
+        Some(json!({ "objectId": "74943849802190eaea3810", "objectType": "Group", "eventType": "MemberAdded", "data": { "n": 2 } })),
+    )
+    .await;
+    assert_eq!(status, 202, "{published}");
+    let (status, parked) = call(&gw, Method::GET, &format!("/v1/webhook/{id}/parked"), None).await;
+    assert_eq!(status, 200, "{parked}");
+    let parked = parked["parked"].as_array().unwrap().clone();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(
+        parked[0]["storedEventId"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("evt_")),
+        "{parked:?}"
+    );
+    assert_eq!(parked[0]["eventType"], "MemberAdded");
+    assert_eq!(sink.deliveries().len(), 7, "nothing sent while disabled");
+
+    sink.always(None);
+    let (status, view) = call_raw(
+        &gw,
+        Method::PUT,
+        &format!("/v1/webhook/{id}"),
+        Some(r#"{"Active": "true"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    wait_until("the parked event after re-enable", WAIT, || {
+        sink.deliveries().len() >= 8
+    })
+    .await;
+    assert_eq!(sink.deliveries()[7].json()["data"]["n"], 2);
+    let (_, parked) = call(&gw, Method::GET, &format!("/v1/webhook/{id}/parked"), None).await;
+    assert_eq!(parked["parked"], json!([]));
+}
+
+/// A `410 Gone` from the callback disables the subscription at once: no
+/// retry, whatever is left of the schedule.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_410_disables_the_subscription_at_once() {
+    let sink = MockReceiver::start().await;
+    let gw = TestGateway::spawn(&yaml("")).await;
+    let (status, created) = call_raw(
+        &gw,
+        Method::POST,
+        "/v1/webhook",
+        Some(&reference_create_body(&sink.url("/cb"))),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["webhookId"].as_str().unwrap().to_owned();
+    sink.always(Some(410));
+    let (status, body) = call(
+        &gw,
+        Method::POST,
+        "/v1/events",
+        Some(json!({ "objectId": "74943849802190eaea3810", "objectType": "Group", "eventType": "MemberAdded", "data": {} })),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = std::time::Instant::now() + WAIT;
+    let view = loop {
+        let (_, view) = call(&gw, Method::GET, &format!("/v1/webhook/{id}"), None).await;
+        if view["active"] == false {
+            break view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never disabled: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        view["disabledReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("410")),
+        "{view}"
+    );
+    assert_eq!(sink.deliveries().len(), 1, "one attempt, no retry");
+}

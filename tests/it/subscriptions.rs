@@ -11,11 +11,11 @@ use crate::support::gateway::TestGateway;
 use crate::support::receiver::{MockReceiver, Validation};
 use crate::support::sign;
 
-const KEY_A: &str = "tenant-a-key-0123456789";
+pub(crate) const KEY_A: &str = "tenant-a-key-0123456789";
 const KEY_B: &str = "tenant-b-key-0123456789";
 const WAIT: Duration = Duration::from_secs(20);
 
-fn yaml(extra: &str) -> String {
+pub(crate) fn yaml(extra: &str) -> String {
     format!(
         r#"
 subscriptions:
@@ -30,7 +30,7 @@ subscriptions:
     )
 }
 
-async fn call(
+pub(crate) async fn call(
     gw: &TestGateway,
     key: &str,
     method: Method,
@@ -52,7 +52,7 @@ async fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-async fn subscribe(
+pub(crate) async fn subscribe(
     gw: &TestGateway,
     key: &str,
     sink: &MockReceiver,
@@ -80,7 +80,7 @@ async fn subscribe(
     )
 }
 
-async fn publish(gw: &TestGateway, key: &str, event_type: &str, data: Value) -> Value {
+pub(crate) async fn publish(gw: &TestGateway, key: &str, event_type: &str, data: Value) -> Value {
     let (status, body) = call(
         gw,
         key,

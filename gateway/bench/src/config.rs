@@ -30,6 +30,8 @@ pub struct GatewaySetup {
     pub plugins: bool,
     /// Durability off (row 4).
     pub in_memory_store: bool,
+    /// The PostgreSQL store at this URL (the PostgreSQL rows).
+    pub postgres_url: Option<String>,
     /// Where messages go.
     pub destination: Destination,
     /// `plugins.timeout`, when not the default (100 ms). Only `--smoke` sets
@@ -49,6 +51,12 @@ pub fn gateway_yaml(dir: &Path, setup: &GatewaySetup) -> String {
     if setup.in_memory_store {
         yaml.push_str(IN_MEMORY_STORE);
         yaml.push('\n');
+    }
+    if let Some(url) = &setup.postgres_url {
+        yaml.push_str(&format!(
+            "store: {{ engine: postgres, url: {} }}\n",
+            quote(url)
+        ));
     }
     if let Some(timeout) = setup.plugin_timeout {
         yaml.push_str(&format!("plugins: {{ timeout: {timeout} }}\n"));
@@ -80,6 +88,7 @@ mod tests {
         GatewaySetup {
             plugins,
             in_memory_store,
+            postgres_url: None,
             destination: Destination::Discard,
             plugin_timeout: None,
         }

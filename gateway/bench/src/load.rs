@@ -100,7 +100,8 @@ impl LoadResult {
         self.ok as f64 / self.window.as_secs_f64().max(1e-9)
     }
 
-    fn merge(&mut self, other: LoadResult) {
+    /// Adds `other`'s counts (a load over the same window) to these.
+    pub fn merge(&mut self, other: LoadResult) {
         self.ok += other.ok;
         self.errors += other.errors;
         for e in other.error_samples {

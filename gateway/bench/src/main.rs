@@ -15,7 +15,11 @@
 //!    capacity by default): answered → delivered latency when not
 //!    saturated;
 //! 7. a peer, adnanh/webhook (the Debian package `webhook`), with an HMAC
-//!    rule and `/bin/true`, when it is installed.
+//!    rule and `/bin/true`, when it is installed;
+//! 8. with `--postgres-url`: row 3 on the PostgreSQL store (its ratio to
+//!    row 3 in the notes), and two gateways on one PostgreSQL delivering to
+//!    one sink, the load split between them (deliveries per second
+//!    combined). Each row makes a database of its own there and drops it.
 //!
 //! Every server is a process of its own (the real `hookgate` binary; the
 //! baseline is this binary re-executed), so peak RSS and CPU seconds are
@@ -115,6 +119,19 @@ struct Cli {
     /// Do not run `cargo build -p hookgate` first.
     #[arg(long)]
     no_build: bool,
+
+    /// A PostgreSQL server for the PostgreSQL rows
+    /// (`postgres://user@host:port/db`, a role that may create databases)
+    /// [default: the rows are skipped].
+    #[arg(long, env = "HOOKGATE_BENCH_POSTGRES_URL")]
+    postgres_url: Option<String>,
+
+    /// Run only these rows (keys, comma-separated: no-plugins, plugins,
+    /// in-memory, delivery, fixed-rate, postgres, postgres-2-delivery,
+    /// peer); the baseline always runs, every ratio needs it. For profiling
+    /// one row; the fixed-rate row then needs `plugins` or `--rate`.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -273,10 +290,15 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         ("plugins", "hookgate: github + github-teams", true, false),
         ("in-memory", "hookgate: as 3, durability off", true, true),
     ];
+    let wanted = |key: &str| cli.only.is_empty() || cli.only.iter().any(|k| k == key);
     for (key, title, plugins, in_memory_store) in rows {
+        if !wanted(key) {
+            continue;
+        }
         let setup = GatewaySetup {
             plugins,
             in_memory_store,
+            postgres_url: None,
             destination: Destination::Discard,
             plugin_timeout: cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
         };
@@ -313,10 +335,14 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         ),
     ];
     for (key, title, rate) in delivery_rows {
+        if !wanted(key) {
+            continue;
+        }
         let sink = sink::Sink::start().await?;
         let setup = GatewaySetup {
             plugins: true,
             in_memory_store: false,
+            postgres_url: None,
             destination: Destination::Url(sink.url()),
             plugin_timeout: cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
         };
@@ -342,8 +368,27 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         report.delivery.push((key, stats));
     }
 
+    // Rows 8: the PostgreSQL store, when a server is given.
+    match &cli.postgres_url {
+        Some(admin_url) => {
+            postgres_rows(
+                &cli,
+                admin_url,
+                &gateway,
+                &target,
+                plan,
+                &wanted,
+                &mut report,
+            )
+            .await?;
+        }
+        None => report.notes.push(
+            "PostgreSQL rows skipped: no --postgres-url (HOOKGATE_BENCH_POSTGRES_URL)".into(),
+        ),
+    }
+
     // Row 7: the peer, when installed.
-    match server::webhook_binary(cli.webhook.clone()) {
+    match server::webhook_binary(cli.webhook.clone()).filter(|_| wanted("peer")) {
         Some(webhook) => {
             let dir = tempfile::tempdir()?;
             let mut server = server::spawn_webhook(&webhook, dir.path(), payload::SECRET)?;
@@ -362,9 +407,10 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
             .await?;
             report.rows.push(row);
         }
-        None => report.notes.push(
+        None if wanted("peer") => report.notes.push(
             "row 7 skipped: adnanh/webhook is not installed (apt-get install webhook)".into(),
         ),
+        None => {}
     }
 
     report.compute_ratios();
@@ -574,6 +620,193 @@ async fn delivery_row(
         eprintln!("{}", log_tail(server));
     }
     Ok((row, stats))
+}
+
+/// A database of its own for a PostgreSQL row.
+struct BenchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    async fn create(admin_url: &str, key: &str) -> anyhow::Result<Self> {
+        let name = format!(
+            "hookgate_bench_{}_{}",
+            key.replace('-', "_"),
+            std::process::id()
+        );
+        let client = pg_connect(admin_url).await?;
+        // Two statements: neither may run inside a transaction block.
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .context("dropping a stale database of this row")?;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .context("creating the row's database")?;
+        let mut url =
+            url::Url::parse(admin_url).context("--postgres-url must be a postgres:// URL")?;
+        url.set_path(&format!("/{name}"));
+        Ok(BenchDatabase {
+            admin_url: admin_url.to_owned(),
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    async fn drop_it(self) -> anyhow::Result<()> {
+        let client = pg_connect(&self.admin_url).await?;
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await
+            .context("dropping the row's database")?;
+        Ok(())
+    }
+}
+
+async fn pg_connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to --postgres-url")?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// Rows 8: row 3 on PostgreSQL, then two gateways on one PostgreSQL
+/// delivering to one sink.
+async fn postgres_rows(
+    cli: &Cli,
+    admin_url: &str,
+    gateway: &std::path::Path,
+    target: &dyn Fn(std::net::SocketAddr, &str) -> Target,
+    plan: Plan,
+    wanted: &dyn Fn(&str) -> bool,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let plugin_timeout = cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT);
+    if wanted("postgres") {
+        let db = BenchDatabase::create(admin_url, "postgres").await?;
+        let setup = GatewaySetup {
+            plugins: true,
+            in_memory_store: false,
+            postgres_url: Some(db.url.clone()),
+            destination: Destination::Discard,
+            plugin_timeout,
+        };
+        let dir = tempfile::tempdir()?;
+        let mut server = start_gateway(gateway, &dir, &setup)?;
+        wait_ready(&mut server, "/healthz").await?;
+        let pg_target = target(server.addr(), "postgres");
+        let row = throughput_row(
+            &mut server,
+            pg_target,
+            plan,
+            "postgres",
+            "hookgate: as 3, PostgreSQL store".into(),
+        )
+        .await?;
+        report.rows.push(row);
+        drop(server);
+        db.drop_it().await?;
+        if let Some(r) = report.ratio("postgres", "plugins") {
+            report.notes.push(format!(
+                "PostgreSQL store: {r:.2}x the durable SQLite row (3) in this run"
+            ));
+        }
+    }
+
+    // Two gateways, one database, one sink; half the connections each.
+    let key = "postgres-2-delivery";
+    if !wanted(key) {
+        return Ok(());
+    }
+    let db = BenchDatabase::create(admin_url, key).await?;
+    let sink = sink::Sink::start().await?;
+    let setup = GatewaySetup {
+        plugins: true,
+        in_memory_store: false,
+        postgres_url: Some(db.url.clone()),
+        destination: Destination::Url(sink.url()),
+        plugin_timeout,
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let mut a = start_gateway(gateway, &dir_a, &setup)?;
+    let mut b = start_gateway(gateway, &dir_b, &setup)?;
+    wait_ready(&mut a, "/healthz").await?;
+    wait_ready(&mut b, "/healthz").await?;
+    let title = "hookgate: 2 gateways, one PostgreSQL, HTTP delivery to one sink".to_owned();
+    eprintln!("row {key}: {title} on {} and {}", a.addr(), b.addr());
+    let half = Plan {
+        connections: (plan.connections / 2).max(1),
+        record_answered: true,
+        ..plan
+    };
+    let (window, load_a) = load::start(Arc::new(target(a.addr(), "pg2a")), half);
+    let (_, load_b) = load::start(Arc::new(target(b.addr(), "pg2b")), half);
+    tokio::time::sleep_until(window.start.into()).await;
+    let cpu_start = a.cpu_seconds()? + b.cpu_seconds()?;
+    let mut result = load_a.await?;
+    let other = load_b.await?;
+    let load_ended = Instant::now();
+    let cpu = a.cpu_seconds()? + b.cpu_seconds()? - cpu_start;
+    result.merge(other);
+    let owed = usize::try_from(result.answered_any_time)?;
+    let deadline = load_ended + DELIVERY_DRAIN_LIMIT;
+    while sink.count() < owed && Instant::now() < deadline && !a.exited() && !b.exited() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if a.exited() || b.exited() {
+        bail!("{key}: a gateway died:\n{}\n{}", a.log_text(), b.log_text());
+    }
+    let seen = sink.deliveries();
+    let end = window.end.min(load_ended);
+    let in_window = seen
+        .iter()
+        .filter(|(_, at)| *at >= window.start && *at <= end)
+        .count() as f64;
+    let per_second = in_window
+        / end
+            .saturating_duration_since(window.start)
+            .as_secs_f64()
+            .max(1e-9);
+    let unique = seen
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let drained = seen
+        .iter()
+        .map(|(_, at)| *at)
+        .max()
+        .filter(|_| sink.count() >= owed);
+    let row = Row::new(key, title, result, a.peak_rss()?.max(b.peak_rss()?), cpu);
+    eprintln!(
+        "row {key}: {:.0} req/s, {per_second:.0} deliveries/s combined while loading, {} owed, {} delivered, {} duplicates",
+        row.per_second,
+        owed,
+        unique,
+        seen.len() - unique
+    );
+    report.notes.push(format!(
+        "2 gateways on one PostgreSQL: {per_second:.0} deliveries/s combined at the sink while loading \
+         ({:.0} req/s accepted), {} of {owed} delivered{}, {} duplicates",
+        row.per_second,
+        unique.min(owed),
+        drained.map_or(" (not drained in time)".to_owned(), |d| format!(
+            ", drained {:.1} s after the load",
+            d.saturating_duration_since(load_ended).as_secs_f64()
+        )),
+        seen.len() - unique
+    ));
+    report.rows.push(row);
+    drop((a, b));
+    db.drop_it().await?;
+    Ok(())
 }
 
 /// The last lines the server logged, to explain errors.

@@ -23,15 +23,23 @@ fn smoke_run_completes_without_errors() {
     );
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    let output = Command::new(bench)
-        .arg("--smoke")
+    // The PostgreSQL rows run where the PostgreSQL tests do (CI starts a
+    // server: see .ci/run).
+    let postgres = std::env::var("HOOKGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let mut cmd = Command::new(bench);
+    cmd.arg("--smoke")
         .arg("--no-build")
         .arg("--gateway")
         .arg(&gateway)
         .arg("--json")
         .arg(&json)
-        .output()
-        .expect("running hookgate-bench");
+        .env_remove("HOOKGATE_BENCH_POSTGRES_URL");
+    if let Some(url) = &postgres {
+        cmd.arg("--postgres-url").arg(url);
+    }
+    let output = cmd.output().expect("running hookgate-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -46,7 +54,8 @@ fn smoke_run_completes_without_errors() {
     // Row 7 (adnanh/webhook) runs where the `webhook` package is installed,
     // as in CI.
     let peer = rows.iter().any(|r| r["key"] == "peer");
-    assert_eq!(rows.len(), if peer { 7 } else { 6 }, "{stdout}");
+    let expected = 6 + usize::from(peer) + if postgres.is_some() { 2 } else { 0 };
+    assert_eq!(rows.len(), expected, "{stdout}");
     if std::env::var_os("CI").is_some() {
         assert!(
             peer,

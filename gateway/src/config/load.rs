@@ -313,6 +313,31 @@ mod tests {
     }
 
     #[test]
+    fn the_postgres_store_takes_its_url_from_the_environment_and_requires_one() {
+        let cfg = from_str(
+            "store: { engine: postgres, url: \"postgres://hg:${SECRET}@db:5432/hookgate\", pool_size: 4 }\n\
+             delivery: { lease: 30s }\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(cfg.store.engine, crate::config::StoreEngine::Postgres);
+        assert_eq!(
+            cfg.store.url.as_deref(),
+            Some("postgres://hg:s3cr3t@db:5432/hookgate")
+        );
+        assert_eq!(cfg.store.pool_size, 4);
+        assert_eq!(cfg.delivery.lease.0, std::time::Duration::from_secs(30));
+        let err = from_str("store: { engine: postgres }\n", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store.url"), "{err}");
+        let err = from_str("store: { engine: postgres, url: \"${NOPE}\" }\n", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NOPE"), "{err}");
+    }
+
+    #[test]
     fn literal_dollar_brace_is_escaped_with_a_double_dollar() {
         let cfg = from_str(
             "admin:\n  token: \"a$${B}c-0123456789abcdef-0123456789\"\n",

@@ -405,6 +405,14 @@ pub struct DeliveryConfig {
     /// How long shutdown waits for delivery attempts already in flight.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Duration,
+    /// How long a claim reserves a delivery for this gateway. Attempts in
+    /// flight renew it (every third of it), so it only runs out when a
+    /// gateway died or lost its database: then another gateway on the
+    /// same PostgreSQL store (or this one after a restart) sends the
+    /// delivery after this long. Shorter means faster take-over after a
+    /// crash and more renewals.
+    #[serde(default = "default_lease")]
+    pub lease: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -412,8 +420,13 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             workers: default_workers(),
             shutdown_grace: default_shutdown_grace(),
+            lease: default_lease(),
         }
     }
+}
+
+fn default_lease() -> Duration {
+    Duration(crate::delivery::dispatcher::LEASE)
 }
 
 fn default_dead_retention() -> Duration {
@@ -429,10 +442,21 @@ fn default_shutdown_grace() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// `sqlite` (default): a durable store in `data_dir`; providers get
-    /// their 2xx only after the event is on disk. `memory`: nothing
-    /// survives a restart (tests, benchmarks, throwaway set-ups).
+    /// their 2xx only after the event is on disk. `postgres`: a shared
+    /// PostgreSQL database (`url`), so several gateways serve one queue.
+    /// `memory`: nothing survives a restart (tests, benchmarks, throwaway
+    /// set-ups).
     #[serde(default)]
     pub engine: StoreEngine,
+    /// For `engine: postgres`: the database, as
+    /// `postgres://user:password@host:port/database` (key=value connection
+    /// strings work too). Use `${VAR}` for the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// For `engine: postgres`: connections this gateway keeps to the
+    /// database (one more is opened to listen for new work).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
     /// Delivered events and their attempts are deleted after this long.
     #[serde(default = "default_retention")]
     pub retention: Duration,
@@ -451,11 +475,19 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             engine: StoreEngine::default(),
+            url: None,
+            pool_size: default_pool_size(),
             retention: default_retention(),
             dead_retention: default_dead_retention(),
             dedup_window: default_dedup_window(),
         }
     }
+}
+
+fn default_pool_size() -> usize {
+    // Ingest, claims, records and console reads share it; PostgreSQL's
+    // default max_connections (100) leaves room for a few gateways.
+    16
 }
 
 fn default_retention() -> Duration {
@@ -475,6 +507,8 @@ pub enum StoreEngine {
     Sqlite,
     /// In memory only: no durability.
     Memory,
+    /// PostgreSQL at `store.url`, shared by every gateway pointed at it.
+    Postgres,
 }
 
 fn default_workers() -> usize {
@@ -547,6 +581,11 @@ pub struct RetryConfig {
     /// retries to one destination do not arrive in lockstep.
     #[serde(default = "default_jitter")]
     pub jitter: f64,
+    /// Multiplies every wait (before jitter), default 1. For tests and
+    /// fire drills only: `0.0001` runs the default schedule (about 41 h)
+    /// in about 15 s, so what happens when retries run out can be watched.
+    #[serde(default = "default_scale")]
+    pub scale: f64,
 }
 
 // Not derived: a derived Default would give `jitter: 0` whenever `retry:`
@@ -557,12 +596,17 @@ impl Default for RetryConfig {
             schedule: None,
             exponential: None,
             jitter: default_jitter(),
+            scale: default_scale(),
         }
     }
 }
 
 fn default_jitter() -> f64 {
     0.1
+}
+
+fn default_scale() -> f64 {
+    1.0
 }
 
 /// Exponential backoff: wait `initial`, then `initial * factor`, ...,
@@ -660,7 +704,44 @@ pub struct RouteConfig {
     /// calls; each call's deadline is cut to what is left.
     #[serde(default = "default_request_plugin_time")]
     pub max_plugin_time: Duration,
+
+    /// Relay (Microsoft Teams outgoing webhooks): every message also goes
+    /// to this destination, the request waits up to `reply_timeout` for
+    /// that delivery's first attempt, and the destination's reply (text or
+    /// card) is the answer. When the destination is late, fails, or says
+    /// nothing, the verifier's own reply is the fallback answer (for
+    /// `teams-outgoing`, its `reply`, `card` or `card_template`), and the
+    /// message is still delivered durably, with retries.
+    #[serde(default)]
+    pub relay: Option<RelayConfig>,
 }
+
+/// Where a route relays its messages and how long a reply may take.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// The destination (an `http` destination under `destinations`) whose
+    /// reply is returned.
+    pub to: String,
+
+    /// How long the provider waits for the destination's reply, counted
+    /// from the request's arrival; at most 10s (Teams drops an outgoing
+    /// webhook's reply after ten seconds).
+    #[serde(default = "default_reply_timeout")]
+    pub reply_timeout: Duration,
+}
+
+fn default_reply_timeout() -> Duration {
+    Duration(DEFAULT_REPLY_TIMEOUT)
+}
+
+/// Default relay `reply_timeout`: half of what Teams waits, leaving room
+/// for the network both ways.
+pub const DEFAULT_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest relay `reply_timeout`: Teams gives an outgoing webhook ten
+/// seconds to answer.
+pub const MAX_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn default_request_plugin_time() -> Duration {
     Duration(crate::plugin::DEFAULT_REQUEST_PLUGIN_TIME)

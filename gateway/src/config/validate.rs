@@ -113,6 +113,13 @@ fn check_retry(err: &mut impl FnMut(String, String), at: &str, retry: &RetryConf
     if !(0.0..=1.0).contains(&retry.jitter) {
         err(format!("{at}.jitter"), "must be between 0 and 1".into());
     }
+    // NaN fails this too. Zero would retry in a busy loop.
+    if !(retry.scale > 0.0 && retry.scale <= 1.0) {
+        err(
+            format!("{at}.scale"),
+            "must be greater than 0 and at most 1".into(),
+        );
+    }
     if let Some(schedule) = &retry.schedule {
         if schedule.len() > MAX_SCHEDULE_LEN {
             err(
@@ -214,6 +221,26 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         config.store.retention,
         StdDuration::ZERO,
         100 * YEAR,
+    );
+    if config.store.engine == super::StoreEngine::Postgres && config.store.url.is_none() {
+        err(
+            "store.url".into(),
+            "required with engine: postgres (postgres://user:password@host:port/database)".into(),
+        );
+    }
+    count_in(
+        &mut err,
+        "store.pool_size".into(),
+        config.store.pool_size,
+        1,
+        1024,
+    );
+    duration_in(
+        &mut err,
+        "delivery.lease".into(),
+        config.delivery.lease,
+        StdDuration::from_secs(1),
+        HOUR,
     );
     duration_in(
         &mut err,
@@ -487,6 +514,26 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                     format!("no destination named {to:?} under `destinations`"),
                 );
             }
+        }
+        if let Some(relay) = &route.relay {
+            match config.destinations.get(&relay.to) {
+                None => err(
+                    format!("routes.{name}.relay.to"),
+                    format!("no destination named {:?} under `destinations`", relay.to),
+                ),
+                Some(d) if d.kind != super::DestinationKind::Http => err(
+                    format!("routes.{name}.relay.to"),
+                    "must be an `http` destination: only a reply from one can be relayed".into(),
+                ),
+                Some(_) => {}
+            }
+            duration_in(
+                &mut err,
+                format!("routes.{name}.relay.reply_timeout"),
+                relay.reply_timeout,
+                StdDuration::from_millis(1),
+                super::MAX_REPLY_TIMEOUT,
+            );
         }
         let uses = route
             .verify

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::relay::{self, RelayReply};
 use super::{Ctx, ssrf, teams};
 use crate::clock::now_ms;
 use crate::config::DestinationKind;
@@ -39,8 +40,30 @@ enum Subscriber {
     Park(String),
 }
 
-/// Attempts `d` and returns what to record.
+/// Attempts `d` and returns what to record, in a `delivery.attempt` span
+/// that carries the event id (the link to the request's trace).
 pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
+    let span = tracing::debug_span!(target: crate::observability::STAGE_TARGET, "delivery.attempt",
+        event_id = d.event_id.as_str(), destination = d.destination.as_str(),
+        attempt = d.attempts + 1, status = tracing::field::Empty, outcome = tracing::field::Empty);
+    let record = tracing::Instrument::instrument(attempt(ctx, d), span.clone()).await;
+    if !span.is_disabled() {
+        if let Some(status) = record.status {
+            span.record("status", status);
+        }
+        let outcome = match record.next {
+            NextState::Delivered => "delivered",
+            NextState::Retry { .. } => "retry",
+            NextState::Postpone { .. } => "postponed",
+            NextState::Dead { .. } => "dead",
+            NextState::Park { .. } => "parked",
+        };
+        span.record("outcome", outcome);
+    }
+    record
+}
+
+async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
     let snapshot = ctx.snapshots.load_full();
     let attempted_at_ms = now_ms();
     let started = Instant::now();
@@ -87,26 +110,36 @@ pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
                                 }
                             }
                         }
-                        let (result, excerpt) = send(&ctx.client, dest, d).await;
+                        let (result, excerpt, _) = send(&ctx.client, dest, d, false).await;
                         let result = teams::classify(result, excerpt.as_deref());
                         (dest.retry.decide(&result, d.retries), result, excerpt)
                     }
                 }
                 Some(dest) => {
-                    let (result, excerpt) = match dest.kind {
+                    // A request waiting for this attempt's reply (relay).
+                    let waiter = ctx.relay.take(d.id);
+                    let (result, excerpt, reply) = match dest.kind {
                         DestinationKind::Log => {
                             log_delivery(dest, d);
-                            (ok_result(), None)
+                            (ok_result(), None, None)
                         }
                         DestinationKind::Http | DestinationKind::Teams => {
-                            send(&ctx.client, dest, d).await
+                            send(&ctx.client, dest, d, waiter.is_some()).await
                         }
                         // Fan-out to subscribers is expanded at insert time;
                         // a delivery addressed to the destination itself has
                         // nothing to send.
-                        DestinationKind::Subscribers => (ok_result(), None),
+                        DestinationKind::Subscribers => (ok_result(), None, None),
                     };
-                    (dest.retry.decide(&result, d.retries), result, excerpt)
+                    let outcome = dest.retry.decide(&result, d.retries);
+                    // Anything but a delivered reply drops the waiter, and
+                    // the request falls back at once.
+                    if let (Some(waiter), DeliveryOutcome::Delivered, Some(reply)) =
+                        (waiter, &outcome, reply)
+                    {
+                        let _ = waiter.send(reply);
+                    }
+                    (outcome, result, excerpt)
                 }
             }
         };
@@ -295,11 +328,14 @@ async fn subscriber_attempt(
     Subscriber::Sent(outcome, result, excerpt)
 }
 
+/// Sends `d` to `dest`; with `relayed`, also returns the response (up to
+/// [`relay::MAX_RELAY_REPLY`]) for the request waiting on it.
 async fn send(
     client: &reqwest::Client,
     dest: &CompiledDestination,
     d: &DueDelivery,
-) -> (AttemptResult, Option<String>) {
+    relayed: bool,
+) -> (AttemptResult, Option<String>, Option<RelayReply>) {
     let Some(url) = dest.url.clone() else {
         return (
             AttemptResult {
@@ -307,17 +343,27 @@ async fn send(
                 ..Default::default()
             },
             None,
+            None,
         );
     };
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
-    post(
+    let headers = outbound_headers(&d.message, dest, id);
+    if !relayed {
+        let (result, excerpt) =
+            post(client, url, dest.timeout, headers, d.message.body.clone()).await;
+        return (result, excerpt, None);
+    }
+    let (result, body, content_type) = post_reading(
         client,
         url,
         dest.timeout,
-        outbound_headers(&d.message, dest, id),
+        headers,
         d.message.body.clone(),
+        relay::MAX_RELAY_REPLY,
     )
-    .await
+    .await;
+    let excerpt = excerpt_of(&body);
+    (result, excerpt, Some(RelayReply { content_type, body }))
 }
 
 /// POSTs `body` and reads the outcome: status, `Retry-After`, and the
@@ -329,6 +375,27 @@ async fn post(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> (AttemptResult, Option<String>) {
+    let (result, body, _) =
+        post_reading(client, url, timeout, headers, body, RESPONSE_EXCERPT).await;
+    (result, excerpt_of(&body))
+}
+
+/// The stored excerpt of a response body.
+fn excerpt_of(body: &[u8]) -> Option<String> {
+    let body = &body[..body.len().min(RESPONSE_EXCERPT)];
+    (!body.is_empty()).then(|| String::from_utf8_lossy(body).into_owned())
+}
+
+/// POSTs `body` and reads the outcome, the first `read` bytes of the
+/// answer and its content type.
+async fn post_reading(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    timeout: Duration,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+    read: usize,
+) -> (AttemptResult, Vec<u8>, Option<String>) {
     let sent = client
         .post(url)
         .timeout(timeout)
@@ -344,16 +411,19 @@ async fn post(
                 .get(http::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+            let content_type = resp
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let mut excerpt = Vec::new();
-            while excerpt.len() < RESPONSE_EXCERPT {
+            while excerpt.len() < read {
                 match resp.chunk().await {
                     Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk),
                     _ => break,
                 }
             }
-            excerpt.truncate(RESPONSE_EXCERPT);
-            let excerpt =
-                (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned());
+            excerpt.truncate(read);
             (
                 AttemptResult {
                     status: Some(status),
@@ -361,6 +431,7 @@ async fn post(
                     error: None,
                 },
                 excerpt,
+                content_type,
             )
         }
         Err(e) => {
@@ -379,6 +450,7 @@ async fn post(
                     error: Some(format!("{what}{source}")),
                     ..Default::default()
                 },
+                Vec::new(),
                 None,
             )
         }

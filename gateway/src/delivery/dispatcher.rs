@@ -27,14 +27,11 @@ use tokio_util::task::TaskTracker;
 use super::Ctx;
 use crate::store::{AttemptRecord, ClaimNew, DueDelivery, Recorded, SUBSCRIBER_PREFIX};
 
-/// How long a claim reserves a delivery. Attempts in flight renew it every
-/// [`RENEW_EVERY`], so a crashed gateway's deliveries are due again within
-/// a minute, and a slow destination's attempt is never claimed twice.
+/// How long a claim reserves a delivery, unless `delivery.lease` says
+/// otherwise. Attempts in flight renew it every third of it, so a crashed
+/// gateway's deliveries are due again within a minute, and a slow
+/// destination's attempt is never claimed twice.
 pub const LEASE: Duration = Duration::from_secs(60);
-
-/// How often an attempt in flight renews its lease; a delivery that waited
-/// in its lane longer than this renews before it starts.
-pub const RENEW_EVERY: Duration = Duration::from_secs(20);
 
 /// Most deliveries claimed in one store round trip.
 const CLAIM_BATCH: usize = 256;
@@ -54,7 +51,7 @@ const SUBSCRIBER_CONCURRENCY: usize = 1;
 
 /// A lane queues at least this many claimed deliveries (more when its
 /// concurrency is higher), so a lane of concurrency 1 does not hand most
-/// claims back. A delivery that waits longer than [`RENEW_EVERY`] renews
+/// claims back. A delivery that waits longer than a third of its lease renews
 /// its lease before it starts.
 const MIN_QUEUE: usize = 16;
 
@@ -101,13 +98,23 @@ pub struct Dispatcher {
     /// Attempt records waiting for their commit at most.
     recording: Arc<Semaphore>,
     stop: CancellationToken,
+    /// Claims' lease (`delivery.lease`).
+    lease: Duration,
+    /// How often an attempt in flight renews its lease; a delivery that
+    /// waited in its lane longer than this renews before it starts.
+    renew_every: Duration,
 }
 
 /// Attempt records waiting for the store's commit at once, at most.
 const RECORDS_IN_FLIGHT: usize = 4096;
 
 impl Dispatcher {
-    pub(super) fn new(ctx: Arc<Ctx>, workers: usize, stop: CancellationToken) -> Arc<Self> {
+    pub(super) fn new(
+        ctx: Arc<Ctx>,
+        workers: usize,
+        lease: Duration,
+        stop: CancellationToken,
+    ) -> Arc<Self> {
         Arc::new(Dispatcher {
             ctx,
             lanes: Mutex::new(Lanes::default()),
@@ -116,6 +123,8 @@ impl Dispatcher {
             workers: workers.max(1),
             recording: Arc::new(Semaphore::new(RECORDS_IN_FLIGHT)),
             stop,
+            lease,
+            renew_every: lease / 3,
         })
     }
 
@@ -162,7 +171,7 @@ impl Dispatcher {
         }
         let subscribers = subscribers && lanes.in_flight < self.workers;
         (!names.is_empty() || subscribers).then_some(ClaimNew {
-            lease: LEASE,
+            lease: self.lease,
             destinations: names,
             subscribers,
         })
@@ -342,7 +351,7 @@ impl Dispatcher {
                 IDLE_POLL
             } else {
                 let skipped_any = !skip.is_empty();
-                match self.ctx.store.claim_due(room, LEASE, skip).await {
+                match self.ctx.store.claim_due(room, self.lease, skip).await {
                     Ok(due) => {
                         tracing::debug!(claimed = due.len(), room, "poller claimed");
                         let full_batch = due.len() == room;
@@ -427,8 +436,8 @@ impl Dispatcher {
         let store = &self.ctx.store;
         // A delivery that waited in its lane makes sure it still holds its
         // claim before sending anything.
-        if claimed_at.elapsed() > RENEW_EVERY {
-            match store.renew(d.id, d.lease, LEASE).await {
+        if claimed_at.elapsed() > self.renew_every {
+            match store.renew(d.id, d.lease, self.lease).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(
@@ -445,13 +454,15 @@ impl Dispatcher {
         }
         let record = {
             let mut work = pin!(super::attempt::run(&self.ctx, &d));
-            let mut renew =
-                tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+            let mut renew = tokio::time::interval_at(
+                tokio::time::Instant::now() + self.renew_every,
+                self.renew_every,
+            );
             loop {
                 tokio::select! {
                     r = &mut work => break r,
                     _ = renew.tick() => {
-                        if let Ok(false) = store.renew(d.id, d.lease, LEASE).await {
+                        if let Ok(false) = store.renew(d.id, d.lease, self.lease).await {
                             tracing::warn!(event_id = d.event_id, "lease lost mid-attempt");
                         }
                     }

@@ -10,6 +10,7 @@
 mod attempt;
 pub mod dispatcher;
 pub mod plugin_http;
+pub mod relay;
 pub mod ssrf;
 pub mod teams;
 
@@ -33,6 +34,7 @@ use dispatcher::Dispatcher;
 pub struct DeliveryHandle {
     dispatcher: Arc<Dispatcher>,
     subscriber_client: reqwest::Client,
+    relay: Arc<relay::RelayWaiters>,
 }
 
 impl DeliveryHandle {
@@ -59,6 +61,19 @@ impl DeliveryHandle {
         }
     }
 
+    /// Listens for the first attempt of the delivery to `destination`
+    /// among `claimed` (a route's `relay`). Call it before
+    /// [`submit`](Self::submit). `None` when that delivery was not claimed
+    /// (its lane was full): the request falls back at once.
+    pub fn relay_wait(
+        &self,
+        claimed: &[DueDelivery],
+        destination: &str,
+    ) -> Option<relay::RelayWait> {
+        let d = claimed.iter().find(|d| d.destination == destination)?;
+        Some(self.relay.register(d.id))
+    }
+
     /// The client for subscriber-supplied URLs: it connects only to
     /// addresses that pass the SSRF guard and never follows redirects.
     pub fn subscriber_client(&self) -> &reqwest::Client {
@@ -74,6 +89,7 @@ struct Ctx {
     metrics: Metrics,
     client: reqwest::Client,
     subscriber_client: reqwest::Client,
+    relay: Arc<relay::RelayWaiters>,
 }
 
 /// What every outbound client shares: no redirects (a signed delivery must
@@ -118,19 +134,33 @@ pub fn start(
         .dns_resolver(Arc::new(ssrf::GuardedResolver::new(allow)))
         .pool_max_idle_per_host(16)
         .build()?;
+    let due_hook = store.clone();
+    let relay = Arc::new(relay::RelayWaiters::default());
     let ctx = Arc::new(Ctx {
         store,
         snapshots,
         metrics,
         client,
         subscriber_client: subscriber_client.clone(),
+        relay: relay.clone(),
     });
-    let dispatcher = Dispatcher::new(ctx, config.workers, stop);
+    let dispatcher = Dispatcher::new(ctx, config.workers, config.lease.0, stop);
+    // A shared store tells of deliveries other gateways made due (a
+    // replay, a re-enabled subscription, work they could not take), so
+    // this poller need not wait for its next look. Weak: the store must
+    // not keep the dispatcher alive.
+    let weak = Arc::downgrade(&dispatcher);
+    due_hook.on_due(Arc::new(move || {
+        if let Some(d) = weak.upgrade() {
+            d.wake();
+        }
+    }));
     let task = tokio::spawn(dispatcher.clone().run(config.shutdown_grace.0));
     Ok((
         DeliveryHandle {
             dispatcher,
             subscriber_client,
+            relay,
         },
         task,
     ))

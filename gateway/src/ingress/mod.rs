@@ -87,13 +87,20 @@ pub fn operator_router(state: AppState) -> Router {
 /// load balancer stops sending webhooks that would be refused.
 #[utoipa::path(get, path = "/healthz", tag = "gateway",
     responses(
-        (status = 200, description = "`{\"status\": \"ok\", \"generation\": n}`", body = Object),
+        (status = 200, description = "`{\"status\": \"ok\", \"generation\": n}`, with `\"store_panics\": n` once a store operation has panicked (it was rolled back and the store went on; a bug to report)", body = Object),
         (status = 503, description = "`{\"status\": \"unavailable\", \"generation\": n, \"store\": reason}`: the store cannot take writes", body = Object),
     ))]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshot();
     match state.store().health() {
-        Ok(()) => Json(json!({ "status": "ok", "generation": snapshot.generation })).into_response(),
+        Ok(()) => {
+            let mut body = json!({ "status": "ok", "generation": snapshot.generation });
+            let panics = state.store().operation_panics();
+            if panics > 0 {
+                body["store_panics"] = panics.into();
+            }
+            Json(body).into_response()
+        }
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable", "generation": snapshot.generation, "store": reason })),
@@ -159,7 +166,12 @@ pub async fn hook(
         return ApiError::UnknownRoute(route_name).into_response();
     };
 
-    let response = match handle(&state, &snapshot, &route, req, received_at_ms).await {
+    // One span per request, the trace's root; `event_id` is filled in once
+    // the pipeline has named the event.
+    let span = tracing::debug_span!(target: crate::observability::STAGE_TARGET, "ingress",
+        route = &*route.name, event_id = tracing::field::Empty);
+    let handled = handle(&state, &snapshot, &route, req, received_at_ms);
+    let response = match tracing::Instrument::instrument(handled, span).await {
         Ok(resp) => resp,
         Err(e) => {
             match &e {
@@ -247,6 +259,7 @@ async fn handle(
             routed,
             reply,
         } => {
+            tracing::Span::current().record("event_id", event_id.as_str());
             let messages = routed.len();
             let config = &snapshot.config;
             let mut fanout = Vec::new();
@@ -262,8 +275,16 @@ async fn handle(
                             fanout.push(f);
                         }
                     }
+                    let mut destinations: Vec<String> =
+                        named.iter().map(|d| d.name.to_string()).collect();
+                    // A relayed route's messages all go to the relay too.
+                    if let Some(relay) = &route.relay
+                        && !destinations.contains(&relay.to)
+                    {
+                        destinations.push(relay.to.clone());
+                    }
                     NewMessage {
-                        destinations: named.iter().map(|d| d.name.to_string()).collect(),
+                        destinations,
                         message: r.message,
                     }
                 })
@@ -300,9 +321,9 @@ async fn handle(
                 claim,
             };
             // The provider hears 2xx only once the event is committed.
-            let inserted = state
-                .store()
-                .insert(event, opts)
+            let commit = tracing::debug_span!(target: crate::observability::STAGE_TARGET,
+                "store.commit", event_id = event_id.as_str());
+            let inserted = tracing::Instrument::instrument(state.store().insert(event, opts), commit)
                 .await
                 .map_err(|e| {
                     if matches!(e, StoreError::Overloaded) {
@@ -312,6 +333,7 @@ async fn handle(
                     }
                     ApiError::Store(e)
                 })?;
+            let mut relay_wait = None;
             let body = match inserted {
                 Inserted::New {
                     deliveries,
@@ -320,6 +342,11 @@ async fn handle(
                     if claimed.len() < deliveries {
                         state.delivery().wake();
                     }
+                    // Listen before the attempt can start.
+                    relay_wait = route
+                        .relay
+                        .as_ref()
+                        .and_then(|r| state.delivery().relay_wait(&claimed, &r.to));
                     state.delivery().submit(claimed);
                     tracing::debug!(
                         route = &*route.name,
@@ -350,12 +377,41 @@ async fn handle(
                     })
                 }
             };
+            if let (Some(wait), Some(relay)) = (relay_wait, &route.relay)
+                && let Some(answer) = relayed_reply(wait, relay, received_at_ms).await
+            {
+                return Ok(answer);
+            }
             Ok(match reply {
                 Some(r) => plugin_response(r),
                 None => (StatusCode::ACCEPTED, Json(body)).into_response(),
             })
         }
     }
+}
+
+/// The relay destination's reply as a Teams reply message, if its first
+/// attempt succeeded with one before `reply_timeout` (counted from the
+/// request's arrival); `None` means: answer the fallback.
+async fn relayed_reply(
+    wait: crate::delivery::relay::RelayWait,
+    relay: &crate::config::RelayConfig,
+    received_at_ms: u64,
+) -> Option<Response> {
+    let spent = std::time::Duration::from_millis(clock::now_ms().saturating_sub(received_at_ms));
+    let budget = relay.reply_timeout.0.saturating_sub(spent);
+    let answer = wait
+        .reply_within(budget)
+        .await
+        .as_ref()
+        .and_then(crate::delivery::relay::teams_reply);
+    if answer.is_none() {
+        tracing::info!(
+            destination = relay.to,
+            "relay: no reply within reply_timeout; answered the fallback (the delivery goes on)"
+        );
+    }
+    answer.map(|a| (StatusCode::OK, Json(a)).into_response())
 }
 
 /// The request as plugins see it. Header values that are not UTF-8 are

@@ -142,7 +142,28 @@ pub async fn compile(
             }
             let limits = use_limits(u, defaults);
             let http = match &u.http {
-                None => None,
+                None => match builtin::default_http_allow(&u.plugin)
+                    .filter(|_| *plugin.source() == PluginSource::Builtin)
+                {
+                    None => None,
+                    // The provider's public endpoints only: no private
+                    // ranges, the default response cap.
+                    Some(hosts) => match PluginHttp::new(
+                        hosts.iter().map(|h| (*h).to_owned()).collect(),
+                        Vec::new(),
+                        DEFAULT_PLUGIN_HTTP_RESPONSE,
+                        limits.timeout,
+                    ) {
+                        Ok(client) => Some(Arc::new(client)),
+                        Err(message) => {
+                            errors.push(ConfigError {
+                                path: format!("routes.{name}.{at}"),
+                                message,
+                            });
+                            return None;
+                        }
+                    },
+                },
                 Some(h) => match PluginHttp::new(
                     h.allow.clone(),
                     h.allow_private
@@ -204,6 +225,7 @@ pub async fn compile(
                     .unwrap_or_else(|| Arc::new(Semaphore::new(r.max_in_flight))),
                 max_in_flight: r.max_in_flight,
                 max_plugin_time: r.max_plugin_time.0,
+                relay: r.relay.clone(),
                 keep_headers: r
                     .keep_headers
                     .iter()

@@ -91,6 +91,9 @@ pub struct CompiledRoute {
     pub keep_headers: Vec<String>,
     /// Plugin time one request may use across all its calls.
     pub max_plugin_time: std::time::Duration,
+    /// The destination whose reply answers the request, and how long it
+    /// may take (`relay`).
+    pub relay: Option<crate::config::RelayConfig>,
 }
 
 impl CompiledRoute {

@@ -866,7 +866,10 @@ impl LoadedPlugin {
         // The epoch callback ends running wasm at the first tick past the
         // deadline; this timer is the backstop for a guest that runs none,
         // one tick later so that the two do not race over running code.
-        match tokio::time::timeout_at((deadline + EPOCH_TICK).into(), work).await {
+        let span = tracing::debug_span!(target: crate::observability::STAGE_TARGET, "plugin",
+            plugin = &*self.name, route = &*ctx.route);
+        let timed = tokio::time::timeout_at((deadline + EPOCH_TICK).into(), work);
+        match tracing::Instrument::instrument(timed, span).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err((e, instantiating))) => Err(self.classify(e, &store, started, instantiating)),
             Err(_elapsed) => Err(PluginError::Timeout {

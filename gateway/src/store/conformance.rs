@@ -46,13 +46,45 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 #[allow(clippy::redundant_closure_call, reason = "the macro takes a closure")]
-                let (store, _guard) = ($make)();
+                let made = ($make)();
+                // An engine that needs a server makes `None` without one
+                // (and says so itself).
+                let Some((store, _guard)) = $crate::store::conformance::Made::made(made) else {
+                    return;
+                };
                 $crate::store::conformance::$case(std::sync::Arc::new(store)).await;
             }
         )*
     };
 }
 pub(crate) use suite;
+
+/// What a suite's closure makes: a store and its guard, or, for an engine
+/// that needs a server, maybe nothing.
+pub trait Made {
+    /// The engine.
+    type Store: Store;
+    /// Lives as long as the store.
+    type Guard;
+    /// The store, if there is one.
+    fn made(self) -> Option<(Self::Store, Self::Guard)>;
+}
+
+impl<T: Store, G> Made for (T, G) {
+    type Store = T;
+    type Guard = G;
+    fn made(self) -> Option<(T, G)> {
+        Some(self)
+    }
+}
+
+impl<T: Store, G> Made for Option<(T, G)> {
+    type Store = T;
+    type Guard = G;
+    fn made(self) -> Option<(T, G)> {
+        self
+    }
+}
 
 /// A store under test.
 type S = Arc<dyn Store>;
@@ -899,4 +931,259 @@ pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(st
         order.push(one[0].event_id.clone());
     }
     assert_eq!(order, ["evt_0", "evt_1", "evt_2", "evt_3"]);
+}
+
+// ---- Shared engines: two stores (two gateways) on one database ----------
+// Not part of `suite!`: only an engine several processes share runs them,
+// each case getting two stores opened separately on the same database.
+
+/// A gateway crashes mid-attempt: nothing is released, its lease runs out
+/// and the other gateway claims the delivery; the dead one's late record is
+/// refused.
+pub async fn a_crashed_gateways_leases_run_out_and_another_reclaims(a: S, b: S) {
+    insert_one(&*a, "evt_1", None, &["d"]).await;
+    let held = a.claim_due(10, SHORT, Vec::new()).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(
+        b.claim_due(10, LONG, Vec::new()).await.unwrap().is_empty(),
+        "held by the other gateway"
+    );
+    drop(a);
+    let taken = claim_until(&b, 1, Duration::from_secs(5)).await;
+    assert_eq!(taken.len(), 1, "reclaimed after the lease ran out");
+    assert_eq!(taken[0].event_id, "evt_1");
+    assert_eq!(
+        b.record(attempt(&held[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::LeaseLost,
+        "the first claim's token is stale"
+    );
+    assert_eq!(
+        b.record(attempt(&taken[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    assert_eq!(status(&b, "evt_1").await, EventStatus::Delivered);
+}
+
+/// Opening a store (a gateway starting) leaves the claims of the gateways
+/// already running alone. `open` opens another store on the same database.
+pub async fn opening_a_store_leaves_other_gateways_claims_alone<F, Fut>(a: S, open: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = S>,
+{
+    insert_one(&*a, "evt_1", None, &["d"]).await;
+    assert_eq!(a.claim_due(10, LONG, Vec::new()).await.unwrap().len(), 1);
+    let b = open().await;
+    assert!(
+        b.claim_due(10, LONG, Vec::new()).await.unwrap().is_empty(),
+        "still held by the running gateway"
+    );
+}
+
+/// The same provider delivery sent to two gateways at once is stored once.
+pub async fn dedup_holds_across_gateways(a: S, b: S) {
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            store
+                .insert(event(&format!("evt_{i:02}"), Some("gh-1"), &["d"]), opts())
+                .await
+        }));
+    }
+    let mut new = 0;
+    for t in tasks {
+        if let Inserted::New { .. } = t.await.unwrap().unwrap() {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 1, "exactly one gateway stored it");
+}
+
+/// Two gateways claiming at once never get the same delivery, and together
+/// they get them all.
+pub async fn concurrent_claims_never_overlap(a: S, b: S) {
+    for i in 0..200 {
+        insert_one(&*a, &format!("evt_{i:03}"), None, &["d"]).await;
+    }
+    let mut tasks = Vec::new();
+    for store in [a.clone(), b.clone(), a.clone(), b.clone()] {
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = store.claim_due(7, LONG, Vec::new()).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|d| d.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "no delivery claimed twice");
+    assert_eq!(unique.len(), 200, "every delivery claimed");
+}
+
+/// Deliveries of one event finished by two gateways at the same moment
+/// leave the event's status right.
+pub async fn an_event_finished_by_two_gateways_at_once_is_finished(a: S, b: S) {
+    for i in 0..20 {
+        insert_one(&*a, &format!("evt_{i:02}"), None, &["x", "y"]).await;
+    }
+    let due = claim_until(&a, 40, Duration::from_secs(5)).await;
+    assert_eq!(due.len(), 40);
+    let mut tasks = Vec::new();
+    for d in due {
+        let store = if d.destination == "x" {
+            a.clone()
+        } else {
+            b.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .record(attempt(&d, 200, NextState::Delivered))
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Recorded::Written);
+    }
+    for i in 0..20 {
+        assert_eq!(
+            status(&b, &format!("evt_{i:02}")).await,
+            EventStatus::Delivered,
+            "evt_{i:02}"
+        );
+    }
+}
+
+/// A subscription disabled through one gateway is disabled for the other
+/// at once, and enabling it through the other sends what was parked.
+pub async fn subscription_state_is_shared(a: S, b: S) {
+    a.create_subscription(subscription("wh_1", "t", "g", &["*"]))
+        .await
+        .unwrap();
+    b.update_subscription(
+        "t".into(),
+        "wh_1".into(),
+        SubscriptionPatch {
+            active: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let seen = a
+        .get_subscription(None, "wh_1".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!seen.active, "disabled for the other gateway at once");
+    a.insert(publish("evt_1", "A"), opts()).await.unwrap();
+    assert_eq!(b.parked("wh_1".into(), 10).await.unwrap().len(), 1);
+    a.update_subscription(
+        "t".into(),
+        "wh_1".into(),
+        SubscriptionPatch {
+            active: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(claim_until(&b, 1, Duration::from_secs(5)).await.len(), 1);
+    // Health: a streak of failures seen by either gateway disables once.
+    a.subscription_outcome("wh_1".into(), AttemptHealth::Failure, LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.subscription_outcome("wh_1".into(), AttemptHealth::Gone, LONG)
+            .await
+            .unwrap(),
+        SubscriptionHealth::Disabled
+    );
+    assert_eq!(
+        a.subscription_outcome("wh_1".into(), AttemptHealth::Gone, LONG)
+            .await
+            .unwrap(),
+        SubscriptionHealth::Active,
+        "already disabled: not disabled twice"
+    );
+}
+
+/// Work made due by one gateway (here a release) wakes the other's
+/// dispatcher through the store's hook.
+pub async fn due_work_wakes_the_other_gateway(a: S, b: S) {
+    let woken = Arc::new(tokio::sync::Notify::new());
+    let w = woken.clone();
+    b.on_due(Arc::new(move || w.notify_one()));
+    insert_one(&*a, "evt_1", None, &["d"]).await;
+    let held = a.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(held.len(), 1);
+    // The listener may still be connecting: release until it hears one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let notified = woken.notified();
+        let d = claim_until(&a, 1, Duration::from_secs(1)).await;
+        let d = match d.into_iter().next() {
+            Some(d) => d,
+            None => held[0].clone(),
+        };
+        a.release(d.id, d.lease).await.unwrap();
+        if tokio::time::timeout(Duration::from_millis(500), notified)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the other gateway was never woken"
+        );
+    }
+}
+
+/// A dead letter replayed through one gateway is sent by the other, and
+/// the event's status follows for both.
+pub async fn a_replay_through_one_gateway_is_sent_by_the_other(a: S, b: S) {
+    insert_one(&*a, "evt_1", None, &["d"]).await;
+    let due = a.claim_due(10, LONG, Vec::new()).await.unwrap();
+    let dead = NextState::Dead {
+        reason: "gone".into(),
+    };
+    assert_eq!(
+        a.record(attempt(&due[0], 410, dead)).await.unwrap(),
+        Recorded::Written
+    );
+    assert_eq!(status(&b, "evt_1").await, EventStatus::Dead);
+    let n = a
+        .replay(ReplayTarget::Event {
+            id: "evt_1".into(),
+            destination: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(status(&b, "evt_1").await, EventStatus::Pending);
+    let again = claim_until(&b, 1, Duration::from_secs(5)).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].retries, 0, "a fresh retry budget");
+    assert_eq!(
+        b.record(attempt(&again[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    assert_eq!(status(&a, "evt_1").await, EventStatus::Delivered);
 }

@@ -21,7 +21,8 @@
 //!   (an event is never stored without its deliveries).
 //!
 //! Engines live beside the trait: [`sqlite`] (the embedded default, also
-//! the `memory` engine on a scratch file) and, in the conformance suite
+//! the `memory` engine on a scratch file), [`postgres`] (one database
+//! shared by several gateways) and, in the conformance suite
 //! ([`conformance`]), one set of tests every engine must pass.
 //!
 //! Deliberately not here: HTTP, retry policy (delivery decides the next
@@ -30,6 +31,7 @@
 #[cfg(test)]
 pub mod conformance;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 pub mod stats;
 mod subscription_columns;
@@ -516,6 +518,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// writer is gone or its last commits failed.
     fn health(&self) -> Result<(), String>;
 
+    /// Registers `wake`, called whenever deliveries became due that no
+    /// claim holds, whichever process made them due (a shared engine hears
+    /// it from the database). An engine only this process writes need not
+    /// call it: the dispatcher already wakes itself for its own writes.
+    fn on_due(&self, wake: DueHook) {
+        let _ = wake;
+    }
+
+    /// Store operations that panicked since start. Each was rolled back
+    /// and failed alone (the engine went on), but each is a bug an
+    /// operator should hear of: `/healthz` reports the count. Engines that
+    /// cannot survive a panic have none to report.
+    fn operation_panics(&self) -> u64 {
+        0
+    }
+
     // ---- Operator console (`/ui`) and the backlog gauges ------------------
     // Reads and replays the console needs beyond the admin API, kept in one
     // block so an engine ports them together. Types are in `stats.rs`; the
@@ -583,6 +601,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
 /// A shared handle to a store.
 pub type SharedStore = Arc<dyn Store>;
+
+/// What [`Store::on_due`] calls.
+pub type DueHook = Arc<dyn Fn() + Send + Sync>;
 
 /// A delivery kept for a disabled subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

@@ -51,6 +51,7 @@ pub fn router() -> Router<AppState> {
             get(get_webhook).put(update_webhook).delete(delete_webhook),
         )
         .route("/v1/webhook/{id}/rotate-secret", post(rotate_secret))
+        .route("/v1/webhook/{id}/parked", get(list_parked))
         .route("/v1/events", post(publish))
 }
 
@@ -717,6 +718,72 @@ pub async fn get_webhook(
         .await?
         .ok_or_else(|| not_found(&id))?;
     Ok(Json(WebhookView::new(sub, now_ms())).into_response())
+}
+
+/// Most parked deliveries one `GET /v1/webhook/{id}/parked` lists.
+const MAX_PARKED_LISTED: usize = 1000;
+
+/// A delivery kept for a disabled subscription.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParkedView {
+    /// The delivery's id (as in the admin API).
+    pub delivery_id: i64,
+    /// The gateway's id of the stored event (what `/admin/events/{id}`
+    /// and the console show; the payload's `eventId` is the published id).
+    pub stored_event_id: String,
+    /// The published event's type.
+    pub event_type: Option<String>,
+    /// When the event was published, RFC 3339.
+    pub received_at: String,
+}
+
+/// `GET /v1/webhook/{id}/parked` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParkedList {
+    /// Oldest first, at most 1000: the order they are sent in once the
+    /// subscription is enabled again.
+    pub parked: Vec<ParkedView>,
+}
+
+/// The deliveries kept for one of the caller's subscriptions while it is
+/// disabled (none while it is active): they are sent, oldest first, when
+/// `PUT {"active": true}` enables it again.
+#[utoipa::path(get, path = "/v1/webhook/{id}/parked", tag = "subscriptions",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses(
+        (status = 200, body = ParkedList),
+        (status = 401, body = ApiErrorBody),
+        (status = 404, description = "No such webhook for this tenant", body = ApiErrorBody),
+        (status = 503, body = ApiErrorBody),
+    ),
+    security(("accessToken" = [])))]
+pub async fn list_parked(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> V1Result {
+    let (tenant, _) = tenant(&state, &headers)?;
+    let Path(id) = id.map_err(bad_path)?;
+    // The tenant check: another tenant's id is a 404 like an unknown one.
+    state
+        .store()
+        .get_subscription(Some(tenant), id.clone())
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    let parked = state.store().parked(id, MAX_PARKED_LISTED).await?;
+    Ok(Json(ParkedList {
+        parked: parked
+            .into_iter()
+            .map(|p| ParkedView {
+                delivery_id: p.delivery_id,
+                stored_event_id: p.event_id,
+                event_type: p.event_type,
+                received_at: p.received_at,
+            })
+            .collect(),
+    })
+    .into_response())
 }
 
 /// `PUT /v1/webhook/{id}` body: any subset of fields. Keys are also

@@ -46,6 +46,14 @@
 //!                "text": {{ ("Ticket opened by " ~ from.name) | tojson }}}]}
 //! ```
 //!
+//! To answer with a backend's reply instead, relay the route (a gateway
+//! setting beside `verify:`, not a `with:` key): `relay: { to: bot,
+//! reply_timeout: 5s }` sends the activity to the `http` destination `bot`
+//! and answers Teams with its reply when it comes within `reply_timeout`;
+//! this plugin's reply (`reply`, `card` or `card_template`) is then the
+//! fallback for a late or failing backend, and the activity is still
+//! delivered to `bot` with retries.
+//!
 //! A card or template that is not such JSON is a config error, so a typo
 //! is a 500 the operator sees, not a silent text reply.
 //!

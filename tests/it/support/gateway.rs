@@ -17,6 +17,8 @@ pub struct TestGateway {
     more: std::sync::Mutex<std::sync::mpsc::Receiver<String>>,
     dir: tempfile::TempDir,
     client: reqwest::Client,
+    /// Extra environment for the process.
+    env: Vec<(String, String)>,
 }
 
 impl TestGateway {
@@ -30,6 +32,16 @@ impl TestGateway {
     /// Like [`spawn`](Self::spawn), letting `prepare` put files (plugins)
     /// into the temporary directory first.
     pub async fn spawn_with(yaml: &str, prepare: impl FnOnce(&Path)) -> Self {
+        Self::spawn_env(yaml, prepare, &[]).await
+    }
+
+    /// Like [`spawn_with`](Self::spawn_with), with extra environment
+    /// variables for the process.
+    pub async fn spawn_env(yaml: &str, prepare: impl FnOnce(&Path), env: &[(&str, &str)]) -> Self {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let dir = tempfile::tempdir().unwrap();
         prepare(dir.path());
         let yaml = yaml.replace("{dir}", &dir.path().display().to_string());
@@ -38,7 +50,7 @@ impl TestGateway {
             dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("hookgate.yaml"), config).unwrap();
-        let (child, base, more) = launch(dir.path());
+        let (child, base, more) = launch(dir.path(), &env);
         let gw = TestGateway {
             child,
             base,
@@ -49,6 +61,7 @@ impl TestGateway {
                 reason = "the test's own client, not delivery"
             )]
             client: reqwest::Client::new(),
+            env,
         };
         gw.wait_ready().await;
         gw
@@ -59,7 +72,7 @@ impl TestGateway {
     pub async fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, base, more) = launch(self.dir.path());
+        let (child, base, more) = launch(self.dir.path(), &self.env);
         self.child = child;
         self.base = base;
         self.more = std::sync::Mutex::new(more);
@@ -70,7 +83,10 @@ impl TestGateway {
 /// Starts the binary on `dir/hookgate.yaml`, logging to `dir/gateway.log`
 /// (appended, so a restart keeps the earlier log), and returns it with its
 /// base URL and a receiver of its later stdout lines.
-fn launch(dir: &Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+fn launch(
+    dir: &Path,
+    env: &[(String, String)],
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -81,6 +97,7 @@ fn launch(dir: &Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
         .arg("--config")
         .arg(dir.join("hookgate.yaml"))
         .env("RUST_LOG", "info,hookgate=debug")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .stdin(Stdio::null())

@@ -35,6 +35,18 @@ CREATE INDEX events_type_status ON events(event_type, status);
 CREATE INDEX attempts_time_cover ON attempts(attempted_at, delivery_id, status, latency_ms);
 "#;
 
+/// `q` without a `.N` message suffix (`g1.2` → `g1`), or `q` itself.
+fn message_id_base(q: &str) -> &str {
+    match q.rsplit_once('.') {
+        Some((base, n))
+            if !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            base
+        }
+        _ => q,
+    }
+}
+
 fn unsigned(v: i64) -> u64 {
     v.max(0) as u64
 }
@@ -78,17 +90,22 @@ fn where_sql(f: &ConsoleFilter, with_status: bool) -> (String, Vec<Value>) {
     }
     if let Some(q) = f.search.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         // Ids are ASCII, so every id starting with `q` sorts below
-        // `q` + DEL: a range on the primary key, not a scan.
+        // `q` + DEL: a range on the primary key, not a scan. Provider ids
+        // are found through the dedup keys (their event's lifetime). A
+        // message's id is the provider id or the event id, suffixed `.N`
+        // when a webhook became several messages: found by that base.
+        let base = message_id_base(q);
         clauses.push(
             "e.id IN (SELECT id FROM events WHERE id >= ? AND id < ? \
-             UNION SELECT id FROM events WHERE source_id = ? \
-             UNION SELECT event_id FROM messages WHERE message_id = ?)"
+             UNION SELECT event_id FROM dedup WHERE source_id IN (?, ?) \
+             UNION SELECT ?)"
                 .into(),
         );
         args.push(Value::Text(q.to_owned()));
         args.push(Value::Text(format!("{q}\u{7f}")));
         args.push(Value::Text(q.to_owned()));
-        args.push(Value::Text(q.to_owned()));
+        args.push(Value::Text(base.to_owned()));
+        args.push(Value::Text(base.to_owned()));
     }
     if let Some(max) = &f.max_id {
         clauses.push("e.id <= ?".into());

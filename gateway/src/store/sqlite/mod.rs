@@ -13,7 +13,10 @@
 //! The `memory` engine ([`crate::store::memory`]) is this code on a scratch
 //! file without fsync.
 
+mod checkpointer;
 mod console;
+#[cfg(debug_assertions)]
+mod fault;
 mod readers;
 mod schema;
 mod writer;
@@ -37,6 +40,7 @@ use super::{
     Store, StoreError, Subscription, SubscriptionHealth, SubscriptionPatch, rfc3339,
 };
 use crate::plugin::Message;
+use checkpointer::Checkpointer;
 use readers::Readers;
 use writer::{Priority, Writer};
 
@@ -61,6 +65,8 @@ pub const LOCK_FILE: &str = "hookgate.lock";
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
+    /// Stops checkpointing when the last clone is dropped.
+    _checkpointer: Arc<Checkpointer>,
     /// Held for the store's life: the exclusive lock on `data_dir`.
     _lock: Arc<File>,
     /// The scratch directory of the `memory` engine, removed on drop.
@@ -135,11 +141,16 @@ impl SqliteStore {
             params![ms(crate::clock::now_ms())],
         )?;
         conn.set_prepared_statement_cache_capacity(64);
+        // Checkpoints run on their own thread; the writer's automatic one
+        // is only a bound (see checkpointer.rs).
+        conn.pragma_update(None, "wal_autocheckpoint", checkpointer::BACKSTOP_PAGES)?;
+        let checkpointer = Arc::new(Checkpointer::start(&path)?);
         let lock = Arc::new(lock);
         let writer = Writer::start(conn, lock.clone())?;
         Ok(SqliteStore {
             writer,
             readers: Readers::new(path),
+            _checkpointer: checkpointer,
             _lock: lock,
             _scratch: scratch,
         })
@@ -155,7 +166,7 @@ impl SqliteStore {
     #[cfg(test)]
     pub(crate) async fn write_raw<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.writer.run(Priority::Always, f).await
     }
@@ -383,7 +394,7 @@ fn load_message(tx: &Connection, message_row: i64) -> Result<(Message, String), 
 /// The insert, inside the writer's savepoint.
 fn insert_event(
     tx: &Connection,
-    event: NewEvent,
+    event: &NewEvent,
     opts: &InsertOptions,
 ) -> Result<Inserted, StoreError> {
     let now = now();
@@ -394,8 +405,9 @@ fn insert_event(
         let won: Option<String> = tx
             .prepare_cached(
                 "INSERT INTO dedup (route, source_id, event_id, expires_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (route, source_id) DO UPDATE \
-                   SET event_id = excluded.event_id, expires_at = excluded.expires_at \
+                 ON CONFLICT (source_id, route) DO UPDATE \
+                   SET event_id = excluded.event_id, expires_at = excluded.expires_at, \
+                       orphaned = NULL \
                    WHERE dedup.expires_at <= ?5 \
                  RETURNING event_id",
             )?
@@ -412,8 +424,8 @@ fn insert_event(
             .optional()?;
         if won.is_none() {
             let existing_id: String = tx
-                .prepare_cached("SELECT event_id FROM dedup WHERE route = ?1 AND source_id = ?2")?
-                .query_row(params![event.route, source_id], |r| r.get(0))?;
+                .prepare_cached("SELECT event_id FROM dedup WHERE source_id = ?1 AND route = ?2")?
+                .query_row(params![source_id, event.route], |r| r.get(0))?;
             return Ok(Inserted::Duplicate { existing_id });
         }
     }
@@ -478,12 +490,12 @@ fn insert_event(
         fanout,
         ..
     } = event;
-    let named = messages.into_iter().map(|m| {
-        let dests: Vec<(String, bool)> = m.destinations.into_iter().map(|d| (d, true)).collect();
-        (m.message, dests, false)
+    let named = messages.iter().map(|m| {
+        let dests: Vec<(String, bool)> = m.destinations.iter().map(|d| (d.clone(), true)).collect();
+        (&m.message, dests, false)
     });
     let published = fanout
-        .into_iter()
+        .iter()
         .zip(fanout_targets)
         .filter(|(_, subs)| !subs.is_empty())
         .map(|(f, subs)| {
@@ -491,7 +503,7 @@ fn insert_event(
                 .into_iter()
                 .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
                 .collect();
-            (f.envelope, dests, true)
+            (&f.envelope, dests, true)
         });
     for (idx, (message, destinations, to_subscribers)) in named.chain(published).enumerate() {
         let headers = json_text(&message.headers)?;
@@ -509,7 +521,7 @@ fn insert_event(
             &message.body[..]
         ])?;
         let message_row = tx.last_insert_rowid();
-        let message = Arc::new(message);
+        let message = Arc::new(message.clone());
         for (dest, active) in destinations {
             let claim = match (&opts.claim, lease_until) {
                 (Some(c), Some(until))
@@ -733,19 +745,44 @@ fn prune_batch(tx: &Connection, retention: Retention) -> Result<u64, StoreError>
     let now = now();
     let delivered_before = now.saturating_sub(dur(retention.delivered));
     let dead_before = now.saturating_sub(dur(retention.dead));
-    let n = tx
+    let events: Vec<(String, String, Option<String>)> = tx
         .prepare_cached(
-            "DELETE FROM events WHERE id IN (SELECT id FROM events \
-               WHERE (status = 'delivered' AND received_at < ?1) \
-                  OR (status = 'dead' AND received_at < ?2) LIMIT ?3)",
+            "SELECT id, route, source_id FROM events \
+             WHERE (status = 'delivered' AND received_at < ?1) \
+                OR (status = 'dead' AND received_at < ?2) LIMIT ?3",
         )?
-        .execute(params![delivered_before, dead_before, BATCH_ROWS as i64])?;
+        .query_map(
+            params![delivered_before, dead_before, BATCH_ROWS as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, route, source_id) in &events {
+        if let Some(source_id) = source_id {
+            // The event's dedup key goes with it once its window has
+            // passed; a key still in its window keeps refusing duplicates
+            // (orphaned) until it ends. A key a newer event took is not
+            // this event's any more.
+            tx.prepare_cached(
+                "DELETE FROM dedup WHERE source_id = ?1 AND route = ?2 AND event_id = ?3 \
+                 AND expires_at <= ?4",
+            )?
+            .execute(params![source_id, route, id, now])?;
+            tx.prepare_cached(
+                "UPDATE dedup SET orphaned = 1 \
+                 WHERE source_id = ?1 AND route = ?2 AND event_id = ?3",
+            )?
+            .execute(params![source_id, route, id])?;
+        }
+        tx.prepare_cached("DELETE FROM events WHERE id = ?1")?
+            .execute(params![id])?;
+    }
     tx.prepare_cached(
-        "DELETE FROM dedup WHERE (route, source_id) IN \
-           (SELECT route, source_id FROM dedup WHERE expires_at <= ?1 LIMIT ?2)",
+        "DELETE FROM dedup WHERE (source_id, route) IN \
+           (SELECT source_id, route FROM dedup \
+            WHERE orphaned IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
     )?
     .execute(params![now, BATCH_ROWS as i64])?;
-    Ok(n as u64)
+    Ok(events.len() as u64)
 }
 
 fn get_event(tx: &Connection, id: &str) -> Result<Option<EventDetail>, StoreError> {
@@ -1014,7 +1051,11 @@ fn health_update(
 impl Store for SqliteStore {
     async fn insert(&self, event: NewEvent, opts: InsertOptions) -> Result<Inserted, StoreError> {
         self.writer
-            .run(Priority::Ingest, move |tx| insert_event(tx, event, &opts))
+            .run(Priority::Ingest, move |tx| {
+                #[cfg(debug_assertions)]
+                fault::on_insert(&event.route);
+                insert_event(tx, &event, &opts)
+            })
             .await
     }
 
@@ -1128,7 +1169,7 @@ impl Store for SqliteStore {
     async fn create_subscription(&self, s: Subscription) -> Result<Subscription, StoreError> {
         self.writer
             .run(Priority::Always, move |tx| {
-                let mut s = s;
+                let mut s = s.clone();
                 s.created_at_ms = now().max(0) as u64;
                 let extra = super::subscription_columns::values(&s)?;
                 tx.prepare_cached(
@@ -1275,6 +1316,10 @@ impl Store for SqliteStore {
 
     fn health(&self) -> Result<(), String> {
         self.writer.health()
+    }
+
+    fn operation_panics(&self) -> u64 {
+        self.writer.panics()
     }
 
     // ---- Operator console: thin calls into console.rs ------------------

@@ -1,0 +1,165 @@
+//! Store micro benchmarks (criterion): what one accepted webhook costs the
+//! SQLite engine on the delivery path, without HTTP or plugins around it.
+//!
+//! `store/ingest+deliver/64`: 64 concurrent webhooks (as the load benchmark's
+//! 64 connections send them), each inserted durably with its delivery
+//! claimed in the insert's transaction, then the attempt recorded as
+//! delivered, as the dispatcher does after the destination answers 200. The
+//! event is shaped like the load benchmark's: a GitHub delivery id, the
+//! redacted inbound headers, one ~2.5 KB Teams card message.
+//!
+//! `store/ingest/64`: the same inserts with no destination (what the
+//! no-delivery rows of `hookgate-bench` store).
+//!
+//! Measured in the process's CPU time (every thread: tokio workers and the
+//! store's writer), not wall time: on a small shared machine wall time is
+//! mostly fsync latency and the neighbours; CPU per webhook is what limits
+//! throughput. Throughput is webhooks per CPU second.
+//!
+//! Run: `cargo bench -p hookgate --bench store`. Compare numbers only
+//! within one run or against a baseline saved on the same machine
+//! (`-- --save-baseline NAME`, then `-- --baseline NAME`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::measurement::Measurement;
+use criterion::{Criterion, Throughput};
+use hookgate::plugin::Message;
+use hookgate::store::sqlite::SqliteStore;
+use hookgate::store::stats::InboundView;
+use hookgate::store::{
+    AttemptRecord, ClaimNew, InsertOptions, Inserted, NewEvent, NewMessage, NextState, Store,
+};
+
+#[path = "plugin/cpu_time.rs"]
+mod cpu_time;
+
+const CONCURRENCY: usize = 64;
+
+fn card() -> Bytes {
+    // A Teams card of the size github-teams makes from the load
+    // benchmark's `issues` event.
+    let text = "x".repeat(2_000);
+    Bytes::from(
+        serde_json::to_vec(&serde_json::json!({
+            "type": "message",
+            "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
+                "content": {"type": "AdaptiveCard", "version": "1.4",
+                    "body": [{"type": "TextBlock", "text": text}]}}]
+        }))
+        .expect("json"),
+    )
+}
+
+fn event(body: &Bytes, destination: Option<&str>) -> NewEvent {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let source = uuid::Uuid::new_v4().to_string();
+    NewEvent {
+        id: format!("evt_{id}"),
+        route: "github".into(),
+        source_id: Some(source.clone()),
+        received_at_ms: hookgate::clock::now_ms(),
+        messages: vec![NewMessage {
+            message: Message {
+                id: Some(source),
+                event_type: Some("issues".into()),
+                content_type: "application/json".into(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: body.clone(),
+            },
+            destinations: destination.map(|d| vec![d.to_owned()]).unwrap_or_default(),
+        }],
+        fanout: Vec::new(),
+        inbound: Some(InboundView {
+            method: "POST".into(),
+            path: "/hooks/github".into(),
+            headers: [
+                ("host", "127.0.0.1:8080"),
+                ("content-type", "application/json"),
+                ("user-agent", "GitHub-Hookshot/hookgate-bench"),
+                ("x-github-event", "issues"),
+                ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+                ("x-hub-signature-256", "[redacted]"),
+                ("content-length", "2264"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        }),
+    }
+}
+
+async fn one(store: Arc<SqliteStore>, body: Bytes, deliver: bool) {
+    let opts = InsertOptions {
+        dedup_window: Duration::from_secs(86_400),
+        claim: deliver.then(|| ClaimNew {
+            lease: Duration::from_secs(60),
+            destinations: vec!["sink".into()],
+            subscribers: false,
+        }),
+    };
+    let inserted = store
+        .insert(event(&body, deliver.then_some("sink")), opts)
+        .await
+        .expect("insert");
+    let Inserted::New { claimed, .. } = inserted else {
+        panic!("not a duplicate");
+    };
+    for d in claimed {
+        store
+            .record(AttemptRecord {
+                delivery_id: d.id,
+                lease: d.lease,
+                attempted_at_ms: hookgate::clock::now_ms(),
+                status: Some(200),
+                latency_ms: 1,
+                error: None,
+                response_excerpt: Some("ok".into()),
+                next: NextState::Delivered,
+            })
+            .await
+            .expect("record");
+    }
+}
+
+fn store_benches<M: Measurement>(c: &mut Criterion<M>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(dir.path()).expect("open the store"));
+
+    let body = card();
+    let mut group = c.benchmark_group("store");
+    group.throughput(Throughput::Elements(CONCURRENCY as u64));
+    for (name, deliver) in [("ingest+deliver", true), ("ingest", false)] {
+        group.bench_function(format!("{name}/{CONCURRENCY}"), |b| {
+            b.to_async(&rt).iter(|| {
+                let (store, body) = (store.clone(), body.clone());
+                async move {
+                    let tasks: Vec<_> = (0..CONCURRENCY)
+                        .map(|_| tokio::spawn(one(store.clone(), body.clone(), deliver)))
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("task");
+                    }
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .with_measurement(cpu_time::CpuTime::process())
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8))
+        .configure_from_args();
+    store_benches(&mut c);
+    c.final_summary();
+}

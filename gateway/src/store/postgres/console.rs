@@ -1,0 +1,420 @@
+//! PostgreSQL answers for the console block of the
+//! [`Store`](crate::store::Store) trait (see [`stats`](crate::store::stats)),
+//! the same queries as `sqlite/console.rs` in PostgreSQL's dialect. Each is
+//! a function of a client or a transaction, called by a thin trait method
+//! in `mod.rs`.
+
+use tokio_postgres::GenericClient;
+
+use super::{Args, ms, unsigned};
+use crate::store::stats::{
+    Backlog, BulkReplay, COUNT_CAP, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries,
+    ReplaySet, SeriesPoint, StatusCounts,
+};
+use crate::store::{EventPage, EventStatus, EventSummary, StoreError, rfc3339};
+
+/// `WHERE` clause (over `events e`) for `f`; the status is left out when
+/// `with_status` is false (counts by status).
+fn where_sql(f: &ConsoleFilter, with_status: bool, args: &mut Args) -> String {
+    let mut clauses: Vec<String> = Vec::new();
+    let base = &f.base;
+    if let (true, Some(status)) = (with_status, base.status) {
+        clauses.push(format!(
+            "e.status = {}",
+            args.add(status.as_str().to_owned())
+        ));
+    }
+    if let Some(route) = &base.route {
+        clauses.push(format!("e.route = {}", args.add(route.clone())));
+    }
+    if let Some(dest) = &base.destination {
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM deliveries x WHERE x.event_id = e.id AND x.destination = {})",
+            args.add(dest.clone())
+        ));
+    }
+    if let Some(since) = base.since_ms {
+        clauses.push(format!("e.received_at >= {}", args.add(ms(since))));
+    }
+    if let Some(until) = base.until_ms {
+        clauses.push(format!("e.received_at < {}", args.add(ms(until))));
+    }
+    if let Some(t) = &f.event_type {
+        clauses.push(format!("e.event_type = {}", args.add(t.clone())));
+    }
+    if let Some(q) = f.search.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        // Ids are ASCII and sort bytewise (COLLATE "C"), so every id
+        // starting with `q` sorts in [q, q + DEL): a range on the key.
+        let lo = args.add(q.to_owned());
+        let hi = args.add(format!("{q}\u{7f}"));
+        let exact = args.add(q.to_owned());
+        clauses.push(format!(
+            "e.id IN (SELECT id FROM events WHERE id >= {lo} AND id < {hi} \
+             UNION SELECT id FROM events WHERE source_id = {exact} \
+             UNION SELECT event_id FROM messages WHERE message_id = {exact})"
+        ));
+    }
+    if let Some(max) = &f.max_id {
+        clauses.push(format!("e.id <= {}", args.add(max.clone())));
+    }
+    if clauses.is_empty() {
+        "TRUE".to_owned()
+    } else {
+        clauses.join(" AND ")
+    }
+}
+
+/// Which deliveries of the matching events a bulk replay requeues: those to
+/// the filtered destination, in the filtered state, not in flight, not
+/// parked for a disabled subscription.
+fn delivery_sql(f: &ConsoleFilter, args: &mut Args) -> String {
+    let mut sql = "d.state <> 'parked' \
+         AND NOT (d.state = 'pending' AND d.lease_token IS NOT NULL \
+                  AND d.next_attempt_at > hookgate_now_ms())"
+        .to_owned();
+    if let Some(dest) = &f.base.destination {
+        sql.push_str(&format!(" AND d.destination = {}", args.add(dest.clone())));
+    }
+    if let Some(status) = f.base.status {
+        sql.push_str(&format!(
+            " AND d.state = {}",
+            args.add(status.as_str().to_owned())
+        ));
+    }
+    sql
+}
+
+pub(super) async fn inbound(
+    c: &impl GenericClient,
+    event_id: &str,
+) -> Result<Option<InboundView>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT method, path, headers FROM event_requests WHERE event_id = $1",
+            &[&event_id],
+        )
+        .await?;
+    row.map(|r| {
+        let headers: String = r.try_get(2)?;
+        Ok(InboundView {
+            method: r.try_get(0)?,
+            path: r.try_get(1)?,
+            headers: serde_json::from_str(&headers)
+                .map_err(|e| StoreError::Corrupt(format!("request headers: {e}")))?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn list(
+    c: &impl GenericClient,
+    filter: &ConsoleFilter,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<EventPage, StoreError> {
+    let mut args = Args::default();
+    let mut where_clause = where_sql(filter, true, &mut args);
+    if let Some(cursor) = cursor {
+        where_clause.push_str(&format!(" AND e.id < {}", args.add(cursor.to_owned())));
+    }
+    let sql = format!(
+        "SELECT e.id, e.route, e.source_id, e.received_at, e.status, e.event_type \
+         FROM events e WHERE {where_clause} ORDER BY e.id DESC LIMIT {}",
+        limit + 1
+    );
+    let mut events = Vec::with_capacity(limit + 1);
+    for r in c.query(&sql, &args.refs()).await? {
+        let received: i64 = r.try_get(3)?;
+        let status: String = r.try_get(4)?;
+        events.push(EventSummary {
+            id: r.try_get(0)?,
+            route: r.try_get(1)?,
+            status: EventStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
+            source_id: r.try_get(2)?,
+            event_type: r.try_get(5)?,
+            received_at: rfc3339(unsigned(received)),
+            received_at_ms: unsigned(received),
+        });
+    }
+    let next = if events.len() > limit {
+        events.truncate(limit);
+        events.last().map(|e| e.id.clone())
+    } else {
+        None
+    };
+    Ok(EventPage { events, next })
+}
+
+pub(super) async fn counts(
+    c: &impl GenericClient,
+    filter: &ConsoleFilter,
+) -> Result<StatusCounts, StoreError> {
+    let mut out = [0u64; 3];
+    for (i, status) in [
+        EventStatus::Pending,
+        EventStatus::Delivered,
+        EventStatus::Dead,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Each status counted up to COUNT_CAP rows: bounded work whatever
+        // the filter, and exact below the cap.
+        let mut args = Args::default();
+        let s = args.add(status.as_str().to_owned());
+        let where_clause = where_sql(filter, false, &mut args);
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM events e WHERE e.status = {s} AND {where_clause} \
+             LIMIT {COUNT_CAP}) AS capped"
+        );
+        out[i] = unsigned(c.query_one(&sql, &args.refs()).await?.try_get(0)?);
+    }
+    Ok(StatusCounts {
+        pending: out[0],
+        delivered: out[1],
+        dead: out[2],
+    })
+}
+
+pub(super) async fn replay_set(
+    c: &impl GenericClient,
+    filter: &ConsoleFilter,
+) -> Result<ReplaySet, StoreError> {
+    let mut args = Args::default();
+    let where_clause = where_sql(filter, true, &mut args);
+    let events: i64 = c
+        .query_one(
+            &format!("SELECT COUNT(*) FROM events e WHERE {where_clause}"),
+            &args.refs(),
+        )
+        .await?
+        .try_get(0)?;
+    let deliveries_clause = delivery_sql(filter, &mut args);
+    let deliveries: i64 = c
+        .query_one(
+            &format!(
+                "SELECT COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id \
+                 WHERE {where_clause} AND {deliveries_clause}"
+            ),
+            &args.refs(),
+        )
+        .await?
+        .try_get(0)?;
+    Ok(ReplaySet {
+        events: unsigned(events),
+        deliveries: unsigned(deliveries),
+    })
+}
+
+/// Counts and requeues in one transaction, so what is requeued is what was
+/// counted (rows another gateway is changing right now are left alone).
+pub(super) async fn replay_filtered(
+    tx: &deadpool_postgres::Transaction<'_>,
+    filter: &ConsoleFilter,
+    expected: ReplaySet,
+) -> Result<BulkReplay, StoreError> {
+    let set = replay_set(&**tx, filter).await?;
+    if set != expected {
+        return Ok(BulkReplay::Changed(set));
+    }
+    let mut args = Args::default();
+    let where_clause = where_sql(filter, true, &mut args);
+    let deliveries_clause = delivery_sql(filter, &mut args);
+    let rows = tx
+        .query(
+            &format!(
+                "UPDATE deliveries SET state = 'pending', retries = 0, lease_token = NULL, \
+                   next_attempt_at = hookgate_now_ms() \
+                 WHERE id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
+                              WHERE {where_clause} AND {deliveries_clause}) \
+                 RETURNING event_id"
+            ),
+            &args.refs(),
+        )
+        .await?;
+    let events = rows
+        .iter()
+        .map(|r| r.try_get::<_, String>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    super::refresh_statuses(tx, events).await?;
+    Ok(BulkReplay::Replayed(set))
+}
+
+pub(super) async fn replay_delivery(
+    tx: &deadpool_postgres::Transaction<'_>,
+    event_id: &str,
+    delivery_id: i64,
+) -> Result<bool, StoreError> {
+    // A delivery in flight right now is left to finish; a parked one waits
+    // for its subscription.
+    let event = tx
+        .query_opt(
+            "UPDATE deliveries SET state = 'pending', retries = 0, lease_token = NULL, \
+               next_attempt_at = hookgate_now_ms() \
+             WHERE id = $1 AND event_id = $2 AND state <> 'parked' \
+             AND NOT (state = 'pending' AND lease_token IS NOT NULL \
+                      AND next_attempt_at > hookgate_now_ms()) \
+             RETURNING event_id",
+            &[&delivery_id, &event_id],
+        )
+        .await?;
+    let Some(row) = event else {
+        return Ok(false);
+    };
+    super::refresh_statuses(tx, vec![row.try_get(0)?]).await?;
+    Ok(true)
+}
+
+pub(super) async fn backlog(c: &impl GenericClient) -> Result<Vec<Backlog>, StoreError> {
+    c.query(
+        "SELECT d.destination, COUNT(*), MIN(e.received_at) \
+         FROM deliveries d JOIN events e ON e.id = d.event_id \
+         WHERE d.state = 'pending' GROUP BY d.destination ORDER BY d.destination",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Backlog {
+            destination: r.try_get(0)?,
+            pending: unsigned(r.try_get(1)?),
+            oldest_pending_ms: r.try_get::<_, Option<i64>>(2)?.map(unsigned),
+        })
+    })
+    .collect()
+}
+
+pub(super) async fn destination_stats(
+    c: &impl GenericClient,
+    since_ms: u64,
+    now_ms: u64,
+    buckets: u32,
+) -> Result<Vec<DestinationStats>, StoreError> {
+    let buckets = buckets.max(1);
+    let width = (now_ms.saturating_sub(since_ms) / u64::from(buckets)).max(1);
+    let mut by_dest: std::collections::BTreeMap<String, (DestinationStats, Option<i64>)> =
+        Default::default();
+    let empty = |destination: &str| DestinationStats {
+        destination: destination.to_owned(),
+        attempts: 0,
+        ok: 0,
+        p50_ms: None,
+        p99_ms: None,
+        backlog: 0,
+        oldest_pending_ms: None,
+        last_error: None,
+        series: (0..u64::from(buckets))
+            .map(|i| SeriesPoint {
+                start_ms: since_ms + i * width,
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let window = [ms(since_ms), ms(width), ms(now_ms)];
+    for r in c
+        .query(
+            "SELECT d.destination, (a.attempted_at - $1) / $2 AS b, \
+                    COUNT(*) FILTER (WHERE a.status BETWEEN 200 AND 299), COUNT(*), \
+                    AVG(a.latency_ms)::float8, \
+                    MAX(a.id) FILTER (WHERE a.status IS NULL OR a.status NOT BETWEEN 200 AND 299) \
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE a.attempted_at >= $1 AND a.attempted_at < $3 \
+             GROUP BY d.destination, b",
+            &[&window[0], &window[1], &window[2]],
+        )
+        .await?
+    {
+        let dest: String = r.try_get(0)?;
+        let bucket = unsigned(r.try_get(1)?) as usize;
+        let ok = unsigned(r.try_get(2)?);
+        let n = unsigned(r.try_get(3)?);
+        let mean: f64 = r.try_get::<_, Option<f64>>(4)?.unwrap_or(0.0);
+        let failed_id: Option<i64> = r.try_get(5)?;
+        let entry = by_dest
+            .entry(dest.clone())
+            .or_insert_with(|| (empty(&dest), None));
+        entry.0.attempts += n;
+        entry.0.ok += ok;
+        if let Some(p) = entry.0.series.get_mut(bucket) {
+            p.ok += ok;
+            p.failed += n - ok.min(n);
+            p.mean_latency_ms = mean;
+        }
+        entry.1 = entry.1.max(failed_id);
+    }
+    // Percentiles computed by the database, per destination.
+    for r in c
+        .query(
+            "SELECT d.destination, \
+                    percentile_disc(0.5) WITHIN GROUP (ORDER BY a.latency_ms), \
+                    percentile_disc(0.99) WITHIN GROUP (ORDER BY a.latency_ms) \
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id \
+             WHERE a.attempted_at >= $1 AND a.attempted_at < $2 GROUP BY d.destination",
+            &[&window[0], &window[2]],
+        )
+        .await?
+    {
+        let dest: String = r.try_get(0)?;
+        if let Some((stats, _)) = by_dest.get_mut(&dest) {
+            stats.p50_ms = r.try_get::<_, Option<i64>>(1)?.map(unsigned);
+            stats.p99_ms = r.try_get::<_, Option<i64>>(2)?.map(unsigned);
+        }
+    }
+    for (stats, last_failed) in by_dest.values_mut() {
+        if let Some(id) = last_failed {
+            stats.last_error = c
+                .query_opt(
+                    "SELECT attempted_at, status, error FROM attempts WHERE id = $1",
+                    &[&*id],
+                )
+                .await?
+                .map(|r| -> Result<(u64, String), StoreError> {
+                    let at: i64 = r.try_get(0)?;
+                    let status: Option<i32> = r.try_get(1)?;
+                    let error: Option<String> = r.try_get(2)?;
+                    let why = error
+                        .or_else(|| status.map(|s| format!("HTTP {s}")))
+                        .unwrap_or_else(|| "failed".to_owned());
+                    Ok((unsigned(at), why))
+                })
+                .transpose()?;
+        }
+    }
+    for b in backlog(c).await? {
+        let entry = by_dest
+            .entry(b.destination.clone())
+            .or_insert_with(|| (empty(&b.destination), None));
+        entry.0.backlog = b.pending;
+        entry.0.oldest_pending_ms = b.oldest_pending_ms;
+    }
+    Ok(by_dest.into_values().map(|(s, _)| s).collect())
+}
+
+pub(super) async fn parked(
+    c: &impl GenericClient,
+    destinations: &[String],
+) -> Result<Vec<(String, ParkedDeliveries)>, StoreError> {
+    let mut out = Vec::with_capacity(destinations.len());
+    for dest in destinations {
+        let mut parked = ParkedDeliveries::default();
+        for r in c
+            .query(
+                "SELECT state, COUNT(*) FROM deliveries WHERE destination = $1 \
+                 AND state IN ('pending', 'parked', 'dead') GROUP BY state",
+                &[dest],
+            )
+            .await?
+        {
+            let state: String = r.try_get(0)?;
+            let n = unsigned(r.try_get(1)?);
+            match state.as_str() {
+                "pending" => parked.pending = n,
+                "parked" => parked.parked = n,
+                _ => parked.dead = n,
+            }
+        }
+        out.push((dest.clone(), parked));
+    }
+    Ok(out)
+}

@@ -1,0 +1,96 @@
+//! `LISTEN`/`NOTIFY`: a write that makes deliveries due without claiming
+//! them (an insert whose lanes were full, a release, a replay, a
+//! subscription enabled again) notifies [`CHANNEL`] in its transaction;
+//! every gateway listens on one connection of its own and wakes its
+//! dispatcher, so delivery latency does not depend on the poll interval.
+//!
+//! A notification is only a hint: the poller still looks now and then, so
+//! one lost while the connection was down delays, never loses, a delivery.
+//! After a reconnect the hooks are called once for what may have been
+//! missed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::DueHook;
+
+/// The channel due work is announced on.
+pub const CHANNEL: &str = "hookgate_due";
+
+/// The SQL a transaction runs to announce due work (delivered on commit;
+/// PostgreSQL folds identical notifications of one transaction into one).
+pub const NOTIFY: &str = "SELECT pg_notify('hookgate_due', '')";
+
+/// Wait before connecting again after the listening connection failed.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// The hooks to call, shared with the store.
+pub type Hooks = Arc<Mutex<Vec<DueHook>>>;
+
+fn call(hooks: &Hooks) {
+    let hooks: Vec<DueHook> = hooks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for h in hooks {
+        h();
+    }
+}
+
+/// Listens until `stop` fires, reconnecting as needed.
+pub fn spawn(config: tokio_postgres::Config, hooks: Hooks, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            match config.connect(NoTls).await {
+                Ok((client, mut connection)) => {
+                    // The connection is driven here: its messages are the
+                    // notifications.
+                    let (up_tx, up_rx) = tokio::sync::oneshot::channel::<()>();
+                    let listening = async {
+                        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                            tracing::warn!(error = %e, "postgres store: cannot LISTEN");
+                            return;
+                        }
+                        let _ = up_tx.send(());
+                        std::future::pending::<()>().await;
+                    };
+                    let driving = async {
+                        loop {
+                            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                                Some(Ok(AsyncMessage::Notification(_))) => call(&hooks),
+                                Some(Ok(_)) => {}
+                                Some(Err(e)) => {
+                                    tracing::warn!(error = %e, "postgres store: listening connection failed");
+                                    return;
+                                }
+                                None => return,
+                            }
+                        }
+                    };
+                    let missed = async {
+                        if up_rx.await.is_ok() && !first {
+                            // Whatever was announced while we were away.
+                            call(&hooks);
+                        }
+                        std::future::pending::<()>().await;
+                    };
+                    tokio::select! {
+                        () = listening => {}
+                        () = driving => {}
+                        () = missed => {}
+                        () = stop.cancelled() => return,
+                    }
+                    first = false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "postgres store: cannot connect to listen for due work");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RECONNECT) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    });
+}

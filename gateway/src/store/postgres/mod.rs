@@ -1,0 +1,1483 @@
+//! The shared engine: PostgreSQL, so several gateways serve one queue.
+//!
+//! Every gateway pointed at the same database (`store.url`) shares events,
+//! deliveries, dedup keys, subscriptions and their health. What makes that
+//! safe is the store contract ([`crate::store`]) kept by the database
+//! itself:
+//!
+//! - claims take due rows with `FOR UPDATE SKIP LOCKED` in one statement,
+//!   so two gateways never take the same delivery and never wait on each
+//!   other's claims; each claim writes a random lease token that every later
+//!   write checks;
+//! - times the store decides come from the database's clock
+//!   (`hookgate_now_ms()`), never a gateway's, so clock skew between
+//!   machines cannot shorten a lease;
+//! - a crashed gateway's leases simply run out and the others claim the
+//!   deliveries again; start-up never touches claims (unlike SQLite, nothing
+//!   says the previous owner of a claim is dead);
+//! - dedup is `INSERT ... ON CONFLICT` on its primary key;
+//! - pruning runs under a transaction-scoped advisory lock, one gateway at
+//!   a time;
+//! - writes that make work due for anyone `NOTIFY` ([`listen`]).
+//!
+//! Connections come from a `deadpool-postgres` pool (`store.pool_size`);
+//! the schema is versioned ([`schema`]). TLS to the database is not
+//! supported yet: run it on a private network or through a local proxy.
+
+mod console;
+mod listen;
+mod schema;
+
+use std::str::FromStr as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::stats::{
+    Backlog, BulkReplay, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
+    StatusCounts,
+};
+use super::{
+    AttemptHealth, AttemptRecord, AttemptView, DeliveryView, DueDelivery, DueHook, EventDetail,
+    EventFilter, EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken,
+    MessageView, NewEvent, NextState, ParkedDelivery, Recorded, ReplayTarget, Retention,
+    SUBSCRIBER_PREFIX, SignatureScheme, Store, StoreError, Subscription, SubscriptionHealth,
+    SubscriptionPatch, rfc3339,
+};
+use crate::plugin::Message;
+
+/// Rows a bulk replay or a prune changes per transaction, so that no
+/// transaction holds many row locks for long.
+const BATCH_ROWS: i64 = 500;
+
+/// Why a delivery created for a disabled subscription is parked.
+const PARKED_REASON: &str = "parked: the subscription is disabled";
+
+/// How long a statement may wait for a connection from the pool before the
+/// store answers "overloaded".
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    hooks: listen::Hooks,
+    /// Why the database is unusable, when the last try to reach it failed.
+    down: Arc<Mutex<Option<String>>>,
+    /// Stops the listener when the last clone goes.
+    _listener: Arc<DropGuard>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it holds the password.
+        f.debug_struct("PostgresStore")
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps a PostgreSQL error into the store's own.
+pub(crate) fn db_err(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
+        None => StoreError::Database(e.to_string()),
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        db_err(e)
+    }
+}
+
+fn open_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Open {
+        path: "store.url (postgres)".into(),
+        message: e.to_string(),
+    }
+}
+
+/// Positional arguments of a statement built at run time.
+#[derive(Default)]
+struct Args(Vec<Box<dyn ToSql + Sync + Send>>);
+
+impl Args {
+    /// Adds `v` and answers its placeholder (`$n`).
+    fn add(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
+        self.0.push(Box::new(v));
+        format!("${}", self.0.len())
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.0
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+/// Milliseconds as PostgreSQL's bigint (saturating: "forever" stays
+/// forever rather than wrapping to the past).
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A duration in ms, saturating.
+fn dur(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn unsigned(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+fn status_of(s: &str) -> Result<EventStatus, StoreError> {
+    EventStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("headers: {e}")))
+}
+
+impl PostgresStore {
+    /// Connects to `url`, brings the schema up to date and starts listening
+    /// for due work. Claims other gateways hold are left alone.
+    pub async fn open(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Self::open_in(url, pool_size, None).await
+    }
+
+    /// [`open`](Self::open) with every table in `schema` (created if
+    /// needed) instead of the user's default: the tests' isolation.
+    pub async fn open_in(
+        url: &str,
+        pool_size: usize,
+        schema: Option<&str>,
+    ) -> Result<Self, StoreError> {
+        let mut pg = tokio_postgres::Config::from_str(url).map_err(open_err)?;
+        if pg.get_application_name().is_none() {
+            pg.application_name("hookgate");
+        }
+        if let Some(schema) = schema {
+            if !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(open_err(format!("bad schema name {schema:?}")));
+            }
+            let (client, conn) = pg.connect(NoTls).await.map_err(open_err)?;
+            let task = tokio::spawn(conn);
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                .map_err(open_err)?;
+            drop(client);
+            let _ = task.await;
+            pg.options(format!("-c search_path={schema}"));
+        }
+        let manager = Manager::from_config(
+            pg.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .wait_timeout(Some(POOL_WAIT))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(open_err)?;
+        let mut conn = pool.get().await.map_err(open_err)?;
+        schema::migrate(&mut conn).await?;
+        drop(conn);
+        let hooks: listen::Hooks = Arc::default();
+        let stop = CancellationToken::new();
+        listen::spawn(pg, hooks.clone(), stop.clone());
+        Ok(PostgresStore {
+            pool,
+            hooks,
+            down: Arc::default(),
+            _listener: Arc::new(stop.drop_guard()),
+        })
+    }
+
+    /// A connection from the pool.
+    async fn conn(&self) -> Result<Object, StoreError> {
+        match self.pool.get().await {
+            Ok(c) => Ok(c),
+            Err(deadpool_postgres::PoolError::Timeout(_)) => Err(StoreError::Overloaded),
+            Err(e) => {
+                let message = format!("cannot reach the database: {e}");
+                *self.down.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
+                Err(StoreError::Database(message))
+            }
+        }
+    }
+
+    /// Notes the outcome of a write for [`Store::health`].
+    fn note<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        match &r {
+            Ok(_) => *down = None,
+            Err(StoreError::Database(m)) if is_connection_error(m) => *down = Some(m.clone()),
+            Err(_) => {}
+        }
+        r
+    }
+}
+
+fn is_connection_error(message: &str) -> bool {
+    message.contains("cannot reach the database")
+        || message.contains("connection closed")
+        || message.contains("error connecting")
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "id, tenant, object_id, object_type, event_types, callback_url, \
+     callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason, \
+     headers, properties, signature_scheme, previous_secret, previous_secret_expires";
+
+fn subscription_row(r: &tokio_postgres::Row) -> Result<Subscription, StoreError> {
+    let context: Option<String> = r.try_get(7)?;
+    let failing: Option<i64> = r.try_get(12)?;
+    let headers: Option<String> = r.try_get(14)?;
+    let properties: Option<String> = r.try_get(15)?;
+    let scheme: Option<String> = r.try_get(16)?;
+    let expires: Option<i64> = r.try_get(18)?;
+    Ok(Subscription {
+        id: r.try_get(0)?,
+        tenant: r.try_get(1)?,
+        object_id: r.try_get(2)?,
+        object_type: r.try_get(3)?,
+        event_types: r.try_get(4)?,
+        callback_url: r.try_get(5)?,
+        callback_token: r.try_get(6)?,
+        context: context.and_then(|c| serde_json::from_str(&c).ok()),
+        validity_ms: unsigned(r.try_get(8)?),
+        active: r.try_get(9)?,
+        secret: r.try_get(10)?,
+        created_at_ms: unsigned(r.try_get(11)?),
+        failing_since_ms: failing.map(unsigned),
+        disabled_reason: r.try_get(13)?,
+        headers: headers
+            .and_then(|h| serde_json::from_str(&h).ok())
+            .unwrap_or_default(),
+        properties: properties.and_then(|p| serde_json::from_str(&p).ok()),
+        signature_scheme: scheme
+            .as_deref()
+            .and_then(SignatureScheme::parse)
+            .unwrap_or_default(),
+        previous_secret: r.try_get(17)?,
+        previous_secret_expires_ms: expires.map(unsigned),
+    })
+}
+
+/// `WHERE` clause (over `events e`, and `deliveries d` for replays) for an
+/// admin API filter.
+fn filter_sql(filter: &EventFilter, delivery_alias: Option<&str>, args: &mut Args) -> String {
+    let mut clauses = Vec::new();
+    if let Some(status) = filter.status {
+        let p = args.add(status.as_str().to_owned());
+        match delivery_alias {
+            Some(d) => clauses.push(format!("{d}.state = {p}")),
+            None => clauses.push(format!("e.status = {p}")),
+        }
+    }
+    if let Some(route) = &filter.route {
+        clauses.push(format!("e.route = {}", args.add(route.clone())));
+    }
+    if let Some(dest) = &filter.destination {
+        let p = args.add(dest.clone());
+        match delivery_alias {
+            Some(d) => clauses.push(format!("{d}.destination = {p}")),
+            None => clauses.push(format!(
+                "EXISTS (SELECT 1 FROM deliveries x WHERE x.event_id = e.id AND x.destination = {p})"
+            )),
+        }
+    }
+    if let Some(since) = filter.since_ms {
+        clauses.push(format!("e.received_at >= {}", args.add(ms(since))));
+    }
+    if let Some(until) = filter.until_ms {
+        clauses.push(format!("e.received_at < {}", args.add(ms(until))));
+    }
+    if clauses.is_empty() {
+        "TRUE".to_owned()
+    } else {
+        clauses.join(" AND ")
+    }
+}
+
+fn summary(r: &tokio_postgres::Row) -> Result<EventSummary, StoreError> {
+    let received: i64 = r.try_get("received_at")?;
+    let status: String = r.try_get("status")?;
+    Ok(EventSummary {
+        id: r.try_get("id")?,
+        route: r.try_get("route")?,
+        status: status_of(&status)?,
+        source_id: r.try_get("source_id")?,
+        event_type: r.try_get("event_type")?,
+        received_at: rfc3339(unsigned(received)),
+        received_at_ms: unsigned(received),
+    })
+}
+
+/// Tells every gateway, on commit, that deliveries are due.
+async fn notify(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    tx.batch_execute(listen::NOTIFY).await?;
+    Ok(())
+}
+
+/// Recomputes the status of `events` (sorted, so that two transactions
+/// lock them in the same order).
+async fn refresh_statuses(
+    tx: &deadpool_postgres::Transaction<'_>,
+    mut events: Vec<String>,
+) -> Result<(), StoreError> {
+    events.sort_unstable();
+    events.dedup();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached("SELECT hookgate_refresh_status(e) FROM unnest($1::text[]) AS e")
+        .await?;
+    tx.execute(&stmt, &[&events]).await?;
+    Ok(())
+}
+
+/// A query of a [`pipeline`], not yet sent.
+type Query<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// Runs `queries` on one connection as a pipeline: each is sent when the
+/// one before it was (in order, so later rows may reference earlier ones),
+/// without waiting for its answer. Answers in the same order.
+async fn pipeline<'a>(
+    queries: Vec<Query<'a>>,
+) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+    let mut queries: Vec<_> = queries.into_iter().map(Some).collect();
+    let mut answers: Vec<Option<Vec<tokio_postgres::Row>>> = queries.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        // Polled in order every time: a query's request goes out on its
+        // first poll, so the requests leave in this order.
+        for (q, a) in queries.iter_mut().zip(answers.iter_mut()) {
+            if let Some(f) = q {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(Ok(rows)) => {
+                        *a = Some(rows);
+                        *q = None;
+                    }
+                    std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(Ok(()))
+        }
+    })
+    .await
+    .map_err(db_err)?;
+    Ok(answers.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// One message of a new event and its deliveries, as statement arguments.
+struct MessageRows {
+    message: Message,
+    headers: String,
+    idx: i32,
+    dests: Vec<String>,
+    actives: Vec<bool>,
+    claims: Vec<bool>,
+}
+
+/// The insert, in its transaction. Returns what to answer and whether
+/// deliveries were created due and unclaimed (then everyone is told).
+/// The dedup key, the event and its messages go out as one pipeline: one
+/// round trip for the lot; when the key turns out taken, the transaction
+/// is rolled back by the caller.
+async fn insert_event(
+    tx: &deadpool_postgres::Transaction<'_>,
+    event: NewEvent,
+    opts: &InsertOptions,
+) -> Result<(Inserted, bool), StoreError> {
+    // Subscriptions matching each fan-out, resolved in this transaction.
+    let mut fanout_targets: Vec<Vec<(String, bool)>> = Vec::with_capacity(event.fanout.len());
+    if !event.fanout.is_empty() {
+        let stmt = tx
+            .prepare_cached(
+                "SELECT id, active FROM subscriptions WHERE validity > hookgate_now_ms() \
+                 AND object_type = $1 AND object_id = $2 AND ($3::text IS NULL OR tenant = $3) \
+                 AND ($4 = ANY(event_types) OR '*' = ANY(event_types)) ORDER BY id",
+            )
+            .await?;
+        for f in &event.fanout {
+            let rows = tx
+                .query(
+                    &stmt,
+                    &[&f.object_type, &f.object_id, &f.tenant, &f.event_type],
+                )
+                .await?;
+            fanout_targets.push(
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<Result<_, StoreError>>()?,
+            );
+        }
+    }
+    let deliveries: usize = event
+        .messages
+        .iter()
+        .map(|m| m.destinations.len())
+        .sum::<usize>()
+        + fanout_targets.iter().map(Vec::len).sum::<usize>();
+    let status = if deliveries == 0 {
+        "delivered"
+    } else {
+        "pending"
+    };
+    let event_type = event
+        .messages
+        .first()
+        .and_then(|m| m.message.event_type.clone())
+        .or_else(|| event.fanout.first().map(|f| f.event_type.clone()));
+    let inbound_headers = event
+        .inbound
+        .as_ref()
+        .map(|i| json_text(&i.headers))
+        .transpose()?;
+
+    let token = LeaseToken::random();
+    let lease = opts.claim.as_ref().map_or(0, |c| dur(c.lease));
+    let mut unclaimed_due = false;
+    let NewEvent {
+        id: event_id,
+        route,
+        source_id,
+        received_at_ms,
+        messages,
+        fanout,
+        inbound,
+    } = event;
+    let named = messages.into_iter().map(|m| {
+        let dests: Vec<(String, bool)> = m.destinations.into_iter().map(|d| (d, true)).collect();
+        (m.message, dests, false)
+    });
+    let published = fanout
+        .into_iter()
+        .zip(fanout_targets)
+        .filter(|(_, subs)| !subs.is_empty())
+        .map(|(f, subs)| {
+            let dests = subs
+                .into_iter()
+                .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
+                .collect();
+            (f.envelope, dests, true)
+        });
+    let mut rows_of: Vec<MessageRows> = Vec::new();
+    for (idx, (message, destinations, to_subscribers)) in named.chain(published).enumerate() {
+        let mut m = MessageRows {
+            headers: json_text(&message.headers)?,
+            message,
+            idx: idx as i32,
+            dests: Vec::with_capacity(destinations.len()),
+            actives: Vec::with_capacity(destinations.len()),
+            claims: Vec::with_capacity(destinations.len()),
+        };
+        for (dest, active) in destinations {
+            let claim = opts.claim.as_ref().is_some_and(|c| {
+                active && ((to_subscribers && c.subscribers) || c.destinations.contains(&dest))
+            });
+            unclaimed_due |= active && !claim;
+            m.dests.push(dest);
+            m.actives.push(active);
+            m.claims.push(claim);
+        }
+        rows_of.push(m);
+    }
+
+    // Insert-or-conflict on the unique key: the key is ours if it was free
+    // or its window has passed. A concurrent insert of the same key waits
+    // for ours to commit, then conflicts.
+    let dedup_stmt = tx
+        .prepare_cached(
+            "INSERT INTO dedup (route, source_id, event_id, expires_at) \
+             VALUES ($1, $2, $3, hookgate_now_ms() + $4) \
+             ON CONFLICT (route, source_id) DO UPDATE \
+               SET event_id = excluded.event_id, expires_at = excluded.expires_at \
+               WHERE dedup.expires_at <= hookgate_now_ms() \
+             RETURNING event_id",
+        )
+        .await?;
+    let event_stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (id, route, source_id, received_at, status, event_type) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    let inbound_stmt = tx
+        .prepare_cached(
+            "INSERT INTO event_requests (event_id, method, path, headers) VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
+    // A message and its deliveries in one statement.
+    let message_stmt = tx
+        .prepare_cached(
+            "WITH m AS (\
+               INSERT INTO messages (event_id, idx, message_id, event_type, content_type, headers, body) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id) \
+             INSERT INTO deliveries (event_id, message_id, destination, state, next_attempt_at, lease_token, last_error) \
+             SELECT $1, m.id, u.dest, CASE WHEN u.active THEN 'pending' ELSE 'parked' END, \
+                    hookgate_now_ms() + CASE WHEN u.claim THEN $8::bigint ELSE 0 END, \
+                    CASE WHEN u.claim THEN $9::bigint END, \
+                    CASE WHEN u.active THEN NULL ELSE $10 END \
+             FROM m, unnest($11::text[], $12::bool[], $13::bool[]) WITH ORDINALITY AS u(dest, active, claim, n) \
+             ORDER BY u.n \
+             RETURNING id, destination, lease_token IS NOT NULL",
+        )
+        .await?;
+    let window = dur(opts.dedup_window);
+    let received = ms(received_at_ms);
+    let mut queries: Vec<Query<'_>> = Vec::new();
+    // Each query owns its argument list; the values are borrowed.
+    let (event_id_r, route_r, source_r) = (&event_id, &route, &source_id);
+    let (status_r, type_r, received_r, window_r) = (&status, &event_type, &received, &window);
+    let (lease_r, token_r) = (&lease, &token.0);
+    let (dedup_r, event_r, inbound_r, message_r) =
+        (&dedup_stmt, &event_stmt, &inbound_stmt, &message_stmt);
+    if let Some(source) = source_r {
+        queries.push(Box::pin(async move {
+            tx.query(dedup_r, &[route_r, source, event_id_r, window_r])
+                .await
+        }));
+    }
+    queries.push(Box::pin(async move {
+        tx.query(
+            event_r,
+            &[event_id_r, route_r, source_r, received_r, status_r, type_r],
+        )
+        .await
+    }));
+    if let (Some(inbound), Some(headers)) = (&inbound, &inbound_headers) {
+        queries.push(Box::pin(async move {
+            tx.query(
+                inbound_r,
+                &[event_id_r, &inbound.method, &inbound.path, headers],
+            )
+            .await
+        }));
+    }
+    for m in &rows_of {
+        queries.push(Box::pin(async move {
+            let body: &[u8] = &m.message.body;
+            tx.query(
+                message_r,
+                &[
+                    event_id_r,
+                    &m.idx,
+                    &m.message.id,
+                    &m.message.event_type,
+                    &m.message.content_type,
+                    &m.headers,
+                    &body,
+                    lease_r,
+                    token_r,
+                    &PARKED_REASON,
+                    &m.dests,
+                    &m.actives,
+                    &m.claims,
+                ],
+            )
+            .await
+        }));
+    }
+    let mut answers = pipeline(queries).await?.into_iter();
+    if let Some(source) = &source_id
+        && answers.next().unwrap_or_default().is_empty()
+    {
+        let existing_id: String = tx
+            .query_one(
+                "SELECT event_id FROM dedup WHERE route = $1 AND source_id = $2",
+                &[&route, source],
+            )
+            .await?
+            .try_get(0)?;
+        return Ok((Inserted::Duplicate { existing_id }, false));
+    }
+    let mut message_answers = answers.skip(1 + usize::from(inbound_headers.is_some()));
+    let mut claimed = Vec::new();
+    for m in rows_of {
+        let rows = message_answers.next().unwrap_or_default();
+        let message = Arc::new(m.message);
+        let mut mine: Vec<(i64, String)> = Vec::new();
+        for r in &rows {
+            if r.try_get::<_, bool>(2)? {
+                mine.push((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        mine.sort_unstable_by_key(|(id, _)| *id);
+        for (id, destination) in mine {
+            claimed.push(DueDelivery {
+                id,
+                lease: token,
+                event_id: event_id.clone(),
+                route: route.clone(),
+                destination,
+                attempts: 0,
+                retries: 0,
+                message: message.clone(),
+            });
+        }
+    }
+    Ok((
+        Inserted::New {
+            deliveries,
+            claimed,
+        },
+        unclaimed_due,
+    ))
+}
+
+/// The attempt's next state as (state, delay in ms, attempts added,
+/// retries added, last error).
+fn next_state(a: &AttemptRecord) -> (&'static str, i64, i32, i32, Option<String>) {
+    match &a.next {
+        NextState::Delivered => ("delivered", 0, 1, 0, None),
+        NextState::Retry { after } => (
+            "pending",
+            dur(*after),
+            1,
+            1,
+            a.error
+                .clone()
+                .or_else(|| a.status.map(|s| format!("HTTP {s}"))),
+        ),
+        NextState::Postpone { after } => ("pending", dur(*after), 0, 0, a.error.clone()),
+        NextState::Dead { reason } => ("dead", 0, 1, 0, Some(reason.clone())),
+        NextState::Park { reason } => ("parked", 0, 0, 0, Some(reason.clone())),
+    }
+}
+
+/// One batch of a replay: requeues up to [`BATCH_ROWS`] matching
+/// deliveries with ids above `after`. Returns (requeued, last id seen).
+async fn replay_batch(
+    tx: &deadpool_postgres::Transaction<'_>,
+    target: &ReplayTarget,
+    after: i64,
+) -> Result<(u64, Option<i64>), StoreError> {
+    let mut args = Args::default();
+    let where_sql = match target {
+        ReplayTarget::Event { id, destination } => {
+            let mut sql = format!("d.event_id = {}", args.add(id.clone()));
+            if let Some(dest) = destination {
+                sql.push_str(&format!(" AND d.destination = {}", args.add(dest.clone())));
+            }
+            sql
+        }
+        ReplayTarget::Matching(filter) => filter_sql(filter, Some("d"), &mut args),
+    };
+    let after = args.add(after);
+    // A delivery in flight (pending, leased, lease not run out) is left to
+    // finish; the lock skips rows another gateway is changing right now
+    // (a claim, a record), and the condition is checked again on update.
+    let sql = format!(
+        "WITH picked AS (\
+           SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
+           WHERE {where_sql} AND d.id > {after} \
+           AND NOT (d.state = 'pending' AND d.lease_token IS NOT NULL AND d.next_attempt_at > hookgate_now_ms()) \
+           ORDER BY d.id LIMIT {BATCH_ROWS} FOR UPDATE OF d SKIP LOCKED) \
+         UPDATE deliveries d SET state = 'pending', retries = 0, lease_token = NULL, \
+           next_attempt_at = hookgate_now_ms() \
+         FROM picked WHERE d.id = picked.id \
+         RETURNING d.id, d.event_id"
+    );
+    let rows = tx.query(&sql, &args.refs()).await?;
+    let mut last = None;
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: i64 = r.try_get(0)?;
+        last = last.max(Some(id));
+        events.push(r.try_get::<_, String>(1)?);
+    }
+    refresh_statuses(tx, events).await?;
+    Ok((rows.len() as u64, last))
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn insert(&self, event: NewEvent, opts: InsertOptions) -> Result<Inserted, StoreError> {
+        let r = async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            let (inserted, due) = insert_event(&tx, event, &opts).await?;
+            if let Inserted::Duplicate { .. } = inserted {
+                // The event and its messages went out with the dedup key.
+                tx.rollback().await?;
+                return Ok(inserted);
+            }
+            if due {
+                notify(&tx).await?;
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        }
+        .await;
+        self.note(r)
+    }
+
+    async fn claim_due(
+        &self,
+        limit: usize,
+        lease: Duration,
+        skip: Vec<String>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let r = async {
+            let conn = self.conn().await?;
+            let token = LeaseToken::random();
+            // One statement: pick due rows nobody is changing (SKIP LOCKED:
+            // another gateway's claim in progress is passed over, never
+            // waited on), lease them, and return them with their messages.
+            let stmt = conn
+                .prepare_cached(
+                    "WITH due AS (\
+                       SELECT id, next_attempt_at AS due_at FROM deliveries \
+                       WHERE state = 'pending' AND next_attempt_at <= hookgate_now_ms() \
+                         AND NOT (destination = ANY($3::text[])) \
+                       ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                     UPDATE deliveries d SET lease_token = $1, next_attempt_at = hookgate_now_ms() + $2 \
+                     FROM due, messages m, events e \
+                     WHERE d.id = due.id AND m.id = d.message_id AND e.id = d.event_id \
+                     RETURNING d.id, d.event_id, d.destination, d.attempts, d.retries, due.due_at, \
+                       m.id, m.message_id, m.event_type, m.content_type, m.headers, m.body, e.route",
+                )
+                .await?;
+            let rows = conn
+                .query(
+                    &stmt,
+                    &[
+                        &token.0,
+                        &dur(lease),
+                        &skip,
+                        &i64::try_from(limit).unwrap_or(i64::MAX),
+                    ],
+                )
+                .await?;
+            let mut out: Vec<(i64, DueDelivery)> = Vec::with_capacity(rows.len());
+            let mut cache: Vec<(i64, Arc<Message>)> = Vec::new();
+            for r in &rows {
+                let message_row: i64 = r.try_get(6)?;
+                let message = match cache.iter().find(|(m, _)| *m == message_row) {
+                    Some((_, m)) => m.clone(),
+                    None => {
+                        let headers: String = r.try_get(10)?;
+                        let body: Vec<u8> = r.try_get(11)?;
+                        let m = Arc::new(Message {
+                            id: r.try_get(7)?,
+                            event_type: r.try_get(8)?,
+                            content_type: r.try_get(9)?,
+                            headers: headers_from_json(&headers)?,
+                            body: Bytes::from(body),
+                        });
+                        cache.push((message_row, m.clone()));
+                        m
+                    }
+                };
+                let attempts: i32 = r.try_get(3)?;
+                let retries: i32 = r.try_get(4)?;
+                out.push((
+                    r.try_get(5)?,
+                    DueDelivery {
+                        id: r.try_get(0)?,
+                        lease: token,
+                        event_id: r.try_get(1)?,
+                        route: r.try_get(12)?,
+                        destination: r.try_get(2)?,
+                        attempts: attempts.max(0) as u32,
+                        retries: retries.max(0) as u32,
+                        message,
+                    },
+                ));
+            }
+            // Oldest due first, as they were picked.
+            out.sort_unstable_by_key(|(due_at, d)| (*due_at, d.id));
+            Ok(out.into_iter().map(|(_, d)| d).collect())
+        }
+        .await;
+        self.note(r)
+    }
+
+    async fn renew(&self, id: i64, token: LeaseToken, lease: Duration) -> Result<bool, StoreError> {
+        let r = async {
+            let conn = self.conn().await?;
+            let stmt = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET next_attempt_at = hookgate_now_ms() + $3 \
+                     WHERE id = $1 AND lease_token = $2 AND state = 'pending'",
+                )
+                .await?;
+            Ok(conn.execute(&stmt, &[&id, &token.0, &dur(lease)]).await? > 0)
+        }
+        .await;
+        self.note(r)
+    }
+
+    async fn release(&self, id: i64, token: LeaseToken) -> Result<bool, StoreError> {
+        let r = async {
+            let conn = self.conn().await?;
+            // One statement: the notification goes out (on its commit)
+            // only if the delivery was released.
+            let stmt = conn
+                .prepare_cached(
+                    "WITH r AS (\
+                       UPDATE deliveries SET next_attempt_at = hookgate_now_ms(), lease_token = NULL \
+                       WHERE id = $1 AND lease_token = $2 AND state = 'pending' RETURNING id) \
+                     SELECT pg_notify('hookgate_due', '') FROM r",
+                )
+                .await?;
+            Ok(!conn.query(&stmt, &[&id, &token.0]).await?.is_empty())
+        }
+        .await;
+        self.note(r)
+    }
+
+    async fn record(&self, a: AttemptRecord) -> Result<Recorded, StoreError> {
+        let r = async {
+            let (state, delay, attempted, retried, last_error) = next_state(&a);
+            let conn = self.conn().await?;
+            // One statement, its own transaction (see hookgate_record in
+            // schema.rs): the lease check, the attempt row and the
+            // event's status together.
+            let stmt = conn
+                .prepare_cached(
+                    "SELECT hookgate_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .await?;
+            let written: bool = conn
+                .query_one(
+                    &stmt,
+                    &[
+                        &a.delivery_id,
+                        &a.lease.0,
+                        &state,
+                        &delay,
+                        &attempted,
+                        &retried,
+                        &last_error,
+                        &ms(a.attempted_at_ms),
+                        &a.status.map(i32::from),
+                        &ms(a.latency_ms),
+                        &a.error,
+                        &a.response_excerpt,
+                    ],
+                )
+                .await?
+                .try_get(0)?;
+            Ok(if written {
+                Recorded::Written
+            } else {
+                Recorded::LeaseLost
+            })
+        }
+        .await;
+        self.note(r)
+    }
+
+    async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(
+                "SELECT MIN(next_attempt_at) - hookgate_now_ms() FROM deliveries WHERE state = 'pending'",
+            )
+            .await?;
+        let wait: Option<i64> = conn.query_one(&stmt, &[]).await?.try_get(0)?;
+        Ok(wait.map(|w| Duration::from_millis(unsigned(w))))
+    }
+
+    async fn list(
+        &self,
+        filter: EventFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<EventPage, StoreError> {
+        let conn = self.conn().await?;
+        let mut args = Args::default();
+        let mut where_sql = filter_sql(&filter, None, &mut args);
+        if let Some(c) = cursor {
+            where_sql.push_str(&format!(" AND e.id < {}", args.add(c)));
+        }
+        let sql = format!(
+            "SELECT e.id, e.route, e.source_id, e.received_at, e.status, e.event_type \
+             FROM events e WHERE {where_sql} ORDER BY e.id DESC LIMIT {}",
+            limit.saturating_add(1)
+        );
+        let rows = conn.query(&sql, &args.refs()).await?;
+        let mut events = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| e.id.clone())
+        } else {
+            None
+        };
+        Ok(EventPage { events, next })
+    }
+
+    async fn get(&self, id: String) -> Result<Option<EventDetail>, StoreError> {
+        let conn = self.conn().await?;
+        let Some(row) = conn
+            .query_opt(
+                "SELECT id, route, source_id, received_at, status, event_type FROM events WHERE id = $1",
+                &[&id],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let summary = summary(&row)?;
+        let mut message_rows: Vec<(i64, MessageView)> = Vec::new();
+        for r in conn
+            .query(
+                "SELECT id, idx, message_id, event_type, content_type, headers, body \
+                 FROM messages WHERE event_id = $1 ORDER BY idx",
+                &[&id],
+            )
+            .await?
+        {
+            let body: Vec<u8> = r.try_get(6)?;
+            let headers: String = r.try_get(5)?;
+            let idx: i32 = r.try_get(1)?;
+            message_rows.push((
+                r.try_get(0)?,
+                MessageView {
+                    index: idx.max(0) as u32,
+                    id: r.try_get(2)?,
+                    event_type: r.try_get(3)?,
+                    content_type: r.try_get(4)?,
+                    headers: headers_from_json(&headers)?,
+                    size: body.len(),
+                    body: String::from_utf8(body).ok(),
+                },
+            ));
+        }
+        let mut deliveries = Vec::new();
+        for r in conn
+            .query(
+                "SELECT id, message_id, destination, state, attempts, next_attempt_at, last_error \
+                 FROM deliveries WHERE event_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await?
+        {
+            let message_row: i64 = r.try_get(1)?;
+            let state: String = r.try_get(3)?;
+            let state = status_of(&state)?;
+            let next: i64 = r.try_get(5)?;
+            let attempts: i32 = r.try_get(4)?;
+            deliveries.push(DeliveryView {
+                id: r.try_get(0)?,
+                message_index: message_rows
+                    .iter()
+                    .find(|(row, _)| *row == message_row)
+                    .map(|(_, m)| m.index)
+                    .unwrap_or(0),
+                destination: r.try_get(2)?,
+                state,
+                attempts_made: attempts.max(0) as u32,
+                next_attempt_at: (state == EventStatus::Pending).then(|| rfc3339(unsigned(next))),
+                last_error: r.try_get(6)?,
+                attempts: Vec::new(),
+            });
+        }
+        let ids: Vec<i64> = deliveries.iter().map(|d| d.id).collect();
+        for r in conn
+            .query(
+                "SELECT delivery_id, attempted_at, status, latency_ms, error, response FROM attempts \
+                 WHERE delivery_id = ANY($1) ORDER BY id",
+                &[&ids],
+            )
+            .await?
+        {
+            let delivery: i64 = r.try_get(0)?;
+            let status: Option<i32> = r.try_get(2)?;
+            let view = AttemptView {
+                at: rfc3339(unsigned(r.try_get(1)?)),
+                status: status.and_then(|s| u16::try_from(s).ok()),
+                latency_ms: unsigned(r.try_get(3)?),
+                error: r.try_get(4)?,
+                response: r.try_get(5)?,
+            };
+            if let Some(d) = deliveries.iter_mut().find(|d| d.id == delivery) {
+                d.attempts.push(view);
+            }
+        }
+        Ok(Some(EventDetail {
+            summary,
+            messages: message_rows.into_iter().map(|(_, m)| m).collect(),
+            deliveries,
+        }))
+    }
+
+    async fn replay(&self, target: ReplayTarget) -> Result<u64, StoreError> {
+        let mut total = 0;
+        let mut after = i64::MIN;
+        // Each batch is its own transaction, so a replay of a million dead
+        // letters never holds many locks for long.
+        loop {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            let (n, last) = replay_batch(&tx, &target, after).await?;
+            if n > 0 {
+                notify(&tx).await?;
+            }
+            tx.commit().await?;
+            total += n;
+            match last {
+                Some(last) if n as i64 == BATCH_ROWS => after = last,
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            // One gateway prunes at a time; the others find the lock taken
+            // and leave it to that one. Per schema, so that separate
+            // installations in one database do not exclude each other.
+            let locked: bool = tx
+                .query_one(
+                    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':hookgate-prune'))",
+                    &[],
+                )
+                .await?
+                .try_get(0)?;
+            if !locked {
+                return Ok(total);
+            }
+            let n = tx
+                .execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events \
+                       WHERE (status = 'delivered' AND received_at < hookgate_now_ms() - $1) \
+                          OR (status = 'dead' AND received_at < hookgate_now_ms() - $2) LIMIT $3)",
+                    &[&dur(retention.delivered), &dur(retention.dead), &BATCH_ROWS],
+                )
+                .await?;
+            tx.execute(
+                "DELETE FROM dedup WHERE (route, source_id) IN \
+                   (SELECT route, source_id FROM dedup WHERE expires_at <= hookgate_now_ms() LIMIT $1)",
+                &[&BATCH_ROWS],
+            )
+            .await?;
+            tx.commit().await?;
+            total += n;
+            if (n as i64) < BATCH_ROWS {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn create_subscription(&self, s: Subscription) -> Result<Subscription, StoreError> {
+        let conn = self.conn().await?;
+        let headers = if s.headers.is_empty() {
+            None
+        } else {
+            Some(json_text(&s.headers)?)
+        };
+        let properties = s.properties.as_ref().map(json_text).transpose()?;
+        let context = s.context.as_ref().map(json_text).transpose()?;
+        let created: i64 = conn
+            .query_one(
+                "INSERT INTO subscriptions (id, tenant, object_id, object_type, event_types, \
+                 callback_url, callback_token, context, validity, active, secret, created_at, \
+                 failing_since, disabled_reason, headers, properties, signature_scheme, \
+                 previous_secret, previous_secret_expires) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, hookgate_now_ms(), $12, $13, \
+                 $14, $15, $16, $17, $18) RETURNING created_at",
+                &[
+                    &s.id,
+                    &s.tenant,
+                    &s.object_id,
+                    &s.object_type,
+                    &s.event_types,
+                    &s.callback_url,
+                    &s.callback_token,
+                    &context,
+                    &ms(s.validity_ms),
+                    &s.active,
+                    &s.secret,
+                    &s.failing_since_ms.map(ms),
+                    &s.disabled_reason,
+                    &headers,
+                    &properties,
+                    &s.signature_scheme.as_str(),
+                    &s.previous_secret,
+                    &s.previous_secret_expires_ms.map(ms),
+                ],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(Subscription {
+            created_at_ms: unsigned(created),
+            ..s
+        })
+    }
+
+    async fn get_subscription(
+        &self,
+        tenant: Option<String>,
+        id: String,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let conn = self.conn().await?;
+        conn.query_opt(
+            &format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
+                 WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)"
+            ),
+            &[&id, &tenant],
+        )
+        .await?
+        .as_ref()
+        .map(subscription_row)
+        .transpose()
+    }
+
+    async fn list_subscriptions(
+        &self,
+        tenant: String,
+        object_id: Option<String>,
+        object_type: Option<String>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let conn = self.conn().await?;
+        conn.query(
+            &format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant = $1 \
+                 AND ($2::text IS NULL OR object_id = $2) AND ($3::text IS NULL OR object_type = $3) \
+                 ORDER BY id"
+            ),
+            &[&tenant, &object_id, &object_type],
+        )
+        .await?
+        .iter()
+        .map(subscription_row)
+        .collect()
+    }
+
+    async fn update_subscription(
+        &self,
+        tenant: String,
+        id: String,
+        patch: SubscriptionPatch,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let mut args = Args::default();
+        let mut sets: Vec<String> = Vec::new();
+        if let Some(v) = &patch.object_id {
+            sets.push(format!("object_id = {}", args.add(v.clone())));
+        }
+        if let Some(v) = &patch.object_type {
+            sets.push(format!("object_type = {}", args.add(v.clone())));
+        }
+        if let Some(v) = &patch.event_types {
+            sets.push(format!("event_types = {}", args.add(v.clone())));
+        }
+        if let Some(v) = &patch.callback_url {
+            sets.push(format!("callback_url = {}", args.add(v.clone())));
+        }
+        if let Some(v) = &patch.callback_token {
+            sets.push(format!("callback_token = {}", args.add(v.clone())));
+        }
+        if let Some(v) = &patch.context {
+            let text = v.as_ref().map(json_text).transpose()?;
+            sets.push(format!("context = {}", args.add(text)));
+        }
+        if let Some(v) = patch.validity_ms {
+            sets.push(format!("validity = {}", args.add(ms(v))));
+        }
+        if let Some(v) = &patch.secret {
+            sets.push(format!("secret = {}", args.add(v.clone())));
+        }
+        if let Some(h) = &patch.headers {
+            let v = if h.is_empty() {
+                None
+            } else {
+                Some(json_text(h)?)
+            };
+            sets.push(format!("headers = {}", args.add(v)));
+        }
+        if let Some(p) = &patch.properties {
+            let v = p.as_ref().map(json_text).transpose()?;
+            sets.push(format!("properties = {}", args.add(v)));
+        }
+        if let Some(scheme) = patch.signature_scheme {
+            sets.push(format!(
+                "signature_scheme = {}",
+                args.add(scheme.as_str().to_owned())
+            ));
+        }
+        if let Some(r) = &patch.rotation {
+            // Every right side sees the row as it was: the current secret
+            // moves to previous_secret in the same statement.
+            sets.push(format!(
+                "previous_secret = secret, secret = {}",
+                args.add(r.secret.clone())
+            ));
+            sets.push(format!(
+                "previous_secret_expires = {}",
+                args.add(ms(r.previous_expires_ms))
+            ));
+        }
+        match patch.active {
+            // Re-enabling starts a clean slate: no failure streak, no reason.
+            Some(true) => {
+                sets.push("active = TRUE, failing_since = NULL, disabled_reason = NULL".into());
+            }
+            Some(false) => sets.push(format!(
+                "active = FALSE, disabled_reason = COALESCE(disabled_reason, {})",
+                args.add("disabled through the API".to_owned())
+            )),
+            None => {}
+        }
+        if sets.is_empty() {
+            return self.get_subscription(Some(tenant), id).await;
+        }
+        let r = async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            let id_p = args.add(id.clone());
+            let tenant_p = args.add(tenant);
+            let sql = format!(
+                "UPDATE subscriptions SET {} WHERE id = {id_p} AND tenant = {tenant_p} \
+                 RETURNING {SUBSCRIPTION_COLUMNS}",
+                sets.join(", ")
+            );
+            let updated = tx
+                .query_opt(&sql, &args.refs())
+                .await?
+                .as_ref()
+                .map(subscription_row)
+                .transpose()?;
+            if patch.active == Some(true) && updated.is_some() {
+                // What was parked while it was off goes out now, oldest
+                // first, with a fresh retry budget, from whichever gateway
+                // claims it first.
+                let n = tx
+                    .execute(
+                        "UPDATE deliveries SET state = 'pending', next_attempt_at = hookgate_now_ms(), \
+                         retries = 0, lease_token = NULL, last_error = NULL \
+                         WHERE destination = $1 AND state = 'parked'",
+                        &[&format!("{SUBSCRIBER_PREFIX}{id}")],
+                    )
+                    .await?;
+                if n > 0 {
+                    notify(&tx).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(updated)
+        }
+        .await;
+        self.note(r)
+    }
+
+    async fn delete_subscription(&self, tenant: String, id: String) -> Result<bool, StoreError> {
+        let conn = self.conn().await?;
+        Ok(conn
+            .execute(
+                "DELETE FROM subscriptions WHERE id = $1 AND tenant = $2",
+                &[&id, &tenant],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn subscription_outcome(
+        &self,
+        id: String,
+        outcome: AttemptHealth,
+        disable_after: Duration,
+    ) -> Result<SubscriptionHealth, StoreError> {
+        let conn = self.conn().await?;
+        if outcome == AttemptHealth::Success {
+            let stmt = conn
+                .prepare_cached(
+                    "UPDATE subscriptions SET failing_since = NULL \
+                     WHERE id = $1 AND failing_since IS NOT NULL",
+                )
+                .await?;
+            conn.execute(&stmt, &[&id]).await?;
+            return Ok(SubscriptionHealth::Active);
+        }
+        let (force, reason) = match outcome {
+            AttemptHealth::Gone => (true, "the callback answered 410 Gone".to_owned()),
+            AttemptHealth::Exhausted => (
+                true,
+                "an event's retries ran out; re-enable with PUT /v1/webhook/{id}".to_owned(),
+            ),
+            _ => (
+                false,
+                format!(
+                    "failing without a success for {}",
+                    humantime::format_duration(disable_after)
+                ),
+            ),
+        };
+        // One conditional statement: whichever gateway's attempts fail at
+        // the same time, a subscription is disabled once, and only while
+        // active; the streak is measured on the database's clock.
+        let disabled = conn
+            .execute(
+                "UPDATE subscriptions SET active = FALSE, disabled_reason = $2, \
+                   failing_since = COALESCE(failing_since, hookgate_now_ms()) \
+                 WHERE id = $1 AND active \
+                   AND ($3 OR hookgate_now_ms() - COALESCE(failing_since, hookgate_now_ms()) >= $4)",
+                &[&id, &reason, &force, &dur(disable_after)],
+            )
+            .await?;
+        if disabled > 0 {
+            return Ok(SubscriptionHealth::Disabled);
+        }
+        conn.execute(
+            "UPDATE subscriptions SET failing_since = hookgate_now_ms() \
+             WHERE id = $1 AND failing_since IS NULL",
+            &[&id],
+        )
+        .await?;
+        Ok(SubscriptionHealth::Active)
+    }
+
+    async fn parked(
+        &self,
+        subscription_id: String,
+        limit: usize,
+    ) -> Result<Vec<ParkedDelivery>, StoreError> {
+        let conn = self.conn().await?;
+        conn.query(
+            "SELECT d.id, d.event_id, e.event_type, e.received_at \
+             FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE d.destination = $1 AND d.state = 'parked' ORDER BY d.id LIMIT $2",
+            &[
+                &format!("{SUBSCRIBER_PREFIX}{subscription_id}"),
+                &i64::try_from(limit).unwrap_or(i64::MAX),
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ParkedDelivery {
+                delivery_id: r.try_get(0)?,
+                event_id: r.try_get(1)?,
+                event_type: r.try_get(2)?,
+                received_at: rfc3339(unsigned(r.try_get(3)?)),
+            })
+        })
+        .collect()
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match &*self.down.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn on_due(&self, wake: DueHook) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(wake);
+    }
+
+    // ---- Operator console: in console.rs ---------------------------------
+
+    async fn console_list(
+        &self,
+        filter: ConsoleFilter,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<EventPage, StoreError> {
+        console::list(&**self.conn().await?, &filter, limit, cursor.as_deref()).await
+    }
+
+    async fn count_by_status(&self, filter: ConsoleFilter) -> Result<StatusCounts, StoreError> {
+        console::counts(&**self.conn().await?, &filter).await
+    }
+
+    async fn count_replay_set(&self, filter: ConsoleFilter) -> Result<ReplaySet, StoreError> {
+        console::replay_set(&**self.conn().await?, &filter).await
+    }
+
+    async fn replay_filtered(
+        &self,
+        filter: ConsoleFilter,
+        expected: ReplaySet,
+    ) -> Result<BulkReplay, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let r = console::replay_filtered(&tx, &filter, expected).await?;
+        if matches!(r, BulkReplay::Replayed(s) if s.deliveries > 0) {
+            notify(&tx).await?;
+        }
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    async fn replay_delivery(
+        &self,
+        event_id: String,
+        delivery_id: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let done = console::replay_delivery(&tx, &event_id, delivery_id).await?;
+        if done {
+            notify(&tx).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn backlog(&self) -> Result<Vec<Backlog>, StoreError> {
+        console::backlog(&**self.conn().await?).await
+    }
+
+    async fn destination_stats(
+        &self,
+        since_ms: u64,
+        now_ms: u64,
+        buckets: u32,
+    ) -> Result<Vec<DestinationStats>, StoreError> {
+        console::destination_stats(&**self.conn().await?, since_ms, now_ms, buckets).await
+    }
+
+    async fn parked_deliveries(
+        &self,
+        destinations: Vec<String>,
+    ) -> Result<Vec<(String, ParkedDeliveries)>, StoreError> {
+        console::parked(&**self.conn().await?, &destinations).await
+    }
+
+    async fn inbound(&self, event_id: String) -> Result<Option<InboundView>, StoreError> {
+        console::inbound(&**self.conn().await?, &event_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

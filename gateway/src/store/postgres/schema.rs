@@ -1,0 +1,231 @@
+//! The PostgreSQL schema and its versioned migrations.
+//!
+//! Applied versions are rows of `hookgate_schema`. Migrations run at start,
+//! each in its own transaction with its version row, under an advisory lock:
+//! gateways started together migrate once, the others wait and then find
+//! nothing left to do. A database migrated by a newer hookgate is refused
+//! rather than guessed at. Same shape as the SQLite runner
+//! (`sqlite/schema.rs`); see ARCHITECTURE.md for why there is no migration
+//! crate.
+
+use deadpool_postgres::Object;
+
+use super::db_err;
+use crate::store::StoreError;
+
+/// Migrations in order; migration `i` takes the schema to version `i + 1`.
+/// Only append: a released migration never changes.
+const MIGRATIONS: &[&str] = &[
+    // 1: the schema of store contract v2 and the console, at once (the
+    // SQLite engine reached it in four steps). Ids sort bytewise (`C`), as
+    // the console's cursors and prefix searches expect. Times are ms since
+    // the epoch; those the store decides (due times, leases, dedup
+    // expiry, health) come from the database's clock, `hookgate_now_ms()`.
+    r#"
+CREATE FUNCTION hookgate_now_ms() RETURNS bigint LANGUAGE sql STABLE
+    AS $$ SELECT (extract(epoch FROM now()) * 1000)::bigint $$;
+
+CREATE TABLE events (
+    id          text COLLATE "C" PRIMARY KEY,
+    route       text NOT NULL,
+    source_id   text,
+    received_at bigint NOT NULL,
+    status      text NOT NULL,
+    event_type  text
+);
+CREATE INDEX events_status ON events(status, id);
+CREATE INDEX events_received ON events(received_at);
+CREATE INDEX events_source_id ON events(source_id) WHERE source_id IS NOT NULL;
+CREATE INDEX events_route_status ON events(route, status);
+CREATE INDEX events_type_status ON events(event_type, status);
+
+CREATE TABLE messages (
+    id           bigserial PRIMARY KEY,
+    event_id     text COLLATE "C" NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+    idx          integer NOT NULL,
+    message_id   text,
+    event_type   text,
+    content_type text NOT NULL,
+    headers      text NOT NULL,
+    body         bytea NOT NULL
+);
+CREATE INDEX messages_event ON messages(event_id);
+CREATE INDEX messages_message_id ON messages(message_id) WHERE message_id IS NOT NULL;
+
+CREATE TABLE deliveries (
+    id              bigserial PRIMARY KEY,
+    event_id        text COLLATE "C" NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+    message_id      bigint NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    destination     text NOT NULL,
+    state           text NOT NULL,
+    attempts        integer NOT NULL DEFAULT 0,
+    retries         integer NOT NULL DEFAULT 0,
+    next_attempt_at bigint NOT NULL,
+    lease_token     bigint,
+    last_error      text
+);
+CREATE INDEX deliveries_due ON deliveries(next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX deliveries_event ON deliveries(event_id);
+CREATE INDEX deliveries_message ON deliveries(message_id);
+CREATE INDEX deliveries_destination ON deliveries(destination, state);
+
+CREATE TABLE attempts (
+    id           bigserial PRIMARY KEY,
+    delivery_id  bigint NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+    attempted_at bigint NOT NULL,
+    status       integer,
+    latency_ms   bigint NOT NULL,
+    error        text,
+    response     text
+);
+CREATE INDEX attempts_delivery ON attempts(delivery_id);
+CREATE INDEX attempts_time ON attempts(attempted_at, delivery_id);
+
+CREATE TABLE dedup (
+    route      text NOT NULL,
+    source_id  text NOT NULL,
+    event_id   text NOT NULL,
+    expires_at bigint NOT NULL,
+    PRIMARY KEY (route, source_id)
+);
+CREATE INDEX dedup_expiry ON dedup(expires_at);
+
+CREATE TABLE event_requests (
+    event_id text COLLATE "C" PRIMARY KEY REFERENCES events(id) ON DELETE CASCADE,
+    method   text NOT NULL,
+    path     text NOT NULL,
+    headers  text NOT NULL
+);
+
+CREATE TABLE subscriptions (
+    id                      text COLLATE "C" PRIMARY KEY,
+    tenant                  text NOT NULL,
+    object_id               text NOT NULL,
+    object_type             text NOT NULL,
+    event_types             text[] NOT NULL,
+    callback_url            text NOT NULL,
+    callback_token          text,
+    context                 text,
+    validity                bigint NOT NULL,
+    active                  boolean NOT NULL,
+    secret                  text NOT NULL,
+    created_at              bigint NOT NULL,
+    failing_since           bigint,
+    disabled_reason         text,
+    headers                 text,
+    properties              text,
+    signature_scheme        text,
+    previous_secret         text,
+    previous_secret_expires bigint
+);
+CREATE INDEX subscriptions_object ON subscriptions(object_type, object_id);
+CREATE INDEX subscriptions_tenant ON subscriptions(tenant);
+
+-- An event's status is that of its least-finished delivery. Several
+-- gateways may finish deliveries of one event at once: the event row is
+-- locked first, and the status is computed by a later statement (a fresh
+-- snapshot under READ COMMITTED), so the last of them sees every other's
+-- committed change and no event is left `pending` with nothing to send.
+CREATE FUNCTION hookgate_refresh_status(ev text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM events WHERE id = ev FOR UPDATE;
+    UPDATE events SET status = CASE
+        WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ev AND state IN ('pending', 'parked')) THEN 'pending'
+        WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = ev AND state = 'dead') THEN 'dead'
+        ELSE 'delivered' END
+    WHERE id = ev;
+END $$;
+
+-- An attempt's outcome, in one round trip: the delivery changes only under
+-- its lease token (NULL back when the token is stale: nothing written),
+-- the attempt row is written only if it did, and the event's status is
+-- refreshed when the delivery finished. Each statement of a plpgsql
+-- function takes a fresh snapshot, so the refresh sees the other
+-- gateways' committed work once it holds the event's lock.
+CREATE FUNCTION hookgate_record(
+    p_id bigint, p_token bigint, p_state text, p_delay bigint, p_attempted integer,
+    p_retried integer, p_last_error text, p_at bigint, p_status integer, p_latency bigint,
+    p_error text, p_response text
+) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    ev text;
+BEGIN
+    UPDATE deliveries SET state = p_state, next_attempt_at = hookgate_now_ms() + p_delay,
+        lease_token = NULL, attempts = attempts + p_attempted, retries = retries + p_retried,
+        last_error = p_last_error
+    WHERE id = p_id AND lease_token = p_token AND state = 'pending'
+    RETURNING event_id INTO ev;
+    IF ev IS NULL THEN
+        RETURN FALSE;
+    END IF;
+    IF p_attempted > 0 THEN
+        INSERT INTO attempts (delivery_id, attempted_at, status, latency_ms, error, response)
+        VALUES (p_id, p_at, p_status, p_latency, p_error, p_response);
+    END IF;
+    IF p_state NOT IN ('pending', 'parked') THEN
+        PERFORM hookgate_refresh_status(ev);
+    END IF;
+    RETURN TRUE;
+END $$;
+"#,
+];
+
+/// The schema version this build writes.
+pub const VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Brings the schema (in the connection's `search_path`) to [`VERSION`].
+pub async fn migrate(conn: &mut Object) -> Result<(), StoreError> {
+    // A session lock on this connection, held across the migrations and
+    // given back at the end (or when the connection closes).
+    conn.batch_execute(
+        "SELECT pg_advisory_lock(hashtext(current_schema() || ':hookgate-migrate'))",
+    )
+    .await
+    .map_err(db_err)?;
+    let result = migrate_locked(conn).await;
+    let unlock = conn
+        .batch_execute(
+            "SELECT pg_advisory_unlock(hashtext(current_schema() || ':hookgate-migrate'))",
+        )
+        .await
+        .map_err(db_err);
+    result.and(unlock)
+}
+
+async fn migrate_locked(conn: &mut Object) -> Result<(), StoreError> {
+    conn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS hookgate_schema (\
+           version integer PRIMARY KEY, \
+           applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(db_err)?;
+    let current: i32 = conn
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM hookgate_schema", &[])
+        .await
+        .map_err(db_err)?
+        .get(0);
+    if current > VERSION {
+        return Err(StoreError::Open {
+            path: "schema".into(),
+            message: format!(
+                "the database has schema version {current}, newer than this hookgate's {VERSION}; \
+                 run the newer hookgate or restore a backup"
+            ),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let version = i as i32 + 1;
+        let tx = conn.transaction().await.map_err(db_err)?;
+        tx.batch_execute(sql).await.map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO hookgate_schema (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        tracing::info!(version, "postgres store schema migrated");
+    }
+    Ok(())
+}

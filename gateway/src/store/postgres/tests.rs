@@ -1,0 +1,207 @@
+//! The conformance suite and the shared-engine cases against a real
+//! PostgreSQL, named by [`URL_VAR`]. Each test gets a schema of its own
+//! (dropped afterwards), so tests run in parallel on one database.
+//!
+//! Without the variable these tests cannot run: they say so once, on the
+//! terminal, and pass; under `CI=true` they fail instead (CI starts a
+//! database: see `.ci/run`).
+
+use std::io::Write as _;
+use std::sync::{Arc, Once};
+
+use super::PostgresStore;
+use crate::store::conformance;
+use crate::store::{Store, StoreError};
+
+/// The environment variable naming the test database.
+pub const URL_VAR: &str = "HOOKGATE_TEST_POSTGRES_URL";
+
+/// The test database's URL, or `None` (said once) when there is none.
+pub fn test_url() -> Option<String> {
+    static SAID: Once = Once::new();
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the PostgreSQL tests: set {URL_VAR} (see .ci/run)"
+            );
+            SAID.call_once(|| {
+                // Straight to the terminal: the test harness captures
+                // `eprintln!` of passing tests, and this must be seen.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\nNOTE: the PostgreSQL store tests did not run. To run them, point {URL_VAR} \
+                     at a database they may create schemas in, e.g.\n  \
+                     {URL_VAR}=postgres://postgres@127.0.0.1:5432/hookgate_test cargo test --workspace\n"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// Drops its test schema.
+pub struct SchemaGuard {
+    url: String,
+    schema: String,
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        // Drop runs inside the test's runtime: do it on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .ok()?;
+                tokio::spawn(conn);
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// A fresh schema name.
+fn schema() -> String {
+    format!("hgtest_{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn open(url: &str, schema: &str) -> Result<PostgresStore, StoreError> {
+    PostgresStore::open_in(url, 8, Some(schema)).await
+}
+
+/// A store on a fresh schema, from inside a (multi-thread) tokio test.
+fn make() -> Option<(PostgresStore, SchemaGuard)> {
+    let url = test_url()?;
+    let schema = schema();
+    let store = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(open(&url, &schema))
+    })
+    .unwrap();
+    Some((store, SchemaGuard { url, schema }))
+}
+
+conformance::suite!(make);
+
+/// Two stores (two gateways) on one fresh schema.
+async fn two() -> Option<(Arc<dyn Store>, Arc<dyn Store>, SchemaGuard)> {
+    let url = test_url()?;
+    let schema = schema();
+    let a = open(&url, &schema).await.unwrap();
+    let b = open(&url, &schema).await.unwrap();
+    Some((Arc::new(a), Arc::new(b), SchemaGuard { url, schema }))
+}
+
+macro_rules! shared {
+    ($($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some((a, b, _guard)) = two().await else { return };
+                conformance::$case(a, b).await;
+            }
+        )*
+    };
+}
+
+shared!(
+    a_crashed_gateways_leases_run_out_and_another_reclaims,
+    dedup_holds_across_gateways,
+    concurrent_claims_never_overlap,
+    an_event_finished_by_two_gateways_at_once_is_finished,
+    subscription_state_is_shared,
+    due_work_wakes_the_other_gateway,
+    a_replay_through_one_gateway_is_sent_by_the_other,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_store_leaves_other_gateways_claims_alone() {
+    let Some(url) = test_url() else { return };
+    let schema = schema();
+    let _guard = SchemaGuard {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let a: Arc<dyn Store> = Arc::new(open(&url, &schema).await.unwrap());
+    conformance::opening_a_store_leaves_other_gateways_claims_alone(a, || async {
+        Arc::new(open(&url, &schema).await.unwrap()) as Arc<dyn Store>
+    })
+    .await;
+}
+
+/// While one gateway prunes (holds the prune lock), another's prune does
+/// nothing; afterwards it prunes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gateway_prunes_at_a_time() {
+    let Some((a, _b, guard)) = two().await else {
+        return;
+    };
+    conformance::insert_one(&*a, "evt_1", None, &[]).await;
+    let keep_nothing = crate::store::Retention {
+        delivered: std::time::Duration::ZERO,
+        dead: std::time::Duration::ZERO,
+    };
+    // Another gateway's prune in progress: its transaction holds the lock.
+    let (mut client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(&format!(
+        "SET LOCAL search_path = {}; \
+         SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':hookgate-prune'))",
+        guard.schema
+    ))
+    .await
+    .unwrap();
+    // `received_at` is in the past by now (equal ms would not be "before").
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(a.prune(keep_nothing).await.unwrap(), 0, "left to the other");
+    tx.rollback().await.unwrap();
+    assert_eq!(a.prune(keep_nothing).await.unwrap(), 1);
+}
+
+/// A database migrated by a newer hookgate is refused, and opening twice
+/// (two gateways starting) migrates once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused_and_migrating_again_is_a_no_op() {
+    let Some((_a, _b, guard)) = two().await else {
+        return;
+    };
+    let (client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let versions: i64 = client
+        .query_one(
+            &format!("SELECT COUNT(*) FROM {}.hookgate_schema", guard.schema),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, i64::from(super::schema::VERSION));
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {}.hookgate_schema (version) VALUES ({})",
+            guard.schema,
+            super::schema::VERSION + 1
+        ))
+        .await
+        .unwrap();
+    let err = open(&guard.url, &guard.schema)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("newer"), "{err}");
+}
