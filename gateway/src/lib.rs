@@ -9,6 +9,7 @@
 //! tests call [`run`] or the binary with a port-0 listener.
 
 pub mod admin;
+pub mod authoring;
 pub mod clock;
 pub mod config;
 pub mod console;

@@ -1,6 +1,6 @@
 //! The `hookgate` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +52,51 @@ enum Command {
     Openapi,
     /// List the built-in plugins.
     Plugins,
+    /// Write your own plugin: `new`, then `build`, then `test`.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Create a plugin project in ./NAME: source with a working example for
+    /// the stage, sample fixtures with their expectations, and a README.
+    New {
+        /// Plugin name (lowercase, digits, dashes): routes use it as
+        /// `plugin: NAME`.
+        name: String,
+        /// Source language.
+        #[arg(long)]
+        lang: hookgate::authoring::Lang,
+        /// The stage the plugin implements.
+        #[arg(long, default_value = "verify")]
+        stage: hookgate::authoring::StageName,
+    },
+    /// Build the project's component (cargo, componentize-js or
+    /// componentize-py) into target/NAME.wasm and check that the gateway
+    /// loads it as a plugin of its stage.
+    Build {
+        /// The project (default: the current directory).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Then copy it into a gateway's plugins.dir: a config file, a
+        /// folder holding hookgate.yaml, or the plugins folder itself. A
+        /// gateway watching it (plugins.watch) loads it at once.
+        #[arg(long, value_name = "CONFIG_DIR")]
+        install: Option<PathBuf>,
+    },
+    /// Run the project's fixtures (fixtures/*.yaml) through the gateway's
+    /// plugin host with its limits, print each outcome and
+    /// `N passed, N failed`. Exits 1 on a failure.
+    Test {
+        /// The project (default: the current directory).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Run this fixture only; a file that is not YAML is a request
+        /// body, handed to the plugin as it is.
+        #[arg(long, value_name = "FILE")]
+        request: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -115,9 +160,105 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Plugin(cmd) => runtime.block_on(plugin(cmd)),
         Command::Check { config } => runtime.block_on(check(config)),
         Command::Replay(args) => runtime.block_on(replay(args)),
         Command::Serve { config } => runtime.block_on(serve(config)),
+    }
+}
+
+async fn plugin(cmd: PluginCommand) -> ExitCode {
+    use hookgate::authoring::{self, AuthoringError, Project};
+
+    // Plugin log lines (`host.log`) and the host's warnings, on stderr.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,hookgate::plugin=debug"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let fail = |e: AuthoringError| {
+        eprintln!("hookgate plugin: {e}");
+        ExitCode::FAILURE
+    };
+    match cmd {
+        PluginCommand::New { name, lang, stage } => {
+            match authoring::scaffold::new_project(Path::new("."), &name, lang, stage) {
+                Ok(dir) => {
+                    println!(
+                        "created {} ({} {} plugin)",
+                        dir.display(),
+                        lang.as_str(),
+                        stage.as_str()
+                    );
+                    println!("next: hookgate plugin build {name} && hookgate plugin test {name}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        PluginCommand::Build { dir, install } => {
+            let project = match Project::open(&dir) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            // Find the gateway before spending a build on a wrong path.
+            let target = match install
+                .as_deref()
+                .map(authoring::build::install_target)
+                .transpose()
+            {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+            let built = match authoring::build::build(&project).await {
+                Ok(b) => b,
+                Err(e) => return fail(e),
+            };
+            let stages: Vec<String> = built
+                .plugin
+                .stages()
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            println!(
+                "built {} ({:.1} MB) in {:.1} s: a hookgate:plugin@{} plugin, version {}, stages {} (the gateway compiled it in {:.1} s)",
+                built.component.display(),
+                built.size as f64 / 1e6,
+                built.build_time.as_secs_f64(),
+                built.plugin.wit_version(),
+                built.plugin.version(),
+                stages.join(", "),
+                built.plugin.load_time().as_secs_f64(),
+            );
+            if let Some(target) = target {
+                match authoring::build::install(&project, &target).await {
+                    Ok(dest) => println!("installed {}", dest.display()),
+                    Err(e) => return fail(e),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        PluginCommand::Test { dir, request } => {
+            let project = match Project::open(&dir) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            let mut out = String::new();
+            let result = authoring::runner::run(&project, request.as_deref(), &mut out).await;
+            print!("{out}");
+            match result {
+                Ok(summary) => {
+                    println!("{}", summary.line());
+                    if summary.failed == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => fail(e),
+            }
+        }
     }
 }
 

@@ -58,6 +58,59 @@
 //! sdk::export!(SharedToken, stages: [verify], config: [secret]);
 //! ```
 //!
+//! A transform: a JSON event into a chat message (`serde_json` in the
+//! plugin's dependencies).
+//!
+//! ```ignore
+//! use hookgate_plugin_sdk::{self as sdk, Error, Message, Transformer};
+//!
+//! struct ChatMessage;
+//!
+//! impl Transformer for ChatMessage {
+//!     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
+//!         let prefix = sdk::config::optional_str("prefix")?.unwrap_or_else(|| "New event:".into());
+//!         // A body that is not JSON is the sender's fault: answered 400.
+//!         let data: serde_json::Value = msg.json()?;
+//!         let event = msg.event_type.as_deref().unwrap_or("event");
+//!         let out = serde_json::json!({ "text": format!("{prefix} {event}"), "data": data });
+//!         // Same id and event type; an empty Vec would drop the message.
+//!         Ok(vec![msg.with_json_body(&out)?])
+//!     }
+//! }
+//!
+//! sdk::export!(ChatMessage, stages: [transform], config: [prefix]);
+//! ```
+//!
+//! A router: destinations by event type, else the route's `to:`.
+//!
+//! ```ignore
+//! use std::collections::BTreeMap;
+//!
+//! use hookgate_plugin_sdk::{self as sdk, Error, Message, Router};
+//!
+//! struct ByEventType;
+//!
+//! impl Router for ByEventType {
+//!     fn route(msg: Message, defaults: Vec<String>) -> Result<Vec<String>, Error> {
+//!         // with: { rules: { order.paid: [billing, audit] } }
+//!         let rules: BTreeMap<String, Vec<String>> = match sdk::config::get("rules") {
+//!             Some(json) => serde_json::from_str(&json)
+//!                 .map_err(|e| Error::config(format!("rules: {e}")))?,
+//!             None => BTreeMap::new(),
+//!         };
+//!         let event = msg.event_type.as_deref().unwrap_or_default();
+//!         Ok(rules.get(event).cloned().unwrap_or(defaults))
+//!     }
+//! }
+//!
+//! sdk::export!(ByEventType, stages: [route], config: [rules]);
+//! ```
+//!
+//! `hookgate plugin new NAME --lang rust --stage verify|transform|route`
+//! writes such a project with fixtures, and `hookgate plugin build` and
+//! `hookgate plugin test` build and test it. The same plugins in JavaScript
+//! and Python are in the repository's `docs/plugins.md`.
+//!
 //! Build it with `cargo build --target wasm32-wasip2 --release` and copy
 //! `target/wasm32-wasip2/release/shared_token.wasm` into the gateway's
 //! `plugins.dir` as `shared-token.wasm`; a route then uses it with

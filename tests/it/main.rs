@@ -1,6 +1,7 @@
 //! hookgate's integration tests: one binary, a module per feature, all
 //! running the real `hookgate` binary or the real wasm plugins.
 
+mod authoring;
 mod check;
 mod components;
 mod console;

@@ -769,8 +769,10 @@ pub struct PluginUseConfig {
     pub timeout: Option<Duration>,
 
     /// Memory cap for this plugin's instances here (overrides
-    /// `plugins.memory`, and may not exceed it: instances come from a pool
-    /// sized by `plugins.memory`).
+    /// `plugins.memory`, up to 256MiB or `plugins.memory` when larger:
+    /// instances come from a pool of that size). Plugins with an embedded
+    /// JavaScript or Python runtime start with 9–13 MiB and need more for
+    /// large bodies.
     #[serde(default)]
     pub memory: Option<ByteSize>,
 

@@ -591,12 +591,12 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                         format!("routes.{name}.{stage}.memory"),
                         format!("must be at least {}", super::ByteSize(MIN_PLUGIN_MEMORY)),
                     );
-                } else if memory > config.plugins.memory {
+                } else if memory > use_memory_ceiling(config.plugins.memory) {
                     err(
                         format!("routes.{name}.{stage}.memory"),
                         format!(
-                            "must not exceed plugins.memory ({}): instances come from a pool of that size",
-                            config.plugins.memory
+                            "must not exceed {} (or plugins.memory when that is larger): instances come from a pool of that size",
+                            super::ByteSize(crate::plugin::MAX_USE_MEMORY as u64)
                         ),
                     );
                 }
@@ -609,6 +609,12 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// The most memory one use of a plugin may have: the plugin pool's slot
+/// size (see `plugin::MAX_USE_MEMORY`).
+fn use_memory_ceiling(plugins_memory: ByteSize) -> ByteSize {
+    ByteSize(plugins_memory.0.max(crate::plugin::MAX_USE_MEMORY as u64))
 }
 
 /// Route, destination and plugin names appear in URLs and file names.
@@ -702,6 +708,26 @@ mod tests {
             let found = paths(&format!("{yaml}\n"));
             assert!(found.iter().any(|p| p == path), "{yaml}: {found:?}");
         }
+    }
+
+    #[test]
+    fn a_use_may_give_a_plugin_more_memory_than_the_default_up_to_the_pool_slot() {
+        let route = |memory: &str| {
+            format!(
+                "destinations: {{ c: {{ kind: log }} }}\nroutes:\n  r:\n    verify: {{ plugin: github, memory: {memory} }}\n    to: [c]\n"
+            )
+        };
+        // An embedded JS or Python runtime, above the 16MiB default.
+        assert!(paths(&route("64MiB")).is_empty());
+        assert!(paths(&route("256MiB")).is_empty());
+        assert_eq!(paths(&route("257MiB")), ["routes.r.verify.memory"]);
+        assert!(
+            paths(&format!(
+                "plugins: {{ memory: 512MiB }}\n{}",
+                route("512MiB")
+            ))
+            .is_empty()
+        );
     }
 
     #[test]

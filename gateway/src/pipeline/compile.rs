@@ -31,13 +31,24 @@ pub async fn compile(
     let mut errors = Vec::new();
     let mut plugins: BTreeMap<String, Arc<LoadedPlugin>> = BTreeMap::new();
 
-    // First use of each plugin, for error paths.
+    let defaults = engine.limits();
+    // First use of each plugin, for error paths, and the largest limits any
+    // use gives it, for the calls made at load.
     let mut first_use: BTreeMap<&str, String> = BTreeMap::new();
+    let mut load_limits: BTreeMap<&str, PluginLimits> = BTreeMap::new();
     for (route, r) in &config.routes {
         for (stage, u) in uses(r) {
             first_use
                 .entry(u.plugin.as_str())
                 .or_insert_with(|| format!("routes.{route}.{stage}.plugin"));
+            let l = use_limits(u, defaults);
+            load_limits
+                .entry(u.plugin.as_str())
+                .and_modify(|m| {
+                    m.timeout = m.timeout.max(l.timeout);
+                    m.memory = m.memory.max(l.memory);
+                })
+                .or_insert(l);
         }
     }
 
@@ -55,7 +66,13 @@ pub async fn compile(
                     .cloned();
                 let loaded = match reused {
                     Some(p) => Ok(p),
-                    None => engine.load(name, bytes, source).await.map(Arc::new),
+                    None => {
+                        let limits = load_limits.get(name).copied().unwrap_or(defaults);
+                        engine
+                            .load_with(name, bytes, source, limits)
+                            .await
+                            .map(Arc::new)
+                    }
                 };
                 match loaded {
                     Ok(p) => {
@@ -77,7 +94,10 @@ pub async fn compile(
             let Some(plugin) = plugins.get(&u.plugin) else {
                 continue;
             };
-            if let Err(problems) = plugin.validate_config(&u.with).await {
+            if let Err(problems) = plugin
+                .validate_config_with(&u.with, use_limits(u, defaults))
+                .await
+            {
                 for p in problems {
                     let mut path = format!("routes.{route}.{stage}.with");
                     if !p.path.is_empty() {
@@ -99,7 +119,6 @@ pub async fn compile(
         .map(|(name, d)| (name.clone(), Arc::new(CompiledDestination::new(name, d))))
         .collect();
 
-    let defaults = engine.limits();
     let mut routes = HashMap::new();
     for (name, r) in &config.routes {
         let route_name: Arc<str> = Arc::from(name.as_str());
@@ -121,10 +140,7 @@ pub async fn compile(
                 });
                 return None;
             }
-            let limits = PluginLimits {
-                timeout: u.timeout.map_or(defaults.timeout, |t| t.0),
-                memory: u.memory.map_or(defaults.memory, |m| m.0 as usize),
-            };
+            let limits = use_limits(u, defaults);
             let http = match &u.http {
                 None => match builtin::default_http_allow(&u.plugin)
                     .filter(|_| *plugin.source() == PluginSource::Builtin)
@@ -241,6 +257,15 @@ pub async fn compile(
         destinations,
         plugins,
     })
+}
+
+/// The limits of one use of a plugin: its `timeout:`/`memory:`, else the
+/// defaults.
+fn use_limits(u: &PluginUseConfig, defaults: PluginLimits) -> PluginLimits {
+    PluginLimits {
+        timeout: u.timeout.map_or(defaults.timeout, |t| t.0),
+        memory: u.memory.map_or(defaults.memory, |m| m.0 as usize),
+    }
 }
 
 /// (stage path, plugin use) for every plugin a route uses.

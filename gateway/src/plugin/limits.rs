@@ -8,6 +8,17 @@ use wasmtime::{EngineWeak, ResourceLimiter};
 /// reshaping a webhook needs a few MiB at most; a plugin past this is broken.
 pub const DEFAULT_PLUGIN_MEMORY: usize = 16 << 20;
 
+/// The most memory a route may give one use of a plugin (`memory:` on the
+/// use) when `plugins.memory` is smaller. Plugins built with an embedded
+/// language runtime start big (a componentize-js component with about
+/// 9 MiB of linear memory, a componentize-py one with about 13 MiB) and
+/// need room for large bodies; they get it per use, without raising
+/// `plugins.memory` for every plugin. The pool's slots are sized to this
+/// (virtual address space only: a slot reserves the engine's 4 GiB memory
+/// reservation whatever its size), and each call's limiter still holds
+/// the instance to its own cap.
+pub const MAX_USE_MEMORY: usize = 256 << 20;
+
 /// Wall-clock time one plugin call may take unless the config says
 /// otherwise. Providers time out after a few seconds (Slack: 3 s) and a
 /// verify or transform is microseconds of work, so 100 ms is generous.

@@ -28,7 +28,7 @@ use bindings::v2::exports::hookgate::plugin as v2x;
 pub use host::{CallContext, HashAlgorithm, PluginConfig, constant_time_eq, hmac_of};
 pub use limits::{
     DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT, DEFAULT_REQUEST_PLUGIN_TIME,
-    DEFAULT_ROUTE_IN_FLIGHT, EPOCH_TICK, MAX_MESSAGES_PER_REQUEST,
+    DEFAULT_ROUTE_IN_FLIGHT, EPOCH_TICK, MAX_MESSAGES_PER_REQUEST, MAX_USE_MEMORY,
 };
 pub use types::{GuestError, HeaderPair, InboundRequest, Message, PluginResponse, Verdict};
 
@@ -286,7 +286,9 @@ impl PluginEngine {
             .total_memories(POOL_INSTANCES * 2)
             .total_tables(POOL_INSTANCES * 8)
             .total_stacks(POOL_INSTANCES)
-            .max_memory_size(limits.memory)
+            // Room for per-use `memory:` overrides above the default; the
+            // limiter holds every call to its own cap.
+            .max_memory_size(limits.memory.max(MAX_USE_MEMORY))
             .table_keep_resident(TABLE_KEEP_RESIDENT);
         if PoolingAllocationConfig::is_pagemap_scan_available() {
             pool.pagemap_scan(Enabled::Yes)
@@ -349,6 +351,20 @@ impl PluginEngine {
         wasm: Vec<u8>,
         source: PluginSource,
     ) -> Result<LoadedPlugin, LoadError> {
+        self.load_with(name, wasm, source, self.limits).await
+    }
+
+    /// Like [`load`](Self::load), calling `describe` with `limits`: the
+    /// largest any use of the plugin gets, so a plugin that needs more
+    /// than the defaults to start (an embedded JS or Python runtime) loads
+    /// where a route gives it that much.
+    pub async fn load_with(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        source: PluginSource,
+        limits: PluginLimits,
+    ) -> Result<LoadedPlugin, LoadError> {
         let started = Instant::now();
         let hash = hex::encode(Sha256::digest(&wasm));
         let engine = self.engine.clone();
@@ -388,7 +404,7 @@ impl PluginEngine {
             plugin: plugin.name.clone(),
             route: Arc::from(""),
             config: Arc::new(PluginConfig::default()),
-            limits: self.limits,
+            limits,
             http: None,
         };
         let describe_error = |e| LoadError::Describe {
@@ -649,6 +665,16 @@ impl LoadedPlugin {
         &self,
         with: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), Vec<WithError>> {
+        self.validate_config_with(with, self.engine.limits).await
+    }
+
+    /// Like [`validate_config`](Self::validate_config), with the limits of
+    /// the use whose `with:` it is.
+    pub async fn validate_config_with(
+        &self,
+        with: &serde_json::Map<String, serde_json::Value>,
+        limits: PluginLimits,
+    ) -> Result<(), Vec<WithError>> {
         let Api::V2(api) = &self.api else {
             return Ok(());
         };
@@ -656,7 +682,7 @@ impl LoadedPlugin {
             plugin: self.name.clone(),
             route: Arc::from(""),
             config: Arc::new(PluginConfig::new(Some(with))),
-            limits: self.engine.limits,
+            limits,
             http: None,
         };
         let json = serde_json::Value::Object(with.clone()).to_string();
@@ -873,10 +899,14 @@ impl LoadedPlugin {
                 plugin,
                 timeout: limits.timeout,
             },
-            Some(_) => PluginError::Trap {
-                plugin,
-                message: trap_message(&e),
-            },
+            Some(_) => {
+                // The backtrace, for `hookgate plugin test` and debugging.
+                tracing::debug!(plugin = %plugin, "plugin trapped: {e:?}");
+                PluginError::Trap {
+                    plugin,
+                    message: trap_message(&e),
+                }
+            }
             None if instantiating => PluginError::Instantiate {
                 plugin,
                 message: format!("{e:#}"),
@@ -899,9 +929,11 @@ fn open_cache(dir: &Path) -> anyhow::Result<Cache> {
     Ok(Cache::new(config)?)
 }
 
-/// The first line of a trap's description: the backtrace that follows is
-/// for logs at debug level, not for error bodies.
+/// What went wrong, in one line: the root cause (`wasm trap: wasm
+/// \`unreachable\` instruction executed`). wasmtime wraps it in a context
+/// whose first line is only `error while executing at wasm backtrace:`;
+/// the backtrace itself is for logs at debug level, not for error bodies.
 fn trap_message(e: &wasmtime::Error) -> String {
-    let full = format!("{e:#}");
-    full.lines().next().unwrap_or("trap").to_owned()
+    let root = e.root_cause().to_string();
+    root.lines().next().unwrap_or("trap").to_owned()
 }

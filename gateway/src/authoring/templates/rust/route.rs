@@ -1,0 +1,24 @@
+//! {{name}}: a router. Sends each message to the destinations its event
+//! type maps to in `with: { rules: { <event type>: [destination, ...] } }`,
+//! and the route's `to:` when no rule matches.
+
+use std::collections::BTreeMap;
+
+use hookgate_plugin_sdk::{self as sdk, Error, Message, Router};
+
+struct Plugin;
+
+impl Router for Plugin {
+    fn route(msg: Message, defaults: Vec<String>) -> Result<Vec<String>, Error> {
+        let rules: BTreeMap<String, Vec<String>> = match sdk::config::get("rules") {
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                Error::config(format!("rules: expected {{event: [destination]}}: {e}"))
+            })?,
+            None => BTreeMap::new(),
+        };
+        let event = msg.event_type.as_deref().unwrap_or_default();
+        Ok(rules.get(event).cloned().unwrap_or(defaults))
+    }
+}
+
+sdk::export!(Plugin, stages: [route], config: [rules]);
