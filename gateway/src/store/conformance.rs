@@ -99,7 +99,7 @@ fn opts() -> InsertOptions {
     }
 }
 
-fn event(id: &str, source: Option<&str>, dests: &[&str]) -> NewEvent {
+pub(crate) fn event(id: &str, source: Option<&str>, dests: &[&str]) -> NewEvent {
     NewEvent {
         id: id.into(),
         route: "r".into(),

@@ -521,7 +521,8 @@ fn insert_event(
             &message.body[..]
         ])?;
         let message_row = tx.last_insert_rowid();
-        let message = Arc::new(message.clone());
+        // Shared by this message's claimed deliveries; copied only if one is.
+        let mut shared: Option<Arc<crate::plugin::Message>> = None;
         for (dest, active) in destinations {
             let claim = match (&opts.claim, lease_until) {
                 (Some(c), Some(until))
@@ -557,7 +558,9 @@ fn insert_event(
                     destination: dest,
                     attempts: 0,
                     retries: 0,
-                    message: message.clone(),
+                    message: shared
+                        .get_or_insert_with(|| Arc::new(message.clone()))
+                        .clone(),
                 });
             }
         }
@@ -1493,5 +1496,67 @@ mod tests {
         );
         crate::store::conformance::insert_one(&store, "evt_after", None, &["d"]).await;
         assert!(store.get("evt_after".into()).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_dedup_key_outlives_its_pruned_event_until_its_window_ends() {
+        use crate::store::conformance::event;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let window = Duration::from_secs(2);
+        let opts = || InsertOptions {
+            dedup_window: window,
+            claim: None,
+        };
+        let keys = |store: &SqliteStore| {
+            let store = store.clone();
+            async move {
+                store
+                    .write_raw(|tx| {
+                        Ok(tx.query_row("SELECT count(*) FROM dedup", [], |r| r.get::<_, i64>(0))?)
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        // No destinations: delivered at once, so retention 0 prunes it.
+        let started = std::time::Instant::now();
+        store
+            .insert(event("evt_1", Some("g1"), &[]), opts())
+            .await
+            .unwrap();
+        let everything = Retention {
+            delivered: Duration::ZERO,
+            dead: Duration::ZERO,
+        };
+        assert_eq!(store.prune(everything).await.unwrap(), 1);
+        assert!(store.get("evt_1".into()).await.unwrap().is_none());
+        // Its key is still in its window: the provider's retry is refused.
+        match store
+            .insert(event("evt_2", Some("g1"), &[]), opts())
+            .await
+            .unwrap()
+        {
+            Inserted::Duplicate { existing_id } => assert_eq!(existing_id, "evt_1"),
+            other => panic!("a duplicate inside the window: {other:?}"),
+        }
+        assert!(
+            started.elapsed() < window,
+            "the machine was too slow to test the window"
+        );
+        assert_eq!(keys(&store).await, 1, "the orphaned key is kept");
+        // Once the window has passed, pruning sweeps the orphaned key and
+        // the id is new again.
+        tokio::time::sleep(window.saturating_sub(started.elapsed()) + Duration::from_millis(50))
+            .await;
+        store.prune(everything).await.unwrap();
+        assert_eq!(keys(&store).await, 0, "the orphaned key is swept");
+        assert!(matches!(
+            store
+                .insert(event("evt_3", Some("g1"), &[]), opts())
+                .await
+                .unwrap(),
+            Inserted::New { .. }
+        ));
     }
 }
