@@ -710,14 +710,24 @@ pub async fn get_webhook(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> V1Result {
-    let (tenant, _) = tenant(&state, &headers)?;
+    let sub = callers_subscription(&state, &headers, id).await?;
+    Ok(Json(WebhookView::new(sub, now_ms())).into_response())
+}
+
+/// The caller's subscription `id`: another tenant's id is a 404 like an
+/// unknown one.
+async fn callers_subscription(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Subscription, V1Error> {
+    let (tenant, _) = tenant(state, headers)?;
     let Path(id) = id.map_err(bad_path)?;
-    let sub = state
+    state
         .store()
         .get_subscription(Some(tenant), id.clone())
         .await?
-        .ok_or_else(|| not_found(&id))?;
-    Ok(Json(WebhookView::new(sub, now_ms())).into_response())
+        .ok_or_else(|| not_found(&id))
 }
 
 /// Most parked deliveries one `GET /v1/webhook/{id}/parked` lists.
@@ -763,15 +773,8 @@ pub async fn list_parked(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> V1Result {
-    let (tenant, _) = tenant(&state, &headers)?;
-    let Path(id) = id.map_err(bad_path)?;
-    // The tenant check: another tenant's id is a 404 like an unknown one.
-    state
-        .store()
-        .get_subscription(Some(tenant), id.clone())
-        .await?
-        .ok_or_else(|| not_found(&id))?;
-    let parked = state.store().parked(id, MAX_PARKED_LISTED).await?;
+    let sub = callers_subscription(&state, &headers, id).await?;
+    let parked = state.store().parked(sub.id, MAX_PARKED_LISTED).await?;
     Ok(Json(ParkedList {
         parked: parked
             .into_iter()
