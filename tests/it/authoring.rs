@@ -176,6 +176,15 @@ routes:
             .is_file()
     );
 
+    // `plugin test` runs with the manifest's limits: the same 1 s the route
+    // below gives the plugin, not the 100 ms default, which a debug build
+    // beside the rest of the suite on two cores can miss (the JS and Python
+    // manifests already ask for more).
+    let manifest = dir.join("hookgate-plugin.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    if !text.lines().any(|l| l.starts_with("timeout:")) {
+        std::fs::write(&manifest, format!("{text}\ntimeout: 1s\n")).unwrap();
+    }
     let t = Instant::now();
     let out = ok(hookgate(&dir, &["plugin", "test"]));
     let test = t.elapsed();
