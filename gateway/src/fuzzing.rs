@@ -236,3 +236,132 @@ pub fn signature_headers(data: &[u8]) {
         }
     }
 }
+
+/// The store's codecs, fed stored bytes it did not write: the input's
+/// lines are column values. Each line goes through every text codec
+/// (headers, statuses and signature schemes as both engines decode them,
+/// times as the admin API and the console parse and print them); the
+/// first lines, as a row, through the SQLite subscription decoder. A decode
+/// may refuse; whatever it accepts must encode and decode back to the same
+/// value, and nothing may panic.
+pub fn store_codecs(data: &[u8]) {
+    let fields: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+    for field in &fields {
+        text_codecs(&String::from_utf8_lossy(field));
+        time_codecs(field);
+    }
+    subscription_row_round_trip(&fields);
+}
+
+fn text_codecs(text: &str) {
+    use crate::store::{SignatureScheme, postgres, sqlite};
+
+    for decode in [sqlite::headers_from_json, postgres::headers_from_json] {
+        if let Ok(headers) = decode(text) {
+            let encoded = sqlite::json_text(&headers).expect("decoded headers encode");
+            assert_eq!(decode(&encoded).ok(), Some(headers), "headers round trip");
+        }
+    }
+    for status_of in [sqlite::status_of, postgres::status_of] {
+        if let Ok(status) = status_of(text) {
+            assert_eq!(status.as_str(), text, "status round trip");
+        }
+    }
+    if let Some(scheme) = SignatureScheme::parse(text) {
+        assert_eq!(scheme.as_str(), text, "signature scheme round trip");
+    }
+    // `since`/`until` as the admin API and the console take them; whatever
+    // they accept, the console and the API print.
+    for parse in [crate::admin::events::parse_time, crate::console::parse_time] {
+        if let Ok(ms) = parse("since", text) {
+            let _ = crate::console::show_time(ms);
+            let _ = crate::store::rfc3339(ms);
+        }
+    }
+}
+
+/// Times in ms as stored (any `u64`: a retry "forever" from now, a
+/// subscription valid for ever): printed, and what is printed parses back.
+fn time_codecs(field: &[u8]) {
+    use crate::store::{RFC3339_MAX_MS, rfc3339, sqlite};
+
+    let mut le = [0u8; 8];
+    let n = field.len().min(8);
+    le[..n].copy_from_slice(&field[..n]);
+    let ms = u64::from_le_bytes(le);
+
+    let stored = sqlite::ms(ms);
+    assert_eq!(stored, i64::try_from(ms).unwrap_or(i64::MAX), "ms saturate");
+    let printed = rfc3339(ms);
+    let expected = ms.min(RFC3339_MAX_MS);
+    for parse in [crate::admin::events::parse_time, crate::console::parse_time] {
+        assert_eq!(
+            parse("since", &printed),
+            Ok(expected),
+            "{printed} parses back"
+        );
+    }
+    let _ = crate::console::show_time(ms);
+    let _ = crate::console::show_age(ms);
+}
+
+/// A column value from a line: empty is NULL, `#` an integer, `.` a real,
+/// `%` a blob, anything else text (lossy UTF-8, as rusqlite would refuse
+/// invalid text anyway).
+fn column(line: &[u8]) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match line.split_first() {
+        None => Value::Null,
+        Some((b'#', rest)) => Value::Integer(
+            std::str::from_utf8(rest)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(i64::MIN),
+        ),
+        Some((b'.', rest)) => Value::Real(
+            std::str::from_utf8(rest)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(f64::NAN),
+        ),
+        Some((b'%', rest)) => Value::Blob(rest.to_vec()),
+        Some(_) => Value::Text(String::from_utf8_lossy(line).into_owned()),
+    }
+}
+
+/// The SQLite subscription row: decoded from arbitrary column values,
+/// encoded as an insert would write it, decoded again: the same.
+fn subscription_row_round_trip(fields: &[&[u8]]) {
+    use crate::store::sqlite::{SUBSCRIPTION_COLUMNS, subscription_params, subscription_row};
+
+    thread_local! {
+        static DB: rusqlite::Connection =
+            rusqlite::Connection::open_in_memory().expect("an in-memory database");
+    }
+    let width = SUBSCRIPTION_COLUMNS.split(',').count();
+    let row: Vec<_> = (0..width)
+        .map(|i| {
+            fields
+                .get(i)
+                .map_or(rusqlite::types::Value::Null, |f| column(f))
+        })
+        .collect();
+    let select = format!(
+        "SELECT {}",
+        (1..=width)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    DB.with(|db| {
+        let mut stmt = db.prepare_cached(&select).expect("a SELECT of parameters");
+        let Ok(decoded) = stmt.query_row(rusqlite::params_from_iter(row), subscription_row) else {
+            return;
+        };
+        let encoded = subscription_params(&decoded).expect("a decoded subscription encodes");
+        let again = stmt
+            .query_row(rusqlite::params_from_iter(encoded), subscription_row)
+            .expect("an encoded subscription decodes");
+        assert_eq!(again, decoded, "subscription row round trip");
+    });
+}

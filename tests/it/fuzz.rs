@@ -41,3 +41,8 @@ fn request_head_corpus_replays_cleanly() {
 fn signature_headers_corpus_replays_cleanly() {
     replay("signature_headers", hookgate::fuzzing::signature_headers);
 }
+
+#[test]
+fn store_codecs_corpus_replays_cleanly() {
+    replay("store_codecs", hookgate::fuzzing::store_codecs);
+}

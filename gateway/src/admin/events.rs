@@ -75,7 +75,7 @@ fn store_error(e: StoreError) -> Response {
 }
 
 /// RFC 3339 or epoch milliseconds.
-fn parse_time(name: &str, value: &str) -> Result<u64, String> {
+pub(crate) fn parse_time(name: &str, value: &str) -> Result<u64, String> {
     if let Ok(ms) = value.parse::<u64>() {
         return Ok(ms);
     }

@@ -799,12 +799,14 @@ pub enum ReplayTarget {
     Matching(EventFilter),
 }
 
+/// The last instant RFC 3339 (and humantime, which refuses to format a
+/// later one) can write: 9999-12-31T23:59:59.999Z, in ms since the epoch.
+pub const RFC3339_MAX_MS: u64 = 253_402_300_799_999;
+
 /// Milliseconds since the epoch as RFC 3339 with milliseconds. Times past
 /// the year 9999 (a retry scheduled "forever" from now) print as the last
 /// representable instant instead of failing.
 pub fn rfc3339(ms: u64) -> String {
-    // 9999-12-31T23:59:59.999Z
-    const MAX_MS: u64 = 253_402_300_799_999;
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.min(MAX_MS));
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.min(RFC3339_MAX_MS));
     humantime::format_rfc3339_millis(t).to_string()
 }

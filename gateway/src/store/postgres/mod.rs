@@ -137,7 +137,7 @@ fn unsigned(v: i64) -> u64 {
     v.max(0) as u64
 }
 
-fn status_of(s: &str) -> Result<EventStatus, StoreError> {
+pub(crate) fn status_of(s: &str) -> Result<EventStatus, StoreError> {
     EventStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
 }
 
@@ -145,7 +145,7 @@ fn json_text<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
+pub(crate) fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("headers: {e}")))
 }
 

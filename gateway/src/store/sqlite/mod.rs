@@ -215,7 +215,7 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 
 /// Milliseconds as SQLite's signed integer (saturating: "forever" stays
 /// forever rather than wrapping to the past).
-fn ms(v: u64) -> i64 {
+pub(crate) fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -234,15 +234,15 @@ fn later(a: i64, b: Duration) -> i64 {
     a.saturating_add(dur(b))
 }
 
-fn status_of(s: &str) -> Result<EventStatus, StoreError> {
+pub(crate) fn status_of(s: &str) -> Result<EventStatus, StoreError> {
     EventStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
 }
 
-fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
+pub(crate) fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("headers: {e}")))
 }
 
-fn json_text<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+pub(crate) fn json_text<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -261,11 +261,38 @@ fn refresh_event_status(tx: &Connection, event_id: &str) -> rusqlite::Result<()>
 
 // Issue 13: the sending side's extra columns follow the original 14
 // (`subscription_columns`).
-const SUBSCRIPTION_COLUMNS: &str = "id, tenant, object_id, object_type, event_types, callback_url, \
+pub(crate) const SUBSCRIPTION_COLUMNS: &str = "id, tenant, object_id, object_type, event_types, callback_url, \
      callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason, \
      headers, properties, signature_scheme, previous_secret, previous_secret_expires";
 
-fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
+/// Encodes `s` as the values of [`SUBSCRIPTION_COLUMNS`], in that order:
+/// what [`subscription_row`] decodes.
+pub(crate) fn subscription_params(
+    s: &Subscription,
+) -> Result<Vec<rusqlite::types::Value>, StoreError> {
+    use rusqlite::types::Value;
+    let mut values = vec![
+        Value::from(s.id.clone()),
+        Value::from(s.tenant.clone()),
+        Value::from(s.object_id.clone()),
+        Value::from(s.object_type.clone()),
+        Value::from(json_text(&s.event_types)?),
+        Value::from(s.callback_url.clone()),
+        Value::from(s.callback_token.clone()),
+        Value::from(s.context.as_ref().map(json_text).transpose()?),
+        Value::from(ms(s.validity_ms)),
+        Value::from(s.active),
+        Value::from(s.secret.clone()),
+        Value::from(ms(s.created_at_ms)),
+        Value::from(s.failing_since_ms.map(ms)),
+        Value::from(s.disabled_reason.clone()),
+    ];
+    values.extend(super::subscription_columns::values(s)?);
+    Ok(values)
+}
+
+/// Decodes a row of [`SUBSCRIPTION_COLUMNS`].
+pub(crate) fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
     let event_types: String = r.get(4)?;
     let context: Option<String> = r.get(7)?;
     let validity: i64 = r.get(8)?;
@@ -1174,36 +1201,12 @@ impl Store for SqliteStore {
             .run(Priority::Always, move |tx| {
                 let mut s = s.clone();
                 s.created_at_ms = now().max(0) as u64;
-                let extra = super::subscription_columns::values(&s)?;
-                tx.prepare_cached(
-                    "INSERT INTO subscriptions (id, tenant, object_id, object_type, event_types, \
-                     callback_url, callback_token, context, validity, active, secret, created_at, \
-                     failing_since, disabled_reason, headers, properties, signature_scheme, \
-                     previous_secret, previous_secret_expires) \
+                tx.prepare_cached(&format!(
+                    "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-                     ?15, ?16, ?17, ?18, ?19)",
-                )?
-                .execute(params![
-                    s.id,
-                    s.tenant,
-                    s.object_id,
-                    s.object_type,
-                    json_text(&s.event_types)?,
-                    s.callback_url,
-                    s.callback_token,
-                    s.context.as_ref().map(json_text).transpose()?,
-                    ms(s.validity_ms),
-                    s.active as i64,
-                    s.secret,
-                    ms(s.created_at_ms),
-                    s.failing_since_ms.map(ms),
-                    s.disabled_reason,
-                    extra[0],
-                    extra[1],
-                    extra[2],
-                    extra[3],
-                    extra[4]
-                ])?;
+                     ?15, ?16, ?17, ?18, ?19)"
+                ))?
+                .execute(params_from_iter(subscription_params(&s)?))?;
                 Ok(s)
             })
             .await
