@@ -371,8 +371,11 @@ pub(crate) fn parse_time(name: &str, value: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{name}: {value:?} is not a time (UTC, e.g. 2026-12-01T09:30)"))
 }
 
-/// Milliseconds as the console shows times: UTC, to the second.
+/// Milliseconds as the console shows times: UTC, to the second. Times past
+/// the year 9999 (a subscription's `validity` is the caller's to choose,
+/// and humantime refuses to format them) show as the last second of 9999.
 pub(crate) fn show_time(ms: u64) -> String {
+    let ms = ms.min(crate::store::RFC3339_MAX_MS);
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_seconds(t)
         .to_string()
@@ -402,6 +405,7 @@ mod tests {
         assert_eq!(parse_time("since", "1234").unwrap(), 1234);
         assert!(parse_time("since", "yesterday").is_err());
         assert_eq!(show_time(60_000), "1970-01-01 00:01:00");
+        assert_eq!(show_time(u64::MAX), "9999-12-31 23:59:59");
         assert_eq!(show_age(3_725_000), "1h 2m");
     }
 }
