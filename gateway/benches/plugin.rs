@@ -10,7 +10,8 @@
 //! - `chain/*`: one request's whole verify → transform → route chain through
 //!   `Snapshot::process`, on a snapshot compiled from a config;
 //! - `cpu/*`: the no-op call, the `github` 2 KB verify, the Teams transform
-//!   and the chain again, measured in the thread's
+//!   and the chain again, and the three stage calls on a warm instance
+//!   (`cpu/warm/*`, as a route's calls run), measured in the thread's
 //!   CPU time rather than wall time (see `plugin/cpu_time.rs`): on a small
 //!   shared machine that is the number that does not depend on the
 //!   neighbours.
@@ -64,7 +65,10 @@ routes:
 /// A plugin with its `with:` block.
 struct Bound {
     plugin: LoadedPlugin,
+    /// Every call on a fresh instance.
     ctx: CallContext,
+    /// Calls on the use's warm instances, as a route's calls run.
+    warm: CallContext,
 }
 
 /// Everything the benchmarks call, compiled once.
@@ -103,11 +107,15 @@ impl Fixture {
             let ctx = CallContext {
                 plugin: plugin.name().clone(),
                 route: Arc::from("bench"),
-                config: Arc::new(PluginConfig::new(Some(&with))),
+                config: Arc::new(PluginConfig::single_use(Some(&with))),
                 limits: PluginLimits::default(),
                 http: None,
             };
-            Bound { plugin, ctx }
+            let warm = CallContext {
+                config: Arc::new(PluginConfig::new(Some(&with))),
+                ..ctx.clone()
+            };
+            Bound { plugin, ctx, warm }
         };
         let builtin = |name: &str| {
             builtin::get(name)
@@ -281,6 +289,18 @@ fn cpu<M: Measurement>(c: &mut Criterion<M>, f: &Fixture) {
     });
     group.bench_function("chain/process/github+github-teams+by-event", |b| {
         b.to_async(&f.rt).iter(|| f.process());
+    });
+    group.bench_function("warm/noop_verify", |b| {
+        b.to_async(&f.rt)
+            .iter(|| f.noop.plugin.verify(&f.noop.warm, &f.small));
+    });
+    group.bench_function("warm/github_verify/2KB", |b| {
+        b.to_async(&f.rt)
+            .iter(|| f.github.plugin.verify(&f.github.warm, &f.small));
+    });
+    group.bench_function("warm/github_teams_transform/issues_opened", |b| {
+        b.to_async(&f.rt)
+            .iter(|| f.teams.plugin.transform(&f.teams.warm, &f.issue));
     });
     group.finish();
 }

@@ -98,6 +98,21 @@ pub async fn trap() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+pub async fn net() {
+    // `wasi:sockets` is not linked: the component loads (its socket
+    // imports are traps) and its call traps, rather than reaching WASI's
+    // socket code at all.
+    let mut gw = gateway_with("net").await;
+    let body = bad_route_fails_alone(&gw, "trap").await;
+    assert!(gw.is_running());
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("wasi:sockets") || gw.log().contains("wasi:sockets"),
+        "the trap names the missing interface: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 pub async fn hog() {
     let mut gw = gateway_with("hog").await;
     let body = bad_route_fails_alone(&gw, "out_of_memory").await;
@@ -106,6 +121,31 @@ pub async fn hog() {
         "{body}"
     );
     assert!(gw.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_of_one_use_run_on_a_warm_instance() {
+    let p = TestPlugin::component("noop", serde_json::json!({}));
+    assert_eq!(p.warm_instances(), 0);
+    for _ in 0..5 {
+        p.verify(&TestRequest::post(b"{}".to_vec())).unwrap();
+    }
+    assert_eq!(p.warm_instances(), 1, "one after another, one instance");
+    // Another use of the same plugin has its own.
+    let other = TestPlugin::component("noop", serde_json::json!({}));
+    assert_eq!(other.warm_instances(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_that_failed_is_not_reused() {
+    let p = TestPlugin::component("trap", serde_json::json!({}));
+    for _ in 0..3 {
+        assert!(p.verify(&TestRequest::post(b"{}".to_vec())).is_err());
+        assert_eq!(p.warm_instances(), 0, "a trapped instance is dropped");
+    }
+    let hog = TestPlugin::component("hog", serde_json::json!({}));
+    assert!(hog.verify(&TestRequest::post(b"{}".to_vec())).is_err());
+    assert_eq!(hog.warm_instances(), 0, "so is one out of memory");
 }
 
 #[tokio::test(flavor = "multi_thread")]

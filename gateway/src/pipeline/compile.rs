@@ -188,7 +188,11 @@ pub async fn compile(
                 ctx: CallContext {
                     plugin: plugin.name().clone(),
                     route: route_name.clone(),
-                    config: Arc::new(PluginConfig::new(Some(&u.with))),
+                    config: Arc::new(if config.plugins.reuse_instances {
+                        PluginConfig::new(Some(&u.with))
+                    } else {
+                        PluginConfig::single_use(Some(&u.with))
+                    }),
                     limits,
                     http,
                 },

@@ -21,6 +21,7 @@ use super::bindings::v2::hookgate::plugin::host as v2h;
 use super::bindings::v2::hookgate::plugin::http as v2http;
 use super::bindings::v2::hookgate::plugin::types as v2types;
 use super::limits::MemoryLimiter;
+use super::warm::WarmPool;
 
 /// Longest log line a plugin may write; the rest is cut so a plugin cannot
 /// flood the gateway's log.
@@ -44,20 +45,43 @@ pub enum HashAlgorithm {
 
 /// A plugin's `with:` block, prepared once per config generation so calls
 /// only clone an `Arc`.
+///
+/// It is also where the use keeps its warm instances (see [`warm`]): one
+/// `PluginConfig` per use of a plugin, so instances that may have cached
+/// something of this block never serve another.
+///
+/// [`warm`]: super::warm
 #[derive(Debug, Default)]
 pub struct PluginConfig {
     json: String,
     map: serde_json::Map<String, Value>,
+    pub(super) warm: WarmPool,
 }
 
 impl PluginConfig {
-    /// Prepares a `with:` block (an object, or nothing).
+    /// Prepares a `with:` block (an object, or nothing) for a use of a
+    /// plugin whose calls reuse warm instances.
     pub fn new(with: Option<&serde_json::Map<String, Value>>) -> Self {
         let map = with.cloned().unwrap_or_default();
         PluginConfig {
             json: Value::Object(map.clone()).to_string(),
             map,
+            warm: WarmPool::default(),
         }
+    }
+
+    /// Like [`new`](Self::new), for calls that each get a fresh instance
+    /// (one-off calls, and measuring the fresh-instance path).
+    pub fn single_use(with: Option<&serde_json::Map<String, Value>>) -> Self {
+        PluginConfig {
+            warm: WarmPool::off(),
+            ..Self::new(with)
+        }
+    }
+
+    /// Instances this use keeps warm right now.
+    pub fn warm_instances(&self) -> usize {
+        self.warm.parked()
     }
 }
 
@@ -113,6 +137,33 @@ impl CallState {
     /// The limits this call runs under.
     pub(super) fn limits(&self) -> super::PluginLimits {
         self.ctx.limits
+    }
+
+    /// Readies a warm instance's state for its next call: this call's
+    /// context, memory cap and fresh per-call budgets. The memory in use
+    /// stays: it is the instance's.
+    pub(super) fn begin(&mut self, ctx: CallContext, memory_limit: usize) {
+        self.ctx = ctx;
+        self.limiter.renew(memory_limit);
+        self.log_lines = 0;
+        self.random_bytes = 0;
+    }
+
+    /// Lets go of the call's context before the instance is parked: the
+    /// parked store lives in the context's [`PluginConfig`], which must
+    /// not hold itself alive.
+    pub(super) fn park(&mut self) {
+        static PARKED: std::sync::OnceLock<Arc<PluginConfig>> = std::sync::OnceLock::new();
+        let config = PARKED
+            .get_or_init(|| Arc::new(PluginConfig::single_use(None)))
+            .clone();
+        self.ctx.config = config;
+        self.ctx.http = None;
+    }
+
+    /// Linear memory the instance uses now, summed over its memories.
+    pub(super) fn memory_used(&self) -> usize {
+        self.limiter.used()
     }
 }
 
@@ -330,6 +381,155 @@ impl v2http::Host for CallState {
             Err(PluginHttpError::Failed(why)) => Err(v2http::HttpError::Failed(why)),
         }
     }
+}
+
+/// `HasData` for the WASI I/O interfaces, which only need the resource
+/// table (wasmtime-wasi keeps its own such marker private).
+struct WasiIo;
+
+impl wasmtime::component::HasData for WasiIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// Links the part of WASI 0.2 a plugin may use: clocks, random, I/O
+/// streams and polls, the CLI world's environment, exit and stdio (all
+/// empty or closed: see [`CallState::new`]), and the filesystem types and
+/// preopens (no directory is ever preopened, so nothing is reachable:
+/// language runtimes such as componentize-py ask for the list at start).
+///
+/// Deliberately absent: `wasi:sockets` and `wasi:http`. A component that
+/// imports them (`std::net` in Rust, a JavaScript runtime) still loads:
+/// [`stub_unlinked_wasi`] puts traps in their place, and a plugin that
+/// calls one traps instead of reaching the network. Outbound HTTP goes
+/// only through the host's own `http` import, with its allow-list.
+pub(super) fn add_minimal_wasi(
+    l: &mut wasmtime::component::Linker<CallState>,
+) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, io, random};
+    use wasmtime_wasi::random::WasiRandom;
+
+    io::error::add_to_linker::<CallState, WasiIo>(l, |t| &mut t.table)?;
+    io::poll::add_to_linker::<CallState, WasiIo>(l, |t| &mut t.table)?;
+    io::streams::add_to_linker::<CallState, WasiIo>(l, |t| &mut t.table)?;
+    clocks::wall_clock::add_to_linker::<CallState, WasiClocks>(l, CallState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<CallState, WasiClocks>(l, CallState::clocks)?;
+    random::random::add_to_linker::<CallState, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure::add_to_linker::<CallState, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure_seed::add_to_linker::<CallState, WasiRandom>(l, |t| t.wasi.random())?;
+    cli::exit::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
+    cli::environment::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
+    cli::stdin::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
+    cli::stdout::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
+    cli::stderr::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
+    cli::terminal_input::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
+    cli::terminal_output::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
+    cli::terminal_stdin::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
+    cli::terminal_stdout::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
+    cli::terminal_stderr::add_to_linker::<CallState, WasiCli>(l, CallState::cli)?;
+    filesystem::types::add_to_linker::<CallState, WasiFilesystem>(l, CallState::filesystem)?;
+    filesystem::preopens::add_to_linker::<CallState, WasiFilesystem>(l, CallState::filesystem)?;
+    Ok(())
+}
+
+/// The WASI interfaces [`add_minimal_wasi`] links, without versions.
+const LINKED_WASI: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:cli/exit",
+    "wasi:cli/environment",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+];
+
+/// Defines every WASI interface `component` imports that the host does not
+/// link (`wasi:sockets/*`, `wasi:http/*`, ...) as functions that trap and
+/// resources nobody can make.
+///
+/// Not wasmtime's `define_unknown_imports_as_traps`: that one looks
+/// imports up by their exact version, so it would also stub an interface
+/// the linker serves at another compatible 0.2.x version (a guest's
+/// `monotonic-clock@0.2.6` where the host links 0.2.12), and the stub
+/// would win over the real thing.
+pub(super) fn stub_unlinked_wasi(
+    linker: &mut wasmtime::component::Linker<CallState>,
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::ResourceType;
+    use wasmtime::component::types::ComponentItem;
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, IoError};
+
+    // The stubbed interfaces `use` resources of linked ones (a socket's
+    // `pollable` and streams): those must keep their real host types, or
+    // the component's types would not line up. Found by the resource's
+    // identity in the component's own view of its imports.
+    let real = |interface: &str, resource: &str| match (interface, resource) {
+        ("wasi:io/poll", "pollable") => Some(ResourceType::host::<DynPollable>()),
+        ("wasi:io/streams", "input-stream") => Some(ResourceType::host::<DynInputStream>()),
+        ("wasi:io/streams", "output-stream") => Some(ResourceType::host::<DynOutputStream>()),
+        ("wasi:io/error", "error") => Some(ResourceType::host::<IoError>()),
+        _ => None,
+    };
+    let mut shared: Vec<(ResourceType, ResourceType)> = Vec::new();
+    for (name, item) in component.component_type().imports(engine) {
+        let interface = name.split('@').next().unwrap_or(name);
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        for (export, item) in instance.exports(engine) {
+            if let (ComponentItem::Resource(seen), Some(host)) = (item.ty, real(interface, export))
+            {
+                shared.push((seen, host));
+            }
+        }
+    }
+
+    for (name, item) in component.component_type().imports(engine) {
+        let interface = name.split('@').next().unwrap_or(name);
+        if !name.starts_with("wasi:") || LINKED_WASI.contains(&interface) {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        let mut stub = linker.instance(name)?;
+        for (export, item) in instance.exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let what = format!("{name}#{export}");
+                    stub.func_new(export, move |_, _, _, _| {
+                        wasmtime::bail!("plugins have no {what}: the host does not link it")
+                    })?;
+                }
+                ComponentItem::Resource(seen) => {
+                    let ty = shared
+                        .iter()
+                        .find(|(s, _)| *s == seen)
+                        .map_or_else(ResourceType::host::<()>, |(_, host)| *host);
+                    stub.resource(export, ty, |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replaces WASI's `get-random-bytes` and `get-random-u64` with versions

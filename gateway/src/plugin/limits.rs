@@ -92,6 +92,19 @@ impl MemoryLimiter {
     }
 }
 
+impl MemoryLimiter {
+    /// A new call on the same instance: its own cap, no hit yet.
+    pub(super) fn renew(&mut self, limit: usize) {
+        self.limit = limit;
+        self.hit = false;
+    }
+
+    /// Memory in use, summed over the instance's memories.
+    pub(super) fn used(&self) -> usize {
+        self.used
+    }
+}
+
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,

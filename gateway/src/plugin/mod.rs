@@ -1,6 +1,7 @@
 //! The wasmtime host: one [`PluginEngine`] compiles components once into
-//! [`LoadedPlugin`]s (pre-instantiated), and every stage call gets a fresh
-//! `Store` with a deadline and a memory cap.
+//! [`LoadedPlugin`]s (pre-instantiated), and every stage call runs with a
+//! deadline and a memory cap, on a warm instance of the same use of the
+//! plugin or a fresh one ([`warm`]).
 //!
 //! Deliberately not here: which plugin a route uses (that is `pipeline`),
 //! HTTP (that is `ingress`), and file watching (that is `reload`). Nothing
@@ -11,9 +12,11 @@ pub mod builtin;
 mod host;
 mod limits;
 mod types;
+mod warm;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -33,6 +36,11 @@ pub use limits::{
 pub use types::{GuestError, HeaderPair, InboundRequest, Message, PluginResponse, Verdict};
 
 use host::CallState;
+use warm::Warm;
+
+/// Numbers each [`LoadedPlugin`], so a warm instance is only ever handed
+/// back to the plugin it is an instance of.
+static NEXT_PLUGIN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Concurrent plugin instances the pool has room for. Calls run to
 /// completion on the thread that started them, so live instances never
@@ -246,6 +254,8 @@ pub struct PluginEngine {
     linker: Arc<Linker<CallState>>,
     limits: PluginLimits,
     cache: Option<Cache>,
+    /// Warm instances parked across every use (see [`warm`]).
+    warm: Arc<AtomicUsize>,
 }
 
 /// What the on-disk cache of compiled plugins has done since start-up.
@@ -314,7 +324,7 @@ impl PluginEngine {
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::<CallState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        host::add_minimal_wasi(&mut linker)?;
         bindings::v1::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
         bindings::v2::HostView::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
         host::add_random_budget(&mut linker)?;
@@ -325,6 +335,7 @@ impl PluginEngine {
             linker: Arc::new(linker),
             limits,
             cache,
+            warm: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -379,6 +390,18 @@ impl PluginEngine {
                 name: owned_name.clone(),
                 message: format!("{e:#}"),
             };
+            // WASI the host does not link (sockets, HTTP: a component
+            // using `std::net`, or a JS runtime, imports them) becomes
+            // traps, so such a component loads and reaches nothing.
+            // Anything else the host does not know stays an error, so a
+            // component of another world is refused at load.
+            if let Some(name) = foreign_import(&engine, &component) {
+                return Err(link(wasmtime::format_err!(
+                    "it imports `{name}`, which the host does not provide"
+                )));
+            }
+            let mut linker = (*linker).clone();
+            host::stub_unlinked_wasi(&mut linker, &engine, &component).map_err(link)?;
             let pre = linker.instantiate_pre(&component).map_err(link)?;
             let api = Api::of(&pre).map_err(link)?;
             Ok::<_, LoadError>((pre, api))
@@ -389,6 +412,7 @@ impl PluginEngine {
             message: format!("compiler task failed: {e}"),
         })??;
         let mut plugin = LoadedPlugin {
+            id: NEXT_PLUGIN_ID.fetch_add(1, Ordering::Relaxed),
             name: Arc::from(name),
             engine: self.clone(),
             pre,
@@ -403,7 +427,7 @@ impl PluginEngine {
         let ctx = CallContext {
             plugin: plugin.name.clone(),
             route: Arc::from(""),
-            config: Arc::new(PluginConfig::default()),
+            config: Arc::new(PluginConfig::single_use(None)),
             limits,
             http: None,
         };
@@ -582,9 +606,11 @@ pub struct WithError {
     pub message: String,
 }
 
-/// A compiled, pre-instantiated plugin. Cheap to share (`Arc`); each call
-/// instantiates it afresh, so no state survives between webhooks.
+/// A compiled, pre-instantiated plugin. Cheap to share (`Arc`). A call
+/// runs on a warm instance of the same use when one is parked (see
+/// [`warm`]), else on a fresh one.
 pub struct LoadedPlugin {
+    id: u64,
     name: Arc<str>,
     engine: PluginEngine,
     pre: InstancePre<CallState>,
@@ -681,7 +707,7 @@ impl LoadedPlugin {
         let ctx = CallContext {
             plugin: self.name.clone(),
             route: Arc::from(""),
-            config: Arc::new(PluginConfig::new(Some(with))),
+            config: Arc::new(PluginConfig::single_use(Some(with))),
             limits,
             http: None,
         };
@@ -827,14 +853,16 @@ impl LoadedPlugin {
         })
     }
 
-    /// One bounded call: fresh store, memory cap, a deadline checked at
-    /// every epoch tick (where the guest also yields to the runtime), and a
-    /// wall-clock timer around the whole call.
+    /// One bounded call: a warm instance of this use when one is parked,
+    /// else a fresh store and instance; a memory cap; a deadline checked
+    /// at every epoch tick (where the guest also yields to the runtime);
+    /// and a wall-clock timer around the whole call.
     ///
     /// The epoch check alone only fires while wasm code runs: a guest
     /// blocked in a host call (a WASI `poll` on a sleep, say) runs none, so
     /// the outer timer is what makes the deadline hold. Dropping the call's
-    /// future on timeout unwinds the guest's fiber; the store goes with it.
+    /// future on timeout unwinds the guest's fiber; the store goes with it
+    /// (a store is parked again only after a call that returned).
     async fn call<R>(
         &self,
         ctx: &CallContext,
@@ -843,11 +871,27 @@ impl LoadedPlugin {
         let limits = ctx.limits;
         let started = Instant::now();
         let deadline = started + limits.timeout;
-        let mut store = Store::new(
-            &self.engine.engine,
-            CallState::new(ctx.clone(), limits.memory),
-        );
-        store.limiter(|s| &mut s.limiter);
+        let pool = &ctx.config.warm;
+        let (mut store, warm, calls) = match pool.take(self.id) {
+            Some(w) => {
+                let Warm {
+                    mut store,
+                    instance,
+                    calls,
+                    ..
+                } = w;
+                store.data_mut().begin(ctx.clone(), limits.memory);
+                (store, Some(instance), calls)
+            }
+            None => {
+                let mut store = Store::new(
+                    &self.engine.engine,
+                    CallState::new(ctx.clone(), limits.memory),
+                );
+                store.limiter(|s| &mut s.limiter);
+                (store, None, 0)
+            }
+        };
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
@@ -857,11 +901,17 @@ impl LoadedPlugin {
             }
         });
         let work = async {
-            let instance = match self.pre.instantiate_async(&mut store).await {
-                Ok(i) => i,
-                Err(e) => return Err((e, true)),
+            let instance = match warm {
+                Some(i) => i,
+                None => match self.pre.instantiate_async(&mut store).await {
+                    Ok(i) => i,
+                    Err(e) => return Err((e, true)),
+                },
             };
-            f(&mut store, &instance).await.map_err(|e| (e, false))
+            match f(&mut store, &instance).await {
+                Ok(r) => Ok((r, instance)),
+                Err(e) => Err((e, false)),
+            }
         };
         // The epoch callback ends running wasm at the first tick past the
         // deadline; this timer is the backstop for a guest that runs none,
@@ -870,12 +920,38 @@ impl LoadedPlugin {
             plugin = &*self.name, route = &*ctx.route);
         let timed = tokio::time::timeout_at((deadline + EPOCH_TICK).into(), work);
         match tracing::Instrument::instrument(timed, span).await {
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok((r, instance))) => {
+                self.park(pool, store, instance, calls + 1);
+                Ok(r)
+            }
             Ok(Err((e, instantiating))) => Err(self.classify(e, &store, started, instantiating)),
             Err(_elapsed) => Err(PluginError::Timeout {
                 plugin: self.name.clone(),
                 timeout: limits.timeout,
             }),
+        }
+    }
+
+    /// Parks an instance whose call returned, when it is still fit to
+    /// serve (see [`warm`] for the rules).
+    fn park(
+        &self,
+        pool: &warm::WarmPool,
+        mut store: Store<CallState>,
+        instance: Instance,
+        calls: u32,
+    ) {
+        let state = store.data();
+        let fit = pool.enabled()
+            && calls < warm::MAX_CALLS
+            && !state.limiter.hit
+            && state.memory_used() <= state.limits().memory / 2;
+        if !fit {
+            return;
+        }
+        store.data_mut().park();
+        if let Some(w) = Warm::new(&self.engine.warm, self.id, store, instance, calls) {
+            pool.put(w);
         }
     }
 
@@ -920,6 +996,21 @@ impl LoadedPlugin {
             }
         }
     }
+}
+
+/// The first import of `component` that is neither WASI (linked, or a
+/// trap) nor a `hookgate:plugin` interface of a version the host serves.
+fn foreign_import(engine: &Engine, component: &Component) -> Option<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name)
+        .find(|name| {
+            let hookgate = name.starts_with("hookgate:plugin/")
+                && (name.ends_with("@0.1.0") || name.ends_with("@0.2.0"));
+            !(name.starts_with("wasi:") || hookgate)
+        })
+        .map(str::to_owned)
 }
 
 /// wasmtime's cache in `dir` (made absolute, as wasmtime requires).

@@ -39,6 +39,7 @@
 //! `content-type` header. A template that does not compile is a config
 //! error naming the line; so is a template that produces invalid JSON.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use hookgate_plugin_sdk::{self as sdk, Error, Message, Transformer};
@@ -64,27 +65,8 @@ impl Transformer for Template {
             }
         };
 
-        let mut env = Environment::new();
-        env.set_undefined_behavior(undefined);
-        // Named without an extension so nothing is auto-escaped: the output is
-        // whatever the template says, `tojson` is the explicit escape.
-        let tmpl = env
-            .template_from_named_str("template", &source)
-            .map_err(|e| Error::config(describe("`with.template` does not compile", &e)))?;
-
-        let rendered = tmpl.render(context(&msg)?).map_err(|e| {
-            let what = describe("`with.template` failed to render", &e);
-            match e.kind() {
-                // The input lacks or mistypes something the template uses.
-                ErrorKind::UndefinedError
-                | ErrorKind::InvalidOperation
-                | ErrorKind::NonKey
-                | ErrorKind::NonPrimitive
-                | ErrorKind::CannotUnpack
-                | ErrorKind::BadSerialization => Error::invalid_input(what),
-                // The template itself is wrong (unknown filter, bad call...).
-                _ => Error::config(what),
-            }
+        let rendered = with_template(source, undefined, |tmpl| {
+            tmpl.render(context(&msg)?).map_err(render_error)
         })?;
 
         if is_json(&content_type)
@@ -103,6 +85,76 @@ impl Transformer for Template {
 }
 
 sdk::export!(Template, stages: [transform], config: [template, content_type, undefined]);
+
+/// The compiled template of this instance, with what it was compiled from.
+struct Compiled {
+    source: String,
+    undefined: UndefinedBehavior,
+    env: Environment<'static>,
+}
+
+thread_local! {
+    /// The gateway keeps an instance per use of the plugin across calls,
+    /// so the template is compiled at the first call, not at every one.
+    /// Keyed by its source all the same: an instance that were ever handed
+    /// another `with:` block compiles that one.
+    static COMPILED: RefCell<Option<Compiled>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on the template compiled from `source`, compiling it when this
+/// instance has not yet (or had another source).
+fn with_template<T>(
+    source: String,
+    undefined: UndefinedBehavior,
+    f: impl FnOnce(&minijinja::Template<'_, '_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    COMPILED.with_borrow_mut(|compiled| {
+        let fresh = compiled
+            .as_ref()
+            .is_none_or(|c| c.source != source || c.undefined != undefined);
+        if fresh {
+            let mut env = Environment::new();
+            env.set_undefined_behavior(undefined);
+            // Leaked once per instance and source (the instance's memory
+            // goes with the instance): the environment borrows it.
+            let leaked: &'static str = Box::leak(source.clone().into_boxed_str());
+            // Named without an extension so nothing is auto-escaped: the
+            // output is whatever the template says, `tojson` is the
+            // explicit escape.
+            env.add_template("template", leaked)
+                .map_err(|e| Error::config(describe("`with.template` does not compile", &e)))?;
+            *compiled = Some(Compiled {
+                source,
+                undefined,
+                env,
+            });
+        }
+        let Some(c) = compiled.as_ref() else {
+            return Err(Error::other("template cache is empty"));
+        };
+        let tmpl = c
+            .env
+            .get_template("template")
+            .map_err(|e| Error::config(describe("`with.template` does not compile", &e)))?;
+        f(&tmpl)
+    })
+}
+
+/// What a failed render means: the input's fault (400) or the template's.
+fn render_error(e: minijinja::Error) -> Error {
+    let what = describe("`with.template` failed to render", &e);
+    match e.kind() {
+        // The input lacks or mistypes something the template uses.
+        ErrorKind::UndefinedError
+        | ErrorKind::InvalidOperation
+        | ErrorKind::NonKey
+        | ErrorKind::NonPrimitive
+        | ErrorKind::CannotUnpack
+        | ErrorKind::BadSerialization => Error::invalid_input(what),
+        // The template itself is wrong (unknown filter, bad call...).
+        _ => Error::config(what),
+    }
+}
 
 /// Whether `content_type` is a JSON media type.
 fn is_json(content_type: &str) -> bool {

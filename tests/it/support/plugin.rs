@@ -108,6 +108,11 @@ impl TestPlugin {
         }
     }
 
+    /// Warm instances this use keeps between calls.
+    pub fn warm_instances(&self) -> usize {
+        self.ctx.config.warm_instances()
+    }
+
     /// The compiled plugin (stages, version).
     pub fn loaded(&self) -> &LoadedPlugin {
         &self.plugin
