@@ -137,6 +137,36 @@ async fn calls_of_one_use_run_on_a_warm_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn reuse_instances_false_gives_every_call_a_fresh_instance() {
+    let steps = |reuse: bool| async move {
+        let yaml = format!(
+            r#"
+plugins: {{ reuse_instances: {reuse} }}
+destinations: {{ sink: {{ kind: log }} }}
+routes:
+  r:
+    verify: {{ plugin: github, with: {{ secret: s }} }}
+    to: [sink]
+"#
+        );
+        let config = hookgate::config::from_str(&yaml, &|_| None).unwrap();
+        let engine = hookgate::plugin::PluginEngine::new(Default::default()).unwrap();
+        let snapshot = hookgate::pipeline::compile(&config, &engine, None, 1)
+            .await
+            .unwrap();
+        let step = snapshot.routes["r"].verify.as_ref().unwrap();
+        // Unsigned: rejected, which is a call that returned.
+        let req = TestRequest::post(b"{}".to_vec()).to_inbound();
+        for _ in 0..3 {
+            step.plugin.verify(&step.ctx, &req).await.unwrap();
+        }
+        step.ctx.config.warm_instances()
+    };
+    assert_eq!(steps(true).await, 1, "the default keeps one warm");
+    assert_eq!(steps(false).await, 0, "reuse off keeps none");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_instance_that_failed_is_not_reused() {
     let p = TestPlugin::component("trap", serde_json::json!({}));
     for _ in 0..3 {

@@ -198,7 +198,8 @@ impl TestRequest {
         self
     }
 
-    fn to_inbound(&self) -> InboundRequest {
+    /// The request as the gateway hands it to a verifier.
+    pub fn to_inbound(&self) -> InboundRequest {
         InboundRequest {
             method: self.method.clone(),
             path: self.path.clone(),

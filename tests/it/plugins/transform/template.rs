@@ -160,3 +160,22 @@ fn unknown_undefined_mode_is_a_config_error() {
     let reason = config_error(p.transform(json_msg(Some("issues"), &issue())));
     assert!(reason.contains("with.undefined"), "{reason}");
 }
+
+#[test]
+fn each_use_keeps_its_own_template_across_warm_calls() {
+    // The template is compiled once per warm instance: calls of two uses
+    // (two routes) interleaved must each render their own, every time.
+    let a = plugin(json!({ "template": r#"{"use": "a", "n": {{ issue.number }}}"# }));
+    let b = plugin(json!({ "template": r#"{"use": "b", "t": {{ issue.title | tojson }}}"# }));
+    for _ in 0..3 {
+        let out = render(&a, json_msg(Some("issues"), &issue()));
+        assert_eq!(body_json(&out), json!({ "use": "a", "n": 7 }));
+        let out = render(&b, json_msg(Some("issues"), &issue()));
+        assert_eq!(
+            body_json(&out),
+            json!({ "use": "b", "t": "Crash on \"save\" <now>" })
+        );
+    }
+    assert_eq!(a.warm_instances(), 1, "a's calls ran on one warm instance");
+    assert_eq!(b.warm_instances(), 1, "and b's on another");
+}
