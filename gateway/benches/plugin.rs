@@ -27,6 +27,12 @@
 #[path = "plugin/cpu_time.rs"]
 mod cpu_time;
 
+/// The allocator the `hookgate` binary runs with (`src/main.rs`): the
+/// numbers are then what a call costs in the gateway, not under glibc's
+/// malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::sync::Arc;
 

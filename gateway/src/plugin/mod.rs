@@ -61,7 +61,15 @@ const POOL_INSTANCES: u32 = 128;
 /// 41–71 µs; scan + 512 KiB 17–24 / 25–39; scan + 1 MiB 16–17 / 17–25;
 /// scan + 2 MiB 25–27 / 26–40; scan + 16 MiB 16–28 / 25–36 (the scan walks
 /// the whole window).
-const KEEP_RESIDENT_SCANNED: usize = 1 << 20;
+///
+/// Measured again once calls ran on warm instances (teardown then happens
+/// once per instance, not per call; `cpu/stage/*`, thread CPU time,
+/// medians of 6 runs each, idle machine): 1 MiB: no-op 13.6–16.5 µs
+/// (median 15.1), `github` 2 KB verify 15.5–21.7 (17.7); 512 KiB: no-op
+/// 11.9–14.9 (12.3), `github` 16.3–24.0 (21.4). 512 KiB: the scan is
+/// cheaper for small guests; a guest dirtying more than the window pays a
+/// page fault per extra page on its slot's next instantiation.
+const KEEP_RESIDENT_SCANNED: usize = 512 << 10;
 
 /// Guest memory kept resident without `PAGEMAP_SCAN`. Wasmtime then
 /// memsets the whole window on every teardown and `madvise`s the rest, so
