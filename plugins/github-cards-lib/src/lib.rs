@@ -16,6 +16,9 @@
 use hookgate_plugin_sdk::{Error, Message};
 use serde_json::Value;
 
+mod json;
+pub use json::Json;
+
 /// Longest body text (issue body, comment, release notes) put on a card.
 pub const MAX_TEXT: usize = 400;
 /// Longest title.
@@ -93,22 +96,22 @@ pub fn shorten(text: &str, max: usize) -> String {
 }
 
 /// String at JSON pointer `ptr`, or "".
-fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+fn s<'a>(v: &'a Json<'_>, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Json::as_str).unwrap_or("")
 }
 
 /// Number at `ptr`.
-fn n(v: &Value, ptr: &str) -> Option<u64> {
-    v.pointer(ptr).and_then(Value::as_u64)
+fn n(v: &Json<'_>, ptr: &str) -> Option<u64> {
+    v.pointer(ptr).and_then(Json::as_u64)
 }
 
 /// Boolean at `ptr` (missing is false).
-fn b(v: &Value, ptr: &str) -> bool {
-    v.pointer(ptr).and_then(Value::as_bool).unwrap_or(false)
+fn b(v: &Json<'_>, ptr: &str) -> bool {
+    v.pointer(ptr).and_then(Json::as_bool).unwrap_or(false)
 }
 
 /// The first non-empty string among `ptrs`.
-fn first<'a>(v: &'a Value, ptrs: &[&str]) -> &'a str {
+fn first<'a>(v: &'a Json<'_>, ptrs: &[&str]) -> &'a str {
     ptrs.iter()
         .map(|p| s(v, p))
         .find(|x| !x.is_empty())
@@ -133,13 +136,13 @@ fn first_line(text: &str) -> &str {
 }
 
 /// Names of the objects in the array at `ptr` (labels, reviewers...).
-fn names(v: &Value, ptr: &str, key: &str) -> Vec<String> {
+fn names(v: &Json<'_>, ptr: &str, key: &str) -> Vec<String> {
     v.pointer(ptr)
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .map(|items| {
             items
                 .iter()
-                .filter_map(|i| i[key].as_str().map(str::to_owned))
+                .filter_map(|i| i.get(key).and_then(Json::as_str).map(str::to_owned))
                 .collect()
         })
         .unwrap_or_default()
@@ -237,7 +240,8 @@ pub fn render_message(
     msg: &Message,
     render: impl FnOnce(&Card) -> Value,
 ) -> Result<Message, Error> {
-    let payload: Value = msg.json()?;
+    let payload = Json::parse(&msg.body)
+        .map_err(|e| Error::invalid_input(format!("message body is not the expected JSON: {e}")))?;
     let event = msg
         .event_type
         .clone()
@@ -252,7 +256,7 @@ pub fn render_message(
 }
 
 /// Describes any event; unknown ones get a generic card.
-pub fn describe(event: &str, p: &Value) -> Card {
+pub fn describe(event: &str, p: &Json<'_>) -> Card {
     let action = s(p, "/action");
     let mut card = match event {
         "ping" => ping(p),
@@ -274,7 +278,7 @@ pub fn describe(event: &str, p: &Value) -> Card {
 
 /// What every card gets: repository prefix and fact, actor, avatar, a
 /// subtitle and a link even when the event-specific part found none.
-fn finish(card: &mut Card, event: &str, p: &Value, action: &str) {
+fn finish(card: &mut Card, event: &str, p: &Json<'_>, action: &str) {
     let repo = s(p, "/repository/full_name");
     let actor = s(p, "/sender/login");
     if !repo.is_empty() {
@@ -319,14 +323,14 @@ fn finish(card: &mut Card, event: &str, p: &Value, action: &str) {
     card.facts.truncate(8);
 }
 
-fn ping(p: &Value) -> Card {
+fn ping(p: &Json<'_>) -> Card {
     let hook_type = s(p, "/hook/type");
     let events = p
         .pointer("/hook/events")
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .map(|e| {
             e.iter()
-                .filter_map(Value::as_str)
+                .filter_map(Json::as_str)
                 .collect::<Vec<_>>()
                 .join(", ")
         })
@@ -360,7 +364,7 @@ fn ping(p: &Value) -> Card {
 
 /// What `action` did to `noun` ("issue #1", "pull request #2"), as the
 /// phrase after the actor: "added label bug to issue #1".
-fn what_happened(p: &Value, action: &str, noun: &str) -> String {
+fn what_happened(p: &Json<'_>, action: &str, noun: &str) -> String {
     let or_plain = |detail: &str, phrase: String| {
         if detail.is_empty() {
             format!("{} {noun}", action.replace('_', " "))
@@ -416,7 +420,7 @@ fn what_happened(p: &Value, action: &str, noun: &str) -> String {
     }
 }
 
-fn issues(p: &Value, action: &str) -> Card {
+fn issues(p: &Json<'_>, action: &str) -> Card {
     let number = n(p, "/issue/number").unwrap_or(0);
     let title = s(p, "/issue/title");
     let actor = s(p, "/sender/login");
@@ -451,7 +455,7 @@ fn issues(p: &Value, action: &str) -> Card {
     .build()
 }
 
-fn issue_comment(p: &Value, action: &str) -> Card {
+fn issue_comment(p: &Json<'_>, action: &str) -> Card {
     let number = n(p, "/issue/number").unwrap_or(0);
     let title = s(p, "/issue/title");
     let actor = s(p, "/sender/login");
@@ -496,7 +500,7 @@ fn issue_comment(p: &Value, action: &str) -> Card {
     .build()
 }
 
-fn pull_request(p: &Value, action: &str) -> Card {
+fn pull_request(p: &Json<'_>, action: &str) -> Card {
     let number = n(p, "/pull_request/number")
         .or_else(|| n(p, "/number"))
         .unwrap_or(0);
@@ -576,7 +580,7 @@ fn pull_request(p: &Value, action: &str) -> Card {
     .build()
 }
 
-fn pull_request_review(p: &Value, action: &str) -> Card {
+fn pull_request_review(p: &Json<'_>, action: &str) -> Card {
     let number = n(p, "/pull_request/number").unwrap_or(0);
     let title = s(p, "/pull_request/title");
     let actor = s(p, "/sender/login");
@@ -601,7 +605,7 @@ fn pull_request_review(p: &Value, action: &str) -> Card {
         .build()
 }
 
-fn push(p: &Value) -> Card {
+fn push(p: &Json<'_>) -> Card {
     let git_ref = s(p, "/ref");
     let is_tag = git_ref.starts_with("refs/tags/");
     let kind = if is_tag { "tag" } else { "branch" };
@@ -609,9 +613,8 @@ fn push(p: &Value) -> Card {
     let pusher = first(p, &["/pusher/name", "/sender/login"]);
     let commits = p
         .pointer("/commits")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .and_then(Json::as_array)
+        .unwrap_or(&[]);
     let count = commits.len();
     let plural = if count == 1 { "" } else { "s" };
     let (title, subtitle, tone) = if b(p, "/deleted") {
@@ -683,7 +686,7 @@ fn push(p: &Value) -> Card {
         .build()
 }
 
-fn release(p: &Value, action: &str) -> Card {
+fn release(p: &Json<'_>, action: &str) -> Card {
     let tag = s(p, "/release/tag_name");
     let name = first(p, &["/release/name", "/release/tag_name"]);
     let actor = s(p, "/sender/login");
@@ -742,7 +745,7 @@ fn conclusion(status: &str, conclusion: &str) -> (Tone, String) {
     }
 }
 
-fn workflow_run(p: &Value, action: &str) -> Card {
+fn workflow_run(p: &Json<'_>, action: &str) -> Card {
     let name = first(
         p,
         &["/workflow_run/name", "/workflow/name", "/workflow_run/path"],
@@ -795,7 +798,7 @@ fn workflow_run(p: &Value, action: &str) -> Card {
         .build()
 }
 
-fn check_suite(p: &Value, action: &str) -> Card {
+fn check_suite(p: &Json<'_>, action: &str) -> Card {
     let app = first(p, &["/check_suite/app/name", "/check_suite/app/slug"]);
     let app = if app.is_empty() { "Checks" } else { app };
     let branch = s(p, "/check_suite/head_branch");
@@ -835,7 +838,7 @@ fn check_suite(p: &Value, action: &str) -> Card {
         .build()
 }
 
-fn star(p: &Value, action: &str) -> Card {
+fn star(p: &Json<'_>, action: &str) -> Card {
     let actor = s(p, "/sender/login");
     let repo = s(p, "/repository/full_name");
     let (title, verb, tone) = if action == "deleted" {
@@ -855,7 +858,7 @@ fn star(p: &Value, action: &str) -> Card {
         .build()
 }
 
-fn fork(p: &Value) -> Card {
+fn fork(p: &Json<'_>) -> Card {
     let actor = s(p, "/sender/login");
     let forkee = s(p, "/forkee/full_name");
     Builder::new(
@@ -881,7 +884,7 @@ fn fork(p: &Value) -> Card {
 }
 
 /// Any event we have no specific card for.
-fn generic(event: &str, _p: &Value, action: &str) -> Card {
+fn generic(event: &str, _p: &Json<'_>, action: &str) -> Card {
     let event = if event.is_empty() { "event" } else { event };
     let title = if action.is_empty() {
         format!("GitHub {event}")
@@ -898,6 +901,12 @@ fn generic(event: &str, _p: &Value, action: &str) -> Card {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `describe` of a payload written with `json!`.
+    fn describe_value(event: &str, p: &Value) -> Card {
+        let text = p.to_string();
+        describe(event, &Json::parse(text.as_bytes()).expect("json"))
+    }
 
     #[test]
     fn links_are_http_only_and_percent_encoded() {
@@ -919,7 +928,7 @@ mod tests {
     #[test]
     fn merged_pull_request_is_purple() {
         let p = json!({"action": "closed", "pull_request": {"number": 3, "title": "T", "merged": true, "html_url": "https://github.com/o/r/pull/3"}, "repository": {"full_name": "o/r"}, "sender": {"login": "me"}});
-        let c = describe("pull_request", &p);
+        let c = describe_value("pull_request", &p);
         assert_eq!(c.tone, Tone::Merged);
         assert_eq!(c.title, "[o/r] Pull request merged: #3 T");
         assert_eq!(c.subtitle, "me merged pull request #3");
@@ -928,7 +937,7 @@ mod tests {
 
     #[test]
     fn unknown_event_without_urls_still_has_title_and_link() {
-        let c = describe("", &json!({}));
+        let c = describe_value("", &json!({}));
         assert!(!c.title.is_empty());
         assert_eq!(c.link.1, "https://github.com");
         assert!(!c.subtitle.is_empty());
@@ -937,7 +946,7 @@ mod tests {
     #[test]
     fn failed_workflow_is_red() {
         let p = json!({"action": "completed", "workflow_run": {"name": "CI", "conclusion": "failure", "head_branch": "main", "html_url": "https://x/run"}});
-        let c = describe("workflow_run", &p);
+        let c = describe_value("workflow_run", &p);
         assert_eq!(c.tone, Tone::Bad);
         assert_eq!(c.title, "Workflow CI failed on main");
     }
@@ -948,7 +957,7 @@ mod tests {
             .map(|i| json!({"id": format!("abcdef{i}123"), "message": format!("fix {i}\n\nbody"), "author": {"username": "dev"}}))
             .collect();
         let p = json!({"ref": "refs/heads/main", "commits": commits, "compare": "https://x/compare", "pusher": {"name": "dev"}});
-        let c = describe("push", &p);
+        let c = describe_value("push", &p);
         assert_eq!(c.title, "7 new commits pushed to main");
         let text = c.text.unwrap();
         assert!(text.starts_with("- `abcdef0` fix 0 (dev)"), "{text}");
