@@ -14,7 +14,6 @@
 //! escape what their format needs (Slack's `&`, `<`, `>`).
 
 use hookgate_plugin_sdk::{Error, Message};
-use serde_json::Value;
 
 mod json;
 pub use json::Json;
@@ -228,8 +227,9 @@ impl Builder {
     }
 }
 
-/// The message a transform returns for the GitHub event in `msg`: the JSON
-/// that `render` makes of its card, with `msg`'s id and event type.
+/// The message a transform returns for the GitHub event in `msg`: what
+/// `render` makes of its card (usually `msg.with_json_body(..)` of its
+/// rendering), with the event type set when `render` left none.
 ///
 /// The event is the message's event type (which the `github` verifier sets
 /// from `X-GitHub-Event`), else the `x-github-event` header, so a route
@@ -238,7 +238,7 @@ impl Builder {
 /// that is not JSON is an [`Error::InvalidInput`].
 pub fn render_message(
     msg: &Message,
-    render: impl FnOnce(&Card) -> Value,
+    render: impl FnOnce(&Card, &Message) -> Result<Message, Error>,
 ) -> Result<Message, Error> {
     let payload = Json::parse(&msg.body)
         .map_err(|e| Error::invalid_input(format!("message body is not the expected JSON: {e}")))?;
@@ -248,7 +248,7 @@ pub fn render_message(
         .or_else(|| msg.header("x-github-event").map(str::to_owned))
         .unwrap_or_default();
     let card = describe(&event, &payload);
-    let mut out = msg.with_json_body(&render(&card))?;
+    let mut out = render(&card, msg)?;
     if out.event_type.is_none() && !event.is_empty() {
         out.event_type = Some(event);
     }
@@ -900,7 +900,7 @@ fn generic(event: &str, _p: &Json<'_>, action: &str) -> Card {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     /// `describe` of a payload written with `json!`.
     fn describe_value(event: &str, p: &Value) -> Card {

@@ -32,7 +32,9 @@ struct GithubSlack;
 impl Transformer for GithubSlack {
     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
         let emoji = sdk::config::get_bool("emoji", true)?;
-        let out = hookgate_github_cards::render_message(&msg, |card| render(card, emoji))?;
+        let out = hookgate_github_cards::render_message(&msg, |card, msg| {
+            msg.with_json_body(&render(card, emoji))
+        })?;
         Ok(vec![out])
     }
 }

@@ -40,7 +40,9 @@ impl Transformer for GithubTeams {
                 )));
             }
         };
-        let out = hookgate_github_cards::render_message(&msg, |card| card::render(card, format))?;
+        let out = hookgate_github_cards::render_message(&msg, |card, msg| {
+            msg.with_json_body(&card::render(card, format))
+        })?;
         Ok(vec![out])
     }
 }
