@@ -250,6 +250,10 @@ fn run(
             // operations, and its fsync and the index pages that every
             // webhook dirties (each b-tree's last leaf) are written once for
             // all of them. Never when idle: a lone webhook commits at once.
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the writer is its own OS thread, not a runtime worker"
+            )]
             std::thread::sleep(COMMIT_DELAY);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
