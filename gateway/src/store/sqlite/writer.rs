@@ -238,12 +238,7 @@ fn run(
     let mut last = 0usize;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
+        take_waiting(&mut rx, &mut batch);
         if last >= LOADED_BATCH && batch.len() < MAX_BATCH {
             // Under load, wait a little for more before committing (as
             // PostgreSQL's commit_delay): one commit then serves more
@@ -255,12 +250,7 @@ fn run(
                 reason = "the writer is its own OS thread, not a runtime worker"
             )]
             std::thread::sleep(COMMIT_DELAY);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
+            take_waiting(&mut rx, &mut batch);
         }
         last = batch.len();
         let ingest = batch.iter().filter(|op| op.ingest).count();
@@ -286,6 +276,17 @@ fn run(
         };
         for op in batch.drain(..) {
             op.run.finish(committed.clone());
+        }
+    }
+}
+
+/// Moves the operations already waiting in `rx` into `batch`, up to
+/// [`MAX_BATCH`], without blocking.
+fn take_waiting(rx: &mut mpsc::UnboundedReceiver<Op>, batch: &mut Vec<Op>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
         }
     }
 }
