@@ -102,3 +102,111 @@ async fn a_route_may_keep_a_credential_for_its_destination_but_admin_redacts_it(
         "{event:#}"
     );
 }
+
+/// The stored copy of the inbound request (the console's event page) has
+/// credentials redacted by the same rules as forwarding: Trello's
+/// `X-Trello-Webhook` signature, whose name says nothing, included.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stored_inbound_request_keeps_no_signature() {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+
+    const SECRET: &str = "trello-oauth-secret-for-tests";
+    const CALLBACK: &str = "https://hooks.example.com/hooks/trello";
+    const BODY: &str =
+        r#"{"action":{"id":"5f1a2b3c4d5e6f7a8b9c0d1e","type":"updateCard","data":{}}}"#;
+    let sink = MockReceiver::start().await;
+    let gw = TestGateway::spawn(&format!(
+        r#"
+admin: {{ token: {ADMIN_TOKEN} }}
+destinations:
+  sink: {{ url: "{}", timeout: 5s }}
+routes:
+  trello:
+    verify: {{ plugin: trello, with: {{ secret: "{SECRET}", callback_url: "{CALLBACK}" }} }}
+    to: [sink]
+"#,
+        sink.url("/in")
+    ))
+    .await;
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{BODY}{CALLBACK}").as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let resp = gw
+        .post(
+            "trello",
+            &[
+                ("content-type", "application/json"),
+                ("x-trello-webhook", &signature),
+                ("x-request-note", "plain-visible-value"),
+            ],
+            BODY.as_bytes(),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sink.wait_for(1, Duration::from_secs(10)).await;
+
+    // Sign in to the console over plain HTTP: the sign-in form's cookie is
+    // its CSRF token; the answer to the form sets the session cookie.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test's own client, redirects off to read the session cookie"
+    )]
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let cookie_of = |resp: &reqwest::Response, name: &str| -> String {
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix(&format!("{name}=")))
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_else(|| panic!("no {name} cookie: {:?}", resp.headers()))
+            .to_owned()
+    };
+    let form = client.get(gw.url("/ui")).send().await.unwrap();
+    let csrf = cookie_of(&form, "hookgate_console_login");
+    let signed_in = client
+        .post(gw.url("/ui"))
+        .header("cookie", format!("hookgate_console_login={csrf}"))
+        .form(&[("token", ADMIN_TOKEN), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        signed_in.status().is_redirection(),
+        "{}",
+        signed_in.status()
+    );
+    let session = cookie_of(&signed_in, "hookgate_console");
+    let page = client
+        .get(gw.url(&format!("/ui/events/{id}")))
+        .header("cookie", format!("hookgate_console={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let inbound = html
+        .split("id=\"inbound-headers\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_else(|| panic!("no inbound headers on the page: {html}"));
+    assert!(
+        inbound.contains("<th>x-trello-webhook</th><td>[redacted]</td>"),
+        "{inbound}"
+    );
+    assert!(inbound.contains("plain-visible-value"), "{inbound}");
+    let sig_start = &signature[..12];
+    assert!(
+        !html.contains(sig_start),
+        "the signature is shown: {inbound}"
+    );
+}

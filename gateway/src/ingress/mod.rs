@@ -28,7 +28,7 @@ use crate::pipeline::Outcome;
 use crate::plugin::Message;
 use crate::plugin::{InboundRequest, PluginResponse};
 use crate::state::AppState;
-use crate::store::stats::{InboundView, redact};
+use crate::store::stats::InboundView;
 use crate::store::{Fanout, InsertOptions, Inserted, NewEvent, NewMessage, StoreError};
 
 /// Metric label for requests to routes that do not exist, so unknown names
@@ -258,6 +258,7 @@ async fn handle(
             source_id,
             routed,
             reply,
+            consumed,
         } => {
             tracing::Span::current().record("event_id", event_id.as_str());
             let messages = routed.len();
@@ -289,6 +290,21 @@ async fn handle(
                     }
                 })
                 .collect();
+            // The request's own parts are not needed past this point: they
+            // move into the stored view rather than being copied.
+            let InboundRequest {
+                method,
+                mut path,
+                query,
+                mut headers,
+                ..
+            } = inbound;
+            if !query.is_empty() {
+                path = format!("{path}?{query}");
+            }
+            // Credentials never reach the store: the same rules as for what
+            // is forwarded, the verifier's consumed headers included.
+            crate::pipeline::credential::redact(&mut headers, &consumed);
             let event = NewEvent {
                 id: event_id.clone(),
                 route: route.name.to_string(),
@@ -297,14 +313,9 @@ async fn handle(
                 messages: new_messages,
                 fanout,
                 inbound: Some(InboundView {
-                    method: inbound.method.clone(),
-                    path: if inbound.query.is_empty() {
-                        inbound.path.clone()
-                    } else {
-                        format!("{}?{}", inbound.path, inbound.query)
-                    },
-                    // Credentials never reach the store.
-                    headers: redact(&inbound.headers),
+                    method,
+                    path,
+                    headers,
                 }),
             };
             // The deliveries whose lanes have room are claimed in the

@@ -16,6 +16,7 @@ const KNOWN: &[&str] = &[
     "authorization",
     "proxy-authorization",
     "cookie",
+    "set-cookie",
     // Trello signs with HMAC-SHA1 under this name.
     "x-trello-webhook",
     // Kaizala's callback token.
@@ -64,12 +65,19 @@ pub fn is_credential(name: &str, consumed: &[String]) -> bool {
 /// The text shown instead of a credential's value.
 pub const REDACTED: &str = "[redacted]";
 
-/// Replaces the value of every credential header with [`REDACTED`], for
-/// output that people read (the admin API): even a header a route chose
-/// to keep for its destination is not shown there.
-pub fn redact(headers: &mut [(String, String)]) {
+/// Replaces the value of every credential header with [`REDACTED`] (the
+/// verifier's `consumed` ones included), for what is kept or shown: the
+/// inbound request in the store, the admin API. Even a header a route chose
+/// to keep for its destination is redacted there.
+pub fn redact(headers: &mut [(String, String)], consumed: &[String]) {
     for (name, value) in headers {
-        if is_credential(&name.to_ascii_lowercase(), &[]) {
+        // Names from `http` are lowercase already; a plugin's may not be.
+        let lower = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(name.as_str())
+        };
+        if is_credential(&lower, consumed) {
             *value = REDACTED.to_owned();
         }
     }
@@ -137,8 +145,34 @@ mod tests {
             ("X-Gitlab-Token".to_owned(), "s3cret".to_owned()),
             ("x-gitlab-event".to_owned(), "Push Hook".to_owned()),
         ];
-        redact(&mut h);
+        redact(&mut h, &[]);
         assert_eq!(h[0], ("X-Gitlab-Token".to_owned(), REDACTED.to_owned()));
         assert_eq!(h[1].1, "Push Hook");
+    }
+
+    #[test]
+    fn redact_hides_what_the_verifier_consumed_and_known_provider_headers() {
+        let h = |k: &str| (k.to_owned(), "v".to_owned());
+        let mut headers = vec![
+            h("Authorization"),
+            h("X-Hub-Signature-256"),
+            h("x-gitlab-token"),
+            h("kz-callback-token"),
+            h("Cookie"),
+            h("X-Shopify-Hmac-Sha256"),
+            // Trello's signature: on the known list, its name says nothing.
+            h("x-trello-webhook"),
+            // A custom shared secret only the verifier knows to be one.
+            h("x-our-pass"),
+            h("content-type"),
+            h("X-GitHub-Event"),
+        ];
+        redact(&mut headers, &["x-our-pass".to_owned()]);
+        let kept: Vec<&str> = headers
+            .iter()
+            .filter(|(_, v)| v != REDACTED)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(kept, ["content-type", "X-GitHub-Event"]);
     }
 }

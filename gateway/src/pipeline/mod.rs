@@ -186,6 +186,9 @@ pub enum Outcome {
         routed: Vec<Routed>,
         /// The verifier's reply, sent instead of the default 202.
         reply: Option<PluginResponse>,
+        /// Headers the verifier said it consumed (lowercase): credentials
+        /// of this request, redacted wherever it is kept.
+        consumed: Vec<String>,
     },
     /// Answer with this and deliver nothing (handshake).
     Respond(PluginResponse),
@@ -411,6 +414,7 @@ impl Snapshot {
             source_id,
             routed,
             reply,
+            consumed,
         })
     }
 }
