@@ -9,6 +9,10 @@ struct Sleep;
 
 impl Verifier for Sleep {
     fn verify(_req: Request) -> Result<Verdict, Error> {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the point of this component: a guest blocked in a WASI poll"
+        )]
         std::thread::sleep(std::time::Duration::from_secs(20));
         Ok(Verdict::accept())
     }
