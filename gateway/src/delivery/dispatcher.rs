@@ -12,8 +12,13 @@
 //! *waits* for a permit while holding another. Otherwise the delivery
 //! queues in its lane, a bounded number deep: a lane that is full is
 //! skipped by the poller and by ingest's claims, so a hanging destination
-//! holds its own `concurrency` of attempts and nothing else. Claimed
-//! deliveries that find their lane full are handed back to the store.
+//! holds its own `concurrency` of attempts and nothing else. The poller
+//! claims no more than the lanes have room for (plus a small allowance for
+//! destinations without a lane yet, which the lanes' slack above their cap
+//! absorbs), and a full lane wakes it again only once half its queue has
+//! gone, so a destination slower than ingest costs one claim per batch,
+//! not a claim and dozens of hand-backs per attempt. Claimed deliveries
+//! that still find their lane past its slack are handed back to the store.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::pin;
@@ -71,10 +76,35 @@ struct Lane {
 }
 
 impl Lane {
+    /// Deliveries the lane queues before it counts as full: claims (the
+    /// poller's and ingest's) then leave its deliveries in the store.
+    fn cap(&self) -> usize {
+        self.limit.max(MIN_QUEUE)
+    }
+
     fn full(&self) -> bool {
-        self.queue.len() >= self.limit.max(MIN_QUEUE)
+        self.queue.len() >= self.cap()
+    }
+
+    /// Deliveries the lane can take before it is full: free slots plus
+    /// queue room.
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.in_flight) + self.cap().saturating_sub(self.queue.len())
+    }
+
+    /// Past this a claimed delivery is handed back to the store. The slack
+    /// above `cap` takes a poll's allowance for lanes it did not know of
+    /// ([`POLL_ALLOWANCE`]) and inserts that looked while the lane had room,
+    /// so a claim is not undone by a release, one store write each.
+    fn overflowing(&self) -> bool {
+        self.queue.len() >= self.cap() + POLL_ALLOWANCE
     }
 }
+
+/// What a poll claims beyond the room of the lanes it knows: due
+/// deliveries may be for destinations that have no lane yet. It is also
+/// the lanes' slack above their cap, so it never has to be handed back.
+const POLL_ALLOWANCE: usize = MIN_QUEUE;
 
 #[derive(Debug, Default)]
 struct Lanes {
@@ -212,7 +242,7 @@ impl Dispatcher {
                     lane.in_flight += 1;
                     *in_flight += 1;
                     self.spawn(d, Instant::now());
-                } else if lane.full() || self.stop.is_cancelled() {
+                } else if lane.overflowing() || self.stop.is_cancelled() {
                     give_back.push(d);
                 } else {
                     if lane.in_flight < lane.limit {
@@ -284,7 +314,9 @@ impl Dispatcher {
                     ready.push_back(destination.to_owned());
                 }
             }
-            if lane.skipped && !lane.full() {
+            // Woken at half a queue, not at the first free place: the poll
+            // then claims a batch, not one delivery per finished attempt.
+            if lane.skipped && lane.queue.len() <= lane.cap() / 2 {
                 lane.skipped = false;
                 wake = true;
             }
@@ -320,22 +352,29 @@ impl Dispatcher {
     }
 
     /// The lanes the poller must skip (and marks them), and how many
-    /// deliveries the gateway can take now.
+    /// deliveries to claim: what the gateway can take now, but no more than
+    /// the lanes it knows have room for plus [`POLL_ALLOWANCE`]. Claiming the
+    /// gateway's whole room for a lane with one free place would hand the
+    /// rest straight back, a release per delivery, on every attempt that
+    /// ends while ingest outruns the destination.
     fn poll_plan(&self) -> (Vec<String>, usize) {
         let mut lanes = self.lanes();
-        let room = self
+        let gateway_room = self
             .workers
             .saturating_sub(lanes.in_flight)
             .min(CLAIM_BATCH);
-        lanes.poller_starved = room == 0;
+        lanes.poller_starved = gateway_room == 0;
         let mut skip = Vec::new();
+        let mut lanes_room = POLL_ALLOWANCE;
         for (name, lane) in lanes.map.iter_mut() {
             if lane.full() {
                 lane.skipped = true;
                 skip.push(name.clone());
+            } else {
+                lanes_room += lane.room();
             }
         }
-        (skip, room)
+        (skip, gateway_room.min(lanes_room))
     }
 
     /// The poller: claims due deliveries for lanes with room until `stop`,
