@@ -5,27 +5,35 @@
 
 use std::time::Duration;
 
+use crate::plugins::verify::{b64, hmac_sha1};
 use crate::support::gateway::{ADMIN_TOKEN, TestGateway};
 use crate::support::receiver::MockReceiver;
 
 const TOKEN: &str = "gitlab-shared-token-never-forwarded";
 const BODY: &[u8] = br#"{"object_kind":"push","ref":"refs/heads/main"}"#;
 
-async fn gitlab_gateway(sink: &MockReceiver, keep: &str) -> TestGateway {
+/// A gateway with the admin API and one route `route` (`verify`, and
+/// `extra` YAML lines of the route) delivering to `sink`.
+async fn gateway(sink: &MockReceiver, route: &str, verify: &str, extra: &str) -> TestGateway {
     let yaml = format!(
         r#"
 admin: {{ token: {ADMIN_TOKEN} }}
 destinations:
   sink: {{ url: "{}", timeout: 5s }}
 routes:
-  gitlab:
-    verify: {{ plugin: gitlab, with: {{ secret: "{TOKEN}" }} }}
+  {route}:
+    verify: {verify}
     to: [sink]
-{keep}
+{extra}
 "#,
         sink.url("/in")
     );
     TestGateway::spawn(&yaml).await
+}
+
+async fn gitlab_gateway(sink: &MockReceiver, keep: &str) -> TestGateway {
+    let verify = format!("{{ plugin: gitlab, with: {{ secret: \"{TOKEN}\" }} }}");
+    gateway(sink, "gitlab", &verify, keep).await
 }
 
 /// Posts a GitLab push with its token (and a cookie and a bearer token,
@@ -108,30 +116,19 @@ async fn a_route_may_keep_a_credential_for_its_destination_but_admin_redacts_it(
 /// `X-Trello-Webhook` signature, whose name says nothing, included.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_stored_inbound_request_keeps_no_signature() {
-    use base64::Engine as _;
-    use hmac::{Hmac, Mac};
-
     const SECRET: &str = "trello-oauth-secret-for-tests";
     const CALLBACK: &str = "https://hooks.example.com/hooks/trello";
     const BODY: &str =
         r#"{"action":{"id":"5f1a2b3c4d5e6f7a8b9c0d1e","type":"updateCard","data":{}}}"#;
     let sink = MockReceiver::start().await;
-    let gw = TestGateway::spawn(&format!(
-        r#"
-admin: {{ token: {ADMIN_TOKEN} }}
-destinations:
-  sink: {{ url: "{}", timeout: 5s }}
-routes:
-  trello:
-    verify: {{ plugin: trello, with: {{ secret: "{SECRET}", callback_url: "{CALLBACK}" }} }}
-    to: [sink]
-"#,
-        sink.url("/in")
-    ))
-    .await;
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{BODY}{CALLBACK}").as_bytes());
-    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let verify = format!(
+        "{{ plugin: trello, with: {{ secret: \"{SECRET}\", callback_url: \"{CALLBACK}\" }} }}"
+    );
+    let gw = gateway(&sink, "trello", &verify, "").await;
+    let signature = b64(hmac_sha1(
+        SECRET.as_bytes(),
+        format!("{BODY}{CALLBACK}").as_bytes(),
+    ));
     let resp = gw
         .post(
             "trello",

@@ -181,17 +181,7 @@ async fn a_slow_destination_is_polled_in_batches_without_handing_claims_back() {
         )
         .await,
     );
-    let mut tasks = Vec::new();
-    for i in 0..EVENTS {
-        let gw = gw.clone();
-        tasks.push(tokio::spawn(async move {
-            let resp = gw.post("r", &[], format!("{i}").as_bytes()).await;
-            assert_eq!(resp.status(), 202);
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    post_at_once(&gw, "r", EVENTS).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while sink.count() < EVENTS {
         assert!(
@@ -222,6 +212,23 @@ async fn a_slow_destination_is_polled_in_batches_without_handing_claims_back() {
         handed_back < EVENTS,
         "{handed_back} claims handed back for {EVENTS} deliveries\n{log}"
     );
+}
+
+/// POSTs bodies `0`..`n` to route `route` all at once; each must be
+/// accepted.
+async fn post_at_once(gw: &Arc<TestGateway>, route: &'static str, n: usize) {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                let resp = gw.post(route, &[], format!("{i}").as_bytes()).await;
+                assert_eq!(resp.status(), 202);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
 }
 
 /// `text` without its terminal colour codes (`ESC [ ... m`).
@@ -273,17 +280,7 @@ routes:
         ))
         .await,
     );
-    let mut tasks = Vec::new();
-    for i in 0..EVENTS {
-        let gw = gw.clone();
-        tasks.push(tokio::spawn(async move {
-            let resp = gw.post("all", &[], format!("{i}").as_bytes()).await;
-            assert_eq!(resp.status(), 202);
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    post_at_once(&gw, "all", EVENTS).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !sinks.iter().all(|s| s.count() >= EVENTS) {
         assert!(

@@ -2,4 +2,4 @@
 //! in-process on the real host.
 
 mod transform;
-mod verify;
+pub(crate) mod verify;

@@ -45,7 +45,7 @@ const NOW_MS: u64 = 1_700_000_000_000;
 /// [`NOW_MS`] in Unix seconds.
 const NOW_SECS: i64 = 1_700_000_000;
 
-fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
@@ -63,7 +63,7 @@ fn hmac_sha512(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-fn b64(bytes: impl AsRef<[u8]>) -> String {
+pub(crate) fn b64(bytes: impl AsRef<[u8]>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
