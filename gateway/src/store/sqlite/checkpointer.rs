@@ -13,6 +13,23 @@
 //! to. The writer keeps an automatic checkpoint at
 //! [`BACKSTOP_PAGES`] so the WAL stays bounded should this thread fall
 //! behind or stop.
+//!
+//! Copying the WAL back is not enough: SQLite starts writing the WAL from
+//! its beginning again only when a write transaction begins while every
+//! frame is already in the database file, and under load the writer has
+//! always committed more by the time this thread is done. The WAL then grew
+//! to the backstop, and the writer's automatic checkpoint copied everything
+//! this thread had not (up to an interval of commits) and synced the
+//! database inside a commit: measured with `perf probe` on
+//! `sqlite3WalCheckpoint` in `hookgate-bench --only delivery`, a 15-16 ms
+//! stall of every webhook in flight every 0.6-0.75 s. So once the WAL holds
+//! [`RESTART_FRAMES`], this thread copies it (a second pass for what was
+//! committed during the first) and asks the writer (`restart`) to
+//! checkpoint the commit or two made meanwhile before its next batch: a
+//! short copy, after which that batch starts the WAL over.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -28,7 +45,16 @@ const INTERVAL: Duration = Duration::from_millis(200);
 
 /// The writer's own automatic checkpoint threshold (pages): a bound on the
 /// WAL, not the usual path.
-pub const BACKSTOP_PAGES: u32 = 16_384;
+pub const BACKSTOP_PAGES: u32 = 32_768;
+
+/// WAL frames (64 MiB with 4 KiB pages) from which this thread asks the
+/// writer to let the WAL start over. The writer's share stalls its queue
+/// for one copy and one fsync of the database file (5-10 ms measured), so
+/// it should come rarely: with the 4,096 frames tried first it came at
+/// every pass, 200 ms apart, a larger share of the time than the old
+/// backstop stalls. At this size it comes about once a second under the
+/// load benchmark, and the backstop above is twice as far.
+const RESTART_FRAMES: i64 = BACKSTOP_PAGES as i64 / 2;
 
 /// Stops the thread when the last clone is dropped.
 #[derive(Debug)]
@@ -38,19 +64,21 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     /// Starts checkpointing the database at `path` (already in WAL mode).
-    pub fn start(path: &Path) -> Result<Self, StoreError> {
+    /// Sets `restart` when the writer should checkpoint the rest of the WAL
+    /// before its next batch ([`Writer`](super::writer::Writer) clears it).
+    pub fn start(path: &Path, restart: Arc<AtomicBool>) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(|e| open_err(path, e))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("hookgate-checkpoint".into())
-            .spawn(move || run(&conn, &stopped))
+            .spawn(move || run(&conn, &stopped, &restart))
             .map_err(|e| open_err(path, e))?;
         Ok(Checkpointer { _stop: stop })
     }
 }
 
-fn run(conn: &Connection, stopped: &mpsc::Receiver<()>) {
+fn run(conn: &Connection, stopped: &mpsc::Receiver<()>, restart: &AtomicBool) {
     let mut wait = INTERVAL;
     loop {
         match stopped.recv_timeout(wait) {
@@ -59,8 +87,17 @@ fn run(conn: &Connection, stopped: &mpsc::Receiver<()>) {
             // connection checkpoints what is left.
             _ => return,
         }
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            Ok(()) => wait = INTERVAL,
+        // (busy, frames in the WAL, frames copied to the database file)
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(frames) => {
+                if frames >= RESTART_FRAMES {
+                    // A second pass copies what was committed during the
+                    // first, so the writer's share is a batch or two.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    restart.store(true, Ordering::Release);
+                }
+                wait = INTERVAL;
+            }
             Err(e) => {
                 // The writer's backstop keeps the WAL bounded meanwhile.
                 tracing::warn!(error = %e, "WAL checkpoint failed; retrying");

@@ -160,9 +160,10 @@ impl SqliteStore {
         // Checkpoints run on their own thread; the writer's automatic one
         // is only a bound (see checkpointer.rs).
         conn.pragma_update(None, "wal_autocheckpoint", checkpointer::BACKSTOP_PAGES)?;
-        let checkpointer = Arc::new(Checkpointer::start(&path)?);
+        let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpointer = Arc::new(Checkpointer::start(&path, restart.clone())?);
         let lock = Arc::new(lock);
-        let writer = Writer::start(conn, lock.clone())?;
+        let writer = Writer::start(conn, restart, lock.clone())?;
         Ok(SqliteStore {
             writer,
             readers: Readers::new(path),
@@ -1508,6 +1509,54 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.len(), 1, "due again at once after the restart");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_continuous_writes() {
+        // Before, the WAL only started over once it reached the writer's
+        // backstop, whose checkpoint then stalled a commit for everything
+        // the checkpointer had not copied yet (checkpointer.rs). Twice the
+        // backstop is written here, in commits of 512 KiB a few ms apart,
+        // so the checkpointer (every 200 ms) sees the WAL grow.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        store
+            .write_raw(|tx| {
+                tx.execute_batch("CREATE TABLE filler (b BLOB NOT NULL)")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let backstop = u64::from(checkpointer::BACKSTOP_PAGES) * 4096;
+        let blob = Arc::new(vec![7u8; 64 << 10]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        for _ in 0..2 * backstop / (8 * 64 << 10) {
+            assert!(std::time::Instant::now() < deadline, "writes too slow");
+            let writes: Vec<_> = (0..8)
+                .map(|_| {
+                    let (store, blob) = (store.clone(), blob.clone());
+                    tokio::spawn(async move {
+                        store
+                            .write_raw(move |tx| {
+                                tx.execute("INSERT INTO filler (b) VALUES (?1)", [&blob[..]])?;
+                                Ok(())
+                            })
+                            .await
+                    })
+                })
+                .collect();
+            for w in writes {
+                w.await.unwrap().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let wal = std::fs::metadata(dir.path().join(format!("{DB_FILE}-wal")))
+            .unwrap()
+            .len();
+        assert!(
+            wal < backstop * 3 / 4,
+            "the WAL grew to {wal} bytes (backstop {backstop}): it did not start over"
+        );
     }
 
     #[tokio::test]

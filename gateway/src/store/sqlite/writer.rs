@@ -133,6 +133,7 @@ impl Writer {
     /// data_dir lock) until it has finished its last commit.
     pub fn start(
         conn: Connection,
+        restart: Arc<AtomicBool>,
         hold: Arc<dyn std::any::Any + Send + Sync>,
     ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::unbounded_channel::<Op>();
@@ -144,7 +145,7 @@ impl Writer {
             .name("hookgate-store".into())
             .spawn(move || {
                 let mut conn = conn;
-                run(&mut conn, rx, &waiting, &thread_state);
+                run(&mut conn, rx, &restart, &waiting, &thread_state);
                 thread_state.alive.store(false, Ordering::Release);
                 drop(conn);
                 drop(hold);
@@ -230,6 +231,7 @@ impl Writer {
 fn run(
     conn: &mut Connection,
     mut rx: mpsc::UnboundedReceiver<Op>,
+    restart: &AtomicBool,
     ingest_waiting: &AtomicUsize,
     state: &WriterState,
 ) {
@@ -237,6 +239,16 @@ fn run(
     // Size of the previous batch: a sign of concurrent load.
     let mut last = 0usize;
     while let Some(first) = rx.blocking_recv() {
+        if restart.swap(false, Ordering::AcqRel) {
+            // The checkpointer has copied most of a large WAL: copy what was
+            // committed since (a few commits), so that the batch below
+            // begins with every frame in the database file and SQLite
+            // writes the WAL from its start again (checkpointer.rs).
+            // Operations arriving meanwhile join the batch.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "the writer's WAL checkpoint failed");
+            }
+        }
         batch.push(first);
         take_waiting(&mut rx, &mut batch);
         if last >= LOADED_BATCH && batch.len() < MAX_BATCH {
