@@ -1528,9 +1528,11 @@ mod tests {
             .await
             .unwrap();
         let backstop = u64::from(checkpointer::BACKSTOP_PAGES) * 4096;
-        let blob = Arc::new(vec![7u8; 64 << 10]);
+        const ROW: usize = 64 << 10;
+        let blob = Arc::new(vec![7u8; ROW]);
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        for _ in 0..2 * backstop / (8 * 64 << 10) {
+        // Commits of 8 rows each.
+        for _ in 0..2 * backstop / (8 * ROW as u64) {
             assert!(std::time::Instant::now() < deadline, "writes too slow");
             let writes: Vec<_> = (0..8)
                 .map(|_| {
