@@ -49,11 +49,11 @@ pub const BACKSTOP_PAGES: u32 = 32_768;
 
 /// WAL frames (64 MiB with 4 KiB pages) from which this thread asks the
 /// writer to let the WAL start over. The writer's share stalls its queue
-/// for one copy and one fsync of the database file (5-10 ms measured), so
+/// for one copy and one fsync of the database file (3-17 ms measured), so
 /// it should come rarely: with the 4,096 frames tried first it came at
-/// every pass, 200 ms apart, a larger share of the time than the old
-/// backstop stalls. At this size it comes about once a second under the
-/// load benchmark, and the backstop above is twice as far.
+/// every pass, 200 ms apart (5-10 ms each), a larger share of the time
+/// than the old backstop stalls. At this size it comes every 0.6-0.7 s
+/// under the load benchmark, and the backstop above is twice as far.
 const RESTART_FRAMES: i64 = BACKSTOP_PAGES as i64 / 2;
 
 /// Stops the thread when the last clone is dropped.
