@@ -28,10 +28,9 @@
 //! checkpoint the commit or two made meanwhile before its next batch: a
 //! short copy, after which that batch starts the WAL over.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -92,7 +91,8 @@ fn run(conn: &Connection, stopped: &mpsc::Receiver<()>, restart: &AtomicBool) {
             Ok(frames) => {
                 if frames >= RESTART_FRAMES {
                     // A second pass copies what was committed during the
-                    // first, so the writer's share is a batch or two.
+                    // first, so the writer's share is a batch or two. Should
+                    // it fail, the writer's pass copies more; nothing else.
                     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                     restart.store(true, Ordering::Release);
                 }
