@@ -24,9 +24,10 @@
 //! `sqlite3WalCheckpoint` in `hookgate-bench --only delivery`, a 15-16 ms
 //! stall of every webhook in flight every 0.6-0.75 s. So once the WAL holds
 //! [`RESTART_FRAMES`], this thread copies it (a second pass for what was
-//! committed during the first) and asks the writer (`restart`) to
-//! checkpoint the commit or two made meanwhile before its next batch: a
-//! short copy, after which that batch starts the WAL over.
+//! committed during the first), writes the database file back, and asks
+//! the writer (`restart`) to checkpoint the commit or two made meanwhile
+//! before its next batch: a short copy, after which that batch starts the
+//! WAL over.
 
 use std::fs::File;
 use std::path::Path;
@@ -49,7 +50,7 @@ pub const BACKSTOP_PAGES: u32 = 32_768;
 
 /// WAL frames (64 MiB with 4 KiB pages) from which this thread asks the
 /// writer to let the WAL start over. The writer's share stalls its queue
-/// for one copy and one fsync of the database file (3-17 ms measured), so
+/// for one copy and one fsync of the database file (3-7 ms measured), so
 /// it should come rarely: with the 4,096 frames tried first it came at
 /// every pass, 200 ms apart (5-10 ms each), a larger share of the time
 /// than the old backstop stalls. At this size it comes every 0.6-0.7 s
