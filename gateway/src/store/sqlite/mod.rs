@@ -1548,7 +1548,11 @@ mod tests {
                 })
                 .collect();
             for w in writes {
-                w.await.unwrap().unwrap();
+                tokio::time::timeout_at(deadline.into(), w)
+                    .await
+                    .expect("writes too slow")
+                    .unwrap()
+                    .unwrap();
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
