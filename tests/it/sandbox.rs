@@ -400,6 +400,36 @@ pub async fn liar() {
     );
 }
 
+/// One-off calls at load (`validate-config`, `describe`) have their own
+/// deadline, 5 s: a check slower than a request's deadline (100 ms here)
+/// passes, as a heavy plugin's or a busy machine's does (`github-teams`'s
+/// check was seen over 100 ms in CI, which failed `hookgate check`), and
+/// one that never ends fails the load instead of hanging it.
+#[tokio::test(flavor = "multi_thread")]
+pub async fn slow_check() {
+    let (code, err) = check_with_component(
+        "slow-check",
+        "verify: { plugin: slow-check, with: { check_ms: 300 } }",
+    );
+    assert_eq!(code, Some(0), "{err}");
+
+    let started = Instant::now();
+    let (code, err) = check_with_component(
+        "slow-check",
+        "verify: { plugin: slow-check, with: { check_ms: 60000 } }",
+    );
+    let took = started.elapsed();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("routes.r.verify.with") && err.contains("exceeded its 5s deadline"),
+        "{err}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "check took {took:?}: the load-time deadline is 5 s"
+    );
+}
+
 /// A component built against the frozen WIT 0.1.0 keeps loading and
 /// running beside 0.2.0 ones.
 #[tokio::test(flavor = "multi_thread")]

@@ -214,7 +214,8 @@ pub struct PluginsConfig {
     #[serde(default)]
     pub dir: Option<PathBuf>,
 
-    /// Wall-clock deadline for one plugin call.
+    /// Wall-clock deadline for one plugin call. The calls made when a
+    /// plugin loads (`describe`, `validate-config`) get at least 5 s.
     #[serde(default = "default_plugin_timeout")]
     pub timeout: Duration,
 

@@ -24,6 +24,15 @@ pub const MAX_USE_MEMORY: usize = 256 << 20;
 /// verify or transform is microseconds of work, so 100 ms is generous.
 pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(100);
 
+/// The least deadline of a one-off call at load (`describe`,
+/// `validate-config`), whatever the use's `timeout`. Such a call needs a
+/// fresh instance, runs once per (re)load and is on no request's path, so
+/// the per-request deadline (100 ms by default) only made a config check or
+/// a reload fail when the machine was busy (seen in CI: `validate-config`
+/// of `github-teams` over 100 ms beside many gateways on 2 cores). It is
+/// still a deadline: a plugin that never returns fails the load.
+pub const LOAD_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Granularity of deadlines: the ticker bumps the engine's epoch this often,
 /// and at every tick a running plugin yields to the async runtime and its
 /// deadline is checked. A call is interrupted between `timeout` and

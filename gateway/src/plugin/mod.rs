@@ -31,7 +31,8 @@ use bindings::v2::exports::hookgate::plugin as v2x;
 pub use host::{CallContext, HashAlgorithm, PluginConfig, constant_time_eq, hmac_of};
 pub use limits::{
     DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT, DEFAULT_REQUEST_PLUGIN_TIME,
-    DEFAULT_ROUTE_IN_FLIGHT, EPOCH_TICK, MAX_MESSAGES_PER_REQUEST, MAX_USE_MEMORY,
+    DEFAULT_ROUTE_IN_FLIGHT, EPOCH_TICK, LOAD_CALL_TIMEOUT, MAX_MESSAGES_PER_REQUEST,
+    MAX_USE_MEMORY,
 };
 pub use types::{GuestError, HeaderPair, InboundRequest, Message, PluginResponse, Verdict};
 
@@ -110,6 +111,17 @@ pub struct PluginLimits {
     pub timeout: Duration,
     /// Linear memory cap per instance, in bytes.
     pub memory: usize,
+}
+
+impl PluginLimits {
+    /// These limits for a one-off call at load: the same memory cap, and a
+    /// deadline of at least [`LOAD_CALL_TIMEOUT`](limits::LOAD_CALL_TIMEOUT).
+    fn for_load(self) -> PluginLimits {
+        PluginLimits {
+            timeout: self.timeout.max(limits::LOAD_CALL_TIMEOUT),
+            ..self
+        }
+    }
 }
 
 impl Default for PluginLimits {
@@ -376,7 +388,8 @@ impl PluginEngine {
     /// Like [`load`](Self::load), calling `describe` with `limits`: the
     /// largest any use of the plugin gets, so a plugin that needs more
     /// than the defaults to start (an embedded JS or Python runtime) loads
-    /// where a route gives it that much.
+    /// where a route gives it that much. The deadline is at least
+    /// [`LOAD_CALL_TIMEOUT`]: loading is on no request's path.
     pub async fn load_with(
         &self,
         name: &str,
@@ -436,7 +449,7 @@ impl PluginEngine {
             plugin: plugin.name.clone(),
             route: Arc::from(""),
             config: Arc::new(PluginConfig::single_use(None)),
-            limits,
+            limits: limits.for_load(),
             http: None,
         };
         let describe_error = |e| LoadError::Describe {
@@ -703,7 +716,8 @@ impl LoadedPlugin {
     }
 
     /// Like [`validate_config`](Self::validate_config), with the limits of
-    /// the use whose `with:` it is.
+    /// the use whose `with:` it is (its deadline raised to the load-time
+    /// floor, [`LOAD_CALL_TIMEOUT`]).
     pub async fn validate_config_with(
         &self,
         with: &serde_json::Map<String, serde_json::Value>,
@@ -716,7 +730,7 @@ impl LoadedPlugin {
             plugin: self.name.clone(),
             route: Arc::from(""),
             config: Arc::new(PluginConfig::single_use(Some(with))),
-            limits,
+            limits: limits.for_load(),
             http: None,
         };
         let json = serde_json::Value::Object(with.clone()).to_string();
