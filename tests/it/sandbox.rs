@@ -217,7 +217,9 @@ async fn a_plugin_used_for_a_stage_it_does_not_implement_is_refused() {
 
 /// A verifier blocked in a WASI sleep runs no wasm, so only the gateway's
 /// own wall-clock timer can end it: answered 5xx within its deadline plus
-/// 50 ms, and the route's neighbours keep serving.
+/// 250 ms, and the route's neighbours keep serving. (Without the timer the
+/// answer comes after 20 s; the margin is for CI, where a request beside
+/// many gateways on 2 cores was seen 114 ms late outside any deadline.)
 #[tokio::test(flavor = "multi_thread")]
 pub async fn sleep() {
     let mut gw = gateway_with("sleep").await;
@@ -229,7 +231,7 @@ pub async fn sleep() {
     let elapsed = started.elapsed();
     assert_eq!(resp.status(), 500);
     assert!(
-        elapsed < DEADLINE + Duration::from_millis(50),
+        elapsed < DEADLINE + Duration::from_millis(250),
         "a 20 s sleep in a plugin with a {DEADLINE:?} deadline was answered after {elapsed:?}"
     );
     let body: serde_json::Value = resp.json().await.unwrap();
