@@ -224,10 +224,33 @@ pub trait Router {
 /// `config` (optional) lists the keys the plugin accepts in `with:`. With
 /// it, the gateway refuses a route whose `with:` has any other key (`hookgate
 /// check` reports `routes.r.verify.with.secert: unknown key`); without it,
-/// any keys are accepted. Use the macro once per crate.
+/// any keys are accepted.
+///
+/// `check` (optional) is the function the plugin reads its settings with,
+/// any `fn() -> Result<T, Error>`. The gateway calls it when it loads the
+/// route (`hookgate check`, start-up, every reload), so a value that would
+/// fail every request fails the load instead, at its key:
+/// `routes.r.verify.with.tolerance: must be a whole number, not "soon"`.
+/// Read settings with the [`config`] getters (or report your own errors as
+/// `` Error::config("`with.KEY` what is wrong") ``) to get the key's path.
+///
+/// ```ignore
+/// struct Settings { secret: String, tolerance: u64 }
+///
+/// fn settings() -> Result<Settings, Error> {
+///     Ok(Settings {
+///         secret: sdk::config::require_str("secret")?,
+///         tolerance: sdk::config::get_u64("tolerance", 300)?,
+///     })
+/// }
+///
+/// sdk::export!(MyPlugin, stages: [verify], config: [secret, tolerance], check: settings);
+/// ```
+///
+/// Use the macro once per crate.
 #[macro_export]
 macro_rules! export {
-    ($plugin:ty, stages: [$($stage:ident),* $(,)?] $(, config: [$($key:ident),* $(,)?])? $(,)?) => {
+    ($plugin:ty, stages: [$($stage:ident),* $(,)?] $(, config: [$($key:ident),* $(,)?])? $(, check: $check:expr)? $(,)?) => {
         #[doc(hidden)]
         pub struct __HookgatePluginExports;
 
@@ -245,7 +268,9 @@ macro_rules! export {
                 #[allow(unused_mut, unused_assignments, reason = "without `config:` any key is accepted")]
                 let mut keys: ::std::option::Option<&[&str]> = ::std::option::Option::None;
                 $( keys = ::std::option::Option::Some(&[$(stringify!($key)),*]); )?
-                $crate::config::validate_keys(&config, keys)
+                let checked = $crate::config::validate_keys(&config, keys);
+                $( let checked = checked.and_then(|()| $crate::config::run_check($check)); )?
+                checked
             }
         }
 

@@ -284,8 +284,8 @@ fn rust_build_errors_and_traps_are_reported() {
     );
 
     let panicking = source.replace(
-        "let secret = sdk::config::require_str(\"secret\")?;",
-        "let secret = sdk::config::require_str(\"secret\")?;\n        assert!(req.body.is_empty(), \"bodies are not expected\");",
+        "let secret = secret()?;",
+        "let secret = secret()?;\n        assert!(req.body.is_empty(), \"bodies are not expected\");",
     );
     assert_ne!(panicking, source, "the template changed: update this test");
     std::fs::write(&lib, panicking).unwrap();

@@ -156,3 +156,92 @@ routes:
         "{err}"
     );
 }
+
+/// Values a plugin cannot use fail the load at their key (each plugin's
+/// `check:` runs the code that reads its settings), rather than passing
+/// `check` and failing every request with 500.
+#[test]
+fn a_bad_value_in_a_with_block_is_named_by_check() {
+    let (code, out, err) = check(
+        r#"
+destinations:
+  d: { kind: log }
+routes:
+  r1:
+    verify: { plugin: hmac, with: { secret: abc, header: X-Sig, algorithm: sha999 } }
+    transform: [ { plugin: template, with: { template: "{{ unclosed" } } ]
+    route: { plugin: by-event, with: { rules: [ { to: d }, { to: d, event: 3, equal: x } ] } }
+    to: [d]
+  r2:
+    verify: { plugin: github, with: { secret: abc, allow_sha1: maybe } }
+    transform: [ { plugin: github-teams, with: { card: bogus } } ]
+    to: [d]
+  r3:
+    verify: { plugin: stripe, with: { secret: abc, tolerance: -5 } }
+    to: [d]
+  r4:
+    verify: { plugin: teams-outgoing, with: { secret: "not base64!" } }
+    to: [d]
+  r5:
+    verify: { plugin: github }
+    to: [d]
+  r6:
+    verify: { plugin: gitlab, with: { signing_token: "whsec_not base64!" } }
+    to: [d]
+  r7:
+    verify: { plugin: token, with: { secret: s, param: code, header: x-code } }
+    to: [d]
+"#,
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    for expected in [
+        "routes.r1.verify.with.algorithm: unknown variant `sha999`",
+        "routes.r1.transform[0].with.template: does not compile (line 1)",
+        "routes.r1.route.with.rules: item 2:",
+        "routes.r2.verify.with.allow_sha1: must be true or false, not \"maybe\"",
+        "routes.r2.transform[0].with.card: must be message-card or adaptive, not \"bogus\"",
+        "routes.r3.verify.with.tolerance: must be a whole number, not \"-5\"",
+        "routes.r4.verify.with.secret: must be the base64 security token",
+        "routes.r5.verify.with.secret: is required",
+        "routes.r6.verify.with.signing_token: must be a whsec_<base64> signing token",
+        "routes.r7.verify.with: name one place for the secret",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("10 problem(s)"), "{err}");
+}
+
+/// The same plugins with good values pass, including a use the check cannot
+/// tell from another stage's (salesforce's transform takes no keys).
+#[test]
+fn good_values_in_with_blocks_pass_check() {
+    let (code, out, err) = check(
+        r#"
+destinations:
+  d: { kind: log }
+routes:
+  r1:
+    verify: { plugin: hmac, with: { secret: abc, header: X-Sig, algorithm: sha512, encoding: base64, tolerance: 60, signed: "{timestamp}.{body}", timestamp_header: X-Ts } }
+    transform: [ { plugin: template, with: { template: '{"text": {{ body.action | tojson }}}', undefined: strict } } ]
+    route: { plugin: by-event, with: { rules: [ { to: d, event: "issues*" } ], mode: all } }
+    to: [d]
+  r2:
+    verify: { plugin: github, with: { secret: abc, allow_sha1: true } }
+    transform: [ { plugin: github-teams, with: { card: adaptive } } ]
+    to: [d]
+  r3:
+    verify: { plugin: teams-outgoing, with: { secret: "c2VjcmV0", card_template: '{"type": "AdaptiveCard", "body": []}' } }
+    to: [d]
+  r4:
+    verify: { plugin: salesforce, with: { organization_id: 00D000000000062, secret: s } }
+    transform: [ { plugin: salesforce } ]
+    to: [d]
+  r5:
+    verify: { plugin: standard-webhooks, with: { secret: [ "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" ], tolerance: 120 } }
+    to: [d]
+"#,
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+}

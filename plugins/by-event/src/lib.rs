@@ -149,4 +149,4 @@ impl Router for ByEvent {
     }
 }
 
-sdk::export!(ByEvent, stages: [route], config: [rules, default, mode]);
+sdk::export!(ByEvent, stages: [route], config: [rules, default, mode], check: config);

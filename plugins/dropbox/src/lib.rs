@@ -25,9 +25,22 @@ use hookgate_plugin_sdk::{
 
 struct Dropbox;
 
+/// The route's `with:` block.
+struct Settings {
+    secret: String,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// value that would fail every request fails `hookgate check` instead.
+fn settings() -> Result<Settings, Error> {
+    Ok(Settings {
+        secret: sdk::config::require_str("secret")?,
+    })
+}
+
 impl Verifier for Dropbox {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
+        let Settings { secret } = settings()?;
 
         if req.method == "GET" {
             return Ok(match req.query_param("challenge") {
@@ -48,4 +61,4 @@ impl Verifier for Dropbox {
     }
 }
 
-sdk::export!(Dropbox, stages: [verify], config: [secret]);
+sdk::export!(Dropbox, stages: [verify], config: [secret], check: settings);

@@ -64,4 +64,4 @@ impl Transformer for Filter {
     }
 }
 
-sdk::export!(Filter, stages: [transform]);
+sdk::export!(Filter, stages: [transform], check: config);

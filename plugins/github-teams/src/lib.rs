@@ -29,17 +29,21 @@ use card::Format;
 
 struct GithubTeams;
 
+/// `with.card`; also the load-time check (`export!`'s `check:`), so a
+/// misspelt format fails `hookgate check` rather than every webhook.
+fn format() -> Result<Format, Error> {
+    match sdk::config::get("card").as_deref() {
+        None | Some("message-card") => Ok(Format::MessageCard),
+        Some("adaptive") => Ok(Format::Adaptive),
+        Some(other) => Err(Error::config(format!(
+            "`with.card` must be message-card or adaptive, not {other:?}"
+        ))),
+    }
+}
+
 impl Transformer for GithubTeams {
     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
-        let format = match sdk::config::get("card").as_deref() {
-            None | Some("message-card") => Format::MessageCard,
-            Some("adaptive") => Format::Adaptive,
-            Some(other) => {
-                return Err(Error::config(format!(
-                    "`with.card` must be message-card or adaptive, not {other:?}"
-                )));
-            }
-        };
+        let format = format()?;
         let out = hookgate_github_cards::render_message(&msg, |card, msg| {
             msg.with_json_body(&card::render(card, format))
         })?;
@@ -47,4 +51,4 @@ impl Transformer for GithubTeams {
     }
 }
 
-sdk::export!(GithubTeams, stages: [transform], config: [card]);
+sdk::export!(GithubTeams, stages: [transform], config: [card], check: format);

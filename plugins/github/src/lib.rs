@@ -21,10 +21,24 @@ use hookgate_plugin_sdk::{
 
 struct Github;
 
+/// The route's `with:` block.
+struct Settings {
+    secret: String,
+    allow_sha1: bool,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// missing secret fails `hookgate check` rather than every request.
+fn settings() -> Result<Settings, Error> {
+    Ok(Settings {
+        secret: sdk::config::require_str("secret")?,
+        allow_sha1: sdk::config::get_bool("allow_sha1", false)?,
+    })
+}
+
 impl Verifier for Github {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
-        let allow_sha1 = sdk::config::get_bool("allow_sha1", false)?;
+        let Settings { secret, allow_sha1 } = settings()?;
 
         let verdict = if let Some(header) = req.header("x-hub-signature-256") {
             check(
@@ -89,4 +103,4 @@ fn check(
     }
 }
 
-sdk::export!(Github, stages: [verify], config: [secret, allow_sha1]);
+sdk::export!(Github, stages: [verify], config: [secret, allow_sha1], check: settings);

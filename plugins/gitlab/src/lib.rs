@@ -37,21 +37,43 @@ use hookgate_plugin_sdk::{
 
 struct Gitlab;
 
+/// The route's `with:` block, the signing token decoded.
+struct Settings {
+    secret: Option<String>,
+    signing_key: Option<Vec<u8>>,
+    tolerance: u64,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// missing secret or an undecodable signing token fails `hookgate check`
+/// rather than every request.
+fn settings() -> Result<Settings, Error> {
+    let secret = sdk::config::optional_str("secret")?;
+    let signing_token = sdk::config::optional_str("signing_token")?;
+    let tolerance = sdk::config::get_u64("tolerance", standard_webhooks::DEFAULT_TOLERANCE_SECS)?;
+    if secret.is_none() && signing_token.is_none() {
+        return Err(Error::config(
+            "`with.secret` is required (or `with.signing_token`, or both)",
+        ));
+    }
+    let signing_key = signing_token
+        .as_deref()
+        .map(decode_signing_token)
+        .transpose()?;
+    Ok(Settings {
+        secret,
+        signing_key,
+        tolerance,
+    })
+}
+
 impl Verifier for Gitlab {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::optional_str("secret")?;
-        let signing_token = sdk::config::optional_str("signing_token")?;
-        let tolerance =
-            sdk::config::get_u64("tolerance", standard_webhooks::DEFAULT_TOLERANCE_SECS)?;
-        if secret.is_none() && signing_token.is_none() {
-            return Err(Error::config(
-                "`with.secret` is required (or `with.signing_token`, or both)",
-            ));
-        }
-        let signing_key = signing_token
-            .as_deref()
-            .map(decode_signing_token)
-            .transpose()?;
+        let Settings {
+            secret,
+            signing_key,
+            tolerance,
+        } = settings()?;
 
         if let Some(secret) = &secret {
             let Some(token) = req.header("x-gitlab-token") else {
@@ -93,4 +115,4 @@ fn decode_signing_token(token: &str) -> Result<Vec<u8>, Error> {
         .ok_or_else(|| Error::config("`with.signing_token` must be a whsec_<base64> signing token"))
 }
 
-sdk::export!(Gitlab, stages: [verify], config: [secret, signing_token, tolerance]);
+sdk::export!(Gitlab, stages: [verify], config: [secret, signing_token, tolerance], check: settings);

@@ -34,9 +34,22 @@ use serde::Deserialize;
 
 struct Graph;
 
+/// The route's `with:` block.
+struct Settings {
+    client_state: Option<String>,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// value that would fail every request fails `hookgate check` instead.
+fn settings() -> Result<Settings, Error> {
+    Ok(Settings {
+        client_state: sdk::config::optional_str("client_state")?,
+    })
+}
+
 impl Verifier for Graph {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let client_state = sdk::config::optional_str("client_state")?;
+        let Settings { client_state } = settings()?;
 
         // `query_param` percent-decodes: Graph wants the token decoded.
         if let Some(token) = req.query_param("validationToken") {
@@ -103,4 +116,4 @@ struct Notification {
     lifecycle_event: Option<String>,
 }
 
-sdk::export!(Graph, stages: [verify], config: [client_state]);
+sdk::export!(Graph, stages: [verify], config: [client_state], check: settings);

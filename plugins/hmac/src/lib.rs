@@ -63,10 +63,17 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Hmac;
 
+/// Reads and prepares `with:`; also the load-time check (`export!`'s
+/// `check:`), so an unknown algorithm, a secret that does not decode or a
+/// malformed `signed` template fails `hookgate check` rather than every
+/// request.
+fn settings() -> Result<Prepared, Error> {
+    sdk::config::parse::<Config>()?.prepare()
+}
+
 impl Verifier for Hmac {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let config: Config = sdk::config::parse()?;
-        let prepared = config.prepare()?;
+        let prepared = settings()?;
         Ok(match check(&prepared, &req) {
             Ok(accepted) => Verdict::accept_with(accepted),
             Err(reason) => Verdict::unauthorized(reason),
@@ -406,4 +413,4 @@ fn parse_timestamp(text: &str, format: TimestampFormat) -> Option<i64> {
     }
 }
 
-sdk::export!(Hmac, stages: [verify], config: [secret, secret_encoding, header, algorithm, encoding, prefix, separator, signed, timestamp_header, timestamp_format, tolerance, id_header, event_type_header]);
+sdk::export!(Hmac, stages: [verify], config: [secret, secret_encoding, header, algorithm, encoding, prefix, separator, signed, timestamp_header, timestamp_format, tolerance, id_header, event_type_header], check: settings);

@@ -29,9 +29,22 @@ use serde::Deserialize;
 
 struct Kaizala;
 
+/// The route's `with:` block.
+struct Settings {
+    secret: String,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// value that would fail every request fails `hookgate check` instead.
+fn settings() -> Result<Settings, Error> {
+    Ok(Settings {
+        secret: sdk::config::require_str("secret")?,
+    })
+}
+
 impl Verifier for Kaizala {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
+        let Settings { secret } = settings()?;
 
         let body = serde_json::from_slice::<Body>(&req.body).ok();
         let validation_token = req
@@ -72,4 +85,4 @@ struct Body {
     event_type: Option<String>,
 }
 
-sdk::export!(Kaizala, stages: [verify], config: [secret]);
+sdk::export!(Kaizala, stages: [verify], config: [secret], check: settings);

@@ -132,4 +132,4 @@ fn insert(map: &mut Map<String, Value>, path: &[&str], value: Value) {
     }
 }
 
-sdk::export!(Mailchimp, stages: [verify, transform]);
+sdk::export!(Mailchimp, stages: [verify, transform], config: [secret]);

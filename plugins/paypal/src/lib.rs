@@ -60,13 +60,19 @@ const VALIDATE_PREFIX: &[u8] = b"cmd=_notify-validate&";
 
 struct PayPal;
 
+/// Where to post the message back, from `with:`; also the load-time check
+/// (`export!`'s `check:`).
+fn ipn_url() -> Result<String, Error> {
+    Ok(match sdk::config::optional_str("url")? {
+        Some(url) => url,
+        None if sdk::config::get_bool("sandbox", false)? => SANDBOX_URL.to_owned(),
+        None => LIVE_URL.to_owned(),
+    })
+}
+
 impl Verifier for PayPal {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let url = match sdk::config::optional_str("url")? {
-            Some(url) => url,
-            None if sdk::config::get_bool("sandbox", false)? => SANDBOX_URL.to_owned(),
-            None => LIVE_URL.to_owned(),
-        };
+        let url = ipn_url()?;
         if req.method != "POST" {
             return Ok(Verdict::reject(405, "PayPal IPN messages are POSTs"));
         }
@@ -160,4 +166,4 @@ fn percent_decode(v: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-sdk::export!(PayPal, stages: [verify], config: [sandbox, url]);
+sdk::export!(PayPal, stages: [verify], config: [sandbox, url], check: ipn_url);

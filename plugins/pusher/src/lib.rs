@@ -93,4 +93,4 @@ fn event_type(body: &[u8]) -> Option<String> {
     names.all(|n| n == Some(first)).then(|| first.to_owned())
 }
 
-sdk::export!(Pusher, stages: [verify]);
+sdk::export!(Pusher, stages: [verify], config: [keys], check: keys);

@@ -71,15 +71,32 @@ const ACK: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 
 struct Salesforce;
 
+/// The verify stage's `with:` block: the org id and the `?code=` secret.
+fn settings() -> Result<(String, String), Error> {
+    let org = sdk::config::require_str("organization_id")?;
+    if !matches!(org.trim().len(), 15 | 18) {
+        return Err(Error::config(
+            "`with.organization_id` must be a 15 or 18 character org id",
+        ));
+    }
+    let secret = sdk::config::require_str("secret")?;
+    Ok((org, secret))
+}
+
+/// The load-time check (`export!`'s `check:`). The gateway checks each use
+/// of the plugin without saying which stage it is for, and the transform
+/// takes no keys: a block with none is taken as the transform's; one with
+/// either key must be a whole verify block.
+fn check() -> Result<(), Error> {
+    if sdk::config::get("organization_id").is_none() && sdk::config::get("secret").is_none() {
+        return Ok(());
+    }
+    settings().map(drop)
+}
+
 impl Verifier for Salesforce {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let org = sdk::config::require_str("organization_id")?;
-        if !matches!(org.trim().len(), 15 | 18) {
-            return Err(Error::config(
-                "`with.organization_id` must be a 15 or 18 character org id",
-            ));
-        }
-        let secret = sdk::config::require_str("secret")?;
+        let (org, secret) = settings()?;
 
         match req.query_param(CODE_PARAM) {
             None => return Ok(fault(401, "missing ?code= query parameter")),
@@ -260,4 +277,4 @@ fn is_nil(node: roxmltree::Node<'_, '_>) -> bool {
     node.attribute((XSI_NS, "nil")) == Some("true")
 }
 
-sdk::export!(Salesforce, stages: [verify, transform]);
+sdk::export!(Salesforce, stages: [verify, transform], config: [organization_id, secret], check: check);

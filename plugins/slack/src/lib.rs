@@ -38,10 +38,24 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Slack;
 
+/// The route's `with:` block.
+struct Settings {
+    secret: String,
+    tolerance: u64,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// value that would fail every request fails `hookgate check` instead.
+fn settings() -> Result<Settings, Error> {
+    Ok(Settings {
+        secret: sdk::config::require_str("secret")?,
+        tolerance: sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?,
+    })
+}
+
 impl Verifier for Slack {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
-        let tolerance = sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?;
+        let Settings { secret, tolerance } = settings()?;
 
         let Some(timestamp) = req.header("x-slack-request-timestamp") else {
             return Ok(Verdict::unauthorized(
@@ -121,4 +135,4 @@ struct Event {
     kind: Option<String>,
 }
 
-sdk::export!(Slack, stages: [verify], config: [secret, tolerance]);
+sdk::export!(Slack, stages: [verify], config: [secret, tolerance], check: settings);

@@ -68,11 +68,17 @@ enum Key {
     Ed25519(VerifyingKey),
 }
 
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// key that does not parse fails `hookgate check` rather than every request.
+fn settings() -> Result<(Vec<Key>, u64), Error> {
+    let keys = keys()?;
+    let tolerance = sdk::config::get_u64("tolerance", standard_webhooks::DEFAULT_TOLERANCE_SECS)?;
+    Ok((keys, tolerance))
+}
+
 impl Verifier for StandardWebhooks {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let keys = keys()?;
-        let tolerance =
-            sdk::config::get_u64("tolerance", standard_webhooks::DEFAULT_TOLERANCE_SECS)?;
+        let (keys, tolerance) = settings()?;
 
         // Svix's own headers, only when the standard ones are absent, so a
         // sender that sets both is checked against the standard set.
@@ -256,4 +262,4 @@ struct Payload {
     kind: Option<String>,
 }
 
-sdk::export!(StandardWebhooks, stages: [verify]);
+sdk::export!(StandardWebhooks, stages: [verify], config: [secret, tolerance], check: settings);

@@ -31,10 +31,24 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Stripe;
 
+/// The route's `with:` block.
+struct Settings {
+    secret: String,
+    tolerance: u64,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// value that would fail every request fails `hookgate check` instead.
+fn settings() -> Result<Settings, Error> {
+    Ok(Settings {
+        secret: sdk::config::require_str("secret")?,
+        tolerance: sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?,
+    })
+}
+
 impl Verifier for Stripe {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
-        let tolerance = sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?;
+        let Settings { secret, tolerance } = settings()?;
 
         let Some(header) = req.header("stripe-signature") else {
             return Ok(Verdict::unauthorized("missing Stripe-Signature header"));
@@ -126,4 +140,4 @@ fn event_head(body: &[u8]) -> Accepted {
     accepted
 }
 
-sdk::export!(Stripe, stages: [verify], config: [secret, tolerance]);
+sdk::export!(Stripe, stages: [verify], config: [secret, tolerance], check: settings);

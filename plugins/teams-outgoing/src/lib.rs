@@ -77,16 +77,74 @@ const DEFAULT_REPLY: &str = "Received.";
 
 struct TeamsOutgoing;
 
+/// The reply's card, as `with:` gives it.
+enum Card {
+    None,
+    /// `card`: fixed JSON.
+    Fixed(Value),
+    /// `card_template`: rendered over each activity.
+    Template(String),
+}
+
+/// The route's `with:` block, the security token decoded.
+struct Settings {
+    key: Vec<u8>,
+    reply: Option<String>,
+    forward: bool,
+    card: Card,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// token that is not base64, a card that is not JSON or not a card, or a
+/// template that does not compile fails `hookgate check` rather than every
+/// request.
+fn settings() -> Result<Settings, Error> {
+    let secret = sdk::config::require_str("secret")?;
+    let Some(key) = signature::decode_base64(&secret).filter(|key| !key.is_empty()) else {
+        return Err(Error::config(
+            "`with.secret` must be the base64 security token Teams shows for the webhook",
+        ));
+    };
+    let reply = sdk::config::get("reply");
+    let forward = sdk::config::get_bool("forward", true)?;
+    let card = match (
+        sdk::config::optional_str("card")?,
+        sdk::config::optional_str("card_template")?,
+    ) {
+        (None, None) => Card::None,
+        (Some(card), None) => {
+            let card = serde_json::from_str::<Value>(&card)
+                .map_err(|e| Error::config(format!("`with.card` is not JSON: {e}")))?;
+            // The same check as every reply, once here.
+            reply_message(reply.as_deref(), Some(card.clone())).map_err(Error::config)?;
+            Card::Fixed(card)
+        }
+        (None, Some(template)) => {
+            compile_card(&Environment::new(), &template)?;
+            Card::Template(template)
+        }
+        (Some(_), Some(_)) => {
+            return Err(Error::config(
+                "`with.card` and `with.card_template` exclude each other",
+            ));
+        }
+    };
+    Ok(Settings {
+        key,
+        reply,
+        forward,
+        card,
+    })
+}
+
 impl Verifier for TeamsOutgoing {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
-        let Some(key) = signature::decode_base64(&secret).filter(|key| !key.is_empty()) else {
-            return Err(Error::config(
-                "`with.secret` must be the base64 security token Teams shows for the webhook",
-            ));
-        };
-        let reply_text = sdk::config::get("reply");
-        let forward = sdk::config::get_bool("forward", true)?;
+        let Settings {
+            key,
+            reply: reply_text,
+            forward,
+            card,
+        } = settings()?;
 
         let Some(header) = req.header("authorization") else {
             return Ok(Verdict::unauthorized("missing Authorization header"));
@@ -102,21 +160,10 @@ impl Verifier for TeamsOutgoing {
             ));
         }
 
-        let card = match (
-            sdk::config::optional_str("card")?,
-            sdk::config::optional_str("card_template")?,
-        ) {
-            (None, None) => None,
-            (Some(card), None) => Some(
-                serde_json::from_str::<Value>(&card)
-                    .map_err(|e| Error::config(format!("`with.card` is not JSON: {e}")))?,
-            ),
-            (None, Some(template)) => Some(render_card(&template, &req.body)?),
-            (Some(_), Some(_)) => {
-                return Err(Error::config(
-                    "`with.card` and `with.card_template` exclude each other",
-                ));
-            }
+        let card = match card {
+            Card::None => None,
+            Card::Fixed(card) => Some(card),
+            Card::Template(template) => Some(render_card(&template, &req.body)?),
         };
         let message = reply_message(reply_text.as_deref(), card).map_err(Error::config)?;
         let reply = Response::json(200, &message);
@@ -172,11 +219,7 @@ pub fn reply_message(text: Option<&str>, card: Option<Value>) -> Result<Value, S
 /// Renders `card_template` over the activity and parses the output.
 fn render_card(source: &str, activity: &[u8]) -> Result<Value, Error> {
     let env = Environment::new();
-    // Named without an extension so nothing is auto-escaped; `tojson` is
-    // the explicit escape, as in the `template` plugin.
-    let template = env
-        .template_from_named_str("card_template", source)
-        .map_err(|e| Error::config(format!("`with.card_template` does not compile: {e}")))?;
+    let template = compile_card(&env, source)?;
     let activity: Value = serde_json::from_slice(activity)
         .map_err(|_| Error::invalid_input("the activity is not JSON"))?;
     let mut context: BTreeMap<String, Jinja> = BTreeMap::new();
@@ -194,6 +237,17 @@ fn render_card(source: &str, activity: &[u8]) -> Result<Value, Error> {
             "`with.card_template` output is not JSON ({e}); insert values with `| tojson`"
         ))
     })
+}
+
+/// `card_template` compiled. Named without an extension so nothing is
+/// auto-escaped; `tojson` is the explicit escape, as in the `template`
+/// plugin.
+fn compile_card<'env, 'source>(
+    env: &'env Environment<'env>,
+    source: &'source str,
+) -> Result<minijinja::Template<'env, 'source>, Error> {
+    env.template_from_named_str("card_template", source)
+        .map_err(|e| Error::config(format!("`with.card_template` does not compile: {e}")))
 }
 
 /// JSON to a MiniJinja value.
@@ -224,4 +278,4 @@ struct Activity {
     kind: Option<String>,
 }
 
-sdk::export!(TeamsOutgoing, stages: [verify], config: [secret, reply, forward, card, card_template]);
+sdk::export!(TeamsOutgoing, stages: [verify], config: [secret, reply, forward, card, card_template], check: settings);

@@ -47,23 +47,53 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
 
 struct Template;
 
+/// The route's `with:` block.
+struct Settings {
+    source: String,
+    content_type: String,
+    undefined: UndefinedBehavior,
+}
+
+fn settings() -> Result<Settings, Error> {
+    let source = sdk::config::require_str("template")?;
+    let content_type = sdk::config::get("content_type")
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "application/json".to_owned());
+    let undefined = match sdk::config::get("undefined").as_deref() {
+        None | Some("chainable") => UndefinedBehavior::Chainable,
+        Some("lenient") => UndefinedBehavior::Lenient,
+        Some("strict") => UndefinedBehavior::Strict,
+        Some(other) => {
+            return Err(Error::config(format!(
+                "`with.undefined` must be chainable, lenient or strict, not {other:?}"
+            )));
+        }
+    };
+    Ok(Settings {
+        source,
+        content_type,
+        undefined,
+    })
+}
+
+/// The load-time check (`export!`'s `check:`): the settings, and the
+/// template compiled, so a syntax error fails `hookgate check` with its
+/// line rather than every webhook.
+fn check() -> Result<(), Error> {
+    let Settings {
+        source, undefined, ..
+    } = settings()?;
+    with_template(source, undefined, |_| Ok(()))
+}
+
 impl Transformer for Template {
     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
-        let source = sdk::config::require_str("template")?;
-        let content_type = sdk::config::get("content_type")
-            .map(|c| c.trim().to_owned())
-            .filter(|c| !c.is_empty())
-            .unwrap_or_else(|| "application/json".to_owned());
-        let undefined = match sdk::config::get("undefined").as_deref() {
-            None | Some("chainable") => UndefinedBehavior::Chainable,
-            Some("lenient") => UndefinedBehavior::Lenient,
-            Some("strict") => UndefinedBehavior::Strict,
-            Some(other) => {
-                return Err(Error::config(format!(
-                    "`with.undefined` must be chainable, lenient or strict, not {other:?}"
-                )));
-            }
-        };
+        let Settings {
+            source,
+            content_type,
+            undefined,
+        } = settings()?;
 
         let rendered = with_template(source, undefined, |tmpl| {
             tmpl.render(context(&msg)?).map_err(render_error)
@@ -84,7 +114,7 @@ impl Transformer for Template {
     }
 }
 
-sdk::export!(Template, stages: [transform], config: [template, content_type, undefined]);
+sdk::export!(Template, stages: [transform], config: [template, content_type, undefined], check: check);
 
 /// The compiled template of this instance, with what it was compiled from.
 struct Compiled {

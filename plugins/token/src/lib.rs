@@ -52,15 +52,23 @@ enum Place {
     Basic { username: Option<String> },
 }
 
+/// Reads `with:` (the secret and where it is sent); also the load-time
+/// check (`export!`'s `check:`), so a `with:` that names two places fails
+/// `hookgate check` rather than every request.
+fn settings() -> Result<(String, Place), Error> {
+    let secret = sdk::config::require_str("secret")?;
+    let place = place(
+        sdk::config::optional_str("param")?,
+        sdk::config::optional_str("header")?,
+        sdk::config::get_bool("basic", false)?,
+        sdk::config::optional_str("username")?,
+    )?;
+    Ok((secret, place))
+}
+
 impl Verifier for Token {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
-        let place = place(
-            sdk::config::optional_str("param")?,
-            sdk::config::optional_str("header")?,
-            sdk::config::get_bool("basic", false)?,
-            sdk::config::optional_str("username")?,
-        )?;
+        let (secret, place) = settings()?;
         Ok(match check(&req, &place, &secret) {
             Ok(()) => Verdict::accept(),
             Err(reason) => Verdict::unauthorized(reason),
@@ -135,4 +143,4 @@ fn eq(a: &str, b: &str) -> bool {
     crypto::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
-sdk::export!(Token, stages: [verify]);
+sdk::export!(Token, stages: [verify], config: [secret, param, header, basic, username], check: settings);

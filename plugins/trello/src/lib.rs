@@ -30,10 +30,27 @@ use serde::Deserialize;
 
 struct Trello;
 
+/// The route's `with:` block.
+struct Settings {
+    secret: String,
+    callback_url: String,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// value that would fail every request fails `hookgate check` instead.
+fn settings() -> Result<Settings, Error> {
+    Ok(Settings {
+        secret: sdk::config::require_str("secret")?,
+        callback_url: sdk::config::require_str("callback_url")?,
+    })
+}
+
 impl Verifier for Trello {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
-        let callback_url = sdk::config::require_str("callback_url")?;
+        let Settings {
+            secret,
+            callback_url,
+        } = settings()?;
 
         if req.method == "HEAD" {
             return Ok(Verdict::respond(Response::empty(200)));
@@ -80,4 +97,4 @@ struct Action {
     kind: Option<String>,
 }
 
-sdk::export!(Trello, stages: [verify], config: [secret, callback_url]);
+sdk::export!(Trello, stages: [verify], config: [secret, callback_url], check: settings);

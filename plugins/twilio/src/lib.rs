@@ -42,10 +42,24 @@ use hookgate_plugin_sdk::{
 
 struct Twilio;
 
+/// The route's `with:` block.
+struct Settings {
+    secret: String,
+    url: String,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// value that would fail every request fails `hookgate check` instead.
+fn settings() -> Result<Settings, Error> {
+    Ok(Settings {
+        secret: sdk::config::require_str("secret")?,
+        url: sdk::config::require_str("url")?,
+    })
+}
+
 impl Verifier for Twilio {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
-        let url = sdk::config::require_str("url")?;
+        let Settings { secret, url } = settings()?;
         let candidates = url_variants(&url, &req.query)?;
 
         let Some(header) = req.header("x-twilio-signature") else {
@@ -168,4 +182,4 @@ fn url_variants(configured: &str, query: &str) -> Result<Vec<String>, Error> {
     ])
 }
 
-sdk::export!(Twilio, stages: [verify], config: [secret, url]);
+sdk::export!(Twilio, stages: [verify], config: [secret, url], check: settings);

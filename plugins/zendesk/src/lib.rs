@@ -32,10 +32,24 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Zendesk;
 
+/// The route's `with:` block.
+struct Settings {
+    secret: String,
+    tolerance: u64,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// value that would fail every request fails `hookgate check` instead.
+fn settings() -> Result<Settings, Error> {
+    Ok(Settings {
+        secret: sdk::config::require_str("secret")?,
+        tolerance: sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?,
+    })
+}
+
 impl Verifier for Zendesk {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
-        let tolerance = sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?;
+        let Settings { secret, tolerance } = settings()?;
 
         let Some(timestamp) = req.header("x-zendesk-webhook-signature-timestamp") else {
             return Ok(Verdict::unauthorized(
@@ -96,4 +110,4 @@ fn parse_timestamp(text: &str) -> Option<i64> {
         .or_else(|| sdk::time::parse_rfc3339(text))
 }
 
-sdk::export!(Zendesk, stages: [verify], config: [secret, tolerance]);
+sdk::export!(Zendesk, stages: [verify], config: [secret, tolerance], check: settings);

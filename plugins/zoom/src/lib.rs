@@ -40,10 +40,24 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Zoom;
 
+/// The route's `with:` block.
+struct Settings {
+    secret: String,
+    tolerance: u64,
+}
+
+/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
+/// value that would fail every request fails `hookgate check` instead.
+fn settings() -> Result<Settings, Error> {
+    Ok(Settings {
+        secret: sdk::config::require_str("secret")?,
+        tolerance: sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?,
+    })
+}
+
 impl Verifier for Zoom {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
-        let tolerance = sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?;
+        let Settings { secret, tolerance } = settings()?;
         if let Err(reason) = check(&req, secret.as_bytes(), tolerance) {
             return Ok(Verdict::unauthorized(reason));
         }
@@ -121,4 +135,4 @@ struct Payload {
     plain_token: Option<String>,
 }
 
-sdk::export!(Zoom, stages: [verify]);
+sdk::export!(Zoom, stages: [verify], config: [secret, tolerance], check: settings);

@@ -6,9 +6,15 @@ use hookgate_plugin_sdk::{self as sdk, Error, Message, Transformer};
 
 struct Plugin;
 
+/// Reads `with:`. `export!`'s `check:` also runs it when the gateway loads
+/// the route, so a bad value fails `hookgate check`, not every message.
+fn prefix() -> Result<String, Error> {
+    Ok(sdk::config::optional_str("prefix")?.unwrap_or_else(|| "New event:".into()))
+}
+
 impl Transformer for Plugin {
     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
-        let prefix = sdk::config::optional_str("prefix")?.unwrap_or_else(|| "New event:".into());
+        let prefix = prefix()?;
         // A body that is not JSON is the sender's fault: answered 400.
         let data: serde_json::Value = msg.json()?;
         let event = msg.event_type.as_deref().unwrap_or("event");
@@ -17,4 +23,4 @@ impl Transformer for Plugin {
     }
 }
 
-sdk::export!(Plugin, stages: [transform], config: [prefix]);
+sdk::export!(Plugin, stages: [transform], config: [prefix], check: prefix);

@@ -6,9 +6,15 @@ use sdk::crypto::Algorithm;
 
 struct Plugin;
 
+/// Reads `with:`. `export!`'s `check:` also runs it when the gateway loads
+/// the route, so a missing secret fails `hookgate check`, not every request.
+fn secret() -> Result<String, Error> {
+    sdk::config::require_str("secret")
+}
+
 impl Verifier for Plugin {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let secret = sdk::config::require_str("secret")?;
+        let secret = secret()?;
         let Some(signature) = req.header("x-signature") else {
             return Ok(Verdict::unauthorized("missing X-Signature header"));
         };
@@ -24,4 +30,4 @@ impl Verifier for Plugin {
     }
 }
 
-sdk::export!(Plugin, stages: [verify], config: [secret]);
+sdk::export!(Plugin, stages: [verify], config: [secret], check: secret);
