@@ -252,7 +252,7 @@ async fn subscriber_attempt(
     };
     let sub = match ctx.store.get_subscription(None, sub_id.to_owned()).await {
         Ok(Some(s)) => s,
-        Ok(None) => return fail("the subscription was deleted".into()),
+        Ok(None) => return fail(crate::store::SUBSCRIPTION_DELETED.into()),
         Err(e) => {
             return Subscriber::Sent(
                 DeliveryOutcome::Retry(

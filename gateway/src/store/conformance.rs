@@ -39,6 +39,9 @@ macro_rules! suite {
             postponing_uses_no_retry_and_counts_no_attempt,
             pages_are_newest_first_with_a_cursor_and_filters,
             a_disabled_subscription_parks_its_deliveries_until_it_is_enabled,
+            a_park_is_settled_against_the_subscription_as_it_is_when_written,
+            deleting_a_subscription_dead_letters_what_waits_for_it,
+            a_re_enable_racing_a_park_leaves_nothing_parked,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -931,6 +934,234 @@ pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(st
         order.push(one[0].event_id.clone());
     }
     assert_eq!(order, ["evt_0", "evt_1", "evt_2", "evt_3"]);
+}
+
+/// An attempt decides to park on what it read of the subscription; the
+/// owner may have re-enabled it (or deleted it) since. The store settles
+/// the park against the subscription as it is when the outcome is written,
+/// in the same transaction, so the re-enable's requeue and the park cannot
+/// miss each other and leave a delivery parked under an active
+/// subscription.
+pub async fn a_park_is_settled_against_the_subscription_as_it_is_when_written(store: S) {
+    store
+        .create_subscription(subscription("wh_1", "t", "g", &["*"]))
+        .await
+        .unwrap();
+    store.insert(publish("evt_0", "A"), opts()).await.unwrap();
+    let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let park = |d: &DueDelivery| AttemptRecord {
+        status: None,
+        ..attempt(
+            d,
+            0,
+            NextState::Park {
+                reason: "parked: the subscription is disabled".into(),
+            },
+        )
+    };
+    // Read as disabled, active by the time the outcome is written: due
+    // again at once with a fresh budget, as a re-enable would make it.
+    assert_eq!(
+        store.record(park(&due[0])).await.unwrap(),
+        Recorded::Written
+    );
+    assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
+    let again = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(again.len(), 1, "due again, not parked");
+    assert_eq!(again[0].retries, 0);
+    assert_eq!(status(&store, "evt_0").await, EventStatus::Pending);
+    // Still disabled when written: parked.
+    store
+        .update_subscription(
+            "t".into(),
+            "wh_1".into(),
+            SubscriptionPatch {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.record(park(&again[0])).await.unwrap(),
+        Recorded::Written
+    );
+    assert_eq!(store.parked("wh_1".into(), 10).await.unwrap().len(), 1);
+    // Re-enabled, claimed, and deleted before the park is written: dead,
+    // since nothing could ever send it.
+    store
+        .update_subscription(
+            "t".into(),
+            "wh_1".into(),
+            SubscriptionPatch {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let third = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(third.len(), 1);
+    assert!(
+        store
+            .delete_subscription("t".into(), "wh_1".into())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.record(park(&third[0])).await.unwrap(),
+        Recorded::Written
+    );
+    assert_eq!(status(&store, "evt_0").await, EventStatus::Dead);
+}
+
+/// The race behind the case above, run both ways at once: an attempt that
+/// read the subscription disabled records its park while the owner
+/// re-enables it. Whichever commits first, nothing stays parked under the
+/// enabled subscription.
+pub async fn a_re_enable_racing_a_park_leaves_nothing_parked(store: S) {
+    for round in 0..40 {
+        let sub = format!("wh_{round}");
+        let mut s = subscription(&sub, "t", &format!("g{round}"), &["*"]);
+        s.active = true;
+        store.create_subscription(s).await.unwrap();
+        let mut e = publish(&format!("evt_{round}"), "A");
+        e.fanout[0].object_id = format!("g{round}");
+        store.insert(e, opts()).await.unwrap();
+        let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+        assert_eq!(due.len(), 1);
+        let off = |active| SubscriptionPatch {
+            active: Some(active),
+            ..Default::default()
+        };
+        store
+            .update_subscription("t".into(), sub.clone(), off(false))
+            .await
+            .unwrap()
+            .unwrap();
+        let park = AttemptRecord {
+            status: None,
+            ..attempt(
+                &due[0],
+                0,
+                NextState::Park {
+                    reason: "parked: the subscription is disabled".into(),
+                },
+            )
+        };
+        let (a, b) = (store.clone(), store.clone());
+        let (recorded, enabled) = tokio::join!(
+            tokio::spawn(async move { a.record(park).await }),
+            tokio::spawn({
+                let sub = sub.clone();
+                async move { b.update_subscription("t".into(), sub, off(true)).await }
+            }),
+        );
+        assert_eq!(recorded.unwrap().unwrap(), Recorded::Written);
+        assert!(enabled.unwrap().unwrap().is_some());
+        assert!(
+            store.parked(sub.clone(), 10).await.unwrap().is_empty(),
+            "round {round}: parked under an enabled subscription"
+        );
+        assert_eq!(
+            claim_until(&store, 1, Duration::from_secs(10)).await.len(),
+            1,
+            "round {round}: due again"
+        );
+    }
+}
+
+/// A deleted subscription cannot be enabled again, so what it had parked,
+/// and what waits for a retry, is dead-lettered with the delete: otherwise
+/// it would wait forever, its events never finished and never pruned. A
+/// delivery in flight is left to its attempt, which finds the subscription
+/// gone.
+pub async fn deleting_a_subscription_dead_letters_what_waits_for_it(store: S) {
+    for id in ["wh_1", "wh_2"] {
+        store
+            .create_subscription(subscription(id, "t", "g", &["*"]))
+            .await
+            .unwrap();
+    }
+    store.insert(publish("evt_0", "A"), opts()).await.unwrap();
+    // evt_0: one delivery each; wh_1's is claimed (in flight) and wh_2's
+    // is waiting for a retry.
+    let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 2);
+    let (to_1, to_2): (Vec<_>, Vec<_>) = due.iter().partition(|d| d.destination == "sub:wh_1");
+    assert_eq!(
+        store
+            .record(attempt(to_2[0], 500, NextState::Retry { after: LONG }))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    store
+        .update_subscription(
+            "t".into(),
+            "wh_1".into(),
+            SubscriptionPatch {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    // evt_1: parked for wh_1 (disabled), due for wh_2.
+    store.insert(publish("evt_1", "A"), opts()).await.unwrap();
+    assert_eq!(store.parked("wh_1".into(), 10).await.unwrap().len(), 1);
+
+    assert!(
+        store
+            .delete_subscription("t".into(), "wh_1".into())
+            .await
+            .unwrap()
+    );
+    assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
+    let detail = store.get("evt_1".into()).await.unwrap().unwrap();
+    let to_deleted = detail
+        .deliveries
+        .iter()
+        .find(|d| d.destination == "sub:wh_1")
+        .unwrap();
+    assert_eq!(to_deleted.state, EventStatus::Dead);
+    assert_eq!(
+        to_deleted.last_error.as_deref(),
+        Some(crate::store::SUBSCRIPTION_DELETED)
+    );
+    // The one in flight is left to its attempt (its record still lands).
+    assert_eq!(
+        store
+            .record(attempt(to_1[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    assert!(
+        store
+            .delete_subscription("t".into(), "wh_2".into())
+            .await
+            .unwrap()
+    );
+    // Nothing waits any more: evt_1 is dead, evt_0 dead (wh_2's retry),
+    // and retention prunes both.
+    assert_eq!(status(&store, "evt_0").await, EventStatus::Dead);
+    assert_eq!(status(&store, "evt_1").await, EventStatus::Dead);
+    // Pruning takes what was received before now (ms).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store
+        .prune(Retention {
+            delivered: Duration::ZERO,
+            dead: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+    assert!(store.get("evt_0".into()).await.unwrap().is_none());
+    assert!(store.get("evt_1".into()).await.unwrap().is_none());
 }
 
 // ---- Shared engines: two stores (two gateways) on one database ----------

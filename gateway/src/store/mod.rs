@@ -46,6 +46,10 @@ use crate::plugin::Message;
 /// Deliveries to a subscription have destination `sub:<subscription id>`.
 pub const SUBSCRIBER_PREFIX: &str = "sub:";
 
+/// Why a delivery to a deleted subscription is dead (deleting it
+/// dead-letters what waits for it; an attempt in flight finds it gone).
+pub const SUBSCRIPTION_DELETED: &str = "the subscription was deleted";
+
 /// Why a store operation failed. Engines map their own errors into it, so
 /// no caller depends on an engine's error type.
 #[derive(Debug, thiserror::Error)]

@@ -46,8 +46,8 @@ use super::{
     AttemptHealth, AttemptRecord, AttemptView, DeliveryView, DueDelivery, DueHook, EventDetail,
     EventFilter, EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken,
     MessageView, NewEvent, NextState, ParkedDelivery, Recorded, ReplayTarget, Retention,
-    SUBSCRIBER_PREFIX, SignatureScheme, Store, StoreError, Subscription, SubscriptionHealth,
-    SubscriptionPatch, rfc3339,
+    SUBSCRIBER_PREFIX, SUBSCRIPTION_DELETED, SignatureScheme, Store, StoreError, Subscription,
+    SubscriptionHealth, SubscriptionPatch, rfc3339,
 };
 use crate::plugin::Message;
 
@@ -419,14 +419,18 @@ async fn insert_event(
     event: NewEvent,
     opts: &InsertOptions,
 ) -> Result<(Inserted, bool), StoreError> {
-    // Subscriptions matching each fan-out, resolved in this transaction.
+    // Subscriptions matching each fan-out, resolved in this transaction
+    // under a share lock: a re-enable or a delete of one of them waits for
+    // this insert and then sees its deliveries (parked ones requeued or
+    // dead-lettered), or commits first and is seen here.
     let mut fanout_targets: Vec<Vec<(String, bool)>> = Vec::with_capacity(event.fanout.len());
     if !event.fanout.is_empty() {
         let stmt = tx
             .prepare_cached(
                 "SELECT id, active FROM subscriptions WHERE validity > hookgate_now_ms() \
                  AND object_type = $1 AND object_id = $2 AND ($3::text IS NULL OR tenant = $3) \
-                 AND ($4 = ANY(event_types) OR '*' = ANY(event_types)) ORDER BY id",
+                 AND ($4 = ANY(event_types) OR '*' = ANY(event_types)) ORDER BY id \
+                 FOR SHARE",
             )
             .await?;
         for f in &event.fanout {
@@ -1298,14 +1302,43 @@ impl Store for PostgresStore {
     }
 
     async fn delete_subscription(&self, tenant: String, id: String) -> Result<bool, StoreError> {
-        let conn = self.conn().await?;
-        Ok(conn
-            .execute(
-                "DELETE FROM subscriptions WHERE id = $1 AND tenant = $2",
-                &[&id, &tenant],
-            )
-            .await?
-            > 0)
+        let r = async {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM subscriptions WHERE id = $1 AND tenant = $2",
+                    &[&id, &tenant],
+                )
+                .await?
+                > 0;
+            if deleted {
+                // What waits for it (parked, or due later) can never be
+                // sent: dead now, so its events finish and are pruned in
+                // time. One in flight is left to its attempt, which finds
+                // the subscription gone. The conditions are on the updated
+                // rows themselves, so a row claimed meanwhile is re-checked.
+                let rows = tx
+                    .query(
+                        "UPDATE deliveries SET state = 'dead', lease_token = NULL, \
+                         next_attempt_at = hookgate_now_ms(), last_error = $2 \
+                         WHERE destination = $1 AND (state = 'parked' OR (state = 'pending' \
+                           AND (lease_token IS NULL OR next_attempt_at <= hookgate_now_ms()))) \
+                         RETURNING event_id",
+                        &[&format!("{SUBSCRIBER_PREFIX}{id}"), &SUBSCRIPTION_DELETED],
+                    )
+                    .await?;
+                let events = rows
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<Result<Vec<String>, _>>()?;
+                refresh_statuses(&tx, events).await?;
+            }
+            tx.commit().await?;
+            Ok(deleted)
+        }
+        .await;
+        self.note(r)
     }
 
     async fn subscription_outcome(

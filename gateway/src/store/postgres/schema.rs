@@ -168,6 +168,60 @@ BEGIN
     RETURN TRUE;
 END $$;
 "#,
+    // 2: a park is settled against the subscription as it is when it is
+    // written. The attempt decided to park on an earlier read; under a
+    // share lock on the subscription's row, a re-enable (which requeues
+    // what is parked) or a delete (which dead-letters it) either committed
+    // before and is seen here, or waits for this transaction and then finds
+    // the delivery parked. Locks are taken subscription first, then the
+    // delivery, as the re-enable and the delete take them.
+    r#"
+CREATE OR REPLACE FUNCTION hookgate_record(
+    p_id bigint, p_token bigint, p_state text, p_delay bigint, p_attempted integer,
+    p_retried integer, p_last_error text, p_at bigint, p_status integer, p_latency bigint,
+    p_error text, p_response text
+) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    ev text;
+    dest text;
+    sub_active boolean;
+    fresh_budget boolean := FALSE;
+BEGIN
+    IF p_state = 'parked' THEN
+        SELECT destination INTO dest FROM deliveries WHERE id = p_id;
+        IF dest LIKE 'sub:%' THEN
+            SELECT active INTO sub_active FROM subscriptions
+                WHERE id = substr(dest, 5) FOR SHARE;
+            IF NOT FOUND THEN
+                p_state := 'dead';
+                p_last_error := 'the subscription was deleted';
+            ELSIF sub_active THEN
+                p_state := 'pending';
+                p_delay := 0;
+                p_last_error := NULL;
+                fresh_budget := TRUE;
+            END IF;
+        END IF;
+    END IF;
+    UPDATE deliveries SET state = p_state, next_attempt_at = hookgate_now_ms() + p_delay,
+        lease_token = NULL, attempts = attempts + p_attempted,
+        retries = CASE WHEN fresh_budget THEN 0 ELSE retries + p_retried END,
+        last_error = p_last_error
+    WHERE id = p_id AND lease_token = p_token AND state = 'pending'
+    RETURNING event_id INTO ev;
+    IF ev IS NULL THEN
+        RETURN FALSE;
+    END IF;
+    IF p_attempted > 0 THEN
+        INSERT INTO attempts (delivery_id, attempted_at, status, latency_ms, error, response)
+        VALUES (p_id, p_at, p_status, p_latency, p_error, p_response);
+    END IF;
+    IF p_state NOT IN ('pending', 'parked') THEN
+        PERFORM hookgate_refresh_status(ev);
+    END IF;
+    RETURN TRUE;
+END $$;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -37,7 +37,8 @@ use super::{
     AttemptHealth, AttemptRecord, AttemptView, DeliveryView, DueDelivery, EventDetail, EventFilter,
     EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken, MessageView,
     NewEvent, NextState, ParkedDelivery, Recorded, ReplayTarget, Retention, SUBSCRIBER_PREFIX,
-    Store, StoreError, Subscription, SubscriptionHealth, SubscriptionPatch, rfc3339,
+    SUBSCRIPTION_DELETED, Store, StoreError, Subscription, SubscriptionHealth, SubscriptionPatch,
+    rfc3339,
 };
 use crate::plugin::Message;
 use checkpointer::Checkpointer;
@@ -696,6 +697,20 @@ fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, StoreError> {
         NextState::Dead { reason } => ("dead", now, 1, 0, Some(reason.clone())),
         NextState::Park { reason } => ("parked", now, 0, 0, Some(reason.clone())),
     };
+    // A park was decided on a read of the subscription made before this
+    // transaction; settle it against the subscription as it is now, in the
+    // writer, so that a re-enable (which requeues what is parked) and this
+    // park cannot miss each other.
+    let (state, last_error, fresh_budget) = match &a.next {
+        NextState::Park { .. } => match parked_under(tx, a.delivery_id)? {
+            Some(SubscriptionNow::Active) => ("pending", None, true),
+            Some(SubscriptionNow::Deleted) => {
+                ("dead", Some(SUBSCRIPTION_DELETED.to_owned()), false)
+            }
+            Some(SubscriptionNow::Disabled) | None => (state, last_error, false),
+        },
+        _ => (state, last_error, false),
+    };
     // The lease is checked in the update itself: a stale token changes
     // nothing, and then no attempt row is written either. No `RETURNING`:
     // SQLite runs such a statement in its own statement journal (a copy of
@@ -727,6 +742,10 @@ fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, StoreError> {
     let Some(event_id) = event_id else {
         return Ok(Recorded::LeaseLost);
     };
+    if fresh_budget {
+        tx.prepare_cached("UPDATE deliveries SET retries = 0 WHERE id = ?1")?
+            .execute(params![a.delivery_id])?;
+    }
     if attempted > 0 {
         tx.prepare_cached(
             "INSERT INTO attempts (delivery_id, attempted_at, status, latency_ms, error, response) \
@@ -746,6 +765,71 @@ fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, StoreError> {
         refresh_event_status(tx, &event_id)?;
     }
     Ok(Recorded::Written)
+}
+
+/// With its subscription deleted, what was parked for it or waits for a
+/// retry can never be sent: dead now, with the reason, so that its events
+/// finish (and retention prunes them). A delivery in flight (leased, lease
+/// not run out) is left to its attempt, which finds the subscription gone.
+fn dead_letter_orphans(tx: &Connection, subscription_id: &str) -> Result<(), StoreError> {
+    let now = now();
+    let events: Vec<String> = tx
+        .prepare_cached(
+            "UPDATE deliveries SET state = 'dead', lease_token = NULL, next_attempt_at = ?2, \
+             last_error = ?3 \
+             WHERE destination = ?1 AND (state = 'parked' OR (state = 'pending' \
+               AND (lease_token IS NULL OR next_attempt_at <= ?2))) \
+             RETURNING event_id",
+        )?
+        .query_map(
+            params![
+                format!("{SUBSCRIBER_PREFIX}{subscription_id}"),
+                now,
+                SUBSCRIPTION_DELETED
+            ],
+            |r| r.get(0),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut events = events;
+    events.sort_unstable();
+    events.dedup();
+    for e in &events {
+        refresh_event_status(tx, e)?;
+    }
+    Ok(())
+}
+
+/// A subscription as a park finds it when it is written.
+enum SubscriptionNow {
+    Active,
+    Disabled,
+    Deleted,
+}
+
+/// The subscription a delivery would be parked under, as it is now; `None`
+/// when the delivery is not to a subscriber (or is gone).
+fn parked_under(tx: &Connection, delivery_id: i64) -> Result<Option<SubscriptionNow>, StoreError> {
+    let row: Option<(String, Option<bool>)> = tx
+        .prepare_cached(
+            "SELECT d.destination, s.active FROM deliveries d \
+             LEFT JOIN subscriptions s ON s.id = substr(d.destination, ?2) \
+             WHERE d.id = ?1",
+        )?
+        .query_row(
+            params![delivery_id, SUBSCRIBER_PREFIX.len() as i64 + 1],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(match row {
+        Some((destination, active)) if destination.starts_with(SUBSCRIBER_PREFIX) => {
+            Some(match active {
+                Some(true) => SubscriptionNow::Active,
+                Some(false) => SubscriptionNow::Disabled,
+                None => SubscriptionNow::Deleted,
+            })
+        }
+        _ => None,
+    })
 }
 
 /// One batch of a replay: requeues up to [`BATCH_ROWS`] matching
@@ -1307,10 +1391,14 @@ impl Store for SqliteStore {
     async fn delete_subscription(&self, tenant: String, id: String) -> Result<bool, StoreError> {
         self.writer
             .run(Priority::Always, move |tx| {
-                Ok(tx
+                let deleted = tx
                     .prepare_cached("DELETE FROM subscriptions WHERE id = ?1 AND tenant = ?2")?
                     .execute(params![id, tenant])?
-                    > 0)
+                    > 0;
+                if deleted {
+                    dead_letter_orphans(tx, &id)?;
+                }
+                Ok(deleted)
             })
             .await
     }
