@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::stats::{BulkReplay, ConsoleFilter, ReplaySet};
 use super::{
     AttemptHealth, AttemptRecord, ClaimNew, DueDelivery, EventFilter, EventStatus, Fanout,
     InsertOptions, Inserted, NewEvent, NewMessage, NextState, Recorded, ReplayTarget, Retention,
@@ -42,6 +43,7 @@ macro_rules! suite {
             a_park_is_settled_against_the_subscription_as_it_is_when_written,
             deleting_a_subscription_dead_letters_what_waits_for_it,
             a_re_enable_racing_a_park_leaves_nothing_parked,
+            a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -574,6 +576,78 @@ pub async fn bulk_replay_covers_more_than_one_batch(store: S) {
         .unwrap();
     assert_eq!(n as usize, N, "exactly the filtered set, across batches");
     assert_eq!(status(&store, "evt_other").await, EventStatus::Dead);
+}
+
+/// The console's bulk replay requeues the confirmed set in batches (its own
+/// transactions, so it never holds ingest or many row locks for long),
+/// refuses a set that changed since it was confirmed, and leaves a delivery
+/// that went in flight since the count to its attempt.
+pub async fn a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight(store: S) {
+    const N: usize = 1_100;
+    for i in 0..N {
+        insert_one(&*store, &format!("evt_{i:05}"), None, &["d"]).await;
+    }
+    insert_one(&*store, "evt_other", None, &["e"]).await;
+    loop {
+        let due = store.claim_due(500, LONG, Vec::new()).await.unwrap();
+        if due.is_empty() {
+            break;
+        }
+        for d in &due {
+            store
+                .record(attempt(d, 500, NextState::Dead { reason: "x".into() }))
+                .await
+                .unwrap();
+        }
+    }
+    // One of them is replayed by hand and claimed: in flight.
+    let detail = store.get("evt_00007".into()).await.unwrap().unwrap();
+    assert!(
+        store
+            .replay_delivery("evt_00007".into(), detail.deliveries[0].id)
+            .await
+            .unwrap()
+    );
+    let in_flight = claim_until(&store, 1, Duration::from_secs(10)).await;
+    assert_eq!(in_flight.len(), 1);
+    let filter = ConsoleFilter {
+        base: EventFilter {
+            destination: Some("d".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let set = store.count_replay_set(filter.clone()).await.unwrap();
+    assert_eq!((set.events, set.deliveries), (N as u64, N as u64 - 1));
+    let stale = ReplaySet {
+        deliveries: set.deliveries + 1,
+        ..set
+    };
+    assert_eq!(
+        store.replay_filtered(filter.clone(), stale).await.unwrap(),
+        BulkReplay::Changed(set),
+        "a set that is not the one confirmed is not replayed"
+    );
+    let BulkReplay::Replayed(done) = store.replay_filtered(filter.clone(), set).await.unwrap()
+    else {
+        panic!("the confirmed set is replayed")
+    };
+    assert_eq!(
+        (done.events, done.deliveries),
+        (N as u64 - 1, N as u64 - 1),
+        "everything but the one in flight, across batches"
+    );
+    assert_eq!(status(&store, "evt_other").await, EventStatus::Dead);
+    // The one in flight still records under its own lease.
+    assert_eq!(
+        store
+            .record(attempt(&in_flight[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    let requeued = store.claim_due(2_000, LONG, Vec::new()).await.unwrap();
+    assert_eq!(requeued.len(), N - 1);
 }
 
 pub async fn retention_prunes_delivered_and_dead_after_their_own_windows(store: S) {

@@ -6,10 +6,10 @@
 
 use tokio_postgres::GenericClient;
 
-use super::{Args, ms, unsigned};
+use super::{Args, BATCH_ROWS, ms, unsigned};
 use crate::store::stats::{
-    Backlog, BulkReplay, COUNT_CAP, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries,
-    ReplaySet, SeriesPoint, StatusCounts,
+    Backlog, COUNT_CAP, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
+    SeriesPoint, StatusCounts,
 };
 use crate::store::{EventPage, EventStatus, EventSummary, StoreError, rfc3339};
 
@@ -207,38 +207,47 @@ pub(super) async fn replay_set(
     })
 }
 
-/// Counts and requeues in one transaction, so what is requeued is what was
-/// counted (rows another gateway is changing right now are left alone).
-pub(super) async fn replay_filtered(
+/// One batch of a console bulk replay, in its own transaction: requeues up
+/// to [`BATCH_ROWS`] deliveries the filter matches with ids above `after`.
+/// The rows are locked as they are picked (`FOR UPDATE OF d SKIP LOCKED`),
+/// so each is checked again as it is now: one another gateway claimed
+/// since the count is in flight and left to finish, and one being changed
+/// right now is skipped. Returns the requeued deliveries' events, how many
+/// were requeued, and the last id taken.
+pub(super) async fn replay_batch_filtered(
     tx: &deadpool_postgres::Transaction<'_>,
     filter: &ConsoleFilter,
-    expected: ReplaySet,
-) -> Result<BulkReplay, StoreError> {
-    let set = replay_set(&**tx, filter).await?;
-    if set != expected {
-        return Ok(BulkReplay::Changed(set));
-    }
+    after: i64,
+) -> Result<(Vec<String>, u64, Option<i64>), StoreError> {
     let mut args = Args::default();
     let where_clause = where_sql(filter, true, &mut args);
     let deliveries_clause = delivery_sql(filter, &mut args);
+    let after = args.add(after);
     let rows = tx
         .query(
             &format!(
-                "UPDATE deliveries SET state = 'pending', retries = 0, lease_token = NULL, \
+                "WITH picked AS (\
+                   SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
+                   WHERE {where_clause} AND {deliveries_clause} AND d.id > {after} \
+                   ORDER BY d.id LIMIT {BATCH_ROWS} FOR UPDATE OF d SKIP LOCKED) \
+                 UPDATE deliveries d SET state = 'pending', retries = 0, lease_token = NULL, \
                    next_attempt_at = hookgate_now_ms() \
-                 WHERE id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
-                              WHERE {where_clause} AND {deliveries_clause}) \
-                 RETURNING event_id"
+                 FROM picked WHERE d.id = picked.id \
+                 RETURNING d.id, d.event_id"
             ),
             &args.refs(),
         )
         .await?;
-    let events = rows
-        .iter()
-        .map(|r| r.try_get::<_, String>(0))
-        .collect::<Result<Vec<_>, _>>()?;
-    super::refresh_statuses(tx, events).await?;
-    Ok(BulkReplay::Replayed(set))
+    let mut last = None;
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        last = last.max(Some(r.try_get::<_, i64>(0)?));
+        events.push(r.try_get::<_, String>(1)?);
+    }
+    events.sort_unstable();
+    events.dedup();
+    super::refresh_statuses(tx, events.clone()).await?;
+    Ok((events, rows.len() as u64, last))
 }
 
 pub(super) async fn replay_delivery(

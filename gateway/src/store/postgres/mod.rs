@@ -1052,9 +1052,11 @@ impl Store for PostgresStore {
             }
             tx.commit().await?;
             total += n;
+            // Until a batch takes nothing: one that skipped rows being
+            // changed right now may take fewer than a full batch.
             match last {
-                Some(last) if n as i64 == BATCH_ROWS => after = last,
-                _ => return Ok(total),
+                Some(last) => after = last,
+                None => return Ok(total),
             }
         }
     }
@@ -1077,17 +1079,25 @@ impl Store for PostgresStore {
             if !locked {
                 return Ok(total);
             }
+            // The conditions are repeated on the deleted rows themselves:
+            // PostgreSQL checks those again on a row another transaction
+            // changed since the subquery read it (an event a replay just
+            // made pending again, a key an insert just took over), but not
+            // the subquery's.
             let n = tx
                 .execute(
                     "DELETE FROM events WHERE id IN (SELECT id FROM events \
                        WHERE (status = 'delivered' AND received_at < hookgate_now_ms() - $1) \
-                          OR (status = 'dead' AND received_at < hookgate_now_ms() - $2) LIMIT $3)",
+                          OR (status = 'dead' AND received_at < hookgate_now_ms() - $2) LIMIT $3) \
+                     AND ((status = 'delivered' AND received_at < hookgate_now_ms() - $1) \
+                          OR (status = 'dead' AND received_at < hookgate_now_ms() - $2))",
                     &[&dur(retention.delivered), &dur(retention.dead), &BATCH_ROWS],
                 )
                 .await?;
             tx.execute(
                 "DELETE FROM dedup WHERE (route, source_id) IN \
-                   (SELECT route, source_id FROM dedup WHERE expires_at <= hookgate_now_ms() LIMIT $1)",
+                   (SELECT route, source_id FROM dedup WHERE expires_at <= hookgate_now_ms() LIMIT $1) \
+                 AND expires_at <= hookgate_now_ms()",
                 &[&BATCH_ROWS],
             )
             .await?;
@@ -1462,14 +1472,38 @@ impl Store for PostgresStore {
         filter: ConsoleFilter,
         expected: ReplaySet,
     ) -> Result<BulkReplay, StoreError> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await?;
-        let r = console::replay_filtered(&tx, &filter, expected).await?;
-        if matches!(r, BulkReplay::Replayed(s) if s.deliveries > 0) {
-            notify(&tx).await?;
+        // The confirmed set is counted again, then requeued in batches,
+        // each its own transaction, so a replay of many never holds many
+        // row locks for long.
+        let set = console::replay_set(&**self.conn().await?, &filter).await?;
+        if set != expected {
+            return Ok(BulkReplay::Changed(set));
         }
-        tx.commit().await?;
-        Ok(r)
+        let mut done = ReplaySet::default();
+        let mut events = std::collections::HashSet::new();
+        let mut after = i64::MIN;
+        loop {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            let (batch, requeued, last) =
+                console::replay_batch_filtered(&tx, &filter, after).await?;
+            if requeued > 0 {
+                notify(&tx).await?;
+            }
+            tx.commit().await?;
+            // Until a batch takes nothing: one that skipped rows being
+            // changed right now may take fewer than a full batch.
+            let Some(last) = last else {
+                return Ok(BulkReplay::Replayed(done));
+            };
+            after = last;
+            done.deliveries += requeued;
+            for e in batch {
+                if events.insert(e) {
+                    done.events += 1;
+                }
+            }
+        }
     }
 
     async fn replay_delivery(

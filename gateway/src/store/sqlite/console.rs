@@ -12,10 +12,10 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use super::{SqliteStore, ms, now, refresh_event_status};
+use super::{BATCH_ROWS, SqliteStore, ms, now, refresh_event_status};
 use crate::store::stats::{
-    Backlog, BulkReplay, COUNT_CAP, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries,
-    ReplaySet, SeriesPoint, StatusCounts,
+    Backlog, COUNT_CAP, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
+    SeriesPoint, StatusCounts,
 };
 use crate::store::{EventPage, EventStatus, EventSummary, StoreError, rfc3339};
 
@@ -266,38 +266,50 @@ impl SqliteStore {
         })
     }
 
-    /// Counts and requeues in one transaction (the writer's), so what is
-    /// requeued is exactly what was counted. Not `Store::replay`: its
-    /// `EventFilter` has no event type, id search or page bound, so it
-    /// would requeue a different set than the one the operator confirmed.
-    pub(super) fn console_replay_filtered(
+    /// One batch of a console bulk replay: requeues up to [`BATCH_ROWS`]
+    /// deliveries the filter matches with ids above `after`, each checked
+    /// again (a delivery that went in flight since the count is left to
+    /// finish). Returns the requeued deliveries' events, how many were
+    /// requeued, and the last id.
+    /// Not `Store::replay`'s batch: its `EventFilter` has no event type, id
+    /// search or page bound, so it would requeue another set than the one
+    /// the operator confirmed.
+    pub(super) fn console_replay_batch(
         c: &Connection,
         filter: &ConsoleFilter,
-        expected: ReplaySet,
-    ) -> Result<BulkReplay, StoreError> {
-        let set = Self::console_replay_set(c, filter)?;
-        if set != expected {
-            return Ok(BulkReplay::Changed(set));
-        }
+        after: i64,
+    ) -> Result<(Vec<String>, u64, Option<i64>), StoreError> {
         let now = now();
         let (where_clause, mut args) = where_sql(filter, true);
         let deliveries_clause = delivery_sql(filter, now, &mut args);
-        args.insert(0, Value::Integer(now));
-        let mut events: Vec<String> = c
+        args.push(Value::Integer(after));
+        let picked: Vec<(i64, String)> = c
             .prepare(&format!(
-                "UPDATE deliveries SET state = 'pending', retries = 0, lease_token = NULL, next_attempt_at = ? \
-                 WHERE id IN (SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
-                              WHERE {where_clause} AND {deliveries_clause}) \
-                 RETURNING event_id"
+                "SELECT d.id, d.event_id FROM deliveries d JOIN events e ON e.id = d.event_id \
+                 WHERE {where_clause} AND {deliveries_clause} AND d.id > ? \
+                 ORDER BY d.id LIMIT {BATCH_ROWS}"
             ))?
-            .query_map(params_from_iter(args), |r| r.get(0))?
+            .query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        let mut events = Vec::with_capacity(picked.len());
+        for (id, event_id) in &picked {
+            c.prepare_cached(
+                "UPDATE deliveries SET state = 'pending', retries = 0, lease_token = NULL, \
+                 next_attempt_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, now])?;
+            events.push(event_id.clone());
+        }
         events.sort_unstable();
         events.dedup();
         for e in &events {
             refresh_event_status(c, e)?;
         }
-        Ok(BulkReplay::Replayed(set))
+        Ok((
+            events,
+            picked.len() as u64,
+            picked.last().map(|(id, _)| *id),
+        ))
     }
 
     pub(super) fn console_replay_delivery(

@@ -1487,13 +1487,41 @@ impl Store for SqliteStore {
         filter: ConsoleFilter,
         expected: ReplaySet,
     ) -> Result<BulkReplay, StoreError> {
-        // Counted and requeued in one writer operation, so what is requeued
-        // is exactly what was counted.
-        self.writer
-            .run(Priority::Always, move |c| {
-                Self::console_replay_filtered(c, &filter, expected)
-            })
-            .await
+        // The confirmed set is counted again on a reader; then requeued in
+        // batches, each its own writer operation (the filter checked again
+        // per row), so a replay of a hundred thousand dead letters never
+        // holds ingest up for long.
+        let filter = Arc::new(filter);
+        let f = filter.clone();
+        let set = self
+            .readers
+            .read(move |c| Self::console_replay_set(c, &f))
+            .await?;
+        if set != expected {
+            return Ok(BulkReplay::Changed(set));
+        }
+        let mut done = ReplaySet::default();
+        let mut events = std::collections::HashSet::new();
+        let mut after = i64::MIN;
+        loop {
+            let f = filter.clone();
+            let (batch, requeued, last) = self
+                .writer
+                .run(Priority::Always, move |c| {
+                    Self::console_replay_batch(c, &f, after)
+                })
+                .await?;
+            let Some(last) = last else {
+                return Ok(BulkReplay::Replayed(done));
+            };
+            after = last;
+            done.deliveries += requeued;
+            for e in batch {
+                if events.insert(e) {
+                    done.events += 1;
+                }
+            }
+        }
     }
 
     async fn replay_delivery(
