@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Ctx;
-use crate::store::{AttemptRecord, ClaimNew, DueDelivery, Recorded, SUBSCRIBER_PREFIX};
+use crate::store::{AttemptRecord, ClaimNew, DueDelivery, LeaseToken, Recorded, SUBSCRIBER_PREFIX};
 
 /// How long a claim reserves a delivery, unless `delivery.lease` says
 /// otherwise. Attempts in flight renew it every third of it, so a crashed
@@ -275,15 +275,27 @@ impl Dispatcher {
             // The slot is free once the destination has answered: the
             // record's commit (an fsync away) is not the destination's
             // time. A bounded number of records wait for it at once, so a
-            // writer that falls behind slows attempts down instead.
-            let permit = match &record {
-                Some(_) => this.recording.clone().acquire_owned().await.ok(),
-                None => None,
+            // writer that falls behind slows attempts down instead. The
+            // lease is renewed until the outcome is written: a record that
+            // waits (for a permit, a pool connection, a store that fails
+            // for a while) must not let another claim send it again.
+            let Some(record) = record else {
+                this.finished(&destination);
+                return;
             };
+            let (id, lease) = (record.delivery_id, record.lease);
+            let permit = this
+                .renewing(id, lease, &event_id, this.recording.clone().acquire_owned())
+                .await
+                .ok();
             this.finished(&destination);
-            if let Some(record) = record {
-                this.record(&event_id, &destination, record).await;
-            }
+            this.renewing(
+                id,
+                lease,
+                &event_id,
+                this.record(&event_id, &destination, record),
+            )
+            .await;
             drop(permit);
         });
     }
@@ -452,19 +464,54 @@ impl Dispatcher {
         }
     }
 
-    /// Records an attempt under its lease.
+    /// Records an attempt under its lease, trying again while the store
+    /// fails and the lease is still this gateway's.
     async fn record(&self, event_id: &str, destination: &str, record: AttemptRecord) {
-        match self.ctx.store.record(record).await {
+        let store = &self.ctx.store;
+        let (id, lease) = (record.delivery_id, record.lease);
+        let written = record_settled(
+            || store.record(record.clone()),
+            || store.renew(id, lease, self.lease),
+        )
+        .await;
+        match written {
             Ok(Recorded::Written) => {}
             Ok(Recorded::LeaseLost) => tracing::warn!(
                 event_id,
                 destination,
                 "attempt not recorded: the lease was lost (another claim holds the delivery)"
             ),
-            // The delivery stays claimed and is attempted again when its
-            // lease ends: a duplicate, never a loss.
+            // The lease was lost while the store failed: the delivery is
+            // attempted again by whoever claims it. A duplicate, never a
+            // loss.
             Err(e) => {
                 tracing::error!(event_id, error = %e, "cannot record a delivery attempt")
+            }
+        }
+    }
+
+    /// Runs `work` while renewing the lease `lease` on delivery `id` every
+    /// `renew_every` (a third of the lease), so the claim outlives it.
+    async fn renewing<T>(
+        &self,
+        id: i64,
+        lease: LeaseToken,
+        event_id: &str,
+        work: impl Future<Output = T>,
+    ) -> T {
+        let mut work = pin!(work);
+        let mut renew = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.renew_every,
+            self.renew_every,
+        );
+        loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = renew.tick() => {
+                    if let Ok(false) = self.ctx.store.renew(id, lease, self.lease).await {
+                        tracing::warn!(event_id, "lease lost mid-attempt");
+                    }
+                }
             }
         }
     }
@@ -491,23 +538,123 @@ impl Dispatcher {
                 }
             }
         }
-        let record = {
-            let mut work = pin!(super::attempt::run(&self.ctx, &d));
-            let mut renew = tokio::time::interval_at(
-                tokio::time::Instant::now() + self.renew_every,
-                self.renew_every,
-            );
-            loop {
-                tokio::select! {
-                    r = &mut work => break r,
-                    _ = renew.tick() => {
-                        if let Ok(false) = store.renew(d.id, d.lease, self.lease).await {
-                            tracing::warn!(event_id = d.event_id, "lease lost mid-attempt");
-                        }
-                    }
-                }
-            }
-        };
+        let record = self
+            .renewing(
+                d.id,
+                d.lease,
+                &d.event_id,
+                super::attempt::run(&self.ctx, &d),
+            )
+            .await;
         Some(record)
+    }
+}
+
+/// The first wait before a failed record is tried again; it doubles up to
+/// [`RECORD_RETRY_MAX`].
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest wait between two tries of a failed record.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Writes an attempt's outcome with `record`, trying again (with a growing
+/// wait) while it fails and `still_ours` (a lease renewal) does not say the
+/// lease is lost. A record that gave up after one failure left the
+/// delivery claimed until its lease ran out, and then it was sent again
+/// although the destination had its answer: every store error (a busy
+/// PostgreSQL pool, a full disk for a moment) became a duplicate.
+async fn record_settled<R, RF, O, OF>(
+    mut record: R,
+    mut still_ours: O,
+) -> Result<Recorded, crate::store::StoreError>
+where
+    R: FnMut() -> RF,
+    RF: Future<Output = Result<Recorded, crate::store::StoreError>>,
+    O: FnMut() -> OF,
+    OF: Future<Output = Result<bool, crate::store::StoreError>>,
+{
+    let mut wait = RECORD_RETRY_FIRST;
+    loop {
+        match record().await {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                if let Ok(false) = still_ours().await {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, ?wait, "cannot record a delivery attempt; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RECORD_RETRY_MAX);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::store::StoreError;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_record_is_tried_again_while_the_lease_holds() {
+        let tries = AtomicU32::new(0);
+        let renewals = AtomicU32::new(0);
+        let r = record_settled(
+            || async {
+                if tries.fetch_add(1, Ordering::SeqCst) < 3 {
+                    Err(StoreError::Overloaded)
+                } else {
+                    Ok(Recorded::Written)
+                }
+            },
+            || async {
+                renewals.fetch_add(1, Ordering::SeqCst);
+                Ok(true)
+            },
+        )
+        .await;
+        assert_eq!(r.unwrap(), Recorded::Written);
+        assert_eq!(tries.load(Ordering::SeqCst), 4);
+        assert_eq!(renewals.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_record_stops_once_the_lease_is_lost() {
+        let tries = AtomicU32::new(0);
+        let r = record_settled(
+            || async {
+                tries.fetch_add(1, Ordering::SeqCst);
+                Err(StoreError::Overloaded)
+            },
+            || async { Ok(false) },
+        )
+        .await;
+        assert!(matches!(r, Err(StoreError::Overloaded)), "{r:?}");
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_cannot_say_keeps_the_record_trying_with_a_capped_wait() {
+        let tries = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let r = record_settled(
+            || async {
+                if tries.fetch_add(1, Ordering::SeqCst) < 10 {
+                    Err(StoreError::Database("down".into()))
+                } else {
+                    Ok(Recorded::LeaseLost)
+                }
+            },
+            || async { Err(StoreError::Database("down".into())) },
+        )
+        .await;
+        assert_eq!(r.unwrap(), Recorded::LeaseLost);
+        // 0.1 + 0.2 + 0.4 + 0.8 + 1.6 + 3.2, then 5 s four times.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(26_300) && waited < Duration::from_millis(26_400),
+            "{waited:?}"
+        );
     }
 }
