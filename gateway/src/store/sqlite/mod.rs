@@ -1712,6 +1712,79 @@ mod tests {
         assert!(store.get("evt_after".into()).await.unwrap().is_some());
     }
 
+    /// SQLite rolls the whole transaction back on some errors (a full
+    /// disk, an I/O error), not just the statement: simulated here by an
+    /// operation that ends the transaction itself. The others of its batch
+    /// are stored and told so; none is committed behind a "failed".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_error_that_ends_the_whole_transaction_fails_only_its_own_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        // Holds the writer so that the three below make one batch.
+        let hold = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write_raw(|_| {
+                        #[expect(
+                            clippy::disallowed_methods,
+                            reason = "holds the writer thread so the next operations batch up"
+                        )]
+                        std::thread::sleep(Duration::from_millis(300));
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let insert = |id: &'static str, end_the_transaction: bool| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write_raw(move |tx| -> Result<(), StoreError> {
+                        tx.execute(
+                            "INSERT INTO events (id, route, received_at, status) \
+                             VALUES (?1, 'r', 0, 'pending')",
+                            [id],
+                        )?;
+                        if end_the_transaction {
+                            tx.execute_batch("ROLLBACK")?;
+                            return Err(StoreError::Database("disk full (simulated)".into()));
+                        }
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        let (a, b, c) = (
+            insert("evt_a", false),
+            insert("evt_b", true),
+            insert("evt_c", false),
+        );
+        let within = Duration::from_secs(10);
+        let wait = |h: tokio::task::JoinHandle<Result<(), StoreError>>| async move {
+            tokio::time::timeout(within, h).await.unwrap().unwrap()
+        };
+        assert!(wait(hold).await.is_ok());
+        assert!(wait(a).await.is_ok(), "evt_a is stored and told so");
+        assert!(wait(b).await.is_err(), "evt_b failed");
+        assert!(wait(c).await.is_ok(), "evt_c is stored and told so");
+        for (id, stored) in [("evt_a", true), ("evt_b", false), ("evt_c", true)] {
+            let found: bool = store
+                .write_raw(move |tx| {
+                    Ok(tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1)",
+                        [id],
+                        |r| r.get(0),
+                    )?)
+                })
+                .await
+                .unwrap();
+            assert_eq!(found, stored, "{id}");
+        }
+        assert!(store.health().is_ok());
+    }
+
     #[tokio::test]
     async fn prune_leaves_no_row_of_a_pruned_event_behind() {
         // The writer does not enforce foreign keys: prune deletes every

@@ -335,41 +335,75 @@ fn apply_fast(conn: &mut Connection, batch: &mut [Op]) -> Fast {
 
 /// Applies `batch` again in one transaction, one savepoint per operation,
 /// after [`apply_fast`] saw one fail: each failure is rolled back alone.
+///
+/// Some errors (a full disk, an I/O error) make SQLite roll back the whole
+/// transaction, not just the statement. The operations before the failed
+/// one are then undone too, and the next `SAVEPOINT` would begin a new
+/// transaction that its `RELEASE` commits on its own: writes committed
+/// while their callers hear "failed" (a webhook answered 5xx but stored,
+/// then stored again on the provider's retry). So when the transaction is
+/// gone, the failed operation is set aside with its error and the others
+/// run again in a new transaction; each pass sets at least one aside.
 fn apply_isolated(
     conn: &mut Connection,
     batch: &mut Vec<Op>,
     state: &WriterState,
 ) -> rusqlite::Result<()> {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut kept = Vec::with_capacity(batch.len());
-    for mut op in batch.drain(..) {
-        let sp = tx.savepoint()?;
-        // A panicking operation must not take the writer (and with it
-        // every later webhook) down: its savepoint is rolled back and its
-        // caller hears an internal error (its reply is dropped unsent).
-        match std::panic::catch_unwind(AssertUnwindSafe(|| op.run.apply(&sp))) {
-            Ok(true) => {
-                sp.commit()?;
-                kept.push(op);
+    let mut set_aside = Vec::new();
+    loop {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut kept = Vec::with_capacity(batch.len());
+        let mut rolled_back = false;
+        let mut ops = std::mem::take(batch).into_iter();
+        while let Some(mut op) = ops.next() {
+            let sp = tx.savepoint()?;
+            // A panicking operation must not take the writer (and with it
+            // every later webhook) down: its savepoint is rolled back and
+            // its caller hears an internal error (its reply is dropped
+            // unsent).
+            let failed = match std::panic::catch_unwind(AssertUnwindSafe(|| op.run.apply(&sp))) {
+                Ok(true) => {
+                    sp.commit()?;
+                    kept.push(op);
+                    continue;
+                }
+                Ok(false) => {
+                    // Dropping the savepoint rolls it back: a failed
+                    // operation leaves no partial writes.
+                    drop(sp);
+                    Some(op)
+                }
+                Err(panic) => {
+                    drop(sp);
+                    state.panics.fetch_add(1, Ordering::Relaxed);
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(panic = what, "a store operation panicked; rolled back");
+                    None
+                }
+            };
+            if tx.is_autocommit() {
+                tracing::warn!(
+                    "a store operation's error rolled back its whole batch; running the rest again"
+                );
+                set_aside.extend(failed);
+                kept.extend(ops);
+                rolled_back = true;
+                break;
             }
-            Ok(false) => {
-                // Dropping the savepoint rolls it back: a failed operation
-                // leaves no partial writes.
-                drop(sp);
-                kept.push(op);
-            }
-            Err(panic) => {
-                drop(sp);
-                state.panics.fetch_add(1, Ordering::Relaxed);
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(panic = what, "a store operation panicked; rolled back");
-            }
+            kept.extend(failed);
         }
+        *batch = kept;
+        if rolled_back {
+            // Nothing to roll back: SQLite did.
+            drop(tx);
+            continue;
+        }
+        let committed = tx.commit();
+        batch.extend(set_aside);
+        return committed;
     }
-    *batch = kept;
-    tx.commit()
 }
