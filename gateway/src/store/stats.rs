@@ -86,10 +86,35 @@ pub struct ReplaySet {
     pub deliveries: u64,
 }
 
+/// What a bulk replay run in batches has requeued so far: its deliveries,
+/// and its events counted once however many batches they span.
+#[derive(Debug, Default)]
+pub struct ReplayTally {
+    done: ReplaySet,
+    events: std::collections::HashSet<String>,
+}
+
+impl ReplayTally {
+    /// Adds a batch: the events of its requeued deliveries, and how many.
+    pub fn add(&mut self, events: Vec<String>, requeued: u64) {
+        self.done.deliveries += requeued;
+        for e in events {
+            if self.events.insert(e) {
+                self.done.events += 1;
+            }
+        }
+    }
+
+    /// The set requeued, as a bulk replay reports it.
+    pub fn replayed(&self) -> BulkReplay {
+        BulkReplay::Replayed(self.done)
+    }
+}
+
 /// The result of a bulk replay that names the set it expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BulkReplay {
-    /// Requeued exactly the expected set.
+    /// Requeued the expected set (less what went in flight meanwhile).
     Replayed(ReplaySet),
     /// The set changed since it was counted; nothing was requeued.
     Changed(ReplaySet),

@@ -40,7 +40,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::stats::{
     Backlog, BulkReplay, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
-    StatusCounts,
+    ReplayTally, StatusCounts,
 };
 use super::{
     AttemptHealth, AttemptRecord, AttemptView, DeliveryView, DueDelivery, DueHook, EventDetail,
@@ -1479,8 +1479,7 @@ impl Store for PostgresStore {
         if set != expected {
             return Ok(BulkReplay::Changed(set));
         }
-        let mut done = ReplaySet::default();
-        let mut events = std::collections::HashSet::new();
+        let mut tally = ReplayTally::default();
         let mut after = i64::MIN;
         loop {
             let mut conn = self.conn().await?;
@@ -1494,15 +1493,10 @@ impl Store for PostgresStore {
             // Until a batch takes nothing: one that skipped rows being
             // changed right now may take fewer than a full batch.
             let Some(last) = last else {
-                return Ok(BulkReplay::Replayed(done));
+                return Ok(tally.replayed());
             };
             after = last;
-            done.deliveries += requeued;
-            for e in batch {
-                if events.insert(e) {
-                    done.events += 1;
-                }
-            }
+            tally.add(batch, requeued);
         }
     }
 

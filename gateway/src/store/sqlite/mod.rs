@@ -31,7 +31,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::stats::{
     Backlog, BulkReplay, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
-    StatusCounts,
+    ReplayTally, StatusCounts,
 };
 use super::{
     AttemptHealth, AttemptRecord, AttemptView, DeliveryView, DueDelivery, EventDetail, EventFilter,
@@ -1500,8 +1500,7 @@ impl Store for SqliteStore {
         if set != expected {
             return Ok(BulkReplay::Changed(set));
         }
-        let mut done = ReplaySet::default();
-        let mut events = std::collections::HashSet::new();
+        let mut tally = ReplayTally::default();
         let mut after = i64::MIN;
         loop {
             let f = filter.clone();
@@ -1512,15 +1511,10 @@ impl Store for SqliteStore {
                 })
                 .await?;
             let Some(last) = last else {
-                return Ok(BulkReplay::Replayed(done));
+                return Ok(tally.replayed());
             };
             after = last;
-            done.deliveries += requeued;
-            for e in batch {
-                if events.insert(e) {
-                    done.events += 1;
-                }
-            }
+            tally.add(batch, requeued);
         }
     }
 
