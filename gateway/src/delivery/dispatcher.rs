@@ -284,19 +284,13 @@ impl Dispatcher {
                 return;
             };
             let (id, lease) = (record.delivery_id, record.lease);
-            let permit = this
-                .renewing(id, lease, &event_id, this.recording.clone().acquire_owned())
-                .await
-                .ok();
-            this.finished(&destination);
-            this.renewing(
-                id,
-                lease,
-                &event_id,
-                this.record(&event_id, &destination, record),
-            )
+            this.renewing(id, lease, &event_id, async {
+                let permit = this.recording.clone().acquire_owned().await.ok();
+                this.finished(&destination);
+                this.record(&event_id, &destination, record).await;
+                drop(permit);
+            })
             .await;
-            drop(permit);
         });
     }
 
