@@ -94,10 +94,7 @@ struct Settings {
     card: Card,
 }
 
-/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
-/// token that is not base64, a card that is not JSON or not a card, or a
-/// template that does not compile fails `hookgate check` rather than every
-/// request.
+/// Reads `with:` (every request).
 fn settings() -> Result<Settings, Error> {
     let secret = sdk::config::require_str("secret")?;
     let Some(key) = signature::decode_base64(&secret).filter(|key| !key.is_empty()) else {
@@ -112,17 +109,11 @@ fn settings() -> Result<Settings, Error> {
         sdk::config::optional_str("card_template")?,
     ) {
         (None, None) => Card::None,
-        (Some(card), None) => {
-            let card = serde_json::from_str::<Value>(&card)
-                .map_err(|e| Error::config(format!("`with.card` is not JSON: {e}")))?;
-            // The same check as every reply, once here.
-            reply_message(reply.as_deref(), Some(card.clone())).map_err(Error::config)?;
-            Card::Fixed(card)
-        }
-        (None, Some(template)) => {
-            compile_card(&Environment::new(), &template)?;
-            Card::Template(template)
-        }
+        (Some(card), None) => Card::Fixed(
+            serde_json::from_str::<Value>(&card)
+                .map_err(|e| Error::config(format!("`with.card` is not JSON: {e}")))?,
+        ),
+        (None, Some(template)) => Card::Template(template),
         (Some(_), Some(_)) => {
             return Err(Error::config(
                 "`with.card` and `with.card_template` exclude each other",
@@ -135,6 +126,21 @@ fn settings() -> Result<Settings, Error> {
         forward,
         card,
     })
+}
+
+/// The load-time check (`export!`'s `check:`): the settings, a fixed card
+/// checked as every reply checks it, and the card template compiled, so a
+/// token that is not base64, a card that is not a card, or a template that
+/// does not compile fails `hookgate check` rather than every request.
+fn check() -> Result<(), Error> {
+    let Settings { reply, card, .. } = settings()?;
+    match card {
+        Card::None => Ok(()),
+        Card::Fixed(card) => reply_message(reply.as_deref(), Some(card))
+            .map(drop)
+            .map_err(Error::config),
+        Card::Template(template) => compile_card(&Environment::new(), &template).map(drop),
+    }
 }
 
 impl Verifier for TeamsOutgoing {
@@ -278,4 +284,4 @@ struct Activity {
     kind: Option<String>,
 }
 
-sdk::export!(TeamsOutgoing, stages: [verify], config: [secret, reply, forward, card, card_template], check: settings);
+sdk::export!(TeamsOutgoing, stages: [verify], config: [secret, reply, forward, card, card_template], check: check);
