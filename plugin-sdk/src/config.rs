@@ -65,6 +65,28 @@ pub fn require_str(key: &str) -> Result<String, Error> {
     }
 }
 
+/// `with.secret`, required: the shared secret of nearly every verifier.
+pub fn secret() -> Result<String, Error> {
+    require_str("secret")
+}
+
+/// The settings of a signature scheme with a signed timestamp.
+pub struct SecretAndTolerance {
+    /// `with.secret`, required.
+    pub secret: String,
+    /// `with.tolerance`: how far, in seconds, the timestamp may be from now.
+    pub tolerance: u64,
+}
+
+/// `with.secret` (required) and `with.tolerance` (whole seconds, default
+/// `default_secs`).
+pub fn secret_and_tolerance(default_secs: u64) -> Result<SecretAndTolerance, Error> {
+    Ok(SecretAndTolerance {
+        secret: secret()?,
+        tolerance: get_u64("tolerance", default_secs)?,
+    })
+}
+
 /// One top-level key that may be absent but, when given, must not be empty:
 /// an empty value is almost always an unset `${VAR}`, and silently treating
 /// it as absent would turn a check off.

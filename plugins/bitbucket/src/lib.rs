@@ -19,22 +19,9 @@ use hookgate_plugin_sdk::{
 
 struct Bitbucket;
 
-/// The route's `with:` block.
-struct Settings {
-    secret: String,
-}
-
-/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
-/// value that would fail every request fails `hookgate check` instead.
-fn settings() -> Result<Settings, Error> {
-    Ok(Settings {
-        secret: sdk::config::require_str("secret")?,
-    })
-}
-
 impl Verifier for Bitbucket {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let Settings { secret } = settings()?;
+        let secret = sdk::config::secret()?;
 
         let Some(header) = req.header("x-hub-signature") else {
             return Ok(Verdict::unauthorized("missing X-Hub-Signature header"));
@@ -64,4 +51,4 @@ impl Verifier for Bitbucket {
     }
 }
 
-sdk::export!(Bitbucket, stages: [verify], config: [secret], check: settings);
+sdk::export!(Bitbucket, stages: [verify], config: [secret], check: sdk::config::secret);

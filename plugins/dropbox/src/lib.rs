@@ -25,22 +25,9 @@ use hookgate_plugin_sdk::{
 
 struct Dropbox;
 
-/// The route's `with:` block.
-struct Settings {
-    secret: String,
-}
-
-/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
-/// value that would fail every request fails `hookgate check` instead.
-fn settings() -> Result<Settings, Error> {
-    Ok(Settings {
-        secret: sdk::config::require_str("secret")?,
-    })
-}
-
 impl Verifier for Dropbox {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let Settings { secret } = settings()?;
+        let secret = sdk::config::secret()?;
 
         if req.method == "GET" {
             return Ok(match req.query_param("challenge") {
@@ -61,4 +48,4 @@ impl Verifier for Dropbox {
     }
 }
 
-sdk::export!(Dropbox, stages: [verify], config: [secret], check: settings);
+sdk::export!(Dropbox, stages: [verify], config: [secret], check: sdk::config::secret);

@@ -29,22 +29,14 @@ use serde_json::{Value, json};
 
 struct GithubSlack;
 
-/// The route's `with:` block.
-struct Settings {
-    emoji: bool,
-}
-
-/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
-/// value that would fail every request fails `hookgate check` instead.
-fn settings() -> Result<Settings, Error> {
-    Ok(Settings {
-        emoji: sdk::config::get_bool("emoji", true)?,
-    })
+/// `with.emoji`; also the load-time check (`export!`'s `check:`).
+fn with_emoji() -> Result<bool, Error> {
+    sdk::config::get_bool("emoji", true)
 }
 
 impl Transformer for GithubSlack {
     fn transform(msg: Message) -> Result<Vec<Message>, Error> {
-        let Settings { emoji } = settings()?;
+        let emoji = with_emoji()?;
         let out = hookgate_github_cards::render_message(&msg, |card, msg| {
             msg.with_json_body(&render(card, emoji))
         })?;
@@ -52,7 +44,7 @@ impl Transformer for GithubSlack {
     }
 }
 
-sdk::export!(GithubSlack, stages: [transform], config: [emoji], check: settings);
+sdk::export!(GithubSlack, stages: [transform], config: [emoji], check: with_emoji);
 
 /// Escapes the three characters Slack's `mrkdwn` gives meaning to.
 fn escape(text: &str) -> String {

@@ -34,22 +34,14 @@ use serde::Deserialize;
 
 struct Graph;
 
-/// The route's `with:` block.
-struct Settings {
-    client_state: Option<String>,
-}
-
-/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
-/// value that would fail every request fails `hookgate check` instead.
-fn settings() -> Result<Settings, Error> {
-    Ok(Settings {
-        client_state: sdk::config::optional_str("client_state")?,
-    })
+/// `with.client_state`; also the load-time check (`export!`'s `check:`).
+fn client_state() -> Result<Option<String>, Error> {
+    sdk::config::optional_str("client_state")
 }
 
 impl Verifier for Graph {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let Settings { client_state } = settings()?;
+        let client_state = client_state()?;
 
         // `query_param` percent-decodes: Graph wants the token decoded.
         if let Some(token) = req.query_param("validationToken") {
@@ -116,4 +108,4 @@ struct Notification {
     lifecycle_event: Option<String>,
 }
 
-sdk::export!(Graph, stages: [verify], config: [client_state], check: settings);
+sdk::export!(Graph, stages: [verify], config: [client_state], check: client_state);

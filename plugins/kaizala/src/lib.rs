@@ -29,22 +29,9 @@ use serde::Deserialize;
 
 struct Kaizala;
 
-/// The route's `with:` block.
-struct Settings {
-    secret: String,
-}
-
-/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
-/// value that would fail every request fails `hookgate check` instead.
-fn settings() -> Result<Settings, Error> {
-    Ok(Settings {
-        secret: sdk::config::require_str("secret")?,
-    })
-}
-
 impl Verifier for Kaizala {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let Settings { secret } = settings()?;
+        let secret = sdk::config::secret()?;
 
         let body = serde_json::from_slice::<Body>(&req.body).ok();
         let validation_token = req
@@ -85,4 +72,4 @@ struct Body {
     event_type: Option<String>,
 }
 
-sdk::export!(Kaizala, stages: [verify], config: [secret], check: settings);
+sdk::export!(Kaizala, stages: [verify], config: [secret], check: sdk::config::secret);

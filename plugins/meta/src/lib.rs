@@ -30,22 +30,9 @@ use serde::Deserialize;
 
 struct Meta;
 
-/// The route's `with:` block.
-struct Settings {
-    secret: String,
-}
-
-/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
-/// value that would fail every request fails `hookgate check` instead.
-fn settings() -> Result<Settings, Error> {
-    Ok(Settings {
-        secret: sdk::config::require_str("secret")?,
-    })
-}
-
 impl Verifier for Meta {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let Settings { secret } = settings()?;
+        let secret = sdk::config::secret()?;
 
         if req.method == "GET" {
             return handshake(&req);
@@ -101,4 +88,4 @@ struct Notification {
     object: Option<String>,
 }
 
-sdk::export!(Meta, stages: [verify], config: [secret, verify_token], check: settings);
+sdk::export!(Meta, stages: [verify], config: [secret, verify_token], check: sdk::config::secret);

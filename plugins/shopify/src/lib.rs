@@ -20,22 +20,9 @@ use hookgate_plugin_sdk::{
 
 struct Shopify;
 
-/// The route's `with:` block.
-struct Settings {
-    secret: String,
-}
-
-/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
-/// value that would fail every request fails `hookgate check` instead.
-fn settings() -> Result<Settings, Error> {
-    Ok(Settings {
-        secret: sdk::config::require_str("secret")?,
-    })
-}
-
 impl Verifier for Shopify {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let Settings { secret } = settings()?;
+        let secret = sdk::config::secret()?;
 
         let Some(mac) = req.header("x-shopify-hmac-sha256") else {
             return Ok(Verdict::unauthorized(
@@ -59,4 +46,4 @@ impl Verifier for Shopify {
     }
 }
 
-sdk::export!(Shopify, stages: [verify], config: [secret], check: settings);
+sdk::export!(Shopify, stages: [verify], config: [secret], check: sdk::config::secret);

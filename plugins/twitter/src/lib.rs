@@ -27,22 +27,9 @@ use hookgate_plugin_sdk::{
 
 struct Twitter;
 
-/// The route's `with:` block.
-struct Settings {
-    secret: String,
-}
-
-/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
-/// value that would fail every request fails `hookgate check` instead.
-fn settings() -> Result<Settings, Error> {
-    Ok(Settings {
-        secret: sdk::config::require_str("secret")?,
-    })
-}
-
 impl Verifier for Twitter {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let Settings { secret } = settings()?;
+        let secret = sdk::config::secret()?;
 
         if req.method == "GET" {
             return Ok(match req.query_param("crc_token") {
@@ -92,4 +79,4 @@ fn event_type(body: &[u8]) -> Option<String> {
     body.keys().find(|k| k.ends_with("_events")).cloned()
 }
 
-sdk::export!(Twitter, stages: [verify], config: [secret], check: settings);
+sdk::export!(Twitter, stages: [verify], config: [secret], check: sdk::config::secret);

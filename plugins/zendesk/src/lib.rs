@@ -23,7 +23,8 @@
 //! (trigger and automation webhooks have free-form bodies and get neither).
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Request, Verdict, Verifier, crypto::Algorithm, signature,
+    self as sdk, Accepted, Error, Request, Verdict, Verifier, config::SecretAndTolerance,
+    crypto::Algorithm, signature,
 };
 use serde::Deserialize;
 
@@ -32,24 +33,15 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Zendesk;
 
-/// The route's `with:` block.
-struct Settings {
-    secret: String,
-    tolerance: u64,
-}
-
-/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
-/// value that would fail every request fails `hookgate check` instead.
-fn settings() -> Result<Settings, Error> {
-    Ok(Settings {
-        secret: sdk::config::require_str("secret")?,
-        tolerance: sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?,
-    })
+/// `with.secret` and `with.tolerance`; also the load-time check
+/// (`export!`'s `check:`).
+fn settings() -> Result<SecretAndTolerance, Error> {
+    sdk::config::secret_and_tolerance(DEFAULT_TOLERANCE_SECS)
 }
 
 impl Verifier for Zendesk {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let Settings { secret, tolerance } = settings()?;
+        let SecretAndTolerance { secret, tolerance } = settings()?;
 
         let Some(timestamp) = req.header("x-zendesk-webhook-signature-timestamp") else {
             return Ok(Verdict::unauthorized(

@@ -29,8 +29,8 @@
 //! no delivery id.
 
 use hookgate_plugin_sdk::{
-    self as sdk, Accepted, Error, Request, Response, Verdict, Verifier, crypto::Algorithm,
-    signature,
+    self as sdk, Accepted, Error, Request, Response, Verdict, Verifier, config::SecretAndTolerance,
+    crypto::Algorithm, signature,
 };
 use serde::Deserialize;
 
@@ -40,24 +40,15 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 struct Zoom;
 
-/// The route's `with:` block.
-struct Settings {
-    secret: String,
-    tolerance: u64,
-}
-
-/// Reads `with:`; also the load-time check (`export!`'s `check:`), so a
-/// value that would fail every request fails `hookgate check` instead.
-fn settings() -> Result<Settings, Error> {
-    Ok(Settings {
-        secret: sdk::config::require_str("secret")?,
-        tolerance: sdk::config::get_u64("tolerance", DEFAULT_TOLERANCE_SECS)?,
-    })
+/// `with.secret` and `with.tolerance`; also the load-time check
+/// (`export!`'s `check:`).
+fn settings() -> Result<SecretAndTolerance, Error> {
+    sdk::config::secret_and_tolerance(DEFAULT_TOLERANCE_SECS)
 }
 
 impl Verifier for Zoom {
     fn verify(req: Request) -> Result<Verdict, Error> {
-        let Settings { secret, tolerance } = settings()?;
+        let SecretAndTolerance { secret, tolerance } = settings()?;
         if let Err(reason) = check(&req, secret.as_bytes(), tolerance) {
             return Ok(Verdict::unauthorized(reason));
         }
