@@ -13,9 +13,32 @@ fn check(yaml: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
+    // `hookgate check` loads every plugin under its load-time deadline; the
+    // test's own deadline is a backstop against a hang. Its output is a
+    // few lines, well within the pipes' buffers while it runs.
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hookgate check did not finish within 120 s");
+        }
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a plain #[test] on its own thread, no runtime to block"
+        )]
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
     (
-        out.status.code(),
+        status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )

@@ -163,6 +163,37 @@ async fn claim_until(store: &S, n: usize, within: Duration) -> Vec<DueDelivery> 
     got
 }
 
+/// Enables or disables tenant `t`'s subscription `id`, which must exist.
+async fn set_active(store: &S, id: &str, active: bool) {
+    store
+        .update_subscription(
+            "t".into(),
+            id.into(),
+            SubscriptionPatch {
+                active: Some(active),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .expect("the subscription exists");
+}
+
+/// The record of an attempt that parks `d` (its subscription read as
+/// disabled).
+fn park(d: &DueDelivery) -> AttemptRecord {
+    AttemptRecord {
+        status: None,
+        ..attempt(
+            d,
+            0,
+            NextState::Park {
+                reason: "parked: the subscription is disabled".into(),
+            },
+        )
+    }
+}
+
 fn subscription(id: &str, tenant: &str, object: &str, types: &[&str]) -> Subscription {
     Subscription {
         id: id.into(),
@@ -922,18 +953,7 @@ pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(st
     store.insert(publish("evt_0", "A"), opts()).await.unwrap();
     let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
     assert_eq!(due.len(), 1);
-    store
-        .update_subscription(
-            "t".into(),
-            "wh_1".into(),
-            SubscriptionPatch {
-                active: Some(false),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    set_active(&store, "wh_1", false).await;
     assert_eq!(
         store
             .record(AttemptRecord {
@@ -988,18 +1008,7 @@ pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(st
         "parked events are not pruned"
     );
     // Enabled again: everything parked is due, oldest first.
-    store
-        .update_subscription(
-            "t".into(),
-            "wh_1".into(),
-            SubscriptionPatch {
-                active: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    set_active(&store, "wh_1", true).await;
     assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
     let mut order = Vec::new();
     for _ in 0..4 {
@@ -1024,16 +1033,6 @@ pub async fn a_park_is_settled_against_the_subscription_as_it_is_when_written(st
     store.insert(publish("evt_0", "A"), opts()).await.unwrap();
     let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
     assert_eq!(due.len(), 1);
-    let park = |d: &DueDelivery| AttemptRecord {
-        status: None,
-        ..attempt(
-            d,
-            0,
-            NextState::Park {
-                reason: "parked: the subscription is disabled".into(),
-            },
-        )
-    };
     // Read as disabled, active by the time the outcome is written: due
     // again at once with a fresh budget, as a re-enable would make it.
     assert_eq!(
@@ -1046,18 +1045,7 @@ pub async fn a_park_is_settled_against_the_subscription_as_it_is_when_written(st
     assert_eq!(again[0].retries, 0);
     assert_eq!(status(&store, "evt_0").await, EventStatus::Pending);
     // Still disabled when written: parked.
-    store
-        .update_subscription(
-            "t".into(),
-            "wh_1".into(),
-            SubscriptionPatch {
-                active: Some(false),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    set_active(&store, "wh_1", false).await;
     assert_eq!(
         store.record(park(&again[0])).await.unwrap(),
         Recorded::Written
@@ -1065,18 +1053,7 @@ pub async fn a_park_is_settled_against_the_subscription_as_it_is_when_written(st
     assert_eq!(store.parked("wh_1".into(), 10).await.unwrap().len(), 1);
     // Re-enabled, claimed, and deleted before the park is written: dead,
     // since nothing could ever send it.
-    store
-        .update_subscription(
-            "t".into(),
-            "wh_1".into(),
-            SubscriptionPatch {
-                active: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    set_active(&store, "wh_1", true).await;
     let third = store.claim_due(10, LONG, Vec::new()).await.unwrap();
     assert_eq!(third.len(), 1);
     assert!(
@@ -1107,35 +1084,23 @@ pub async fn a_re_enable_racing_a_park_leaves_nothing_parked(store: S) {
         store.insert(e, opts()).await.unwrap();
         let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
         assert_eq!(due.len(), 1);
-        let off = |active| SubscriptionPatch {
-            active: Some(active),
-            ..Default::default()
-        };
-        store
-            .update_subscription("t".into(), sub.clone(), off(false))
-            .await
-            .unwrap()
-            .unwrap();
-        let park = AttemptRecord {
-            status: None,
-            ..attempt(
-                &due[0],
-                0,
-                NextState::Park {
-                    reason: "parked: the subscription is disabled".into(),
-                },
-            )
-        };
+        set_active(&store, &sub, false).await;
+        let parked = park(&due[0]);
         let (a, b) = (store.clone(), store.clone());
-        let (recorded, enabled) = tokio::join!(
-            tokio::spawn(async move { a.record(park).await }),
-            tokio::spawn({
-                let sub = sub.clone();
-                async move { b.update_subscription("t".into(), sub, off(true)).await }
-            }),
-        );
+        let enable = sub.clone();
+        // Both at once, spawned so that either may reach the store first,
+        // within a deadline (a lock-order deadlock between the two would
+        // otherwise hang here).
+        let (recorded, enabled) = tokio::time::timeout(Duration::from_secs(30), async move {
+            tokio::join!(
+                tokio::spawn(async move { a.record(parked).await }),
+                tokio::spawn(async move { set_active(&b, &enable, true).await }),
+            )
+        })
+        .await
+        .expect("the park and the re-enable both finish");
         assert_eq!(recorded.unwrap().unwrap(), Recorded::Written);
-        assert!(enabled.unwrap().unwrap().is_some());
+        enabled.unwrap();
         assert!(
             store.parked(sub.clone(), 10).await.unwrap().is_empty(),
             "round {round}: parked under an enabled subscription"
@@ -1173,18 +1138,7 @@ pub async fn deleting_a_subscription_dead_letters_what_waits_for_it(store: S) {
             .unwrap(),
         Recorded::Written
     );
-    store
-        .update_subscription(
-            "t".into(),
-            "wh_1".into(),
-            SubscriptionPatch {
-                active: Some(false),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    set_active(&store, "wh_1", false).await;
     // evt_1: parked for wh_1 (disabled), due for wh_2.
     store.insert(publish("evt_1", "A"), opts()).await.unwrap();
     assert_eq!(store.parked("wh_1".into(), 10).await.unwrap().len(), 1);
