@@ -295,3 +295,54 @@ routes:
         assert_eq!(s.count(), EVENTS);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlogged_lane_does_not_keep_the_gateway_wide_slots() {
+    const WAITING: usize = 10;
+    let hanging = MockReceiver::start().await;
+    // Never answers within the destination's 2 s timeout.
+    hanging.delay(Duration::from_secs(120));
+    let healthy = MockReceiver::start().await;
+    // The hanging destination's concurrency is the whole gateway's: every
+    // slot is its, and it has a backlog. Each of its attempts that times
+    // out frees a slot; the healthy lane, waiting, must get the next one,
+    // not the hanging lane's own queue (which would take WAITING / 2
+    // timeouts, 10 s, to drain first).
+    let gw = Arc::new(
+        TestGateway::spawn(&format!(
+            r#"
+delivery: {{ workers: 2 }}
+destinations:
+  hanging: {{ url: "{}", timeout: 2s, concurrency: 2 }}
+  healthy: {{ url: "{}", timeout: 5s }}
+routes:
+  slow:
+    to: [hanging]
+  fast:
+    to: [healthy]
+"#,
+            hanging.url("/in"),
+            healthy.url("/in")
+        ))
+        .await,
+    );
+    post_at_once(&gw, "slow", WAITING).await;
+    // The posts' deliveries were handed to the dispatcher before their 202s
+    // (claimed in the insert); a moment for both attempts to be under way.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = gw.post("fast", &[], b"{}").await;
+    assert_eq!(resp.status(), 202);
+    let accepted = Instant::now();
+    wait_until("the healthy delivery", Duration::from_secs(20), || {
+        healthy.count() >= 1
+    })
+    .await;
+    let waited = healthy.received()[0].at.saturating_duration_since(accepted);
+    // One timeout (2 s) at most, with room for a slow machine; the old
+    // dispatcher took at least four more (8 s).
+    assert!(
+        waited <= Duration::from_millis(4_500),
+        "the healthy delivery waited {waited:?} behind the hanging lane's backlog\n{}",
+        gw.log()
+    );
+}

@@ -38,6 +38,11 @@ enum Subscriber {
     /// Not sent: the subscription is disabled; keep the delivery for when
     /// it is enabled again.
     Park(String),
+    /// Not sent: the config has no `subscriptions:` block now. Kept and
+    /// tried again later, as a destination missing after a reload is: a
+    /// reload that drops the block by mistake must not dead-letter every
+    /// subscriber's waiting deliveries.
+    Postpone(String),
 }
 
 /// Attempts `d` and returns what to record, in a `delivery.attempt` span
@@ -73,6 +78,16 @@ async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
                 Subscriber::Sent(outcome, result, excerpt) => (outcome, result, excerpt),
                 Subscriber::Park(reason) => {
                     return not_attempted(d, attempted_at_ms, None, NextState::Park { reason });
+                }
+                Subscriber::Postpone(error) => {
+                    tracing::warn!(
+                        event_id = d.event_id,
+                        "the subscription API is not configured; subscriber delivery postponed"
+                    );
+                    let next = NextState::Postpone {
+                        after: MISSING_DESTINATION_WAIT,
+                    };
+                    return not_attempted(d, attempted_at_ms, Some(error), next);
                 }
             }
         } else {
@@ -248,7 +263,7 @@ async fn subscriber_attempt(
         )
     };
     let Some(rt) = snapshot.subscriptions.clone() else {
-        return fail("the subscription API is no longer configured".into());
+        return Subscriber::Postpone("the subscription API is not configured; postponed".into());
     };
     let sub = match ctx.store.get_subscription(None, sub_id.to_owned()).await {
         Ok(Some(s)) => s,

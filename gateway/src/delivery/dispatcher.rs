@@ -73,6 +73,9 @@ struct Lane {
     /// The poller left this lane's due deliveries in the store because the
     /// lane was full: wake it when room opens.
     skipped: bool,
+    /// The lane is in [`Lanes::ready`] (once at most, so that each waiting
+    /// lane gets the next gateway-wide slot in turn, whatever its backlog).
+    in_ready: bool,
 }
 
 impl Lane {
@@ -99,6 +102,11 @@ impl Lane {
     fn overflowing(&self) -> bool {
         self.queue.len() >= self.cap() + POLL_ALLOWANCE
     }
+
+    /// Whether the lane has a delivery waiting and room to start it.
+    fn wants_slot(&self) -> bool {
+        !self.queue.is_empty() && self.in_flight < self.limit
+    }
 }
 
 /// What a poll claims beyond the room of the lanes it knows: due
@@ -110,7 +118,10 @@ const POLL_ALLOWANCE: usize = MIN_QUEUE;
 struct Lanes {
     map: HashMap<String, Lane>,
     in_flight: usize,
-    /// Lanes with queued deliveries that wait for a gateway-wide slot.
+    /// Lanes with queued deliveries that wait for a gateway-wide slot, in
+    /// the order they are served: a lane that has just been served goes to
+    /// the back, so a lane with a long backlog (a slow destination's) never
+    /// keeps the slots its attempts free while other lanes wait.
     ready: VecDeque<String>,
     /// The poller found no gateway-wide room: wake it when a slot opens.
     poller_starved: bool,
@@ -231,6 +242,7 @@ impl Dispatcher {
                             in_flight: 0,
                             queue: VecDeque::new(),
                             skipped: false,
+                            in_ready: false,
                         },
                     );
                 }
@@ -245,7 +257,10 @@ impl Dispatcher {
                 } else if lane.overflowing() || self.stop.is_cancelled() {
                     give_back.push(d);
                 } else {
-                    if lane.in_flight < lane.limit {
+                    // The lane has room but the gateway has none: the lane
+                    // waits its turn for the next gateway-wide slot.
+                    if lane.in_flight < lane.limit && !lane.in_ready {
+                        lane.in_ready = true;
                         ready.push_back(d.destination.clone());
                     }
                     lane.queue.push_back((d, Instant::now()));
@@ -255,7 +270,11 @@ impl Dispatcher {
         if !give_back.is_empty() {
             tracing::debug!(n = give_back.len(), "lane full: claims handed back");
             let this = self.clone();
-            tokio::spawn(async move {
+            // Tracked, so that a shutdown waits for these releases too: a
+            // poll that returned just as `stop` fired hands its whole batch
+            // back here, and untracked the process could exit first,
+            // leaving the batch held until its lease ends.
+            self.tracker.spawn(async move {
                 for d in give_back {
                     let _ = this.ctx.store.release(d.id, d.lease).await;
                 }
@@ -270,21 +289,23 @@ impl Dispatcher {
         let this = self.clone();
         self.tracker.spawn(async move {
             let destination = d.destination.clone();
-            let event_id = d.event_id.clone();
-            let record = this.attempt(d, claimed_at).await;
-            // The slot is free once the destination has answered: the
-            // record's commit (an fsync away) is not the destination's
-            // time. A bounded number of records wait for it at once, so a
-            // writer that falls behind slows attempts down instead. The
-            // lease is renewed until the outcome is written: a record that
-            // waits (for a permit, a pool connection, a store that fails
-            // for a while) must not let another claim send it again.
-            let Some(record) = record else {
+            if !this.still_held(&d, claimed_at).await {
                 this.finished(&destination);
                 return;
-            };
-            let (id, lease) = (record.delivery_id, record.lease);
+            }
+            let (id, lease, event_id) = (d.id, d.lease, d.event_id.clone());
+            // One renewal schedule from the first byte sent until the
+            // outcome is written: a record that waits (for a permit, a pool
+            // connection, a store that fails for a while) must not let
+            // another claim send the delivery again, and a schedule that
+            // started over between the attempt and its record could leave
+            // two thirds of the lease between renewals.
             this.renewing(id, lease, &event_id, async {
+                let record = super::attempt::run(&this.ctx, &d).await;
+                // The slot is free once the destination has answered: the
+                // record's commit (an fsync away) is not the destination's
+                // time. A bounded number of records wait for it at once, so
+                // a writer that falls behind slows attempts down instead.
                 let permit = this.recording.clone().acquire_owned().await.ok();
                 this.finished(&destination);
                 this.record(&event_id, &destination, record).await;
@@ -294,9 +315,19 @@ impl Dispatcher {
         });
     }
 
-    /// An attempt to `destination` ended: start the next one it allows.
+    /// An attempt to `destination` ended: its gateway-wide slot goes to the
+    /// lane whose turn it is. That is this lane only when no other lane is
+    /// waiting: a lane with a backlog (a hanging destination's, refilled
+    /// by every webhook) that kept the slots its own attempts freed would
+    /// starve every other destination once the busy lanes' concurrency
+    /// added up to `delivery.workers`.
     fn finished(self: &Arc<Self>, destination: &str) {
         let mut wake = false;
+        // Read before the lock: a reload may have changed the
+        // destination's concurrency, and a lane with a backlog only learns
+        // it here (lowered: no new attempt until it is under the new limit;
+        // raised: queued deliveries start now, not only new ones).
+        let limit = self.limit_for(destination);
         let mut lanes = self.lanes();
         let Lanes {
             map,
@@ -307,18 +338,10 @@ impl Dispatcher {
         *in_flight = in_flight.saturating_sub(1);
         if let Some(lane) = map.get_mut(destination) {
             lane.in_flight = lane.in_flight.saturating_sub(1);
-            if !self.stop.is_cancelled() && !lane.queue.is_empty() {
-                if *in_flight < self.workers {
-                    if let Some((next, at)) = lane.queue.pop_front() {
-                        lane.in_flight += 1;
-                        *in_flight += 1;
-                        self.spawn(next, at);
-                    }
-                } else {
-                    // The lane has room but the gateway has none: wait
-                    // for the next gateway-wide slot.
-                    ready.push_back(destination.to_owned());
-                }
+            lane.limit = limit;
+            if !self.stop.is_cancelled() && lane.wants_slot() && !lane.in_ready {
+                lane.in_ready = true;
+                ready.push_back(destination.to_owned());
             }
             // Woken at half a queue, not at the first free place: the poll
             // then claims a batch, not one delivery per finished attempt.
@@ -326,25 +349,28 @@ impl Dispatcher {
                 lane.skipped = false;
                 wake = true;
             }
-            if lane.in_flight == 0 && lane.queue.is_empty() && !lane.skipped {
+            if lane.in_flight == 0 && lane.queue.is_empty() && !lane.skipped && !lane.in_ready {
                 map.remove(destination);
             }
         }
-        // A gateway-wide slot may have opened for another lane.
+        // Gateway-wide slots go to the waiting lanes in turn, one start
+        // each; a lane that can start more goes to the back again.
         while !self.stop.is_cancelled() && *in_flight < self.workers {
             let Some(name) = ready.pop_front() else { break };
             let Some(lane) = map.get_mut(&name) else {
                 continue;
             };
+            lane.in_ready = false;
             if lane.in_flight < lane.limit
                 && let Some((next, at)) = lane.queue.pop_front()
             {
                 lane.in_flight += 1;
                 *in_flight += 1;
                 self.spawn(next, at);
-                if !lane.queue.is_empty() && lane.in_flight < lane.limit {
-                    ready.push_back(name);
-                }
+            }
+            if lane.wants_slot() {
+                lane.in_ready = true;
+                ready.push_back(name);
             }
         }
         if *poller_starved && *in_flight < self.workers {
@@ -486,6 +512,13 @@ impl Dispatcher {
 
     /// Runs `work` while renewing the lease `lease` on delivery `id` every
     /// `renew_every` (a third of the lease), so the claim outlives it.
+    ///
+    /// The renewals run beside `work`, not inside its poll: an attempt that
+    /// sat unpolled while a renewal waited for the store could find its
+    /// request's deadline passed when it was polled again, and record as
+    /// "timed out" a request the destination had answered (then sent again).
+    /// A renewal that fails is tried again after [`RENEW_RETRY`], not a
+    /// whole third of the lease later.
     async fn renewing<T>(
         &self,
         id: i64,
@@ -493,54 +526,84 @@ impl Dispatcher {
         event_id: &str,
         work: impl Future<Output = T>,
     ) -> T {
-        let mut work = pin!(work);
-        let mut renew = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.renew_every,
-            self.renew_every,
-        );
-        loop {
-            tokio::select! {
-                r = &mut work => break r,
-                _ = renew.tick() => {
-                    if let Ok(false) = self.ctx.store.renew(id, lease, self.lease).await {
-                        tracing::warn!(event_id, "lease lost mid-attempt");
-                    }
+        beside_renewals(work, self.renew_every, || async {
+            let r = self.ctx.store.renew(id, lease, self.lease).await;
+            match &r {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(event_id, "lease lost mid-attempt"),
+                Err(e) => {
+                    tracing::warn!(event_id, error = %e, "cannot renew a lease; trying again")
                 }
+            }
+            r.is_ok()
+        })
+        .await
+    }
+
+    /// Whether a claimed delivery that waited in its lane still holds its
+    /// claim, so that it may be sent. One that waited less than a renewal
+    /// period holds it by construction.
+    async fn still_held(&self, d: &DueDelivery, claimed_at: Instant) -> bool {
+        if claimed_at.elapsed() <= self.renew_every {
+            return true;
+        }
+        match self.ctx.store.renew(d.id, d.lease, self.lease).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(
+                    event_id = d.event_id,
+                    destination = d.destination,
+                    "lease lost while queued; another claim holds the delivery"
+                );
+                false
+            }
+            // Not sent on a claim that may be gone: the delivery stays
+            // claimed by us until its lease ends, then any poller takes it.
+            // Later, never twice.
+            Err(e) => {
+                tracing::warn!(
+                    event_id = d.event_id,
+                    error = %e,
+                    "cannot renew a queued delivery's lease; left for when it ends"
+                );
+                false
             }
         }
     }
+}
 
-    /// One attempt of a claimed delivery, its lease renewed while it runs:
-    /// what to record, or `None` when the lease was lost before it began.
-    async fn attempt(&self, d: DueDelivery, claimed_at: Instant) -> Option<AttemptRecord> {
-        let store = &self.ctx.store;
-        // A delivery that waited in its lane makes sure it still holds its
-        // claim before sending anything.
-        if claimed_at.elapsed() > self.renew_every {
-            match store.renew(d.id, d.lease, self.lease).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(
-                        event_id = d.event_id,
-                        destination = d.destination,
-                        "lease lost while queued; another claim holds the delivery"
-                    );
-                    return None;
-                }
-                Err(e) => {
-                    tracing::warn!(event_id = d.event_id, error = %e, "cannot renew a lease");
-                }
-            }
+/// How soon a lease renewal that failed is tried again.
+const RENEW_RETRY: Duration = Duration::from_secs(1);
+
+/// Runs `work` to its end while `renew` runs every `every` beside it (not
+/// inside its poll: `work` goes on while a renewal waits). A renewal that
+/// says it failed (`false`) is tried again after [`RENEW_RETRY`].
+async fn beside_renewals<T, R, RF>(
+    work: impl Future<Output = T>,
+    every: Duration,
+    mut renew: R,
+) -> T
+where
+    R: FnMut() -> RF,
+    RF: Future<Output = bool>,
+{
+    let renewals = async {
+        let mut next = tokio::time::Instant::now() + every;
+        loop {
+            tokio::time::sleep_until(next).await;
+            let wait = if renew().await {
+                every
+            } else {
+                RENEW_RETRY.min(every)
+            };
+            next = tokio::time::Instant::now() + wait;
         }
-        let record = self
-            .renewing(
-                d.id,
-                d.lease,
-                &d.event_id,
-                super::attempt::run(&self.ctx, &d),
-            )
-            .await;
-        Some(record)
+    };
+    let mut work = pin!(work);
+    let mut renewals = pin!(renewals);
+    tokio::select! {
+        r = &mut work => r,
+        never = &mut renewals => never,
     }
 }
 
@@ -589,6 +652,60 @@ mod tests {
 
     use super::*;
     use crate::store::StoreError;
+
+    #[tokio::test(start_paused = true)]
+    async fn work_goes_on_while_a_renewal_waits() {
+        // A renewal due at 1 s that takes 10 s (a busy pool): the attempt
+        // beside it ends at 1.5 s as it would alone, not when the renewal
+        // returns. Inside the attempt's poll it sat unpolled until 11 s,
+        // and a request deadline that passed meanwhile turned an answer
+        // into "timed out".
+        let started = tokio::time::Instant::now();
+        let renewals = AtomicU32::new(0);
+        let out = beside_renewals(
+            async {
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                tokio::time::Instant::now()
+            },
+            Duration::from_secs(1),
+            || async {
+                renewals.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                true
+            },
+        )
+        .await;
+        assert_eq!(out - started, Duration::from_millis(1_500));
+        assert_eq!(renewals.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_renewal_is_tried_again_soon() {
+        // Renewals every 20 s; the first fails, so the next comes 1 s later
+        // instead of 20 s, leaving the lease most of its time.
+        let at = Mutex::new(Vec::new());
+        let started = tokio::time::Instant::now();
+        beside_renewals(
+            tokio::time::sleep(Duration::from_secs(45)),
+            Duration::from_secs(20),
+            || {
+                let mut at = at.lock().unwrap();
+                at.push(started.elapsed());
+                let ok = at.len() > 1;
+                async move { ok }
+            },
+        )
+        .await;
+        let at = at.into_inner().unwrap();
+        assert_eq!(
+            at,
+            [
+                Duration::from_secs(20),
+                Duration::from_secs(21),
+                Duration::from_secs(41)
+            ]
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_record_is_tried_again_while_the_lease_holds() {
