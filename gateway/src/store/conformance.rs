@@ -44,6 +44,7 @@ macro_rules! suite {
             deleting_a_subscription_dead_letters_what_waits_for_it,
             a_re_enable_racing_a_park_leaves_nothing_parked,
             a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight,
+            a_status_filtered_bulk_replay_takes_an_event_spanning_batches_whole,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -679,6 +680,47 @@ pub async fn a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight(
     );
     let requeued = store.claim_due(2_000, LONG, Vec::new()).await.unwrap();
     assert_eq!(requeued.len(), N - 1);
+}
+
+pub async fn a_status_filtered_bulk_replay_takes_an_event_spanning_batches_whole(store: S) {
+    // One event to more destinations than a batch holds, all dead letters,
+    // replayed by the filter "status: dead". Requeueing the first batch
+    // must not change what the filter matches for the rest of the set: a
+    // status refresh per batch made the event pending after the first 500
+    // and left the other 100 dead.
+    const N: usize = 600;
+    let dests: Vec<String> = (0..N).map(|i| format!("d{i:03}")).collect();
+    let refs: Vec<&str> = dests.iter().map(String::as_str).collect();
+    insert_one(&*store, "evt_wide", None, &refs).await;
+    loop {
+        let due = store.claim_due(500, LONG, Vec::new()).await.unwrap();
+        if due.is_empty() {
+            break;
+        }
+        for d in &due {
+            store
+                .record(attempt(d, 500, NextState::Dead { reason: "x".into() }))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(status(&store, "evt_wide").await, EventStatus::Dead);
+    let filter = ConsoleFilter {
+        base: EventFilter {
+            status: Some(EventStatus::Dead),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let set = store.count_replay_set(filter.clone()).await.unwrap();
+    assert_eq!((set.events, set.deliveries), (1, N as u64));
+    let BulkReplay::Replayed(done) = store.replay_filtered(filter, set).await.unwrap() else {
+        panic!("the confirmed set is replayed")
+    };
+    assert_eq!((done.events, done.deliveries), (1, N as u64));
+    assert_eq!(status(&store, "evt_wide").await, EventStatus::Pending);
+    let requeued = store.claim_due(2_000, LONG, Vec::new()).await.unwrap();
+    assert_eq!(requeued.len(), N, "every confirmed delivery is due again");
 }
 
 pub async fn retention_prunes_delivered_and_dead_after_their_own_windows(store: S) {

@@ -105,6 +105,14 @@ impl ReplayTally {
         }
     }
 
+    /// The events requeued so far, in chunks of at most `n`, for their
+    /// status refresh once the whole set is requeued.
+    pub fn events_in_chunks(&self, n: usize) -> Vec<Vec<String>> {
+        let mut events: Vec<String> = self.events.iter().cloned().collect();
+        events.sort_unstable();
+        events.chunks(n.max(1)).map(<[String]>::to_vec).collect()
+    }
+
     /// The set requeued, as a bulk replay reports it.
     pub fn replayed(&self) -> BulkReplay {
         BulkReplay::Replayed(self.done)

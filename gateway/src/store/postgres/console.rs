@@ -213,7 +213,9 @@ pub(super) async fn replay_set(
 /// so each is checked again as it is now: one another gateway claimed
 /// since the count is in flight and left to finish, and one being changed
 /// right now is skipped. Returns the requeued deliveries' events, how many
-/// were requeued, and the last id taken.
+/// were requeued, and the last id taken. The events' statuses are left as
+/// they were until the whole set is requeued (see the SQLite engine's
+/// `replay_filtered`).
 pub(super) async fn replay_batch_filtered(
     tx: &deadpool_postgres::Transaction<'_>,
     filter: &ConsoleFilter,
@@ -246,7 +248,6 @@ pub(super) async fn replay_batch_filtered(
     }
     events.sort_unstable();
     events.dedup();
-    super::refresh_statuses(tx, events.clone()).await?;
     Ok((events, rows.len() as u64, last))
 }
 

@@ -1493,11 +1493,21 @@ impl Store for PostgresStore {
             // Until a batch takes nothing: one that skipped rows being
             // changed right now may take fewer than a full batch.
             let Some(last) = last else {
-                return Ok(tally.replayed());
+                break;
             };
             after = last;
             tally.add(batch, requeued);
         }
+        // The statuses after the last batch, not in each: a status filter
+        // would otherwise lose the rest of an event whose deliveries span
+        // two batches (see the SQLite engine).
+        for chunk in tally.events_in_chunks(BATCH_ROWS as usize) {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            refresh_statuses(&tx, chunk).await?;
+            tx.commit().await?;
+        }
+        Ok(tally.replayed())
     }
 
     async fn replay_delivery(

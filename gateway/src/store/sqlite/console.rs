@@ -270,7 +270,8 @@ impl SqliteStore {
     /// deliveries the filter matches with ids above `after`, each checked
     /// again (a delivery that went in flight since the count is left to
     /// finish). Returns the requeued deliveries' events, how many were
-    /// requeued, and the last id.
+    /// requeued, and the last id. The events' statuses are left as they
+    /// were: see [`SqliteStore::replay_filtered`].
     /// Not `Store::replay`'s batch: its `EventFilter` has no event type, id
     /// search or page bound, so it would requeue another set than the one
     /// the operator confirmed.
@@ -302,14 +303,22 @@ impl SqliteStore {
         }
         events.sort_unstable();
         events.dedup();
-        for e in &events {
-            refresh_event_status(c, e)?;
-        }
         Ok((
             events,
             picked.len() as u64,
             picked.last().map(|(id, _)| *id),
         ))
+    }
+
+    /// Refreshes the statuses of `events` after a bulk replay.
+    pub(super) fn console_refresh_statuses(
+        c: &Connection,
+        events: &[String],
+    ) -> Result<(), StoreError> {
+        for e in events {
+            refresh_event_status(c, e)?;
+        }
+        Ok(())
     }
 
     pub(super) fn console_replay_delivery(

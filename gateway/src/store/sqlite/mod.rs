@@ -1490,7 +1490,12 @@ impl Store for SqliteStore {
         // The confirmed set is counted again on a reader; then requeued in
         // batches, each its own writer operation (the filter checked again
         // per row), so a replay of a hundred thousand dead letters never
-        // holds ingest up for long.
+        // holds ingest up for long. The events' statuses are refreshed
+        // after the last batch, not in each: the filter may name a status,
+        // and an event whose deliveries span two batches would leave it
+        // after the first (dead -> pending) and have the rest of its
+        // confirmed deliveries skipped. Meanwhile a stale status is only
+        // shown, never acted on: each attempt's record refreshes it too.
         let filter = Arc::new(filter);
         let f = filter.clone();
         let set = self
@@ -1511,11 +1516,19 @@ impl Store for SqliteStore {
                 })
                 .await?;
             let Some(last) = last else {
-                return Ok(tally.replayed());
+                break;
             };
             after = last;
             tally.add(batch, requeued);
         }
+        for chunk in tally.events_in_chunks(BATCH_ROWS) {
+            self.writer
+                .run(Priority::Always, move |c| {
+                    Self::console_refresh_statuses(c, &chunk)
+                })
+                .await?;
+        }
+        Ok(tally.replayed())
     }
 
     async fn replay_delivery(
