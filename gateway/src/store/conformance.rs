@@ -195,7 +195,7 @@ fn park(d: &DueDelivery) -> AttemptRecord {
     }
 }
 
-fn subscription(id: &str, tenant: &str, object: &str, types: &[&str]) -> Subscription {
+pub(crate) fn subscription(id: &str, tenant: &str, object: &str, types: &[&str]) -> Subscription {
     Subscription {
         id: id.into(),
         tenant: tenant.into(),

@@ -1094,16 +1094,21 @@ impl Store for PostgresStore {
                     &[&dur(retention.delivered), &dur(retention.dead), &BATCH_ROWS],
                 )
                 .await?;
-            tx.execute(
-                "DELETE FROM dedup WHERE (route, source_id) IN \
-                   (SELECT route, source_id FROM dedup WHERE expires_at <= hookgate_now_ms() LIMIT $1) \
-                 AND expires_at <= hookgate_now_ms()",
-                &[&BATCH_ROWS],
-            )
-            .await?;
+            let keys = tx
+                .execute(
+                    "DELETE FROM dedup WHERE (route, source_id) IN \
+                       (SELECT route, source_id FROM dedup WHERE expires_at <= hookgate_now_ms() LIMIT $1) \
+                     AND expires_at <= hookgate_now_ms()",
+                    &[&BATCH_ROWS],
+                )
+                .await?;
             tx.commit().await?;
             total += n;
-            if (n as i64) < BATCH_ROWS {
+            // Until both are done: keys expire (after the dedup window, a
+            // day) long before their events are pruned (a week), so a run
+            // that stopped with the events would remove one batch of keys
+            // and leave the rest to pile up.
+            if (n as i64) < BATCH_ROWS && (keys as i64) < BATCH_ROWS {
                 return Ok(total);
             }
         }

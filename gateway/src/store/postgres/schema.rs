@@ -222,6 +222,16 @@ BEGIN
     RETURN TRUE;
 END $$;
 "#,
+    // 3: the database's clock is read per statement, not per transaction.
+    // `now()` is the transaction's start: an insert that waited on a lock
+    // (a subscription's row being re-enabled, a dedup key being taken)
+    // timed its claims' leases from before the wait, and one that waited
+    // longer than the lease committed claims already run out, which
+    // another gateway's poller then took while this one sent them too.
+    r#"
+CREATE OR REPLACE FUNCTION hookgate_now_ms() RETURNS bigint LANGUAGE sql STABLE
+    AS $$ SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint $$;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -205,3 +205,110 @@ async fn a_newer_schema_is_refused_and_migrating_again_is_a_no_op() {
         .to_string();
     assert!(err.contains("newer"), "{err}");
 }
+
+/// An insert that waited on a lock (here a subscription's row, held as a
+/// re-enable or a delete holds it) times its claims' leases from after the
+/// wait: another gateway's poller finds nothing to take. Timed from the
+/// transaction's start, the 1 s lease had run out before the commit and
+/// both gateways sent the delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_that_waited_on_a_lock_times_its_leases_from_after_the_wait() {
+    use crate::plugin::Message;
+    use crate::store::{ClaimNew, Fanout, InsertOptions, Inserted};
+    use std::time::Duration;
+
+    let Some((a, b, guard)) = two().await else {
+        return;
+    };
+    a.create_subscription(conformance::subscription("wh_a", "t1", "g1", &["*"]))
+        .await
+        .unwrap();
+    let (mut client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(&format!(
+        "SET LOCAL search_path = {}; SELECT id FROM subscriptions WHERE id = 'wh_a' FOR UPDATE",
+        guard.schema
+    ))
+    .await
+    .unwrap();
+    let mut e = conformance::event("evt_1", None, &[]);
+    e.fanout.push(Fanout {
+        tenant: Some("t1".into()),
+        object_type: "Group".into(),
+        object_id: "g1".into(),
+        event_type: "Created".into(),
+        envelope: Message::json(Some("Created"), &serde_json::json!({"x": 1})),
+    });
+    let opts = InsertOptions {
+        dedup_window: Duration::from_secs(3600),
+        claim: Some(ClaimNew {
+            lease: Duration::from_secs(1),
+            destinations: Vec::new(),
+            subscribers: true,
+        }),
+    };
+    let insert = tokio::spawn(async move { b.insert(e, opts).await });
+    // Longer than the lease: the insert waits on the row meanwhile.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!insert.is_finished(), "the insert waits for the row lock");
+    tx.rollback().await.unwrap();
+    let inserted = tokio::time::timeout(Duration::from_secs(10), insert)
+        .await
+        .expect("the insert finishes once the lock is gone")
+        .unwrap()
+        .unwrap();
+    let Inserted::New { claimed, .. } = inserted else {
+        panic!("new: {inserted:?}")
+    };
+    assert_eq!(claimed.len(), 1, "claimed in the insert");
+    let taken = a
+        .claim_due(10, Duration::from_secs(60), Vec::new())
+        .await
+        .unwrap();
+    assert!(
+        taken.is_empty(),
+        "the other gateway took a delivery claimed a moment ago: {taken:?}"
+    );
+}
+
+/// Prune removes every expired dedup key, not one batch of them per run
+/// while no event is old enough to go: keys expire after the dedup window
+/// (a day), events after their retention (a week).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_removes_every_expired_dedup_key() {
+    use crate::store::{InsertOptions, Retention};
+    use std::time::Duration;
+
+    let Some((a, _b, guard)) = two().await else {
+        return;
+    };
+    const N: usize = 1_200;
+    for i in 0..N {
+        // Pending (a destination nobody attempts): never pruned.
+        let e = conformance::event(&format!("evt_{i:05}"), Some(&format!("src_{i}")), &["d"]);
+        let opts = InsertOptions {
+            dedup_window: Duration::from_millis(1),
+            claim: None,
+        };
+        a.insert(e, opts).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let keep = Retention {
+        delivered: Duration::from_secs(3600),
+        dead: Duration::from_secs(3600),
+    };
+    assert_eq!(a.prune(keep).await.unwrap(), 0, "no event is pruned");
+    let (client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let keys: i64 = client
+        .query_one(&format!("SELECT COUNT(*) FROM {}.dedup", guard.schema), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(keys, 0, "every expired key is gone");
+}
