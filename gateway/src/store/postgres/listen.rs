@@ -17,12 +17,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::DueHook;
 
-/// The channel due work is announced on.
-pub const CHANNEL: &str = "hookgate_due";
+/// The channel due work is announced on, per schema: `NOTIFY` channels are
+/// database-wide, and installations in other schemas of one database (the
+/// tests' parallel schemas among them) must not wake each other. Hashed,
+/// because a channel name is at most 63 bytes and a schema's need not be.
+macro_rules! channel_sql {
+    () => {
+        "'hookgate_due_' || md5(current_schema())"
+    };
+}
+pub(super) use channel_sql;
 
 /// The SQL a transaction runs to announce due work (delivered on commit;
 /// PostgreSQL folds identical notifications of one transaction into one).
-pub const NOTIFY: &str = "SELECT pg_notify('hookgate_due', '')";
+pub const NOTIFY: &str = concat!("SELECT pg_notify(", channel_sql!(), ", '')");
 
 /// Wait before connecting again after the listening connection failed.
 const RECONNECT: Duration = Duration::from_secs(1);
@@ -48,7 +56,20 @@ pub fn spawn(config: tokio_postgres::Config, hooks: Hooks, stop: CancellationTok
                     // notifications.
                     let (up_tx, up_rx) = tokio::sync::oneshot::channel::<()>();
                     let listening = async {
-                        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                        let channel = match client
+                            .query_one(concat!("SELECT ", channel_sql!()), &[])
+                            .await
+                            .and_then(|r| r.try_get::<_, String>(0))
+                        {
+                            Ok(c) => c,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "postgres store: cannot name the channel");
+                                return;
+                            }
+                        };
+                        // An identifier of `hookgate_due_` and hex digits:
+                        // nothing to quote.
+                        if let Err(e) = client.batch_execute(&format!("LISTEN {channel}")).await {
                             tracing::warn!(error = %e, "postgres store: cannot LISTEN");
                             return;
                         }

@@ -849,12 +849,14 @@ impl Store for PostgresStore {
             // One statement: the notification goes out (on its commit)
             // only if the delivery was released.
             let stmt = conn
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "WITH r AS (\
                        UPDATE deliveries SET next_attempt_at = hookgate_now_ms(), lease_token = NULL \
                        WHERE id = $1 AND lease_token = $2 AND state = 'pending' RETURNING id) \
-                     SELECT pg_notify('hookgate_due', '') FROM r",
-                )
+                     SELECT pg_notify(",
+                    listen::channel_sql!(),
+                    ", '') FROM r"
+                ))
                 .await?;
             Ok(!conn.query(&stmt, &[&id, &token.0]).await?.is_empty())
         }
