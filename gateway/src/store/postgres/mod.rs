@@ -62,10 +62,24 @@ const PARKED_REASON: &str = "parked: the subscription is disabled";
 /// store answers "overloaded".
 const POOL_WAIT: Duration = Duration::from_secs(30);
 
+/// How long opening a new connection may take: a database that does not
+/// answer at all (a dropped route) is reported after this, not after the
+/// operating system's connect timeout (minutes).
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// Connections kept for lease renewals, apart from [`PostgresStore::pool`].
+/// Renewals are few (only attempts longer than a third of the lease) but
+/// must not queue behind ingest: in the shared pool, a burst that held
+/// every connection for longer than the lease left let leases run out and
+/// another gateway send what this one was still sending.
+const RENEW_POOL: usize = 2;
+
 /// The PostgreSQL store. Cheap to clone.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Lease renewals only ([`RENEW_POOL`] connections).
+    renew_pool: Pool,
     hooks: listen::Hooks,
     /// Why the database is unusable, when the last try to reach it failed.
     down: Arc<Mutex<Option<String>>>,
@@ -184,19 +198,24 @@ impl PostgresStore {
             let _ = task.await;
             pg.options(format!("-c search_path={schema}"));
         }
-        let manager = Manager::from_config(
-            pg.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .wait_timeout(Some(POOL_WAIT))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(open_err)?;
+        let build = |size: usize| {
+            let manager = Manager::from_config(
+                pg.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .wait_timeout(Some(POOL_WAIT))
+                .create_timeout(Some(CONNECT_WAIT))
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .map_err(open_err)
+        };
+        let pool = build(pool_size.max(1))?;
+        let renew_pool = build(RENEW_POOL)?;
         let mut conn = pool.get().await.map_err(open_err)?;
         schema::migrate(&mut conn).await?;
         drop(conn);
@@ -205,6 +224,7 @@ impl PostgresStore {
         listen::spawn(pg, hooks.clone(), stop.clone());
         Ok(PostgresStore {
             pool,
+            renew_pool,
             hooks,
             down: Arc::default(),
             _listener: Arc::new(stop.drop_guard()),
@@ -213,7 +233,12 @@ impl PostgresStore {
 
     /// A connection from the pool.
     async fn conn(&self) -> Result<Object, StoreError> {
-        match self.pool.get().await {
+        self.conn_from(&self.pool).await
+    }
+
+    /// A connection from `pool`.
+    async fn conn_from(&self, pool: &Pool) -> Result<Object, StoreError> {
+        match pool.get().await {
             Ok(c) => Ok(c),
             Err(deadpool_postgres::PoolError::Timeout(_)) => Err(StoreError::Overloaded),
             Err(e) => {
@@ -830,7 +855,7 @@ impl Store for PostgresStore {
 
     async fn renew(&self, id: i64, token: LeaseToken, lease: Duration) -> Result<bool, StoreError> {
         let r = async {
-            let conn = self.conn().await?;
+            let conn = self.conn_from(&self.renew_pool).await?;
             let stmt = conn
                 .prepare_cached(
                     "UPDATE deliveries SET next_attempt_at = hookgate_now_ms() + $3 \

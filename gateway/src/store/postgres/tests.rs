@@ -312,3 +312,68 @@ async fn prune_removes_every_expired_dedup_key() {
         .get(0);
     assert_eq!(keys, 0, "every expired key is gone");
 }
+
+/// A lease renewal does not queue behind ingest: with every connection of
+/// the pool held by inserts waiting on a lock, a renewal still answers at
+/// once. In the shared pool it waited 30 s and then failed, long enough for
+/// the lease to run out and another gateway to send the delivery again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_does_not_wait_for_a_pool_that_ingest_holds() {
+    use std::time::Duration;
+
+    let Some(url) = test_url() else { return };
+    let schema = schema();
+    let guard = SchemaGuard {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let store = Arc::new(
+        PostgresStore::open_in(&url, 2, Some(&schema))
+            .await
+            .unwrap(),
+    );
+    conformance::insert_one(&*store, "evt_0", None, &["d"]).await;
+    let held = store
+        .claim_due(1, Duration::from_secs(60), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    let (mut client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(&format!(
+        "SET LOCAL search_path = {schema}; LOCK TABLE events IN EXCLUSIVE MODE"
+    ))
+    .await
+    .unwrap();
+    // Two inserts wait on the lock, each holding one of the two
+    // connections.
+    let inserts: Vec<_> = (1..=2)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                conformance::insert_one(&*store, &format!("evt_{i}"), None, &["d"]).await;
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(inserts.iter().all(|t| !t.is_finished()), "the inserts wait");
+    let renewed = tokio::time::timeout(
+        Duration::from_secs(5),
+        store.renew(held[0].id, held[0].lease, Duration::from_secs(60)),
+    )
+    .await;
+    tx.rollback().await.unwrap();
+    for t in inserts {
+        tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("the inserts finish once the lock is gone")
+            .unwrap();
+    }
+    assert!(
+        matches!(renewed, Ok(Ok(true))),
+        "the renewal waited for ingest's pool: {renewed:?}"
+    );
+}
