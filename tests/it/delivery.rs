@@ -346,3 +346,77 @@ routes:
         gw.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_lowers_concurrency_reaches_a_lane_with_a_backlog() {
+    const EVENTS: usize = 24;
+    const DELAY: Duration = Duration::from_millis(300);
+    let sink = MockReceiver::start().await;
+    sink.delay(DELAY);
+    let yaml = |concurrency: usize| {
+        format!(
+            r#"
+admin: {{ token: "{token}" }}
+destinations:
+  slow: {{ url: "{url}", concurrency: {concurrency} }}
+routes:
+  r:
+    to: [slow]
+"#,
+            token = crate::support::gateway::ADMIN_TOKEN,
+            url = sink.url("/in"),
+        )
+    };
+    let gw = Arc::new(TestGateway::spawn(&yaml(4)).await);
+    post_at_once(&gw, "r", EVENTS).await;
+    wait_until("the first attempts", Duration::from_secs(10), || {
+        sink.count() >= 4
+    })
+    .await;
+    // The lane has a backlog now. Lower its concurrency to 1.
+    let path = gw.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("concurrency: 4", "concurrency: 1")).unwrap();
+    let resp = gw
+        .admin(reqwest::Method::POST, "/admin/reload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let reloaded = Instant::now();
+    wait_until("every delivery", Duration::from_secs(30), || {
+        sink.count() >= EVENTS
+    })
+    .await;
+    // Each request was in flight from DELAY before its answer until the
+    // answer (20 ms of slack each side for timers). Those that started once
+    // the attempts begun before the reload had ended must have run alone.
+    let spans: Vec<(Instant, Instant)> = sink
+        .received()
+        .iter()
+        .map(|r| {
+            (
+                r.at - DELAY + Duration::from_millis(20),
+                r.at - Duration::from_millis(20),
+            )
+        })
+        .collect();
+    let settled = reloaded + DELAY + Duration::from_millis(50);
+    let worst = spans
+        .iter()
+        .filter(|(start, _)| *start >= settled)
+        .map(|(start, _)| {
+            spans
+                .iter()
+                .filter(|(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    let after = spans.iter().filter(|(s, _)| *s >= settled).count();
+    assert!(after >= 10, "only {after} attempts began after the reload");
+    assert_eq!(
+        worst, 1,
+        "attempts still overlapped after concurrency was lowered to 1"
+    );
+}
