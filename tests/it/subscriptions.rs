@@ -597,3 +597,61 @@ routes:
     assert_eq!(got["eventType"], "issues");
     assert_eq!(got["data"]["action"], "opened");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_without_the_subscriptions_block_postpones_subscriber_deliveries() {
+    // A config that loses its `subscriptions:` block (by mistake, or for a
+    // moment) must not dead-letter what subscribers are still owed: their
+    // deliveries wait, as those of a destination missing after a reload do.
+    let sink = MockReceiver::start().await;
+    let admin = format!(
+        "admin: {{ token: \"{}\" }}",
+        crate::support::gateway::ADMIN_TOKEN
+    );
+    let config = yaml(&admin)
+        .replace(
+            "retry: { schedule: [30ms, 30ms, 30ms, 30ms, 30ms, 30ms, 30ms, 30ms, 30ms, 30ms], jitter: 0 }",
+            "retry: { schedule: [2s, 2s], jitter: 0 }",
+        )
+        .replace("disable_after: 250ms", "disable_after: 1h");
+    assert!(config.contains("schedule: [2s, 2s]"), "{config}");
+    let gw = TestGateway::spawn(&config).await;
+    subscribe(&gw, KEY_A, &sink, &["*"]).await;
+    // The first attempt fails; the retry is due 2 s later.
+    sink.script(&[500]);
+    publish(&gw, KEY_A, "ping", json!({"n": 1})).await;
+    crate::support::wait_until("the failed first attempt", WAIT, || {
+        !sink.deliveries().is_empty()
+    })
+    .await;
+    let page = gw.admin_get("/admin/events?limit=1").await;
+    let id = page["events"][0]["id"].as_str().unwrap().to_owned();
+    // The block goes; the retry comes due without it.
+    let path = gw.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("subscriptions:").unwrap();
+    let end = text.find("admin:").unwrap();
+    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let resp = gw
+        .admin(Method::POST, "/admin/reload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let deadline = Instant::now() + WAIT;
+    let delivery = loop {
+        let event = gw.admin_get(&format!("/admin/events/{id}")).await;
+        let d = event["deliveries"][0].clone();
+        if d["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not configured"))
+            || d["state"] != "pending"
+        {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "the retry never ran: {event:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(delivery["state"], "pending", "{delivery:#}");
+    assert_eq!(sink.deliveries().len(), 1, "nothing sent without the block");
+}
