@@ -38,6 +38,10 @@ enum Subscriber {
     /// Not sent: the subscription is disabled; keep the delivery for when
     /// it is enabled again.
     Park(String),
+    /// Sent, and the failure disabled the subscription: the attempt is
+    /// recorded (result and excerpt), and the delivery kept for when it is
+    /// enabled again.
+    ParkAfter(String, DeliveryOutcome, AttemptResult, Option<String>),
     /// Not sent: the config has no `subscriptions:` block now. Kept and
     /// tried again later, as a destination missing after a reload is: a
     /// reload that drops the block by mistake must not dead-letter every
@@ -72,12 +76,22 @@ async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
     let snapshot = ctx.snapshots.load_full();
     let attempted_at_ms = now_ms();
     let started = Instant::now();
+    // Set when the attempt's failure disabled its subscription.
+    let mut park_after = None;
     let (outcome, result, excerpt) =
         if let Some(sub_id) = d.destination.strip_prefix(SUBSCRIBER_PREFIX) {
             match subscriber_attempt(ctx, &snapshot, sub_id, d).await {
                 Subscriber::Sent(outcome, result, excerpt) => (outcome, result, excerpt),
                 Subscriber::Park(reason) => {
-                    return not_attempted(d, attempted_at_ms, None, NextState::Park { reason });
+                    let next = NextState::Park {
+                        reason,
+                        attempted: false,
+                    };
+                    return not_attempted(d, attempted_at_ms, None, next);
+                }
+                Subscriber::ParkAfter(reason, outcome, result, excerpt) => {
+                    park_after = Some(reason);
+                    (outcome, result, excerpt)
                 }
                 Subscriber::Postpone(error) => {
                     tracing::warn!(
@@ -169,6 +183,10 @@ async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
         error: result.error,
         response_excerpt: excerpt,
         next: match outcome {
+            _ if let Some(reason) = park_after => NextState::Park {
+                reason,
+                attempted: true,
+            },
             DeliveryOutcome::Delivered => NextState::Delivered,
             DeliveryOutcome::Retry(after) => NextState::Retry { after },
             DeliveryOutcome::Dead(reason) => NextState::Dead { reason },
@@ -332,7 +350,12 @@ async fn subscriber_attempt(
             // The delivery that exhausted its retries is dead; one that
             // would have been retried waits for the re-enable instead.
             if !success && !matches!(outcome, DeliveryOutcome::Dead(_)) {
-                return Subscriber::Park("parked: this failure disabled the subscription".into());
+                return Subscriber::ParkAfter(
+                    "parked: this failure disabled the subscription".into(),
+                    outcome,
+                    result,
+                    excerpt,
+                );
             }
         }
         Ok(crate::store::SubscriptionHealth::Active) => {}

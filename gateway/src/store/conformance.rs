@@ -45,6 +45,7 @@ macro_rules! suite {
             a_re_enable_racing_a_park_leaves_nothing_parked,
             a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight,
             a_status_filtered_bulk_replay_takes_an_event_spanning_batches_whole,
+            a_park_after_an_attempt_counts_the_attempt,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -190,6 +191,7 @@ fn park(d: &DueDelivery) -> AttemptRecord {
             0,
             NextState::Park {
                 reason: "parked: the subscription is disabled".into(),
+                attempted: false,
             },
         )
     }
@@ -1004,7 +1006,8 @@ pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(st
                     &due[0],
                     0,
                     NextState::Park {
-                        reason: "disabled".into()
+                        reason: "disabled".into(),
+                        attempted: false,
                     }
                 )
             })
@@ -1109,6 +1112,48 @@ pub async fn a_park_is_settled_against_the_subscription_as_it_is_when_written(st
         Recorded::Written
     );
     assert_eq!(status(&store, "evt_0").await, EventStatus::Dead);
+}
+
+/// The attempt whose failure disabled the subscription is parked with it,
+/// and counted and kept like any attempt (it was made); a park decided
+/// before sending counts nothing.
+pub async fn a_park_after_an_attempt_counts_the_attempt(store: S) {
+    store
+        .create_subscription(subscription("wh_1", "t", "g", &["*"]))
+        .await
+        .unwrap();
+    store.insert(publish("evt_0", "A"), opts()).await.unwrap();
+    let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 1);
+    set_active(&store, "wh_1", false).await;
+    let failed = attempt(
+        &due[0],
+        500,
+        NextState::Park {
+            reason: "parked: this failure disabled the subscription".into(),
+            attempted: true,
+        },
+    );
+    assert_eq!(store.record(failed).await.unwrap(), Recorded::Written);
+    assert_eq!(store.parked("wh_1".into(), 10).await.unwrap().len(), 1);
+    let detail = store.get("evt_0".into()).await.unwrap().unwrap();
+    let d = &detail.deliveries[0];
+    assert_eq!(d.attempts_made, 1, "{d:?}");
+    assert_eq!(d.attempts.len(), 1, "{d:?}");
+    assert_eq!(d.attempts[0].status, Some(500));
+    // Re-enabled: sent again; the park before sending adds nothing.
+    set_active(&store, "wh_1", true).await;
+    let again = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    set_active(&store, "wh_1", false).await;
+    assert_eq!(
+        store.record(park(&again[0])).await.unwrap(),
+        Recorded::Written
+    );
+    let detail = store.get("evt_0".into()).await.unwrap().unwrap();
+    assert_eq!(detail.deliveries[0].attempts_made, 1);
+    assert_eq!(detail.deliveries[0].attempts.len(), 1);
 }
 
 /// The race behind the case above, run both ways at once: an attempt that

@@ -227,10 +227,14 @@ pub enum NextState {
         reason: String,
     },
     /// Keep it without attempting it until its subscription is enabled
-    /// again (it is disabled now); no attempt counted.
+    /// again (it is disabled now); no retry used.
     Park {
         /// Why, for operators.
         reason: String,
+        /// Whether an attempt was made: the one whose failure disabled the
+        /// subscription. It is counted and its row written like any other;
+        /// a park decided before sending counts nothing.
+        attempted: bool,
     },
 }
 

@@ -701,7 +701,9 @@ fn next_state(a: &AttemptRecord) -> (&'static str, i64, i32, i32, Option<String>
         ),
         NextState::Postpone { after } => ("pending", dur(*after), 0, 0, a.error.clone()),
         NextState::Dead { reason } => ("dead", 0, 1, 0, Some(reason.clone())),
-        NextState::Park { reason } => ("parked", 0, 0, 0, Some(reason.clone())),
+        NextState::Park { reason, attempted } => {
+            ("parked", 0, i32::from(*attempted), 0, Some(reason.clone()))
+        }
     }
 }
 

@@ -695,7 +695,13 @@ fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, StoreError> {
         ),
         NextState::Postpone { after } => ("pending", later(now, *after), 0, 0, a.error.clone()),
         NextState::Dead { reason } => ("dead", now, 1, 0, Some(reason.clone())),
-        NextState::Park { reason } => ("parked", now, 0, 0, Some(reason.clone())),
+        NextState::Park { reason, attempted } => (
+            "parked",
+            now,
+            i64::from(*attempted),
+            0,
+            Some(reason.clone()),
+        ),
     };
     // A park was decided on a read of the subscription made before this
     // transaction; settle it against the subscription as it is now, in the
