@@ -24,7 +24,8 @@
 //! Not here: sending itself (the delivery loop's shared client) and the
 //! retry decision (`retry.rs`).
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::retry::AttemptResult;
@@ -99,9 +100,54 @@ impl Pacer {
     }
 }
 
+/// The pacer of the Teams webhook at `url`, shared by every destination
+/// with that URL and kept across reloads: a reload compiles its
+/// destinations anew, and a pacer made with them started every webhook's
+/// spacing over (a burst right after a reload then met Teams' 429s, each a
+/// retry used). Held weakly: it lives as long as a config that names the
+/// URL (the generation being replaced still holds it while the new one is
+/// compiled).
+pub fn pacer_for(url: &str) -> Arc<Pacer> {
+    static PACERS: OnceLock<Mutex<HashMap<String, Weak<Pacer>>>> = OnceLock::new();
+    let mut pacers = PACERS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pacers.get(url).and_then(Weak::upgrade) {
+        return p;
+    }
+    pacers.retain(|_, p| p.strong_count() > 0);
+    let p = Arc::new(Pacer::new(MIN_INTERVAL));
+    pacers.insert(url.to_owned(), Arc::downgrade(&p));
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pacer_per_webhook_url_across_compiles() {
+        let url = "https://example.invalid/webhookb2/pacer-test";
+        let first = pacer_for(url);
+        // A reload compiles the destination again while the old generation
+        // still holds its pacer: the same schedule goes on.
+        let again = pacer_for(url);
+        assert!(Arc::ptr_eq(&first, &again));
+        let now = Instant::now();
+        assert_eq!(first.reserve(now, MAX_PACE_WAIT), Ok(Duration::ZERO));
+        assert_eq!(again.reserve(now, MAX_PACE_WAIT), Ok(MIN_INTERVAL));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &pacer_for("https://example.invalid/other")
+        ));
+        // Once no config names the URL, it starts afresh.
+        drop((first, again));
+        assert_eq!(
+            pacer_for(url).reserve(now, MAX_PACE_WAIT),
+            Ok(Duration::ZERO)
+        );
+    }
 
     fn ok(status: u16) -> AttemptResult {
         AttemptResult {

@@ -155,11 +155,8 @@ impl CompiledDestination {
             object_type: d.object_type.clone(),
             object_id: d.object_id.clone(),
             tenant: d.tenant.clone(),
-            pacer: (d.kind == DestinationKind::Teams).then(|| {
-                Arc::new(crate::delivery::teams::Pacer::new(
-                    crate::delivery::teams::MIN_INTERVAL,
-                ))
-            }),
+            pacer: (d.kind == DestinationKind::Teams)
+                .then(|| crate::delivery::teams::pacer_for(d.url.as_deref().unwrap_or(name))),
         }
     }
 }
