@@ -46,6 +46,7 @@ macro_rules! suite {
             a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight,
             a_status_filtered_bulk_replay_takes_an_event_spanning_batches_whole,
             a_park_after_an_attempt_counts_the_attempt,
+            re_enabling_and_deleting_settle_more_than_a_batch,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -975,7 +976,7 @@ pub async fn pages_are_newest_first_with_a_cursor_and_filters(store: S) {
     assert_eq!(pending.events[0].id, "evt_9");
 }
 
-fn publish(id: &str, event_type: &str) -> NewEvent {
+pub(crate) fn publish(id: &str, event_type: &str) -> NewEvent {
     let mut e = event(id, None, &[]);
     e.fanout.push(Fanout {
         tenant: Some("t".into()),
@@ -1154,6 +1155,58 @@ pub async fn a_park_after_an_attempt_counts_the_attempt(store: S) {
     let detail = store.get("evt_0".into()).await.unwrap().unwrap();
     assert_eq!(detail.deliveries[0].attempts_made, 1);
     assert_eq!(detail.deliveries[0].attempts.len(), 1);
+}
+
+/// A re-enable and a delete settle every delivery waiting for the
+/// subscription, however many batches that takes (each its own writer
+/// operation or transaction, so ingest is never held up for all of them).
+pub async fn re_enabling_and_deleting_settle_more_than_a_batch(store: S) {
+    const N: usize = 1_100;
+    store
+        .create_subscription(subscription("wh_1", "t", "g", &["*"]))
+        .await
+        .unwrap();
+    set_active(&store, "wh_1", false).await;
+    for i in 0..N {
+        store
+            .insert(publish(&format!("evt_a{i:05}"), "A"), opts())
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.parked("wh_1".into(), 2 * N).await.unwrap().len(), N);
+    set_active(&store, "wh_1", true).await;
+    assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
+    let due = store.claim_due(2 * N, LONG, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), N, "every parked delivery is due again");
+    assert_eq!(due[0].event_id, "evt_a00000", "oldest first");
+    for d in &due {
+        assert!(store.release(d.id, d.lease).await.unwrap());
+    }
+    // Disabled again: N more park; then deleted with N pending and N parked.
+    set_active(&store, "wh_1", false).await;
+    for i in 0..N {
+        store
+            .insert(publish(&format!("evt_b{i:05}"), "A"), opts())
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .delete_subscription("t".into(), "wh_1".into())
+            .await
+            .unwrap()
+    );
+    assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due(10, LONG, Vec::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for id in ["evt_a00000", "evt_a01099", "evt_b00000", "evt_b01099"] {
+        assert_eq!(status(&store, id).await, EventStatus::Dead, "{id}");
+    }
 }
 
 /// The race behind the case above, run both ways at once: an attempt that

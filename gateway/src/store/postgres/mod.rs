@@ -231,6 +231,20 @@ impl PostgresStore {
         })
     }
 
+    /// Settles the deliveries waiting for `subscription_id`, a batch per
+    /// transaction, until none is left (see [`settle_batch`]).
+    async fn settle(&self, subscription_id: &str) -> Result<(), StoreError> {
+        loop {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            let more = settle_batch(&tx, subscription_id).await?;
+            tx.commit().await?;
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
     /// A connection from the pool.
     async fn conn(&self) -> Result<Object, StoreError> {
         self.conn_from(&self.pool).await
@@ -354,6 +368,96 @@ fn summary(r: &tokio_postgres::Row) -> Result<EventSummary, StoreError> {
         received_at: rfc3339(unsigned(received)),
         received_at_ms: unsigned(received),
     })
+}
+
+/// Settles up to [`BATCH_ROWS`] of the deliveries waiting for subscription
+/// `subscription_id` against it as it is now, and says whether more may be
+/// left (the SQLite engine's `settle_batch` says what each state means).
+/// The subscription's row is read `FOR SHARE` and the deliveries' rows are
+/// locked after it, the order every writer of both takes; a park recorded
+/// meanwhile settles against the same row at write time, so nothing slips
+/// between batches. The conditions are repeated on the changed rows, so a
+/// row claimed meanwhile is checked again as it is now. The note in
+/// `subscription_settlements` goes with the last batch; prune finishes
+/// what a crash left.
+async fn settle_batch(
+    tx: &deadpool_postgres::Transaction<'_>,
+    subscription_id: &str,
+) -> Result<bool, StoreError> {
+    let destination = format!("{SUBSCRIBER_PREFIX}{subscription_id}");
+    let active: Option<bool> = tx
+        .query_opt(
+            "SELECT active FROM subscriptions WHERE id = $1 FOR SHARE",
+            &[&subscription_id],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    let settled = match active {
+        Some(true) => {
+            let n = tx
+                .execute(
+                    "UPDATE deliveries SET state = 'pending', next_attempt_at = hookgate_now_ms(), \
+                     retries = 0, lease_token = NULL, last_error = NULL \
+                     WHERE id IN (SELECT id FROM deliveries WHERE destination = $1 \
+                       AND state = 'parked' ORDER BY id LIMIT $2 FOR UPDATE) \
+                     AND state = 'parked'",
+                    &[&destination, &BATCH_ROWS],
+                )
+                .await?;
+            if n > 0 {
+                notify(tx).await?;
+            }
+            n
+        }
+        None => {
+            let rows = tx
+                .query(
+                    "UPDATE deliveries SET state = 'dead', lease_token = NULL, \
+                     next_attempt_at = hookgate_now_ms(), last_error = $3 \
+                     WHERE id IN (SELECT id FROM deliveries WHERE destination = $1 \
+                       AND (state = 'parked' OR (state = 'pending' \
+                         AND (lease_token IS NULL OR next_attempt_at <= hookgate_now_ms()))) \
+                       ORDER BY id LIMIT $2 FOR UPDATE) \
+                     AND (state = 'parked' OR (state = 'pending' \
+                       AND (lease_token IS NULL OR next_attempt_at <= hookgate_now_ms()))) \
+                     RETURNING event_id",
+                    &[&destination, &BATCH_ROWS, &SUBSCRIPTION_DELETED],
+                )
+                .await?;
+            let events = rows
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<Vec<String>, _>>()?;
+            refresh_statuses(tx, events).await?;
+            rows.len() as u64
+        }
+        Some(false) => 0,
+    };
+    let more = settled as i64 == BATCH_ROWS;
+    if !more {
+        tx.execute(
+            "DELETE FROM subscription_settlements WHERE subscription_id = $1",
+            &[&subscription_id],
+        )
+        .await?;
+    }
+    Ok(more)
+}
+
+/// Notes that `subscription_id`'s waiting deliveries are to be settled and
+/// settles the first batch, in the caller's transaction (the re-enable's or
+/// the delete's). Whether more may be left.
+async fn begin_settlement(
+    tx: &deadpool_postgres::Transaction<'_>,
+    subscription_id: &str,
+) -> Result<bool, StoreError> {
+    tx.execute(
+        "INSERT INTO subscription_settlements (subscription_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        &[&subscription_id],
+    )
+    .await?;
+    settle_batch(tx, subscription_id).await
 }
 
 /// Tells every gateway, on commit, that deliveries are due.
@@ -1091,6 +1195,19 @@ impl Store for PostgresStore {
     }
 
     async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
+        // Settlements a crash (or a failed batch) left unfinished, whoever
+        // began them.
+        let unfinished: Vec<String> = self
+            .conn()
+            .await?
+            .query("SELECT subscription_id FROM subscription_settlements", &[])
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        for sub in unfinished {
+            self.settle(&sub).await?;
+        }
         let mut total = 0;
         loop {
             let mut conn = self.conn().await?;
@@ -1322,23 +1439,18 @@ impl Store for PostgresStore {
                 .as_ref()
                 .map(subscription_row)
                 .transpose()?;
-            if patch.active == Some(true) && updated.is_some() {
-                // What was parked while it was off goes out now, oldest
-                // first, with a fresh retry budget, from whichever gateway
-                // claims it first.
-                let n = tx
-                    .execute(
-                        "UPDATE deliveries SET state = 'pending', next_attempt_at = hookgate_now_ms(), \
-                         retries = 0, lease_token = NULL, last_error = NULL \
-                         WHERE destination = $1 AND state = 'parked'",
-                        &[&format!("{SUBSCRIBER_PREFIX}{id}")],
-                    )
-                    .await?;
-                if n > 0 {
-                    notify(&tx).await?;
-                }
-            }
+            // What was parked while it was off goes out now, oldest first,
+            // with a fresh retry budget, from whichever gateway claims it
+            // first: the first batch in this transaction, the rest after.
+            let more = if patch.active == Some(true) && updated.is_some() {
+                begin_settlement(&tx, &id).await?
+            } else {
+                false
+            };
             tx.commit().await?;
+            if more {
+                self.settle(&id).await?;
+            }
             Ok(updated)
         }
         .await;
@@ -1356,29 +1468,13 @@ impl Store for PostgresStore {
                 )
                 .await?
                 > 0;
-            if deleted {
-                // What waits for it (parked, or due later) can never be
-                // sent: dead now, so its events finish and are pruned in
-                // time. One in flight is left to its attempt, which finds
-                // the subscription gone. The conditions are on the updated
-                // rows themselves, so a row claimed meanwhile is re-checked.
-                let rows = tx
-                    .query(
-                        "UPDATE deliveries SET state = 'dead', lease_token = NULL, \
-                         next_attempt_at = hookgate_now_ms(), last_error = $2 \
-                         WHERE destination = $1 AND (state = 'parked' OR (state = 'pending' \
-                           AND (lease_token IS NULL OR next_attempt_at <= hookgate_now_ms()))) \
-                         RETURNING event_id",
-                        &[&format!("{SUBSCRIBER_PREFIX}{id}"), &SUBSCRIPTION_DELETED],
-                    )
-                    .await?;
-                let events = rows
-                    .iter()
-                    .map(|r| r.try_get(0))
-                    .collect::<Result<Vec<String>, _>>()?;
-                refresh_statuses(&tx, events).await?;
-            }
+            // What waits for it can never be sent: dead now, the first
+            // batch in this transaction, the rest after.
+            let more = deleted && begin_settlement(&tx, &id).await?;
             tx.commit().await?;
+            if more {
+                self.settle(&id).await?;
+            }
             Ok(deleted)
         }
         .await;

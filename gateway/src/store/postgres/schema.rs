@@ -232,6 +232,15 @@ END $$;
 CREATE OR REPLACE FUNCTION hookgate_now_ms() RETURNS bigint LANGUAGE sql STABLE
     AS $$ SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint $$;
 "#,
+    // 4: subscriptions whose waiting deliveries are still being settled
+    // after a re-enable or a delete (in batches, each its own transaction;
+    // see `settle_batch`), so that a crash between two batches leaves a
+    // note that any gateway's prune finishes from.
+    r#"
+CREATE TABLE subscription_settlements (
+    subscription_id text COLLATE "C" PRIMARY KEY
+);
+"#,
 ];
 
 /// The schema version this build writes.

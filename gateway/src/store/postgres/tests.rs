@@ -377,3 +377,71 @@ async fn a_renewal_does_not_wait_for_a_pool_that_ingest_holds() {
         "the renewal waited for ingest's pool: {renewed:?}"
     );
 }
+
+/// What a crash right after a re-enable's (or a delete's) first batch
+/// leaves, made by hand: the flag flipped (or the row gone), the note
+/// written, the parked deliveries not yet settled. Any gateway's prune
+/// finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_finishes_a_settlement_a_crash_left() {
+    use crate::store::conformance::{publish, subscription};
+    use crate::store::{EventStatus, InsertOptions, Retention};
+    use std::time::Duration;
+
+    let Some((a, b, guard)) = two().await else {
+        return;
+    };
+    for id in ["wh_1", "wh_2"] {
+        let mut s = subscription(id, "t", "g", &["*"]);
+        s.active = false;
+        a.create_subscription(s).await.unwrap();
+    }
+    let opts = InsertOptions {
+        dedup_window: Duration::ZERO,
+        claim: None,
+    };
+    a.insert(publish("evt_1", "A"), opts).await.unwrap();
+    assert_eq!(a.parked("wh_1".into(), 10).await.unwrap().len(), 1);
+    let (client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "SET search_path = {}; \
+             UPDATE subscriptions SET active = true WHERE id = 'wh_1'; \
+             DELETE FROM subscriptions WHERE id = 'wh_2'; \
+             INSERT INTO subscription_settlements VALUES ('wh_1'), ('wh_2');",
+            guard.schema
+        ))
+        .await
+        .unwrap();
+    let keep = Retention {
+        delivered: Duration::from_secs(3600),
+        dead: Duration::from_secs(3600),
+    };
+    // The other gateway's prune: the note is the database's, not the
+    // process's.
+    b.prune(keep).await.unwrap();
+    assert!(a.parked("wh_1".into(), 10).await.unwrap().is_empty());
+    assert!(a.parked("wh_2".into(), 10).await.unwrap().is_empty());
+    let due = a
+        .claim_due(10, Duration::from_secs(60), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].destination, "sub:wh_1");
+    let detail = a.get("evt_1".into()).await.unwrap().unwrap();
+    let dead = detail
+        .deliveries
+        .iter()
+        .find(|d| d.destination == "sub:wh_2")
+        .unwrap();
+    assert_eq!(dead.state, EventStatus::Dead);
+    let notes: i64 = client
+        .query_one("SELECT COUNT(*) FROM subscription_settlements", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(notes, 0);
+}

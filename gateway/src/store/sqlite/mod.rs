@@ -97,6 +97,22 @@ fn open_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SqliteStore {
+    /// Settles the deliveries waiting for `subscription_id`, a batch per
+    /// writer operation, until none is left (see [`settle_batch`]).
+    async fn settle(&self, subscription_id: String) -> Result<(), StoreError> {
+        let id = Arc::new(subscription_id);
+        loop {
+            let id = id.clone();
+            let more = self
+                .writer
+                .run(Priority::Always, move |tx| settle_batch(tx, &id))
+                .await?;
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
     /// Opens (creating if needed) `data_dir/hookgate.db`, durable.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         Self::open_in(data_dir, true, None)
@@ -773,36 +789,80 @@ fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, StoreError> {
     Ok(Recorded::Written)
 }
 
-/// With its subscription deleted, what was parked for it or waits for a
-/// retry can never be sent: dead now, with the reason, so that its events
-/// finish (and retention prunes them). A delivery in flight (leased, lease
-/// not run out) is left to its attempt, which finds the subscription gone.
-fn dead_letter_orphans(tx: &Connection, subscription_id: &str) -> Result<(), StoreError> {
+/// Settles up to [`BATCH_ROWS`] of the deliveries waiting for subscription
+/// `subscription_id` against it as it is now, and says whether more may be
+/// left. Re-enabled: what was parked is due now, oldest first, with a
+/// fresh retry budget. Deleted: what was parked or waits for a retry can
+/// never be sent, so it is dead, with the reason, and its events finish
+/// (and retention prunes them); a delivery in flight (leased, lease not run
+/// out) is left to its attempt, which finds the subscription gone. Disabled
+/// again meanwhile: parked is right, nothing to do.
+///
+/// In batches, each its own writer operation, so that a subscription off
+/// for a day with a hundred thousand parked deliveries does not hold up
+/// ingest while they are settled. A park recorded meanwhile is settled at
+/// write time against the same state (see `record_attempt`), so nothing
+/// slips between batches. The note in `subscription_settlements` (written
+/// with the re-enable or the delete) goes with the last batch; prune
+/// finishes what a crash left.
+fn settle_batch(tx: &Connection, subscription_id: &str) -> Result<bool, StoreError> {
     let now = now();
-    let events: Vec<String> = tx
-        .prepare_cached(
-            "UPDATE deliveries SET state = 'dead', lease_token = NULL, next_attempt_at = ?2, \
-             last_error = ?3 \
-             WHERE destination = ?1 AND (state = 'parked' OR (state = 'pending' \
-               AND (lease_token IS NULL OR next_attempt_at <= ?2))) \
-             RETURNING event_id",
-        )?
-        .query_map(
-            params![
-                format!("{SUBSCRIBER_PREFIX}{subscription_id}"),
-                now,
-                SUBSCRIPTION_DELETED
-            ],
-            |r| r.get(0),
-        )?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut events = events;
-    events.sort_unstable();
-    events.dedup();
-    for e in &events {
-        refresh_event_status(tx, e)?;
+    let destination = format!("{SUBSCRIBER_PREFIX}{subscription_id}");
+    let active: Option<bool> = tx
+        .prepare_cached("SELECT active FROM subscriptions WHERE id = ?1")?
+        .query_row(params![subscription_id], |r| r.get(0))
+        .optional()?;
+    let settled = match active {
+        Some(true) => tx
+            .prepare_cached(&format!(
+                "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, retries = 0, \
+                 lease_token = NULL, last_error = NULL \
+                 WHERE id IN (SELECT id FROM deliveries WHERE destination = ?1 \
+                   AND state = 'parked' ORDER BY id LIMIT {BATCH_ROWS})"
+            ))?
+            .execute(params![destination, now])?,
+        None => {
+            let mut events: Vec<String> = tx
+                .prepare_cached(&format!(
+                    "UPDATE deliveries SET state = 'dead', lease_token = NULL, \
+                     next_attempt_at = ?2, last_error = ?3 \
+                     WHERE id IN (SELECT id FROM deliveries WHERE destination = ?1 \
+                       AND (state = 'parked' OR (state = 'pending' \
+                         AND (lease_token IS NULL OR next_attempt_at <= ?2))) \
+                       ORDER BY id LIMIT {BATCH_ROWS}) \
+                     RETURNING event_id"
+                ))?
+                .query_map(params![destination, now, SUBSCRIPTION_DELETED], |r| {
+                    r.get(0)
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let n = events.len();
+            events.sort_unstable();
+            events.dedup();
+            for e in &events {
+                refresh_event_status(tx, e)?;
+            }
+            n
+        }
+        Some(false) => 0,
+    };
+    let more = settled == BATCH_ROWS;
+    if !more {
+        tx.prepare_cached("DELETE FROM subscription_settlements WHERE subscription_id = ?1")?
+            .execute(params![subscription_id])?;
     }
-    Ok(())
+    Ok(more)
+}
+
+/// Notes that `subscription_id`'s waiting deliveries are to be settled, and
+/// settles the first batch, in the caller's transaction (the re-enable's or
+/// the delete's). Whether more may be left.
+fn begin_settlement(tx: &Connection, subscription_id: &str) -> Result<bool, StoreError> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO subscription_settlements (subscription_id) VALUES (?1)",
+    )?
+    .execute(params![subscription_id])?;
+    settle_batch(tx, subscription_id)
 }
 
 /// A subscription as a park finds it when it is written.
@@ -1075,7 +1135,7 @@ fn patch_subscription(
     tenant: &str,
     id: &str,
     patch: &SubscriptionPatch,
-) -> Result<Option<Subscription>, StoreError> {
+) -> Result<(Option<Subscription>, bool), StoreError> {
     use rusqlite::types::Value;
     let mut sets: Vec<&str> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
@@ -1129,12 +1189,13 @@ fn patch_subscription(
     }
     if sets.is_empty() {
         // Nothing to change: answer the row as it is.
-        return Ok(tx
+        let row = tx
             .prepare_cached(&format!(
                 "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1 AND tenant = ?2"
             ))?
             .query_row(params![id, tenant], subscription_row)
-            .optional()?);
+            .optional()?;
+        return Ok((row, false));
     }
     args.push(Value::Text(id.to_owned()));
     args.push(Value::Text(tenant.to_owned()));
@@ -1146,18 +1207,15 @@ fn patch_subscription(
         .prepare(&sql)?
         .query_row(params_from_iter(args), subscription_row)
         .optional()?;
-    if patch.active == Some(true) && updated.is_some() {
+    let more = if patch.active == Some(true) && updated.is_some() {
         // What was parked while it was off goes out now, oldest first
         // (claims take the earliest due, then the lowest id), with a
-        // fresh retry budget.
-        tx.prepare_cached(
-            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, retries = 0, \
-             lease_token = NULL, last_error = NULL \
-             WHERE destination = ?1 AND state = 'parked'",
-        )?
-        .execute(params![format!("{SUBSCRIBER_PREFIX}{id}"), now()])?;
-    }
-    Ok(updated)
+        // fresh retry budget: the first batch here, the rest after.
+        begin_settlement(tx, id)?
+    } else {
+        false
+    };
+    Ok((updated, more))
 }
 
 fn health_update(
@@ -1314,6 +1372,20 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
+        // Settlements a crash (or a failed batch) left unfinished.
+        let unfinished: Vec<String> = self
+            .readers
+            .read(|c| {
+                Ok(
+                    c.prepare("SELECT subscription_id FROM subscription_settlements")?
+                        .query_map([], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?,
+                )
+            })
+            .await?;
+        for sub in unfinished {
+            self.settle(sub).await?;
+        }
         let mut total = 0;
         loop {
             let n = self
@@ -1387,26 +1459,36 @@ impl Store for SqliteStore {
         id: String,
         patch: SubscriptionPatch,
     ) -> Result<Option<Subscription>, StoreError> {
-        self.writer
+        let sub = id.clone();
+        let (updated, more) = self
+            .writer
             .run(Priority::Always, move |tx| {
                 patch_subscription(tx, &tenant, &id, &patch)
             })
-            .await
+            .await?;
+        if more {
+            self.settle(sub).await?;
+        }
+        Ok(updated)
     }
 
     async fn delete_subscription(&self, tenant: String, id: String) -> Result<bool, StoreError> {
-        self.writer
+        let sub = id.clone();
+        let (deleted, more) = self
+            .writer
             .run(Priority::Always, move |tx| {
                 let deleted = tx
                     .prepare_cached("DELETE FROM subscriptions WHERE id = ?1 AND tenant = ?2")?
                     .execute(params![id, tenant])?
                     > 0;
-                if deleted {
-                    dead_letter_orphans(tx, &id)?;
-                }
-                Ok(deleted)
+                let more = deleted && begin_settlement(tx, &id)?;
+                Ok((deleted, more))
             })
-            .await
+            .await?;
+        if more {
+            self.settle(sub).await?;
+        }
+        Ok(deleted)
     }
 
     async fn subscription_outcome(
@@ -1796,6 +1878,77 @@ mod tests {
             assert_eq!(found, stored, "{id}");
         }
         assert!(store.health().is_ok());
+    }
+
+    #[tokio::test]
+    async fn prune_finishes_a_settlement_a_crash_left() {
+        // A re-enable (and a delete) commit their first batch with a note;
+        // the state a crash right after leaves is made here by hand: the
+        // flag flipped (or the row gone), the note written, the parked
+        // deliveries not yet settled. Prune finishes it.
+        use crate::store::EventStatus;
+        use crate::store::conformance::{publish, subscription};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for id in ["wh_1", "wh_2"] {
+            let mut s = subscription(id, "t", "g", &["*"]);
+            s.active = false;
+            store.create_subscription(s).await.unwrap();
+        }
+        store
+            .insert(
+                publish("evt_1", "A"),
+                InsertOptions {
+                    dedup_window: Duration::ZERO,
+                    claim: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.parked("wh_1".into(), 10).await.unwrap().len(), 1);
+        assert_eq!(store.parked("wh_2".into(), 10).await.unwrap().len(), 1);
+        store
+            .write_raw(|tx| {
+                tx.execute_batch(
+                    "UPDATE subscriptions SET active = 1 WHERE id = 'wh_1'; \
+                     DELETE FROM subscriptions WHERE id = 'wh_2'; \
+                     INSERT INTO subscription_settlements VALUES ('wh_1'), ('wh_2');",
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let keep = Retention {
+            delivered: Duration::from_secs(3600),
+            dead: Duration::from_secs(3600),
+        };
+        store.prune(keep).await.unwrap();
+        assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
+        assert!(store.parked("wh_2".into(), 10).await.unwrap().is_empty());
+        let due = store
+            .claim_due(10, Duration::from_secs(60), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].destination, "sub:wh_1");
+        let detail = store.get("evt_1".into()).await.unwrap().unwrap();
+        let dead = detail
+            .deliveries
+            .iter()
+            .find(|d| d.destination == "sub:wh_2")
+            .unwrap();
+        assert_eq!(dead.state, EventStatus::Dead);
+        let notes: i64 = store
+            .write_raw(|tx| {
+                Ok(
+                    tx.query_row("SELECT COUNT(*) FROM subscription_settlements", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(notes, 0);
     }
 
     #[tokio::test]

@@ -144,6 +144,14 @@ CREATE INDEX dedup_orphans ON dedup(expires_at) WHERE orphaned IS NOT NULL;
 DROP INDEX IF EXISTS events_source_id;
 DROP INDEX IF EXISTS messages_message_id;
 "#,
+    // 6: subscriptions whose waiting deliveries are still being settled
+    // after a re-enable or a delete (in batches; see `settle_batch`), so
+    // that a crash between two batches leaves a note to finish from.
+    r#"
+CREATE TABLE subscription_settlements (
+    subscription_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.
