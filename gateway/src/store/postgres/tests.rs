@@ -445,3 +445,44 @@ async fn prune_finishes_a_settlement_a_crash_left() {
         .get(0);
     assert_eq!(notes, 0);
 }
+
+/// Two gateways starting at once on an empty schema: the advisory lock
+/// makes one migrate and the other wait and find nothing left to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_starting_at_once_migrate_once() {
+    let Some(url) = test_url() else { return };
+    let schema = schema();
+    let guard = SchemaGuard {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    // The schema itself first: `CREATE SCHEMA IF NOT EXISTS` can race in
+    // the tests' own set-up, which production (one schema, made once)
+    // does not have.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(open(&url, &schema), open(&url, &schema));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let versions: Vec<i32> = client
+        .query(
+            &format!(
+                "SELECT version FROM {}.hookgate_schema ORDER BY version",
+                guard.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, (1..=super::schema::VERSION).collect::<Vec<_>>());
+    conformance::insert_one(&a, "evt_1", None, &["d"]).await;
+    assert!(b.get("evt_1".into()).await.unwrap().is_some());
+}
