@@ -1225,19 +1225,36 @@ impl Store for PostgresStore {
             if !locked {
                 return Ok(total);
             }
-            // The conditions are repeated on the deleted rows themselves:
-            // PostgreSQL checks those again on a row another transaction
-            // changed since the subquery read it (an event a replay just
-            // made pending again, a key an insert just took over), but not
-            // the subquery's.
+            let picked: Vec<String> = tx
+                .query(
+                    "SELECT id FROM events \
+                     WHERE (status = 'delivered' AND received_at < hookgate_now_ms() - $1) \
+                        OR (status = 'dead' AND received_at < hookgate_now_ms() - $2) LIMIT $3",
+                    &[&dur(retention.delivered), &dur(retention.dead), &BATCH_ROWS],
+                )
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            // Deliveries before their events, the order every other writer
+            // takes them in (a record or a replay changes a delivery, then
+            // refreshes its event's status). Deleting the events first
+            // locked them before the cascade reached their deliveries, and
+            // a replay of dead letters near the end of their retention then
+            // deadlocked with prune: PostgreSQL aborted one of them.
+            tx.execute(
+                "SELECT 1 FROM deliveries WHERE event_id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&picked],
+            )
+            .await?;
+            // The conditions are checked again on the events themselves: one
+            // a replay made pending again since the pick is kept.
             let n = tx
                 .execute(
-                    "DELETE FROM events WHERE id IN (SELECT id FROM events \
-                       WHERE (status = 'delivered' AND received_at < hookgate_now_ms() - $1) \
-                          OR (status = 'dead' AND received_at < hookgate_now_ms() - $2) LIMIT $3) \
+                    "DELETE FROM events WHERE id = ANY($3) \
                      AND ((status = 'delivered' AND received_at < hookgate_now_ms() - $1) \
                           OR (status = 'dead' AND received_at < hookgate_now_ms() - $2))",
-                    &[&dur(retention.delivered), &dur(retention.dead), &BATCH_ROWS],
+                    &[&dur(retention.delivered), &dur(retention.dead), &picked],
                 )
                 .await?;
             let keys = tx
@@ -1254,7 +1271,7 @@ impl Store for PostgresStore {
             // day) long before their events are pruned (a week), so a run
             // that stopped with the events would remove one batch of keys
             // and leave the rest to pile up.
-            if (n as i64) < BATCH_ROWS && (keys as i64) < BATCH_ROWS {
+            if (picked.len() as i64) < BATCH_ROWS && (keys as i64) < BATCH_ROWS {
                 return Ok(total);
             }
         }

@@ -486,3 +486,77 @@ async fn two_gateways_starting_at_once_migrate_once() {
     conformance::insert_one(&a, "evt_1", None, &["d"]).await;
     assert!(b.get("evt_1".into()).await.unwrap().is_some());
 }
+
+/// Prune and a replay of dead letters near the end of their retention do
+/// not deadlock: prune locks an event's deliveries before the event, as a
+/// replay (or a record) does. Before, its `DELETE` locked the event first,
+/// the replay held a delivery and wanted the event, and PostgreSQL aborted
+/// one of them after `deadlock_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_and_a_replay_take_locks_in_the_same_order() {
+    use crate::store::conformance::event;
+    use crate::store::{AttemptRecord, InsertOptions, NextState, Retention};
+    use std::time::Duration;
+
+    let Some((a, b, guard)) = two().await else {
+        return;
+    };
+    let opts = InsertOptions {
+        dedup_window: Duration::ZERO,
+        claim: None,
+    };
+    a.insert(event("evt_1", None, &["d"]), opts).await.unwrap();
+    let due = a
+        .claim_due(1, Duration::from_secs(60), Vec::new())
+        .await
+        .unwrap();
+    a.record(AttemptRecord {
+        delivery_id: due[0].id,
+        lease: due[0].lease,
+        attempted_at_ms: crate::clock::now_ms(),
+        status: Some(500),
+        latency_ms: 1,
+        error: None,
+        response_excerpt: None,
+        next: NextState::Dead { reason: "x".into() },
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // A replay's first half, by hand: the delivery locked and requeued.
+    let (mut client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(&format!(
+        "SET LOCAL search_path = {}; \
+         UPDATE deliveries SET state = 'pending', lease_token = NULL WHERE id = {}",
+        guard.schema, due[0].id
+    ))
+    .await
+    .unwrap();
+    // Prune (the other gateway's) meanwhile: it waits for the delivery.
+    let keep_nothing = Retention {
+        delivered: Duration::ZERO,
+        dead: Duration::ZERO,
+    };
+    let prune = tokio::spawn(async move { b.prune(keep_nothing).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The replay's second half: the event's status. With prune holding the
+    // event this waited on it, in a cycle.
+    let refreshed = tokio::time::timeout(
+        Duration::from_secs(10),
+        tx.batch_execute("UPDATE events SET status = 'pending' WHERE id = 'evt_1'"),
+    )
+    .await
+    .expect("the replay is not stuck");
+    assert!(refreshed.is_ok(), "the replay was aborted: {refreshed:?}");
+    tx.commit().await.unwrap();
+    let pruned = tokio::time::timeout(Duration::from_secs(10), prune)
+        .await
+        .expect("prune finishes")
+        .unwrap();
+    assert_eq!(pruned.unwrap(), 0, "the replayed event is kept");
+    assert!(a.get("evt_1".into()).await.unwrap().is_some());
+}
