@@ -801,7 +801,7 @@ fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, StoreError> {
 /// In batches, each its own writer operation, so that a subscription off
 /// for a day with a hundred thousand parked deliveries does not hold up
 /// ingest while they are settled. A park recorded meanwhile is settled at
-/// write time against the same state (see `record_attempt`), so nothing
+/// write time against the same state (see `record`), so nothing
 /// slips between batches. The note in `subscription_settlements` (written
 /// with the re-enable or the delete) goes with the last batch; prune
 /// finishes what a crash left.
