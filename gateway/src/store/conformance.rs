@@ -122,6 +122,38 @@ pub(crate) fn event(id: &str, source: Option<&str>, dests: &[&str]) -> NewEvent 
     }
 }
 
+/// Claims and dead-letters every due delivery; how many there were.
+pub(crate) async fn dead_letter_all(store: &S) -> usize {
+    let mut dead = 0;
+    loop {
+        let due = store.claim_due(500, LONG, Vec::new()).await.unwrap();
+        if due.is_empty() {
+            return dead;
+        }
+        for d in &due {
+            store
+                .record(attempt(d, 500, NextState::Dead { reason: "x".into() }))
+                .await
+                .unwrap();
+            dead += 1;
+        }
+    }
+}
+
+/// The delivery of event `event_id` to `destination`.
+pub(crate) async fn delivery_to(
+    store: &dyn Store,
+    event_id: &str,
+    destination: &str,
+) -> super::DeliveryView {
+    let detail = store.get(event_id.into()).await.unwrap().unwrap();
+    detail
+        .deliveries
+        .into_iter()
+        .find(|d| d.destination == destination)
+        .unwrap_or_else(|| panic!("{event_id} has no delivery to {destination}"))
+}
+
 /// Inserts a one-message event to `dests`; panics unless it is new.
 pub async fn insert_one(store: &dyn Store, id: &str, source: Option<&str>, dests: &[&str]) {
     match store.insert(event(id, source, dests), opts()).await {
@@ -586,20 +618,7 @@ pub async fn bulk_replay_covers_more_than_one_batch(store: S) {
         insert_one(&*store, &format!("evt_{i:05}"), None, &["d"]).await;
     }
     insert_one(&*store, "evt_other", None, &["e"]).await;
-    let mut dead = 0;
-    loop {
-        let due = store.claim_due(500, LONG, Vec::new()).await.unwrap();
-        if due.is_empty() {
-            break;
-        }
-        for d in &due {
-            store
-                .record(attempt(d, 500, NextState::Dead { reason: "x".into() }))
-                .await
-                .unwrap();
-            dead += 1;
-        }
-    }
+    let dead = dead_letter_all(&store).await;
     assert_eq!(dead, N + 1);
     let n = store
         .replay(ReplayTarget::Matching(EventFilter {
@@ -623,18 +642,7 @@ pub async fn a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight(
         insert_one(&*store, &format!("evt_{i:05}"), None, &["d"]).await;
     }
     insert_one(&*store, "evt_other", None, &["e"]).await;
-    loop {
-        let due = store.claim_due(500, LONG, Vec::new()).await.unwrap();
-        if due.is_empty() {
-            break;
-        }
-        for d in &due {
-            store
-                .record(attempt(d, 500, NextState::Dead { reason: "x".into() }))
-                .await
-                .unwrap();
-        }
-    }
+    dead_letter_all(&store).await;
     // One of them is replayed by hand and claimed: in flight.
     let detail = store.get("evt_00007".into()).await.unwrap().unwrap();
     assert!(
@@ -695,18 +703,7 @@ pub async fn a_status_filtered_bulk_replay_takes_an_event_spanning_batches_whole
     let dests: Vec<String> = (0..N).map(|i| format!("d{i:03}")).collect();
     let refs: Vec<&str> = dests.iter().map(String::as_str).collect();
     insert_one(&*store, "evt_wide", None, &refs).await;
-    loop {
-        let due = store.claim_due(500, LONG, Vec::new()).await.unwrap();
-        if due.is_empty() {
-            break;
-        }
-        for d in &due {
-            store
-                .record(attempt(d, 500, NextState::Dead { reason: "x".into() }))
-                .await
-                .unwrap();
-        }
-    }
+    dead_letter_all(&store).await;
     assert_eq!(status(&store, "evt_wide").await, EventStatus::Dead);
     let filter = ConsoleFilter {
         base: EventFilter {
@@ -1290,12 +1287,7 @@ pub async fn deleting_a_subscription_dead_letters_what_waits_for_it(store: S) {
             .unwrap()
     );
     assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
-    let detail = store.get("evt_1".into()).await.unwrap().unwrap();
-    let to_deleted = detail
-        .deliveries
-        .iter()
-        .find(|d| d.destination == "sub:wh_1")
-        .unwrap();
+    let to_deleted = delivery_to(&*store, "evt_1", "sub:wh_1").await;
     assert_eq!(to_deleted.state, EventStatus::Dead);
     assert_eq!(
         to_deleted.last_error.as_deref(),

@@ -71,6 +71,16 @@ impl Drop for SchemaGuard {
     }
 }
 
+/// A plain connection to the test database, beside the stores: what
+/// another gateway's transaction (or a crash's leftovers) looks like.
+async fn raw(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
 /// A fresh schema name.
 fn schema() -> String {
     format!("hgtest_{}", uuid::Uuid::new_v4().simple())
@@ -152,10 +162,7 @@ async fn one_gateway_prunes_at_a_time() {
         dead: std::time::Duration::ZERO,
     };
     // Another gateway's prune in progress: its transaction holds the lock.
-    let (mut client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut client = raw(&guard.url).await;
     let tx = client.transaction().await.unwrap();
     tx.batch_execute(&format!(
         "SET LOCAL search_path = {}; \
@@ -178,10 +185,7 @@ async fn a_newer_schema_is_refused_and_migrating_again_is_a_no_op() {
     let Some((_a, _b, guard)) = two().await else {
         return;
     };
-    let (client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = raw(&guard.url).await;
     let versions: i64 = client
         .query_one(
             &format!("SELECT COUNT(*) FROM {}.hookgate_schema", guard.schema),
@@ -223,10 +227,7 @@ async fn an_insert_that_waited_on_a_lock_times_its_leases_from_after_the_wait() 
     a.create_subscription(conformance::subscription("wh_a", "t1", "g1", &["*"]))
         .await
         .unwrap();
-    let (mut client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut client = raw(&guard.url).await;
     let tx = client.transaction().await.unwrap();
     tx.batch_execute(&format!(
         "SET LOCAL search_path = {}; SELECT id FROM subscriptions WHERE id = 'wh_a' FOR UPDATE",
@@ -301,10 +302,7 @@ async fn prune_removes_every_expired_dedup_key() {
         dead: Duration::from_secs(3600),
     };
     assert_eq!(a.prune(keep).await.unwrap(), 0, "no event is pruned");
-    let (client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = raw(&guard.url).await;
     let keys: i64 = client
         .query_one(&format!("SELECT COUNT(*) FROM {}.dedup", guard.schema), &[])
         .await
@@ -338,10 +336,7 @@ async fn a_renewal_does_not_wait_for_a_pool_that_ingest_holds() {
         .await
         .unwrap();
     assert_eq!(held.len(), 1);
-    let (mut client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut client = raw(&guard.url).await;
     let tx = client.transaction().await.unwrap();
     tx.batch_execute(&format!(
         "SET LOCAL search_path = {schema}; LOCK TABLE events IN EXCLUSIVE MODE"
@@ -402,10 +397,7 @@ async fn prune_finishes_a_settlement_a_crash_left() {
     };
     a.insert(publish("evt_1", "A"), opts).await.unwrap();
     assert_eq!(a.parked("wh_1".into(), 10).await.unwrap().len(), 1);
-    let (client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = raw(&guard.url).await;
     client
         .batch_execute(&format!(
             "SET search_path = {}; \
@@ -431,12 +423,7 @@ async fn prune_finishes_a_settlement_a_crash_left() {
         .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].destination, "sub:wh_1");
-    let detail = a.get("evt_1".into()).await.unwrap().unwrap();
-    let dead = detail
-        .deliveries
-        .iter()
-        .find(|d| d.destination == "sub:wh_2")
-        .unwrap();
+    let dead = crate::store::conformance::delivery_to(&*a, "evt_1", "sub:wh_2").await;
     assert_eq!(dead.state, EventStatus::Dead);
     let notes: i64 = client
         .query_one("SELECT COUNT(*) FROM subscription_settlements", &[])
@@ -459,10 +446,7 @@ async fn two_gateways_starting_at_once_migrate_once() {
     // The schema itself first: `CREATE SCHEMA IF NOT EXISTS` can race in
     // the tests' own set-up, which production (one schema, made once)
     // does not have.
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = raw(&url).await;
     client
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
         .await
@@ -524,10 +508,7 @@ async fn prune_and_a_replay_take_locks_in_the_same_order() {
     .unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     // A replay's first half, by hand: the delivery locked and requeued.
-    let (mut client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut client = raw(&guard.url).await;
     let tx = client.transaction().await.unwrap();
     tx.batch_execute(&format!(
         "SET LOCAL search_path = {}; \

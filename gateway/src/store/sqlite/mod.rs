@@ -1931,12 +1931,7 @@ mod tests {
             .unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].destination, "sub:wh_1");
-        let detail = store.get("evt_1".into()).await.unwrap().unwrap();
-        let dead = detail
-            .deliveries
-            .iter()
-            .find(|d| d.destination == "sub:wh_2")
-            .unwrap();
+        let dead = crate::store::conformance::delivery_to(&store, "evt_1", "sub:wh_2").await;
         assert_eq!(dead.state, EventStatus::Dead);
         let notes: i64 = store
             .write_raw(|tx| {
