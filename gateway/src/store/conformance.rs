@@ -100,7 +100,7 @@ type S = Arc<dyn Store>;
 const LONG: Duration = Duration::from_secs(600);
 const SHORT: Duration = Duration::from_millis(300);
 
-fn opts() -> InsertOptions {
+pub(crate) fn opts() -> InsertOptions {
     InsertOptions {
         dedup_window: Duration::from_secs(3600),
         claim: None,

@@ -62,6 +62,13 @@ const PARKED_REASON: &str = "parked: the subscription is disabled";
 /// store answers "overloaded".
 const POOL_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a new webhook may wait for a connection before it is shed
+/// (503 with `Retry-After`). Far below [`POOL_WAIT`]: the provider is
+/// waiting on the answer, and the shortest provider timeouts are about 3 s
+/// (Slack, Zoom). Waiting longer would turn overload into the provider's
+/// own time-out, then a retry into the same queue.
+const INGEST_WAIT: Duration = Duration::from_secs(2);
+
 /// How long opening a new connection may take: a database that does not
 /// answer at all (a dropped route) is reported after this, not after the
 /// operating system's connect timeout (minutes).
@@ -252,9 +259,32 @@ impl PostgresStore {
 
     /// A connection from `pool`.
     async fn conn_from(&self, pool: &Pool) -> Result<Object, StoreError> {
-        match pool.get().await {
+        self.conn_within(pool, pool.timeouts()).await
+    }
+
+    /// A connection for a new webhook: from the shared pool, but shed after
+    /// [`INGEST_WAIT`] rather than [`POOL_WAIT`].
+    async fn ingest_conn(&self) -> Result<Object, StoreError> {
+        let timeouts = deadpool_postgres::Timeouts {
+            wait: Some(INGEST_WAIT),
+            ..self.pool.timeouts()
+        };
+        self.conn_within(&self.pool, timeouts).await
+    }
+
+    /// A connection from `pool`, waiting at most `timeouts`. Only a wait
+    /// for a free connection is overload; a connection that cannot be
+    /// opened in time means the database is unreachable.
+    async fn conn_within(
+        &self,
+        pool: &Pool,
+        timeouts: deadpool_postgres::Timeouts,
+    ) -> Result<Object, StoreError> {
+        match pool.timeout_get(&timeouts).await {
             Ok(c) => Ok(c),
-            Err(deadpool_postgres::PoolError::Timeout(_)) => Err(StoreError::Overloaded),
+            Err(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {
+                Err(StoreError::Overloaded)
+            }
             Err(e) => {
                 let message = format!("cannot reach the database: {e}");
                 *self.down.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
@@ -860,7 +890,7 @@ async fn replay_batch(
 impl Store for PostgresStore {
     async fn insert(&self, event: NewEvent, opts: InsertOptions) -> Result<Inserted, StoreError> {
         let r = async {
-            let mut conn = self.conn().await?;
+            let mut conn = self.ingest_conn().await?;
             let tx = conn.transaction().await?;
             let (inserted, due) = insert_event(&tx, event, &opts).await?;
             if let Inserted::Duplicate { .. } = inserted {

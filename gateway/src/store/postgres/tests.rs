@@ -373,6 +373,60 @@ async fn a_renewal_does_not_wait_for_a_pool_that_ingest_holds() {
     );
 }
 
+/// A new webhook waits at most `INGEST_WAIT` for a connection, then is shed
+/// as overload (503 with `Retry-After`), instead of holding the provider's
+/// request for the pool's 30 s.
+#[tokio::test]
+async fn a_new_webhook_is_shed_when_no_connection_frees_up() {
+    use std::time::{Duration, Instant};
+
+    let Some(url) = test_url() else { return };
+    let schema = schema();
+    let guard = SchemaGuard {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let store = Arc::new(
+        PostgresStore::open_in(&url, 1, Some(&schema))
+            .await
+            .unwrap(),
+    );
+    let mut client = raw(&guard.url).await;
+    let tx = client.transaction().await.unwrap();
+    tx.batch_execute(&format!(
+        "SET LOCAL search_path = {schema}; LOCK TABLE events IN EXCLUSIVE MODE"
+    ))
+    .await
+    .unwrap();
+    // The pool's one connection waits on the lock.
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move { conformance::insert_one(&*store, "evt_1", None, &["d"]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!first.is_finished(), "the first insert waits on the lock");
+    let started = Instant::now();
+    let second = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.insert(
+            conformance::event("evt_2", None, &["d"]),
+            conformance::opts(),
+        ),
+    )
+    .await;
+    let waited = started.elapsed();
+    tx.rollback().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("the first insert finishes once the lock is gone")
+        .unwrap();
+    assert!(
+        matches!(second, Ok(Err(StoreError::Overloaded))),
+        "{second:?} after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "shed after {waited:?}");
+}
+
 /// What a crash right after a re-enable's (or a delete's) first batch
 /// leaves, made by hand: the flag flipped (or the row gone), the note
 /// written, the parked deliveries not yet settled. Any gateway's prune
