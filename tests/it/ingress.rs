@@ -93,3 +93,45 @@ async fn health_and_metrics_are_served() {
     );
     assert!(metrics.contains("hookgate_deliveries_total"), "{metrics}");
 }
+
+/// A client that gives up while its webhook's insert waits for the writer:
+/// the commit still happens, with the delivery claimed in it, and that
+/// claim still reaches the dispatcher. Before, it was only sent when its
+/// lease ran out (20 s here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_gives_up_mid_insert_does_not_delay_its_delivery() {
+    use crate::support::receiver::MockReceiver;
+    use std::time::{Duration, Instant};
+
+    let sink = MockReceiver::start().await;
+    let gw = TestGateway::spawn(&format!(
+        "delivery: {{ lease: 20s }}\ndestinations:\n  sink: {{ url: \"{}\" }}\nroutes:\n  r:\n    to: [sink]\n",
+        sink.url("/in")
+    ))
+    .await;
+    // Hold SQLite's write lock, as a long commit (a checkpoint, a slow
+    // disk) would: the writer's next transaction waits for it.
+    let db = gw.dir().join("data").join("hookgate.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    #[expect(clippy::disallowed_methods, reason = "a client that gives up")]
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let r = impatient.post(gw.url("/hooks/r")).body("x").send().await;
+    assert!(r.is_err(), "the client gave up: {r:?}");
+    // The lock goes; the writer commits the event and its claim.
+    conn.execute_batch("ROLLBACK").unwrap();
+    let released = Instant::now();
+    let deadline = released + Duration::from_secs(25);
+    while sink.count() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = released.elapsed();
+    assert_eq!(sink.count(), 1, "delivered at all");
+    assert!(
+        took < Duration::from_secs(3),
+        "delivered {took:?} after the writer could commit it (lease 20 s)"
+    );
+}
