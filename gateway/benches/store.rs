@@ -11,6 +11,11 @@
 //! `store/ingest/64`: the same inserts with no destination (what the
 //! no-delivery rows of `hookgate-bench` store).
 //!
+//! `store/claim-past-backlog/N`: a poll that skips a full lane (a hanging
+//! destination) with N of its deliveries due in front of one due delivery
+//! to another destination: the claim takes that one, then hands it back.
+//! The claim's cost should not grow with N (1,000 against 100,000).
+//!
 //! Measured in the process's CPU time (every thread: tokio workers and the
 //! store's writer), not wall time: on a small shared machine wall time is
 //! mostly fsync latency and the neighbours; CPU per webhook is what limits
@@ -124,6 +129,28 @@ async fn one(store: Arc<SqliteStore>, body: Bytes, deliver: bool) {
     }
 }
 
+/// A store with `backlog` due deliveries to `hang` (never claimed), then
+/// one due delivery to `ok`.
+async fn with_backlog(dir: &std::path::Path, backlog: usize, body: &Bytes) -> Arc<SqliteStore> {
+    const PER_EVENT: usize = 1_000;
+    let store = Arc::new(SqliteStore::open(dir).expect("open the store"));
+    let opts = InsertOptions {
+        dedup_window: Duration::from_secs(86_400),
+        claim: None,
+    };
+    for _ in 0..backlog.div_ceil(PER_EVENT) {
+        let mut e = event(body, Some("hang"));
+        let m = e.messages.pop().expect("one message");
+        e.messages = vec![m; PER_EVENT.min(backlog)];
+        e.source_id = None;
+        store.insert(e, opts.clone()).await.expect("insert");
+    }
+    let mut e = event(body, Some("ok"));
+    e.source_id = None;
+    store.insert(e, opts).await.expect("insert");
+    store
+}
+
 fn store_benches<M: Measurement>(c: &mut Criterion<M>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -147,6 +174,32 @@ fn store_benches<M: Measurement>(c: &mut Criterion<M>) {
                     for t in tasks {
                         t.await.expect("task");
                     }
+                }
+            });
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("store");
+    group.throughput(Throughput::Elements(1));
+    for backlog in [1_000, 100_000] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = rt.block_on(with_backlog(dir.path(), backlog, &body));
+        group.bench_function(format!("claim-past-backlog/{backlog}"), |b| {
+            b.to_async(&rt).iter(|| {
+                let store = store.clone();
+                async move {
+                    let got = store
+                        .claim_due(64, Duration::from_secs(60), vec!["hang".into()])
+                        .await
+                        .expect("claim");
+                    assert_eq!(got.len(), 1, "the one due behind the backlog");
+                    assert!(
+                        store
+                            .release(got[0].id, got[0].lease)
+                            .await
+                            .expect("release")
+                    );
                 }
             });
         });

@@ -127,6 +127,18 @@ struct Lanes {
     poller_starved: bool,
 }
 
+/// What an insert claims for the dispatcher, and whether the deliveries it
+/// leaves unclaimed need the poller woken.
+#[derive(Debug)]
+pub struct ClaimPlan {
+    /// What the insert claims in its own transaction (`None`: nothing).
+    pub claim: Option<ClaimNew>,
+    /// Whether deliveries the insert leaves unclaimed need a poll. False
+    /// when they are all for full lanes, which wake the poller themselves
+    /// once they have room.
+    pub poll_unclaimed: bool,
+}
+
 /// The dispatcher. Shared by ingest (through `DeliveryHandle`), the
 /// poller and every attempt.
 #[derive(Debug)]
@@ -193,29 +205,48 @@ impl Dispatcher {
 
     /// What an insert may claim for the dispatcher right now: the named
     /// destinations whose lanes have room (and subscribers while the
-    /// gateway has room). `None` when nothing should be claimed.
+    /// gateway has room).
+    ///
+    /// A full lane left out is marked skipped, as the poller marks it: it
+    /// wakes the poller once half its queue has gone, and the insert need
+    /// not. Waking on every insert to a slow destination made the poller
+    /// claim, and pass over that destination's whole due backlog in the
+    /// store, once per webhook.
     pub fn claim_for<'a>(
         &self,
         destinations: impl Iterator<Item = &'a str>,
         subscribers: bool,
-    ) -> Option<ClaimNew> {
+    ) -> ClaimPlan {
         if self.stop.is_cancelled() {
-            return None;
+            return ClaimPlan {
+                claim: None,
+                poll_unclaimed: true,
+            };
         }
-        let lanes = self.lanes();
+        let mut lanes = self.lanes();
         let mut names: Vec<String> = Vec::new();
         for d in destinations {
-            let room = lanes.map.get(d).is_none_or(|l| !l.full());
-            if room && !names.iter().any(|n| n == d) {
-                names.push(d.to_owned());
+            match lanes.map.get_mut(d) {
+                Some(lane) if lane.full() => lane.skipped = true,
+                _ => {
+                    if !names.iter().any(|n| n == d) {
+                        names.push(d.to_owned());
+                    }
+                }
             }
         }
-        let subscribers = subscribers && lanes.in_flight < self.workers;
-        (!names.is_empty() || subscribers).then_some(ClaimNew {
-            lease: self.lease,
-            destinations: names,
-            subscribers,
-        })
+        let claim_subscribers = subscribers && lanes.in_flight < self.workers;
+        ClaimPlan {
+            claim: (!names.is_empty() || claim_subscribers).then_some(ClaimNew {
+                lease: self.lease,
+                destinations: names,
+                subscribers: claim_subscribers,
+            }),
+            // Subscriber deliveries left for lack of a gateway-wide slot
+            // have no lane to wake the poller: the poll notes that it is
+            // starved and is woken when a slot opens.
+            poll_unclaimed: subscribers && !claim_subscribers,
+        }
     }
 
     /// Takes claimed deliveries into their lanes, starting what may start.

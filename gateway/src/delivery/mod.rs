@@ -24,7 +24,8 @@ pub use crate::retry::{DeliveryOutcome, RetryPolicy};
 use crate::config::DeliveryConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::Snapshot;
-use crate::store::{ClaimNew, DueDelivery, Store};
+use crate::store::{DueDelivery, Store};
+pub use dispatcher::ClaimPlan;
 use dispatcher::Dispatcher;
 
 /// Ingest's and the admin API's handle on delivery: what an insert may
@@ -50,7 +51,7 @@ impl DeliveryHandle {
         &self,
         destinations: impl Iterator<Item = &'a str>,
         subscribers: bool,
-    ) -> Option<ClaimNew> {
+    ) -> ClaimPlan {
         self.dispatcher.claim_for(destinations, subscribers)
     }
 

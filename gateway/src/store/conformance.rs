@@ -29,6 +29,7 @@ macro_rules! suite {
             renew_extends_a_lease_and_release_hands_it_back,
             an_insert_claims_what_it_is_asked_to_in_its_own_transaction,
             claims_skip_the_destinations_asked_and_take_the_oldest_first,
+            a_claim_finds_due_work_behind_a_skipped_lanes_long_backlog,
             dedup_holds_under_concurrent_inserts_and_expires,
             a_failed_insert_leaves_nothing_behind,
             fan_out_reaches_matching_active_subscriptions_of_the_tenant,
@@ -408,6 +409,46 @@ pub async fn claims_skip_the_destinations_asked_and_take_the_oldest_first(store:
     let one = store.claim_due(1, LONG, Vec::new()).await.unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].destination, "slow");
+}
+
+/// A full lane's backlog, due and in front of everyone else's, is passed
+/// over: what is due for other destinations behind it is still claimed,
+/// oldest first (engines may look destination by destination past a long
+/// backlog instead of scanning it).
+pub async fn a_claim_finds_due_work_behind_a_skipped_lanes_long_backlog(store: S) {
+    const BACKLOG: usize = 1_100;
+    insert_one(&*store, "evt_first", None, &["ok"]).await;
+    for i in 0..BACKLOG {
+        insert_one(&*store, &format!("evt_h{i:05}"), None, &["hang"]).await;
+    }
+    insert_one(&*store, "evt_later", None, &["ok"]).await;
+    insert_one(&*store, "evt_other", None, &["other"]).await;
+    let got = store
+        .claim_due(10, LONG, vec!["hang".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(),
+        ["evt_first", "evt_later", "evt_other"]
+    );
+    // A limit below what is due behind the backlog takes the oldest.
+    for d in &got {
+        assert!(store.release(d.id, d.lease).await.unwrap());
+    }
+    let two = store.claim_due(2, LONG, vec!["hang".into()]).await.unwrap();
+    assert_eq!(
+        two.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(),
+        ["evt_first", "evt_later"]
+    );
+    let backlog = store.claim_due(2, LONG, Vec::new()).await.unwrap();
+    assert_eq!(
+        backlog
+            .iter()
+            .map(|d| d.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["evt_h00000", "evt_h00001"],
+        "without a skip, the backlog is the oldest due"
+    );
 }
 
 pub async fn dedup_holds_under_concurrent_inserts_and_expires(store: S) {

@@ -1162,16 +1162,17 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
         }],
         inbound: None,
     };
+    let plan = state.delivery().claim_for(std::iter::empty(), true);
     let opts = InsertOptions {
         dedup_window: state.snapshot().config.store.dedup_window.0,
-        claim: state.delivery().claim_for(std::iter::empty(), true),
+        claim: plan.claim,
     };
     let published = match state.store().insert(event, opts).await? {
         Inserted::New {
             deliveries,
             claimed,
         } => {
-            if claimed.len() < deliveries {
+            if claimed.len() < deliveries && plan.poll_unclaimed {
                 state.delivery().wake();
             }
             state.delivery().submit(claimed);

@@ -55,6 +55,24 @@ use crate::plugin::Message;
 /// transaction holds many row locks for long.
 const BATCH_ROWS: i64 = 500;
 
+/// Due deliveries a claim with lanes to skip passes over, in due order,
+/// before it looks destination by destination instead.
+const SCAN_PAST: i64 = 1024;
+
+/// A claim: the rows `due` (a CTE named `due` with `id` and `due_at`)
+/// picks, leased with token `$1` for `$2` ms and returned with their
+/// messages.
+fn claim_sql(due: &str) -> String {
+    format!(
+        "WITH {due} \
+         UPDATE deliveries d SET lease_token = $1, next_attempt_at = hookgate_now_ms() + $2 \
+         FROM due, messages m, events e \
+         WHERE d.id = due.id AND m.id = d.message_id AND e.id = d.event_id \
+         RETURNING d.id, d.event_id, d.destination, d.attempts, d.retries, due.due_at, \
+           m.id, m.message_id, m.event_type, m.content_type, m.headers, m.body, e.route"
+    )
+}
+
 /// Why a delivery created for a disabled subscription is parked.
 const PARKED_REASON: &str = "parked: the subscription is disabled";
 
@@ -917,34 +935,83 @@ impl Store for PostgresStore {
         let r = async {
             let conn = self.conn().await?;
             let token = LeaseToken::random();
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             // One statement: pick due rows nobody is changing (SKIP LOCKED:
             // another gateway's claim in progress is passed over, never
             // waited on), lease them, and return them with their messages.
-            let stmt = conn
-                .prepare_cached(
-                    "WITH due AS (\
-                       SELECT id, next_attempt_at AS due_at FROM deliveries \
+            // With lanes to skip, the scan in due order stops after
+            // SCAN_PAST rows; past that, destination by destination (see
+            // the SQLite engine's `claim`: a full lane's due backlog sits in
+            // front of everyone else's).
+            let due = if skip.is_empty() {
+                "due AS (\
+                   SELECT id, next_attempt_at AS due_at FROM deliveries \
+                   WHERE state = 'pending' AND next_attempt_at <= hookgate_now_ms() \
+                     AND NOT (destination = ANY($3::text[])) \
+                   ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            } else {
+                "due AS (\
+                   SELECT id, next_attempt_at AS due_at FROM deliveries \
+                   WHERE id IN (SELECT id FROM deliveries \
                        WHERE state = 'pending' AND next_attempt_at <= hookgate_now_ms() \
-                         AND NOT (destination = ANY($3::text[])) \
-                       ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                     UPDATE deliveries d SET lease_token = $1, next_attempt_at = hookgate_now_ms() + $2 \
-                     FROM due, messages m, events e \
-                     WHERE d.id = due.id AND m.id = d.message_id AND e.id = d.event_id \
-                     RETURNING d.id, d.event_id, d.destination, d.attempts, d.retries, due.due_at, \
-                       m.id, m.message_id, m.event_type, m.content_type, m.headers, m.body, e.route",
-                )
-                .await?;
-            let rows = conn
-                .query(
-                    &stmt,
-                    &[
-                        &token.0,
-                        &dur(lease),
-                        &skip,
-                        &i64::try_from(limit).unwrap_or(i64::MAX),
-                    ],
-                )
-                .await?;
+                       ORDER BY next_attempt_at, id LIMIT $5) \
+                     AND state = 'pending' AND next_attempt_at <= hookgate_now_ms() \
+                     AND NOT (destination = ANY($3::text[])) \
+                   ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            };
+            let scan_past = SCAN_PAST;
+            let stmt = conn.prepare_cached(&claim_sql(due)).await?;
+            let params: [&(dyn ToSql + Sync); 5] = [&token.0, &dur(lease), &skip, &limit, &scan_past];
+            let mut rows = if skip.is_empty() {
+                conn.query(&stmt, &params[..4]).await?
+            } else {
+                conn.query(&stmt, &params).await?
+            };
+            if !skip.is_empty() && (rows.len() as i64) < limit {
+                // Did the scan stop at its cap? What it claimed is no
+                // longer due.
+                let left: i64 = conn
+                    .query_one(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries \
+                         WHERE state = 'pending' AND next_attempt_at <= hookgate_now_ms() \
+                         LIMIT $1) t",
+                        &[&scan_past],
+                    )
+                    .await?
+                    .try_get(0)?;
+                if left + rows.len() as i64 >= scan_past {
+                    let rest = limit - rows.len() as i64;
+                    let stmt = conn
+                        .prepare_cached(&format!(
+                            "WITH RECURSIVE lanes AS (\
+                               (SELECT destination AS d FROM deliveries ORDER BY destination LIMIT 1) \
+                               UNION ALL \
+                               SELECT (SELECT destination FROM deliveries WHERE destination > lanes.d \
+                                       ORDER BY destination LIMIT 1) \
+                               FROM lanes WHERE lanes.d IS NOT NULL), \
+                             cand AS (\
+                               SELECT c.id FROM lanes CROSS JOIN LATERAL (\
+                                 SELECT id, next_attempt_at FROM deliveries \
+                                 WHERE destination = lanes.d AND state = 'pending' \
+                                   AND next_attempt_at <= hookgate_now_ms() \
+                                 ORDER BY next_attempt_at, id LIMIT $4) c \
+                               WHERE lanes.d IS NOT NULL AND NOT (lanes.d = ANY($3::text[])) \
+                               ORDER BY c.next_attempt_at, c.id LIMIT $4), {}",
+                            &claim_sql(
+                                "due AS (\
+                                   SELECT id, next_attempt_at AS due_at FROM deliveries \
+                                   WHERE id IN (SELECT id FROM cand) AND state = 'pending' \
+                                     AND next_attempt_at <= hookgate_now_ms() \
+                                   ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED)"
+                            )["WITH ".len()..]
+                        ))
+                        .await?;
+                    rows.extend(
+                        conn.query(&stmt, &[&token.0, &dur(lease), &skip, &rest])
+                            .await?,
+                    );
+                }
+            }
             let mut out: Vec<(i64, DueDelivery)> = Vec::with_capacity(rows.len());
             let mut cache: Vec<(i64, Arc<Message>)> = Vec::new();
             for r in &rows {

@@ -241,6 +241,13 @@ CREATE TABLE subscription_settlements (
     subscription_id text COLLATE "C" PRIMARY KEY
 );
 "#,
+    // 5: a lane's due deliveries in due order, for a claim that passes over
+    // a full lane's long backlog destination by destination (see
+    // `claim_due`). Extends `(destination, state)`, which it replaces.
+    r#"
+CREATE INDEX deliveries_lane ON deliveries(destination, state, next_attempt_at, id);
+DROP INDEX IF EXISTS deliveries_destination;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -152,6 +152,16 @@ CREATE TABLE subscription_settlements (
     subscription_id TEXT PRIMARY KEY
 ) WITHOUT ROWID;
 "#,
+    // 7: a lane's due deliveries in due order. A claim that passes over a
+    // full lane's long backlog looks destination by destination instead
+    // (see `claim`). Replaces `(destination, state)`, which it extends:
+    // claimed in the insert, a delivery's `next_attempt_at` is written
+    // with the row, so the hot path moves no more index entries than
+    // before.
+    r#"
+CREATE INDEX deliveries_lane ON deliveries(destination, state, next_attempt_at, id);
+DROP INDEX IF EXISTS deliveries_destination;
+"#,
 ];
 
 /// The schema version this build writes.
