@@ -414,6 +414,12 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         None => {}
     }
 
+    report.notes.push(
+        "CPU s, CPU/req: the server process and the children it has reaped \
+         (/proc/<pid>/stat utime + stime + cutime + cstime): adnanh/webhook's /bin/true \
+         per request is counted; the baseline and the gateways start no children"
+            .into(),
+    );
     report.compute_ratios();
     if cli.smoke {
         report
