@@ -11,6 +11,15 @@ pub const IN_MEMORY_STORE: &str = "store: { engine: memory }";
 /// The route every row posts to: `/hooks/bench`.
 pub const ROUTE: &str = "bench";
 
+/// `delivery.lease` of the gateways that deliver over HTTP (the delivery
+/// rows), instead of the default 60 s. A delivery whose outcome went
+/// unrecorded is sent again when its lease ends; the bench watches the
+/// sink for one such lease after the last owed delivery arrived (see
+/// `delivery::WATCH`), so that this duplicate shows in the row, not a
+/// minute after it was printed. Queued deliveries renew their claim after
+/// a third of it (1.7 s) before they start; attempts take milliseconds.
+pub const DELIVERY_LEASE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where accepted messages go.
 #[derive(Clone, Debug)]
 pub enum Destination {
@@ -66,6 +75,12 @@ pub fn gateway_yaml(dir: &Path, setup: &GatewaySetup) -> String {
         Destination::Discard => yaml.push_str("  out: { kind: log }\n"),
         Destination::Url(url) => yaml.push_str(&format!("  out: {{ url: {} }}\n", quote(url))),
     }
+    if matches!(setup.destination, Destination::Url(_)) {
+        yaml.push_str(&format!(
+            "delivery: {{ lease: {}s }}\n",
+            DELIVERY_LEASE.as_secs()
+        ));
+    }
     yaml.push_str(&format!("routes:\n  {ROUTE}:\n"));
     if setup.plugins {
         yaml.push_str(&format!(
@@ -101,6 +116,17 @@ mod tests {
         let row4 = gateway_yaml(dir, &setup(true, true));
         assert_eq!(row4.replace(&format!("{IN_MEMORY_STORE}\n"), ""), row3);
         assert!(!row3.contains("store:"));
+    }
+
+    #[test]
+    fn only_delivering_gateways_get_the_short_lease() {
+        let dir = Path::new("/tmp/x");
+        assert!(!gateway_yaml(dir, &setup(true, false)).contains("lease"));
+        let delivering = GatewaySetup {
+            destination: Destination::Url("http://127.0.0.1:1/d".into()),
+            ..setup(true, false)
+        };
+        assert!(gateway_yaml(dir, &delivering).contains("delivery: { lease: 5s }"));
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! send that many per second (a worker that falls behind sends back to
 //! back until it catches up).
 //!
-//! An error is a non-2xx answer or an I/O error; after an I/O error the
-//! worker reconnects.
+//! An error is a non-2xx answer, an I/O error, or no answer within
+//! [`REQUEST_TIMEOUT`]; after an I/O error or a timeout the worker
+//! reconnects.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,12 @@ use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+/// The longest one request may take, connecting and reading the whole
+/// answer included: generous (the servers answer in milliseconds), only so
+/// that one request the server never answers cannot hold a worker, and so
+/// the row, for ever. It counts as an error.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to send.
 #[derive(Debug)]
@@ -89,15 +96,27 @@ pub struct LoadResult {
     /// (unique id, when its answer arrived) of each successful request
     /// in the window, when asked for.
     pub answered: Vec<(String, Instant)>,
-    /// 2xx answers at any time (warm-up and window), when `answered` is
-    /// asked for: how many deliveries the server owes in all.
-    pub answered_any_time: u64,
+    /// Unique ids of the successful requests outside the window (warm-up,
+    /// and those that straddle an edge of the window), when `answered` is
+    /// asked for. Their events are owed a delivery as much as those in
+    /// the window.
+    pub answered_outside: Vec<String>,
 }
 
 impl LoadResult {
     /// Successful requests per second over the window.
     pub fn per_second(&self) -> f64 {
         self.ok as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    /// The unique id of every request answered 2xx at any time (window,
+    /// warm-up and the edges), when `answered` was asked for: the events
+    /// the server owes a delivery.
+    pub fn owed_ids(&self) -> impl Iterator<Item = &str> {
+        self.answered
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .chain(self.answered_outside.iter().map(String::as_str))
     }
 
     /// Adds `other`'s counts (a load over the same window) to these.
@@ -111,7 +130,7 @@ impl LoadResult {
         }
         self.latencies_ns.extend(other.latencies_ns);
         self.answered.extend(other.answered);
-        self.answered_any_time += other.answered_any_time;
+        self.answered_outside.extend(other.answered_outside);
     }
 }
 
@@ -195,14 +214,24 @@ async fn worker(
         seq += 1;
         let id = format!("{}-{index}-{seq}", target.id_prefix);
         let started = Instant::now();
-        let outcome = send(&mut sender, &target, &authority, &id).await;
+        let outcome =
+            tokio::time::timeout(REQUEST_TIMEOUT, send(&mut sender, &target, &authority, &id))
+                .await;
         let finished = Instant::now();
         let counted = started >= window.start && finished <= window.end;
+        let Ok(outcome) = outcome else {
+            // No answer: the connection's state is unknown, open a new one.
+            sender = None;
+            // Counted whenever it began in the window: it necessarily
+            // ends past the window's end when the window is shorter
+            // than the timeout.
+            if started >= window.start {
+                result.error(format!("no answer within {REQUEST_TIMEOUT:?}"));
+            }
+            continue;
+        };
         match outcome {
             Ok(status) if status.is_success() => {
-                if plan.record_answered {
-                    result.answered_any_time += 1;
-                }
                 if counted {
                     result.ok += 1;
                     result
@@ -211,6 +240,8 @@ async fn worker(
                     if plan.record_answered {
                         result.answered.push((id, finished));
                     }
+                } else if plan.record_answered {
+                    result.answered_outside.push(id);
                 }
             }
             Ok(status) => {
@@ -283,8 +314,15 @@ where
     Ok(sender)
 }
 
-/// GET `path` on a fresh connection: the status, or an error.
+/// GET `path` on a fresh connection: the status, or an error (also when
+/// there is no answer within [`REQUEST_TIMEOUT`]).
 pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<StatusCode> {
+    tokio::time::timeout(REQUEST_TIMEOUT, get_once(addr, path))
+        .await
+        .map_err(|_| anyhow::anyhow!("GET {path}: no answer within {REQUEST_TIMEOUT:?}"))?
+}
+
+async fn get_once(addr: SocketAddr, path: &str) -> anyhow::Result<StatusCode> {
     let mut sender = connect::<Empty<Bytes>>(addr).await?;
     let req = Request::get(path)
         .header(http::header::HOST, addr.to_string())

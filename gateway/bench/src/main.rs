@@ -29,6 +29,7 @@
 //! working; it is not a measurement.
 
 mod config;
+mod delivery;
 mod load;
 mod payload;
 #[cfg(test)]
@@ -37,7 +38,6 @@ mod report;
 mod server;
 mod sink;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
@@ -414,6 +414,12 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         None => {}
     }
 
+    report.notes.push(
+        "CPU s, CPU/req: the server process and the children it has reaped \
+         (/proc/<pid>/stat utime + stime + cutime + cstime): adnanh/webhook's /bin/true \
+         per request is counted; the baseline and the gateways start no children"
+            .into(),
+    );
     report.compute_ratios();
     if cli.smoke {
         report
@@ -515,7 +521,8 @@ async fn throughput_row(
 }
 
 /// Rows 5 and 6: load on a delivering gateway, then a wait for the sink
-/// to see every accepted event. Latency per event runs from the moment the
+/// to see every owed event (every 2xx, warm-up included; one by one, see
+/// `delivery.rs`), then a watch of one lease for late duplicates. Latency per event runs from the moment the
 /// client read its 202 to the moment the sink saw the matching
 /// `webhook-id` (the GitHub delivery id, unique per request); both are read
 /// from this process's monotonic clock.
@@ -538,86 +545,35 @@ async fn delivery_row(
         }
         Stop::Count { .. } => None,
     };
-    let mut result = handle.await?;
+    let result = handle.await?;
     let load_ended = Instant::now();
     let cpu_seconds = match cpu_at_end {
         Some(end) => end,
         None => server.cpu_seconds()?,
     } - cpu_start;
-    // Every 2xx (warm-up included) is a delivery the gateway owes.
-    let owed = usize::try_from(result.answered_any_time)?;
+    // Every 2xx (warm-up included) is a delivery the gateway owes: wait
+    // until each of them arrived, then watch for late duplicates.
+    let owed = delivery::owed(&result);
     let deadline = load_ended + DELIVERY_DRAIN_LIMIT;
-    while sink.count() < owed && Instant::now() < deadline && !server.exited() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    delivery::drain(sink, &owed, deadline, || server.exited()).await;
+    delivery::watch(|| server.exited()).await;
     if server.exited() {
         bail!("{key}: the gateway died:\n{}", server.log_text());
     }
-
-    let answered: HashMap<String, Instant> =
-        std::mem::take(&mut result.answered).into_iter().collect();
-    let seen = sink.deliveries();
-    let mut latencies = Vec::with_capacity(answered.len());
-    let mut before_answer = 0;
-    let mut delivered_ids = std::collections::HashSet::with_capacity(answered.len());
-    for (id, at) in &seen {
-        let Some(answered_at) = answered.get(id) else {
-            continue;
-        };
-        if !delivered_ids.insert(id.as_str()) {
-            continue;
-        }
-        if at < answered_at {
-            before_answer += 1;
-        }
-        latencies.push(u64::try_from(
-            at.saturating_duration_since(*answered_at).as_nanos(),
-        )?);
-    }
-    latencies.sort_unstable();
-    let delivered = latencies.len() as u64;
-    let duplicates = (seen.len() as u64).saturating_sub(
-        seen.iter()
-            .map(|(id, _)| id.as_str())
-            .collect::<std::collections::HashSet<_>>()
-            .len() as u64,
-    );
-    // Deliveries the sink saw while the load ran (all of them, warm-up
-    // events included: ingest and delivery share the cores).
-    let in_window = seen
-        .iter()
-        .filter(|(_, at)| *at >= window.start && *at <= window.end.min(load_ended))
-        .count() as u64;
-    let window_len = window
-        .end
-        .min(load_ended)
-        .saturating_duration_since(window.start)
-        .as_secs_f64()
-        .max(1e-9);
-    let last_delivery = seen.iter().map(|(_, at)| *at).max();
-    let q = |p| Duration::from_nanos(load::quantile(&latencies, p));
-    let stats = DeliveryStats {
-        accepted: result.ok,
-        delivered,
-        missing: result.ok.saturating_sub(delivered),
-        duplicates,
-        per_second_while_loading: in_window as f64 / window_len,
-        p50: q(0.5),
-        p99: q(0.99),
-        max: q(1.0),
-        before_answer,
-        backlog_at_end: owed.saturating_sub(seen.iter().filter(|(_, at)| *at <= load_ended).count())
-            as u64,
-        drained_after: last_delivery
-            .filter(|_| sink.count() >= owed)
-            .map(|l| l.saturating_duration_since(load_ended)),
-    };
+    let stats = delivery::stats(&result, &sink.deliveries(), window, load_ended);
     let row = Row::new(key, title, result, server.peak_rss()?, cpu_seconds);
     eprintln!(
-        "row {key}: {:.0} req/s, {} accepted, {} delivered, {:.0} deliveries/s while loading, {} errors",
-        row.per_second, stats.accepted, stats.delivered, stats.per_second_while_loading, row.errors
+        "row {key}: {:.0} req/s, {} accepted, {} delivered, {} owed, {} missing, {} duplicates, {:.0} deliveries/s while loading, {} errors",
+        row.per_second,
+        stats.accepted,
+        stats.delivered,
+        stats.owed,
+        stats.missing,
+        stats.duplicates,
+        stats.per_second_while_loading,
+        row.errors
     );
-    if row.errors > 0 || stats.missing > 0 {
+    if row.errors > 0 || stats.missing > 0 || stats.duplicates > 0 {
         eprintln!("{}", log_tail(server));
     }
     Ok((row, stats))
@@ -756,53 +712,32 @@ async fn postgres_rows(
     let load_ended = Instant::now();
     let cpu = a.cpu_seconds()? + b.cpu_seconds()? - cpu_start;
     result.merge(other);
-    let owed = usize::try_from(result.answered_any_time)?;
+    let owed = delivery::owed(&result);
     let deadline = load_ended + DELIVERY_DRAIN_LIMIT;
-    while sink.count() < owed && Instant::now() < deadline && !a.exited() && !b.exited() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    delivery::drain(&sink, &owed, deadline, || a.exited() || b.exited()).await;
+    delivery::watch(|| a.exited() || b.exited()).await;
     if a.exited() || b.exited() {
         bail!("{key}: a gateway died:\n{}\n{}", a.log_text(), b.log_text());
     }
-    let seen = sink.deliveries();
-    let end = window.end.min(load_ended);
-    let in_window = seen
-        .iter()
-        .filter(|(_, at)| *at >= window.start && *at <= end)
-        .count() as f64;
-    let per_second = in_window
-        / end
-            .saturating_duration_since(window.start)
-            .as_secs_f64()
-            .max(1e-9);
-    let unique = seen
-        .iter()
-        .map(|(id, _)| id.as_str())
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    let drained = seen
-        .iter()
-        .map(|(_, at)| *at)
-        .max()
-        .filter(|_| sink.count() >= owed);
+    let d = delivery::stats(&result, &sink.deliveries(), window, load_ended);
     let row = Row::new(key, title, result, a.peak_rss()?.max(b.peak_rss()?), cpu);
     eprintln!(
-        "row {key}: {:.0} req/s, {per_second:.0} deliveries/s combined while loading, {} owed, {} delivered, {} duplicates",
-        row.per_second,
-        owed,
-        unique,
-        seen.len() - unique
+        "row {key}: {:.0} req/s, {:.0} deliveries/s combined while loading, {} owed, {} missing, {} duplicates",
+        row.per_second, d.per_second_while_loading, d.owed, d.missing, d.duplicates
     );
     report.notes.push(format!(
-        "2 gateways on one PostgreSQL: {per_second:.0} deliveries/s combined at the sink while loading \
-         ({:.0} req/s accepted), {} of {owed} delivered{}, {} duplicates",
+        "2 gateways on one PostgreSQL: {:.0} deliveries/s combined at the sink while loading \
+         ({:.0} req/s accepted), {} owed (every 2xx), {} missing{}, {} duplicates (watched {:.0} s after the drain)",
+        d.per_second_while_loading,
         row.per_second,
-        unique.min(owed),
-        drained.map_or(" (not drained in time)".to_owned(), |d| format!(
+        d.owed,
+        d.missing,
+        d.drained_after.map_or(" (not drained in time)".to_owned(), |t| format!(
             ", drained {:.1} s after the load",
-            d.saturating_duration_since(load_ended).as_secs_f64()
+            t.as_secs_f64()
         )),
-        seen.len() - unique
+        d.duplicates,
+        d.watched.as_secs_f64(),
     ));
     report.rows.push(row);
     drop((a, b));

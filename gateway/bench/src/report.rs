@@ -69,17 +69,27 @@ impl Row {
     }
 }
 
-/// A delivery row's own numbers.
+/// A delivery row's own numbers, per `webhook-id` (see `delivery.rs`).
 #[derive(Debug)]
 pub struct DeliveryStats {
+    /// Events the gateway owes a delivery: every request answered 2xx,
+    /// warm-up and the window's edges included.
+    pub owed: u64,
     /// Events the gateway accepted in the measured window.
     pub accepted: u64,
-    /// Of those, how many the sink saw.
+    /// Of those, how many the sink saw (the latencies are theirs).
     pub delivered: u64,
-    /// Accepted in the window and never seen at the sink within the limit.
+    /// Owed (any 2xx, warm-up included) and never seen at the sink within
+    /// the drain limit.
     pub missing: u64,
-    /// Deliveries the sink saw more than once.
+    /// Extra copies the sink saw of an id it had already seen, up to
+    /// `watched` after the drain.
     pub duplicates: u64,
+    /// Ids the sink saw that no 2xx answered (a request that failed or
+    /// timed out after the gateway had stored it): not an error.
+    pub unowed: u64,
+    /// How long the sink was watched for duplicates after the drain.
+    pub watched: Duration,
     /// Deliveries per second at the sink while the load ran.
     pub per_second_while_loading: f64,
     /// Answered → delivered, median.
@@ -198,13 +208,22 @@ impl Report {
                 .map_or(0, |i| i + 1);
             writeln!(
                 out,
-                "\ndelivery, row {row} ({key}): {} accepted, {} delivered, {} missing, {} duplicates; \
+                "\ndelivery, row {row} ({key}): {} accepted in the window, {} of them delivered; \
+                 {} owed (every 2xx, warm-up included), {} of them missing; {} duplicates \
+                 (watched {:.0} s after the drain, one lease and a second){}; \
                  {:.0} deliveries/s at the sink while loading; answered → delivered p50 {}, p99 {}, \
                  max {} ({} before their 202 was read); backlog at the end of the load {}, drained {}",
                 d.accepted,
                 d.delivered,
+                d.owed,
                 d.missing,
                 d.duplicates,
+                d.watched.as_secs_f64(),
+                if d.unowed > 0 {
+                    format!("; {} delivered ids no 2xx answered", d.unowed)
+                } else {
+                    String::new()
+                },
                 d.per_second_while_loading,
                 ms(d.p50),
                 ms(d.p99),
@@ -256,10 +275,13 @@ impl Report {
             .map(|(key, d)| {
                 json!({
                     "row": key,
+                    "owed": d.owed,
                     "accepted": d.accepted,
                     "delivered": d.delivered,
                     "missing": d.missing,
                     "duplicates": d.duplicates,
+                    "unowed": d.unowed,
+                    "watched_after_drain_ms": d.watched.as_secs_f64() * 1e3,
                     "deliveries_per_s_while_loading": d.per_second_while_loading,
                     "answered_to_delivered_p50_ms": d.p50.as_secs_f64() * 1e3,
                     "answered_to_delivered_p99_ms": d.p99.as_secs_f64() * 1e3,

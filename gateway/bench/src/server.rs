@@ -76,17 +76,16 @@ impl ServerProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// User + system CPU time so far (`/proc/<pid>/stat`).
+    /// User + system CPU time so far of the server and of its children it
+    /// has waited for (`/proc/<pid>/stat`: utime + stime + cutime +
+    /// cstime). adnanh/webhook runs a command per request (`/bin/true`
+    /// here) in a child process, and that work is part of what the peer
+    /// does per request; the gateways and the baseline start no children,
+    /// so for them this is their own time. A child still running when
+    /// this is read is not counted yet.
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // Field 2 (comm) may hold spaces; fields after it are plain.
-        let rest = stat.rsplit_once(')').context("/proc/<pid>/stat format")?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // `rest` starts at field 3 (state); utime and stime are fields 14, 15.
-        let ticks = |i: usize| -> anyhow::Result<f64> {
-            Ok(fields.get(i - 3).context("short stat")?.parse::<u64>()? as f64)
-        };
-        Ok((ticks(14)? + ticks(15)?) / clock_ticks_per_second())
+        process_tree_cpu_seconds(&stat)
     }
 
     /// Peak resident set size in bytes (`VmHWM` in `/proc/<pid>/status`).
@@ -127,6 +126,29 @@ impl ServerProcess {
             log: log.to_owned(),
         })
     }
+}
+
+/// utime + stime + cutime + cstime (fields 14 to 17) of a
+/// `/proc/<pid>/stat` line, in seconds.
+fn process_tree_cpu_seconds(stat: &str) -> anyhow::Result<f64> {
+    // Field 2 (comm) may hold spaces; fields after it are plain.
+    let rest = stat.rsplit_once(')').context("/proc/<pid>/stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state).
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i - 3).context("short stat")?.parse::<u64>()? as f64)
+    };
+    let own = ticks(14)? + ticks(15)?;
+    // Signed in the kernel's format, never negative in practice.
+    let children = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i - 3)
+            .context("short stat")?
+            .parse::<i64>()?
+            .max(0) as f64)
+    };
+    let reaped = children(16)? + children(17)?;
+    Ok((own + reaped) / clock_ticks_per_second())
 }
 
 /// The adnanh/webhook binary: `explicit`, or `webhook` on the PATH.
@@ -320,4 +342,63 @@ pub fn run_baseline_server() -> anyhow::Result<()> {
         axum::serve(listener, app).await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_fourteen_to_seventeen_are_summed() {
+        // pid (comm with a space) state ppid pgrp session tty tpgid flags
+        // minflt cminflt majflt cmajflt utime stime cutime cstime ...
+        let stat = "42 (web hook) S 1 42 42 0 -1 4194560 10 20 0 0 100 50 300 25 20 0 8 0";
+        let ticks = clock_ticks_per_second();
+        let got = process_tree_cpu_seconds(stat).unwrap();
+        assert!((got - 475.0 / ticks).abs() < 1e-9, "{got}");
+    }
+
+    /// A server whose work runs in children it waits for, like
+    /// adnanh/webhook running its command: that CPU time is counted.
+    #[tokio::test]
+    async fn the_cpu_of_reaped_children_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out.log");
+        // Five children, each busy for a while, all waited for; the parent
+        // itself does next to nothing, then idles.
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(
+            "for n in 1 2 3 4 5; do sh -c 'i=0; while [ $i -lt 40000 ]; do i=$((i+1)); done'; done; \
+             echo reaped; sleep 60",
+        );
+        let server =
+            ServerProcess::spawn_at(cmd, &log, SocketAddr::from(([127, 0, 0, 1], 9))).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !server.log_text().contains("reaped") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the children never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id())).unwrap();
+        let rest = stat.rsplit_once(')').unwrap().1;
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        let (own, children) = (fields[0] + fields[1], fields[2] + fields[3]);
+        assert!(
+            children > own,
+            "the work is the children's: own {own} ticks, children {children}"
+        );
+        let cpu = server.cpu_seconds().unwrap();
+        let ticks = clock_ticks_per_second();
+        assert!(
+            cpu >= (own + children) as f64 / ticks - 1e-9,
+            "{cpu} s counts only the parent's {own} ticks, not its children's {children}"
+        );
+    }
 }

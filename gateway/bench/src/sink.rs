@@ -43,14 +43,16 @@ impl Sink {
         format!("http://{}/deliveries", self.addr)
     }
 
-    /// Deliveries seen so far.
-    pub fn count(&self) -> usize {
-        self.seen.deliveries.lock().expect("not poisoned").len()
-    }
-
     /// (webhook-id, when it arrived) of every delivery so far.
     pub fn deliveries(&self) -> Vec<(String, Instant)> {
         self.seen.deliveries.lock().expect("not poisoned").clone()
+    }
+
+    /// (webhook-id, when it arrived) of the deliveries after the first
+    /// `from`, in arrival order.
+    pub fn deliveries_from(&self, from: usize) -> Vec<(String, Instant)> {
+        let seen = self.seen.deliveries.lock().expect("not poisoned");
+        seen.get(from..).map_or_else(Vec::new, <[_]>::to_vec)
     }
 }
 

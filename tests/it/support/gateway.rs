@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 /// How long start-up may take (it compiles the plugins the routes use).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest any one request of the test client may take, answer and
+/// body. A wedged gateway then fails the test instead of hanging it
+/// (`cargo test` has no per-test timeout). Nothing a test sends is meant
+/// to wait this long: the longest waits the gateway itself may impose on
+/// an answer are a route's `relay.reply_timeout` (at most 10 s) and a
+/// plugin's deadline (seconds).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A running gateway.
 pub struct TestGateway {
     child: Child,
@@ -58,9 +66,12 @@ impl TestGateway {
             dir,
             #[expect(
                 clippy::disallowed_methods,
-                reason = "the test's own client, not delivery"
+                reason = "the test's own client, not delivery; it has a timeout"
             )]
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .expect("the test client"),
             env,
         };
         gw.wait_ready().await;
@@ -180,10 +191,9 @@ impl TestGateway {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        req.body(body.to_vec())
-            .send()
-            .await
-            .expect("request to gateway")
+        req.body(body.to_vec()).send().await.unwrap_or_else(|e| {
+            panic!("POST /hooks/{route} (the client gives up after {REQUEST_TIMEOUT:?}): {e}")
+        })
     }
 
     /// The gateway's temporary directory.
