@@ -64,6 +64,29 @@ const MIN_QUEUE: usize = 16;
 /// deliveries are only postponed, one at a time.
 const UNKNOWN_CONCURRENCY: usize = 1;
 
+/// An attempt's lane slot and gateway-wide slot, freed once: by
+/// [`Slot::free`] when the destination has answered, or on drop (the
+/// attempt returned early, or panicked).
+struct Slot<'a> {
+    dispatcher: &'a Arc<Dispatcher>,
+    destination: &'a str,
+    freed: std::sync::atomic::AtomicBool,
+}
+
+impl Slot<'_> {
+    fn free(&self) {
+        if !self.freed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.dispatcher.finished(self.destination);
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.free();
+    }
+}
+
 /// One destination's lane.
 #[derive(Debug)]
 struct Lane {
@@ -286,6 +309,9 @@ impl Dispatcher {
                     *in_flight += 1;
                     self.spawn(d, Instant::now());
                 } else if lane.overflowing() || self.stop.is_cancelled() {
+                    // A request relaying this delivery's reply falls back
+                    // now, not at its `reply_timeout`.
+                    drop(self.ctx.relay.take(d.id));
                     give_back.push(d);
                 } else {
                     // The lane has room but the gateway has none: the lane
@@ -320,8 +346,15 @@ impl Dispatcher {
         let this = self.clone();
         self.tracker.spawn(async move {
             let destination = d.destination.clone();
+            // Frees the slots even if the attempt panics: a lost slot
+            // would be lost for good, and enough of them stop delivery.
+            let slot = Slot {
+                dispatcher: &this,
+                destination: &destination,
+                freed: std::sync::atomic::AtomicBool::new(false),
+            };
             if !this.still_held(&d, claimed_at).await {
-                this.finished(&destination);
+                drop(this.ctx.relay.take(d.id));
                 return;
             }
             let (id, lease, event_id) = (d.id, d.lease, d.event_id.clone());
@@ -338,7 +371,7 @@ impl Dispatcher {
                 // time. A bounded number of records wait for it at once, so
                 // a writer that falls behind slows attempts down instead.
                 let permit = this.recording.clone().acquire_owned().await.ok();
-                this.finished(&destination);
+                slot.free();
                 this.record(&event_id, &destination, record).await;
                 drop(permit);
             })
