@@ -1074,6 +1074,18 @@ pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(st
         "parked deliveries are not due"
     );
     assert_eq!(status(&store, "evt_2").await, EventStatus::Pending);
+    // A replay leaves a parked delivery parked, in its place: it is sent
+    // when the subscription is enabled again.
+    assert_eq!(
+        store
+            .replay(ReplayTarget::Event {
+                id: "evt_1".into(),
+                destination: None,
+            })
+            .await
+            .unwrap(),
+        0
+    );
     let parked = store.parked("wh_1".into(), 10).await.unwrap();
     assert_eq!(
         parked

@@ -879,13 +879,14 @@ async fn replay_batch(
     };
     let after = args.add(after);
     // A delivery in flight (pending, leased, lease not run out) is left to
-    // finish; the lock skips rows another gateway is changing right now
+    // finish, and one parked stays parked for its subscription's re-enable
+    // (the console's replay already left it); the lock skips rows another gateway is changing right now
     // (a claim, a record), and the condition is checked again on update.
     let sql = format!(
         "WITH picked AS (\
            SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
            WHERE {where_sql} AND d.id > {after} \
-           AND NOT (d.state = 'pending' AND d.lease_token IS NOT NULL AND d.next_attempt_at > hookgate_now_ms()) \
+           AND d.state <> 'parked' AND NOT (d.state = 'pending' AND d.lease_token IS NOT NULL AND d.next_attempt_at > hookgate_now_ms()) \
            ORDER BY d.id LIMIT {BATCH_ROWS} FOR UPDATE OF d SKIP LOCKED) \
          UPDATE deliveries d SET state = 'pending', retries = 0, lease_token = NULL, \
            next_attempt_at = hookgate_now_ms() \

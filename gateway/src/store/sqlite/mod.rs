@@ -1001,12 +1001,13 @@ fn replay_batch(
         ReplayTarget::Matching(filter) => filter_sql(filter, Some("d")),
     };
     // A delivery in flight (pending, leased, lease not run out) is left to
-    // finish.
+    // finish, and one parked stays parked for its subscription's re-enable
+    // (the console's replay already left it).
     let ids: Vec<(i64, String)> = {
         let sql = format!(
             "SELECT d.id, d.event_id FROM deliveries d JOIN events e ON e.id = d.event_id \
              WHERE {where_sql} AND d.id > ? \
-             AND NOT (d.state = 'pending' AND d.lease_token IS NOT NULL AND d.next_attempt_at > ?) \
+             AND d.state <> 'parked' AND NOT (d.state = 'pending' AND d.lease_token IS NOT NULL AND d.next_attempt_at > ?) \
              ORDER BY d.id LIMIT {BATCH_ROWS}"
         );
         args.push(rusqlite::types::Value::Integer(after));
