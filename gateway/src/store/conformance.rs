@@ -48,6 +48,7 @@ macro_rules! suite {
             a_status_filtered_bulk_replay_takes_an_event_spanning_batches_whole,
             a_park_after_an_attempt_counts_the_attempt,
             re_enabling_and_deleting_settle_more_than_a_batch,
+            a_re_enable_keeps_parked_deliveries_ahead_of_new_ones,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1210,6 +1211,49 @@ pub async fn a_park_after_an_attempt_counts_the_attempt(store: S) {
 /// A re-enable and a delete settle every delivery waiting for the
 /// subscription, however many batches that takes (each its own writer
 /// operation or transaction, so ingest is never held up for all of them).
+/// Parked deliveries keep their place when the subscription is enabled
+/// again, ahead of events published while the re-enable's batches run: a
+/// batch made due at its own "now" let newer events overtake the batches
+/// after it.
+pub async fn a_re_enable_keeps_parked_deliveries_ahead_of_new_ones(store: S) {
+    const PARKED: usize = 1_500;
+    store
+        .create_subscription(subscription("wh_1", "t", "g", &["*"]))
+        .await
+        .unwrap();
+    set_active(&store, "wh_1", false).await;
+    for i in 0..PARKED {
+        store
+            .insert(publish(&format!("evt_a{i:05}"), "A"), opts())
+            .await
+            .unwrap();
+    }
+    let enabling = {
+        let store = store.clone();
+        tokio::spawn(async move { set_active(&store, "wh_1", true).await })
+    };
+    let mut newer = 0;
+    while !enabling.is_finished() {
+        store
+            .insert(publish(&format!("evt_b{newer:05}"), "A"), opts())
+            .await
+            .unwrap();
+        newer += 1;
+    }
+    enabling.await.unwrap();
+    store.insert(publish("evt_c", "A"), opts()).await.unwrap();
+    let first = store.claim_due(PARKED, LONG, Vec::new()).await.unwrap();
+    let overtaking: Vec<&str> = first
+        .iter()
+        .map(|d| d.event_id.as_str())
+        .filter(|e| !e.starts_with("evt_a"))
+        .collect();
+    assert!(
+        overtaking.is_empty(),
+        "newer events claimed before older parked ones ({newer} published during the re-enable): {overtaking:?}"
+    );
+}
+
 pub async fn re_enabling_and_deleting_settle_more_than_a_batch(store: S) {
     const N: usize = 1_100;
     store

@@ -445,7 +445,7 @@ async fn settle_batch(
         Some(true) => {
             let n = tx
                 .execute(
-                    "UPDATE deliveries SET state = 'pending', next_attempt_at = hookgate_now_ms(), \
+                    "UPDATE deliveries SET state = 'pending', next_attempt_at = LEAST(next_attempt_at, hookgate_now_ms()), \
                      retries = 0, lease_token = NULL, last_error = NULL \
                      WHERE id IN (SELECT id FROM deliveries WHERE destination = $1 \
                        AND state = 'parked' ORDER BY id LIMIT $2 FOR UPDATE) \

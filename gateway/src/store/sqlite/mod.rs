@@ -873,8 +873,9 @@ fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, StoreError> {
 
 /// Settles up to [`BATCH_ROWS`] of the deliveries waiting for subscription
 /// `subscription_id` against it as it is now, and says whether more may be
-/// left. Re-enabled: what was parked is due now, oldest first, with a
-/// fresh retry budget. Deleted: what was parked or waits for a retry can
+/// left. Re-enabled: what was parked is due now, with a fresh retry
+/// budget, at the time it was parked (not the batch's "now"), so it stays
+/// ahead of events published while later batches run. Deleted: what was parked or waits for a retry can
 /// never be sent, so it is dead, with the reason, and its events finish
 /// (and retention prunes them); a delivery in flight (leased, lease not run
 /// out) is left to its attempt, which finds the subscription gone. Disabled
@@ -897,7 +898,7 @@ fn settle_batch(tx: &Connection, subscription_id: &str) -> Result<bool, StoreErr
     let settled = match active {
         Some(true) => tx
             .prepare_cached(&format!(
-                "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, retries = 0, \
+                "UPDATE deliveries SET state = 'pending', next_attempt_at = min(next_attempt_at, ?2), retries = 0, \
                  lease_token = NULL, last_error = NULL \
                  WHERE id IN (SELECT id FROM deliveries WHERE destination = ?1 \
                    AND state = 'parked' ORDER BY id LIMIT {BATCH_ROWS})"
