@@ -1756,6 +1756,35 @@ mod tests {
         (store, dir)
     });
 
+    /// A read of several statements sees one snapshot: a commit between
+    /// two of its statements is not seen by the second.
+    #[tokio::test]
+    async fn a_read_is_one_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        crate::store::conformance::insert_one(&store, "evt_1", None, &["d"]).await;
+        let path = dir.path().join(DB_FILE);
+        let (before, after) = store
+            .readers
+            .read(move |c| {
+                let count = |c: &Connection| -> Result<i64, StoreError> {
+                    Ok(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
+                };
+                let before = count(c)?;
+                let other = Connection::open(&path)?;
+                other.busy_timeout(std::time::Duration::from_secs(10))?;
+                other.execute(
+                    "INSERT INTO events (id, route, received_at, status) \
+                     VALUES ('evt_2', 'r', 0, 'delivered')",
+                    [],
+                )?;
+                Ok((before, count(c)?))
+            })
+            .await
+            .unwrap();
+        assert_eq!((before, after), (1, 1));
+    }
+
     #[tokio::test]
     async fn a_second_process_cannot_open_the_same_data_dir() {
         let dir = tempfile::tempdir().unwrap();

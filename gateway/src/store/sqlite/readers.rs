@@ -68,7 +68,14 @@ impl Readers {
                 Some(c) => c,
                 None => this.open()?,
             };
-            let out = f(&conn);
+            // One read transaction: a read of several statements (an
+            // event and its deliveries, a console page and its counts)
+            // sees one snapshot, not an event "pending" beside a delivery
+            // a commit between two statements made "delivered".
+            let out = match conn.unchecked_transaction() {
+                Ok(tx) => f(&tx),
+                Err(e) => Err(e.into()),
+            };
             this.idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
