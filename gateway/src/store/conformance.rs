@@ -201,6 +201,16 @@ async fn claim_until(store: &S, n: usize, within: Duration) -> Vec<DueDelivery> 
 }
 
 /// Enables or disables tenant `t`'s subscription `id`, which must exist.
+/// Publishes `n` events of type "A", `{prefix}00000` upwards.
+async fn publish_many(store: &S, prefix: &str, n: usize) {
+    for i in 0..n {
+        store
+            .insert(publish(&format!("{prefix}{i:05}"), "A"), opts())
+            .await
+            .unwrap();
+    }
+}
+
 async fn set_active(store: &S, id: &str, active: bool) {
     store
         .update_subscription(
@@ -1208,9 +1218,6 @@ pub async fn a_park_after_an_attempt_counts_the_attempt(store: S) {
     assert_eq!(detail.deliveries[0].attempts.len(), 1);
 }
 
-/// A re-enable and a delete settle every delivery waiting for the
-/// subscription, however many batches that takes (each its own writer
-/// operation or transaction, so ingest is never held up for all of them).
 /// Parked deliveries keep their place when the subscription is enabled
 /// again, ahead of events published while the re-enable's batches run: a
 /// batch made due at its own "now" let newer events overtake the batches
@@ -1222,12 +1229,7 @@ pub async fn a_re_enable_keeps_parked_deliveries_ahead_of_new_ones(store: S) {
         .await
         .unwrap();
     set_active(&store, "wh_1", false).await;
-    for i in 0..PARKED {
-        store
-            .insert(publish(&format!("evt_a{i:05}"), "A"), opts())
-            .await
-            .unwrap();
-    }
+    publish_many(&store, "evt_a", PARKED).await;
     let enabling = {
         let store = store.clone();
         tokio::spawn(async move { set_active(&store, "wh_1", true).await })
@@ -1254,6 +1256,9 @@ pub async fn a_re_enable_keeps_parked_deliveries_ahead_of_new_ones(store: S) {
     );
 }
 
+/// A re-enable and a delete settle every delivery waiting for the
+/// subscription, however many batches that takes (each its own writer
+/// operation or transaction, so ingest is never held up for all of them).
 pub async fn re_enabling_and_deleting_settle_more_than_a_batch(store: S) {
     const N: usize = 1_100;
     store
@@ -1261,12 +1266,7 @@ pub async fn re_enabling_and_deleting_settle_more_than_a_batch(store: S) {
         .await
         .unwrap();
     set_active(&store, "wh_1", false).await;
-    for i in 0..N {
-        store
-            .insert(publish(&format!("evt_a{i:05}"), "A"), opts())
-            .await
-            .unwrap();
-    }
+    publish_many(&store, "evt_a", N).await;
     assert_eq!(store.parked("wh_1".into(), 2 * N).await.unwrap().len(), N);
     set_active(&store, "wh_1", true).await;
     assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
@@ -1278,12 +1278,7 @@ pub async fn re_enabling_and_deleting_settle_more_than_a_batch(store: S) {
     }
     // Disabled again: N more park; then deleted with N pending and N parked.
     set_active(&store, "wh_1", false).await;
-    for i in 0..N {
-        store
-            .insert(publish(&format!("evt_b{i:05}"), "A"), opts())
-            .await
-            .unwrap();
-    }
+    publish_many(&store, "evt_b", N).await;
     assert!(
         store
             .delete_subscription("t".into(), "wh_1".into())

@@ -81,6 +81,33 @@ async fn raw(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// A store on a fresh schema with a pool of `size` connections.
+async fn pooled(size: usize) -> Option<(Arc<PostgresStore>, SchemaGuard)> {
+    let url = test_url()?;
+    let guard = SchemaGuard {
+        url,
+        schema: schema(),
+    };
+    let store = PostgresStore::open_in(&guard.url, size, Some(&guard.schema))
+        .await
+        .unwrap();
+    Some((Arc::new(store), guard))
+}
+
+/// A connection that holds `events` locked (in an open transaction), so
+/// that every insert waits; `ROLLBACK` on it lets them go.
+async fn lock_events(guard: &SchemaGuard) -> tokio_postgres::Client {
+    let client = raw(&guard.url).await;
+    client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL search_path = {}; LOCK TABLE events IN EXCLUSIVE MODE",
+            guard.schema
+        ))
+        .await
+        .unwrap();
+    client
+}
+
 /// A fresh schema name.
 fn schema() -> String {
     format!("hgtest_{}", uuid::Uuid::new_v4().simple())
@@ -319,30 +346,16 @@ async fn prune_removes_every_expired_dedup_key() {
 async fn a_renewal_does_not_wait_for_a_pool_that_ingest_holds() {
     use std::time::Duration;
 
-    let Some(url) = test_url() else { return };
-    let schema = schema();
-    let guard = SchemaGuard {
-        url: url.clone(),
-        schema: schema.clone(),
+    let Some((store, guard)) = pooled(2).await else {
+        return;
     };
-    let store = Arc::new(
-        PostgresStore::open_in(&url, 2, Some(&schema))
-            .await
-            .unwrap(),
-    );
     conformance::insert_one(&*store, "evt_0", None, &["d"]).await;
     let held = store
         .claim_due(1, Duration::from_secs(60), Vec::new())
         .await
         .unwrap();
     assert_eq!(held.len(), 1);
-    let mut client = raw(&guard.url).await;
-    let tx = client.transaction().await.unwrap();
-    tx.batch_execute(&format!(
-        "SET LOCAL search_path = {schema}; LOCK TABLE events IN EXCLUSIVE MODE"
-    ))
-    .await
-    .unwrap();
+    let locker = lock_events(&guard).await;
     // Two inserts wait on the lock, each holding one of the two
     // connections.
     let inserts: Vec<_> = (1..=2)
@@ -360,7 +373,7 @@ async fn a_renewal_does_not_wait_for_a_pool_that_ingest_holds() {
         store.renew(held[0].id, held[0].lease, Duration::from_secs(60)),
     )
     .await;
-    tx.rollback().await.unwrap();
+    locker.batch_execute("ROLLBACK").await.unwrap();
     for t in inserts {
         tokio::time::timeout(Duration::from_secs(10), t)
             .await
@@ -380,24 +393,10 @@ async fn a_renewal_does_not_wait_for_a_pool_that_ingest_holds() {
 async fn a_new_webhook_is_shed_when_no_connection_frees_up() {
     use std::time::{Duration, Instant};
 
-    let Some(url) = test_url() else { return };
-    let schema = schema();
-    let guard = SchemaGuard {
-        url: url.clone(),
-        schema: schema.clone(),
+    let Some((store, guard)) = pooled(1).await else {
+        return;
     };
-    let store = Arc::new(
-        PostgresStore::open_in(&url, 1, Some(&schema))
-            .await
-            .unwrap(),
-    );
-    let mut client = raw(&guard.url).await;
-    let tx = client.transaction().await.unwrap();
-    tx.batch_execute(&format!(
-        "SET LOCAL search_path = {schema}; LOCK TABLE events IN EXCLUSIVE MODE"
-    ))
-    .await
-    .unwrap();
+    let locker = lock_events(&guard).await;
     // The pool's one connection waits on the lock.
     let first = {
         let store = store.clone();
@@ -415,7 +414,7 @@ async fn a_new_webhook_is_shed_when_no_connection_frees_up() {
     )
     .await;
     let waited = started.elapsed();
-    tx.rollback().await.unwrap();
+    locker.batch_execute("ROLLBACK").await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), first)
         .await
         .expect("the first insert finishes once the lock is gone")
