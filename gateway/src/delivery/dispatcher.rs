@@ -150,17 +150,6 @@ struct Lanes {
     poller_starved: bool,
 }
 
-/// What an insert claims for the dispatcher, and whether the deliveries it
-/// leaves unclaimed need the poller woken.
-#[derive(Debug)]
-pub struct ClaimPlan {
-    /// What the insert claims in its own transaction (`None`: nothing).
-    pub claim: Option<ClaimNew>,
-    /// Whether deliveries the insert leaves unclaimed need a poll (today
-    /// always: see [`Dispatcher::claim_for`]).
-    pub poll_unclaimed: bool,
-}
-
 /// The dispatcher. Shared by ingest (through `DeliveryHandle`), the
 /// poller and every attempt.
 #[derive(Debug)]
@@ -227,26 +216,14 @@ impl Dispatcher {
 
     /// What an insert may claim for the dispatcher right now: the named
     /// destinations whose lanes have room (and subscribers while the
-    /// gateway has room).
-    ///
-    /// Deliveries an insert leaves unclaimed wake the poller, full lanes'
-    /// included. Leaving those to the lane's own wake (at half a queue)
-    /// raced with the insert's commit: a lane that drained before the
-    /// commit woke a poll that could not see the new row yet, and the row
-    /// then waited for the next wake. In `hookgate-bench`'s delivery row
-    /// that took answered → delivered p99 from about 6 ms to 20-30 ms. A
-    /// poll that skips a full lane is cheap whatever its backlog (see the
-    /// engines' `claim`), so the wake costs little.
+    /// gateway has room). `None` when nothing should be claimed.
     pub fn claim_for<'a>(
         &self,
         destinations: impl Iterator<Item = &'a str>,
         subscribers: bool,
-    ) -> ClaimPlan {
+    ) -> Option<ClaimNew> {
         if self.stop.is_cancelled() {
-            return ClaimPlan {
-                claim: None,
-                poll_unclaimed: true,
-            };
+            return None;
         }
         let lanes = self.lanes();
         let mut names: Vec<String> = Vec::new();
@@ -256,15 +233,12 @@ impl Dispatcher {
                 names.push(d.to_owned());
             }
         }
-        let claim_subscribers = subscribers && lanes.in_flight < self.workers;
-        ClaimPlan {
-            claim: (!names.is_empty() || claim_subscribers).then_some(ClaimNew {
-                lease: self.lease,
-                destinations: names,
-                subscribers: claim_subscribers,
-            }),
-            poll_unclaimed: true,
-        }
+        let subscribers = subscribers && lanes.in_flight < self.workers;
+        (!names.is_empty() || subscribers).then_some(ClaimNew {
+            lease: self.lease,
+            destinations: names,
+            subscribers,
+        })
     }
 
     /// Takes claimed deliveries into their lanes, starting what may start.

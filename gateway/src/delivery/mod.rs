@@ -24,9 +24,27 @@ pub use crate::retry::{DeliveryOutcome, RetryPolicy};
 use crate::config::DeliveryConfig;
 use crate::metrics::Metrics;
 use crate::pipeline::Snapshot;
-use crate::store::{DueDelivery, Store};
-pub use dispatcher::ClaimPlan;
+use crate::store::{DueDelivery, InsertOptions, Inserted, NewEvent, Store, StoreError};
 use dispatcher::Dispatcher;
+
+/// What [`DeliveryHandle::insert`] did with an event.
+#[derive(Debug)]
+pub enum Committed {
+    /// Stored, its claimed deliveries with the dispatcher; the relay
+    /// destination's first reply, if asked for and that delivery was
+    /// claimed.
+    New {
+        /// Deliveries created.
+        deliveries: usize,
+        /// The wait for the relayed reply.
+        relay: Option<relay::RelayWait>,
+    },
+    /// The provider sent it before: `existing_id` has it.
+    Duplicate {
+        /// The event that has it.
+        existing_id: String,
+    },
+}
 
 /// Ingest's and the admin API's handle on delivery: what an insert may
 /// claim, where its claimed deliveries go, and a wake-up for the poller.
@@ -45,14 +63,54 @@ impl DeliveryHandle {
         self.dispatcher.wake();
     }
 
-    /// What an insert routing to `destinations` (and to subscribers, if
-    /// `subscribers`) should claim for the dispatcher.
-    pub fn claim_for<'a>(
+    /// Stores `event`, claiming in the insert's own transaction the
+    /// deliveries whose lanes have room, and hands those to the dispatcher;
+    /// with `relay_to`, also listens for that destination's first reply.
+    ///
+    /// Runs as a task of its own, which the caller awaits: a caller whose
+    /// request is dropped (the client gave up, or a shutdown closed its
+    /// connection) must not drop the hand-off of a commit already queued,
+    /// or its claimed deliveries would wait out their whole lease before the
+    /// poller took them.
+    pub async fn insert(
         &self,
-        destinations: impl Iterator<Item = &'a str>,
-        subscribers: bool,
-    ) -> ClaimPlan {
-        self.dispatcher.claim_for(destinations, subscribers)
+        store: &Arc<dyn Store>,
+        event: NewEvent,
+        dedup_window: std::time::Duration,
+        relay_to: Option<String>,
+    ) -> Result<Committed, StoreError> {
+        let claim = self.dispatcher.claim_for(
+            event
+                .messages
+                .iter()
+                .flat_map(|m| m.destinations.iter().map(String::as_str)),
+            !event.fanout.is_empty(),
+        );
+        let opts = InsertOptions {
+            dedup_window,
+            claim,
+        };
+        let (this, store) = (self.clone(), store.clone());
+        let task = async move {
+            Ok(match store.insert(event, opts).await? {
+                Inserted::New {
+                    deliveries,
+                    claimed,
+                } => {
+                    if claimed.len() < deliveries {
+                        this.wake();
+                    }
+                    // Listen before the attempt can start.
+                    let relay = relay_to.and_then(|to| this.relay_wait(&claimed, &to));
+                    this.submit(claimed);
+                    Committed::New { deliveries, relay }
+                }
+                Inserted::Duplicate { existing_id } => Committed::Duplicate { existing_id },
+            })
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(task))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Internal(format!("the insert task failed: {e}"))))
     }
 
     /// Hands deliveries claimed by an insert to their lanes.

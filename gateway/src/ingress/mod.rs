@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::clock;
 use crate::config::DestinationKind;
+use crate::delivery::Committed;
 use crate::error::ApiError;
 use crate::pipeline::CompiledDestination;
 use crate::pipeline::Outcome;
@@ -29,7 +30,7 @@ use crate::plugin::Message;
 use crate::plugin::{InboundRequest, PluginResponse};
 use crate::state::AppState;
 use crate::store::stats::InboundView;
-use crate::store::{Fanout, InsertOptions, Inserted, NewEvent, NewMessage, StoreError};
+use crate::store::{Fanout, NewEvent, NewMessage, StoreError};
 
 /// Metric label for requests to routes that do not exist, so unknown names
 /// from the internet never become label values.
@@ -318,29 +319,22 @@ async fn handle(
                     headers,
                 }),
             };
-            // The deliveries whose lanes have room are claimed in the
-            // insert's own transaction and go straight to the dispatcher.
-            let plan = state.delivery().claim_for(
-                event
-                    .messages
-                    .iter()
-                    .flat_map(|m| m.destinations.iter().map(String::as_str)),
-                !event.fanout.is_empty(),
-            );
-            let opts = InsertOptions {
-                dedup_window: config.store.dedup_window.0,
-                claim: plan.claim,
-            };
-            // The provider hears 2xx only once the event is committed.
+            // The provider hears 2xx only once the event is committed. The
+            // deliveries whose lanes have room are claimed in the insert's
+            // own transaction and go straight to the dispatcher.
             let commit = tracing::debug_span!(target: crate::observability::STAGE_TARGET,
                 "store.commit", event_id = event_id.as_str());
             let relay_to = route.relay.as_ref().map(|r| r.to.clone());
-            let committed = tokio::spawn(tracing::Instrument::instrument(
-                commit_and_submit(state.clone(), event, opts, plan.poll_unclaimed, relay_to),
+            let committed = tracing::Instrument::instrument(
+                state.delivery().insert(
+                    state.store(),
+                    event,
+                    config.store.dedup_window.0,
+                    relay_to,
+                ),
                 commit,
-            ))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Internal(format!("the insert task failed: {e}"))));
+            )
+            .await;
             let inserted = committed.map_err(|e| {
                 if matches!(e, StoreError::Overloaded) {
                     tracing::warn!(route = &*route.name, "store overloaded; shedding load");
@@ -393,49 +387,6 @@ async fn handle(
             })
         }
     }
-}
-
-/// What [`commit_and_submit`] did with a webhook.
-enum Committed {
-    /// Stored, its claimed deliveries with the dispatcher; the relay
-    /// destination's first reply, if the route relays and it was claimed.
-    New {
-        deliveries: usize,
-        relay: Option<crate::delivery::relay::RelayWait>,
-    },
-    /// The provider sent it before: `existing_id` has it.
-    Duplicate { existing_id: String },
-}
-
-/// Inserts `event` and hands what the insert claimed to the dispatcher.
-///
-/// Run as its own task, not in the request's: a client that disconnects
-/// (or a shutdown that closes its connection) drops the request's future,
-/// but a commit already queued still happens. Run inside the request, the
-/// claimed deliveries would then never reach the dispatcher and would wait
-/// out their whole lease before the poller took them.
-async fn commit_and_submit(
-    state: AppState,
-    event: NewEvent,
-    opts: InsertOptions,
-    poll_unclaimed: bool,
-    relay_to: Option<String>,
-) -> Result<Committed, StoreError> {
-    Ok(match state.store().insert(event, opts).await? {
-        Inserted::New {
-            deliveries,
-            claimed,
-        } => {
-            if claimed.len() < deliveries && poll_unclaimed {
-                state.delivery().wake();
-            }
-            // Listen before the attempt can start.
-            let relay = relay_to.and_then(|to| state.delivery().relay_wait(&claimed, &to));
-            state.delivery().submit(claimed);
-            Committed::New { deliveries, relay }
-        }
-        Inserted::Duplicate { existing_id } => Committed::Duplicate { existing_id },
-    })
 }
 
 /// The relay destination's reply as a Teams reply message, if its first

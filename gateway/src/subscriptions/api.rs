@@ -33,13 +33,14 @@ use super::input::{BadInput, EpochMs, Flag, canonical_object, epoch_ms_schema, f
 use super::outbound::{check_headers, check_properties};
 use super::signature::{check_secret, new_secret, new_token};
 use crate::clock::now_ms;
+use crate::delivery::Committed;
 use crate::delivery::ssrf;
 use crate::pipeline::new_event_id;
 use crate::plugin::Message;
 use crate::state::AppState;
 use crate::store::{
-    Fanout, InsertOptions, Inserted, NewEvent, SecretRotation, SignatureScheme, StoreError,
-    Subscription, SubscriptionPatch, rfc3339,
+    Fanout, NewEvent, SecretRotation, SignatureScheme, StoreError, Subscription, SubscriptionPatch,
+    rfc3339,
 };
 
 /// The `/v1` routes (served only when `subscriptions:` is configured).
@@ -1162,27 +1163,18 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
         }],
         inbound: None,
     };
-    let plan = state.delivery().claim_for(std::iter::empty(), true);
-    let opts = InsertOptions {
-        dedup_window: state.snapshot().config.store.dedup_window.0,
-        claim: plan.claim,
-    };
-    let published = match state.store().insert(event, opts).await? {
-        Inserted::New {
+    let dedup_window = state.snapshot().config.store.dedup_window.0;
+    let published = match state
+        .delivery()
+        .insert(state.store(), event, dedup_window, None)
+        .await?
+    {
+        Committed::New { deliveries, .. } => Published {
+            id: event_id,
             deliveries,
-            claimed,
-        } => {
-            if claimed.len() < deliveries && plan.poll_unclaimed {
-                state.delivery().wake();
-            }
-            state.delivery().submit(claimed);
-            Published {
-                id: event_id,
-                deliveries,
-                duplicate: false,
-            }
-        }
-        Inserted::Duplicate { .. } => Published {
+            duplicate: false,
+        },
+        Committed::Duplicate { .. } => Published {
             id: event_id,
             deliveries: 0,
             duplicate: true,
