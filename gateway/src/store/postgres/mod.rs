@@ -29,7 +29,7 @@ mod listen;
 mod schema;
 
 use std::str::FromStr as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,12 +59,12 @@ const BATCH_ROWS: i64 = 500;
 /// before it looks destination by destination instead.
 const SCAN_PAST: i64 = 1024;
 
-/// A claim: the rows `due` (a CTE named `due` with `id` and `due_at`)
-/// picks, leased with token `$1` for `$2` ms and returned with their
-/// messages.
-fn claim_sql(due: &str) -> String {
+/// A claim: the rows the CTEs `ctes` pick (the last one named `due`, with
+/// `id` and `due_at`), leased with token `$1` for `$2` ms and returned
+/// with their messages.
+fn claim_sql(ctes: &str) -> String {
     format!(
-        "WITH {due} \
+        "WITH {ctes} \
          UPDATE deliveries d SET lease_token = $1, next_attempt_at = hookgate_now_ms() + $2 \
          FROM due, messages m, events e \
          WHERE d.id = due.id AND m.id = d.message_id AND e.id = d.event_id \
@@ -72,6 +72,59 @@ fn claim_sql(due: &str) -> String {
            m.id, m.message_id, m.event_type, m.content_type, m.headers, m.body, e.route"
     )
 }
+
+/// The oldest due deliveries, none to a destination in `$3`, at most `$4`.
+static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
+    claim_sql(
+        "due AS (\
+           SELECT id, next_attempt_at AS due_at FROM deliveries \
+           WHERE state = 'pending' AND next_attempt_at <= hookgate_now_ms() \
+             AND NOT (destination = ANY($3::text[])) \
+           ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    )
+});
+
+/// [`CLAIM_DUE`] with lanes to skip: it looks at the first `$5` due rows
+/// only (see [`SCAN_PAST`]).
+static CLAIM_DUE_SKIPPING: LazyLock<String> = LazyLock::new(|| {
+    claim_sql(
+        "due AS (\
+           SELECT id, next_attempt_at AS due_at FROM deliveries \
+           WHERE id IN (SELECT id FROM deliveries \
+               WHERE state = 'pending' AND next_attempt_at <= hookgate_now_ms() \
+               ORDER BY next_attempt_at, id LIMIT $5) \
+             AND state = 'pending' AND next_attempt_at <= hookgate_now_ms() \
+             AND NOT (destination = ANY($3::text[])) \
+           ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    )
+});
+
+/// The oldest due deliveries, at most `$4`, taken destination by
+/// destination (a recursive loose scan over `deliveries_lane`: one index
+/// seek per destination), none to a destination in `$3`.
+static CLAIM_BY_LANE: LazyLock<String> = LazyLock::new(|| {
+    claim_sql(
+        "RECURSIVE lanes AS (\
+           (SELECT destination AS d FROM deliveries ORDER BY destination LIMIT 1) \
+           UNION ALL \
+           SELECT (SELECT destination FROM deliveries WHERE destination > lanes.d \
+                   ORDER BY destination LIMIT 1) \
+           FROM lanes WHERE lanes.d IS NOT NULL), \
+         cand AS (\
+           SELECT c.id FROM lanes CROSS JOIN LATERAL (\
+             SELECT id, next_attempt_at FROM deliveries \
+             WHERE destination = lanes.d AND state = 'pending' \
+               AND next_attempt_at <= hookgate_now_ms() \
+             ORDER BY next_attempt_at, id LIMIT $4) c \
+           WHERE lanes.d IS NOT NULL AND NOT (lanes.d = ANY($3::text[])) \
+           ORDER BY c.next_attempt_at, c.id LIMIT $4), \
+         due AS (\
+           SELECT id, next_attempt_at AS due_at FROM deliveries \
+           WHERE id IN (SELECT id FROM cand) AND state = 'pending' \
+             AND next_attempt_at <= hookgate_now_ms() \
+           ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED)",
+    )
+});
 
 /// Why a delivery created for a disabled subscription is parked.
 const PARKED_REASON: &str = "parked: the subscription is disabled";
@@ -944,25 +997,15 @@ impl Store for PostgresStore {
             // SCAN_PAST rows; past that, destination by destination (see
             // the SQLite engine's `claim`: a full lane's due backlog sits in
             // front of everyone else's).
-            let due = if skip.is_empty() {
-                "due AS (\
-                   SELECT id, next_attempt_at AS due_at FROM deliveries \
-                   WHERE state = 'pending' AND next_attempt_at <= hookgate_now_ms() \
-                     AND NOT (destination = ANY($3::text[])) \
-                   ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
-            } else {
-                "due AS (\
-                   SELECT id, next_attempt_at AS due_at FROM deliveries \
-                   WHERE id IN (SELECT id FROM deliveries \
-                       WHERE state = 'pending' AND next_attempt_at <= hookgate_now_ms() \
-                       ORDER BY next_attempt_at, id LIMIT $5) \
-                     AND state = 'pending' AND next_attempt_at <= hookgate_now_ms() \
-                     AND NOT (destination = ANY($3::text[])) \
-                   ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
-            };
             let scan_past = SCAN_PAST;
-            let stmt = conn.prepare_cached(&claim_sql(due)).await?;
-            let params: [&(dyn ToSql + Sync); 5] = [&token.0, &dur(lease), &skip, &limit, &scan_past];
+            let sql = if skip.is_empty() {
+                &*CLAIM_DUE
+            } else {
+                &*CLAIM_DUE_SKIPPING
+            };
+            let stmt = conn.prepare_cached(sql).await?;
+            let params: [&(dyn ToSql + Sync); 5] =
+                [&token.0, &dur(lease), &skip, &limit, &scan_past];
             let mut rows = if skip.is_empty() {
                 conn.query(&stmt, &params[..4]).await?
             } else {
@@ -982,31 +1025,7 @@ impl Store for PostgresStore {
                     .try_get(0)?;
                 if left + rows.len() as i64 >= scan_past {
                     let rest = limit - rows.len() as i64;
-                    let stmt = conn
-                        .prepare_cached(&format!(
-                            "WITH RECURSIVE lanes AS (\
-                               (SELECT destination AS d FROM deliveries ORDER BY destination LIMIT 1) \
-                               UNION ALL \
-                               SELECT (SELECT destination FROM deliveries WHERE destination > lanes.d \
-                                       ORDER BY destination LIMIT 1) \
-                               FROM lanes WHERE lanes.d IS NOT NULL), \
-                             cand AS (\
-                               SELECT c.id FROM lanes CROSS JOIN LATERAL (\
-                                 SELECT id, next_attempt_at FROM deliveries \
-                                 WHERE destination = lanes.d AND state = 'pending' \
-                                   AND next_attempt_at <= hookgate_now_ms() \
-                                 ORDER BY next_attempt_at, id LIMIT $4) c \
-                               WHERE lanes.d IS NOT NULL AND NOT (lanes.d = ANY($3::text[])) \
-                               ORDER BY c.next_attempt_at, c.id LIMIT $4), {}",
-                            &claim_sql(
-                                "due AS (\
-                                   SELECT id, next_attempt_at AS due_at FROM deliveries \
-                                   WHERE id IN (SELECT id FROM cand) AND state = 'pending' \
-                                     AND next_attempt_at <= hookgate_now_ms() \
-                                   ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED)"
-                            )["WITH ".len()..]
-                        ))
-                        .await?;
+                    let stmt = conn.prepare_cached(&CLAIM_BY_LANE).await?;
                     rows.extend(
                         conn.query(&stmt, &[&token.0, &dur(lease), &skip, &rest])
                             .await?,
