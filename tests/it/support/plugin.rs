@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hookgate::plugin::{
@@ -101,7 +102,14 @@ impl TestPlugin {
                 plugin: plugin.name().clone(),
                 route: Arc::from("test"),
                 config: Arc::new(PluginConfig::new(Some(&map))),
-                limits: PluginLimits::default(),
+                // These are tests of what a plugin does, not of its deadline
+                // (tests/it/sandbox.rs runs the real binary for that): a
+                // generous deadline, because CI's 2 cores under the whole
+                // suite once starved a 100 ms transform past the default.
+                limits: PluginLimits {
+                    timeout: Duration::from_secs(10),
+                    ..PluginLimits::default()
+                },
                 http: None,
             },
             plugin,
