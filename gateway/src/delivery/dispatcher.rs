@@ -150,6 +150,15 @@ struct Lanes {
     poller_starved: bool,
 }
 
+/// What an insert claims ([`Dispatcher::claim_for`]).
+#[derive(Debug, Default)]
+pub struct InsertClaim {
+    /// The claim for the insert's transaction.
+    pub claim: Option<ClaimNew>,
+    /// Named destinations not claimed because their lane is full.
+    pub left_to_lanes: Vec<String>,
+}
+
 /// The dispatcher. Shared by ingest (through `DeliveryHandle`), the
 /// poller and every attempt.
 #[derive(Debug)]
@@ -216,29 +225,62 @@ impl Dispatcher {
 
     /// What an insert may claim for the dispatcher right now: the named
     /// destinations whose lanes have room (and subscribers while the
-    /// gateway has room). `None` when nothing should be claimed.
+    /// gateway has room); `claim` is `None` when nothing should be claimed.
+    ///
+    /// The destinations left out because their lane is full are marked as
+    /// skipped, as a poll marks them: the lane wakes the poller once half
+    /// its queue has gone, and [`needs_poll`](Self::needs_poll) tells after
+    /// the commit whether that wake is still to come.
     pub fn claim_for<'a>(
         &self,
         destinations: impl Iterator<Item = &'a str>,
         subscribers: bool,
-    ) -> Option<ClaimNew> {
+    ) -> InsertClaim {
         if self.stop.is_cancelled() {
-            return None;
+            return InsertClaim::default();
         }
-        let lanes = self.lanes();
+        let mut lanes = self.lanes();
         let mut names: Vec<String> = Vec::new();
+        let mut left: Vec<String> = Vec::new();
         for d in destinations {
-            let room = lanes.map.get(d).is_none_or(|l| !l.full());
-            if room && !names.iter().any(|n| n == d) {
-                names.push(d.to_owned());
+            if names.iter().chain(&left).any(|n| n == d) {
+                continue;
+            }
+            match lanes.map.get_mut(d) {
+                Some(lane) if lane.full() => {
+                    lane.skipped = true;
+                    left.push(d.to_owned());
+                }
+                _ => names.push(d.to_owned()),
             }
         }
         let subscribers = subscribers && lanes.in_flight < self.workers;
-        (!names.is_empty() || subscribers).then_some(ClaimNew {
-            lease: self.lease,
-            destinations: names,
-            subscribers,
-        })
+        InsertClaim {
+            claim: (!names.is_empty() || subscribers).then_some(ClaimNew {
+                lease: self.lease,
+                destinations: names,
+                subscribers,
+            }),
+            left_to_lanes: left,
+        }
+    }
+
+    /// After an insert's commit: whether the poller must look now for the
+    /// deliveries the insert left unclaimed in `left_to_lanes` (see
+    /// [`claim_for`](Self::claim_for)). Not while each of those lanes is
+    /// still marked skipped: its wake then comes after this commit, and
+    /// the poll it starts sees the new rows. A lane that woke the poller
+    /// between the claim's look and the commit may have been polled before
+    /// the rows existed, so then the answer is yes.
+    ///
+    /// Waking the poller for every insert that met a full lane had it claim
+    /// in a loop, each claim a writer transaction that found nothing it
+    /// could take, for as long as ingest outran a destination.
+    pub fn needs_poll(&self, left_to_lanes: &[String]) -> bool {
+        let lanes = self.lanes();
+        left_to_lanes
+            .iter()
+            .any(|d| lanes.map.get(d).is_none_or(|l| !l.skipped))
     }
 
     /// Takes claimed deliveries into their lanes, starting what may start.

@@ -79,17 +79,23 @@ impl DeliveryHandle {
         dedup_window: std::time::Duration,
         relay_to: Option<String>,
     ) -> Result<Committed, StoreError> {
-        let claim = self.dispatcher.claim_for(
+        let named = || {
             event
                 .messages
                 .iter()
-                .flat_map(|m| m.destinations.iter().map(String::as_str)),
-            !event.fanout.is_empty(),
-        );
+                .flat_map(|m| m.destinations.iter().map(String::as_str))
+        };
+        let plan = self.dispatcher.claim_for(named(), !event.fanout.is_empty());
+        // The deliveries left to full lanes: when they are all that the
+        // insert leaves unclaimed, those lanes' own wakes may do.
+        let left_to_lanes = named()
+            .filter(|d| plan.left_to_lanes.iter().any(|l| l == d))
+            .count();
         let opts = InsertOptions {
             dedup_window,
-            claim,
+            claim: plan.claim,
         };
+        let left_names = plan.left_to_lanes;
         let (this, store) = (self.clone(), store.clone());
         let task = async move {
             Ok(match store.insert(event, opts).await? {
@@ -97,7 +103,13 @@ impl DeliveryHandle {
                     deliveries,
                     claimed,
                 } => {
-                    if claimed.len() < deliveries {
+                    // Anything else left unclaimed (a subscriber while the
+                    // gateway was full, a count that does not add up) is
+                    // the poller's now.
+                    if claimed.len() < deliveries
+                        && (claimed.len() + left_to_lanes != deliveries
+                            || this.dispatcher.needs_poll(&left_names))
+                    {
                         this.wake();
                     }
                     // Listen before the attempt can start.
