@@ -728,6 +728,102 @@ mod tests {
     use super::*;
     use crate::store::StoreError;
 
+    /// A dispatcher on a scratch store and an empty config (every
+    /// destination unknown: concurrency 1, a queue of [`MIN_QUEUE`]), with
+    /// room for `workers` attempts.
+    fn dispatcher(workers: usize) -> Arc<Dispatcher> {
+        let config = crate::config::from_str("{}", &|_| None).unwrap();
+        let snapshot = crate::pipeline::Snapshot {
+            generation: 1,
+            config: Arc::new(config),
+            routes: HashMap::new(),
+            destinations: HashMap::new(),
+            plugins: Default::default(),
+            subscriptions: None,
+        };
+        let client = reqwest::Client::new();
+        let ctx = Arc::new(Ctx {
+            store: Arc::new(crate::store::memory::open().unwrap()),
+            snapshots: Arc::new(arc_swap::ArcSwap::from_pointee(snapshot)),
+            metrics: crate::metrics::Metrics::default(),
+            client: client.clone(),
+            subscriber_client: client,
+            relay: Default::default(),
+        });
+        Dispatcher::new(ctx, workers, LEASE, CancellationToken::new())
+    }
+
+    /// A lane for `destination` with `queued` deliveries waiting and one
+    /// attempt in flight, as if the gateway were busy elsewhere.
+    fn busy_lane(d: &Dispatcher, destination: &str, queued: usize) {
+        let message = Arc::new(crate::plugin::Message::json(None, &serde_json::json!({})));
+        let queue = (0..queued)
+            .map(|i| {
+                let due = DueDelivery {
+                    id: i as i64,
+                    lease: LeaseToken::random(),
+                    event_id: format!("evt_{i}"),
+                    route: "r".into(),
+                    destination: destination.into(),
+                    attempts: 0,
+                    retries: 0,
+                    message: message.clone(),
+                };
+                (due, Instant::now())
+            })
+            .collect();
+        let mut lanes = d.lanes();
+        lanes.in_flight += 1;
+        lanes.map.insert(
+            destination.into(),
+            Lane {
+                limit: 1,
+                in_flight: 1,
+                queue,
+                skipped: false,
+                in_ready: false,
+            },
+        );
+    }
+
+    /// An insert that finds a lane full leaves its delivery to that lane's
+    /// own wake, and asks for a poll after its commit only once that wake
+    /// has fired (it may have fired before the commit, its poll then
+    /// missing the new row).
+    #[tokio::test]
+    async fn an_insert_meeting_a_full_lane_leaves_it_to_the_lanes_wake() {
+        // One worker, held by the busy lane's attempt: `finished` below
+        // frees it and takes it again, so nothing is attempted for real.
+        let d = dispatcher(1);
+        busy_lane(&d, "full", MIN_QUEUE);
+        d.lanes().in_flight += 1;
+        let plan = d.claim_for(["full", "other", "full"].into_iter(), false);
+        let claim = plan.claim.expect("the lane with room is claimed");
+        assert_eq!(claim.destinations, ["other"]);
+        assert_eq!(plan.left_to_lanes, ["full"]);
+        assert!(d.lanes().map["full"].skipped, "the full lane owes a wake");
+        assert!(
+            !d.needs_poll(&plan.left_to_lanes),
+            "its wake is still to come"
+        );
+
+        // Half its queue goes: the lane wakes the poller, and an insert
+        // committing after that needs a poll of its own.
+        d.lanes()
+            .map
+            .get_mut("full")
+            .unwrap()
+            .queue
+            .truncate(MIN_QUEUE / 2);
+        d.finished("full");
+        tokio::time::timeout(Duration::from_secs(5), d.wake.notified())
+            .await
+            .expect("the lane woke the poller");
+        assert!(!d.lanes().map["full"].skipped);
+        assert!(d.needs_poll(&plan.left_to_lanes));
+        assert!(d.needs_poll(&["gone".to_owned()]), "a lane no longer there");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn work_goes_on_while_a_renewal_waits() {
         // A renewal due at 1 s that takes 10 s (a busy pool): the attempt
