@@ -741,7 +741,7 @@ mod tests {
             plugins: Default::default(),
             subscriptions: None,
         };
-        let client = reqwest::Client::new();
+        let client = super::super::client_builder().build().unwrap();
         let ctx = Arc::new(Ctx {
             store: Arc::new(crate::store::memory::open().unwrap()),
             snapshots: Arc::new(arc_swap::ArcSwap::from_pointee(snapshot)),

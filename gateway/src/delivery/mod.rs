@@ -38,12 +38,55 @@ pub enum Committed {
         deliveries: usize,
         /// The wait for the relayed reply.
         relay: Option<relay::RelayWait>,
+        /// The claimed deliveries, for the dispatcher: submit them before
+        /// answering. Dropped unsubmitted (the request went away), they go
+        /// to the dispatcher all the same.
+        handoff: Handoff,
     },
     /// The provider sent it before: `existing_id` has it.
     Duplicate {
         /// The event that has it.
         existing_id: String,
     },
+}
+
+/// Deliveries an insert claimed, on their way to the dispatcher: they
+/// reach it when [`submit`](Self::submit) is called or, failing that, when
+/// this is dropped, so a caller that is cancelled between the commit and
+/// the hand-off does not leave them waiting out their lease.
+///
+/// The caller submits, not the insert's task: a task that spawned the
+/// attempts and then completed woke the request's task, which took the
+/// attempts' place at the head of the worker's run queue and sent them to
+/// its back. Under load they waited behind every other task there
+/// (answered -> delivered p50 0.03 ms -> 1 ms, p99 4 -> 15 ms in A/B).
+/// Spawned from the request's task, just before it answers, they run
+/// next.
+#[derive(Debug)]
+#[must_use = "submit the claimed deliveries (dropping them submits them too)"]
+pub struct Handoff {
+    dispatcher: Arc<Dispatcher>,
+    claimed: Vec<DueDelivery>,
+}
+
+impl Handoff {
+    /// Hands the claimed deliveries to their lanes now.
+    pub fn submit(mut self) {
+        self.hand_over();
+    }
+
+    fn hand_over(&mut self) {
+        let claimed = std::mem::take(&mut self.claimed);
+        if !claimed.is_empty() {
+            self.dispatcher.submit(claimed);
+        }
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        self.hand_over();
+    }
 }
 
 /// Ingest's and the admin API's handle on delivery: what an insert may
@@ -64,14 +107,16 @@ impl DeliveryHandle {
     }
 
     /// Stores `event`, claiming in the insert's own transaction the
-    /// deliveries whose lanes have room, and hands those to the dispatcher;
-    /// with `relay_to`, also listens for that destination's first reply.
+    /// deliveries whose lanes have room, for the caller to hand to the
+    /// dispatcher ([`Handoff`]); with `relay_to`, also listens for that
+    /// destination's first reply.
     ///
     /// Runs as a task of its own, which the caller awaits: a caller whose
     /// request is dropped (the client gave up, or a shutdown closed its
     /// connection) must not drop the hand-off of a commit already queued,
     /// or its claimed deliveries would wait out their whole lease before the
-    /// poller took them.
+    /// poller took them. The [`Handoff`] it returns keeps that promise for
+    /// the moments after the task.
     pub async fn insert(
         &self,
         store: &Arc<dyn Store>,
@@ -114,8 +159,14 @@ impl DeliveryHandle {
                     }
                     // Listen before the attempt can start.
                     let relay = relay_to.and_then(|to| this.relay_wait(&claimed, &to));
-                    this.submit(claimed);
-                    Committed::New { deliveries, relay }
+                    Committed::New {
+                        deliveries,
+                        relay,
+                        handoff: Handoff {
+                            dispatcher: this.dispatcher.clone(),
+                            claimed,
+                        },
+                    }
                 }
                 Inserted::Duplicate { existing_id } => Committed::Duplicate { existing_id },
             })

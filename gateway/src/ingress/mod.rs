@@ -345,8 +345,13 @@ async fn handle(
             })?;
             let mut relay_wait = None;
             let body = match inserted {
-                Committed::New { deliveries, relay } => {
+                Committed::New {
+                    deliveries,
+                    relay,
+                    handoff,
+                } => {
                     relay_wait = relay;
+                    handoff.submit();
                     tracing::debug!(
                         route = &*route.name,
                         event_id,

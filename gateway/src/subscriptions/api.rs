@@ -1169,11 +1169,18 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
         .insert(state.store(), event, dedup_window, None)
         .await?
     {
-        Committed::New { deliveries, .. } => Published {
-            id: event_id,
+        Committed::New {
             deliveries,
-            duplicate: false,
-        },
+            handoff,
+            ..
+        } => {
+            handoff.submit();
+            Published {
+                id: event_id,
+                deliveries,
+                duplicate: false,
+            }
+        }
         Committed::Duplicate { .. } => Published {
             id: event_id,
             deliveries: 0,
