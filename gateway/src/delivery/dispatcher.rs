@@ -786,6 +786,48 @@ mod tests {
         );
     }
 
+    /// An attempt's slots are freed once: by `free` when the destination
+    /// has answered, not again when the attempt ends, and by the guard's
+    /// drop when the attempt ends early or panics.
+    #[tokio::test]
+    async fn an_attempts_slots_are_freed_once_even_when_it_panics() {
+        let d = dispatcher(8);
+        busy_lane(&d, "other", 0);
+        busy_lane(&d, "x", 0);
+        d.lanes().map.get_mut("x").unwrap().in_flight = 2;
+        d.lanes().in_flight += 1;
+        // One guard: two `lanes()` in one expression would deadlock.
+        let in_flight = |d: &Dispatcher| {
+            let lanes = d.lanes();
+            (lanes.in_flight, lanes.map.get("x").map(|l| l.in_flight))
+        };
+        assert_eq!(in_flight(&d), (3, Some(2)));
+
+        let slot = Slot {
+            dispatcher: &d,
+            destination: "x",
+            freed: std::sync::atomic::AtomicBool::new(false),
+        };
+        slot.free();
+        drop(slot);
+        assert_eq!(in_flight(&d), (2, Some(1)), "freed once, not twice");
+
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _slot = Slot {
+                dispatcher: &d,
+                destination: "x",
+                freed: std::sync::atomic::AtomicBool::new(false),
+            };
+            panic!("an attempt panics");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(
+            in_flight(&d),
+            (1, None),
+            "the panicking attempt's slots are back"
+        );
+    }
+
     /// An insert that finds a lane full leaves its delivery to that lane's
     /// own wake, and asks for a poll after its commit only once that wake
     /// has fired (it may have fired before the commit, its poll then
