@@ -157,6 +157,8 @@ pub struct InsertClaim {
     pub claim: Option<ClaimNew>,
     /// Named destinations not claimed because their lane is full.
     pub left_to_lanes: Vec<String>,
+    /// The deliveries to those destinations (one per message naming one).
+    pub left_deliveries: usize,
 }
 
 /// The dispatcher. Shared by ingest (through `DeliveryHandle`), the
@@ -242,14 +244,20 @@ impl Dispatcher {
         let mut lanes = self.lanes();
         let mut names: Vec<String> = Vec::new();
         let mut left: Vec<String> = Vec::new();
+        let mut left_deliveries = 0;
         for d in destinations {
-            if names.iter().chain(&left).any(|n| n == d) {
+            if left.iter().any(|n| n == d) {
+                left_deliveries += 1;
+                continue;
+            }
+            if names.iter().any(|n| n == d) {
                 continue;
             }
             match lanes.map.get_mut(d) {
                 Some(lane) if lane.full() => {
                     lane.skipped = true;
                     left.push(d.to_owned());
+                    left_deliveries += 1;
                 }
                 _ => names.push(d.to_owned()),
             }
@@ -262,6 +270,7 @@ impl Dispatcher {
                 subscribers,
             }),
             left_to_lanes: left,
+            left_deliveries,
         }
     }
 
@@ -843,6 +852,7 @@ mod tests {
         let claim = plan.claim.expect("the lane with room is claimed");
         assert_eq!(claim.destinations, ["other"]);
         assert_eq!(plan.left_to_lanes, ["full"]);
+        assert_eq!(plan.left_deliveries, 2, "one per message naming it");
         assert!(d.lanes().map["full"].skipped, "the full lane owes a wake");
         assert!(
             !d.needs_poll(&plan.left_to_lanes),

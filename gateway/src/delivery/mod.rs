@@ -124,23 +124,20 @@ impl DeliveryHandle {
         dedup_window: std::time::Duration,
         relay_to: Option<String>,
     ) -> Result<Committed, StoreError> {
-        let named = || {
+        let plan = self.dispatcher.claim_for(
             event
                 .messages
                 .iter()
-                .flat_map(|m| m.destinations.iter().map(String::as_str))
-        };
-        let plan = self.dispatcher.claim_for(named(), !event.fanout.is_empty());
-        // The deliveries left to full lanes: when they are all that the
-        // insert leaves unclaimed, those lanes' own wakes may do.
-        let left_to_lanes = named()
-            .filter(|d| plan.left_to_lanes.iter().any(|l| l == d))
-            .count();
+                .flat_map(|m| m.destinations.iter().map(String::as_str)),
+            !event.fanout.is_empty(),
+        );
         let opts = InsertOptions {
             dedup_window,
             claim: plan.claim,
         };
-        let left_names = plan.left_to_lanes;
+        // The deliveries left to full lanes: when they are all that the
+        // insert leaves unclaimed, those lanes' own wakes may do.
+        let (left_names, left_deliveries) = (plan.left_to_lanes, plan.left_deliveries);
         let (this, store) = (self.clone(), store.clone());
         let task = async move {
             Ok(match store.insert(event, opts).await? {
@@ -152,7 +149,7 @@ impl DeliveryHandle {
                     // gateway was full, a count that does not add up) is
                     // the poller's now.
                     if claimed.len() < deliveries
-                        && (claimed.len() + left_to_lanes != deliveries
+                        && (claimed.len() + left_deliveries != deliveries
                             || this.dispatcher.needs_poll(&left_names))
                     {
                         this.wake();
@@ -176,22 +173,11 @@ impl DeliveryHandle {
             .unwrap_or_else(|e| Err(StoreError::Internal(format!("the insert task failed: {e}"))))
     }
 
-    /// Hands deliveries claimed by an insert to their lanes.
-    pub fn submit(&self, claimed: Vec<DueDelivery>) {
-        if !claimed.is_empty() {
-            self.dispatcher.submit(claimed);
-        }
-    }
-
     /// Listens for the first attempt of the delivery to `destination`
-    /// among `claimed` (a route's `relay`). Call it before
-    /// [`submit`](Self::submit). `None` when that delivery was not claimed
-    /// (its lane was full): the request falls back at once.
-    pub fn relay_wait(
-        &self,
-        claimed: &[DueDelivery],
-        destination: &str,
-    ) -> Option<relay::RelayWait> {
+    /// among `claimed` (a route's `relay`), before they are handed to the
+    /// dispatcher. `None` when that delivery was not claimed (its lane was
+    /// full): the request falls back at once.
+    fn relay_wait(&self, claimed: &[DueDelivery], destination: &str) -> Option<relay::RelayWait> {
         let d = claimed.iter().find(|d| d.destination == destination)?;
         Some(self.relay.register(d.id))
     }
