@@ -492,6 +492,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Changes the fields `patch` names, and nothing else, on a tenant's
     /// subscription. Returns the subscription as it is afterwards, or
     /// `None` if there is none.
+    ///
+    /// A re-enable settles what waits for the subscription (see
+    /// [`Store::delete_subscription`] for a delete): the first batch in the
+    /// change's own transaction, the rest in batches after. An `Err` means
+    /// the change did not happen; once it has committed, a failed later
+    /// batch is left to the next [`Store::prune`], not reported.
     async fn update_subscription(
         &self,
         tenant: String,
@@ -499,7 +505,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         patch: SubscriptionPatch,
     ) -> Result<Option<Subscription>, StoreError>;
 
-    /// Deletes a tenant's subscription. False if there was none.
+    /// Deletes a tenant's subscription, dead-lettering what waits for it
+    /// (settled as a re-enable's). False if there was none.
     async fn delete_subscription(&self, tenant: String, id: String) -> Result<bool, StoreError>;
 
     /// Records a delivery outcome for a subscription's health, as one
@@ -817,4 +824,20 @@ pub const RFC3339_MAX_MS: u64 = 253_402_300_799_999;
 pub fn rfc3339(ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.min(RFC3339_MAX_MS));
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// What a re-enable or a delete does when settling its subscription's
+/// waiting deliveries failed after the change itself committed: the change
+/// stands, so the caller is told it succeeded (reporting an error would
+/// invite a retry of something already done). The settlement's note is in
+/// the store; the next prune finishes it (`Store::prune`).
+pub(crate) fn settled_later(subscription_id: &str, settled: Result<(), StoreError>) {
+    if let Err(e) = settled {
+        tracing::warn!(
+            subscription = subscription_id,
+            error = %e,
+            "subscription changed; settling the rest of its waiting deliveries failed, \
+             the next prune finishes it"
+        );
+    }
 }

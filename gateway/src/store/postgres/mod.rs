@@ -47,7 +47,7 @@ use super::{
     EventFilter, EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken,
     MessageView, NewEvent, NextState, ParkedDelivery, Recorded, ReplayTarget, Retention,
     SUBSCRIBER_PREFIX, SUBSCRIPTION_DELETED, SignatureScheme, Store, StoreError, Subscription,
-    SubscriptionHealth, SubscriptionPatch, rfc3339,
+    SubscriptionHealth, SubscriptionPatch, rfc3339, settled_later,
 };
 use crate::plugin::Message;
 
@@ -1583,7 +1583,7 @@ impl Store for PostgresStore {
             };
             tx.commit().await?;
             if more {
-                self.settle(&id).await?;
+                settled_later(&id, self.settle(&id).await);
             }
             Ok(updated)
         }
@@ -1607,7 +1607,7 @@ impl Store for PostgresStore {
             let more = deleted && begin_settlement(&tx, &id).await?;
             tx.commit().await?;
             if more {
-                self.settle(&id).await?;
+                settled_later(&id, self.settle(&id).await);
             }
             Ok(deleted)
         }

@@ -9,7 +9,7 @@
 use std::io::Write as _;
 use std::sync::{Arc, Once};
 
-use super::PostgresStore;
+use super::{BATCH_ROWS, PostgresStore};
 use crate::store::conformance;
 use crate::store::{Store, StoreError};
 
@@ -484,6 +484,105 @@ async fn prune_finishes_a_settlement_a_crash_left() {
         .unwrap()
         .get(0);
     assert_eq!(notes, 0);
+}
+
+/// A re-enable and a delete whose settling fails after their change
+/// committed report success (the change stands); prune finishes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes_it() {
+    use crate::store::conformance::subscription;
+    use crate::store::{Retention, SubscriptionPatch};
+    use std::time::Duration;
+
+    let Some((store, guard)) = pooled(4).await else {
+        return;
+    };
+    for id in ["wh_1", "wh_2"] {
+        let mut s = subscription(id, "t", "g", &["*"]);
+        s.active = false;
+        store.create_subscription(s).await.unwrap();
+    }
+    // More parked deliveries than a batch for each, and a fault on every
+    // one past the first batch of each subscription.
+    let per = BATCH_ROWS + 40;
+    let client = raw(&guard.url).await;
+    client
+        .batch_execute(&format!(
+            "SET search_path = {schema}; \
+             INSERT INTO events (id, route, received_at, status) VALUES ('evt_1', 'r', 0, 'pending'); \
+             INSERT INTO messages (id, event_id, idx, content_type, headers, body) \
+                 VALUES (1, 'evt_1', 0, 'application/json', '[]', '\\x7b7d'); \
+             INSERT INTO deliveries (id, event_id, message_id, destination, state, next_attempt_at) \
+                 SELECT i, 'evt_1', 1, CASE WHEN i <= {per} THEN 'sub:wh_1' ELSE 'sub:wh_2' END, \
+                        'parked', 0 FROM generate_series(1, 2 * {per}) AS i; \
+             CREATE FUNCTION settle_fault() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'test fault'; END $$; \
+             CREATE TRIGGER settle_fault BEFORE UPDATE OF state ON deliveries FOR EACH ROW \
+                 WHEN (OLD.id % {per} > {BATCH_ROWS} OR OLD.id % {per} = 0) \
+                 EXECUTE FUNCTION settle_fault();",
+            schema = guard.schema
+        ))
+        .await
+        .unwrap();
+    let enabled = store
+        .update_subscription(
+            "t".into(),
+            "wh_1".into(),
+            SubscriptionPatch {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("the re-enable committed: it is reported done")
+        .expect("the subscription exists");
+    assert!(enabled.active);
+    assert!(
+        store
+            .delete_subscription("t".into(), "wh_2".into())
+            .await
+            .expect("the delete committed: it is reported done")
+    );
+    let left = || async {
+        let r = client
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'parked'), \
+                        (SELECT COUNT(*) FROM subscription_settlements)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get::<_, i64>(0), r.get::<_, i64>(1))
+    };
+    assert_eq!(left().await, (2 * (per - BATCH_ROWS), 2));
+    client
+        .batch_execute("DROP TRIGGER settle_fault ON deliveries")
+        .await
+        .unwrap();
+    let keep = Retention {
+        delivered: Duration::from_secs(3600),
+        dead: Duration::from_secs(3600),
+    };
+    store.prune(keep).await.unwrap();
+    assert_eq!(left().await, (0, 0));
+    let states: Vec<(String, String, i64)> = client
+        .query(
+            "SELECT destination, state, COUNT(*) FROM deliveries \
+             GROUP BY destination, state ORDER BY destination",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("sub:wh_1".to_owned(), "pending".to_owned(), per),
+            ("sub:wh_2".to_owned(), "dead".to_owned(), per)
+        ]
+    );
 }
 
 /// Two gateways starting at once on an empty schema: the advisory lock

@@ -38,7 +38,7 @@ use super::{
     EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken, MessageView,
     NewEvent, NextState, ParkedDelivery, Recorded, ReplayTarget, Retention, SUBSCRIBER_PREFIX,
     SUBSCRIPTION_DELETED, Store, StoreError, Subscription, SubscriptionHealth, SubscriptionPatch,
-    rfc3339,
+    rfc3339, settled_later,
 };
 use crate::plugin::Message;
 use checkpointer::Checkpointer;
@@ -1609,7 +1609,7 @@ impl Store for SqliteStore {
             })
             .await?;
         if more {
-            self.settle(sub).await?;
+            settled_later(&sub, self.settle(sub.clone()).await);
         }
         Ok(updated)
     }
@@ -1628,7 +1628,7 @@ impl Store for SqliteStore {
             })
             .await?;
         if more {
-            self.settle(sub).await?;
+            settled_later(&sub, self.settle(sub.clone()).await);
         }
         Ok(deleted)
     }
@@ -2146,6 +2146,113 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(notes, 0);
+    }
+
+    #[tokio::test]
+    async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes_it() {
+        // A re-enable (and a delete) commit with their first batch of
+        // settled deliveries; the batches after are their own writes. When
+        // one of those fails, the change has still happened: the caller
+        // must hear it succeeded (not an error inviting a retry), and the
+        // note left behind lets prune finish the rest.
+        use crate::store::SubscriptionPatch;
+        use crate::store::conformance::subscription;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for id in ["wh_1", "wh_2"] {
+            let mut s = subscription(id, "t", "g", &["*"]);
+            s.active = false;
+            store.create_subscription(s).await.unwrap();
+        }
+        // More parked deliveries than a batch for each, and a fault on
+        // every one past the first batch (a temporary trigger lives on the
+        // writer's connection only).
+        let per = BATCH_ROWS as i64 + 40;
+        store
+            .write_raw(move |tx| {
+                tx.execute(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 * 2) \
+                     INSERT INTO deliveries (id, event_id, message_id, destination, state, next_attempt_at) \
+                     SELECT i, 'evt_' || i, i, CASE WHEN i <= ?1 THEN 'sub:wh_1' ELSE 'sub:wh_2' END, \
+                            'parked', 0 FROM n",
+                    params![per],
+                )?;
+                tx.execute_batch(&format!(
+                    "CREATE TEMP TRIGGER settle_fault BEFORE UPDATE OF state ON deliveries \
+                     WHEN OLD.id % {per} > {BATCH_ROWS} OR OLD.id % {per} = 0 \
+                     BEGIN SELECT RAISE(ABORT, 'test fault'); END;"
+                ))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let enabled = store
+            .update_subscription(
+                "t".into(),
+                "wh_1".into(),
+                SubscriptionPatch {
+                    active: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("the re-enable committed: it is reported done")
+            .expect("the subscription exists");
+        assert!(enabled.active);
+        assert!(
+            store
+                .delete_subscription("t".into(), "wh_2".into())
+                .await
+                .expect("the delete committed: it is reported done")
+        );
+        let left = |store: SqliteStore| async move {
+            store
+                .write_raw(|tx| {
+                    Ok(tx.query_row(
+                        "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'parked'), \
+                                (SELECT COUNT(*) FROM subscription_settlements)",
+                        [],
+                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+                    )?)
+                })
+                .await
+                .unwrap()
+        };
+        // The first batch of each went with its change; the rest waits,
+        // noted.
+        assert_eq!(
+            left(store.clone()).await,
+            (2 * (per - BATCH_ROWS as i64), 2)
+        );
+        store
+            .write_raw(|tx| Ok(tx.execute_batch("DROP TRIGGER temp.settle_fault")?))
+            .await
+            .unwrap();
+        let keep = Retention {
+            delivered: Duration::from_secs(3600),
+            dead: Duration::from_secs(3600),
+        };
+        store.prune(keep).await.unwrap();
+        assert_eq!(left(store.clone()).await, (0, 0));
+        let states: Vec<(String, String, i64)> = store
+            .write_raw(|tx| {
+                Ok(tx
+                    .prepare(
+                        "SELECT destination, state, COUNT(*) FROM deliveries \
+                         GROUP BY destination, state ORDER BY destination",
+                    )?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            states,
+            [
+                ("sub:wh_1".to_owned(), "pending".to_owned(), per),
+                ("sub:wh_2".to_owned(), "dead".to_owned(), per)
+            ]
+        );
     }
 
     #[tokio::test]
