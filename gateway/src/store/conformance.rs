@@ -49,6 +49,7 @@ macro_rules! suite {
             a_park_after_an_attempt_counts_the_attempt,
             re_enabling_and_deleting_settle_more_than_a_batch,
             a_re_enable_keeps_parked_deliveries_ahead_of_new_ones,
+            an_event_read_while_it_is_finished_is_one_snapshot,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -420,6 +421,68 @@ pub async fn claims_skip_the_destinations_asked_and_take_the_oldest_first(store:
     let one = store.claim_due(1, LONG, Vec::new()).await.unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].destination, "slow");
+}
+
+/// A read of several statements sees one snapshot. While attempts are
+/// recorded one after another, every event read in full (`get`) has the
+/// status its deliveries give it: never "pending" beside deliveries all
+/// delivered (a commit landing between the event's statement and its
+/// deliveries'), nor the reverse.
+pub async fn an_event_read_while_it_is_finished_is_one_snapshot(store: S) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const N: usize = 150;
+    let id = |i: usize| format!("evt_{i:04}");
+    for i in 0..N {
+        insert_one(&*store, &id(i), None, &["d"]).await;
+    }
+    let mut due = claim_until(&store, N, Duration::from_secs(20)).await;
+    assert_eq!(due.len(), N);
+    due.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    let current = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = tokio::spawn({
+        let (store, current, done) = (store.clone(), current.clone(), done.clone());
+        async move {
+            let (mut reads, mut torn) = (0u32, Vec::new());
+            while !done.load(Ordering::Acquire) {
+                let e = id(current.load(Ordering::Acquire));
+                let detail = store
+                    .get(e.clone())
+                    .await
+                    .unwrap()
+                    .expect("the event exists");
+                let all_delivered = detail
+                    .deliveries
+                    .iter()
+                    .all(|d| d.state == EventStatus::Delivered);
+                if (detail.summary.status == EventStatus::Delivered) != all_delivered {
+                    torn.push((e, detail.summary.status));
+                }
+                reads += 1;
+            }
+            (reads, torn)
+        }
+    });
+    for (i, d) in due.iter().enumerate() {
+        current.store(i, Ordering::Release);
+        store
+            .record(attempt(d, 200, NextState::Delivered))
+            .await
+            .unwrap();
+        // Let the reader start a read of this event before the next record.
+        tokio::task::yield_now().await;
+    }
+    done.store(true, Ordering::Release);
+    let (reads, torn) = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("the reader stops within 20 s")
+        .unwrap();
+    assert!(reads > 0);
+    assert!(
+        torn.is_empty(),
+        "{} of {reads} reads saw the event and its deliveries at different moments: {torn:?}",
+        torn.len()
+    );
 }
 
 /// A full lane's backlog, due and in front of everyone else's, is passed

@@ -328,6 +328,27 @@ impl PostgresStore {
         self.conn_from(&self.pool).await
     }
 
+    /// Runs a read of several statements in one read-only `REPEATABLE
+    /// READ` transaction, so that all of them see one snapshot (as the
+    /// SQLite engine's readers do): never an event "pending" beside the
+    /// deliveries a commit between two statements made "delivered", nor
+    /// counts that add up to no moment.
+    async fn snapshot<T>(
+        &self,
+        read: impl AsyncFnOnce(&tokio_postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let out = read(&tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// A connection from `pool`.
     async fn conn_from(&self, pool: &Pool) -> Result<Object, StoreError> {
         self.conn_within(pool, pool.timeouts()).await
@@ -912,6 +933,105 @@ fn next_state(a: &AttemptRecord) -> (&'static str, i64, i32, i32, Option<String>
     }
 }
 
+/// An event with its messages, deliveries and attempts (`Store::get`), read
+/// in `tx`'s one snapshot.
+async fn get_event(
+    conn: &tokio_postgres::Transaction<'_>,
+    id: &str,
+) -> Result<Option<EventDetail>, StoreError> {
+    let Some(row) = conn
+        .query_opt(
+            "SELECT id, route, source_id, received_at, status, event_type FROM events WHERE id = $1",
+            &[&id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let summary = summary(&row)?;
+    let mut message_rows: Vec<(i64, MessageView)> = Vec::new();
+    for r in conn
+        .query(
+            "SELECT id, idx, message_id, event_type, content_type, headers, body \
+             FROM messages WHERE event_id = $1 ORDER BY idx",
+            &[&id],
+        )
+        .await?
+    {
+        let body: Vec<u8> = r.try_get(6)?;
+        let headers: String = r.try_get(5)?;
+        let idx: i32 = r.try_get(1)?;
+        message_rows.push((
+            r.try_get(0)?,
+            MessageView {
+                index: idx.max(0) as u32,
+                id: r.try_get(2)?,
+                event_type: r.try_get(3)?,
+                content_type: r.try_get(4)?,
+                headers: headers_from_json(&headers)?,
+                size: body.len(),
+                body: String::from_utf8(body).ok(),
+            },
+        ));
+    }
+    let mut deliveries = Vec::new();
+    for r in conn
+        .query(
+            "SELECT id, message_id, destination, state, attempts, next_attempt_at, last_error \
+             FROM deliveries WHERE event_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await?
+    {
+        let message_row: i64 = r.try_get(1)?;
+        let state: String = r.try_get(3)?;
+        let state = status_of(&state)?;
+        let next: i64 = r.try_get(5)?;
+        let attempts: i32 = r.try_get(4)?;
+        deliveries.push(DeliveryView {
+            id: r.try_get(0)?,
+            message_index: message_rows
+                .iter()
+                .find(|(row, _)| *row == message_row)
+                .map(|(_, m)| m.index)
+                .unwrap_or(0),
+            destination: r.try_get(2)?,
+            state,
+            attempts_made: attempts.max(0) as u32,
+            next_attempt_at: (state == EventStatus::Pending).then(|| rfc3339(unsigned(next))),
+            last_error: r.try_get(6)?,
+            attempts: Vec::new(),
+        });
+    }
+    let ids: Vec<i64> = deliveries.iter().map(|d| d.id).collect();
+    for r in conn
+        .query(
+            "SELECT delivery_id, attempted_at, status, latency_ms, error, response FROM attempts \
+             WHERE delivery_id = ANY($1) ORDER BY id",
+            &[&ids],
+        )
+        .await?
+    {
+        let delivery: i64 = r.try_get(0)?;
+        let status: Option<i32> = r.try_get(2)?;
+        let view = AttemptView {
+            at: rfc3339(unsigned(r.try_get(1)?)),
+            status: status.and_then(|s| u16::try_from(s).ok()),
+            latency_ms: unsigned(r.try_get(3)?),
+            error: r.try_get(4)?,
+            response: r.try_get(5)?,
+        };
+        if let Some(d) = deliveries.iter_mut().find(|d| d.id == delivery) {
+            d.attempts.push(view);
+        }
+    }
+    Ok(Some(EventDetail {
+        summary,
+        messages: message_rows.into_iter().map(|(_, m)| m).collect(),
+        deliveries,
+    }))
+}
+
 /// One batch of a replay: requeues up to [`BATCH_ROWS`] matching
 /// deliveries with ids above `after`. Returns (requeued, last id seen).
 async fn replay_batch(
@@ -1194,98 +1314,7 @@ impl Store for PostgresStore {
     }
 
     async fn get(&self, id: String) -> Result<Option<EventDetail>, StoreError> {
-        let conn = self.conn().await?;
-        let Some(row) = conn
-            .query_opt(
-                "SELECT id, route, source_id, received_at, status, event_type FROM events WHERE id = $1",
-                &[&id],
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        let summary = summary(&row)?;
-        let mut message_rows: Vec<(i64, MessageView)> = Vec::new();
-        for r in conn
-            .query(
-                "SELECT id, idx, message_id, event_type, content_type, headers, body \
-                 FROM messages WHERE event_id = $1 ORDER BY idx",
-                &[&id],
-            )
-            .await?
-        {
-            let body: Vec<u8> = r.try_get(6)?;
-            let headers: String = r.try_get(5)?;
-            let idx: i32 = r.try_get(1)?;
-            message_rows.push((
-                r.try_get(0)?,
-                MessageView {
-                    index: idx.max(0) as u32,
-                    id: r.try_get(2)?,
-                    event_type: r.try_get(3)?,
-                    content_type: r.try_get(4)?,
-                    headers: headers_from_json(&headers)?,
-                    size: body.len(),
-                    body: String::from_utf8(body).ok(),
-                },
-            ));
-        }
-        let mut deliveries = Vec::new();
-        for r in conn
-            .query(
-                "SELECT id, message_id, destination, state, attempts, next_attempt_at, last_error \
-                 FROM deliveries WHERE event_id = $1 ORDER BY id",
-                &[&id],
-            )
-            .await?
-        {
-            let message_row: i64 = r.try_get(1)?;
-            let state: String = r.try_get(3)?;
-            let state = status_of(&state)?;
-            let next: i64 = r.try_get(5)?;
-            let attempts: i32 = r.try_get(4)?;
-            deliveries.push(DeliveryView {
-                id: r.try_get(0)?,
-                message_index: message_rows
-                    .iter()
-                    .find(|(row, _)| *row == message_row)
-                    .map(|(_, m)| m.index)
-                    .unwrap_or(0),
-                destination: r.try_get(2)?,
-                state,
-                attempts_made: attempts.max(0) as u32,
-                next_attempt_at: (state == EventStatus::Pending).then(|| rfc3339(unsigned(next))),
-                last_error: r.try_get(6)?,
-                attempts: Vec::new(),
-            });
-        }
-        let ids: Vec<i64> = deliveries.iter().map(|d| d.id).collect();
-        for r in conn
-            .query(
-                "SELECT delivery_id, attempted_at, status, latency_ms, error, response FROM attempts \
-                 WHERE delivery_id = ANY($1) ORDER BY id",
-                &[&ids],
-            )
-            .await?
-        {
-            let delivery: i64 = r.try_get(0)?;
-            let status: Option<i32> = r.try_get(2)?;
-            let view = AttemptView {
-                at: rfc3339(unsigned(r.try_get(1)?)),
-                status: status.and_then(|s| u16::try_from(s).ok()),
-                latency_ms: unsigned(r.try_get(3)?),
-                error: r.try_get(4)?,
-                response: r.try_get(5)?,
-            };
-            if let Some(d) = deliveries.iter_mut().find(|d| d.id == delivery) {
-                d.attempts.push(view);
-            }
-        }
-        Ok(Some(EventDetail {
-            summary,
-            messages: message_rows.into_iter().map(|(_, m)| m).collect(),
-            deliveries,
-        }))
+        self.snapshot(async |conn| get_event(conn, &id).await).await
     }
 
     async fn replay(&self, target: ReplayTarget) -> Result<u64, StoreError> {
@@ -1724,11 +1753,13 @@ impl Store for PostgresStore {
     }
 
     async fn count_by_status(&self, filter: ConsoleFilter) -> Result<StatusCounts, StoreError> {
-        console::counts(&**self.conn().await?, &filter).await
+        self.snapshot(async |tx| console::counts(tx, &filter).await)
+            .await
     }
 
     async fn count_replay_set(&self, filter: ConsoleFilter) -> Result<ReplaySet, StoreError> {
-        console::replay_set(&**self.conn().await?, &filter).await
+        self.snapshot(async |tx| console::replay_set(tx, &filter).await)
+            .await
     }
 
     async fn replay_filtered(
@@ -1739,7 +1770,9 @@ impl Store for PostgresStore {
         // The confirmed set is counted again, then requeued in batches,
         // each its own transaction, so a replay of many never holds many
         // row locks for long.
-        let set = console::replay_set(&**self.conn().await?, &filter).await?;
+        let set = self
+            .snapshot(async |tx| console::replay_set(tx, &filter).await)
+            .await?;
         if set != expected {
             return Ok(BulkReplay::Changed(set));
         }
@@ -1799,14 +1832,16 @@ impl Store for PostgresStore {
         now_ms: u64,
         buckets: u32,
     ) -> Result<Vec<DestinationStats>, StoreError> {
-        console::destination_stats(&**self.conn().await?, since_ms, now_ms, buckets).await
+        self.snapshot(async |tx| console::destination_stats(tx, since_ms, now_ms, buckets).await)
+            .await
     }
 
     async fn parked_deliveries(
         &self,
         destinations: Vec<String>,
     ) -> Result<Vec<(String, ParkedDeliveries)>, StoreError> {
-        console::parked(&**self.conn().await?, &destinations).await
+        self.snapshot(async |tx| console::parked(tx, &destinations).await)
+            .await
     }
 
     async fn inbound(&self, event_id: String) -> Result<Option<InboundView>, StoreError> {
