@@ -50,6 +50,8 @@ macro_rules! suite {
             re_enabling_and_deleting_settle_more_than_a_batch,
             a_re_enable_keeps_parked_deliveries_ahead_of_new_ones,
             an_event_read_while_it_is_finished_is_one_snapshot,
+            a_record_ends_its_lease,
+            an_insert_claim_runs_out_and_a_duplicate_claims_nothing,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -366,6 +368,53 @@ pub async fn renew_extends_a_lease_and_release_hands_it_back(store: S) {
     assert!(!store.release(due[0].id, due[0].lease).await.unwrap());
 }
 
+/// A record ends its lease: the token it was made under no longer renews
+/// or releases the delivery, whatever the record decided. A late release
+/// does not cut a retry's backoff short, nor reopen a delivered one.
+pub async fn a_record_ends_its_lease(store: S) {
+    insert_one(&*store, "evt_1", None, &["a"]).await;
+    insert_one(&*store, "evt_2", None, &["a"]).await;
+    let mut due = claim_until(&store, 2, Duration::from_secs(5)).await;
+    assert_eq!(due.len(), 2);
+    due.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    assert_eq!(
+        store
+            .record(attempt(&due[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    assert_eq!(
+        store
+            .record(attempt(&due[1], 503, NextState::Retry { after: LONG }))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    for d in &due {
+        assert!(
+            !store.renew(d.id, d.lease, LONG).await.unwrap(),
+            "{}: renewed after its record",
+            d.event_id
+        );
+        assert!(
+            !store.release(d.id, d.lease).await.unwrap(),
+            "{}: released after its record",
+            d.event_id
+        );
+    }
+    assert!(
+        store
+            .claim_due(10, LONG, Vec::new())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the retry waits out its backoff"
+    );
+    assert_eq!(status(&store, "evt_1").await, EventStatus::Delivered);
+    assert_eq!(status(&store, "evt_2").await, EventStatus::Pending);
+}
+
 pub async fn an_insert_claims_what_it_is_asked_to_in_its_own_transaction(store: S) {
     let inserted = store
         .insert(
@@ -404,6 +453,61 @@ pub async fn an_insert_claims_what_it_is_asked_to_in_its_own_transaction(store: 
             .unwrap(),
         Recorded::Written
     );
+}
+
+/// What an insert claims is held only by its lease: when the gateway that
+/// inserted never hands it to its dispatcher (it crashed), the lease runs
+/// out and a poll claims it. A duplicate insert asking for a claim stores
+/// and claims nothing, and takes nothing from the first event's deliveries.
+pub async fn an_insert_claim_runs_out_and_a_duplicate_claims_nothing(store: S) {
+    let claim = |lease| InsertOptions {
+        claim: Some(ClaimNew {
+            lease,
+            destinations: vec!["a".into()],
+            subscribers: false,
+        }),
+        ..opts()
+    };
+    let Inserted::New { claimed, .. } = store
+        .insert(event("evt_1", Some("g1"), &["a"]), claim(SHORT))
+        .await
+        .unwrap()
+    else {
+        panic!("new")
+    };
+    assert_eq!(claimed.len(), 1);
+    // The same provider id again, asking for a claim: a duplicate.
+    match store
+        .insert(event("evt_2", Some("g1"), &["a"]), claim(LONG))
+        .await
+        .unwrap()
+    {
+        Inserted::Duplicate { existing_id } => assert_eq!(existing_id, "evt_1"),
+        other => panic!("a duplicate, not {other:?}"),
+    }
+    assert!(store.get("evt_2".into()).await.unwrap().is_none());
+    // The first insert's claim is never handed on: it runs out, and the
+    // delivery is claimed again, under a new token, with no attempt counted.
+    let again = claim_until(&store, 1, Duration::from_secs(5)).await;
+    assert_eq!(again.len(), 1, "the insert's lease ran out");
+    assert_eq!(again[0].id, claimed[0].id);
+    assert_ne!(again[0].lease, claimed[0].lease);
+    assert_eq!(again[0].attempts, 0);
+    assert_eq!(
+        store
+            .record(attempt(&claimed[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::LeaseLost
+    );
+    assert_eq!(
+        store
+            .record(attempt(&again[0], 200, NextState::Delivered))
+            .await
+            .unwrap(),
+        Recorded::Written
+    );
+    assert_eq!(status(&store, "evt_1").await, EventStatus::Delivered);
 }
 
 pub async fn claims_skip_the_destinations_asked_and_take_the_oldest_first(store: S) {

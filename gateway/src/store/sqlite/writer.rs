@@ -407,3 +407,89 @@ fn apply_isolated(
         return committed;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Waits until `cond` holds, failing the test after `within`.
+    async fn until(within: Duration, what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + within;
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what} within {within:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ingest_past_the_queue_is_shed_at_once_and_everything_else_waits() {
+        let conn = Connection::open_in_memory().unwrap();
+        let writer = Writer::start(conn, Arc::new(AtomicBool::new(false)), Arc::new(())).unwrap();
+        // Hold the writer inside an operation until told.
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .run(Priority::Always, move |_| {
+                        let _ = started_tx.send(());
+                        let _ = go_rx.recv_timeout(Duration::from_secs(30));
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("the writer takes the blocking operation");
+        // A full queue of new webhooks...
+        let queued: Vec<_> = (0..INGEST_QUEUE_CAPACITY)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.run(Priority::Ingest, move |_| Ok(i)).await })
+            })
+            .collect();
+        until(Duration::from_secs(10), "the queue fills", || {
+            writer.ingest_waiting.load(Ordering::Acquire) == INGEST_QUEUE_CAPACITY
+        })
+        .await;
+        // ...sheds the next one at once, without waiting for the writer.
+        let shed = tokio::time::timeout(
+            Duration::from_secs(5),
+            writer.run(Priority::Ingest, |_| Ok(())),
+        )
+        .await
+        .expect("shed at once, not queued");
+        assert!(matches!(shed, Err(StoreError::Overloaded)), "{shed:?}");
+        // Everything else queues however long the queue is (a delivery's
+        // outcome must not be lost to load).
+        let other = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.run(Priority::Always, |_| Ok(7)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!other.is_finished(), "waits behind the held writer");
+        go_tx.send(()).unwrap();
+        let all = async {
+            blocker.await.unwrap().unwrap();
+            for (i, q) in queued.into_iter().enumerate() {
+                assert_eq!(q.await.unwrap().unwrap(), i);
+            }
+            assert_eq!(other.await.unwrap().unwrap(), 7);
+        };
+        tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .expect("the queue drains within 30 s");
+        // Drained: new webhooks are taken again.
+        assert_eq!(writer.ingest_waiting.load(Ordering::Acquire), 0);
+        assert_eq!(
+            writer.run(Priority::Ingest, |_| Ok(1)).await.unwrap(),
+            1,
+            "taken again once drained"
+        );
+    }
+}
