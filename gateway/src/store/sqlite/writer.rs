@@ -56,6 +56,9 @@ trait Operation: Send {
     /// Runs the body in the open transaction, keeping its result; says
     /// whether it succeeded. May be called again after a rollback.
     fn apply(&mut self, conn: &Connection) -> bool;
+    /// Replaces the kept result with `error`: the operation reported
+    /// success but its writes were undone under it.
+    fn fail(&mut self, error: StoreError);
     /// Sends the kept result, or the commit's failure.
     fn finish(self: Box<Self>, committed: Result<(), String>);
 }
@@ -76,6 +79,10 @@ where
         let ok = result.is_ok();
         self.result = Some(result);
         ok
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.result = Some(Err(error));
     }
 
     fn finish(self: Box<Self>, committed: Result<(), String>) {
@@ -323,8 +330,13 @@ fn apply_fast(conn: &mut Connection, batch: &mut [Op]) -> Fast {
         // A panic here is caught and the batch retried with savepoints,
         // where the panicking operation is isolated (and dropped).
         match std::panic::catch_unwind(AssertUnwindSafe(|| op.run.apply(&tx))) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return Fast::OperationFailed, // `tx` rolls back on drop
+            // Succeeded, and its transaction is still open. Were it gone
+            // (SQLite rolls back the whole transaction on some errors, and
+            // an operation might swallow one), the operations after it
+            // would each commit on their own while the batch's commit
+            // fails: callers told "failed" about stored writes.
+            Ok(true) if !tx.is_autocommit() => {}
+            Ok(_) | Err(_) => return Fast::OperationFailed, // `tx` rolls back on drop
         }
     }
     match tx.commit() {
@@ -351,21 +363,54 @@ fn apply_isolated(
 ) -> rusqlite::Result<()> {
     let mut set_aside = Vec::new();
     loop {
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                batch.append(&mut set_aside);
+                return Err(e);
+            }
+        };
         let mut kept = Vec::with_capacity(batch.len());
         let mut rolled_back = false;
         let mut ops = std::mem::take(batch).into_iter();
+        // On an error of the transaction itself, every operation goes back
+        // into `batch`, so that each caller hears that error (not a reply
+        // dropped unsent).
+        let give_back = |batch: &mut Vec<Op>, kept, op, ops, set_aside: &mut Vec<Op>| {
+            batch.extend(kept);
+            batch.extend(op);
+            batch.extend(ops);
+            batch.append(set_aside);
+        };
         while let Some(mut op) = ops.next() {
-            let sp = tx.savepoint()?;
+            let sp = match tx.savepoint() {
+                Ok(sp) => sp,
+                Err(e) => {
+                    give_back(batch, kept, Some(op), ops, &mut set_aside);
+                    return Err(e);
+                }
+            };
             // A panicking operation must not take the writer (and with it
             // every later webhook) down: its savepoint is rolled back and
             // its caller hears an internal error (its reply is dropped
             // unsent).
             let failed = match std::panic::catch_unwind(AssertUnwindSafe(|| op.run.apply(&sp))) {
-                Ok(true) => {
-                    sp.commit()?;
+                Ok(true) if !sp.is_autocommit() => {
+                    if let Err(e) = sp.commit() {
+                        give_back(batch, kept, Some(op), ops, &mut set_aside);
+                        return Err(e);
+                    }
                     kept.push(op);
                     continue;
+                }
+                Ok(true) => {
+                    // It says it succeeded, but SQLite rolled back the
+                    // transaction under it: its writes are gone.
+                    drop(sp);
+                    op.run.fail(StoreError::Database(
+                        "the operation's transaction was rolled back under it".into(),
+                    ));
+                    Some(op)
                 }
                 Ok(false) => {
                     // Dropping the savepoint rolls it back: a failed
@@ -423,11 +468,17 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn ingest_past_the_queue_is_shed_at_once_and_everything_else_waits() {
+    /// Starts a writer on a fresh in-memory database with table `t`, held
+    /// inside an operation until the returned sender is used.
+    async fn held_writer() -> (
+        Writer,
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (v TEXT NOT NULL)")
+            .unwrap();
         let writer = Writer::start(conn, Arc::new(AtomicBool::new(false)), Arc::new(())).unwrap();
-        // Hold the writer inside an operation until told.
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let blocker = tokio::spawn({
@@ -440,12 +491,88 @@ mod tests {
                         Ok(())
                     })
                     .await
+                    .unwrap();
             }
         });
         tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
             .await
             .unwrap()
             .expect("the writer takes the blocking operation");
+        (writer, go_tx, blocker)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_operation_whose_transaction_was_rolled_back_under_it_fails_alone() {
+        // An operation that reports success after SQLite rolled back the
+        // whole transaction (here it does so itself; a full disk or an I/O
+        // error can): without a check, the operations after it run in
+        // autocommit mode, each committed on its own, and then the batch's
+        // commit fails, so their callers hear "failed" about stored writes.
+        let (writer, go, blocker) = held_writer().await;
+        let rogue = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .run(Priority::Ingest, |tx| {
+                        tx.execute_batch("INSERT INTO t VALUES ('rogue'); ROLLBACK")?;
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        until(Duration::from_secs(10), "the first is queued", || {
+            writer.ingest_waiting.load(Ordering::Acquire) == 1
+        })
+        .await;
+        let innocent = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .run(Priority::Ingest, |tx| {
+                        tx.execute("INSERT INTO t VALUES ('innocent')", [])?;
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        until(Duration::from_secs(10), "both are queued", || {
+            writer.ingest_waiting.load(Ordering::Acquire) == 2
+        })
+        .await;
+        go.send(()).unwrap();
+        let (rogue, innocent) = tokio::time::timeout(Duration::from_secs(30), async {
+            blocker.await.unwrap();
+            (rogue.await.unwrap(), innocent.await.unwrap())
+        })
+        .await
+        .expect("both answered within 30 s");
+        assert!(
+            matches!(rogue, Err(StoreError::Database(_))),
+            "its writes are gone: it failed ({rogue:?})"
+        );
+        assert!(
+            innocent.is_ok(),
+            "the other operation is stored: {innocent:?}"
+        );
+        let rows: Vec<String> = writer
+            .run(Priority::Always, |tx| {
+                Ok(tx
+                    .prepare("SELECT v FROM t ORDER BY v")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            ["innocent"],
+            "what the callers were told is what is stored"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ingest_past_the_queue_is_shed_at_once_and_everything_else_waits() {
+        let (writer, go_tx, blocker) = held_writer().await;
         // A full queue of new webhooks...
         let queued: Vec<_> = (0..INGEST_QUEUE_CAPACITY)
             .map(|i| {
@@ -475,7 +602,7 @@ mod tests {
         assert!(!other.is_finished(), "waits behind the held writer");
         go_tx.send(()).unwrap();
         let all = async {
-            blocker.await.unwrap().unwrap();
+            blocker.await.unwrap();
             for (i, q) in queued.into_iter().enumerate() {
                 assert_eq!(q.await.unwrap().unwrap(), i);
             }
