@@ -936,10 +936,10 @@ fn next_state(a: &AttemptRecord) -> (&'static str, i64, i32, i32, Option<String>
 /// An event with its messages, deliveries and attempts (`Store::get`), read
 /// in `tx`'s one snapshot.
 async fn get_event(
-    conn: &tokio_postgres::Transaction<'_>,
+    tx: &tokio_postgres::Transaction<'_>,
     id: &str,
 ) -> Result<Option<EventDetail>, StoreError> {
-    let Some(row) = conn
+    let Some(row) = tx
         .query_opt(
             "SELECT id, route, source_id, received_at, status, event_type FROM events WHERE id = $1",
             &[&id],
@@ -950,7 +950,7 @@ async fn get_event(
     };
     let summary = summary(&row)?;
     let mut message_rows: Vec<(i64, MessageView)> = Vec::new();
-    for r in conn
+    for r in tx
         .query(
             "SELECT id, idx, message_id, event_type, content_type, headers, body \
              FROM messages WHERE event_id = $1 ORDER BY idx",
@@ -975,7 +975,7 @@ async fn get_event(
         ));
     }
     let mut deliveries = Vec::new();
-    for r in conn
+    for r in tx
         .query(
             "SELECT id, message_id, destination, state, attempts, next_attempt_at, last_error \
              FROM deliveries WHERE event_id = $1 ORDER BY id",
@@ -1004,7 +1004,7 @@ async fn get_event(
         });
     }
     let ids: Vec<i64> = deliveries.iter().map(|d| d.id).collect();
-    for r in conn
+    for r in tx
         .query(
             "SELECT delivery_id, attempted_at, status, latency_ms, error, response FROM attempts \
              WHERE delivery_id = ANY($1) ORDER BY id",
@@ -1314,7 +1314,7 @@ impl Store for PostgresStore {
     }
 
     async fn get(&self, id: String) -> Result<Option<EventDetail>, StoreError> {
-        self.snapshot(async |conn| get_event(conn, &id).await).await
+        self.snapshot(async |tx| get_event(tx, &id).await).await
     }
 
     async fn replay(&self, target: ReplayTarget) -> Result<u64, StoreError> {
