@@ -21,6 +21,24 @@ ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT;
 ALTER TABLE subscriptions ADD COLUMN previous_secret_expires INTEGER;
 "#;
 
+/// Decodes the JSON text stored in column `idx` (`name`). A value that does not
+/// decode fails as a conversion of that column, which the engine reports
+/// as [`StoreError::Corrupt`]: a subscription read with defaults in place
+/// of what was stored (no event types, no headers) would be sent wrong.
+pub(super) fn json_column<T: serde::de::DeserializeOwned>(
+    idx: usize,
+    name: &str,
+    text: &str,
+) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            format!("subscriptions.{name}: {e}").into(),
+        )
+    })
+}
+
 /// Fills the extra fields of `s` from the row's columns starting at `at`.
 pub(super) fn read(r: &rusqlite::Row<'_>, at: usize, s: &mut Subscription) -> rusqlite::Result<()> {
     let headers: Option<String> = r.get(at)?;
@@ -28,13 +46,22 @@ pub(super) fn read(r: &rusqlite::Row<'_>, at: usize, s: &mut Subscription) -> ru
     let scheme: Option<String> = r.get(at + 2)?;
     let expires: Option<i64> = r.get(at + 4)?;
     s.headers = headers
-        .and_then(|h| serde_json::from_str::<BTreeMap<String, String>>(&h).ok())
+        .map(|h| json_column::<BTreeMap<String, String>>(at, "headers", &h))
+        .transpose()?
         .unwrap_or_default();
-    s.properties = properties.and_then(|p| serde_json::from_str(&p).ok());
-    s.signature_scheme = scheme
-        .as_deref()
-        .and_then(SignatureScheme::parse)
-        .unwrap_or_default();
+    s.properties = properties
+        .map(|p| json_column(at + 1, "properties", &p))
+        .transpose()?;
+    s.signature_scheme = match scheme.as_deref() {
+        None => SignatureScheme::default(),
+        Some(name) => SignatureScheme::parse(name).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                at + 2,
+                rusqlite::types::Type::Text,
+                format!("subscriptions.signature_scheme: unknown scheme {name:?}").into(),
+            )
+        })?,
+    };
     s.previous_secret = r.get(at + 3)?;
     s.previous_secret_expires_ms = expires.map(|e| e.max(0) as u64);
     Ok(())

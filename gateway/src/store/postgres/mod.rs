@@ -407,6 +407,14 @@ const SUBSCRIPTION_COLUMNS: &str = "id, tenant, object_id, object_type, event_ty
      callback_token, context, validity, active, secret, created_at, failing_since, disabled_reason, \
      headers, properties, signature_scheme, previous_secret, previous_secret_expires";
 
+/// Decodes the JSON text of a subscription's `column`; a value that does
+/// not decode is [`StoreError::Corrupt`] (as in the SQLite engine), not
+/// read as a default.
+fn json_column<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("subscriptions.{column}: {e}")))
+}
+
 fn subscription_row(r: &tokio_postgres::Row) -> Result<Subscription, StoreError> {
     let context: Option<String> = r.try_get(7)?;
     let failing: Option<i64> = r.try_get(12)?;
@@ -422,7 +430,7 @@ fn subscription_row(r: &tokio_postgres::Row) -> Result<Subscription, StoreError>
         event_types: r.try_get(4)?,
         callback_url: r.try_get(5)?,
         callback_token: r.try_get(6)?,
-        context: context.and_then(|c| serde_json::from_str(&c).ok()),
+        context: context.map(|c| json_column("context", &c)).transpose()?,
         validity_ms: unsigned(r.try_get(8)?),
         active: r.try_get(9)?,
         secret: r.try_get(10)?,
@@ -430,13 +438,20 @@ fn subscription_row(r: &tokio_postgres::Row) -> Result<Subscription, StoreError>
         failing_since_ms: failing.map(unsigned),
         disabled_reason: r.try_get(13)?,
         headers: headers
-            .and_then(|h| serde_json::from_str(&h).ok())
+            .map(|h| json_column("headers", &h))
+            .transpose()?
             .unwrap_or_default(),
-        properties: properties.and_then(|p| serde_json::from_str(&p).ok()),
-        signature_scheme: scheme
-            .as_deref()
-            .and_then(SignatureScheme::parse)
-            .unwrap_or_default(),
+        properties: properties
+            .map(|p| json_column("properties", &p))
+            .transpose()?,
+        signature_scheme: match scheme.as_deref() {
+            None => SignatureScheme::default(),
+            Some(name) => SignatureScheme::parse(name).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "subscriptions.signature_scheme: unknown scheme {name:?}"
+                ))
+            })?,
+        },
         previous_secret: r.try_get(17)?,
         previous_secret_expires_ms: expires.map(unsigned),
     })

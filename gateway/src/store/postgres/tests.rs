@@ -585,6 +585,56 @@ async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes
     );
 }
 
+/// A subscription column that does not decode is `Corrupt`, naming the
+/// column, not read as a default (as in the SQLite engine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_stored_undecodable_is_reported_corrupt_not_read_with_defaults() {
+    use crate::store::conformance::subscription;
+
+    let Some((store, guard)) = pooled(2).await else {
+        return;
+    };
+    let client = raw(&guard.url).await;
+    client
+        .batch_execute(&format!("SET search_path = {}", guard.schema))
+        .await
+        .unwrap();
+    for (column, bad) in [
+        ("context", "{"),
+        ("headers", "not json"),
+        ("properties", "[1,"),
+        ("signature_scheme", "rot13"),
+    ] {
+        let id = format!("wh_{column}");
+        store
+            .create_subscription(subscription(&id, "t", "g", &["*"]))
+            .await
+            .unwrap();
+        client
+            .execute(
+                &format!("UPDATE subscriptions SET {column} = $1 WHERE id = $2"),
+                &[&bad, &id],
+            )
+            .await
+            .unwrap();
+        match store.get_subscription(Some("t".into()), id.clone()).await {
+            Err(StoreError::Corrupt(why)) => assert!(why.contains(column), "{why}"),
+            other => panic!("{column}: corrupt, not {other:?}"),
+        }
+        assert!(
+            matches!(
+                store.list_subscriptions("t".into(), None, None).await,
+                Err(StoreError::Corrupt(_))
+            ),
+            "{column}: a list with it is corrupt too"
+        );
+        store
+            .delete_subscription("t".into(), id)
+            .await
+            .expect("a corrupt subscription can still be deleted");
+    }
+}
+
 /// Two gateways starting at once on an empty schema: the advisory lock
 /// makes one migrate and the other wait and find nothing left to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,7 +80,14 @@ pub struct SqliteStore {
 const WRITER_CACHE_KIB: i64 = -64 * 1024;
 
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Database(e.to_string())
+    match e {
+        // A stored value that does not decode: the data is bad, not the
+        // database.
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        e => StoreError::Database(e.to_string()),
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -395,10 +402,12 @@ pub(crate) fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscr
         tenant: r.get(1)?,
         object_id: r.get(2)?,
         object_type: r.get(3)?,
-        event_types: serde_json::from_str(&event_types).unwrap_or_default(),
+        event_types: super::subscription_columns::json_column(4, "event_types", &event_types)?,
         callback_url: r.get(5)?,
         callback_token: r.get(6)?,
-        context: context.and_then(|c| serde_json::from_str(&c).ok()),
+        context: context
+            .map(|c| super::subscription_columns::json_column(7, "context", &c))
+            .transpose()?,
         validity_ms: validity.max(0) as u64,
         active: r.get::<_, i64>(9)? != 0,
         secret: r.get(10)?,
@@ -2253,6 +2262,50 @@ mod tests {
                 ("sub:wh_2".to_owned(), "dead".to_owned(), per)
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_subscription_stored_undecodable_is_reported_corrupt_not_read_with_defaults() {
+        // Event types read as "none" would silently stop its deliveries,
+        // headers read as "none" would send it without them: each column
+        // that does not decode is an error naming it.
+        use crate::store::conformance::subscription;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for (column, bad) in [
+            ("event_types", "[\"A\""),
+            ("context", "{"),
+            ("headers", "not json"),
+            ("properties", "[1,"),
+            ("signature_scheme", "rot13"),
+        ] {
+            let id = format!("wh_{column}");
+            store
+                .create_subscription(subscription(&id, "t", "g", &["*"]))
+                .await
+                .unwrap();
+            let (sql_id, sql_bad) = (id.clone(), bad.to_owned());
+            let sql = format!("UPDATE subscriptions SET {column} = ?1 WHERE id = ?2");
+            store
+                .write_raw(move |tx| Ok(tx.execute(&sql, params![sql_bad, sql_id])?))
+                .await
+                .unwrap();
+            match store.get_subscription(Some("t".into()), id.clone()).await {
+                Err(StoreError::Corrupt(why)) => assert!(why.contains(column), "{why}"),
+                other => panic!("{column}: corrupt, not {other:?}"),
+            }
+            assert!(
+                matches!(
+                    store.list_subscriptions("t".into(), None, None).await,
+                    Err(StoreError::Corrupt(_))
+                ),
+                "{column}: a list with it is corrupt too"
+            );
+            store
+                .delete_subscription("t".into(), id)
+                .await
+                .expect("a corrupt subscription can still be deleted");
+        }
     }
 
     #[tokio::test]
