@@ -136,10 +136,7 @@ pub(crate) async fn dead_letter_all(store: &S) -> usize {
             return dead;
         }
         for d in &due {
-            store
-                .record(attempt(d, 500, NextState::Dead { reason: "x".into() }))
-                .await
-                .unwrap();
+            record(store, d, 500, NextState::Dead { reason: "x".into() }).await;
             dead += 1;
         }
     }
@@ -178,6 +175,11 @@ fn attempt(d: &DueDelivery, status: u16, next: NextState) -> AttemptRecord {
         response_excerpt: Some("ok".into()),
         next,
     }
+}
+
+/// Records an attempt on `d` (`status`, then `next`): what the store said.
+async fn record(store: &S, d: &DueDelivery, status: u16, next: NextState) -> Recorded {
+    store.record(attempt(d, status, next)).await.unwrap()
 }
 
 async fn status(store: &S, id: &str) -> EventStatus {
@@ -282,10 +284,7 @@ pub async fn leases_hold_deliveries_and_status_follows_the_least_finished(store:
         "leased deliveries are not due"
     );
     assert_eq!(
-        store
-            .record(attempt(&due[0], 200, NextState::Delivered))
-            .await
-            .unwrap(),
+        record(&store, &due[0], 200, NextState::Delivered).await,
         Recorded::Written
     );
     assert_eq!(status(&store, "evt_1").await, EventStatus::Pending);
@@ -318,10 +317,7 @@ pub async fn a_stale_lease_token_is_refused_and_writes_nothing(store: S) {
     // The first claimer's outcome is refused, whatever it says.
     let stale = &first[0];
     assert_eq!(
-        store
-            .record(attempt(stale, 200, NextState::Delivered))
-            .await
-            .unwrap(),
+        record(&store, stale, 200, NextState::Delivered).await,
         Recorded::LeaseLost
     );
     assert!(!store.renew(stale.id, stale.lease, LONG).await.unwrap());
@@ -331,19 +327,13 @@ pub async fn a_stale_lease_token_is_refused_and_writes_nothing(store: S) {
     assert!(e.deliveries[0].attempts.is_empty());
     // The current holder's outcome is written.
     assert_eq!(
-        store
-            .record(attempt(&second[0], 200, NextState::Delivered))
-            .await
-            .unwrap(),
+        record(&store, &second[0], 200, NextState::Delivered).await,
         Recorded::Written
     );
     assert_eq!(status(&store, "evt_1").await, EventStatus::Delivered);
     // And a second record with the same token is stale too.
     assert_eq!(
-        store
-            .record(attempt(&second[0], 200, NextState::Delivered))
-            .await
-            .unwrap(),
+        record(&store, &second[0], 200, NextState::Delivered).await,
         Recorded::LeaseLost
     );
 }
@@ -378,17 +368,11 @@ pub async fn a_record_ends_its_lease(store: S) {
     assert_eq!(due.len(), 2);
     due.sort_by(|a, b| a.event_id.cmp(&b.event_id));
     assert_eq!(
-        store
-            .record(attempt(&due[0], 200, NextState::Delivered))
-            .await
-            .unwrap(),
+        record(&store, &due[0], 200, NextState::Delivered).await,
         Recorded::Written
     );
     assert_eq!(
-        store
-            .record(attempt(&due[1], 503, NextState::Retry { after: LONG }))
-            .await
-            .unwrap(),
+        record(&store, &due[1], 503, NextState::Retry { after: LONG }).await,
         Recorded::Written
     );
     for d in &due {
@@ -447,10 +431,7 @@ pub async fn an_insert_claims_what_it_is_asked_to_in_its_own_transaction(store: 
     assert_eq!(polled.len(), 1, "only the unclaimed one is due");
     assert_eq!(polled[0].destination, "b");
     assert_eq!(
-        store
-            .record(attempt(&claimed[0], 200, NextState::Delivered))
-            .await
-            .unwrap(),
+        record(&store, &claimed[0], 200, NextState::Delivered).await,
         Recorded::Written
     );
 }
@@ -494,17 +475,11 @@ pub async fn an_insert_claim_runs_out_and_a_duplicate_claims_nothing(store: S) {
     assert_ne!(again[0].lease, claimed[0].lease);
     assert_eq!(again[0].attempts, 0);
     assert_eq!(
-        store
-            .record(attempt(&claimed[0], 200, NextState::Delivered))
-            .await
-            .unwrap(),
+        record(&store, &claimed[0], 200, NextState::Delivered).await,
         Recorded::LeaseLost
     );
     assert_eq!(
-        store
-            .record(attempt(&again[0], 200, NextState::Delivered))
-            .await
-            .unwrap(),
+        record(&store, &again[0], 200, NextState::Delivered).await,
         Recorded::Written
     );
     assert_eq!(status(&store, "evt_1").await, EventStatus::Delivered);
@@ -569,10 +544,7 @@ pub async fn an_event_read_while_it_is_finished_is_one_snapshot(store: S) {
     });
     for (i, d) in due.iter().enumerate() {
         current.store(i, Ordering::Release);
-        store
-            .record(attempt(d, 200, NextState::Delivered))
-            .await
-            .unwrap();
+        record(&store, d, 200, NextState::Delivered).await;
         // Let the reader start a read of this event before the next record.
         tokio::task::yield_now().await;
     }
@@ -783,16 +755,15 @@ pub async fn replay_requeues_finished_deliveries_but_not_those_in_flight(store: 
     } else {
         (&due[1], &due[0])
     };
-    store
-        .record(attempt(
-            a,
-            500,
-            NextState::Dead {
-                reason: "exhausted".into(),
-            },
-        ))
-        .await
-        .unwrap();
+    record(
+        &store,
+        a,
+        500,
+        NextState::Dead {
+            reason: "exhausted".into(),
+        },
+    )
+    .await;
     // b is in flight: a replay of the event leaves it alone.
     let n = store
         .replay(ReplayTarget::Event {
@@ -803,10 +774,7 @@ pub async fn replay_requeues_finished_deliveries_but_not_those_in_flight(store: 
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!(
-        store
-            .record(attempt(b, 200, NextState::Delivered))
-            .await
-            .unwrap(),
+        record(&store, b, 200, NextState::Delivered).await,
         Recorded::Written,
         "the in-flight attempt keeps its lease"
     );
@@ -816,10 +784,7 @@ pub async fn replay_requeues_finished_deliveries_but_not_those_in_flight(store: 
     assert_eq!(again[0].retries, 0, "a fresh retry budget");
     assert_eq!(again[0].attempts, 1, "attempts are history");
     // Replay by destination only touches that destination.
-    store
-        .record(attempt(&again[0], 200, NextState::Delivered))
-        .await
-        .unwrap();
+    record(&store, &again[0], 200, NextState::Delivered).await;
     let n = store
         .replay(ReplayTarget::Event {
             id: "evt_1".into(),
@@ -902,10 +867,7 @@ pub async fn a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight(
     assert_eq!(status(&store, "evt_other").await, EventStatus::Dead);
     // The one in flight still records under its own lease.
     assert_eq!(
-        store
-            .record(attempt(&in_flight[0], 200, NextState::Delivered))
-            .await
-            .unwrap(),
+        record(&store, &in_flight[0], 200, NextState::Delivered).await,
         Recorded::Written
     );
     let requeued = store.claim_due(2_000, LONG, Vec::new()).await.unwrap();
@@ -1528,10 +1490,7 @@ pub async fn deleting_a_subscription_dead_letters_what_waits_for_it(store: S) {
     assert_eq!(due.len(), 2);
     let (to_1, to_2): (Vec<_>, Vec<_>) = due.iter().partition(|d| d.destination == "sub:wh_1");
     assert_eq!(
-        store
-            .record(attempt(to_2[0], 500, NextState::Retry { after: LONG }))
-            .await
-            .unwrap(),
+        record(&store, to_2[0], 500, NextState::Retry { after: LONG }).await,
         Recorded::Written
     );
     set_active(&store, "wh_1", false).await;
@@ -1554,10 +1513,7 @@ pub async fn deleting_a_subscription_dead_letters_what_waits_for_it(store: S) {
     );
     // The one in flight is left to its attempt (its record still lands).
     assert_eq!(
-        store
-            .record(attempt(to_1[0], 200, NextState::Delivered))
-            .await
-            .unwrap(),
+        record(&store, to_1[0], 200, NextState::Delivered).await,
         Recorded::Written
     );
     assert!(
@@ -1698,10 +1654,7 @@ pub async fn an_event_finished_by_two_gateways_at_once_is_finished(a: S, b: S) {
             b.clone()
         };
         tasks.push(tokio::spawn(async move {
-            store
-                .record(attempt(&d, 200, NextState::Delivered))
-                .await
-                .unwrap()
+            record(&store, &d, 200, NextState::Delivered).await
         }));
     }
     for t in tasks {
