@@ -216,7 +216,9 @@ async fn publish_many(store: &S, prefix: &str, n: usize) {
     }
 }
 
-async fn set_active(store: &S, id: &str, active: bool) {
+/// Tenant `t`'s subscription `id` as the change leaves it; the change
+/// must be reported done.
+pub(crate) async fn set_active(store: &dyn Store, id: &str, active: bool) -> Subscription {
     store
         .update_subscription(
             "t".into(),
@@ -227,9 +229,25 @@ async fn set_active(store: &S, id: &str, active: bool) {
             },
         )
         .await
-        .unwrap()
-        .expect("the subscription exists");
+        .unwrap_or_else(|e| panic!("setting {id} active = {active} is reported done: {e}"))
+        .expect("the subscription exists")
 }
+
+/// Creates tenant `t`'s subscriptions `ids` (object `g`, every event
+/// type), disabled.
+pub(crate) async fn disabled_subscriptions(store: &dyn Store, ids: &[&str]) {
+    for id in ids {
+        let mut s = subscription(id, "t", "g", &["*"]);
+        s.active = false;
+        store.create_subscription(s).await.unwrap();
+    }
+}
+
+/// A retention that keeps everything a test makes.
+pub(crate) const KEEP_AN_HOUR: Retention = Retention {
+    delivered: Duration::from_secs(3600),
+    dead: Duration::from_secs(3600),
+};
 
 /// The record of an attempt that parks `d` (its subscription read as
 /// disabled).
@@ -1176,7 +1194,7 @@ pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(st
     store.insert(publish("evt_0", "A"), opts()).await.unwrap();
     let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
     assert_eq!(due.len(), 1);
-    set_active(&store, "wh_1", false).await;
+    set_active(&*store, "wh_1", false).await;
     assert_eq!(
         store
             .record(AttemptRecord {
@@ -1244,7 +1262,7 @@ pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(st
         "parked events are not pruned"
     );
     // Enabled again: everything parked is due, oldest first.
-    set_active(&store, "wh_1", true).await;
+    set_active(&*store, "wh_1", true).await;
     assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
     let mut order = Vec::new();
     for _ in 0..4 {
@@ -1281,7 +1299,7 @@ pub async fn a_park_is_settled_against_the_subscription_as_it_is_when_written(st
     assert_eq!(again[0].retries, 0);
     assert_eq!(status(&store, "evt_0").await, EventStatus::Pending);
     // Still disabled when written: parked.
-    set_active(&store, "wh_1", false).await;
+    set_active(&*store, "wh_1", false).await;
     assert_eq!(
         store.record(park(&again[0])).await.unwrap(),
         Recorded::Written
@@ -1289,7 +1307,7 @@ pub async fn a_park_is_settled_against_the_subscription_as_it_is_when_written(st
     assert_eq!(store.parked("wh_1".into(), 10).await.unwrap().len(), 1);
     // Re-enabled, claimed, and deleted before the park is written: dead,
     // since nothing could ever send it.
-    set_active(&store, "wh_1", true).await;
+    set_active(&*store, "wh_1", true).await;
     let third = store.claim_due(10, LONG, Vec::new()).await.unwrap();
     assert_eq!(third.len(), 1);
     assert!(
@@ -1316,7 +1334,7 @@ pub async fn a_park_after_an_attempt_counts_the_attempt(store: S) {
     store.insert(publish("evt_0", "A"), opts()).await.unwrap();
     let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
     assert_eq!(due.len(), 1);
-    set_active(&store, "wh_1", false).await;
+    set_active(&*store, "wh_1", false).await;
     let failed = attempt(
         &due[0],
         500,
@@ -1333,11 +1351,11 @@ pub async fn a_park_after_an_attempt_counts_the_attempt(store: S) {
     assert_eq!(d.attempts.len(), 1, "{d:?}");
     assert_eq!(d.attempts[0].status, Some(500));
     // Re-enabled: sent again; the park before sending adds nothing.
-    set_active(&store, "wh_1", true).await;
+    set_active(&*store, "wh_1", true).await;
     let again = store.claim_due(10, LONG, Vec::new()).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 1);
-    set_active(&store, "wh_1", false).await;
+    set_active(&*store, "wh_1", false).await;
     assert_eq!(
         store.record(park(&again[0])).await.unwrap(),
         Recorded::Written
@@ -1357,11 +1375,11 @@ pub async fn a_re_enable_keeps_parked_deliveries_ahead_of_new_ones(store: S) {
         .create_subscription(subscription("wh_1", "t", "g", &["*"]))
         .await
         .unwrap();
-    set_active(&store, "wh_1", false).await;
+    set_active(&*store, "wh_1", false).await;
     publish_many(&store, "evt_a", PARKED).await;
     let enabling = {
         let store = store.clone();
-        tokio::spawn(async move { set_active(&store, "wh_1", true).await })
+        tokio::spawn(async move { set_active(&*store, "wh_1", true).await })
     };
     let mut newer = 0;
     while !enabling.is_finished() {
@@ -1394,10 +1412,10 @@ pub async fn re_enabling_and_deleting_settle_more_than_a_batch(store: S) {
         .create_subscription(subscription("wh_1", "t", "g", &["*"]))
         .await
         .unwrap();
-    set_active(&store, "wh_1", false).await;
+    set_active(&*store, "wh_1", false).await;
     publish_many(&store, "evt_a", N).await;
     assert_eq!(store.parked("wh_1".into(), 2 * N).await.unwrap().len(), N);
-    set_active(&store, "wh_1", true).await;
+    set_active(&*store, "wh_1", true).await;
     assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
     let due = store.claim_due(2 * N, LONG, Vec::new()).await.unwrap();
     assert_eq!(due.len(), N, "every parked delivery is due again");
@@ -1406,7 +1424,7 @@ pub async fn re_enabling_and_deleting_settle_more_than_a_batch(store: S) {
         assert!(store.release(d.id, d.lease).await.unwrap());
     }
     // Disabled again: N more park; then deleted with N pending and N parked.
-    set_active(&store, "wh_1", false).await;
+    set_active(&*store, "wh_1", false).await;
     publish_many(&store, "evt_b", N).await;
     assert!(
         store
@@ -1442,7 +1460,7 @@ pub async fn a_re_enable_racing_a_park_leaves_nothing_parked(store: S) {
         store.insert(e, opts()).await.unwrap();
         let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
         assert_eq!(due.len(), 1);
-        set_active(&store, &sub, false).await;
+        set_active(&*store, &sub, false).await;
         let parked = park(&due[0]);
         let (a, b) = (store.clone(), store.clone());
         let enable = sub.clone();
@@ -1452,7 +1470,7 @@ pub async fn a_re_enable_racing_a_park_leaves_nothing_parked(store: S) {
         let (recorded, enabled) = tokio::time::timeout(Duration::from_secs(30), async move {
             tokio::join!(
                 tokio::spawn(async move { a.record(parked).await }),
-                tokio::spawn(async move { set_active(&b, &enable, true).await }),
+                tokio::spawn(async move { set_active(&*b, &enable, true).await }),
             )
         })
         .await
@@ -1493,7 +1511,7 @@ pub async fn deleting_a_subscription_dead_letters_what_waits_for_it(store: S) {
         record(&store, to_2[0], 500, NextState::Retry { after: LONG }).await,
         Recorded::Written
     );
-    set_active(&store, "wh_1", false).await;
+    set_active(&*store, "wh_1", false).await;
     // evt_1: parked for wh_1 (disabled), due for wh_2.
     store.insert(publish("evt_1", "A"), opts()).await.unwrap();
     assert_eq!(store.parked("wh_1".into(), 10).await.unwrap().len(), 1);

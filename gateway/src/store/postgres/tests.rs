@@ -307,7 +307,7 @@ async fn an_insert_that_waited_on_a_lock_times_its_leases_from_after_the_wait() 
 /// (a day), events after their retention (a week).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_removes_every_expired_dedup_key() {
-    use crate::store::{InsertOptions, Retention};
+    use crate::store::InsertOptions;
     use std::time::Duration;
 
     let Some((a, _b, guard)) = two().await else {
@@ -324,11 +324,11 @@ async fn prune_removes_every_expired_dedup_key() {
         a.insert(e, opts).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let keep = Retention {
-        delivered: Duration::from_secs(3600),
-        dead: Duration::from_secs(3600),
-    };
-    assert_eq!(a.prune(keep).await.unwrap(), 0, "no event is pruned");
+    assert_eq!(
+        a.prune(conformance::KEEP_AN_HOUR).await.unwrap(),
+        0,
+        "no event is pruned"
+    );
     let client = raw(&guard.url).await;
     let keys: i64 = client
         .query_one(&format!("SELECT COUNT(*) FROM {}.dedup", guard.schema), &[])
@@ -432,18 +432,14 @@ async fn a_new_webhook_is_shed_when_no_connection_frees_up() {
 /// finishes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_finishes_a_settlement_a_crash_left() {
-    use crate::store::conformance::{publish, subscription};
-    use crate::store::{EventStatus, InsertOptions, Retention};
+    use crate::store::conformance::publish;
+    use crate::store::{EventStatus, InsertOptions};
     use std::time::Duration;
 
     let Some((a, b, guard)) = two().await else {
         return;
     };
-    for id in ["wh_1", "wh_2"] {
-        let mut s = subscription(id, "t", "g", &["*"]);
-        s.active = false;
-        a.create_subscription(s).await.unwrap();
-    }
+    conformance::disabled_subscriptions(&*a, &["wh_1", "wh_2"]).await;
     let opts = InsertOptions {
         dedup_window: Duration::ZERO,
         claim: None,
@@ -461,13 +457,9 @@ async fn prune_finishes_a_settlement_a_crash_left() {
         ))
         .await
         .unwrap();
-    let keep = Retention {
-        delivered: Duration::from_secs(3600),
-        dead: Duration::from_secs(3600),
-    };
     // The other gateway's prune: the note is the database's, not the
     // process's.
-    b.prune(keep).await.unwrap();
+    b.prune(conformance::KEEP_AN_HOUR).await.unwrap();
     assert!(a.parked("wh_1".into(), 10).await.unwrap().is_empty());
     assert!(a.parked("wh_2".into(), 10).await.unwrap().is_empty());
     let due = a
@@ -490,18 +482,10 @@ async fn prune_finishes_a_settlement_a_crash_left() {
 /// committed report success (the change stands); prune finishes the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes_it() {
-    use crate::store::conformance::subscription;
-    use crate::store::{Retention, SubscriptionPatch};
-    use std::time::Duration;
-
     let Some((store, guard)) = pooled(4).await else {
         return;
     };
-    for id in ["wh_1", "wh_2"] {
-        let mut s = subscription(id, "t", "g", &["*"]);
-        s.active = false;
-        store.create_subscription(s).await.unwrap();
-    }
+    conformance::disabled_subscriptions(&*store, &["wh_1", "wh_2"]).await;
     // More parked deliveries than a batch for each, and a fault on every
     // one past the first batch of each subscription.
     let per = BATCH_ROWS + 40;
@@ -524,18 +508,7 @@ async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes
         ))
         .await
         .unwrap();
-    let enabled = store
-        .update_subscription(
-            "t".into(),
-            "wh_1".into(),
-            SubscriptionPatch {
-                active: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("the re-enable committed: it is reported done")
-        .expect("the subscription exists");
+    let enabled = conformance::set_active(&*store, "wh_1", true).await;
     assert!(enabled.active);
     assert!(
         store
@@ -559,11 +532,7 @@ async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes
         .batch_execute("DROP TRIGGER settle_fault ON deliveries")
         .await
         .unwrap();
-    let keep = Retention {
-        delivered: Duration::from_secs(3600),
-        dead: Duration::from_secs(3600),
-    };
-    store.prune(keep).await.unwrap();
+    store.prune(conformance::KEEP_AN_HOUR).await.unwrap();
     assert_eq!(left().await, (0, 0));
     let states: Vec<(String, String, i64)> = client
         .query(

@@ -2098,14 +2098,10 @@ mod tests {
         // flag flipped (or the row gone), the note written, the parked
         // deliveries not yet settled. Prune finishes it.
         use crate::store::EventStatus;
-        use crate::store::conformance::{publish, subscription};
+        use crate::store::conformance::publish;
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        for id in ["wh_1", "wh_2"] {
-            let mut s = subscription(id, "t", "g", &["*"]);
-            s.active = false;
-            store.create_subscription(s).await.unwrap();
-        }
+        crate::store::conformance::disabled_subscriptions(&store, &["wh_1", "wh_2"]).await;
         store
             .insert(
                 publish("evt_1", "A"),
@@ -2129,11 +2125,10 @@ mod tests {
             })
             .await
             .unwrap();
-        let keep = Retention {
-            delivered: Duration::from_secs(3600),
-            dead: Duration::from_secs(3600),
-        };
-        store.prune(keep).await.unwrap();
+        store
+            .prune(crate::store::conformance::KEEP_AN_HOUR)
+            .await
+            .unwrap();
         assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
         assert!(store.parked("wh_2".into(), 10).await.unwrap().is_empty());
         let due = store
@@ -2164,15 +2159,9 @@ mod tests {
         // one of those fails, the change has still happened: the caller
         // must hear it succeeded (not an error inviting a retry), and the
         // note left behind lets prune finish the rest.
-        use crate::store::SubscriptionPatch;
-        use crate::store::conformance::subscription;
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        for id in ["wh_1", "wh_2"] {
-            let mut s = subscription(id, "t", "g", &["*"]);
-            s.active = false;
-            store.create_subscription(s).await.unwrap();
-        }
+        crate::store::conformance::disabled_subscriptions(&store, &["wh_1", "wh_2"]).await;
         // More parked deliveries than a batch for each, and a fault on
         // every one past the first batch (a temporary trigger lives on the
         // writer's connection only).
@@ -2195,18 +2184,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let enabled = store
-            .update_subscription(
-                "t".into(),
-                "wh_1".into(),
-                SubscriptionPatch {
-                    active: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("the re-enable committed: it is reported done")
-            .expect("the subscription exists");
+        let enabled = crate::store::conformance::set_active(&store, "wh_1", true).await;
         assert!(enabled.active);
         assert!(
             store
@@ -2237,11 +2215,10 @@ mod tests {
             .write_raw(|tx| Ok(tx.execute_batch("DROP TRIGGER temp.settle_fault")?))
             .await
             .unwrap();
-        let keep = Retention {
-            delivered: Duration::from_secs(3600),
-            dead: Duration::from_secs(3600),
-        };
-        store.prune(keep).await.unwrap();
+        store
+            .prune(crate::store::conformance::KEEP_AN_HOUR)
+            .await
+            .unwrap();
         assert_eq!(left(store.clone()).await, (0, 0));
         let states: Vec<(String, String, i64)> = store
             .write_raw(|tx| {
