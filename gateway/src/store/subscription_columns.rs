@@ -21,8 +21,8 @@ ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT;
 ALTER TABLE subscriptions ADD COLUMN previous_secret_expires INTEGER;
 "#;
 
-/// Decodes the JSON text stored in column `idx` (`name`). A value that does not
-/// decode fails as a conversion of that column, which the engine reports
+/// Decodes the JSON text stored in column `idx` (`name`). A value that
+/// does not decode fails as a conversion of that column, which the engine reports
 /// as [`StoreError::Corrupt`]: a subscription read with defaults in place
 /// of what was stored (no event types, no headers) would be sent wrong.
 pub(super) fn json_column<T: serde::de::DeserializeOwned>(
@@ -30,13 +30,12 @@ pub(super) fn json_column<T: serde::de::DeserializeOwned>(
     name: &str,
     text: &str,
 ) -> rusqlite::Result<T> {
-    serde_json::from_str(text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(
-            idx,
-            rusqlite::types::Type::Text,
-            format!("subscriptions.{name}: {e}").into(),
-        )
-    })
+    serde_json::from_str(text).map_err(|e| corrupt(idx, format!("subscriptions.{name}: {e}")))
+}
+
+/// Column `idx` holds text that does not decode: `why`.
+fn corrupt(idx: usize, why: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, why.into())
 }
 
 /// Fills the extra fields of `s` from the row's columns starting at `at`.
@@ -55,10 +54,9 @@ pub(super) fn read(r: &rusqlite::Row<'_>, at: usize, s: &mut Subscription) -> ru
     s.signature_scheme = match scheme.as_deref() {
         None => SignatureScheme::default(),
         Some(name) => SignatureScheme::parse(name).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
+            corrupt(
                 at + 2,
-                rusqlite::types::Type::Text,
-                format!("subscriptions.signature_scheme: unknown scheme {name:?}").into(),
+                format!("subscriptions.signature_scheme: unknown scheme {name:?}"),
             )
         })?,
     };
