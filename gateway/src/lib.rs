@@ -159,7 +159,10 @@ async fn serve(
     let addr = listener
         .local_addr()
         .context("reading the listener's address")?;
-    tracing::info!(%addr, routes, plugins, "hookgate listening");
+    // The runtime's workers (see `main.rs`): the log says what an
+    // operator's `TOKIO_WORKER_THREADS` or the default came to.
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(%addr, routes, plugins, workers, "hookgate listening");
     door.serve(listener, app, shutdown)
         .await
         .context("serving HTTP")?;

@@ -135,3 +135,40 @@ async fn a_client_that_gives_up_mid_insert_does_not_delay_its_delivery() {
         "delivered {took:?} after the writer could commit it (lease 20 s)"
     );
 }
+
+/// The runtime's workers as the gateway's start-up line reports them.
+fn workers_logged(gw: &TestGateway) -> usize {
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("hookgate listening"))
+        .unwrap_or_else(|| panic!("no start-up line in the log:\n{log}"));
+    // The log is colored (ANSI escapes between a field's name and value).
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    let rest = plain
+        .split("workers=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the start-up line names no workers: {line}"));
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("workers is not a number: {line}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runtime_leaves_a_core_to_the_store_writer_unless_told_otherwise() {
+    const ROUTE: &str = "routes:\n  r:\n    to: []\n";
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let gw = TestGateway::spawn(ROUTE).await;
+    assert_eq!(workers_logged(&gw), cores.saturating_sub(1).max(1));
+    let gw = TestGateway::spawn_env(ROUTE, |_| {}, &[("TOKIO_WORKER_THREADS", "3")]).await;
+    assert_eq!(workers_logged(&gw), 3);
+}
