@@ -130,32 +130,45 @@ struct ReplayArgs {
     until: Option<String>,
 }
 
-/// The runtime's worker threads unless `TOKIO_WORKER_THREADS` says
-/// otherwise (tokio reads it when this returns `None`): one fewer than the
-/// machine's cores, at least one. The store's writer and checkpointer are
-/// OS threads of their own, and every webhook waits for the writer's
-/// commit; a worker per core left them competing with the workers for a
-/// core. Measured with `hookgate-bench` on 2 cores, A/B alternating, one
-/// worker against two, means of 2 pairs: HTTP delivery (row 5) 10,451
-/// vs 8,892 req/s and 121 vs 154 µs CPU per request (6 more pairs of that
-/// row alone: 9,315 vs 8,728, 135 vs 155 µs); verify + transform (row 3)
+/// The runtime's worker threads: `TOKIO_WORKER_THREADS` when set (a
+/// positive number, else an error rather than tokio's panic), or one fewer
+/// than the machine's cores (as the process may use them, cgroup quota
+/// included), at least one. The store's writer and checkpointer are OS
+/// threads of their own, and every webhook waits for the writer's commit;
+/// a worker per core left them competing with the workers for a core.
+/// Measured with `hookgate-bench` on 2 cores, A/B alternating, one worker
+/// against two, means of 2 pairs: HTTP delivery (row 5) 10,451 vs 8,892
+/// req/s and 121 vs 154 µs CPU per request (6 more pairs of that row
+/// alone: 9,315 vs 8,728, 135 vs 155 µs); verify + transform (row 3)
 /// 13,622 vs 12,892; ingest with no plugins (row 2), where the workers do
 /// little, 14,289 vs 15,646: there the one worker is the limit.
-fn default_worker_threads() -> Option<usize> {
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
-        return None;
+fn worker_threads() -> Result<usize, String> {
+    if let Some(v) = std::env::var_os("TOKIO_WORKER_THREADS") {
+        return match v.to_str().map(str::trim).map(str::parse::<usize>) {
+            Some(Ok(n)) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "TOKIO_WORKER_THREADS must be a positive number of threads, not {v:?}"
+            )),
+        };
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Some(cores.saturating_sub(1).max(1))
+    Ok(cores.saturating_sub(1).max(1))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = default_worker_threads() {
-        builder.worker_threads(n);
-    }
-    let runtime = match builder.enable_all().build() {
+    let workers = match worker_threads() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("hookgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hookgate: cannot start the async runtime: {e}");

@@ -268,3 +268,17 @@ routes:
     );
     assert_eq!(code, Some(0), "{out}{err}");
 }
+
+#[test]
+fn a_worker_count_that_is_not_a_positive_number_is_refused_by_name() {
+    for bad in ["0", "many", ""] {
+        let (code, _, stderr) = check("routes: {}\n", &[("TOKIO_WORKER_THREADS", bad)]);
+        assert_eq!(code, Some(1), "TOKIO_WORKER_THREADS={bad:?}: {stderr}");
+        assert!(
+            stderr.contains("TOKIO_WORKER_THREADS must be a positive number"),
+            "TOKIO_WORKER_THREADS={bad:?}: {stderr}"
+        );
+    }
+    let (code, _, stderr) = check("routes: {}\n", &[("TOKIO_WORKER_THREADS", "2")]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
