@@ -155,6 +155,14 @@ fn worker_threads() -> Result<usize, String> {
     Ok(cores.saturating_sub(1).max(1))
 }
 
+/// Colors in the log only on a terminal: a log written to a file, a pipe
+/// or journald would otherwise carry escape codes between every field's
+/// name and value, which defeats `grep key=value`.
+fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let workers = match worker_threads() {
@@ -209,6 +217,7 @@ async fn plugin(cmd: PluginCommand) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(stderr_is_terminal())
         .init();
     let fail = |e: AuthoringError| {
         eprintln!("hookgate plugin: {e}");
@@ -462,7 +471,8 @@ fn init_tracing(format: LogFormat) -> TracingGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr_is_terminal());
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -479,7 +489,9 @@ fn init_tracing(format: LogFormat) -> TracingGuard {
     use tracing_subscriber::util::SubscriberInitExt as _;
 
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr_is_terminal());
     let log = match format {
         LogFormat::Json => log.json().boxed(),
         LogFormat::Text => log.boxed(),

@@ -143,17 +143,7 @@ fn workers_logged(gw: &TestGateway) -> usize {
         .lines()
         .find(|l| l.contains("hookgate listening"))
         .unwrap_or_else(|| panic!("no start-up line in the log:\n{log}"));
-    // The log is colored (ANSI escapes between a field's name and value).
-    let mut plain = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            chars.by_ref().find(|&c| c == 'm');
-        } else {
-            plain.push(c);
-        }
-    }
-    let rest = plain
+    let rest = line
         .split("workers=")
         .nth(1)
         .unwrap_or_else(|| panic!("the start-up line names no workers: {line}"));
@@ -171,4 +161,15 @@ async fn the_runtime_leaves_a_core_to_the_store_writer_unless_told_otherwise() {
     assert_eq!(workers_logged(&gw), cores.saturating_sub(1).max(1));
     let gw = TestGateway::spawn_env(ROUTE, |_| {}, &[("TOKIO_WORKER_THREADS", "3")]).await;
     assert_eq!(workers_logged(&gw), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_written_to_a_file_has_no_color_codes() {
+    let gw = TestGateway::spawn("routes:\n  r:\n    to: []\n").await;
+    let log = gw.log();
+    assert!(log.contains("hookgate listening"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "escape codes in a log that is not a terminal:\n{log:?}"
+    );
 }
