@@ -243,6 +243,27 @@ pub(crate) async fn disabled_subscriptions(store: &dyn Store, ids: &[&str]) {
     }
 }
 
+/// Checks tenant `t`'s subscription `id`, whose `column` the test made
+/// undecodable: a read and a list answer `Corrupt` (the read naming the
+/// column), and it can still be deleted.
+pub(crate) async fn assert_reported_corrupt(store: &dyn Store, id: &str, column: &str) {
+    match store.get_subscription(Some("t".into()), id.into()).await {
+        Err(StoreError::Corrupt(why)) => assert!(why.contains(column), "{why}"),
+        other => panic!("{column}: corrupt, not {other:?}"),
+    }
+    assert!(
+        matches!(
+            store.list_subscriptions("t".into(), None, None).await,
+            Err(StoreError::Corrupt(_))
+        ),
+        "{column}: a list with it is corrupt too"
+    );
+    store
+        .delete_subscription("t".into(), id.into())
+        .await
+        .expect("a corrupt subscription can still be deleted");
+}
+
 /// A retention that keeps everything a test makes.
 pub(crate) const KEEP_AN_HOUR: Retention = Retention {
     delivered: Duration::from_secs(3600),

@@ -2267,21 +2267,7 @@ mod tests {
                 .write_raw(move |tx| Ok(tx.execute(&sql, params![sql_bad, sql_id])?))
                 .await
                 .unwrap();
-            match store.get_subscription(Some("t".into()), id.clone()).await {
-                Err(StoreError::Corrupt(why)) => assert!(why.contains(column), "{why}"),
-                other => panic!("{column}: corrupt, not {other:?}"),
-            }
-            assert!(
-                matches!(
-                    store.list_subscriptions("t".into(), None, None).await,
-                    Err(StoreError::Corrupt(_))
-                ),
-                "{column}: a list with it is corrupt too"
-            );
-            store
-                .delete_subscription("t".into(), id)
-                .await
-                .expect("a corrupt subscription can still be deleted");
+            crate::store::conformance::assert_reported_corrupt(&store, &id, column).await;
         }
     }
 
