@@ -826,11 +826,51 @@ pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// Pauses before each new try of a settlement batch that failed. A batch
+/// settles against the subscription as it is then, so trying it again is
+/// safe; a passing failure (a dropped connection, a full queue, a lock
+/// held a moment) then costs the caller a fraction of a second instead of
+/// leaving the rest parked until the next prune, minutes away. A failure
+/// that outlasts these (2.6 s in all) is left to prune.
+const SETTLE_RETRY: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+];
+
+/// Runs a re-enable's or a delete's settlement batches (`batch` settles
+/// one and says whether more are left) until none is left, trying a
+/// failed batch again after each pause of [`SETTLE_RETRY`]; the error of
+/// its last try when every try failed. Each batch that succeeds starts the
+/// pauses over: it made progress, and the batches are finite.
+pub(crate) async fn settle_in_batches<F, Fut>(mut batch: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, StoreError>>,
+{
+    let mut failed = 0;
+    loop {
+        match batch().await {
+            Ok(true) => failed = 0,
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                let Some(pause) = SETTLE_RETRY.get(failed) else {
+                    return Err(e);
+                };
+                failed += 1;
+                tracing::debug!(error = %e, ?pause, "a settlement batch failed; trying again");
+                tokio::time::sleep(*pause).await;
+            }
+        }
+    }
+}
+
 /// What a re-enable or a delete does when settling its subscription's
-/// waiting deliveries failed after the change itself committed: the change
-/// stands, so the caller is told it succeeded (reporting an error would
-/// invite a retry of something already done). The settlement's note is in
-/// the store; the next prune finishes it (`Store::prune`).
+/// waiting deliveries failed after the change itself committed (and after
+/// [`settle_in_batches`] tried again): the change stands, so the caller is
+/// told it succeeded (reporting an error would invite a retry of something
+/// already done). The settlement's note is in the store; the next prune
+/// finishes it (`Store::prune`).
 pub(crate) fn settled_later(subscription_id: &str, settled: Result<(), StoreError>) {
     if let Err(e) = settled {
         tracing::warn!(
@@ -839,5 +879,53 @@ pub(crate) fn settled_later(subscription_id: &str, settled: Result<(), StoreErro
             "subscription changed; settling the rest of its waiting deliveries failed, \
              the next prune finishes it"
         );
+    }
+}
+
+#[cfg(test)]
+mod settle_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Runs `settle_in_batches` over batches that answer `script` in turn,
+    /// with tokio's clock paused: the call's result, how many batches it
+    /// ran and how long it paused.
+    async fn settle_script(
+        script: &[Result<bool, ()>],
+    ) -> (Result<(), StoreError>, usize, Duration) {
+        let calls = AtomicUsize::new(0);
+        let started = tokio::time::Instant::now();
+        let result = settle_in_batches(|| {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            let answer = script
+                .get(n)
+                .copied()
+                .unwrap_or_else(|| panic!("batch {n} run, but the script has {}", script.len()));
+            async move { answer.map_err(|()| StoreError::Internal(format!("batch {n} failed"))) }
+        })
+        .await;
+        (result, calls.into_inner(), started.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_settlement_batch_that_fails_for_a_moment_is_tried_again() {
+        let (result, batches, paused) =
+            settle_script(&[Ok(true), Err(()), Err(()), Ok(true), Err(()), Ok(false)]).await;
+        result.expect("every batch settled in the end");
+        assert_eq!(batches, 6);
+        // Two pauses after the first failure (100 + 500 ms); the progress
+        // in between started them over, so the third failure paused 100 ms.
+        assert_eq!(paused, Duration::from_millis(700));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_settlement_batch_that_keeps_failing_is_left_to_prune() {
+        let (result, batches, paused) =
+            settle_script(&[Ok(true), Err(()), Err(()), Err(()), Err(())]).await;
+        let err = result.expect_err("the batch never settled");
+        assert!(err.to_string().contains("batch 4 failed"), "{err}");
+        assert_eq!(batches, 5, "one try and one after each pause, no more");
+        assert_eq!(paused, Duration::from_millis(2600));
     }
 }

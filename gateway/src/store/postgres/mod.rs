@@ -47,7 +47,7 @@ use super::{
     EventFilter, EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken,
     MessageView, NewEvent, NextState, ParkedDelivery, Recorded, ReplayTarget, Retention,
     SUBSCRIBER_PREFIX, SUBSCRIPTION_DELETED, SignatureScheme, Store, StoreError, Subscription,
-    SubscriptionHealth, SubscriptionPatch, rfc3339, settled_later,
+    SubscriptionHealth, SubscriptionPatch, rfc3339, settle_in_batches, settled_later,
 };
 use crate::plugin::Message;
 
@@ -310,17 +310,17 @@ impl PostgresStore {
     }
 
     /// Settles the deliveries waiting for `subscription_id`, a batch per
-    /// transaction, until none is left (see [`settle_batch`]).
+    /// transaction, until none is left (see [`settle_batch`]); a failed
+    /// batch is tried again after a pause ([`settle_in_batches`]).
     async fn settle(&self, subscription_id: &str) -> Result<(), StoreError> {
-        loop {
+        settle_in_batches(|| async {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
             let more = settle_batch(&tx, subscription_id).await?;
             tx.commit().await?;
-            if !more {
-                return Ok(());
-            }
-        }
+            Ok(more)
+        })
+        .await
     }
 
     /// A connection from the pool.

@@ -554,6 +554,59 @@ async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes
     );
 }
 
+/// A settlement batch that fails once (a dropped connection, a lock held
+/// a moment) is tried again within the re-enable: everything parked is
+/// pending when the call returns, with no note left for prune.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_batch_that_fails_once_is_tried_again_within_the_change() {
+    let Some((store, guard)) = pooled(4).await else {
+        return;
+    };
+    conformance::disabled_subscriptions(&*store, &["wh_1"]).await;
+    // More parked deliveries than a batch, and a fault the first time a
+    // row past the first batch is settled: a sequence, because it is not
+    // rolled back with the failed transaction.
+    let per = BATCH_ROWS + 40;
+    let client = raw(&guard.url).await;
+    client
+        .batch_execute(&format!(
+            "SET search_path = {schema}; \
+             INSERT INTO events (id, route, received_at, status) VALUES ('evt_1', 'r', 0, 'pending'); \
+             INSERT INTO messages (id, event_id, idx, content_type, headers, body) \
+                 VALUES (1, 'evt_1', 0, 'application/json', '[]', '\\x7b7d'); \
+             INSERT INTO deliveries (id, event_id, message_id, destination, state, next_attempt_at) \
+                 SELECT i, 'evt_1', 1, 'sub:wh_1', 'parked', 0 FROM generate_series(1, {per}) AS i; \
+             CREATE SEQUENCE settle_faults; \
+             CREATE FUNCTION settle_fault() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN \
+                     IF nextval('settle_faults') = 1 THEN RAISE EXCEPTION 'test fault'; END IF; \
+                     RETURN NEW; \
+                 END $$; \
+             CREATE TRIGGER settle_fault BEFORE UPDATE OF state ON deliveries FOR EACH ROW \
+                 WHEN (OLD.id > {BATCH_ROWS}) EXECUTE FUNCTION settle_fault();",
+            schema = guard.schema
+        ))
+        .await
+        .unwrap();
+    let enabled = conformance::set_active(&*store, "wh_1", true).await;
+    assert!(enabled.active);
+    let r = client
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'), \
+                    (SELECT COUNT(*) FROM subscription_settlements), \
+                    (SELECT last_value FROM settle_faults)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (pending, notes, faults) = (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2));
+    assert!(
+        faults > 1,
+        "the fault fired and the batch ran again ({faults})"
+    );
+    assert_eq!((pending, notes), (per, 0), "settled within the re-enable");
+}
+
 /// A subscription column that does not decode is `Corrupt`, naming the
 /// column, not read as a default (as in the SQLite engine).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,7 @@ use super::{
     EventPage, EventStatus, EventSummary, InsertOptions, Inserted, LeaseToken, MessageView,
     NewEvent, NextState, ParkedDelivery, Recorded, ReplayTarget, Retention, SUBSCRIBER_PREFIX,
     SUBSCRIPTION_DELETED, Store, StoreError, Subscription, SubscriptionHealth, SubscriptionPatch,
-    rfc3339, settled_later,
+    rfc3339, settle_in_batches, settled_later,
 };
 use crate::plugin::Message;
 use checkpointer::Checkpointer;
@@ -105,19 +105,16 @@ fn open_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
 
 impl SqliteStore {
     /// Settles the deliveries waiting for `subscription_id`, a batch per
-    /// writer operation, until none is left (see [`settle_batch`]).
+    /// writer operation, until none is left (see [`settle_batch`]); a
+    /// failed batch is tried again after a pause ([`settle_in_batches`]).
     async fn settle(&self, subscription_id: String) -> Result<(), StoreError> {
         let id = Arc::new(subscription_id);
-        loop {
+        settle_in_batches(|| {
             let id = id.clone();
-            let more = self
-                .writer
+            self.writer
                 .run(Priority::Always, move |tx| settle_batch(tx, &id))
-                .await?;
-            if !more {
-                return Ok(());
-            }
-        }
+        })
+        .await
     }
 
     /// Opens (creating if needed) `data_dir/hookgate.db`, durable.
