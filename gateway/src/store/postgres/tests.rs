@@ -478,6 +478,31 @@ async fn prune_finishes_a_settlement_a_crash_left() {
     assert_eq!(notes, 0);
 }
 
+/// Parks `per` deliveries for each of `subscriptions` (ids `1..=per` for
+/// the first, the next `per` for the second, …), all of one stored event
+/// and message, and leaves `client`'s search path on the test's schema.
+async fn park_deliveries(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    subscriptions: &[&str],
+    per: i64,
+) {
+    let mut sql = format!(
+        "SET search_path = {schema}; \
+         INSERT INTO events (id, route, received_at, status) VALUES ('evt_1', 'r', 0, 'pending'); \
+         INSERT INTO messages (id, event_id, idx, content_type, headers, body) \
+             VALUES (1, 'evt_1', 0, 'application/json', '[]', '\\x7b7d');"
+    );
+    for (k, sub) in (0..).zip(subscriptions) {
+        let (first, last) = (k * per + 1, (k + 1) * per);
+        sql.push_str(&format!(
+            " INSERT INTO deliveries (id, event_id, message_id, destination, state, next_attempt_at) \
+                 SELECT i, 'evt_1', 1, 'sub:{sub}', 'parked', 0 FROM generate_series({first}, {last}) AS i;"
+        ));
+    }
+    client.batch_execute(&sql).await.unwrap();
+}
+
 /// A re-enable and a delete whose settling fails after their change
 /// committed report success (the change stands); prune finishes the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,21 +515,14 @@ async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes
     // one past the first batch of each subscription.
     let per = BATCH_ROWS + 40;
     let client = raw(&guard.url).await;
+    park_deliveries(&client, &guard.schema, &["wh_1", "wh_2"], per).await;
     client
         .batch_execute(&format!(
-            "SET search_path = {schema}; \
-             INSERT INTO events (id, route, received_at, status) VALUES ('evt_1', 'r', 0, 'pending'); \
-             INSERT INTO messages (id, event_id, idx, content_type, headers, body) \
-                 VALUES (1, 'evt_1', 0, 'application/json', '[]', '\\x7b7d'); \
-             INSERT INTO deliveries (id, event_id, message_id, destination, state, next_attempt_at) \
-                 SELECT i, 'evt_1', 1, CASE WHEN i <= {per} THEN 'sub:wh_1' ELSE 'sub:wh_2' END, \
-                        'parked', 0 FROM generate_series(1, 2 * {per}) AS i; \
-             CREATE FUNCTION settle_fault() RETURNS trigger LANGUAGE plpgsql AS \
+            "CREATE FUNCTION settle_fault() RETURNS trigger LANGUAGE plpgsql AS \
                  $$ BEGIN RAISE EXCEPTION 'test fault'; END $$; \
              CREATE TRIGGER settle_fault BEFORE UPDATE OF state ON deliveries FOR EACH ROW \
                  WHEN (OLD.id % {per} > {BATCH_ROWS} OR OLD.id % {per} = 0) \
                  EXECUTE FUNCTION settle_fault();",
-            schema = guard.schema
         ))
         .await
         .unwrap();
@@ -568,23 +586,17 @@ async fn a_settlement_batch_that_fails_once_is_tried_again_within_the_change() {
     // rolled back with the failed transaction.
     let per = BATCH_ROWS + 40;
     let client = raw(&guard.url).await;
+    park_deliveries(&client, &guard.schema, &["wh_1"], per).await;
     client
         .batch_execute(&format!(
-            "SET search_path = {schema}; \
-             INSERT INTO events (id, route, received_at, status) VALUES ('evt_1', 'r', 0, 'pending'); \
-             INSERT INTO messages (id, event_id, idx, content_type, headers, body) \
-                 VALUES (1, 'evt_1', 0, 'application/json', '[]', '\\x7b7d'); \
-             INSERT INTO deliveries (id, event_id, message_id, destination, state, next_attempt_at) \
-                 SELECT i, 'evt_1', 1, 'sub:wh_1', 'parked', 0 FROM generate_series(1, {per}) AS i; \
-             CREATE SEQUENCE settle_faults; \
+            "CREATE SEQUENCE settle_faults; \
              CREATE FUNCTION settle_fault() RETURNS trigger LANGUAGE plpgsql AS \
                  $$ BEGIN \
                      IF nextval('settle_faults') = 1 THEN RAISE EXCEPTION 'test fault'; END IF; \
                      RETURN NEW; \
                  END $$; \
              CREATE TRIGGER settle_fault BEFORE UPDATE OF state ON deliveries FOR EACH ROW \
-                 WHEN (OLD.id > {BATCH_ROWS}) EXECUTE FUNCTION settle_fault();",
-            schema = guard.schema
+                 WHEN (OLD.id > {BATCH_ROWS}) EXECUTE FUNCTION settle_fault();"
         ))
         .await
         .unwrap();
