@@ -128,6 +128,11 @@ struct ReplayArgs {
     /// Received before (RFC 3339 or epoch ms).
     #[arg(long)]
     until: Option<String>,
+    /// Also move the replayed deliveries to this destination of the
+    /// running config (with --destination, the one they leave): for a
+    /// destination renamed or replaced.
+    #[arg(long, requires = "destination")]
+    to: Option<String>,
 }
 
 /// The runtime's worker threads: `TOKIO_WORKER_THREADS` when set (a
@@ -418,7 +423,7 @@ async fn replay(args: ReplayArgs) -> ExitCode {
     let (path, query): (String, Vec<(&str, &Option<String>)>) = match &args.event {
         Some(id) => (
             format!("/admin/events/{id}/replay"),
-            vec![("destination", &args.destination)],
+            vec![("destination", &args.destination), ("to", &args.to)],
         ),
         None => (
             "/admin/replay".to_owned(),
@@ -428,6 +433,7 @@ async fn replay(args: ReplayArgs) -> ExitCode {
                 ("destination", &args.destination),
                 ("since", &args.since),
                 ("until", &args.until),
+                ("to", &args.to),
             ],
         ),
     };

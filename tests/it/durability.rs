@@ -166,6 +166,96 @@ async fn exhausted_delivery_is_dead_and_replay_delivers_it() {
     assert_eq!(bodies, [b"one".to_vec(), b"two".to_vec()]);
 }
 
+/// A destination renamed in the config leaves its deliveries under the old
+/// name (they wait for it, in case it comes back). A replay with `to`
+/// sends them to the new one: the waiting one by its event, the dead one
+/// in bulk from the CLI.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_destinations_deliveries_replay_to_its_new_name() {
+    let before = MockReceiver::start().await;
+    let after = MockReceiver::start().await;
+    let yaml = |name: &str, sink: &MockReceiver| {
+        format!(
+            r#"
+admin: {{ token: {ADMIN_TOKEN} }}
+destinations:
+  {name}: {{ url: "{}", timeout: 5s, retry: {{ schedule: [30s], jitter: 0 }} }}
+routes:
+  hooks:
+    to: [{name}]
+"#,
+            sink.url("/in")
+        )
+    };
+    let gw = TestGateway::spawn(&yaml("old", &before)).await;
+    // One dead (410 ends it at once), one waiting 30 s for its retry.
+    before.script(&[410]);
+    let dead = post_id(&gw, "hooks", &[], b"one").await;
+    wait_for_status(&gw, &dead, "dead").await;
+    before.always(Some(500));
+    let waiting = post_id(&gw, "hooks", &[], b"two").await;
+    wait_until("the first attempt of the second", WAIT, || {
+        before.count() >= 2
+    })
+    .await;
+
+    std::fs::write(gw.config_path(), yaml("new", &after)).unwrap();
+    let resp = gw
+        .admin(Method::POST, "/admin/reload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
+    // `to` needs the destination it moves from, and one the config has.
+    for (query, says) in [
+        ("status=dead&to=new", "needs `destination`"),
+        ("destination=old&to=nope", r#"no destination \"nope\""#),
+    ] {
+        let resp = gw
+            .admin(Method::POST, &format!("/admin/replay?{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{query}");
+        let body = resp.text().await.unwrap();
+        assert!(body.contains(says), "{query}: {body}");
+    }
+    let resp = gw
+        .admin(
+            Method::POST,
+            &format!("/admin/events/{waiting}/replay?destination=old&to=new"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["replayed"],
+        1
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["replay", "--url", &gw.url(""), "--token", ADMIN_TOKEN])
+        .args(["--status", "dead", "--destination", "old", "--to", "new"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""replayed":1"#));
+
+    for id in [&waiting, &dead] {
+        let event = wait_for_status(&gw, id, "delivered").await;
+        assert_eq!(event["deliveries"][0]["destination"], "new", "{event:#}");
+    }
+    let mut bodies: Vec<Vec<u8>> = after.successes().iter().map(|r| r.body.to_vec()).collect();
+    bodies.sort();
+    assert_eq!(bodies, [b"one".to_vec(), b"two".to_vec()]);
+    assert_eq!(before.count(), 2, "nothing more went to the old URL");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn gone_stops_retrying_at_once() {
     let sink = MockReceiver::start().await;

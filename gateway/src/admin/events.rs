@@ -8,6 +8,9 @@
 //! - `POST /admin/replay?status=&route=&destination=&since=&until=` → bulk
 //!   replay of the deliveries matching the filter (`status` is the
 //!   delivery's state, e.g. `dead` for dead letters) → `{ "replayed": n }`
+//! - Either replay with `&to=NAME` (and a `destination`) also moves the
+//!   replayed deliveries to destination `NAME` of the current config: the
+//!   way to send what waits for a renamed or replaced destination.
 //!
 //! Times are RFC 3339 (`2026-11-23T10:00:00Z`) or milliseconds since the
 //! epoch. These paths and fields are a contract.
@@ -46,6 +49,9 @@ pub struct FilterQuery {
     limit: Option<usize>,
     /// `next` of the previous page (listing).
     cursor: Option<String>,
+    /// Move the replayed deliveries to this destination of the current
+    /// config (replay; needs `destination`, the one they leave).
+    to: Option<String>,
 }
 
 /// The answer of a replay.
@@ -53,6 +59,35 @@ pub struct FilterQuery {
 pub struct Replayed {
     /// Deliveries requeued.
     pub replayed: u64,
+}
+
+/// Checks a replay's `to`: it moves deliveries away from one named
+/// `destination` to a destination the current config has, that is not the
+/// subscription API (a subscriber's deliveries belong to its subscription).
+fn check_retarget(
+    state: &AppState,
+    destination: Option<&str>,
+    to: Option<&str>,
+) -> Result<(), String> {
+    let Some(to) = to else { return Ok(()) };
+    let Some(from) = destination else {
+        return Err("`to` needs `destination`: the destination whose deliveries move".into());
+    };
+    if from.starts_with(crate::store::SUBSCRIBER_PREFIX) {
+        return Err(format!(
+            "`destination` {from:?} is a subscriber's: its deliveries cannot move"
+        ));
+    }
+    let snapshot = state.snapshot();
+    match snapshot.config.destinations.get(to) {
+        None => Err(format!(
+            "`to`: the current config has no destination {to:?}"
+        )),
+        Some(d) if d.kind == crate::config::DestinationKind::Subscribers => Err(format!(
+            "`to`: destination {to:?} is `kind: subscribers`; deliveries move only to a destination that sends them itself"
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 fn bad_request(message: String) -> Response {
@@ -182,6 +217,9 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Respo
 pub struct ReplayOneQuery {
     /// Only deliveries to this destination.
     destination: Option<String>,
+    /// Move the replayed deliveries to this destination of the current
+    /// config (needs `destination`, the one they leave).
+    to: Option<String>,
 }
 
 /// Requeue an event's deliveries with a fresh retry budget.
@@ -215,11 +253,14 @@ pub async fn replay_one(
         }
         Err(e) => return store_error(e),
     }
+    if let Err(message) = check_retarget(&state, q.destination.as_deref(), q.to.as_deref()) {
+        return bad_request(message);
+    }
     let target = ReplayTarget::Event {
         id,
         destination: q.destination,
     };
-    replay(&state, target).await
+    replay(&state, target, q.to).await
 }
 
 /// Requeue every delivery matching the filter (e.g. dead letters of a
@@ -255,16 +296,23 @@ pub async fn replay_matching(
             "bulk replay needs at least one of status, route, destination or since".into(),
         );
     }
-    replay(&state, ReplayTarget::Matching(filter)).await
+    if let Err(message) = check_retarget(&state, q.destination.as_deref(), q.to.as_deref()) {
+        return bad_request(message);
+    }
+    replay(&state, ReplayTarget::Matching(filter), q.to).await
 }
 
-async fn replay(state: &AppState, target: ReplayTarget) -> Response {
-    match state.store().replay(target).await {
+async fn replay(state: &AppState, target: ReplayTarget, to: Option<String>) -> Response {
+    match state.store().replay(target, to.clone()).await {
         Ok(n) => {
             if n > 0 {
                 state.delivery().wake();
             }
-            tracing::info!(replayed = n, "replay requested through the admin API");
+            tracing::info!(
+                replayed = n,
+                to = to.as_deref(),
+                "replay requested through the admin API"
+            );
             Json(Replayed { replayed: n }).into_response()
         }
         Err(e) => store_error(e),

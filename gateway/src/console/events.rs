@@ -437,10 +437,13 @@ pub async fn replay(
         None => {
             state
                 .store()
-                .replay(ReplayTarget::Event {
-                    id: id.clone(),
-                    destination: None,
-                })
+                .replay(
+                    ReplayTarget::Event {
+                        id: id.clone(),
+                        destination: None,
+                    },
+                    None,
+                )
                 .await
         }
     };

@@ -112,9 +112,12 @@ async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
                         event_id = d.event_id,
                         "destination not in the current config; delivery postponed"
                     );
+                    // The operator reads this in the console and the
+                    // admin API: say how to move what waits.
                     let error = format!(
-                        "destination {:?} is not configured; postponed",
-                        d.destination
+                        "destination {:?} is not configured; postponed (renamed? replay with \
+                         `to=NEW&destination={}`)",
+                        d.destination, d.destination
                     );
                     let next = NextState::Postpone {
                         after: MISSING_DESTINATION_WAIT,

@@ -35,6 +35,7 @@ macro_rules! suite {
             fan_out_reaches_matching_active_subscriptions_of_the_tenant,
             replay_requeues_finished_deliveries_but_not_those_in_flight,
             bulk_replay_covers_more_than_one_batch,
+            a_replay_to_another_destination_moves_only_named_deliveries,
             retention_prunes_delivered_and_dead_after_their_own_windows,
             subscription_patches_change_only_what_they_name,
             health_disables_after_the_streak_on_gone_or_exhausted,
@@ -805,10 +806,13 @@ pub async fn replay_requeues_finished_deliveries_but_not_those_in_flight(store: 
     .await;
     // b is in flight: a replay of the event leaves it alone.
     let n = store
-        .replay(ReplayTarget::Event {
-            id: "evt_1".into(),
-            destination: None,
-        })
+        .replay(
+            ReplayTarget::Event {
+                id: "evt_1".into(),
+                destination: None,
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(n, 1);
@@ -825,10 +829,13 @@ pub async fn replay_requeues_finished_deliveries_but_not_those_in_flight(store: 
     // Replay by destination only touches that destination.
     record(&store, &again[0], 200, NextState::Delivered).await;
     let n = store
-        .replay(ReplayTarget::Event {
-            id: "evt_1".into(),
-            destination: Some("b".into()),
-        })
+        .replay(
+            ReplayTarget::Event {
+                id: "evt_1".into(),
+                destination: Some("b".into()),
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(n, 1);
@@ -844,15 +851,90 @@ pub async fn bulk_replay_covers_more_than_one_batch(store: S) {
     let dead = dead_letter_all(&store).await;
     assert_eq!(dead, N + 1);
     let n = store
-        .replay(ReplayTarget::Matching(EventFilter {
-            status: Some(EventStatus::Dead),
-            destination: Some("d".into()),
-            ..Default::default()
-        }))
+        .replay(
+            ReplayTarget::Matching(EventFilter {
+                status: Some(EventStatus::Dead),
+                destination: Some("d".into()),
+                ..Default::default()
+            }),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(n as usize, N, "exactly the filtered set, across batches");
     assert_eq!(status(&store, "evt_other").await, EventStatus::Dead);
+}
+
+/// A replay with `to` (a destination renamed in the config) moves what it
+/// requeues to the new name, in both forms of replay, across batches; a
+/// delivery in flight keeps its destination and its lease, and a
+/// subscriber's delivery is neither requeued nor moved.
+pub async fn a_replay_to_another_destination_moves_only_named_deliveries(store: S) {
+    const N: usize = 520;
+    store
+        .create_subscription(subscription("wh_1", "t", "g", &["*"]))
+        .await
+        .unwrap();
+    for i in 0..N {
+        insert_one(&*store, &format!("evt_{i:05}"), None, &["old"]).await;
+    }
+    insert_one(&*store, "evt_keep", None, &["other"]).await;
+    store.insert(publish("evt_pub", "A"), opts()).await.unwrap();
+    assert_eq!(dead_letter_all(&store).await, N + 2);
+    insert_one(&*store, "evt_flight", None, &["old"]).await;
+    let in_flight = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(in_flight.len(), 1);
+
+    // One event's, by destination.
+    let n = store
+        .replay(
+            ReplayTarget::Event {
+                id: "evt_00000".into(),
+                destination: Some("old".into()),
+            },
+            Some("new".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        delivery_to(&*store, "evt_00000", "new").await.state,
+        EventStatus::Pending
+    );
+    // Every dead one, across batches; the subscriber's stays as it is.
+    let n = store
+        .replay(
+            ReplayTarget::Matching(EventFilter {
+                status: Some(EventStatus::Dead),
+                ..Default::default()
+            }),
+            Some("new".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n as usize, N - 1 + 1, "the rest of old's, and other's");
+    assert_eq!(
+        delivery_to(&*store, "evt_pub", "sub:wh_1").await.state,
+        EventStatus::Dead
+    );
+    assert_eq!(status(&store, "evt_pub").await, EventStatus::Dead);
+    assert_eq!(
+        record(&store, &in_flight[0], 200, NextState::Delivered).await,
+        Recorded::Written,
+        "the attempt in flight keeps its lease"
+    );
+    assert_eq!(
+        delivery_to(&*store, "evt_flight", "old").await.state,
+        EventStatus::Delivered
+    );
+    let moved = claim_until(&store, N + 1, Duration::from_secs(10)).await;
+    assert_eq!(moved.len(), N + 1);
+    assert!(
+        moved
+            .iter()
+            .all(|d| d.destination == "new" && d.retries == 0),
+        "all to the new name, with a fresh retry budget"
+    );
 }
 
 /// The console's bulk replay requeues the confirmed set in batches (its own
@@ -1257,10 +1339,13 @@ pub async fn a_disabled_subscription_parks_its_deliveries_until_it_is_enabled(st
     // when the subscription is enabled again.
     assert_eq!(
         store
-            .replay(ReplayTarget::Event {
-                id: "evt_1".into(),
-                destination: None,
-            })
+            .replay(
+                ReplayTarget::Event {
+                    id: "evt_1".into(),
+                    destination: None,
+                },
+                None
+            )
             .await
             .unwrap(),
         0
@@ -1815,10 +1900,13 @@ pub async fn a_replay_through_one_gateway_is_sent_by_the_other(a: S, b: S) {
     );
     assert_eq!(status(&b, "evt_1").await, EventStatus::Dead);
     let n = a
-        .replay(ReplayTarget::Event {
-            id: "evt_1".into(),
-            destination: None,
-        })
+        .replay(
+            ReplayTarget::Event {
+                id: "evt_1".into(),
+                destination: None,
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(n, 1);

@@ -462,7 +462,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// every delivery matching `filter`. Deliveries in flight are left to
     /// finish. Bulk replays run in bounded batches. Returns how many were
     /// requeued.
-    async fn replay(&self, target: ReplayTarget) -> Result<u64, StoreError>;
+    ///
+    /// With `to`, the requeued deliveries are also moved to destination
+    /// `to` (a destination renamed or replaced in the config: its waiting
+    /// and dead deliveries would otherwise look for the old name forever).
+    /// Such a replay leaves deliveries to subscribers out: they belong to
+    /// their subscription.
+    async fn replay(&self, target: ReplayTarget, to: Option<String>) -> Result<u64, StoreError>;
 
     /// Deletes finished events (with their messages, deliveries and
     /// attempts): delivered ones received more than `retention.delivered`

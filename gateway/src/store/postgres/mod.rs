@@ -1052,6 +1052,7 @@ async fn get_event(
 async fn replay_batch(
     tx: &deadpool_postgres::Transaction<'_>,
     target: &ReplayTarget,
+    to: Option<&str>,
     after: i64,
 ) -> Result<(u64, Option<i64>), StoreError> {
     let mut args = Args::default();
@@ -1065,6 +1066,17 @@ async fn replay_batch(
         }
         ReplayTarget::Matching(filter) => filter_sql(filter, Some("d"), &mut args),
     };
+    // A subscriber's delivery is its subscription's: never moved.
+    let (movable, destination) = match to {
+        Some(to) => (
+            format!(
+                " AND substr(d.destination, 1, {}) <> '{SUBSCRIBER_PREFIX}'",
+                SUBSCRIBER_PREFIX.len()
+            ),
+            args.add(to.to_owned()),
+        ),
+        None => (String::new(), "d.destination".to_owned()),
+    };
     let after = args.add(after);
     // A delivery in flight (pending, leased, lease not run out) is left to
     // finish, and one parked stays parked for its subscription's re-enable
@@ -1073,11 +1085,11 @@ async fn replay_batch(
     let sql = format!(
         "WITH picked AS (\
            SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id \
-           WHERE {where_sql} AND d.id > {after} \
+           WHERE {where_sql}{movable} AND d.id > {after} \
            AND d.state <> 'parked' AND NOT (d.state = 'pending' AND d.lease_token IS NOT NULL AND d.next_attempt_at > hookgate_now_ms()) \
            ORDER BY d.id LIMIT {BATCH_ROWS} FOR UPDATE OF d SKIP LOCKED) \
          UPDATE deliveries d SET state = 'pending', retries = 0, lease_token = NULL, \
-           next_attempt_at = hookgate_now_ms() \
+           next_attempt_at = hookgate_now_ms(), destination = {destination} \
          FROM picked WHERE d.id = picked.id \
          RETURNING d.id, d.event_id"
     );
@@ -1332,7 +1344,7 @@ impl Store for PostgresStore {
         self.snapshot(async |tx| get_event(tx, &id).await).await
     }
 
-    async fn replay(&self, target: ReplayTarget) -> Result<u64, StoreError> {
+    async fn replay(&self, target: ReplayTarget, to: Option<String>) -> Result<u64, StoreError> {
         let mut total = 0;
         let mut after = i64::MIN;
         // Each batch is its own transaction, so a replay of a million dead
@@ -1340,7 +1352,7 @@ impl Store for PostgresStore {
         loop {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
-            let (n, last) = replay_batch(&tx, &target, after).await?;
+            let (n, last) = replay_batch(&tx, &target, to.as_deref(), after).await?;
             if n > 0 {
                 notify(&tx).await?;
             }

@@ -1050,6 +1050,7 @@ fn parked_under(tx: &Connection, delivery_id: i64) -> Result<Option<Subscription
 fn replay_batch(
     tx: &Connection,
     target: &ReplayTarget,
+    to: Option<&str>,
     after: i64,
 ) -> Result<(u64, Option<i64>), StoreError> {
     let now = now();
@@ -1065,13 +1066,22 @@ fn replay_batch(
         }
         ReplayTarget::Matching(filter) => filter_sql(filter, Some("d")),
     };
+    // A subscriber's delivery is its subscription's: never moved.
+    let movable = if to.is_some() {
+        format!(
+            " AND substr(d.destination, 1, {}) <> '{SUBSCRIBER_PREFIX}'",
+            SUBSCRIBER_PREFIX.len()
+        )
+    } else {
+        String::new()
+    };
     // A delivery in flight (pending, leased, lease not run out) is left to
     // finish, and one parked stays parked for its subscription's re-enable
     // (the console's replay already left it).
     let ids: Vec<(i64, String)> = {
         let sql = format!(
             "SELECT d.id, d.event_id FROM deliveries d JOIN events e ON e.id = d.event_id \
-             WHERE {where_sql} AND d.id > ? \
+             WHERE {where_sql}{movable} AND d.id > ? \
              AND d.state <> 'parked' AND NOT (d.state = 'pending' AND d.lease_token IS NOT NULL AND d.next_attempt_at > ?) \
              ORDER BY d.id LIMIT {BATCH_ROWS}"
         );
@@ -1085,9 +1095,9 @@ fn replay_batch(
     for (id, event_id) in &ids {
         tx.prepare_cached(
             "UPDATE deliveries SET state = 'pending', retries = 0, lease_token = NULL, \
-             next_attempt_at = ?2 WHERE id = ?1",
+             next_attempt_at = ?2, destination = coalesce(?3, destination) WHERE id = ?1",
         )?
-        .execute(params![id, now])?;
+        .execute(params![id, now, to])?;
         events.push(event_id);
     }
     events.sort_unstable();
@@ -1499,8 +1509,8 @@ impl Store for SqliteStore {
         self.readers.read(move |tx| get_event(tx, &id)).await
     }
 
-    async fn replay(&self, target: ReplayTarget) -> Result<u64, StoreError> {
-        let target = Arc::new(target);
+    async fn replay(&self, target: ReplayTarget, to: Option<String>) -> Result<u64, StoreError> {
+        let target = Arc::new((target, to));
         let mut total = 0;
         let mut after = i64::MIN;
         // Each batch is its own writer operation, so a replay of a million
@@ -1509,7 +1519,9 @@ impl Store for SqliteStore {
             let t = target.clone();
             let (n, last) = self
                 .writer
-                .run(Priority::Always, move |tx| replay_batch(tx, &t, after))
+                .run(Priority::Always, move |tx| {
+                    replay_batch(tx, &t.0, t.1.as_deref(), after)
+                })
                 .await?;
             total += n;
             match last {
