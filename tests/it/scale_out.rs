@@ -400,3 +400,54 @@ async fn a_subscription_disabled_on_one_gateway_is_disabled_on_the_other() {
     )
     .await;
 }
+
+/// A Teams webhook allows four requests a second whichever gateway sends
+/// them: two gateways on one store take their request slots from one
+/// schedule, so the webhook sees its requests at least 250 ms apart, not
+/// two at a time.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_gateways_pace_one_teams_webhook_together() {
+    const N: usize = 8;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let sink = MockReceiver::start().await;
+    let yaml = format!(
+        r#"
+admin: {{ token: {ADMIN_TOKEN} }}
+store: {{ engine: postgres, url: "{}", pool_size: 8 }}
+destinations:
+  teams: {{ kind: teams, url: "{}" }}
+routes:
+  r:
+    to: [teams]
+"#,
+        db.url,
+        sink.url("/webhook")
+    );
+    let a = TestGateway::spawn(&yaml).await;
+    let b = TestGateway::spawn(&yaml).await;
+    // Accepted within a few milliseconds, far less than one slot: both
+    // gateways have deliveries for the webhook at once.
+    for i in 0..N {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let resp = gw
+            .post(
+                "r",
+                &[("content-type", "application/json")],
+                br#"{"text":"hi"}"#,
+            )
+            .await;
+        assert_eq!(resp.status(), 202);
+    }
+    sink.wait_for(N, Duration::from_secs(30)).await;
+    let mut at: Vec<Instant> = sink.received().iter().map(|r| r.at).collect();
+    at.sort();
+    let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    // 250 ms apart, less what a busy machine's timers and scheduling may
+    // take off one (each gateway pacing alone sends two within a few ms).
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(125)),
+        "requests to the webhook closer than its pace allows: {gaps:?}"
+    );
+}

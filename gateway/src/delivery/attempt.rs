@@ -30,6 +30,28 @@ const RESPONSE_EXCERPT: usize = 4 << 10;
 /// is postponed, not dead-lettered: the destination may come back.
 const MISSING_DESTINATION_WAIT: Duration = Duration::from_secs(60);
 
+/// A request slot for a paced destination: from the store when it paces
+/// for every gateway that shares it, else (or when it cannot answer) from
+/// this process's own schedule.
+async fn pace(ctx: &Ctx, pacer: &teams::Pacer) -> Result<Duration, Duration> {
+    let shared = ctx
+        .store
+        .reserve_slot(
+            pacer.key().to_owned(),
+            pacer.interval(),
+            teams::MAX_PACE_WAIT,
+        )
+        .await;
+    match shared {
+        Ok(Some(slot)) => slot,
+        Ok(None) => pacer.reserve(Instant::now(), teams::MAX_PACE_WAIT),
+        Err(e) => {
+            tracing::warn!(error = %e, "the store could not pace a Teams request; pacing in this gateway alone");
+            pacer.reserve(Instant::now(), teams::MAX_PACE_WAIT)
+        }
+    }
+}
+
 /// What an attempt to a subscription came to.
 enum Subscriber {
     /// Sent (or failed for good without sending): the decision, the
@@ -134,7 +156,7 @@ async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
                         (DeliveryOutcome::Dead(reason), result, None)
                     } else {
                         if let Some(pacer) = &dest.pacer {
-                            match pacer.reserve(Instant::now(), teams::MAX_PACE_WAIT) {
+                            match pace(ctx, pacer).await {
                                 Ok(wait) => tokio::time::sleep(wait).await,
                                 Err(after) => {
                                     let next = NextState::Postpone { after };

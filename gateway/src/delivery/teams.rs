@@ -67,19 +67,43 @@ pub fn classify(mut result: AttemptResult, body: Option<&str>) -> AttemptResult 
 }
 
 /// Spaces the requests to one destination at least an interval apart.
+///
+/// This is the process's own schedule. Gateways that share a store that
+/// can pace for all of them (PostgreSQL) reserve their slots there, under
+/// [`Pacer::key`]; this schedule is then only the fallback for when the
+/// store cannot answer (see `attempt.rs`).
 #[derive(Debug)]
 pub struct Pacer {
     next: Mutex<Option<Instant>>,
     interval: Duration,
+    key: String,
 }
 
 impl Pacer {
-    /// A pacer with `interval` between request starts.
-    pub fn new(interval: Duration) -> Self {
+    /// A pacer with `interval` between request starts, for the receiver
+    /// at `url`.
+    pub fn new(url: &str, interval: Duration) -> Self {
+        use sha2::Digest;
         Pacer {
             next: Mutex::new(None),
             interval,
+            // Teams webhook URLs carry their credential: only a hash of
+            // one is ever stored.
+            key: format!(
+                "teams:{}",
+                hex::encode(sha2::Sha256::digest(url.as_bytes()))
+            ),
         }
+    }
+
+    /// The receiver's name in a shared store: a hash of its URL.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The spacing between request starts.
+    pub fn interval(&self) -> Duration {
+        self.interval
     }
 
     /// At `now`, takes the next free slot if it is at most `max_wait` away
@@ -117,7 +141,7 @@ pub fn pacer_for(url: &str) -> Arc<Pacer> {
         return p;
     }
     pacers.retain(|_, p| p.strong_count() > 0);
-    let p = Arc::new(Pacer::new(MIN_INTERVAL));
+    let p = Arc::new(Pacer::new(url, MIN_INTERVAL));
     pacers.insert(url.to_owned(), Arc::downgrade(&p));
     p
 }
@@ -207,7 +231,7 @@ mod tests {
 
     #[test]
     fn pacer_hands_out_spaced_slots_and_refuses_far_ones() {
-        let pacer = Pacer::new(MIN_INTERVAL);
+        let pacer = Pacer::new("https://example.invalid/webhookb2/slots", MIN_INTERVAL);
         let t0 = Instant::now();
         assert_eq!(pacer.reserve(t0, MAX_PACE_WAIT), Ok(Duration::ZERO));
         assert_eq!(pacer.reserve(t0, MAX_PACE_WAIT), Ok(MIN_INTERVAL));

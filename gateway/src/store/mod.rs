@@ -618,6 +618,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The inbound request an event came from, if it was kept.
     async fn inbound(&self, event_id: String) -> Result<Option<stats::InboundView>, StoreError>;
+
+    /// Reserves the next request slot of a paced receiver (`key`: a Teams
+    /// webhook's hashed URL), `interval` after the last slot that any
+    /// gateway sharing this store reserved for it, on the store's clock.
+    /// `Some(Ok(wait))`: taken, start in `wait`. `Some(Err(after))`: the
+    /// next free slot is more than `max_wait` away; nothing is taken, ask
+    /// again in `after`. `None`: the engine serves one process (SQLite,
+    /// held by its `data_dir` lock), which paces on its own.
+    async fn reserve_slot(
+        &self,
+        key: String,
+        interval: Duration,
+        max_wait: Duration,
+    ) -> Result<Option<Result<Duration, Duration>>, StoreError> {
+        let _ = (key, interval, max_wait);
+        Ok(None)
+    }
 }
 
 /// A shared handle to a store.

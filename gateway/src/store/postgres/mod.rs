@@ -1381,6 +1381,15 @@ impl Store for PostgresStore {
         for sub in unfinished {
             self.settle(&sub).await?;
         }
+        // Slots of receivers no gateway has paced for a day (a URL removed
+        // from the config or rotated): nothing waits on them.
+        self.conn()
+            .await?
+            .execute(
+                "DELETE FROM pacing WHERE next_at < hookgate_now_ms() - 86400000",
+                &[],
+            )
+            .await?;
         let mut total = 0;
         loop {
             let mut conn = self.conn().await?;
@@ -1873,6 +1882,42 @@ impl Store for PostgresStore {
 
     async fn inbound(&self, event_id: String) -> Result<Option<InboundView>, StoreError> {
         console::inbound(&**self.conn().await?, &event_id).await
+    }
+
+    async fn reserve_slot(
+        &self,
+        key: String,
+        interval: Duration,
+        max_wait: Duration,
+    ) -> Result<Option<Result<Duration, Duration>>, StoreError> {
+        let conn = self.conn().await?;
+        // One statement: the conflict's row lock orders gateways that
+        // reserve at once, and the second sees the first's slot. The
+        // clock is read once per statement (`hookgate_now_ms`).
+        let taken = conn
+            .query_opt(
+                "INSERT INTO pacing AS p (key, next_at) VALUES ($1, hookgate_now_ms() + $2) \
+                 ON CONFLICT (key) DO UPDATE \
+                   SET next_at = greatest(p.next_at, hookgate_now_ms()) + $2 \
+                   WHERE greatest(p.next_at, hookgate_now_ms()) <= hookgate_now_ms() + $3 \
+                 RETURNING next_at - $2 - hookgate_now_ms()",
+                &[&key, &dur(interval), &dur(max_wait)],
+            )
+            .await?;
+        let ms = |v: i64| Duration::from_millis(unsigned(v));
+        if let Some(row) = taken {
+            return Ok(Some(Ok(ms(row.try_get(0)?))));
+        }
+        // Too far: when the slots already taken have passed.
+        let after: Option<i64> = conn
+            .query_opt(
+                "SELECT next_at - hookgate_now_ms() FROM pacing WHERE key = $1",
+                &[&key],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        Ok(Some(Err(ms(after.unwrap_or(0)))))
     }
 }
 

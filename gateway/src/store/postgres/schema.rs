@@ -248,6 +248,16 @@ CREATE TABLE subscription_settlements (
 CREATE INDEX deliveries_lane ON deliveries(destination, state, next_attempt_at, id);
 DROP INDEX IF EXISTS deliveries_destination;
 "#,
+    // 6: the next free request slot of each paced receiver (a Teams
+    // webhook allows four requests a second, whichever gateway sends
+    // them), keyed by a hash of its URL: the URL itself carries the
+    // webhook's credential. See `reserve_slot`.
+    r#"
+CREATE TABLE pacing (
+    key     TEXT PRIMARY KEY,
+    next_at BIGINT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -161,6 +161,58 @@ shared!(
     a_replay_through_one_gateway_is_sent_by_the_other,
 );
 
+/// A paced receiver's slots are one schedule for every gateway: slots
+/// reserved at once from two stores are all `interval` apart, one that
+/// would be too far is refused with when to ask again and takes nothing,
+/// and another receiver has a schedule of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_reserve_a_paced_receivers_slots_from_one_schedule() {
+    use std::time::Duration;
+    let Some((a, b, _guard)) = two().await else {
+        return;
+    };
+    const INTERVAL: Duration = Duration::from_secs(10);
+    const MAX_WAIT: Duration = Duration::from_secs(75);
+    let reserve = |store: &Arc<dyn Store>, key: &str| {
+        let (store, key) = (store.clone(), key.to_owned());
+        tokio::spawn(async move {
+            store
+                .reserve_slot(key, INTERVAL, MAX_WAIT)
+                .await
+                .unwrap()
+                .expect("PostgreSQL paces for every gateway")
+        })
+    };
+    let tasks: Vec<_> = (0..8)
+        .map(|i| reserve(if i % 2 == 0 { &a } else { &b }, "teams:k"))
+        .collect();
+    let mut waits = Vec::new();
+    for t in tasks {
+        waits.push(t.await.unwrap().expect("within the longest wait"));
+    }
+    waits.sort();
+    // The statements ran within a second or so of each other (each reads
+    // the clock when it starts, maybe before one it waited for): slot n is
+    // about n intervals from when it was asked for.
+    for (n, w) in waits.iter().enumerate() {
+        let slot = INTERVAL * n as u32;
+        assert!(
+            w.abs_diff(slot) < Duration::from_secs(2),
+            "slot {n} at {w:?}: {waits:?}"
+        );
+    }
+    let far = reserve(&b, "teams:k").await.unwrap();
+    match far {
+        Err(after) => assert!(
+            after > Duration::from_secs(76) && after <= Duration::from_secs(80),
+            "{after:?}"
+        ),
+        Ok(w) => panic!("a slot {w:?} away was taken"),
+    }
+    let other = reserve(&a, "teams:other").await.unwrap();
+    assert_eq!(other, Ok(Duration::ZERO));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_a_store_leaves_other_gateways_claims_alone() {
     let Some(url) = test_url() else { return };
