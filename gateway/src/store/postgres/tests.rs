@@ -191,13 +191,14 @@ async fn two_gateways_reserve_a_paced_receivers_slots_from_one_schedule() {
         waits.push(t.await.unwrap().expect("within the longest wait"));
     }
     waits.sort();
-    // The statements ran within a second or so of each other (each reads
-    // the clock when it starts, maybe before one it waited for): slot n is
-    // about n intervals from when it was asked for.
+    // The statements ran close together (each reads the clock when it
+    // starts, maybe before one it waited for; 4 s leaves room for a busy
+    // machine, well under an interval): slot n is about n intervals from
+    // when it was asked for.
     for (n, w) in waits.iter().enumerate() {
         let slot = INTERVAL * n as u32;
         assert!(
-            w.abs_diff(slot) < Duration::from_secs(2),
+            w.abs_diff(slot) < Duration::from_secs(4),
             "slot {n} at {w:?}: {waits:?}"
         );
     }
