@@ -52,6 +52,32 @@ async fn wait_for_status(gw: &TestGateway, id: &str, status: &str) -> serde_json
     }
 }
 
+/// Replays through the admin API (`path`, a POST): how many deliveries it
+/// requeued; anything but a 200 fails the test.
+async fn replay_admin(gw: &TestGateway, path: &str) -> u64 {
+    let resp = gw.admin(Method::POST, path).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{path}");
+    resp.json::<serde_json::Value>().await.unwrap()["replayed"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{path}: no `replayed` count"))
+}
+
+/// Runs `hookgate replay` against `gw` with `args`: its standard output;
+/// a failed run fails the test.
+fn replay_cli(gw: &TestGateway, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["replay", "--url", &gw.url(""), "--token", ADMIN_TOKEN])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 async fn post_id(gw: &TestGateway, route: &str, headers: &[(&str, &str)], body: &[u8]) -> String {
     let resp = gw.post(route, headers, body).await;
     assert_eq!(resp.status(), 202);
@@ -129,38 +155,26 @@ async fn exhausted_delivery_is_dead_and_replay_delivers_it() {
 
     // The destination recovers: replay one event through the admin API...
     sink.always(None);
-    let resp = gw
-        .admin(Method::POST, &format!("/admin/events/{first}/replay"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.json::<serde_json::Value>().await.unwrap()["replayed"],
+        replay_admin(&gw, &format!("/admin/events/{first}/replay")).await,
         1
     );
     wait_for_status(&gw, &first, "delivered").await;
     assert_eq!(event_status(&gw, &second).await, "dead");
 
     // ...and every remaining dead letter for the destination from the CLI.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["replay", "--url", &gw.url(""), "--token", ADMIN_TOKEN])
-        .args([
+    let out = replay_cli(
+        &gw,
+        &[
             "--status",
             "dead",
             "--destination",
             "sink",
             "--since",
             "2020-01-01T00:00:00Z",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""replayed":1"#));
+    assert!(out.contains(r#""replayed":1"#), "{out}");
     wait_for_status(&gw, &second, "delivered").await;
     let bodies: Vec<Vec<u8>> = sink.successes().iter().map(|r| r.body.to_vec()).collect();
     assert_eq!(bodies, [b"one".to_vec(), b"two".to_vec()]);
@@ -221,30 +235,13 @@ routes:
         let body = resp.text().await.unwrap();
         assert!(body.contains(says), "{query}: {body}");
     }
-    let resp = gw
-        .admin(
-            Method::POST,
-            &format!("/admin/events/{waiting}/replay?destination=old&to=new"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.json::<serde_json::Value>().await.unwrap()["replayed"],
-        1
+    let path = format!("/admin/events/{waiting}/replay?destination=old&to=new");
+    assert_eq!(replay_admin(&gw, &path).await, 1);
+    let out = replay_cli(
+        &gw,
+        &["--status", "dead", "--destination", "old", "--to", "new"],
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["replay", "--url", &gw.url(""), "--token", ADMIN_TOKEN])
-        .args(["--status", "dead", "--destination", "old", "--to", "new"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""replayed":1"#));
+    assert!(out.contains(r#""replayed":1"#), "{out}");
 
     for id in [&waiting, &dead] {
         let event = wait_for_status(&gw, id, "delivered").await;
