@@ -335,6 +335,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("NOPE"), "{err}");
+        // TLS options are checked by `hookgate check`, at their key, and
+        // the password is not shown.
+        let err = from_str(
+            "store: { engine: postgres, url: \"postgres://hg:${SECRET}@db/h?sslmode=verify\" }\n",
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("store.url") && err.contains("verify-full"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cr3t"), "{err}");
+        from_str(
+            "store: { engine: postgres, url: \"postgres://db/h?sslmode=verify-full&sslrootcert=/ca.pem\" }\n",
+            &env,
+        )
+        .unwrap();
     }
 
     #[test]

@@ -464,7 +464,10 @@ pub struct StoreConfig {
     pub engine: StoreEngine,
     /// For `engine: postgres`: the database, as
     /// `postgres://user:password@host:port/database` (key=value connection
-    /// strings work too). Use `${VAR}` for the password.
+    /// strings work too). Use `${VAR}` for the password. TLS as in libpq:
+    /// `?sslmode=verify-full&sslrootcert=/path/ca.pem` (`disable`,
+    /// `prefer` (default), `require`, `verify-ca`, `verify-full`;
+    /// `sslrootcert=system` for the built-in roots).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// For `engine: postgres`: connections this gateway keeps to the

@@ -222,11 +222,21 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         StdDuration::ZERO,
         100 * YEAR,
     );
-    if config.store.engine == super::StoreEngine::Postgres && config.store.url.is_none() {
-        err(
-            "store.url".into(),
-            "required with engine: postgres (postgres://user:password@host:port/database)".into(),
-        );
+    if config.store.engine == super::StoreEngine::Postgres {
+        match &config.store.url {
+            None => err(
+                "store.url".into(),
+                "required with engine: postgres (postgres://user:password@host:port/database)"
+                    .into(),
+            ),
+            // The TLS options, checked here so that `hookgate check` sees
+            // them (the error never quotes the URL: it holds the password).
+            Some(url) => {
+                if let Err(e) = crate::store::postgres::tls::split(url) {
+                    err("store.url".into(), e);
+                }
+            }
+        }
     }
     count_in(
         &mut err,

@@ -12,7 +12,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::DueHook;
@@ -46,11 +47,16 @@ fn call(hooks: &Hooks) {
 }
 
 /// Listens until `stop` fires, reconnecting as needed.
-pub fn spawn(config: tokio_postgres::Config, hooks: Hooks, stop: CancellationToken) {
+pub fn spawn(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    hooks: Hooks,
+    stop: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut first = true;
         loop {
-            match config.connect(NoTls).await {
+            match config.connect(tls.clone()).await {
                 Ok((client, mut connection)) => {
                     // The connection is driven here: its messages are the
                     // notifications.

@@ -21,12 +21,13 @@
 //! - writes that make work due for anyone `NOTIFY` ([`listen`]).
 //!
 //! Connections come from a `deadpool-postgres` pool (`store.pool_size`);
-//! the schema is versioned ([`schema`]). TLS to the database is not
-//! supported yet: run it on a private network or through a local proxy.
+//! the schema is versioned ([`schema`]). TLS follows libpq's `sslmode`
+//! and `sslrootcert` ([`tls`]).
 
 mod console;
 mod listen;
 mod schema;
+pub mod tls;
 
 use std::str::FromStr as _;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -34,7 +35,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -178,8 +178,25 @@ impl std::fmt::Debug for PostgresStore {
 pub(crate) fn db_err(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
-        None => StoreError::Database(e.to_string()),
+        None => StoreError::Database(with_causes(&e)),
     }
+}
+
+/// `e` and its causes: tokio-postgres and deadpool say what failed
+/// ("error performing TLS handshake") and leave why to the source chain
+/// (the certificate's name, refused connection).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -255,7 +272,10 @@ impl PostgresStore {
         pool_size: usize,
         schema: Option<&str>,
     ) -> Result<Self, StoreError> {
-        let mut pg = tokio_postgres::Config::from_str(url).map_err(open_err)?;
+        let (url, tls) = tls::split(url).map_err(open_err)?;
+        let mut pg = tokio_postgres::Config::from_str(&url).map_err(open_err)?;
+        pg.ssl_mode(tls.ssl_mode());
+        let tls = tls::connector(&tls).map_err(open_err)?;
         if pg.get_application_name().is_none() {
             pg.application_name("hookgate");
         }
@@ -266,7 +286,10 @@ impl PostgresStore {
             {
                 return Err(open_err(format!("bad schema name {schema:?}")));
             }
-            let (client, conn) = pg.connect(NoTls).await.map_err(open_err)?;
+            let (client, conn) = pg
+                .connect(tls.clone())
+                .await
+                .map_err(|e| open_err(with_causes(&e)))?;
             let task = tokio::spawn(conn);
             client
                 .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
@@ -279,7 +302,7 @@ impl PostgresStore {
         let build = |size: usize| {
             let manager = Manager::from_config(
                 pg.clone(),
-                NoTls,
+                tls.clone(),
                 ManagerConfig {
                     recycling_method: RecyclingMethod::Fast,
                 },
@@ -294,12 +317,12 @@ impl PostgresStore {
         };
         let pool = build(pool_size.max(1))?;
         let renew_pool = build(RENEW_POOL)?;
-        let mut conn = pool.get().await.map_err(open_err)?;
+        let mut conn = pool.get().await.map_err(|e| open_err(with_causes(&e)))?;
         schema::migrate(&mut conn).await?;
         drop(conn);
         let hooks: listen::Hooks = Arc::default();
         let stop = CancellationToken::new();
-        listen::spawn(pg, hooks.clone(), stop.clone());
+        listen::spawn(pg, tls, hooks.clone(), stop.clone());
         Ok(PostgresStore {
             pool,
             renew_pool,

@@ -816,3 +816,93 @@ async fn prune_and_a_replay_take_locks_in_the_same_order() {
     assert_eq!(pruned.unwrap(), 0, "the replayed event is kept");
     assert!(a.get("evt_1".into()).await.unwrap().is_some());
 }
+
+/// The environment variable naming the CA certificate of the test
+/// database's TLS certificate, which names `localhost` only (see
+/// `.ci/run`). Required under `CI=true`, like [`URL_VAR`].
+pub const CA_VAR: &str = "HOOKGATE_TEST_POSTGRES_CA";
+
+/// `sslmode` and `sslrootcert` mean what libpq makes them mean: encrypted
+/// unless `disable`; the chain checked with `verify-ca`, the host name too
+/// with `verify-full`; a certificate from another CA, or for another
+/// name, refused by the modes that check it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_and_sslrootcert_mean_what_they_mean_in_libpq() {
+    let Some(url) = test_url() else { return };
+    let ca = match std::env::var(CA_VAR) {
+        Ok(ca) if !ca.is_empty() => ca,
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the PostgreSQL TLS test: set {CA_VAR} (see .ci/run)"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nNOTE: the PostgreSQL TLS test did not run: {CA_VAR} names no CA certificate\n"
+            );
+            return;
+        }
+    };
+    let pg: tokio_postgres::Config = url.parse().unwrap();
+    let (port, user, db) = (
+        pg.get_ports()[0],
+        pg.get_user().unwrap().to_owned(),
+        pg.get_dbname().unwrap().to_owned(),
+    );
+    let ca = percent_encoding::utf8_percent_encode(&ca, percent_encoding::NON_ALPHANUMERIC);
+    let at = |host: &str, query: &str| format!("postgres://{user}@{host}:{port}/{db}?{query}");
+    let cases: &[(String, Result<bool, &str>)] = &[
+        (
+            at(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+            Ok(true),
+        ),
+        (
+            at("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")),
+            Ok(true),
+        ),
+        (at("127.0.0.1", "sslmode=require"), Ok(true)),
+        // prefer: the server offers TLS, so it is used.
+        (at("127.0.0.1", ""), Ok(true)),
+        (at("127.0.0.1", "sslmode=disable"), Ok(false)),
+        (
+            at(
+                "127.0.0.1",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+            Err("not valid for name"),
+        ),
+        // The built-in roots do not include the test CA.
+        (at("localhost", "sslmode=verify-full"), Err("UnknownIssuer")),
+        (at("localhost", "sslrootcert=system"), Err("UnknownIssuer")),
+    ];
+    for (url, expected) in cases {
+        let guard = SchemaGuard {
+            url: test_url().unwrap(),
+            schema: schema(),
+        };
+        let opened = PostgresStore::open_in(url, 1, Some(&guard.schema)).await;
+        match (opened, expected) {
+            (Ok(store), Ok(encrypted)) => {
+                let conn = store.conn().await.unwrap();
+                let ssl: bool = conn
+                    .query_one(
+                        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(ssl, *encrypted, "{url}");
+            }
+            (Err(e), Err(says)) => {
+                let e = e.to_string();
+                assert!(e.contains(says), "{url}: {e}");
+            }
+            (Ok(_), Err(says)) => panic!("{url}: connected; expected {says:?}"),
+            (Err(e), Ok(_)) => panic!("{url}: {e}"),
+        }
+    }
+}
