@@ -227,6 +227,96 @@ async fn console_shows_a_dead_event_replays_it_and_bulk_replays_exactly_the_filt
     b.close().await;
 }
 
+/// A delivery whose destination a reload renamed waits, postponed. Its
+/// event's page says so and moves it to a destination of the current
+/// config, which delivers it; a `to` the config lacks is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_moves_a_renamed_destinations_delivery_to_its_new_name() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let before = MockReceiver::start().await;
+    before.always(Some(500));
+    let after = MockReceiver::start().await;
+    let yaml = |name: &str, sink: &MockReceiver| {
+        format!(
+            r#"
+admin: {{ token: {ADMIN_TOKEN} }}
+destinations:
+  {name}: {{ url: "{}", timeout: 5s, retry: {{ schedule: [30s], jitter: 0 }} }}
+routes:
+  hooks: {{ to: [{name}] }}
+"#,
+            sink.url("/in")
+        )
+    };
+    let gw = TestGateway::spawn(&yaml("old", &before)).await;
+    let id = post_id(&gw, "hooks", r#"{"n": 1}"#).await;
+    wait_until("the first attempt", WAIT, || before.count() >= 1).await;
+    std::fs::write(gw.config_path(), yaml("new", &after)).unwrap();
+    let resp = gw
+        .admin(reqwest::Method::POST, "/admin/reload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
+    sign_in(&b, &gw, ADMIN_TOKEN).await;
+    b.wait_for("#events").await;
+    b.client
+        .goto(&gw.url(&format!("/ui/events/{id}")))
+        .await
+        .unwrap();
+    b.wait_for(".move-delivery").await;
+    let section = b.text(".delivery").await;
+    assert!(
+        section.contains("no destination old"),
+        "the page says why it waits: {section}"
+    );
+    assert!(
+        b.client
+            .find_all(Locator::Css(".replay-delivery"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no replay to a destination that does not exist"
+    );
+    b.screenshot(&screenshots(), "event-orphaned").await;
+
+    // A `to` the config lacks: 400, nothing moved.
+    let csrf = b
+        .wait_for(".move input[name=csrf]")
+        .await
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let script = format!(
+        "const done = arguments[arguments.length - 1];
+         fetch('/ui/events/{id}/replay', {{method: 'POST', redirect: 'manual',
+           body: new URLSearchParams({{csrf: {csrf:?}, destination: 'old', to: 'nope'}})}})
+           .then(async r => done(r.status + ' ' + await r.text()), e => done(String(e)));"
+    );
+    let refused = b.client.execute_async(&script, vec![]).await.unwrap();
+    let refused = refused.as_str().unwrap_or_default();
+    assert!(
+        refused.starts_with("400") && refused.contains(r#"no destination "nope""#),
+        "{refused}"
+    );
+
+    b.click(".move-delivery").await;
+    assert!(
+        b.text("#flash").await.contains("Moved 1 deliveries to new"),
+        "the flash says what moved"
+    );
+    wait_until("the moved delivery", WAIT, || after.successes().len() == 1).await;
+    wait_for_status(&gw, &id, "delivered").await;
+    let event = gw.admin_get(&format!("/admin/events/{id}")).await;
+    assert_eq!(event["deliveries"][0]["destination"], "new", "{event:#}");
+    assert_eq!(before.count(), 1, "nothing more went to the old URL");
+    b.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn console_refuses_a_wrong_token_and_a_form_without_its_csrf_token() {
     let Some(b) = Browser::start().await else {

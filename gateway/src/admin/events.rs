@@ -61,35 +61,6 @@ pub struct Replayed {
     pub replayed: u64,
 }
 
-/// Checks a replay's `to`: it moves deliveries away from one named
-/// `destination` to a destination the current config has, that is not the
-/// subscription API (a subscriber's deliveries belong to its subscription).
-fn check_retarget(
-    state: &AppState,
-    destination: Option<&str>,
-    to: Option<&str>,
-) -> Result<(), String> {
-    let Some(to) = to else { return Ok(()) };
-    let Some(from) = destination else {
-        return Err("`to` needs `destination`: the destination whose deliveries move".into());
-    };
-    if from.starts_with(crate::store::SUBSCRIBER_PREFIX) {
-        return Err(format!(
-            "`destination` {from:?} is a subscriber's: its deliveries cannot move"
-        ));
-    }
-    let snapshot = state.snapshot();
-    match snapshot.config.destinations.get(to) {
-        None => Err(format!(
-            "`to`: the current config has no destination {to:?}"
-        )),
-        Some(d) if d.kind == crate::config::DestinationKind::Subscribers => Err(format!(
-            "`to`: destination {to:?} is `kind: subscribers`; deliveries move only to a destination that sends them itself"
-        )),
-        Some(_) => Ok(()),
-    }
-}
-
 fn bad_request(message: String) -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -253,7 +224,11 @@ pub async fn replay_one(
         }
         Err(e) => return store_error(e),
     }
-    if let Err(message) = check_retarget(&state, q.destination.as_deref(), q.to.as_deref()) {
+    if let Err(message) = crate::delivery::retarget::check(
+        &state.snapshot().config,
+        q.destination.as_deref(),
+        q.to.as_deref(),
+    ) {
         return bad_request(message);
     }
     let target = ReplayTarget::Event {
@@ -296,7 +271,11 @@ pub async fn replay_matching(
             "bulk replay needs at least one of status, route, destination or since".into(),
         );
     }
-    if let Err(message) = check_retarget(&state, q.destination.as_deref(), q.to.as_deref()) {
+    if let Err(message) = crate::delivery::retarget::check(
+        &state.snapshot().config,
+        q.destination.as_deref(),
+        q.to.as_deref(),
+    ) {
         return bad_request(message);
     }
     replay(&state, ReplayTarget::Matching(filter), q.to).await

@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 use super::session::Session;
 use super::{Layout, given, html, parse_time, refuse, show_time, store_failed};
+use crate::config::GatewayConfig;
+use crate::delivery::retarget;
 use crate::state::AppState;
 use crate::store::stats::{BulkReplay, ConsoleFilter, InboundView, ReplaySet, StatusCounts};
 use crate::store::{EventDetail, EventFilter, EventStatus, ReplayTarget};
@@ -281,6 +283,9 @@ struct DeliveryRow {
     next_attempt: String,
     last_error: String,
     attempts: Vec<AttemptRow>,
+    /// The current config has no such destination (renamed or removed):
+    /// the page offers to move the delivery.
+    orphaned: bool,
 }
 
 struct MessageRow {
@@ -306,11 +311,15 @@ struct EventPage {
     inbound: Option<InboundView>,
     messages: Vec<MessageRow>,
     deliveries: Vec<DeliveryRow>,
+    /// Where an orphaned delivery may move ([`retarget::targets`]).
+    targets: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct DetailQuery {
     replayed: Option<u64>,
+    /// The destination the replayed deliveries moved to.
+    moved_to: Option<String>,
 }
 
 fn excerpt(body: &Option<String>, size: usize) -> String {
@@ -327,7 +336,12 @@ fn excerpt(body: &Option<String>, size: usize) -> String {
     }
 }
 
-fn event_page(layout: Layout, e: EventDetail, inbound: Option<InboundView>) -> EventPage {
+fn event_page(
+    layout: Layout,
+    e: EventDetail,
+    inbound: Option<InboundView>,
+    config: &GatewayConfig,
+) -> EventPage {
     let message_id = |index: u32| {
         e.messages
             .iter()
@@ -346,6 +360,7 @@ fn event_page(layout: Layout, e: EventDetail, inbound: Option<InboundView>) -> E
             attempts_made: d.attempts_made,
             next_attempt: d.next_attempt_at.clone().unwrap_or_default(),
             last_error: d.last_error.clone().unwrap_or_default(),
+            orphaned: retarget::is_orphaned(config, &d.destination),
             attempts: d
                 .attempts
                 .iter()
@@ -385,6 +400,7 @@ fn event_page(layout: Layout, e: EventDetail, inbound: Option<InboundView>) -> E
             })
             .collect(),
         deliveries,
+        targets: retarget::targets(config),
     }
 }
 
@@ -402,18 +418,24 @@ pub async fn detail(
         (Ok(None), _) => return refuse(StatusCode::NOT_FOUND, "no such event"),
         (Err(e), _) | (_, Err(e)) => return store_failed(e),
     };
-    let flash = q.replayed.map(|n| match n {
-        0 => "Nothing was replayed (a delivery in flight is left to finish).".to_owned(),
-        n => format!("Replayed {n} deliveries; they are due now."),
+    let flash = q.replayed.map(|n| match (n, &q.moved_to) {
+        (0, _) => "Nothing was replayed (a delivery in flight is left to finish).".to_owned(),
+        (n, Some(to)) => format!("Moved {n} deliveries to {to}; they are due now."),
+        (n, None) => format!("Replayed {n} deliveries; they are due now."),
     });
     let layout = Layout::new(&session, "events", flash);
-    html(StatusCode::OK, &event_page(layout, event, inbound))
+    let config = &state.snapshot().config;
+    html(StatusCode::OK, &event_page(layout, event, inbound, config))
 }
 
 #[derive(Debug, Deserialize)]
 pub struct ReplayForm {
     /// One delivery's id; the whole event when absent.
     delivery: Option<String>,
+    /// With `to`: the destination whose deliveries of this event move.
+    destination: Option<String>,
+    /// Moves `destination`'s deliveries here ([`retarget::check`]).
+    to: Option<String>,
 }
 
 /// `POST /ui/events/{id}/replay`: one delivery or every delivery of the
@@ -423,7 +445,21 @@ pub async fn replay(
     Path(id): Path<String>,
     Form(form): Form<ReplayForm>,
 ) -> Response {
+    let (destination, to) = (given(&form.destination), given(&form.to));
+    if let Err(message) = retarget::check(
+        &state.snapshot().config,
+        destination.as_deref(),
+        to.as_deref(),
+    ) {
+        return refuse(StatusCode::BAD_REQUEST, message);
+    }
     let result = match given(&form.delivery) {
+        Some(_) if to.is_some() => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "`to` moves all of a destination's deliveries: leave out `delivery`",
+            );
+        }
         Some(d) => {
             let Ok(delivery) = d.parse::<i64>() else {
                 return refuse(StatusCode::BAD_REQUEST, "bad delivery id");
@@ -440,9 +476,9 @@ pub async fn replay(
                 .replay(
                     ReplayTarget::Event {
                         id: id.clone(),
-                        destination: None,
+                        destination: destination.clone(),
                     },
-                    None,
+                    to.clone(),
                 )
                 .await
         }
@@ -455,11 +491,19 @@ pub async fn replay(
             tracing::info!(
                 event_id = id,
                 replayed = n,
+                destination,
+                to,
                 "replay requested in the console"
             );
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            q.append_pair("replayed", &n.to_string());
+            if let Some(to) = &to {
+                q.append_pair("moved_to", to);
+            }
             let path = format!(
-                "/ui/events/{}?replayed={n}",
-                url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+                "/ui/events/{}?{}",
+                url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>(),
+                q.finish()
             );
             Redirect::to(&path).into_response()
         }

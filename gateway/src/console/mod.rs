@@ -124,11 +124,11 @@ fn html<T: Template>(status: StatusCode, page: &T) -> Response {
 }
 
 /// A plain-text error answer.
-fn refuse(status: StatusCode, message: &'static str) -> Response {
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        message,
+        message.into(),
     )
         .into_response()
 }

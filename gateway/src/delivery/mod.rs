@@ -11,6 +11,7 @@ mod attempt;
 pub mod dispatcher;
 pub mod plugin_http;
 pub mod relay;
+pub mod retarget;
 pub mod ssrf;
 pub mod teams;
 
