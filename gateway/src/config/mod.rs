@@ -467,7 +467,8 @@ pub struct StoreConfig {
     /// strings work too). Use `${VAR}` for the password. TLS as in libpq:
     /// `?sslmode=verify-full&sslrootcert=/path/ca.pem` (`disable`,
     /// `prefer` (default), `require`, `verify-ca`, `verify-full`;
-    /// `sslrootcert=system` for the built-in roots).
+    /// `sslrootcert=system` for the built-in roots; `sslcert` and `sslkey`
+    /// for a client certificate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// For `engine: postgres`: connections this gateway keeps to the

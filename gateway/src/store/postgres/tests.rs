@@ -825,9 +825,10 @@ pub const CA_VAR: &str = "HOOKGATE_TEST_POSTGRES_CA";
 /// `sslmode` and `sslrootcert` mean what libpq makes them mean: encrypted
 /// unless `disable`; the chain checked with `verify-ca`, the host name too
 /// with `verify-full`; a certificate from another CA, or for another
-/// name, refused by the modes that check it.
+/// name, refused by the modes that check it; `sslcert` and `sslkey` log
+/// in a role that needs a client certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sslmode_and_sslrootcert_mean_what_they_mean_in_libpq() {
+async fn sslmode_sslrootcert_and_client_certificates_mean_what_they_mean_in_libpq() {
     let Some(url) = test_url() else { return };
     let ca = match std::env::var(CA_VAR) {
         Ok(ca) if !ca.is_empty() => ca,
@@ -849,6 +850,7 @@ async fn sslmode_and_sslrootcert_mean_what_they_mean_in_libpq() {
         pg.get_user().unwrap().to_owned(),
         pg.get_dbname().unwrap().to_owned(),
     );
+    let ca_file = ca.clone();
     let ca = percent_encoding::utf8_percent_encode(&ca, percent_encoding::NON_ALPHANUMERIC);
     let at = |host: &str, query: &str| format!("postgres://{user}@{host}:{port}/{db}?{query}");
     let cases: &[(String, Result<bool, &str>)] = &[
@@ -878,6 +880,55 @@ async fn sslmode_and_sslrootcert_mean_what_they_mean_in_libpq() {
         (at("localhost", "sslmode=verify-full"), Err("UnknownIssuer")),
         (at("localhost", "sslrootcert=system"), Err("UnknownIssuer")),
     ];
+    check_tls_cases(cases).await;
+
+    // The role hookgate_cert logs in over TLS with its certificate only
+    // (client.crt and client.key beside ca.crt; see .ci/run).
+    let dir = std::path::Path::new(&ca_file).parent().unwrap();
+    let file = |name: &str| {
+        let path = dir.join(name).to_string_lossy().into_owned();
+        percent_encoding::utf8_percent_encode(&path, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let as_cert = |query: &str| {
+        format!(
+            "postgres://hookgate_cert@localhost:{port}/{db}?sslmode=verify-full&sslrootcert={ca}{query}"
+        )
+    };
+    let with_cert = as_cert(&format!(
+        "&sslcert={}&sslkey={}",
+        file("client.crt"),
+        file("client.key")
+    ));
+    let guard = SchemaGuard {
+        url: test_url().unwrap(),
+        schema: schema(),
+    };
+    let store = PostgresStore::open_in(&with_cert, 1, Some(&guard.schema))
+        .await
+        .unwrap();
+    let row = store
+        .conn()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT current_user::text, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "hookgate_cert");
+    assert_eq!(row.get::<_, String>(1), "/CN=hookgate_cert");
+    check_tls_cases(&[(
+        as_cert(""),
+        Err("connection requires a valid client certificate"),
+    )])
+    .await;
+}
+
+/// Opens a store at each URL: `Ok(encrypted)` when it must open (and
+/// whether its connection is encrypted), `Err(says)` when it must fail
+/// saying so.
+async fn check_tls_cases(cases: &[(String, Result<bool, &str>)]) {
     for (url, expected) in cases {
         let guard = SchemaGuard {
             url: test_url().unwrap(),

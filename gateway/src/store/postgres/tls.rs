@@ -21,8 +21,10 @@
 //! `sslmode` defaults to and must be `verify-full`, as in libpq 16). A
 //! `verify-*` mode without `sslrootcert` uses the same built-in roots
 //! (libpq would read `~/.postgresql/root.crt`; a gateway has no home to
-//! keep one in). Client certificates (`sslcert`, `sslkey`) are not
-//! supported and are refused by name rather than ignored.
+//! keep one in). `sslcert` and `sslkey` (PEM files, given together) log in
+//! with a client certificate; libpq's default files under `~/.postgresql`
+//! are not read. `sslpassword`, `sslcrl` and `sslcrldir` are refused by
+//! name rather than ignored.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -69,6 +71,8 @@ pub struct Options {
     pub mode: Mode,
     /// `sslrootcert`.
     pub roots: Roots,
+    /// `sslcert` and `sslkey`: a client certificate (chain) and its key.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 impl Options {
@@ -82,9 +86,9 @@ impl Options {
     }
 }
 
-/// Options libpq has and hookgate refuses by name (a silently ignored
-/// client certificate would fail later, as an authentication error).
-const UNSUPPORTED: &[&str] = &["sslcert", "sslkey", "sslpassword", "sslcrl", "sslcrldir"];
+/// Options libpq has and hookgate refuses by name (silently ignored, an
+/// encrypted key or a revocation list would fail later, or not at all).
+const UNSUPPORTED: &[&str] = &["sslpassword", "sslcrl", "sslcrldir"];
 
 /// Takes the TLS options out of `conninfo` (a `postgres://` URL or
 /// `key=value` pairs): the rest, for tokio-postgres, and the options. The
@@ -99,6 +103,7 @@ pub fn split(conninfo: &str) -> Result<(String, Options), String> {
         };
     let mut mode = None;
     let mut roots = Roots::Unset;
+    let (mut cert_file, mut key_file) = (None, None);
     for (key, value) in pairs {
         match key.as_str() {
             "sslmode" => {
@@ -121,9 +126,19 @@ pub fn split(conninfo: &str) -> Result<(String, Options), String> {
             "sslrootcert" if value == "system" => roots = Roots::System,
             "sslrootcert" if value.is_empty() => roots = Roots::Unset,
             "sslrootcert" => roots = Roots::File(PathBuf::from(value)),
-            _ => return Err(format!("{key} is not supported (client certificates)")),
+            "sslcert" => {
+                cert_file = Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
+            }
+            "sslkey" => key_file = Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty()),
+            _ => return Err(format!("{key} is not supported")),
         }
     }
+    let client = match (cert_file, key_file) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => return Err("sslcert needs sslkey (its private key)".into()),
+        (None, Some(_)) => return Err("sslkey needs sslcert (its certificate)".into()),
+    };
     let mode = match (mode, &roots) {
         (None, Roots::System) => Mode::VerifyFull,
         (Some(m), Roots::System) if m != Mode::VerifyFull => {
@@ -135,11 +150,18 @@ pub fn split(conninfo: &str) -> Result<(String, Options), String> {
         }
         (m, _) => m.unwrap_or(Mode::Prefer),
     };
-    Ok((rest, Options { mode, roots }))
+    Ok((
+        rest,
+        Options {
+            mode,
+            roots,
+            client,
+        },
+    ))
 }
 
 fn is_ours(key: &str) -> bool {
-    key == "sslmode" || key == "sslrootcert" || UNSUPPORTED.contains(&key)
+    matches!(key, "sslmode" | "sslrootcert" | "sslcert" | "sslkey") || UNSUPPORTED.contains(&key)
 }
 
 /// The query of a URL: ours decoded and taken out, the rest left as
@@ -256,8 +278,26 @@ pub fn connector(options: &Options) -> Result<MakeRustlsConnect, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let config = match &options.client {
+        None => config.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(|e| format!("sslcert {}: {e}", cert.display()))?;
+            if chain.is_empty() {
+                return Err(format!(
+                    "sslcert {}: no certificate in the file",
+                    cert.display()
+                ));
+            }
+            let key_der = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("sslkey {}: {e}", key.display()))?;
+            config
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| format!("sslcert and sslkey: {e}"))?
+        }
+    };
     Ok(MakeRustlsConnect::new(config))
 }
 
@@ -382,7 +422,11 @@ mod tests {
     use super::*;
 
     fn opts(mode: Mode, roots: Roots) -> Options {
-        Options { mode, roots }
+        Options {
+            mode,
+            roots,
+            client: None,
+        }
     }
 
     #[test]
@@ -437,10 +481,14 @@ mod tests {
                 "sslmode \"verify\"",
             ),
             (
-                "postgres://u:s3cr3t@h/db?sslcert=/c.pem",
-                "sslcert is not supported",
+                "postgres://u:s3cr3t@h/db?sslpassword=x",
+                "sslpassword is not supported",
             ),
-            ("password=s3cr3t sslkey=/k.pem", "sslkey is not supported"),
+            (
+                "postgres://u:s3cr3t@h/db?sslcert=/c.pem",
+                "sslcert needs sslkey",
+            ),
+            ("password=s3cr3t sslkey=/k.pem", "sslkey needs sslcert"),
             (
                 "postgres://u:s3cr3t@h/db?sslrootcert=system&sslmode=require",
                 "needs sslmode=verify-full",
@@ -456,6 +504,9 @@ mod tests {
         assert_eq!(o.ssl_mode(), SslMode::Require);
         let (_, o) = split("host=h sslmode=disable").unwrap();
         assert_eq!(o.ssl_mode(), SslMode::Disable);
+        let (rest, o) = split("postgres://h/db?sslcert=%2Fc.pem&sslkey=%2Fk.pem").unwrap();
+        assert_eq!(rest, "postgres://h/db");
+        assert_eq!(o.client, Some(("/c.pem".into(), "/k.pem".into())));
     }
 
     #[test]
@@ -463,7 +514,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let err = connector(&opts(Mode::VerifyFull, Roots::File(empty)))
+        let err = connector(&opts(Mode::VerifyFull, Roots::File(empty.clone())))
             .err()
             .unwrap();
         assert!(err.contains("no usable CA certificate"), "{err}");
@@ -474,6 +525,19 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.contains("missing.pem"), "{err}");
+        let client = |cert: &std::path::Path| Options {
+            client: Some((cert.to_owned(), dir.path().join("key.pem"))),
+            ..opts(Mode::Require, Roots::Unset)
+        };
+        let err = connector(&client(&dir.path().join("nope.pem")))
+            .err()
+            .unwrap();
+        assert!(
+            err.starts_with("sslcert") && err.contains("nope.pem"),
+            "{err}"
+        );
+        let err = connector(&client(&empty)).err().unwrap();
+        assert!(err.contains("no certificate"), "{err}");
         assert!(connector(&opts(Mode::Require, Roots::Unset)).is_ok());
         assert!(connector(&opts(Mode::VerifyFull, Roots::System)).is_ok());
     }
