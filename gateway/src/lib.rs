@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod reload;
 pub mod retry;
+pub mod signing;
 pub mod state;
 pub mod store;
 pub mod subscriptions;

@@ -491,3 +491,102 @@ routes:
         "attempts still overlapped after concurrency was lowered to 1"
     );
 }
+
+/// A destination with `signing:` gets every attempt signed when it is
+/// sent: Standard Webhooks by the current and the previous secret while
+/// rotating (each verifies on its own), a retry signed again with its own
+/// timestamp and the same `webhook-id`; `ms-signature` on another
+/// destination; nothing on a destination without `signing:`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signing_destination_gets_each_attempt_signed_when_it_is_sent() {
+    use crate::support::sign;
+    const NEW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const OLD: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const MS: &str = "an-ms-signature-secret-of-forty-chars!!!";
+    let std_sink = MockReceiver::start().await;
+    std_sink.script(&[500]);
+    let ms_sink = MockReceiver::start().await;
+    let plain_sink = MockReceiver::start().await;
+    let gw = TestGateway::spawn(&format!(
+        r#"
+destinations:
+  std:
+    url: "{}"
+    retry: {{ schedule: [1100ms], jitter: 0 }}
+    signing: {{ secret: "{NEW}", previous_secret: "{OLD}" }}
+  ms: {{ url: "{}", signing: {{ scheme: ms-signature, secret: "{MS}" }} }}
+  plain: {{ url: "{}" }}
+routes:
+  hooks: {{ to: [std, ms, plain] }}
+"#,
+        std_sink.url("/in"),
+        ms_sink.url("/in"),
+        plain_sink.url("/in")
+    ))
+    .await;
+    let resp = gw
+        .post(
+            "hooks",
+            &[("content-type", "application/json")],
+            br#"{"n":1}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    wait_until("every delivery", Duration::from_secs(30), || {
+        std_sink.successes().len() == 1 && ms_sink.count() == 1 && plain_sink.count() == 1
+    })
+    .await;
+
+    let attempts = std_sink.deliveries();
+    assert_eq!(attempts.len(), 2, "a failed attempt and its retry");
+    let mut stamps = Vec::new();
+    for a in &attempts {
+        let (id, ts, sig) = (
+            a.header("webhook-id").unwrap(),
+            a.header("webhook-timestamp").unwrap(),
+            a.header("webhook-signature").unwrap(),
+        );
+        assert_eq!(sig.split(' ').count(), 2, "{sig}");
+        for secret in [NEW, OLD] {
+            assert!(
+                sign::standard_webhooks_valid(secret, id, ts, sig, &a.body),
+                "{secret}: {sig}"
+            );
+        }
+        assert!(!sign::standard_webhooks_valid(
+            "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            id,
+            ts,
+            sig,
+            &a.body
+        ));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let ts: u64 = ts.parse().unwrap();
+        assert!(now.abs_diff(ts) < 60, "signed at send time: {ts} vs {now}");
+        stamps.push((id.to_owned(), ts));
+    }
+    assert_eq!(stamps[0].0, stamps[1].0, "one webhook-id for every attempt");
+    assert!(
+        stamps[1].1 > stamps[0].1,
+        "the retry, 1.1 s later, is signed with its own timestamp: {stamps:?}"
+    );
+
+    let ms = &ms_sink.deliveries()[0];
+    let values: Vec<&str> = ms
+        .headers
+        .get_all("ms-signature")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(values, [sign::ms_signature(MS, &ms.body)]);
+    assert!(ms.header("webhook-signature").is_none());
+
+    let plain = &plain_sink.deliveries()[0];
+    for h in ["webhook-signature", "webhook-timestamp", "ms-signature"] {
+        assert!(plain.header(h).is_none(), "{h} on an unsigned destination");
+    }
+    assert!(plain.header("webhook-id").is_some());
+}

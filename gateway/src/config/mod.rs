@@ -579,6 +579,56 @@ pub struct DestinationConfig {
     /// When to try again after a failed attempt.
     #[serde(default)]
     pub retry: RetryConfig,
+
+    /// For `kind: http`: sign every attempt, so that the destination can
+    /// check that a delivery comes from this gateway and was not altered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<SigningConfig>,
+}
+
+/// How a destination's deliveries are signed. Each attempt is signed when
+/// it is sent (a retry gets a fresh timestamp); `webhook-id` is the same on
+/// every attempt of a message, for the receiver's deduplication.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// `standard-webhooks` (default): `webhook-timestamp` and
+    /// `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`,
+    /// which any Standard Webhooks library verifies. `ms-signature`
+    /// (ASP.NET WebHooks): `ms-signature: sha256=<hex HMAC-SHA256 of the
+    /// body>`.
+    #[serde(default)]
+    pub scheme: SigningScheme,
+    /// The signing secret: for `standard-webhooks`, `whsec_` and the base64
+    /// of 24 to 64 random bytes (`openssl rand -base64 32`); for
+    /// `ms-signature`, 32 to 64 printable characters. Use `${VAR}`.
+    pub secret: String,
+    /// While rotating: the secret the destination knows now. Both sign
+    /// (two `v1,` signatures, or two `ms-signature` fields), so the
+    /// destination can switch to `secret` at its own pace; remove it when
+    /// it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+}
+
+/// Signature schemes of a destination's deliveries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SigningScheme {
+    /// Standard Webhooks.
+    #[default]
+    StandardWebhooks,
+    /// ASP.NET WebHooks' `ms-signature`.
+    MsSignature,
+}
+
+impl From<SigningScheme> for crate::store::SignatureScheme {
+    fn from(s: SigningScheme) -> Self {
+        match s {
+            SigningScheme::StandardWebhooks => crate::store::SignatureScheme::StandardWebhooks,
+            SigningScheme::MsSignature => crate::store::SignatureScheme::MsSignature,
+        }
+    }
 }
 
 /// Retry policy: either an explicit `schedule` of waits, or `exponential`

@@ -428,6 +428,25 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
             },
             (_, None) => {}
         }
+        if let Some(signing) = &dest.signing {
+            if dest.kind != DestinationKind::Http {
+                err(
+                    at("signing"),
+                    "only an http destination signs (subscribers sign with their subscriptions' secrets)"
+                        .into(),
+                );
+            }
+            let scheme = signing.scheme.into();
+            // The message never quotes the secret.
+            if let Err(e) = crate::signing::check_secret(scheme, &signing.secret) {
+                err(at("signing.secret"), e);
+            }
+            if let Some(previous) = &signing.previous_secret
+                && let Err(e) = crate::signing::check_secret(scheme, previous)
+            {
+                err(at("signing.previous_secret"), e);
+            }
+        }
         for (h, v) in &dest.headers {
             if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 err(
@@ -738,6 +757,40 @@ mod tests {
             ))
             .is_empty()
         );
+    }
+
+    #[test]
+    fn signing_needs_an_http_destination_and_a_secret_its_scheme_accepts() {
+        let secret = "whsec_c2hvcnQ=";
+        let errs = paths(&format!(
+            "destinations:\n  d: {{ url: \"http://x\", signing: {{ secret: \"{secret}\" }} }}\n  \
+             m: {{ url: \"http://x\", signing: {{ scheme: ms-signature, secret: short, previous_secret: \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }} }}\n  \
+             l: {{ kind: log, signing: {{ secret: \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }} }}\n"
+        ));
+        assert_eq!(
+            errs,
+            [
+                "destinations.d.signing.secret",
+                "destinations.l.signing",
+                "destinations.m.signing.secret",
+            ]
+        );
+        let messages = from_str(
+            &format!(
+                "destinations:\n  d: {{ url: \"http://x\", signing: {{ secret: \"{secret}\" }} }}\n"
+            ),
+            &|_| None,
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            messages.iter().all(|e| !e.message.contains(secret)),
+            "{messages:?}"
+        );
+        assert!(paths(
+            "destinations:\n  d: { url: \"http://x\", signing: { secret: \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" } }\n"
+        )
+        .is_empty());
     }
 
     #[test]

@@ -410,7 +410,19 @@ async fn send(
         );
     };
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
-    let headers = outbound_headers(&d.message, dest, id);
+    let mut headers = outbound_headers(&d.message, dest, id);
+    if let Some(signing) = &dest.signing {
+        // Signed now, at each attempt: a retry's timestamp is its own, so a
+        // receiver's tolerance (Standard Webhooks: 5 minutes) holds.
+        crate::signing::apply(
+            &mut headers,
+            signing.scheme,
+            &signing.secrets(),
+            id,
+            crate::clock::now_ms(),
+            &d.message.body,
+        );
+    }
     if !relayed {
         let (result, excerpt) =
             post(client, url, dest.timeout, headers, d.message.body.clone()).await;

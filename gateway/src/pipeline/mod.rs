@@ -129,6 +129,33 @@ pub struct CompiledDestination {
     pub tenant: Option<String>,
     /// Teams kind: spaces requests under Teams' per-webhook rate.
     pub pacer: Option<Arc<crate::delivery::teams::Pacer>>,
+    /// How every attempt is signed, if it is (`signing:`).
+    pub signing: Option<DestinationSigning>,
+}
+
+/// A destination's `signing:`, ready to sign.
+pub struct DestinationSigning {
+    /// The scheme.
+    pub scheme: crate::store::SignatureScheme,
+    /// The secrets that sign, the current one first.
+    secrets: Vec<String>,
+}
+
+impl DestinationSigning {
+    /// The secrets that sign, the current one first.
+    pub fn secrets(&self) -> Vec<&str> {
+        self.secrets.iter().map(String::as_str).collect()
+    }
+}
+
+// Secrets stay out of debug output (logs, panics).
+impl std::fmt::Debug for DestinationSigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationSigning")
+            .field("scheme", &self.scheme)
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
 }
 
 impl CompiledDestination {
@@ -157,6 +184,12 @@ impl CompiledDestination {
             tenant: d.tenant.clone(),
             pacer: (d.kind == DestinationKind::Teams)
                 .then(|| crate::delivery::teams::pacer_for(d.url.as_deref().unwrap_or(name))),
+            signing: d.signing.as_ref().map(|s| DestinationSigning {
+                scheme: s.scheme.into(),
+                secrets: std::iter::once(s.secret.clone())
+                    .chain(s.previous_secret.clone())
+                    .collect(),
+            }),
         }
     }
 }

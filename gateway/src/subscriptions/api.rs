@@ -31,12 +31,12 @@ use utoipa::ToSchema;
 use super::SubscriptionsRuntime;
 use super::input::{BadInput, EpochMs, Flag, canonical_object, epoch_ms_schema, flag_schema};
 use super::outbound::{check_headers, check_properties};
-use super::signature::{check_secret, new_secret, new_token};
 use crate::clock::now_ms;
 use crate::delivery::Committed;
 use crate::delivery::ssrf;
 use crate::pipeline::new_event_id;
 use crate::plugin::Message;
+use crate::signing::{check_secret, new_secret, new_token};
 use crate::state::AppState;
 use crate::store::{
     Fanout, NewEvent, SecretRotation, SignatureScheme, StoreError, Subscription, SubscriptionPatch,

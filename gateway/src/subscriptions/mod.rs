@@ -14,7 +14,6 @@
 pub mod api;
 mod input;
 pub mod outbound;
-pub mod signature;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-use super::signature;
-use crate::store::{SignatureScheme, Subscription};
+use crate::signing as signature;
+use crate::store::Subscription;
 
 /// The payload key that carries a subscription's `properties`, as
 /// ASP.NET WebHooks' notifications carry a registration's `Properties`.
@@ -171,28 +171,14 @@ pub fn build(sub: &Subscription, envelope: &[u8], id: &str, now_ms: u64) -> (Hea
     // Receivers deduplicate on webhook-id whatever the signature scheme.
     set("webhook-id", id);
     let secrets = signing_secrets(sub, now_ms);
-    match sub.signature_scheme {
-        SignatureScheme::StandardWebhooks => {
-            let timestamp = now_ms / 1000;
-            // Several signatures are space-separated (Standard Webhooks):
-            // during a rotation a receiver holding either secret verifies.
-            let signatures: Vec<String> = secrets
-                .iter()
-                .map(|s| signature::sign(s, id, timestamp, &body))
-                .collect();
-            set("webhook-timestamp", &timestamp.to_string());
-            set("webhook-signature", &signatures.join(" "));
-        }
-        SignatureScheme::MsSignature => {
-            // One `ms-signature` field per secret, newest first: a receiver
-            // that reads every value verifies with either secret.
-            for s in secrets {
-                if let Ok(v) = HeaderValue::from_str(&signature::sign_ms(s, &body)) {
-                    headers.append(HeaderName::from_static("ms-signature"), v);
-                }
-            }
-        }
-    }
+    signature::apply(
+        &mut headers,
+        sub.signature_scheme,
+        &secrets,
+        id,
+        now_ms,
+        &body,
+    );
     if let Some(token) = sub
         .callback_token
         .as_deref()
@@ -206,6 +192,7 @@ pub fn build(sub: &Subscription, envelope: &[u8], id: &str, now_ms: u64) -> (Hea
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SignatureScheme;
 
     fn sub() -> Subscription {
         Subscription {

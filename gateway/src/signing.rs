@@ -1,4 +1,5 @@
-//! Signing of subscriber deliveries, in the subscription's scheme:
+//! Signing of outbound deliveries (a subscription's, or a destination's
+//! with `signing:`), in one of two schemes:
 //!
 //! - Standard Webhooks (default): `webhook-id`, `webhook-timestamp` and
 //!   `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`,
@@ -10,6 +11,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::RngCore as _;
 
 use crate::plugin::hmac_of;
@@ -99,6 +101,48 @@ pub fn sign(secret: &str, id: &str, timestamp_secs: u64, body: &[u8]) -> String 
     signed.extend_from_slice(body);
     let mac = hmac_of(crate::plugin::HashAlgorithm::Sha256, &key, &signed);
     format!("v1,{}", STANDARD.encode(mac))
+}
+
+/// Adds one delivery's signature headers, signed at `now_ms` by each of
+/// `secrets` (the current one first). `webhook-id` is the caller's: every
+/// delivery carries it, signed or not.
+pub fn apply(
+    headers: &mut HeaderMap,
+    scheme: SignatureScheme,
+    secrets: &[&str],
+    id: &str,
+    now_ms: u64,
+    body: &[u8],
+) {
+    match scheme {
+        SignatureScheme::StandardWebhooks => {
+            let timestamp = now_ms / 1000;
+            // Several signatures are space-separated (Standard Webhooks):
+            // during a rotation a receiver holding either secret verifies.
+            let signatures: Vec<String> = secrets
+                .iter()
+                .map(|s| sign(s, id, timestamp, body))
+                .collect();
+            for (name, value) in [
+                ("webhook-timestamp", timestamp.to_string()),
+                ("webhook-signature", signatures.join(" ")),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.insert(HeaderName::from_static(name), v);
+                }
+            }
+        }
+        SignatureScheme::MsSignature => {
+            // One `ms-signature` field per secret, newest first: a receiver
+            // that reads every value verifies with either secret.
+            headers.remove("ms-signature");
+            for s in secrets {
+                if let Ok(v) = HeaderValue::from_str(&sign_ms(s, body)) {
+                    headers.append(HeaderName::from_static("ms-signature"), v);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
