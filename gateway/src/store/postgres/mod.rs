@@ -275,6 +275,9 @@ impl PostgresStore {
         let (url, tls) = tls::split(url).map_err(open_err)?;
         let mut pg = tokio_postgres::Config::from_str(&url).map_err(open_err)?;
         pg.ssl_mode(tls.ssl_mode());
+        if let Some(weakness) = tls.weakness(pg.get_hosts()) {
+            tracing::warn!("store.url: {weakness}");
+        }
         let tls = tls::connector(&tls).map_err(open_err)?;
         if pg.get_application_name().is_none() {
             pg.application_name("hookgate");

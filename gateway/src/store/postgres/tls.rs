@@ -35,7 +35,7 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio_postgres::config::SslMode;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How much TLS a connection string asks for.
@@ -76,6 +76,42 @@ pub struct Options {
 }
 
 impl Options {
+    /// What an impostor on the network could do to connections to `hosts`
+    /// with these options, when a host is not this machine: said once, at
+    /// start, as a warning (libpq's defaults are kept, not enforced).
+    pub fn weakness(&self, hosts: &[Host]) -> Option<String> {
+        let remote = hosts.iter().any(|h| match h {
+            Host::Unix(_) => false,
+            Host::Tcp(name) => {
+                name != "localhost"
+                    && !name
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        });
+        if !remote {
+            return None;
+        }
+        match (self.mode, &self.roots) {
+            (Mode::Disable, _) => Some(
+                "sslmode=disable: the database connection is not encrypted; use \
+                 sslmode=verify-full unless the network is private"
+                    .into(),
+            ),
+            (Mode::Prefer | Mode::Require, Roots::Unset) => Some(format!(
+                "sslmode={}: the database's certificate is not checked, so an impostor could \
+                 read the connection; use sslmode=verify-full (with sslrootcert)",
+                if self.mode == Mode::Prefer {
+                    "prefer (the default)"
+                } else {
+                    "require"
+                }
+            )),
+            _ => None,
+        }
+    }
+
     /// What tokio-postgres is told: it negotiates; the verifier checks.
     pub fn ssl_mode(&self) -> SslMode {
         match self.mode {
@@ -507,6 +543,50 @@ mod tests {
         let (rest, o) = split("postgres://h/db?sslcert=%2Fc.pem&sslkey=%2Fk.pem").unwrap();
         assert_eq!(rest, "postgres://h/db");
         assert_eq!(o.client, Some(("/c.pem".into(), "/k.pem".into())));
+    }
+
+    #[test]
+    fn a_remote_host_without_a_checked_certificate_is_warned_about() {
+        let hosts = |s: &str| -> Vec<Host> {
+            s.parse::<tokio_postgres::Config>()
+                .unwrap()
+                .get_hosts()
+                .to_vec()
+        };
+        let weak = |url: &str| {
+            let (rest, o) = split(url).unwrap();
+            o.weakness(&hosts(&rest))
+        };
+        for local in [
+            "postgres://127.0.0.1/db",
+            "postgres://localhost/db?sslmode=disable",
+            "postgres://[::1]:5432/db",
+            "host=/run/postgresql dbname=db",
+        ] {
+            assert_eq!(weak(local), None, "{local}");
+        }
+        assert!(
+            weak("postgres://db.internal/db")
+                .unwrap()
+                .contains("prefer (the default)")
+        );
+        assert!(
+            weak("postgres://db.internal/db?sslmode=require")
+                .unwrap()
+                .contains("not checked")
+        );
+        assert!(
+            weak("postgres://10.0.0.5/db?sslmode=disable")
+                .unwrap()
+                .contains("not encrypted")
+        );
+        for checked in [
+            "postgres://db.internal/db?sslmode=verify-full",
+            "postgres://db.internal/db?sslmode=verify-ca",
+            "postgres://db.internal/db?sslmode=require&sslrootcert=%2Fca.pem",
+        ] {
+            assert_eq!(weak(checked), None, "{checked}");
+        }
     }
 
     #[test]
