@@ -249,9 +249,9 @@ fn split_pairs(conninfo: &str) -> Result<(String, Vec<(String, String)>), String
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
-            return Err(format!(
-                "option {key:?} has no `=` in the connection string"
-            ));
+            // The key is not quoted: in a malformed string, it may be
+            // part of the password.
+            return Err("an option of the connection string has no `=`".into());
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         let mut value = String::new();
@@ -530,6 +530,7 @@ mod tests {
                 "needs sslmode=verify-full",
             ),
             ("password='s3cr3t", "no end"),
+            ("host=h 's3cr3t' x", "has no `=`"),
         ] {
             let err = split(s).unwrap_err();
             assert!(err.contains(says), "{s}: {err}");
