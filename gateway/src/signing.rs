@@ -7,7 +7,8 @@
 //! - ASP.NET WebHooks' sender: `ms-signature: sha256=<hex HMAC-SHA256 of the
 //!   body>`, keyed with the secret's UTF-8 bytes (as ASP.NET does).
 //!
-//! Also the rules a subscriber-chosen secret must meet in each scheme.
+//! Also the rules a chosen secret (a subscriber's, or a destination's in
+//! the config) must meet in each scheme.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
