@@ -229,7 +229,8 @@ async fn console_shows_a_dead_event_replays_it_and_bulk_replays_exactly_the_filt
 
 /// A delivery whose destination a reload renamed waits, postponed. Its
 /// event's page says so and moves it to a destination of the current
-/// config, which delivers it; a `to` the config lacks is refused.
+/// config, which delivers it; a `to` the config lacks is refused. Bulk
+/// replay by that destination offers the same move for the rest.
 #[tokio::test(flavor = "multi_thread")]
 async fn console_moves_a_renamed_destinations_delivery_to_its_new_name() {
     let Some(b) = Browser::start().await else {
@@ -252,7 +253,12 @@ routes:
     };
     let gw = TestGateway::spawn(&yaml("old", &before)).await;
     let id = post_id(&gw, "hooks", r#"{"n": 1}"#).await;
-    wait_until("the first attempt", WAIT, || before.count() >= 1).await;
+    // Two more, for the bulk move.
+    let bulk = [
+        post_id(&gw, "hooks", r#"{"n": 2}"#).await,
+        post_id(&gw, "hooks", r#"{"n": 3}"#).await,
+    ];
+    wait_until("the first attempts", WAIT, || before.count() >= 3).await;
     std::fs::write(gw.config_path(), yaml("new", &after)).unwrap();
     let resp = gw
         .admin(reqwest::Method::POST, "/admin/reload")
@@ -313,7 +319,29 @@ routes:
     wait_for_status(&gw, &id, "delivered").await;
     let event = gw.admin_get(&format!("/admin/events/{id}")).await;
     assert_eq!(event["deliveries"][0]["destination"], "new", "{event:#}");
-    assert_eq!(before.count(), 1, "nothing more went to the old URL");
+
+    // The other two, in bulk: the confirmation page for destination `old`
+    // says why they wait and offers only a move.
+    b.client
+        .goto(&gw.url("/ui/replay?destination=old"))
+        .await
+        .unwrap();
+    assert!(b.text("#replay-orphaned").await.contains("no destination old"));
+    assert_eq!(b.text("#replay-deliveries").await, "2");
+    assert_eq!(b.text("#replay-to").await, "new");
+    b.screenshot(&screenshots(), "bulk-move-confirm").await;
+    b.click("#confirm-replay").await;
+    b.wait_for("#events").await;
+    wait_until("the bulk-moved deliveries", WAIT, || {
+        after.successes().len() == 3
+    })
+    .await;
+    for id in &bulk {
+        wait_for_status(&gw, id, "delivered").await;
+        let event = gw.admin_get(&format!("/admin/events/{id}")).await;
+        assert_eq!(event["deliveries"][0]["destination"], "new", "{event:#}");
+    }
+    assert_eq!(before.count(), 3, "nothing more went to the old URL");
     b.close().await;
 }
 

@@ -520,6 +520,21 @@ struct ConfirmPage {
     set: ReplaySet,
     max_id: String,
     changed: bool,
+    /// The filter's destination, when the current config lacks it: the
+    /// page then offers to move its deliveries to one of `targets`.
+    orphaned: Option<String>,
+    targets: Vec<String>,
+}
+
+/// The filter's destination if the current config lacks it (its
+/// deliveries can only be moved), and where they may move.
+fn orphaned(config: &GatewayConfig, filter: &ConsoleFilter) -> (Option<String>, Vec<String>) {
+    match filter.base.destination.as_deref() {
+        Some(d) if retarget::is_orphaned(config, d) => {
+            (Some(d.to_owned()), retarget::targets(config))
+        }
+        _ => (None, Vec::new()),
+    }
 }
 
 /// The filter pinned to the events that exist now: the newest matching
@@ -560,7 +575,12 @@ pub async fn confirm_bulk(
         Ok(f) => f,
         Err(resp) => return resp,
     };
-    let set = match state.store().count_replay_set(filter.clone()).await {
+    let (orphaned, targets) = orphaned(&state.snapshot().config, &filter);
+    let set = match state
+        .store()
+        .count_replay_set(filter.clone(), orphaned.is_some())
+        .await
+    {
         Ok(s) => s,
         Err(e) => return store_failed(e),
     };
@@ -573,6 +593,8 @@ pub async fn confirm_bulk(
             set,
             max_id: filter.max_id.unwrap_or_default(),
             changed: false,
+            orphaned,
+            targets,
         },
     )
 }
@@ -585,6 +607,8 @@ pub struct BulkForm {
     // Strings: numbers do not survive `#[serde(flatten)]` in forms.
     events: String,
     deliveries: String,
+    /// Moves the deliveries to this destination ([`retarget::check`]).
+    to: Option<String>,
 }
 
 /// `POST /ui/replay`: replays the confirmed set if it is still exactly
@@ -605,7 +629,15 @@ pub async fn bulk_replay(
         return refuse(StatusCode::BAD_REQUEST, "bad expected counts");
     };
     let expected = ReplaySet { events, deliveries };
-    match state.store().replay_filtered(filter, expected).await {
+    let to = given(&form.to);
+    let config = state.snapshot().config.clone();
+    if let Err(message) =
+        retarget::check(&config, filter.base.destination.as_deref(), to.as_deref())
+    {
+        return refuse(StatusCode::BAD_REQUEST, message);
+    }
+    let (orphaned, targets) = orphaned(&config, &filter);
+    match state.store().replay_filtered(filter, expected, to).await {
         Ok(BulkReplay::Replayed(set)) => {
             if set.deliveries > 0 {
                 state.delivery().wake();
@@ -628,6 +660,8 @@ pub async fn bulk_replay(
                 set,
                 max_id: form.max_id,
                 changed: true,
+                orphaned,
+                targets,
             },
         ),
         Err(e) => store_failed(e),

@@ -47,6 +47,7 @@ macro_rules! suite {
             a_re_enable_racing_a_park_leaves_nothing_parked,
             a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight,
             a_status_filtered_bulk_replay_takes_an_event_spanning_batches_whole,
+            a_console_bulk_replay_with_to_moves_the_confirmed_set_and_no_subscribers,
             a_park_after_an_attempt_counts_the_attempt,
             re_enabling_and_deleting_settle_more_than_a_batch,
             a_re_enable_keeps_parked_deliveries_ahead_of_new_ones,
@@ -965,18 +966,24 @@ pub async fn a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight(
         },
         ..Default::default()
     };
-    let set = store.count_replay_set(filter.clone()).await.unwrap();
+    let set = store.count_replay_set(filter.clone(), false).await.unwrap();
     assert_eq!((set.events, set.deliveries), (N as u64, N as u64 - 1));
     let stale = ReplaySet {
         deliveries: set.deliveries + 1,
         ..set
     };
     assert_eq!(
-        store.replay_filtered(filter.clone(), stale).await.unwrap(),
+        store
+            .replay_filtered(filter.clone(), stale, None)
+            .await
+            .unwrap(),
         BulkReplay::Changed(set),
         "a set that is not the one confirmed is not replayed"
     );
-    let BulkReplay::Replayed(done) = store.replay_filtered(filter.clone(), set).await.unwrap()
+    let BulkReplay::Replayed(done) = store
+        .replay_filtered(filter.clone(), set, None)
+        .await
+        .unwrap()
     else {
         panic!("the confirmed set is replayed")
     };
@@ -993,6 +1000,99 @@ pub async fn a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight(
     );
     let requeued = store.claim_due(2_000, LONG, Vec::new()).await.unwrap();
     assert_eq!(requeued.len(), N - 1);
+}
+
+/// The console's bulk replay with `to` moves what it counted, across
+/// batches, to the new destination with a fresh retry budget; a
+/// subscriber's delivery is neither counted nor moved, and deliveries the
+/// filter does not name stay where they are.
+pub async fn a_console_bulk_replay_with_to_moves_the_confirmed_set_and_no_subscribers(store: S) {
+    const N: usize = 520;
+    store
+        .create_subscription(subscription("wh_1", "t", "g", &["*"]))
+        .await
+        .unwrap();
+    for i in 0..N {
+        insert_one(&*store, &format!("evt_{i:05}"), None, &["old"]).await;
+    }
+    insert_one(&*store, "evt_keep", None, &["other"]).await;
+    store.insert(publish("evt_pub", "A"), opts()).await.unwrap();
+    assert_eq!(dead_letter_all(&store).await, N + 2);
+
+    // By destination: old's only.
+    let filter = ConsoleFilter {
+        base: EventFilter {
+            destination: Some("old".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let set = store.count_replay_set(filter.clone(), false).await.unwrap();
+    assert_eq!((set.events, set.deliveries), (N as u64, N as u64));
+    let BulkReplay::Replayed(done) = store
+        .replay_filtered(filter, set, Some("new".into()))
+        .await
+        .unwrap()
+    else {
+        panic!("the confirmed set is replayed")
+    };
+    assert_eq!((done.events, done.deliveries), (N as u64, N as u64));
+    assert_eq!(
+        delivery_to(&*store, "evt_keep", "other").await.state,
+        EventStatus::Dead,
+        "not named by the filter"
+    );
+
+    // By status: a subscriber's dead delivery is not counted when moving,
+    // and stays dead; other's moves.
+    let filter = ConsoleFilter {
+        base: EventFilter {
+            status: Some(EventStatus::Dead),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let counted = store.count_replay_set(filter.clone(), false).await.unwrap();
+    assert_eq!(counted.deliveries, 2, "other's and the subscriber's");
+    assert_eq!(
+        store
+            .replay_filtered(filter.clone(), counted, Some("new".into()))
+            .await
+            .unwrap(),
+        BulkReplay::Changed(ReplaySet {
+            events: 2,
+            deliveries: 1
+        }),
+        "moving, the subscriber's delivery is not in the set"
+    );
+    let moving = store.count_replay_set(filter.clone(), true).await.unwrap();
+    assert_eq!(
+        moving,
+        ReplaySet {
+            events: 2,
+            deliveries: 1
+        }
+    );
+    let BulkReplay::Replayed(done) = store
+        .replay_filtered(filter, moving, Some("new".into()))
+        .await
+        .unwrap()
+    else {
+        panic!("the set counted for a move is replayed")
+    };
+    assert_eq!(done.deliveries, 1);
+    assert_eq!(
+        delivery_to(&*store, "evt_pub", "sub:wh_1").await.state,
+        EventStatus::Dead
+    );
+    let moved = claim_until(&store, N + 1, Duration::from_secs(10)).await;
+    assert_eq!(moved.len(), N + 1);
+    assert!(
+        moved
+            .iter()
+            .all(|d| d.destination == "new" && d.retries == 0),
+        "all to the new name, with a fresh retry budget"
+    );
 }
 
 pub async fn a_status_filtered_bulk_replay_takes_an_event_spanning_batches_whole(store: S) {
@@ -1014,9 +1114,9 @@ pub async fn a_status_filtered_bulk_replay_takes_an_event_spanning_batches_whole
         },
         ..Default::default()
     };
-    let set = store.count_replay_set(filter.clone()).await.unwrap();
+    let set = store.count_replay_set(filter.clone(), false).await.unwrap();
     assert_eq!((set.events, set.deliveries), (1, N as u64));
-    let BulkReplay::Replayed(done) = store.replay_filtered(filter, set).await.unwrap() else {
+    let BulkReplay::Replayed(done) = store.replay_filtered(filter, set, None).await.unwrap() else {
         panic!("the confirmed set is replayed")
     };
     assert_eq!((done.events, done.deliveries), (1, N as u64));

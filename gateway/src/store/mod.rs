@@ -576,19 +576,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         filter: stats::ConsoleFilter,
     ) -> Result<stats::StatusCounts, StoreError>;
 
-    /// What [`replay_filtered`](Self::replay_filtered) would requeue now.
+    /// What [`replay_filtered`](Self::replay_filtered) would requeue now;
+    /// `moving`: with a `to` (a subscriber's deliveries are left out).
     async fn count_replay_set(
         &self,
         filter: stats::ConsoleFilter,
+        moving: bool,
     ) -> Result<stats::ReplaySet, StoreError>;
 
     /// Requeues the deliveries of the events matching `filter` (those to
     /// its destination, in its status, not in flight) with a fresh retry
-    /// budget, only if that set is still `expected`.
+    /// budget, only if that set is still `expected`. With `to`, as
+    /// [`replay`](Self::replay)'s: they move to that destination, and a
+    /// subscriber's deliveries are left out (the caller checks `to`
+    /// against the config and gives `filter` a destination).
     async fn replay_filtered(
         &self,
         filter: stats::ConsoleFilter,
         expected: stats::ReplaySet,
+        to: Option<String>,
     ) -> Result<stats::BulkReplay, StoreError>;
 
     /// Requeues one delivery of an event. False when there is no such

@@ -177,9 +177,26 @@ pub(super) async fn counts(
     })
 }
 
+/// The clause that leaves a subscriber's deliveries out of a replay that
+/// moves deliveries (`to`): they belong to their subscription.
+fn movable_sql(moving: bool) -> String {
+    if moving {
+        format!(
+            " AND substr(d.destination, 1, {}) <> '{}'",
+            crate::store::SUBSCRIBER_PREFIX.len(),
+            crate::store::SUBSCRIBER_PREFIX
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// With `moving` (a replay with `to`), a subscriber's deliveries are not
+/// counted: they never move.
 pub(super) async fn replay_set(
     c: &impl GenericClient,
     filter: &ConsoleFilter,
+    moving: bool,
 ) -> Result<ReplaySet, StoreError> {
     let mut args = Args::default();
     let where_clause = where_sql(filter, true, &mut args);
@@ -190,7 +207,7 @@ pub(super) async fn replay_set(
         )
         .await?
         .try_get(0)?;
-    let deliveries_clause = delivery_sql(filter, &mut args);
+    let deliveries_clause = delivery_sql(filter, &mut args) + &movable_sql(moving);
     let deliveries: i64 = c
         .query_one(
             &format!(
@@ -220,11 +237,13 @@ pub(super) async fn replay_batch_filtered(
     tx: &deadpool_postgres::Transaction<'_>,
     filter: &ConsoleFilter,
     after: i64,
+    to: Option<&str>,
 ) -> Result<(Vec<String>, u64, Option<i64>), StoreError> {
     let mut args = Args::default();
     let where_clause = where_sql(filter, true, &mut args);
-    let deliveries_clause = delivery_sql(filter, &mut args);
+    let deliveries_clause = delivery_sql(filter, &mut args) + &movable_sql(to.is_some());
     let after = args.add(after);
+    let to = args.add(to.map(str::to_owned));
     let rows = tx
         .query(
             &format!(
@@ -233,7 +252,7 @@ pub(super) async fn replay_batch_filtered(
                    WHERE {where_clause} AND {deliveries_clause} AND d.id > {after} \
                    ORDER BY d.id LIMIT {BATCH_ROWS} FOR UPDATE OF d SKIP LOCKED) \
                  UPDATE deliveries d SET state = 'pending', retries = 0, lease_token = NULL, \
-                   next_attempt_at = hookgate_now_ms() \
+                   next_attempt_at = hookgate_now_ms(), destination = coalesce({to}::text, d.destination) \
                  FROM picked WHERE d.id = picked.id \
                  RETURNING d.id, d.event_id"
             ),

@@ -1819,8 +1819,12 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn count_replay_set(&self, filter: ConsoleFilter) -> Result<ReplaySet, StoreError> {
-        self.snapshot(async |tx| console::replay_set(tx, &filter).await)
+    async fn count_replay_set(
+        &self,
+        filter: ConsoleFilter,
+        moving: bool,
+    ) -> Result<ReplaySet, StoreError> {
+        self.snapshot(async |tx| console::replay_set(tx, &filter, moving).await)
             .await
     }
 
@@ -1828,12 +1832,13 @@ impl Store for PostgresStore {
         &self,
         filter: ConsoleFilter,
         expected: ReplaySet,
+        to: Option<String>,
     ) -> Result<BulkReplay, StoreError> {
         // The confirmed set is counted again, then requeued in batches,
         // each its own transaction, so a replay of many never holds many
         // row locks for long.
         let set = self
-            .snapshot(async |tx| console::replay_set(tx, &filter).await)
+            .snapshot(async |tx| console::replay_set(tx, &filter, to.is_some()).await)
             .await?;
         if set != expected {
             return Ok(BulkReplay::Changed(set));
@@ -1844,7 +1849,7 @@ impl Store for PostgresStore {
             let mut conn = self.conn().await?;
             let tx = conn.transaction().await?;
             let (batch, requeued, last) =
-                console::replay_batch_filtered(&tx, &filter, after).await?;
+                console::replay_batch_filtered(&tx, &filter, after, to.as_deref()).await?;
             if requeued > 0 {
                 notify(&tx).await?;
             }

@@ -138,6 +138,20 @@ fn delivery_sql(f: &ConsoleFilter, now: i64, args: &mut Vec<Value>) -> String {
     sql
 }
 
+/// The clause that leaves a subscriber's deliveries out of a replay that
+/// moves deliveries (`to`): they belong to their subscription.
+fn movable_sql(moving: bool) -> String {
+    if moving {
+        format!(
+            " AND substr(d.destination, 1, {}) <> '{}'",
+            crate::store::SUBSCRIBER_PREFIX.len(),
+            crate::store::SUBSCRIBER_PREFIX
+        )
+    } else {
+        String::new()
+    }
+}
+
 impl SqliteStore {
     /// Stores the (already redacted) inbound request of a new event, in
     /// the insert's transaction.
@@ -241,9 +255,12 @@ impl SqliteStore {
         })
     }
 
+    /// With `moving` (a replay with `to`), a subscriber's deliveries are
+    /// not counted: they never move.
     pub(super) fn console_replay_set(
         c: &Connection,
         filter: &ConsoleFilter,
+        moving: bool,
     ) -> Result<ReplaySet, StoreError> {
         let now = now();
         let (where_clause, args) = where_sql(filter, true);
@@ -253,7 +270,7 @@ impl SqliteStore {
             ))?
             .query_row(params_from_iter(args.clone()), |r| r.get(0))?;
         let mut args = args;
-        let deliveries_clause = delivery_sql(filter, now, &mut args);
+        let deliveries_clause = delivery_sql(filter, now, &mut args) + &movable_sql(moving);
         let deliveries: i64 = c
             .prepare_cached(&format!(
                 "SELECT COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id \
@@ -279,10 +296,11 @@ impl SqliteStore {
         c: &Connection,
         filter: &ConsoleFilter,
         after: i64,
+        to: Option<&str>,
     ) -> Result<(Vec<String>, u64, Option<i64>), StoreError> {
         let now = now();
         let (where_clause, mut args) = where_sql(filter, true);
-        let deliveries_clause = delivery_sql(filter, now, &mut args);
+        let deliveries_clause = delivery_sql(filter, now, &mut args) + &movable_sql(to.is_some());
         args.push(Value::Integer(after));
         let picked: Vec<(i64, String)> = c
             .prepare(&format!(
@@ -296,9 +314,9 @@ impl SqliteStore {
         for (id, event_id) in &picked {
             c.prepare_cached(
                 "UPDATE deliveries SET state = 'pending', retries = 0, lease_token = NULL, \
-                 next_attempt_at = ?2 WHERE id = ?1",
+                 next_attempt_at = ?2, destination = coalesce(?3, destination) WHERE id = ?1",
             )?
-            .execute(params![id, now])?;
+            .execute(params![id, now, to])?;
             events.push(event_id.clone());
         }
         events.sort_unstable();

@@ -1724,9 +1724,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn count_replay_set(&self, filter: ConsoleFilter) -> Result<ReplaySet, StoreError> {
+    async fn count_replay_set(
+        &self,
+        filter: ConsoleFilter,
+        moving: bool,
+    ) -> Result<ReplaySet, StoreError> {
         self.readers
-            .read(move |c| Self::console_replay_set(c, &filter))
+            .read(move |c| Self::console_replay_set(c, &filter, moving))
             .await
     }
 
@@ -1734,6 +1738,7 @@ impl Store for SqliteStore {
         &self,
         filter: ConsoleFilter,
         expected: ReplaySet,
+        to: Option<String>,
     ) -> Result<BulkReplay, StoreError> {
         // The confirmed set is counted again on a reader; then requeued in
         // batches, each its own writer operation (the filter checked again
@@ -1745,10 +1750,12 @@ impl Store for SqliteStore {
         // confirmed deliveries skipped. Meanwhile a stale status is only
         // shown, never acted on: each attempt's record refreshes it too.
         let filter = Arc::new(filter);
+        let to: Option<Arc<str>> = to.map(Arc::from);
         let f = filter.clone();
+        let movable = to.is_some();
         let set = self
             .readers
-            .read(move |c| Self::console_replay_set(c, &f))
+            .read(move |c| Self::console_replay_set(c, &f, movable))
             .await?;
         if set != expected {
             return Ok(BulkReplay::Changed(set));
@@ -1756,11 +1763,11 @@ impl Store for SqliteStore {
         let mut tally = ReplayTally::default();
         let mut after = i64::MIN;
         loop {
-            let f = filter.clone();
+            let (f, to) = (filter.clone(), to.clone());
             let (batch, requeued, last) = self
                 .writer
                 .run(Priority::Always, move |c| {
-                    Self::console_replay_batch(c, &f, after)
+                    Self::console_replay_batch(c, &f, after, to.as_deref())
                 })
                 .await?;
             let Some(last) = last else {
