@@ -326,7 +326,11 @@ routes:
         .goto(&gw.url("/ui/replay?destination=old"))
         .await
         .unwrap();
-    assert!(b.text("#replay-orphaned").await.contains("no destination old"));
+    assert!(
+        b.text("#replay-orphaned")
+            .await
+            .contains("no destination old")
+    );
     assert_eq!(b.text("#replay-deliveries").await, "2");
     assert_eq!(b.text("#replay-to").await, "new");
     b.screenshot(&screenshots(), "bulk-move-confirm").await;
