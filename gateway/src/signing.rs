@@ -110,7 +110,7 @@ pub fn sign(secret: &str, id: &str, timestamp_secs: u64, body: &[u8]) -> String 
 pub fn apply(
     headers: &mut HeaderMap,
     scheme: SignatureScheme,
-    secrets: &[&str],
+    secrets: &[impl AsRef<str>],
     id: &str,
     now_ms: u64,
     body: &[u8],
@@ -122,7 +122,7 @@ pub fn apply(
             // during a rotation a receiver holding either secret verifies.
             let signatures: Vec<String> = secrets
                 .iter()
-                .map(|s| sign(s, id, timestamp, body))
+                .map(|s| sign(s.as_ref(), id, timestamp, body))
                 .collect();
             for (name, value) in [
                 ("webhook-timestamp", timestamp.to_string()),
@@ -138,7 +138,7 @@ pub fn apply(
             // that reads every value verifies with either secret.
             headers.remove("ms-signature");
             for s in secrets {
-                if let Ok(v) = HeaderValue::from_str(&sign_ms(s, body)) {
+                if let Ok(v) = HeaderValue::from_str(&sign_ms(s.as_ref(), body)) {
                     headers.append(HeaderName::from_static("ms-signature"), v);
                 }
             }

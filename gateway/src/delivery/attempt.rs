@@ -417,7 +417,7 @@ async fn send(
         crate::signing::apply(
             &mut headers,
             signing.scheme,
-            &signing.secrets(),
+            signing.secrets(),
             id,
             crate::clock::now_ms(),
             &d.message.body,

@@ -143,8 +143,8 @@ pub struct DestinationSigning {
 
 impl DestinationSigning {
     /// The secrets that sign, the current one first.
-    pub fn secrets(&self) -> Vec<&str> {
-        self.secrets.iter().map(String::as_str).collect()
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
     }
 }
 

@@ -870,18 +870,38 @@ pub async fn bulk_replay_covers_more_than_one_batch(store: S) {
 /// requeues to the new name, in both forms of replay, across batches; a
 /// delivery in flight keeps its destination and its lease, and a
 /// subscriber's delivery is neither requeued nor moved.
-pub async fn a_replay_to_another_destination_moves_only_named_deliveries(store: S) {
-    const N: usize = 520;
+/// Dead letters for the replays that move deliveries: `n` events to `old`
+/// (`evt_00000`, ...), `evt_keep` to `other`, and `evt_pub` to the
+/// subscriber `wh_1` (`sub:wh_1`).
+async fn dead_letters_to_move(store: &S, n: usize) {
     store
         .create_subscription(subscription("wh_1", "t", "g", &["*"]))
         .await
         .unwrap();
-    for i in 0..N {
-        insert_one(&*store, &format!("evt_{i:05}"), None, &["old"]).await;
+    for i in 0..n {
+        insert_one(&**store, &format!("evt_{i:05}"), None, &["old"]).await;
     }
-    insert_one(&*store, "evt_keep", None, &["other"]).await;
+    insert_one(&**store, "evt_keep", None, &["other"]).await;
     store.insert(publish("evt_pub", "A"), opts()).await.unwrap();
-    assert_eq!(dead_letter_all(&store).await, N + 2);
+    assert_eq!(dead_letter_all(store).await, n + 2);
+}
+
+/// Every moved delivery is claimed under `to`'s name with a fresh retry
+/// budget.
+async fn claim_moved(store: &S, n: usize) {
+    let moved = claim_until(store, n, Duration::from_secs(10)).await;
+    assert_eq!(moved.len(), n);
+    assert!(
+        moved
+            .iter()
+            .all(|d| d.destination == "new" && d.retries == 0),
+        "all to the new name, with a fresh retry budget"
+    );
+}
+
+pub async fn a_replay_to_another_destination_moves_only_named_deliveries(store: S) {
+    const N: usize = 520;
+    dead_letters_to_move(&store, N).await;
     insert_one(&*store, "evt_flight", None, &["old"]).await;
     let in_flight = store.claim_due(10, LONG, Vec::new()).await.unwrap();
     assert_eq!(in_flight.len(), 1);
@@ -928,14 +948,7 @@ pub async fn a_replay_to_another_destination_moves_only_named_deliveries(store: 
         delivery_to(&*store, "evt_flight", "old").await.state,
         EventStatus::Delivered
     );
-    let moved = claim_until(&store, N + 1, Duration::from_secs(10)).await;
-    assert_eq!(moved.len(), N + 1);
-    assert!(
-        moved
-            .iter()
-            .all(|d| d.destination == "new" && d.retries == 0),
-        "all to the new name, with a fresh retry budget"
-    );
+    claim_moved(&store, N + 1).await;
 }
 
 /// The console's bulk replay requeues the confirmed set in batches (its own
@@ -1008,16 +1021,7 @@ pub async fn a_console_bulk_replay_runs_in_batches_and_leaves_what_is_in_flight(
 /// filter does not name stay where they are.
 pub async fn a_console_bulk_replay_with_to_moves_the_confirmed_set_and_no_subscribers(store: S) {
     const N: usize = 520;
-    store
-        .create_subscription(subscription("wh_1", "t", "g", &["*"]))
-        .await
-        .unwrap();
-    for i in 0..N {
-        insert_one(&*store, &format!("evt_{i:05}"), None, &["old"]).await;
-    }
-    insert_one(&*store, "evt_keep", None, &["other"]).await;
-    store.insert(publish("evt_pub", "A"), opts()).await.unwrap();
-    assert_eq!(dead_letter_all(&store).await, N + 2);
+    dead_letters_to_move(&store, N).await;
 
     // By destination: old's only.
     let filter = ConsoleFilter {
@@ -1085,14 +1089,7 @@ pub async fn a_console_bulk_replay_with_to_moves_the_confirmed_set_and_no_subscr
         delivery_to(&*store, "evt_pub", "sub:wh_1").await.state,
         EventStatus::Dead
     );
-    let moved = claim_until(&store, N + 1, Duration::from_secs(10)).await;
-    assert_eq!(moved.len(), N + 1);
-    assert!(
-        moved
-            .iter()
-            .all(|d| d.destination == "new" && d.retries == 0),
-        "all to the new name, with a fresh retry budget"
-    );
+    claim_moved(&store, N + 1).await;
 }
 
 pub async fn a_status_filtered_bulk_replay_takes_an_event_spanning_batches_whole(store: S) {

@@ -46,6 +46,19 @@ use crate::plugin::Message;
 /// Deliveries to a subscription have destination `sub:<subscription id>`.
 pub const SUBSCRIBER_PREFIX: &str = "sub:";
 
+/// A replay that moves deliveries (`to`) leaves a subscriber's out: they
+/// belong to their subscription. The condition on `d.destination`, the
+/// same SQL in both engines; empty when the replay does not move.
+pub(crate) fn movable_sql(moving: bool) -> &'static str {
+    static CLAUSE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            " AND substr(d.destination, 1, {}) <> '{SUBSCRIBER_PREFIX}'",
+            SUBSCRIBER_PREFIX.len()
+        )
+    });
+    if moving { &CLAUSE } else { "" }
+}
+
 /// Why a delivery to a deleted subscription is dead (deleting it
 /// dead-letters what waits for it; an attempt in flight finds it gone).
 pub const SUBSCRIPTION_DELETED: &str = "the subscription was deleted";

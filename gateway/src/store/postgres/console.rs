@@ -177,20 +177,6 @@ pub(super) async fn counts(
     })
 }
 
-/// The clause that leaves a subscriber's deliveries out of a replay that
-/// moves deliveries (`to`): they belong to their subscription.
-fn movable_sql(moving: bool) -> String {
-    if moving {
-        format!(
-            " AND substr(d.destination, 1, {}) <> '{}'",
-            crate::store::SUBSCRIBER_PREFIX.len(),
-            crate::store::SUBSCRIBER_PREFIX
-        )
-    } else {
-        String::new()
-    }
-}
-
 /// With `moving` (a replay with `to`), a subscriber's deliveries are not
 /// counted: they never move.
 pub(super) async fn replay_set(
@@ -207,7 +193,7 @@ pub(super) async fn replay_set(
         )
         .await?
         .try_get(0)?;
-    let deliveries_clause = delivery_sql(filter, &mut args) + &movable_sql(moving);
+    let deliveries_clause = delivery_sql(filter, &mut args) + crate::store::movable_sql(moving);
     let deliveries: i64 = c
         .query_one(
             &format!(
@@ -241,7 +227,8 @@ pub(super) async fn replay_batch_filtered(
 ) -> Result<(Vec<String>, u64, Option<i64>), StoreError> {
     let mut args = Args::default();
     let where_clause = where_sql(filter, true, &mut args);
-    let deliveries_clause = delivery_sql(filter, &mut args) + &movable_sql(to.is_some());
+    let deliveries_clause =
+        delivery_sql(filter, &mut args) + crate::store::movable_sql(to.is_some());
     let after = args.add(after);
     let to = args.add(to.map(str::to_owned));
     let rows = tx

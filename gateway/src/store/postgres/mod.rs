@@ -1092,16 +1092,10 @@ async fn replay_batch(
         }
         ReplayTarget::Matching(filter) => filter_sql(filter, Some("d"), &mut args),
     };
-    // A subscriber's delivery is its subscription's: never moved.
-    let (movable, destination) = match to {
-        Some(to) => (
-            format!(
-                " AND substr(d.destination, 1, {}) <> '{SUBSCRIBER_PREFIX}'",
-                SUBSCRIBER_PREFIX.len()
-            ),
-            args.add(to.to_owned()),
-        ),
-        None => (String::new(), "d.destination".to_owned()),
+    let movable = crate::store::movable_sql(to.is_some());
+    let destination = match to {
+        Some(to) => args.add(to.to_owned()),
+        None => "d.destination".to_owned(),
     };
     let after = args.add(after);
     // A delivery in flight (pending, leased, lease not run out) is left to

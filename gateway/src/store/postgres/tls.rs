@@ -297,7 +297,10 @@ pub fn connector(options: &Options) -> Result<MakeRustlsConnect, String> {
     };
     let algorithms = provider.signature_verification_algorithms;
     let verifier: Arc<dyn ServerCertVerifier> = match roots {
-        None => Arc::new(Unverified { algorithms }),
+        None => Arc::new(NameUnchecked {
+            chain: None,
+            algorithms,
+        }),
         Some(roots) => {
             let chain =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -306,7 +309,10 @@ pub fn connector(options: &Options) -> Result<MakeRustlsConnect, String> {
             if options.mode == Mode::VerifyFull {
                 chain
             } else {
-                Arc::new(ChainOnly { chain })
+                Arc::new(NameUnchecked {
+                    chain: Some(chain),
+                    algorithms,
+                })
             }
         }
     };
@@ -359,14 +365,19 @@ fn read_roots(path: &std::path::Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// `verify-ca`, and `prefer`/`require` with a root file: the chain must
-/// lead to a trusted root, whatever host it names (libpq's meaning).
+/// Every mode but `verify-full` (libpq's meanings): with a `chain`
+/// (`verify-ca`, or `prefer`/`require` with a root file) the certificate
+/// must lead to a trusted root, whatever host it names; without one
+/// (`prefer`/`require` alone) any certificate goes. Either way the
+/// handshake must be signed by the certificate's key, so the session is
+/// encrypted to whoever holds it.
 #[derive(Debug)]
-struct ChainOnly {
-    chain: Arc<WebPkiServerVerifier>,
+struct NameUnchecked {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for NameUnchecked {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -375,59 +386,16 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .chain
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             // webpki checks the name last, after the chain and its dates.
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.chain.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` without roots: any certificate (libpq's
-/// meaning), but the handshake must still be signed by its key, so the
-/// session is encrypted to whoever holds it.
-#[derive(Debug)]
-struct Unverified {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

@@ -138,20 +138,6 @@ fn delivery_sql(f: &ConsoleFilter, now: i64, args: &mut Vec<Value>) -> String {
     sql
 }
 
-/// The clause that leaves a subscriber's deliveries out of a replay that
-/// moves deliveries (`to`): they belong to their subscription.
-fn movable_sql(moving: bool) -> String {
-    if moving {
-        format!(
-            " AND substr(d.destination, 1, {}) <> '{}'",
-            crate::store::SUBSCRIBER_PREFIX.len(),
-            crate::store::SUBSCRIBER_PREFIX
-        )
-    } else {
-        String::new()
-    }
-}
-
 impl SqliteStore {
     /// Stores the (already redacted) inbound request of a new event, in
     /// the insert's transaction.
@@ -270,7 +256,8 @@ impl SqliteStore {
             ))?
             .query_row(params_from_iter(args.clone()), |r| r.get(0))?;
         let mut args = args;
-        let deliveries_clause = delivery_sql(filter, now, &mut args) + &movable_sql(moving);
+        let deliveries_clause =
+            delivery_sql(filter, now, &mut args) + crate::store::movable_sql(moving);
         let deliveries: i64 = c
             .prepare_cached(&format!(
                 "SELECT COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id \
@@ -300,7 +287,8 @@ impl SqliteStore {
     ) -> Result<(Vec<String>, u64, Option<i64>), StoreError> {
         let now = now();
         let (where_clause, mut args) = where_sql(filter, true);
-        let deliveries_clause = delivery_sql(filter, now, &mut args) + &movable_sql(to.is_some());
+        let deliveries_clause =
+            delivery_sql(filter, now, &mut args) + crate::store::movable_sql(to.is_some());
         args.push(Value::Integer(after));
         let picked: Vec<(i64, String)> = c
             .prepare(&format!(

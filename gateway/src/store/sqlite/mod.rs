@@ -1066,15 +1066,7 @@ fn replay_batch(
         }
         ReplayTarget::Matching(filter) => filter_sql(filter, Some("d")),
     };
-    // A subscriber's delivery is its subscription's: never moved.
-    let movable = if to.is_some() {
-        format!(
-            " AND substr(d.destination, 1, {}) <> '{SUBSCRIBER_PREFIX}'",
-            SUBSCRIBER_PREFIX.len()
-        )
-    } else {
-        String::new()
-    };
+    let movable = crate::store::movable_sql(to.is_some());
     // A delivery in flight (pending, leased, lease not run out) is left to
     // finish, and one parked stays parked for its subscription's re-enable
     // (the console's replay already left it).
