@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 
 use crate::support::browser::Browser;
-use crate::support::gateway::{ADMIN_TOKEN, TestGateway};
+use crate::support::gateway::{ADMIN_TOKEN, TestGateway, one_destination_config};
 use crate::support::receiver::MockReceiver;
 use crate::support::wait_until;
 
@@ -239,18 +239,7 @@ async fn console_moves_a_renamed_destinations_delivery_to_its_new_name() {
     let before = MockReceiver::start().await;
     before.always(Some(500));
     let after = MockReceiver::start().await;
-    let yaml = |name: &str, sink: &MockReceiver| {
-        format!(
-            r#"
-admin: {{ token: {ADMIN_TOKEN} }}
-destinations:
-  {name}: {{ url: "{}", timeout: 5s, retry: {{ schedule: [30s], jitter: 0 }} }}
-routes:
-  hooks: {{ to: [{name}] }}
-"#,
-            sink.url("/in")
-        )
-    };
+    let yaml = |name: &str, sink: &MockReceiver| one_destination_config(name, &sink.url("/in"));
     let gw = TestGateway::spawn(&yaml("old", &before)).await;
     let id = post_id(&gw, "hooks", r#"{"n": 1}"#).await;
     // Two more, for the bulk move.
@@ -259,13 +248,7 @@ routes:
         post_id(&gw, "hooks", r#"{"n": 3}"#).await,
     ];
     wait_until("the first attempts", WAIT, || before.count() >= 3).await;
-    std::fs::write(gw.config_path(), yaml("new", &after)).unwrap();
-    let resp = gw
-        .admin(reqwest::Method::POST, "/admin/reload")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    gw.reload_with(&yaml("new", &after)).await;
 
     sign_in(&b, &gw, ADMIN_TOKEN).await;
     b.wait_for("#events").await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
-use crate::support::gateway::{ADMIN_TOKEN, TestGateway};
+use crate::support::gateway::{ADMIN_TOKEN, TestGateway, one_destination_config};
 use crate::support::receiver::MockReceiver;
 use crate::support::{sign, wait_until};
 
@@ -188,19 +188,7 @@ async fn exhausted_delivery_is_dead_and_replay_delivers_it() {
 async fn a_renamed_destinations_deliveries_replay_to_its_new_name() {
     let before = MockReceiver::start().await;
     let after = MockReceiver::start().await;
-    let yaml = |name: &str, sink: &MockReceiver| {
-        format!(
-            r#"
-admin: {{ token: {ADMIN_TOKEN} }}
-destinations:
-  {name}: {{ url: "{}", timeout: 5s, retry: {{ schedule: [30s], jitter: 0 }} }}
-routes:
-  hooks:
-    to: [{name}]
-"#,
-            sink.url("/in")
-        )
-    };
+    let yaml = |name: &str, sink: &MockReceiver| one_destination_config(name, &sink.url("/in"));
     let gw = TestGateway::spawn(&yaml("old", &before)).await;
     // One dead (410 ends it at once), one waiting 30 s for its retry.
     before.script(&[410]);
@@ -213,13 +201,7 @@ routes:
     })
     .await;
 
-    std::fs::write(gw.config_path(), yaml("new", &after)).unwrap();
-    let resp = gw
-        .admin(Method::POST, "/admin/reload")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    gw.reload_with(&yaml("new", &after)).await;
 
     // `to` needs the destination it moves from, and one the config has.
     for (query, says) in [

@@ -512,12 +512,7 @@ async fn during_a_rotation_both_the_old_and_the_new_secret_verify() {
     );
 
     let ms = deliveries.iter().find(|d| d.uri.path() == "/ms").unwrap();
-    let values: Vec<&str> = ms
-        .headers
-        .get_all("ms-signature")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
+    let values = ms.header_values("ms-signature");
     assert_eq!(values.len(), 2, "{values:?}");
     assert_eq!(
         values[0],

@@ -631,13 +631,8 @@ async fn a_reload_without_the_subscriptions_block_postpones_subscriber_deliverie
     let text = std::fs::read_to_string(&path).unwrap();
     let start = text.find("subscriptions:").unwrap();
     let end = text.find("admin:").unwrap();
-    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
-    let resp = gw
-        .admin(Method::POST, "/admin/reload")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    gw.reload_with(&format!("{}{}", &text[..start], &text[end..]))
+        .await;
     let deadline = Instant::now() + WAIT;
     let delivery = loop {
         let event = gw.admin_get(&format!("/admin/events/{id}")).await;

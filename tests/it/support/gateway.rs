@@ -251,6 +251,18 @@ impl TestGateway {
             .bearer_auth(ADMIN_TOKEN)
     }
 
+    /// Writes `yaml` as the config and reloads it through the admin API
+    /// (which answers once the new generation serves), asserting success.
+    pub async fn reload_with(&self, yaml: &str) {
+        std::fs::write(self.config_path(), yaml).unwrap();
+        let resp = self
+            .admin(reqwest::Method::POST, "/admin/reload")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+
     /// `GET path` on the admin API, as JSON.
     pub async fn admin_get(&self, path: &str) -> serde_json::Value {
         let resp = self.admin(reqwest::Method::GET, path).send().await.unwrap();
@@ -267,4 +279,19 @@ impl Drop for TestGateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A config whose route `hooks` delivers to one destination named `name`
+/// at `url`, retrying once after 30 s: a reload with another `name`
+/// renames the destination while a delivery waits.
+pub fn one_destination_config(name: &str, url: &str) -> String {
+    format!(
+        r#"
+admin: {{ token: {ADMIN_TOKEN} }}
+destinations:
+  {name}: {{ url: "{url}", timeout: 5s, retry: {{ schedule: [30s], jitter: 0 }} }}
+routes:
+  hooks: {{ to: [{name}] }}
+"#
+    )
 }
