@@ -53,6 +53,7 @@ macro_rules! suite {
             a_re_enable_keeps_parked_deliveries_ahead_of_new_ones,
             an_event_read_while_it_is_finished_is_one_snapshot,
             a_record_ends_its_lease,
+            records_that_arrive_together_are_each_written_or_refused_alone,
             an_insert_claim_runs_out_and_a_duplicate_claims_nothing,
         );
     };
@@ -438,6 +439,72 @@ pub async fn a_record_ends_its_lease(store: S) {
     );
     assert_eq!(status(&store, "evt_1").await, EventStatus::Delivered);
     assert_eq!(status(&store, "evt_2").await, EventStatus::Pending);
+}
+
+/// Records that arrive at once (an engine may write them together) are
+/// each decided alone: a stale token among them is refused and writes
+/// nothing, the others are written with their own outcomes, and a response
+/// that holds a NUL character (a binary body's excerpt) is still stored.
+pub async fn records_that_arrive_together_are_each_written_or_refused_alone(store: S) {
+    const N: usize = 48;
+    for i in 0..N {
+        insert_one(&*store, &format!("evt_{i:02}"), None, &["a"]).await;
+    }
+    let mut due = claim_until(&store, N, Duration::from_secs(5)).await;
+    assert_eq!(due.len(), N);
+    due.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    // Event i: 0 delivered, 1 stale, 2 retried, 3 dead (by i % 4).
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, d) in due.iter().enumerate() {
+        let mut a = match i % 4 {
+            0 | 1 => attempt(d, 200, NextState::Delivered),
+            2 => attempt(d, 503, NextState::Retry { after: LONG }),
+            _ => attempt(d, 410, NextState::Dead { reason: "gone".into() }),
+        };
+        if i % 4 == 1 {
+            a.lease = super::LeaseToken(d.lease.0.wrapping_add(1));
+        }
+        if i == 4 {
+            a.response_excerpt = Some("bin\0ary".into());
+        }
+        let store = Arc::clone(&store);
+        tasks.spawn(async move { (i, store.record(a).await) });
+    }
+    let mut outcomes = tasks.join_all().await;
+    outcomes.sort_by_key(|(i, _)| *i);
+    for (i, r) in outcomes {
+        let want = if i % 4 == 1 {
+            Recorded::LeaseLost
+        } else {
+            Recorded::Written
+        };
+        assert_eq!(r.unwrap(), want, "record {i}");
+    }
+    for (i, d) in due.iter().enumerate() {
+        let e = store.get(d.event_id.clone()).await.unwrap().unwrap();
+        let (want, attempts) = match i % 4 {
+            0 => (EventStatus::Delivered, 1),
+            1 => (EventStatus::Pending, 0),
+            2 => (EventStatus::Pending, 1),
+            _ => (EventStatus::Dead, 1),
+        };
+        assert_eq!(e.summary.status, want, "event {i}");
+        assert_eq!(e.deliveries[0].attempts.len(), attempts, "event {i}");
+    }
+    let binary = store.get("evt_04".into()).await.unwrap().unwrap();
+    let excerpt = binary.deliveries[0].attempts[0].response.clone().unwrap();
+    assert!(
+        excerpt.starts_with("bin") && excerpt.ends_with("ary"),
+        "{excerpt:?}"
+    );
+    // The stale records left their deliveries to the current claim.
+    for (i, d) in due.iter().enumerate().filter(|(i, _)| i % 4 == 1) {
+        assert_eq!(
+            record(&store, d, 200, NextState::Delivered).await,
+            Recorded::Written,
+            "record {i} under its own lease"
+        );
+    }
 }
 
 pub async fn an_insert_claims_what_it_is_asked_to_in_its_own_transaction(store: S) {

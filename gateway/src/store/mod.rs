@@ -65,7 +65,7 @@ pub const SUBSCRIPTION_DELETED: &str = "the subscription was deleted";
 
 /// Why a store operation failed. Engines map their own errors into it, so
 /// no caller depends on an engine's error type.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database reported an error.
     #[error("database error: {0}")]

@@ -26,6 +26,7 @@
 
 mod console;
 mod listen;
+mod records;
 mod schema;
 pub mod tls;
 
@@ -159,6 +160,8 @@ pub struct PostgresStore {
     /// Lease renewals only ([`RENEW_POOL`] connections).
     renew_pool: Pool,
     hooks: listen::Hooks,
+    /// Attempts' outcomes, written in batches.
+    recorder: records::Recorder,
     /// Why the database is unusable, when the last try to reach it failed.
     down: Arc<Mutex<Option<String>>>,
     /// Stops the listener when the last clone goes.
@@ -326,11 +329,13 @@ impl PostgresStore {
         let hooks: listen::Hooks = Arc::default();
         let stop = CancellationToken::new();
         listen::spawn(pg, tls, hooks.clone(), stop.clone());
+        let down = Arc::default();
         Ok(PostgresStore {
+            recorder: records::Recorder::spawn(pool.clone(), Arc::clone(&down)),
             pool,
             renew_pool,
             hooks,
-            down: Arc::default(),
+            down,
             _listener: Arc::new(stop.drop_guard()),
         })
     }
@@ -398,17 +403,7 @@ impl PostgresStore {
         pool: &Pool,
         timeouts: deadpool_postgres::Timeouts,
     ) -> Result<Object, StoreError> {
-        match pool.timeout_get(&timeouts).await {
-            Ok(c) => Ok(c),
-            Err(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {
-                Err(StoreError::Overloaded)
-            }
-            Err(e) => {
-                let message = format!("cannot reach the database: {e}");
-                *self.down.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
-                Err(StoreError::Database(message))
-            }
-        }
+        checkout(pool, timeouts, &self.down).await
     }
 
     /// Notes the outcome of a write for [`Store::health`].
@@ -420,6 +415,27 @@ impl PostgresStore {
             Err(_) => {}
         }
         r
+    }
+}
+
+/// A connection from `pool`, waiting at most `timeouts`. Only a wait for a
+/// free connection is overload; a connection that cannot be opened in time
+/// means the database is unreachable, and `down` says so.
+async fn checkout(
+    pool: &Pool,
+    timeouts: deadpool_postgres::Timeouts,
+    down: &Mutex<Option<String>>,
+) -> Result<Object, StoreError> {
+    match pool.timeout_get(&timeouts).await {
+        Ok(c) => Ok(c),
+        Err(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {
+            Err(StoreError::Overloaded)
+        }
+        Err(e) => {
+            let message = format!("cannot reach the database: {e}");
+            *down.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
+            Err(StoreError::Database(message))
+        }
     }
 }
 
@@ -1280,44 +1296,15 @@ impl Store for PostgresStore {
     }
 
     async fn record(&self, a: AttemptRecord) -> Result<Recorded, StoreError> {
-        let r = async {
-            let (state, delay, attempted, retried, last_error) = next_state(&a);
-            let conn = self.conn().await?;
-            // One statement, its own transaction (see hookgate_record in
-            // schema.rs): the lease check, the attempt row and the
-            // event's status together.
-            let stmt = conn
-                .prepare_cached(
-                    "SELECT hookgate_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .await?;
-            let written: bool = conn
-                .query_one(
-                    &stmt,
-                    &[
-                        &a.delivery_id,
-                        &a.lease.0,
-                        &state,
-                        &delay,
-                        &attempted,
-                        &retried,
-                        &last_error,
-                        &ms(a.attempted_at_ms),
-                        &a.status.map(i32::from),
-                        &ms(a.latency_ms),
-                        &a.error,
-                        &a.response_excerpt,
-                    ],
-                )
-                .await?
-                .try_get(0)?;
-            Ok(if written {
+        // With the records that arrive meanwhile, in one statement (see
+        // records.rs).
+        let r = self.recorder.record(a).await.map(|written| {
+            if written {
                 Recorded::Written
             } else {
                 Recorded::LeaseLost
-            })
-        }
-        .await;
+            }
+        });
         self.note(r)
     }
 

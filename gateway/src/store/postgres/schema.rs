@@ -258,6 +258,81 @@ CREATE TABLE pacing (
     next_at BIGINT NOT NULL
 );
 "#,
+    // 7: attempts' outcomes in batches (`store/postgres/records.rs`): one
+    // statement and one commit for every record that arrived together,
+    // each written exactly as `hookgate_record` (version 2) writes it.
+    // Locks are taken up front in the order every writer takes them: the
+    // subscriptions of parks (share), then the deliveries by id; events
+    // last, sorted, once every delivery has changed. `hookgate_record`
+    // stays for gateways of the previous release during a rolling upgrade.
+    r#"
+CREATE FUNCTION hookgate_record_many(
+    p_id bigint[], p_token bigint[], p_state text[], p_delay bigint[], p_attempted integer[],
+    p_retried integer[], p_last_error text[], p_at bigint[], p_status integer[], p_latency bigint[],
+    p_error text[], p_response text[]
+) RETURNS boolean[] LANGUAGE plpgsql AS $$
+DECLARE
+    written boolean[] := '{}';
+    finished text[] := '{}';
+    ev text;
+    dest text;
+    st text;
+    delay bigint;
+    last_err text;
+    sub_active boolean;
+    fresh_budget boolean;
+BEGIN
+    PERFORM 1 FROM subscriptions WHERE id IN (
+        SELECT substr(d.destination, 5) FROM deliveries d
+        JOIN unnest(p_id, p_state) AS u(id, state) ON d.id = u.id
+        WHERE u.state = 'parked' AND d.destination LIKE 'sub:%')
+    ORDER BY id FOR SHARE;
+    PERFORM 1 FROM deliveries WHERE id = ANY(p_id) ORDER BY id FOR UPDATE;
+    FOR i IN 1 .. coalesce(array_length(p_id, 1), 0) LOOP
+        st := p_state[i];
+        delay := p_delay[i];
+        last_err := p_last_error[i];
+        fresh_budget := FALSE;
+        IF st = 'parked' THEN
+            SELECT destination INTO dest FROM deliveries WHERE id = p_id[i];
+            IF dest LIKE 'sub:%' THEN
+                SELECT active INTO sub_active FROM subscriptions
+                    WHERE id = substr(dest, 5) FOR SHARE;
+                IF NOT FOUND THEN
+                    st := 'dead';
+                    last_err := 'the subscription was deleted';
+                ELSIF sub_active THEN
+                    st := 'pending';
+                    delay := 0;
+                    last_err := NULL;
+                    fresh_budget := TRUE;
+                END IF;
+            END IF;
+        END IF;
+        UPDATE deliveries SET state = st, next_attempt_at = hookgate_now_ms() + delay,
+            lease_token = NULL, attempts = attempts + p_attempted[i],
+            retries = CASE WHEN fresh_budget THEN 0 ELSE retries + p_retried[i] END,
+            last_error = last_err
+        WHERE id = p_id[i] AND lease_token = p_token[i] AND state = 'pending'
+        RETURNING event_id INTO ev;
+        IF NOT FOUND THEN
+            written := written || FALSE;
+            CONTINUE;
+        END IF;
+        IF p_attempted[i] > 0 THEN
+            INSERT INTO attempts (delivery_id, attempted_at, status, latency_ms, error, response)
+            VALUES (p_id[i], p_at[i], p_status[i], p_latency[i], p_error[i], p_response[i]);
+        END IF;
+        IF st NOT IN ('pending', 'parked') THEN
+            finished := finished || ev;
+        END IF;
+        written := written || TRUE;
+    END LOOP;
+    PERFORM hookgate_refresh_status(e)
+        FROM (SELECT DISTINCT e COLLATE "C" AS e FROM unnest(finished) AS e ORDER BY 1) AS s;
+    RETURN written;
+END $$;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -957,3 +957,128 @@ async fn check_tls_cases(cases: &[(String, Result<bool, &str>)]) {
         }
     }
 }
+
+/// Records that arrive while others are being written go together in one
+/// transaction, and a record the database refuses in such a batch fails
+/// alone: the batch is written again one record at a time, the others are
+/// written, and the refused one writes nothing and keeps its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_written_in_batches_and_a_refused_one_fails_alone() {
+    use crate::store::{AttemptRecord, NextState, Recorded};
+    let Some((store, guard)) = pooled(8).await else {
+        return;
+    };
+    const N: usize = 40;
+    for i in 0..N {
+        conformance::insert_one(&*store, &format!("evt_{i:02}"), None, &["a"]).await;
+    }
+    let due = store
+        .claim_due(N, std::time::Duration::from_secs(600), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), N);
+    // Which transaction wrote each attempt; a refusal for one response.
+    let client = raw(&guard.url).await;
+    client
+        .batch_execute(&format!(
+            "SET search_path = {}; \
+             CREATE TABLE attempt_txns (delivery_id bigint, txid bigint); \
+             CREATE FUNCTION attempt_txn() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN \
+                     IF NEW.response = 'refuse me' THEN RAISE EXCEPTION 'test refusal'; END IF; \
+                     INSERT INTO attempt_txns VALUES (NEW.delivery_id, txid_current()); \
+                     RETURN NEW; \
+                 END $$; \
+             CREATE TRIGGER attempt_txn BEFORE INSERT ON attempts FOR EACH ROW \
+                 EXECUTE FUNCTION attempt_txn();",
+            guard.schema
+        ))
+        .await
+        .unwrap();
+    let record = |d: &crate::store::DueDelivery, response: &str| AttemptRecord {
+        delivery_id: d.id,
+        lease: d.lease,
+        attempted_at_ms: crate::clock::now_ms(),
+        status: Some(200),
+        latency_ms: 1,
+        error: None,
+        response_excerpt: Some(response.into()),
+        next: NextState::Delivered,
+    };
+    // Records `records` while every writer waits on a lock, so that what
+    // comes meanwhile queues; the outcomes in order.
+    let while_locked = async |records: Vec<AttemptRecord>| {
+        let locker = raw(&guard.url).await;
+        locker
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL search_path = {}; LOCK TABLE deliveries IN EXCLUSIVE MODE",
+                guard.schema
+            ))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for a in records {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move { store.record(a).await }));
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        locker.batch_execute("ROLLBACK").await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        })
+        .await
+        .expect("every record is answered")
+    };
+
+    let batched = N - 10;
+    let outcomes = while_locked(due[..batched].iter().map(|d| record(d, "ok")).collect()).await;
+    assert!(outcomes.into_iter().all(|r| r.unwrap() == Recorded::Written));
+    let r = client
+        .query_one(
+            "SELECT COUNT(*), COUNT(DISTINCT txid) FROM attempt_txns",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (attempts, txns) = (r.get::<_, i64>(0), r.get::<_, i64>(1));
+    assert_eq!(attempts, batched as i64);
+    assert!(
+        txns < attempts / 2,
+        "{attempts} attempts written in {txns} transactions: batched"
+    );
+
+    // Nine more and, among them, one the database refuses.
+    let refused = &due[N - 5];
+    let outcomes = while_locked(
+        due[batched..]
+            .iter()
+            .map(|d| record(d, if d.id == refused.id { "refuse me" } else { "ok" }))
+            .collect(),
+    )
+    .await;
+    for (d, r) in due[batched..].iter().zip(outcomes) {
+        if d.id == refused.id {
+            match r {
+                Err(StoreError::Database(why)) => assert!(why.contains("test refusal"), "{why}"),
+                other => panic!("the refused record fails: {other:?}"),
+            }
+        } else {
+            assert_eq!(r.unwrap(), Recorded::Written, "{}", d.event_id);
+        }
+    }
+    let e = store.get(refused.event_id.clone()).await.unwrap().unwrap();
+    assert_eq!(e.summary.status, crate::store::EventStatus::Pending);
+    assert!(e.deliveries[0].attempts.is_empty(), "the refused one wrote nothing");
+    assert!(
+        store
+            .renew(refused.id, refused.lease, std::time::Duration::from_secs(60))
+            .await
+            .unwrap(),
+        "and keeps its lease"
+    );
+}
