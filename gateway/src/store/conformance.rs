@@ -459,7 +459,13 @@ pub async fn records_that_arrive_together_are_each_written_or_refused_alone(stor
         let mut a = match i % 4 {
             0 | 1 => attempt(d, 200, NextState::Delivered),
             2 => attempt(d, 503, NextState::Retry { after: LONG }),
-            _ => attempt(d, 410, NextState::Dead { reason: "gone".into() }),
+            _ => attempt(
+                d,
+                410,
+                NextState::Dead {
+                    reason: "gone".into(),
+                },
+            ),
         };
         if i % 4 == 1 {
             a.lease = super::LeaseToken(d.lease.0.wrapping_add(1));

@@ -25,6 +25,7 @@
 //! and `sslrootcert` ([`tls`]).
 
 mod console;
+mod ingest;
 mod listen;
 mod records;
 mod schema;
@@ -160,6 +161,8 @@ pub struct PostgresStore {
     /// Lease renewals only ([`RENEW_POOL`] connections).
     renew_pool: Pool,
     hooks: listen::Hooks,
+    /// New webhooks, stored in batches.
+    inserter: ingest::Inserter,
     /// Attempts' outcomes, written in batches.
     recorder: records::Recorder,
     /// Why the database is unusable, when the last try to reach it failed.
@@ -331,6 +334,7 @@ impl PostgresStore {
         listen::spawn(pg, tls, hooks.clone(), stop.clone());
         let down = Arc::default();
         Ok(PostgresStore {
+            inserter: ingest::Inserter::spawn(pool.clone(), Arc::clone(&down)),
             recorder: records::Recorder::spawn(pool.clone(), Arc::clone(&down)),
             pool,
             renew_pool,
@@ -1144,22 +1148,16 @@ async fn replay_batch(
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn insert(&self, event: NewEvent, opts: InsertOptions) -> Result<Inserted, StoreError> {
-        let r = async {
-            let mut conn = self.ingest_conn().await?;
-            let tx = conn.transaction().await?;
-            let (inserted, due) = insert_event(&tx, event, &opts).await?;
-            if let Inserted::Duplicate { .. } = inserted {
-                // The event and its messages went out with the dedup key.
-                tx.rollback().await?;
-                return Ok(inserted);
+        let r = if event.fanout.is_empty() {
+            // With the webhooks that arrive meanwhile (see ingest.rs).
+            self.inserter.insert(event, opts).await
+        } else {
+            // Its subscriptions are read under a share lock, per webhook.
+            match self.ingest_conn().await {
+                Ok(mut conn) => ingest::insert_alone(&mut conn, event, opts).await,
+                Err(e) => Err(e),
             }
-            if due {
-                notify(&tx).await?;
-            }
-            tx.commit().await?;
-            Ok(inserted)
-        }
-        .await;
+        };
         self.note(r)
     }
 

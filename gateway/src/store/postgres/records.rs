@@ -110,9 +110,7 @@ impl Recorder {
         self.queue
             .send((Row::of(a), reply))
             .map_err(|_| StoreError::Closed)?;
-        answer
-            .await
-            .map_err(|_| StoreError::Closed)?
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -167,9 +165,7 @@ async fn write_batch(pool: &Pool, down: &Mutex<Option<String>>, batch: Vec<(Row,
         // One at a time: the one the database refuses fails alone.
         Err(_) => {
             for (row, reply) in rows.iter().zip(replies) {
-                let one = write(&conn, std::slice::from_ref(row))
-                    .await
-                    .map(|w| w[0]);
+                let one = write(&conn, std::slice::from_ref(row)).await.map(|w| w[0]);
                 let _ = reply.send(one);
             }
         }
@@ -199,12 +195,18 @@ async fn write(conn: &Object, rows: &[Row]) -> Result<Vec<bool>, StoreError> {
                 &col(rows, |r| r.delay),
                 &col(rows, |r| r.attempted),
                 &col(rows, |r| r.retried),
-                &rows.iter().map(|r| r.last_error.as_deref()).collect::<Vec<_>>(),
+                &rows
+                    .iter()
+                    .map(|r| r.last_error.as_deref())
+                    .collect::<Vec<_>>(),
                 &col(rows, |r| r.at),
                 &col(rows, |r| r.status),
                 &col(rows, |r| r.latency),
                 &rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>(),
-                &rows.iter().map(|r| r.response.as_deref()).collect::<Vec<_>>(),
+                &rows
+                    .iter()
+                    .map(|r| r.response.as_deref())
+                    .collect::<Vec<_>>(),
             ],
         )
         .await
@@ -248,7 +250,10 @@ mod tests {
         };
         let r = Row::of(a);
         assert_eq!((r.id, r.token, r.state), (7, 42, "pending"));
-        assert_eq!((r.delay, r.attempted, r.retried), (dur(std::time::Duration::from_secs(2)), 1, 1));
+        assert_eq!(
+            (r.delay, r.attempted, r.retried),
+            (dur(std::time::Duration::from_secs(2)), 1, 1)
+        );
         assert_eq!(r.last_error.as_deref(), Some("HTTP 503"));
         assert_eq!(r.response.as_deref(), Some("busy\u{FFFD}"));
         assert_eq!((r.at, r.status, r.latency), (1_000, Some(503), 12));

@@ -1037,7 +1037,11 @@ async fn records_are_written_in_batches_and_a_refused_one_fails_alone() {
 
     let batched = N - 10;
     let outcomes = while_locked(due[..batched].iter().map(|d| record(d, "ok")).collect()).await;
-    assert!(outcomes.into_iter().all(|r| r.unwrap() == Recorded::Written));
+    assert!(
+        outcomes
+            .into_iter()
+            .all(|r| r.unwrap() == Recorded::Written)
+    );
     let r = client
         .query_one(
             "SELECT COUNT(*), COUNT(DISTINCT txid) FROM attempt_txns",
@@ -1057,7 +1061,16 @@ async fn records_are_written_in_batches_and_a_refused_one_fails_alone() {
     let outcomes = while_locked(
         due[batched..]
             .iter()
-            .map(|d| record(d, if d.id == refused.id { "refuse me" } else { "ok" }))
+            .map(|d| {
+                record(
+                    d,
+                    if d.id == refused.id {
+                        "refuse me"
+                    } else {
+                        "ok"
+                    },
+                )
+            })
             .collect(),
     )
     .await;
@@ -1073,12 +1086,235 @@ async fn records_are_written_in_batches_and_a_refused_one_fails_alone() {
     }
     let e = store.get(refused.event_id.clone()).await.unwrap().unwrap();
     assert_eq!(e.summary.status, crate::store::EventStatus::Pending);
-    assert!(e.deliveries[0].attempts.is_empty(), "the refused one wrote nothing");
+    assert!(
+        e.deliveries[0].attempts.is_empty(),
+        "the refused one wrote nothing"
+    );
     assert!(
         store
-            .renew(refused.id, refused.lease, std::time::Duration::from_secs(60))
+            .renew(
+                refused.id,
+                refused.lease,
+                std::time::Duration::from_secs(60)
+            )
             .await
             .unwrap(),
         "and keeps its lease"
     );
+}
+
+/// Webhooks that arrive while others are being stored go together in one
+/// transaction, and each is decided as it would be alone: new with its
+/// deliveries claimed as asked (each claimed delivery carrying its own
+/// message), a duplicate of a stored key or of a webhook earlier in the
+/// same batch, its inbound request kept. One the database refuses fails
+/// alone: the batch is stored again one webhook at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_stored_in_batches_each_decided_alone() {
+    use crate::plugin::Message;
+    use crate::store::{ClaimNew, InsertOptions, Inserted, NewMessage};
+    use std::time::Duration;
+
+    let Some((store, guard)) = pooled(8).await else {
+        return;
+    };
+    conformance::insert_one(&*store, "evt_stored", Some("key_stored"), &["a"]).await;
+    let opts = InsertOptions {
+        dedup_window: Duration::from_secs(3600),
+        claim: Some(ClaimNew {
+            lease: Duration::from_secs(600),
+            destinations: vec!["a".into()],
+            subscribers: false,
+        }),
+    };
+    // evt_00..evt_29: two messages each, the first to a (claimed) and b,
+    // the second to a; every fifth keyed like the stored one, evt_07 and
+    // evt_08 sharing a key.
+    let event = |i: usize| {
+        let mut e = conformance::event(&format!("evt_{i:02}"), None, &["a", "b"]);
+        e.source_id = Some(match i {
+            _ if i % 5 == 0 => "key_stored".into(),
+            7 | 8 => "key_shared".into(),
+            _ => format!("key_{i}"),
+        });
+        e.messages.push(NewMessage {
+            message: Message::json(Some("second"), &serde_json::json!({"n": i})),
+            destinations: vec!["a".into()],
+        });
+        e.inbound = Some(crate::store::stats::InboundView {
+            method: "POST".into(),
+            path: format!("/hooks/r?i={i}"),
+            headers: vec![("x-n".into(), i.to_string())],
+        });
+        e
+    };
+    let client = raw(&guard.url).await;
+    client
+        .batch_execute(&format!(
+            "SET search_path = {}; \
+             CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'test refusal'; END $$; \
+             CREATE TRIGGER refuse_event BEFORE INSERT ON events FOR EACH ROW \
+                 WHEN (NEW.id = 'evt_refused') EXECUTE FUNCTION refuse_event();",
+            guard.schema
+        ))
+        .await
+        .unwrap();
+
+    // Inserts `events` while every writer waits on a lock, so that what
+    // comes meanwhile queues; the outcomes in order.
+    let while_locked = async |events: Vec<crate::store::NewEvent>| {
+        let locker = lock_events(&guard).await;
+        let mut tasks = Vec::new();
+        for e in events {
+            let (store, opts) = (Arc::clone(&store), opts.clone());
+            tasks.push(tokio::spawn(async move { store.insert(e, opts).await }));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        locker.batch_execute("ROLLBACK").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        })
+        .await
+        .expect("every insert is answered")
+    };
+
+    let outcomes = while_locked((0..30).map(event).collect()).await;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let id = format!("evt_{i:02}");
+        match (i, outcome.unwrap()) {
+            (_, Inserted::Duplicate { existing_id }) if i % 5 == 0 => {
+                assert_eq!(existing_id, "evt_stored", "{id}")
+            }
+            (8, Inserted::Duplicate { existing_id }) => assert_eq!(existing_id, "evt_07"),
+            (
+                _,
+                Inserted::New {
+                    deliveries,
+                    claimed,
+                },
+            ) if i % 5 != 0 && i != 8 => {
+                assert_eq!(deliveries, 3, "{id}");
+                assert_eq!(claimed.len(), 2, "{id}: both deliveries to a");
+                assert!(claimed[0].id < claimed[1].id);
+                assert_eq!(claimed[0].message.event_type.as_deref(), Some("e"));
+                assert_eq!(claimed[1].message.event_type.as_deref(), Some("second"));
+                for d in &claimed {
+                    assert_eq!((&*d.event_id, &*d.destination, &*d.route), (&*id, "a", "r"));
+                }
+                let detail = store.get(id.clone()).await.unwrap().unwrap();
+                assert_eq!(detail.messages.len(), 2, "{id}");
+                let inbound = store.inbound(id.clone()).await.unwrap().unwrap();
+                assert_eq!(inbound.path, format!("/hooks/r?i={i}"));
+            }
+            (_, other) => panic!("{id}: {other:?}"),
+        }
+    }
+    let r = client
+        .query_one(
+            "SELECT COUNT(*), COUNT(DISTINCT xmin::text) FROM events WHERE id LIKE 'evt\\___'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (stored, txns) = (r.get::<_, i64>(0), r.get::<_, i64>(1));
+    assert_eq!(
+        stored, 23,
+        "30 less 6 duplicates of the stored key and 1 of evt_07"
+    );
+    assert!(
+        txns < stored / 2,
+        "{stored} events stored in {txns} transactions: batched"
+    );
+    // The unclaimed deliveries (to b, and evt_stored's) are due to anyone.
+    let due = store
+        .claim_due(100, Duration::from_secs(600), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 24);
+    assert_eq!(due.iter().filter(|d| d.destination == "b").count(), 23);
+
+    // One the database refuses, among others.
+    let mut refused = conformance::event("evt_refused", Some("key_refused"), &["a"]);
+    refused.inbound = None;
+    let mut events: Vec<_> = (30..40).map(event).collect();
+    events.insert(5, refused);
+    let outcomes = while_locked(events).await;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        if i == 5 {
+            match outcome {
+                Err(StoreError::Database(why)) => assert!(why.contains("test refusal"), "{why}"),
+                other => panic!("the refused one fails: {other:?}"),
+            }
+        } else {
+            assert!(matches!(
+                outcome,
+                Ok(Inserted::New { .. }) | Ok(Inserted::Duplicate { .. })
+            ));
+        }
+    }
+    assert!(store.get("evt_refused".into()).await.unwrap().is_none());
+    // Its key was rolled back with it: the provider's retry is stored.
+    conformance::insert_one(&*store, "evt_retry", Some("key_refused"), &["a"]).await;
+}
+
+/// A new webhook that no batch takes in time, because every writer waits
+/// on a lock, is shed as overloaded within the ingest wait, and nothing of
+/// it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_webhook_is_shed_when_every_writer_is_busy() {
+    use crate::store::Inserted;
+    use std::time::{Duration, Instant};
+
+    let Some((store, guard)) = pooled(8).await else {
+        return;
+    };
+    let locker = lock_events(&guard).await;
+    // One webhook at a time, each its own batch, until every writer waits.
+    let mut first = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        first.push(tokio::spawn(async move {
+            store
+                .insert(
+                    conformance::event(&format!("evt_{i}"), None, &["d"]),
+                    conformance::opts(),
+                )
+                .await
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    let late = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.insert(
+            conformance::event("evt_late", None, &["d"]),
+            conformance::opts(),
+        ),
+    )
+    .await;
+    let waited = started.elapsed();
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    let mut stored = 0;
+    for t in first {
+        if let Ok(Inserted::New { .. }) = tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("answered once the lock is gone")
+            .unwrap()
+        {
+            stored += 1;
+        }
+    }
+    assert!(
+        matches!(late, Ok(Err(StoreError::Overloaded))),
+        "{late:?} after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "shed after {waited:?}");
+    assert!(stored >= 4, "the writers' webhooks are stored ({stored})");
+    assert!(store.get("evt_late".into()).await.unwrap().is_none());
 }

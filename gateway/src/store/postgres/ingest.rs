@@ -1,0 +1,551 @@
+//! New webhooks, stored in batches.
+//!
+//! A webhook stored on its own is a transaction of four statements and a
+//! commit, and on PostgreSQL the fixed cost of each (executor start,
+//! locks, the round trip, the WAL flush at commit) is most of what the
+//! database spends on it; the rows themselves are cheap. So webhooks that
+//! arrive while earlier ones are being stored wait for a [`WRITERS`] slot
+//! and go together, at most [`MAX_BATCH`] at a time, in one transaction of
+//! set-based statements (`unnest` of arrays): the dedup keys, the events,
+//! their inbound requests, and the messages with their deliveries. A lone
+//! webhook goes at once, so an idle gateway adds no delay; under load the
+//! batches grow by themselves, as SQLite's group commit does.
+//!
+//! Each webhook is decided alone, as [`super::insert_event`] decides it:
+//! a key taken (by an earlier webhook, another gateway, or a webhook
+//! earlier in the same batch) makes it a duplicate and stores nothing of
+//! it; the others are stored with their deliveries claimed as asked. A
+//! batch whose transaction fails is stored again one webhook at a time
+//! (each its own transaction), so a webhook the database refuses fails
+//! alone. Webhooks that fan out to subscriptions do not come here: their
+//! subscriptions are read under a share lock per webhook
+//! ([`super::insert_event`]).
+//!
+//! Overload is answered, not queued without end: a full queue, or a
+//! webhook that no batch took (with a connection in hand) within
+//! [`super::INGEST_WAIT`], is [`StoreError::Overloaded`] (503 with
+//! `Retry-After`), and nothing of it is stored.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use deadpool_postgres::{Object, Pool};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{INGEST_WAIT, StoreError, checkout, db_err, dur, insert_event, json_text, ms, notify};
+use crate::plugin::Message;
+use crate::store::{DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent};
+
+/// The most webhooks one transaction stores.
+const MAX_BATCH: usize = 128;
+
+/// Batches stored at once, each on its own pool connection.
+const WRITERS: usize = 4;
+
+/// Webhooks that may wait for a batch; past this the store is overloaded.
+const QUEUE: usize = WRITERS * MAX_BATCH * 2;
+
+type Reply = oneshot::Sender<Result<Inserted, StoreError>>;
+
+/// A webhook waiting to be stored.
+struct Pending {
+    event: NewEvent,
+    opts: InsertOptions,
+    /// [`QUEUED`], then [`TAKEN`] by a batch that holds a connection or
+    /// [`ABANDONED`] by the caller that waited [`INGEST_WAIT`]: whoever
+    /// changes it first decides.
+    state: Arc<AtomicU8>,
+    reply: Reply,
+}
+
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Pending {
+    /// Whether this batch may store it (the caller has not given up).
+    fn take(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// The queue of webhooks waiting to be stored. Cheap to clone; the writer
+/// task ends when the last clone is dropped.
+#[derive(Clone)]
+pub(super) struct Inserter {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Inserter {
+    /// Starts the writer, which takes connections from `pool` and reports
+    /// an unreachable database in `down` (see [`checkout`]).
+    pub(super) fn spawn(pool: Pool, down: Arc<Mutex<Option<String>>>) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(pool, down, rx));
+        Inserter { queue }
+    }
+
+    /// Stores `event` (which must not fan out) with the webhooks that
+    /// arrive meanwhile.
+    pub(super) async fn insert(
+        &self,
+        event: NewEvent,
+        opts: InsertOptions,
+    ) -> Result<Inserted, StoreError> {
+        debug_assert!(event.fanout.is_empty(), "fan-outs are stored alone");
+        let (reply, mut answer) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let pending = Pending {
+            event,
+            opts,
+            state: Arc::clone(&state),
+            reply,
+        };
+        self.queue.try_send(pending).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
+        // Shed if no batch has taken it by then (every writer busy, no
+        // connection free); once taken, its outcome is waited for.
+        if let Ok(answer) = tokio::time::timeout(INGEST_WAIT, &mut answer).await {
+            return answer.map_err(|_| StoreError::Closed)?;
+        }
+        if state
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return Err(StoreError::Overloaded);
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Takes what is queued, up to [`MAX_BATCH`], whenever a writer is free.
+async fn run(pool: Pool, down: Arc<Mutex<Option<String>>>, mut rx: mpsc::Receiver<Pending>) {
+    let writers = Arc::new(Semaphore::new(WRITERS));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = writers.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (pool, down) = (pool.clone(), down.clone());
+        tokio::spawn(async move {
+            write_batch(&pool, &down, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Stores `batch` and answers each of its webhooks.
+async fn write_batch(pool: &Pool, down: &Mutex<Option<String>>, batch: Vec<Pending>) {
+    let timeouts = deadpool_postgres::Timeouts {
+        wait: Some(INGEST_WAIT),
+        ..pool.timeouts()
+    };
+    let mut conn = match checkout(pool, timeouts, down).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            for p in batch {
+                if p.take() {
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+            return;
+        }
+    };
+    // Those whose callers gave up waiting were answered "overloaded":
+    // nothing of them is stored.
+    let batch: Vec<Pending> = batch.into_iter().filter(Pending::take).collect();
+    // A key twice in one batch: the later ones are stored after it, alone
+    // (and found duplicates, unless the first failed).
+    let mut keys = HashSet::new();
+    let (batch, later): (Vec<_>, Vec<_>) = batch.into_iter().partition(|p| {
+        p.event
+            .source_id
+            .as_ref()
+            .is_none_or(|s| keys.insert((p.event.route.clone(), s.clone())))
+    });
+    if batch.len() <= 1 {
+        // Nothing to share a transaction with.
+        let later = batch.into_iter().chain(later);
+        alone(&mut conn, later).await;
+        return;
+    }
+    let events: Vec<(NewEvent, InsertOptions)> = batch
+        .iter()
+        .map(|p| (p.event.clone(), p.opts.clone()))
+        .collect();
+    match store_together(&mut conn, events).await {
+        Ok(outcomes) => {
+            for (p, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = p.reply.send(Ok(outcome));
+            }
+        }
+        // One at a time: the one the database refuses fails alone.
+        Err(_) => alone(&mut conn, batch.into_iter()).await,
+    }
+    alone(&mut conn, later.into_iter()).await;
+}
+
+/// Stores each of `pending` in a transaction of its own.
+async fn alone(conn: &mut Object, pending: impl Iterator<Item = Pending>) {
+    for p in pending {
+        let _ = p.reply.send(insert_alone(conn, p.event, p.opts).await);
+    }
+}
+
+/// One webhook, in its own transaction ([`super::insert_event`]).
+pub(super) async fn insert_alone(
+    conn: &mut Object,
+    event: NewEvent,
+    opts: InsertOptions,
+) -> Result<Inserted, StoreError> {
+    let tx = conn.transaction().await.map_err(db_err)?;
+    let (inserted, due) = insert_event(&tx, event, &opts).await?;
+    if let Inserted::Duplicate { .. } = inserted {
+        // The event and its messages went out with the dedup key.
+        tx.rollback().await.map_err(db_err)?;
+        return Ok(inserted);
+    }
+    if due {
+        notify(&tx).await?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(inserted)
+}
+
+/// The columns of every row a batch writes, one vector per column.
+#[derive(Default)]
+struct Columns {
+    // dedup: the keyed webhooks, by index into the batch
+    keyed: Vec<usize>,
+    key_routes: Vec<String>,
+    key_sources: Vec<String>,
+    key_events: Vec<String>,
+    key_windows: Vec<i64>,
+    // events
+    ids: Vec<String>,
+    routes: Vec<String>,
+    sources: Vec<Option<String>>,
+    received: Vec<i64>,
+    statuses: Vec<&'static str>,
+    types: Vec<Option<String>>,
+    // inbound requests
+    in_events: Vec<String>,
+    in_methods: Vec<String>,
+    in_paths: Vec<String>,
+    in_headers: Vec<String>,
+    // messages
+    m_events: Vec<String>,
+    m_idx: Vec<i32>,
+    m_ids: Vec<Option<String>>,
+    m_types: Vec<Option<String>>,
+    m_content: Vec<String>,
+    m_headers: Vec<String>,
+    m_bodies: Vec<bytes::Bytes>,
+    // deliveries
+    d_events: Vec<String>,
+    d_idx: Vec<i32>,
+    d_dests: Vec<String>,
+    d_claims: Vec<bool>,
+    d_leases: Vec<i64>,
+}
+
+/// Stores `events` in one transaction: what each one is.
+async fn store_together(
+    conn: &mut Object,
+    events: Vec<(NewEvent, InsertOptions)>,
+) -> Result<Vec<Inserted>, StoreError> {
+    let mut c = Columns::default();
+    for (i, (e, opts)) in events.iter().enumerate() {
+        if let Some(source) = &e.source_id {
+            c.keyed.push(i);
+            c.key_routes.push(e.route.clone());
+            c.key_sources.push(source.clone());
+            c.key_events.push(e.id.clone());
+            c.key_windows.push(dur(opts.dedup_window));
+        }
+    }
+    let tx = conn.transaction().await.map_err(db_err)?;
+    // The keys first, in one order for every batch (two batches taking
+    // keys in opposite orders would deadlock). A key is ours if it was
+    // free or its window has passed; a taken one makes its webhook a
+    // duplicate of the event that holds it.
+    let mut duplicates: HashMap<usize, String> = HashMap::new();
+    if !c.keyed.is_empty() {
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO dedup (route, source_id, event_id, expires_at) \
+                 SELECT u.route, u.source_id, u.event_id, hookgate_now_ms() + u.win \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+                   AS u(route, source_id, event_id, win) \
+                 ORDER BY u.route COLLATE \"C\", u.source_id COLLATE \"C\" \
+                 ON CONFLICT (route, source_id) DO UPDATE \
+                   SET event_id = excluded.event_id, expires_at = excluded.expires_at \
+                   WHERE dedup.expires_at <= hookgate_now_ms() \
+                 RETURNING event_id",
+            )
+            .await
+            .map_err(db_err)?;
+        let ours: HashSet<String> = tx
+            .query(
+                &stmt,
+                &[&c.key_routes, &c.key_sources, &c.key_events, &c.key_windows],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(db_err)?;
+        let taken: Vec<usize> = c
+            .keyed
+            .iter()
+            .copied()
+            .filter(|&i| !ours.contains(&events[i].0.id))
+            .collect();
+        if !taken.is_empty() {
+            let routes: Vec<&str> = taken.iter().map(|&i| &*events[i].0.route).collect();
+            let sources: Vec<&str> = taken
+                .iter()
+                .map(|&i| events[i].0.source_id.as_deref().unwrap_or_default())
+                .collect();
+            let holders: HashMap<(String, String), String> = tx
+                .query(
+                    "SELECT d.route, d.source_id, d.event_id FROM dedup d \
+                     JOIN unnest($1::text[], $2::text[]) AS u(route, source_id) \
+                       ON d.route = u.route AND d.source_id = u.source_id",
+                    &[&routes, &sources],
+                )
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()
+                .map_err(db_err)?;
+            for i in taken {
+                let e = &events[i].0;
+                let key = (e.route.clone(), e.source_id.clone().unwrap_or_default());
+                let existing_id = holders.get(&key).cloned().ok_or_else(|| {
+                    StoreError::Internal(format!("dedup key of {} neither ours nor held", e.id))
+                })?;
+                duplicates.insert(i, existing_id);
+            }
+        }
+    }
+
+    let token = LeaseToken::random();
+    let mut unclaimed_due = false;
+    let mut messages: HashMap<(String, i32), Arc<Message>> = HashMap::new();
+    let mut outcomes: Vec<Option<Inserted>> = Vec::with_capacity(events.len());
+    for (i, (e, opts)) in events.into_iter().enumerate() {
+        if let Some(existing_id) = duplicates.remove(&i) {
+            outcomes.push(Some(Inserted::Duplicate { existing_id }));
+            continue;
+        }
+        outcomes.push(None);
+        let deliveries: usize = e.messages.iter().map(|m| m.destinations.len()).sum();
+        c.ids.push(e.id.clone());
+        c.routes.push(e.route.clone());
+        c.sources.push(e.source_id.clone());
+        c.received.push(ms(e.received_at_ms));
+        c.statuses.push(if deliveries == 0 {
+            "delivered"
+        } else {
+            "pending"
+        });
+        c.types.push(
+            e.messages
+                .first()
+                .and_then(|m| m.message.event_type.clone()),
+        );
+        if let Some(inbound) = &e.inbound {
+            c.in_events.push(e.id.clone());
+            c.in_methods.push(inbound.method.clone());
+            c.in_paths.push(inbound.path.clone());
+            c.in_headers.push(json_text(&inbound.headers)?);
+        }
+        let lease = opts.claim.as_ref().map_or(0, |claim| dur(claim.lease));
+        for (idx, m) in (0..).zip(e.messages) {
+            c.m_events.push(e.id.clone());
+            c.m_idx.push(idx);
+            c.m_ids.push(m.message.id.clone());
+            c.m_types.push(m.message.event_type.clone());
+            c.m_content.push(m.message.content_type.clone());
+            c.m_headers.push(json_text(&m.message.headers)?);
+            c.m_bodies.push(m.message.body.clone());
+            for dest in m.destinations {
+                let claim = opts
+                    .claim
+                    .as_ref()
+                    .is_some_and(|claim| claim.destinations.contains(&dest));
+                unclaimed_due |= !claim;
+                c.d_events.push(e.id.clone());
+                c.d_idx.push(idx);
+                c.d_dests.push(dest);
+                c.d_claims.push(claim);
+                c.d_leases.push(lease);
+            }
+            messages.insert((e.id.clone(), idx), Arc::new(m.message));
+        }
+    }
+
+    let mut claimed: HashMap<String, Vec<(i64, String, i32)>> = HashMap::new();
+    if !c.ids.is_empty() {
+        let events_stmt = tx
+            .prepare_cached(
+                "INSERT INTO events (id, route, source_id, received_at, status, event_type) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], \
+                   $5::text[], $6::text[])",
+            )
+            .await
+            .map_err(db_err)?;
+        tx.execute(
+            &events_stmt,
+            &[
+                &c.ids,
+                &c.routes,
+                &c.sources,
+                &c.received,
+                &c.statuses,
+                &c.types,
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+        if !c.in_events.is_empty() {
+            let inbound_stmt = tx
+                .prepare_cached(
+                    "INSERT INTO event_requests (event_id, method, path, headers) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
+                )
+                .await
+                .map_err(db_err)?;
+            tx.execute(
+                &inbound_stmt,
+                &[&c.in_events, &c.in_methods, &c.in_paths, &c.in_headers],
+            )
+            .await
+            .map_err(db_err)?;
+        }
+        // The messages and their deliveries in one statement, the
+        // deliveries in the order given (their ids follow it, as a lone
+        // insert's do).
+        let messages_stmt = tx
+            .prepare_cached(
+                "WITH m AS (\
+                   INSERT INTO messages (event_id, idx, message_id, event_type, content_type, headers, body) \
+                   SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], \
+                     $5::text[], $6::text[], $7::bytea[]) \
+                   RETURNING id, event_id, idx), \
+               d AS (\
+                 INSERT INTO deliveries (event_id, message_id, destination, state, next_attempt_at, lease_token) \
+                 SELECT u.ev, m.id, u.dest, 'pending', \
+                        hookgate_now_ms() + CASE WHEN u.claim THEN u.lease ELSE 0 END, \
+                        CASE WHEN u.claim THEN $8::bigint END \
+                 FROM unnest($9::text[], $10::integer[], $11::text[], $12::bool[], $13::bigint[]) \
+                   WITH ORDINALITY AS u(ev, idx, dest, claim, lease, n) \
+                 JOIN m ON m.event_id = u.ev AND m.idx = u.idx \
+                 ORDER BY u.n \
+                 RETURNING id, event_id, message_id, destination, lease_token IS NOT NULL AS claimed) \
+             SELECT d.id, d.event_id, d.destination, d.claimed, m.idx \
+             FROM d JOIN m ON m.id = d.message_id",
+            )
+            .await
+            .map_err(db_err)?;
+        let bodies: Vec<&[u8]> = c.m_bodies.iter().map(|b| &b[..]).collect();
+        let rows = tx
+            .query(
+                &messages_stmt,
+                &[
+                    &c.m_events,
+                    &c.m_idx,
+                    &c.m_ids,
+                    &c.m_types,
+                    &c.m_content,
+                    &c.m_headers,
+                    &bodies,
+                    &token.0,
+                    &c.d_events,
+                    &c.d_idx,
+                    &c.d_dests,
+                    &c.d_claims,
+                    &c.d_leases,
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        if rows.len() != c.d_dests.len() {
+            return Err(StoreError::Internal(format!(
+                "{} of {} deliveries stored",
+                rows.len(),
+                c.d_dests.len()
+            )));
+        }
+        for r in &rows {
+            if r.try_get::<_, bool>(3).map_err(db_err)? {
+                let event_id: String = r.try_get(1).map_err(db_err)?;
+                claimed.entry(event_id).or_default().push((
+                    r.try_get(0).map_err(db_err)?,
+                    r.try_get(2).map_err(db_err)?,
+                    r.try_get(4).map_err(db_err)?,
+                ));
+            }
+        }
+        if unclaimed_due {
+            notify(&tx).await?;
+        }
+    }
+    tx.commit().await.map_err(db_err)?;
+
+    // What each new event is, in the batch's order.
+    let mut new = c.ids.iter().zip(&c.routes);
+    let mut per_event_deliveries: HashMap<&str, usize> = HashMap::new();
+    for e in &c.d_events {
+        *per_event_deliveries.entry(e).or_default() += 1;
+    }
+    let mut out = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        if let Some(outcome) = outcome {
+            out.push(outcome);
+            continue;
+        }
+        let (id, route) = new
+            .next()
+            .ok_or_else(|| StoreError::Internal("fewer events than outcomes".into()))?;
+        let mut mine = claimed.remove(id).unwrap_or_default();
+        mine.sort_unstable_by_key(|(delivery_id, _, _)| *delivery_id);
+        let claimed = mine
+            .into_iter()
+            .map(|(delivery_id, destination, idx)| {
+                let message = messages.get(&(id.clone(), idx)).ok_or_else(|| {
+                    StoreError::Internal(format!("delivery {delivery_id} of no message"))
+                })?;
+                Ok(DueDelivery {
+                    id: delivery_id,
+                    lease: token,
+                    event_id: id.clone(),
+                    route: route.clone(),
+                    destination,
+                    attempts: 0,
+                    retries: 0,
+                    message: Arc::clone(message),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        out.push(Inserted::New {
+            deliveries: per_event_deliveries.get(id.as_str()).copied().unwrap_or(0),
+            claimed,
+        });
+    }
+    Ok(out)
+}
