@@ -152,6 +152,9 @@ async fn write_batch(pool: &Pool, down: &Mutex<Option<String>>, batch: Vec<(Row,
             return;
         }
     };
+    // By delivery id: the order in which every writer locks deliveries.
+    let mut batch = batch;
+    batch.sort_by_key(|(row, _)| row.id);
     let (rows, replies): (Vec<Row>, Vec<Reply>) = batch.into_iter().unzip();
     match write(&conn, &rows).await {
         Ok(written) => {

@@ -261,10 +261,14 @@ CREATE TABLE pacing (
     // 7: attempts' outcomes in batches (`store/postgres/records.rs`): one
     // statement and one commit for every record that arrived together,
     // each written exactly as `hookgate_record` (version 2) writes it.
-    // Locks are taken up front in the order every writer takes them: the
-    // subscriptions of parks (share), then the deliveries by id; events
-    // last, sorted, once every delivery has changed. `hookgate_record`
-    // stays for gateways of the previous release during a rolling upgrade.
+    // Locks are taken in the order every writer takes them: the
+    // subscriptions of parks first (share), then the deliveries, in the
+    // order given (the caller sorts them by id); events last, sorted, once
+    // every delivery has changed. `hookgate_record` stays for gateways of
+    // the previous release during a rolling upgrade. Messages' rows stay
+    // whole up to a page (`toast_tuple_target`): a webhook's body is
+    // usually a few KB, and compressing it on every insert was a large
+    // part of what storing a webhook cost the database.
     r#"
 CREATE FUNCTION hookgate_record_many(
     p_id bigint[], p_token bigint[], p_state text[], p_delay bigint[], p_attempted integer[],
@@ -287,7 +291,6 @@ BEGIN
         JOIN unnest(p_id, p_state) AS u(id, state) ON d.id = u.id
         WHERE u.state = 'parked' AND d.destination LIKE 'sub:%')
     ORDER BY id FOR SHARE;
-    PERFORM 1 FROM deliveries WHERE id = ANY(p_id) ORDER BY id FOR UPDATE;
     FOR i IN 1 .. coalesce(array_length(p_id, 1), 0) LOOP
         st := p_state[i];
         delay := p_delay[i];
@@ -332,6 +335,8 @@ BEGIN
         FROM (SELECT DISTINCT e COLLATE "C" AS e FROM unnest(finished) AS e ORDER BY 1) AS s;
     RETURN written;
 END $$;
+
+ALTER TABLE messages SET (toast_tuple_target = 8160);
 "#,
 ];
 
