@@ -321,6 +321,15 @@ async fn check(path: PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(errors) => return report(&errors),
     };
+    // The files store.url names (sslrootcert, sslcert, sslkey) are read
+    // as the gateway reads them at start: a missing or unusable one is
+    // found here, not by the first start on the production host.
+    if let Some(message) = store_tls_files(&cfg) {
+        return report(&config::ConfigErrors(vec![config::ConfigError {
+            path: "store.url".into(),
+            message,
+        }]));
+    }
     match hookgate::prepare(cfg, None).await {
         Ok((_, snapshot)) => {
             println!(
@@ -334,6 +343,17 @@ async fn check(path: PathBuf) -> ExitCode {
         }
         Err(errors) => report(&errors),
     }
+}
+
+/// What is wrong with the TLS files the PostgreSQL store's URL names, if
+/// anything. The URL itself was checked with the config.
+fn store_tls_files(cfg: &config::GatewayConfig) -> Option<String> {
+    use hookgate::store::postgres::tls;
+    if cfg.store.engine != config::StoreEngine::Postgres {
+        return None;
+    }
+    let (_, options) = tls::split(cfg.store.url.as_deref()?).ok()?;
+    tls::connector(&options).err()
 }
 
 async fn serve(path: PathBuf) -> ExitCode {

@@ -282,3 +282,47 @@ fn a_worker_count_that_is_not_a_positive_number_is_refused_by_name() {
     let (code, _, stderr) = check("routes: {}\n", &[("TOKIO_WORKER_THREADS", "2")]);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn tls_files_the_store_url_names_are_read_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-ca.pem");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let config = |query: &str| {
+        format!(
+            "listen: 127.0.0.1:0\n\
+             store: {{ engine: postgres, url: \"postgres://hg:${{HOOKGATE_TEST_PG_PASSWORD}}@db.example/h?{query}\" }}\n"
+        )
+    };
+    let env = [("HOOKGATE_TEST_PG_PASSWORD", "s3cr3t-password")];
+    for (query, says) in [
+        (
+            format!("sslmode=verify-full&sslrootcert={}", missing.display()),
+            format!("sslrootcert {}", missing.display()),
+        ),
+        (
+            format!("sslmode=verify-full&sslrootcert={}", empty.display()),
+            "no usable CA certificate".to_owned(),
+        ),
+        (
+            format!(
+                "sslmode=require&sslcert={}&sslkey={}",
+                missing.display(),
+                empty.display()
+            ),
+            format!("sslcert {}", missing.display()),
+        ),
+    ] {
+        let (code, _, err) = check(&config(&query), &env);
+        assert_eq!(code, Some(1), "{query}: {err}");
+        assert!(
+            err.contains("store.url") && err.contains(&says),
+            "{query}: {err}"
+        );
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+    // A usable root file (the built-in roots) passes.
+    let (code, out, err) = check(&config("sslmode=verify-full&sslrootcert=system"), &env);
+    assert_eq!(code, Some(0), "{out}{err}");
+}
