@@ -472,7 +472,8 @@ pub struct StoreConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// For `engine: postgres`: connections this gateway keeps to the
-    /// database (one more is opened to listen for new work).
+    /// database for its work (three more are opened: two that renew
+    /// leases, one that listens for new work).
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// Delivered events and their attempts are deleted after this long.
