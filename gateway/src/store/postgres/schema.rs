@@ -264,9 +264,7 @@ CREATE TABLE pacing (
     // Locks are taken in the order every writer takes them: the
     // subscriptions of parks first (share), then the deliveries, in the
     // order given (the caller sorts them by id); events last, sorted, once
-    // every delivery has changed. A batch without parks and without a
-    // delivery twice is written set-based, a few statements for the lot.
-    // `hookgate_record` stays for gateways of
+    // every delivery has changed. `hookgate_record` stays for gateways of
     // the previous release during a rolling upgrade. Messages' rows stay
     // whole up to a page (`toast_tuple_target`): a webhook's body is
     // usually a few KB, and compressing it on every insert was a large
@@ -288,47 +286,6 @@ DECLARE
     sub_active boolean;
     fresh_budget boolean;
 BEGIN
-    -- The common batch, no park and no delivery twice: set-based, a
-    -- statement for the lot instead of three per record.
-    IF NOT ('parked' = ANY(p_state))
-       AND (SELECT count(DISTINCT x) FROM unnest(p_id) AS x) = coalesce(array_length(p_id, 1), 0)
-    THEN
-        WITH u AS (
-            SELECT * FROM unnest(p_id, p_token, p_state, p_delay, p_attempted, p_retried,
-                p_last_error, p_at, p_status, p_latency, p_error, p_response)
-                WITH ORDINALITY AS u(id, token, state, delay, attempted, retried, last_error,
-                    at, status, latency, error, response, n)
-        ), upd AS (
-            UPDATE deliveries d SET state = u.state,
-                next_attempt_at = hookgate_now_ms() + u.delay, lease_token = NULL,
-                attempts = d.attempts + u.attempted, retries = d.retries + u.retried,
-                last_error = u.last_error
-            FROM u WHERE d.id = u.id AND d.lease_token = u.token AND d.state = 'pending'
-            RETURNING d.id, d.event_id, u.state AS st
-        ), ins AS (
-            INSERT INTO attempts (delivery_id, attempted_at, status, latency_ms, error, response)
-            SELECT u.id, u.at, u.status, u.latency, u.error, u.response
-            FROM u JOIN upd ON upd.id = u.id WHERE u.attempted > 0 ORDER BY u.n
-        )
-        SELECT array_agg(upd.id IS NOT NULL ORDER BY u.n),
-               array_agg(DISTINCT upd.event_id) FILTER (WHERE upd.st <> 'pending')
-        INTO written, finished
-        FROM u LEFT JOIN upd ON upd.id = u.id;
-        -- As hookgate_refresh_status, for all of them: the events locked
-        -- in one order, then their statuses computed by a later statement
-        -- (a fresh snapshot: every other gateway's committed work).
-        IF finished IS NOT NULL THEN
-            PERFORM 1 FROM events WHERE id = ANY(finished) ORDER BY id FOR UPDATE;
-            UPDATE events SET status = CASE
-                WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = events.id
-                    AND state IN ('pending', 'parked')) THEN 'pending'
-                WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_id = events.id
-                    AND state = 'dead') THEN 'dead'
-                ELSE 'delivered' END
-            WHERE id = ANY(finished);
-        END IF;
-        RETURN coalesce(written, '{}');
-    END IF;
     PERFORM 1 FROM subscriptions WHERE id IN (
         SELECT substr(d.destination, 5) FROM deliveries d
         JOIN unnest(p_id, p_state) AS u(id, state) ON d.id = u.id
