@@ -1133,7 +1133,7 @@ async fn webhooks_are_stored_in_batches_each_decided_alone() {
     let event = |i: usize| {
         let mut e = conformance::event(&format!("evt_{i:02}"), None, &["a", "b"]);
         e.source_id = Some(match i {
-            _ if i % 5 == 0 => "key_stored".into(),
+            _ if i.is_multiple_of(5) => "key_stored".into(),
             7 | 8 => "key_shared".into(),
             _ => format!("key_{i}"),
         });
@@ -1188,7 +1188,7 @@ async fn webhooks_are_stored_in_batches_each_decided_alone() {
     for (i, outcome) in outcomes.into_iter().enumerate() {
         let id = format!("evt_{i:02}");
         match (i, outcome.unwrap()) {
-            (_, Inserted::Duplicate { existing_id }) if i % 5 == 0 => {
+            (_, Inserted::Duplicate { existing_id }) if i.is_multiple_of(5) => {
                 assert_eq!(existing_id, "evt_stored", "{id}")
             }
             (8, Inserted::Duplicate { existing_id }) => assert_eq!(existing_id, "evt_07"),
@@ -1198,7 +1198,7 @@ async fn webhooks_are_stored_in_batches_each_decided_alone() {
                     deliveries,
                     claimed,
                 },
-            ) if i % 5 != 0 && i != 8 => {
+            ) if !i.is_multiple_of(5) && i != 8 => {
                 assert_eq!(deliveries, 3, "{id}");
                 assert_eq!(claimed.len(), 2, "{id}: both deliveries to a");
                 assert!(claimed[0].id < claimed[1].id);
