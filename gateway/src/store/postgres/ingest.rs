@@ -31,9 +31,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::{Object, Pool};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-use super::{INGEST_WAIT, StoreError, checkout, db_err, dur, insert_event, json_text, ms, notify};
+use super::{
+    INGEST_WAIT, StoreError, batch, checkout, db_err, dur, insert_event, json_text, ms, notify,
+};
 use crate::plugin::Message;
 use crate::store::{DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent};
 
@@ -84,7 +86,10 @@ impl Inserter {
     /// an unreachable database in `down` (see [`checkout`]).
     pub(super) fn spawn(pool: Pool, down: Arc<Mutex<Option<String>>>) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, down, rx));
+        tokio::spawn(batch::run(rx, WRITERS, MAX_BATCH, move |batch| {
+            let (pool, down) = (pool.clone(), Arc::clone(&down));
+            async move { write_batch(&pool, &down, batch).await }
+        }));
         Inserter { queue }
     }
 
@@ -120,28 +125,6 @@ impl Inserter {
             return Err(StoreError::Overloaded);
         }
         answer.await.map_err(|_| StoreError::Closed)?
-    }
-}
-
-/// Takes what is queued, up to [`MAX_BATCH`], whenever a writer is free.
-async fn run(pool: Pool, down: Arc<Mutex<Option<String>>>, mut rx: mpsc::Receiver<Pending>) {
-    let writers = Arc::new(Semaphore::new(WRITERS));
-    while let Some(first) = rx.recv().await {
-        let Ok(permit) = writers.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let (pool, down) = (pool.clone(), down.clone());
-        tokio::spawn(async move {
-            write_batch(&pool, &down, batch).await;
-            drop(permit);
-        });
     }
 }
 

@@ -24,6 +24,7 @@
 //! the schema is versioned ([`schema`]). TLS follows libpq's `sslmode`
 //! and `sslrootcert` ([`tls`]).
 
+mod batch;
 mod console;
 mod ingest;
 mod listen;

@@ -21,9 +21,9 @@
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::{Object, Pool};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-use super::{StoreError, checkout, db_err, ms, next_state};
+use super::{StoreError, batch, checkout, db_err, ms, next_state};
 use crate::store::AttemptRecord;
 
 /// The most records one statement writes.
@@ -33,6 +33,9 @@ const MAX_BATCH: usize = 256;
 /// so that a batch waiting on a row lock (a re-enable settling the same
 /// subscription's deliveries) does not hold up everyone's records.
 const WRITERS: usize = 4;
+
+/// Records that may wait for a batch; past this, recording waits.
+const QUEUE: usize = WRITERS * MAX_BATCH * 4;
 
 /// One record as the arguments of `hookgate_record_many`.
 struct Row {
@@ -90,54 +93,31 @@ type Reply = oneshot::Sender<Result<bool, StoreError>>;
 /// task ends when the last clone is dropped.
 #[derive(Clone)]
 pub(super) struct Recorder {
-    queue: mpsc::UnboundedSender<(Row, Reply)>,
+    queue: mpsc::Sender<(Row, Reply)>,
 }
 
 impl Recorder {
     /// Starts the writer, which takes connections from `pool` and reports
     /// an unreachable database in `down` (see [`checkout`]).
     pub(super) fn spawn(pool: Pool, down: Arc<Mutex<Option<String>>>) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, down, rx));
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(batch::run(rx, WRITERS, MAX_BATCH, move |batch| {
+            let (pool, down) = (pool.clone(), Arc::clone(&down));
+            async move { write_batch(&pool, &down, batch).await }
+        }));
         Recorder { queue }
     }
 
     /// Writes `a`: whether its lease still held (then it is written) or
-    /// not (nothing is). The queue is unbounded because its producers are
-    /// not: the dispatcher lets a bounded number of records wait at once.
+    /// not (nothing is). A full queue is waited on, not refused: an
+    /// attempt's outcome is owed (the dispatcher bounds how many wait).
     pub(super) async fn record(&self, a: AttemptRecord) -> Result<bool, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send((Row::of(a), reply))
+            .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
-    }
-}
-
-/// Takes what is queued, up to [`MAX_BATCH`], whenever a writer is free.
-async fn run(
-    pool: Pool,
-    down: Arc<Mutex<Option<String>>>,
-    mut rx: mpsc::UnboundedReceiver<(Row, Reply)>,
-) {
-    let writers = Arc::new(Semaphore::new(WRITERS));
-    while let Some(first) = rx.recv().await {
-        let Ok(permit) = writers.clone().acquire_owned().await else {
-            return;
-        };
-        // Whatever arrived while a writer was being waited for goes too.
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let (pool, down) = (pool.clone(), down.clone());
-        tokio::spawn(async move {
-            write_batch(&pool, &down, batch).await;
-            drop(permit);
-        });
     }
 }
 
