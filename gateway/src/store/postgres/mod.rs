@@ -21,8 +21,10 @@
 //! - writes that make work due for anyone `NOTIFY` ([`listen`]).
 //!
 //! Connections come from a `deadpool-postgres` pool (`store.pool_size`);
-//! the schema is versioned ([`schema`]). TLS follows libpq's `sslmode`
-//! and `sslrootcert` ([`tls`]).
+//! new webhooks ([`ingest`]) and attempts' outcomes ([`records`]) that
+//! arrive together are written together, each still decided alone; the
+//! schema is versioned ([`schema`]). TLS follows libpq's `sslmode` and
+//! `sslrootcert` ([`tls`]).
 
 mod batch;
 mod console;
