@@ -73,9 +73,12 @@ async fn trickled_headers_do_not_delay_health_and_are_cut_off_at_the_header_time
         fds >= 2 * TRICKLERS as u64 + 500,
         "descriptor limit {fds} is too low for {TRICKLERS} connections"
     );
-    // The defaults: a 10 s header timeout.
-    let header_timeout = Duration::from_secs(10);
-    let gw = TestGateway::spawn(&config("")).await;
+    // Twice the default (10 s): opening 2,000 connections can take a busy
+    // CI machine (the other test binaries running beside this one) more
+    // than 10 s, and then the first were cut off before the last opened.
+    // The default's value is checked in `config` (unit test).
+    let header_timeout = Duration::from_secs(20);
+    let gw = TestGateway::spawn(&config("header_read_timeout: 20s")).await;
     let addr = addr(&gw);
     let open = Arc::new(AtomicUsize::new(0));
 

@@ -304,6 +304,18 @@ mod tests {
     }
 
     #[test]
+    fn a_config_without_limits_gets_the_safe_door_defaults() {
+        // The slowloris test (`tests/it/door.rs`) runs with a longer head
+        // timeout than the default; the default is pinned here.
+        let cfg = from_str("listen: 127.0.0.1:0\n", &env).unwrap();
+        assert_eq!(
+            cfg.limits.header_read_timeout.0,
+            std::time::Duration::from_secs(10)
+        );
+        assert_eq!(cfg.limits, super::super::LimitsConfig::default());
+    }
+
+    #[test]
     fn references_in_flow_mappings_are_interpolated() {
         let cfg = from_str("admin: { token: ${TOKEN} }\n", &env).unwrap();
         assert_eq!(
