@@ -167,7 +167,7 @@ pub async fn insert_one(store: &dyn Store, id: &str, source: Option<&str>, dests
     }
 }
 
-fn attempt(d: &DueDelivery, status: u16, next: NextState) -> AttemptRecord {
+pub(crate) fn attempt(d: &DueDelivery, status: u16, next: NextState) -> AttemptRecord {
     AttemptRecord {
         delivery_id: d.id,
         lease: d.lease,
@@ -476,7 +476,9 @@ pub async fn records_that_arrive_together_are_each_written_or_refused_alone(stor
         let store = Arc::clone(&store);
         tasks.spawn(async move { (i, store.record(a).await) });
     }
-    let mut outcomes = tasks.join_all().await;
+    let mut outcomes = tokio::time::timeout(Duration::from_secs(30), tasks.join_all())
+        .await
+        .expect("every record is answered within 30 s");
     outcomes.sort_by_key(|(i, _)| *i);
     for (i, r) in outcomes {
         let want = if i % 4 == 1 {

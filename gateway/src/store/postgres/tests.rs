@@ -996,14 +996,8 @@ async fn records_are_written_in_batches_and_a_refused_one_fails_alone() {
         .await
         .unwrap();
     let record = |d: &crate::store::DueDelivery, response: &str| AttemptRecord {
-        delivery_id: d.id,
-        lease: d.lease,
-        attempted_at_ms: crate::clock::now_ms(),
-        status: Some(200),
-        latency_ms: 1,
-        error: None,
         response_excerpt: Some(response.into()),
-        next: NextState::Delivered,
+        ..conformance::attempt(d, 200, NextState::Delivered)
     };
     // Records `records` while every writer waits on a lock, so that what
     // comes meanwhile queues; the outcomes in order.
