@@ -31,6 +31,7 @@ pub mod signing;
 pub mod state;
 pub mod store;
 pub mod subscriptions;
+pub mod text;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -67,10 +67,17 @@ impl Modify for Security {
 }
 
 /// Not blank: at least one character that is not whitespace (the API
-/// trims before it checks).
+/// trims before it checks), and no NUL (see [`NO_NUL`]).
 fn not_blank() -> Value {
-    json!({ "minLength": 1, "pattern": "\\S" })
+    json!({ "minLength": 1, "pattern": NOT_BLANK_PATTERN })
 }
+
+/// A character that is not whitespace, and no NUL anywhere.
+const NOT_BLANK_PATTERN: &str = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$";
+
+/// No NUL character: text the API stores, or reads from a URL to look up,
+/// cannot hold one (`crate::text`); the API refuses it with a 400.
+const NO_NUL: &str = "^[^\\u0000]*$";
 
 /// Printable ASCII and tabs: what may go out as an HTTP header value.
 const HEADER_VALUE_PATTERN: &str = "^[\\t -~]*$";
@@ -152,6 +159,76 @@ fn unnull_query_params(doc: &mut Value) {
     }
 }
 
+/// A string schema with nothing else that keeps a NUL out gets [`NO_NUL`]
+/// (an array of strings, its items).
+fn no_nul(schema: &mut Value) {
+    let is = |s: &Value, t: &str| {
+        s["type"] == t
+            || s["type"]
+                .as_array()
+                .is_some_and(|ts| ts.iter().any(|x| x == t))
+    };
+    if is(schema, "array") {
+        if let Some(items) = schema.get_mut("items") {
+            no_nul(items);
+        }
+    } else if is(schema, "string")
+        && ["pattern", "enum", "format", "const"]
+            .iter()
+            .all(|k| schema.get(k).is_none())
+    {
+        schema["pattern"] = json!(NO_NUL);
+    }
+}
+
+/// What `ingress::refuse_encoded_nul` and the `/v1` body check enforce:
+/// no NUL in a URL's parameters (outside `/hooks`, whose query is the
+/// provider's) nor in a `/v1` body's text fields; each operation that
+/// reads either documents its 400.
+fn refuse_nul(doc: &mut Value) {
+    for body in [
+        "CreateWebhook",
+        "UpdateWebhook",
+        "PublishEvent",
+        "RotateSecret",
+    ] {
+        if let Some(Value::Object(props)) =
+            doc.pointer_mut(&format!("/components/schemas/{body}/properties"))
+        {
+            props.values_mut().for_each(no_nul);
+        }
+    }
+    let Some(Value::Object(paths)) = doc.get_mut("paths") else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if path.starts_with("/hooks/") {
+            continue;
+        }
+        let error = if path.starts_with("/admin") {
+            "#/components/schemas/AdminError"
+        } else {
+            "#/components/schemas/ApiErrorBody"
+        };
+        let Value::Object(ops) = item else { continue };
+        for op in ops.values_mut() {
+            let Some(Value::Array(params)) = op.get_mut("parameters") else {
+                continue;
+            };
+            params
+                .iter_mut()
+                .filter_map(|p| p.get_mut("schema"))
+                .for_each(no_nul);
+            if op.pointer("/responses/400").is_none() {
+                op["responses"]["400"] = json!({
+                    "description": "The URL holds an encoded NUL (%00), which no id, name or filter can contain",
+                    "content": { "application/json": { "schema": { "$ref": error } } },
+                });
+            }
+        }
+    }
+}
+
 /// Adds the constraints the handlers enforce; `rt` gives the configured
 /// enums (the defaults when `None`).
 fn constrain(doc: &mut Value, rt: Option<&SubscriptionsRuntime>) {
@@ -169,7 +246,7 @@ fn constrain(doc: &mut Value, rt: Option<&SubscriptionsRuntime>) {
         .map(|t| t.keys().cloned().collect());
     let object_type = json!({ "enum": object_types });
     let subscribed_type = {
-        let mut t = json!({ "type": "string", "minLength": 1, "pattern": "\\S" });
+        let mut t = json!({ "type": "string", "minLength": 1, "pattern": NOT_BLANK_PATTERN });
         if let Some(types) = &event_types {
             let mut all = vec!["*".to_owned()];
             all.extend(types.iter().cloned());
@@ -179,7 +256,7 @@ fn constrain(doc: &mut Value, rt: Option<&SubscriptionsRuntime>) {
     };
     let published_type = match &event_types {
         Some(types) => json!({ "enum": types }),
-        None => json!({ "minLength": 1, "pattern": "\\S", "not": { "const": "*" } }),
+        None => json!({ "minLength": 1, "pattern": NOT_BLANK_PATTERN, "not": { "const": "*" } }),
     };
     let headers = json!({
         "maxProperties": subscriptions::outbound::MAX_HEADERS,
@@ -245,6 +322,7 @@ fn constrain(doc: &mut Value, rt: Option<&SubscriptionsRuntime>) {
         "limit",
         json!({ "minimum": 1, "maximum": 1000 }),
     );
+    refuse_nul(doc);
 }
 
 /// The document for a gateway whose subscription settings are `rt`.

@@ -14,6 +14,7 @@ mod fuzz;
 mod guests;
 mod handshake;
 mod ingress;
+mod nul;
 mod openapi;
 #[cfg(feature = "otel")]
 mod otel;

@@ -26,14 +26,17 @@ const URL_VAR: &str = "HOOKGATE_TEST_POSTGRES_URL";
 const LEASE: &str = "2s";
 
 /// A database of its own for one test, dropped at the end.
-struct TestDatabase {
+pub(crate) struct TestDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    /// Its URL, for `store.url`.
+    pub(crate) url: String,
 }
 
 impl TestDatabase {
-    async fn create() -> Option<Self> {
+    /// `None` (the test passes, said once) without a PostgreSQL to use,
+    /// except under `CI=true`.
+    pub(crate) async fn create() -> Option<Self> {
         static SAID: Once = Once::new();
         let Some(admin_url) = std::env::var(URL_VAR).ok().filter(|u| !u.is_empty()) else {
             assert!(

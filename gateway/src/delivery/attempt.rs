@@ -455,10 +455,11 @@ async fn post(
     (result, excerpt_of(&body))
 }
 
-/// The stored excerpt of a response body.
+/// The stored excerpt of a response body: text, with what text cannot
+/// show (bytes that are not UTF-8, NUL) replaced, the same on every engine.
 fn excerpt_of(body: &[u8]) -> Option<String> {
     let body = &body[..body.len().min(RESPONSE_EXCERPT)];
-    (!body.is_empty()).then(|| String::from_utf8_lossy(body).into_owned())
+    (!body.is_empty()).then(|| crate::text::without_nul(String::from_utf8_lossy(body).into_owned()))
 }
 
 /// POSTs `body` and reads the outcome, the first `read` bytes of the

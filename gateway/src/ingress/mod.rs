@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         app = app.merge(crate::subscriptions::api::router());
     }
     app.fallback(not_found)
+        .layer(axum::middleware::from_fn(refuse_encoded_nul))
         .layer(axum::middleware::from_fn(
             crate::observability::request_id_layer,
         ))
@@ -77,6 +78,7 @@ pub fn operator_router(state: AppState) -> Router {
         app = app.merge(console);
     }
     app.fallback(not_found)
+        .layer(axum::middleware::from_fn(refuse_encoded_nul))
         .layer(axum::middleware::from_fn(
             crate::observability::request_id_layer,
         ))
@@ -131,6 +133,38 @@ async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
         [(http::header::CONTENT_TYPE, "application/json")],
         crate::openapi::json_for(state.snapshot().subscriptions.as_deref()),
     )
+}
+
+/// Refuses a URL with an encoded NUL (`%00`) in its path or query, except a
+/// webhook's, whose query is the provider's to its plugins. What the admin
+/// API, the console and `/v1` read from a URL is an id, a name or a filter
+/// to look up, and none can hold a NUL: PostgreSQL refuses the statement
+/// outright, which would answer a typo with "store unavailable" (see
+/// [`crate::text`]). A raw NUL never gets this far: HTTP/1 parsing refuses
+/// it.
+async fn refuse_encoded_nul(req: Request, next: axum::middleware::Next) -> Response {
+    let uri = req.uri();
+    if !uri.path().starts_with("/hooks/")
+        && (has_encoded_nul(uri.path()) || uri.query().is_some_and(has_encoded_nul))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": "bad_request",
+                "message": "the URL holds an encoded NUL character (%00), which no id, name or filter can contain",
+            })),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether `s` has `%00`. A query's `+` and other escapes never decode to
+/// NUL, and `%2500` is a literal `%00`, not this.
+fn has_encoded_nul(s: &str) -> bool {
+    s.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
 }
 
 async fn not_found() -> impl IntoResponse {
@@ -454,13 +488,14 @@ fn fanout_of(dest: &CompiledDestination, message: &Message, received_at_ms: u64)
         serde_json::Value::String(String::from_utf8_lossy(&message.body).into_owned())
     });
     let object_type = dest.object_type.clone()?;
-    let object_id = match dest.object_id.as_deref()? {
+    // Read from the body, and matched against subscriptions as text.
+    let object_id = crate::text::without_nul(match dest.object_id.as_deref()? {
         ptr if ptr.starts_with('/') => match data.pointer(ptr)? {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         },
         id => id.to_owned(),
-    };
+    });
     let event_type = message
         .event_type
         .clone()

@@ -12,6 +12,18 @@ pub fn github(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Stripe's `Stripe-Signature` value, `t=<unix>,v1=<hex>`: HMAC-SHA256
+/// keyed with the whole secret as text over `{t}.{body}`.
+pub fn stripe(secret: &str, timestamp: u64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
 /// `v0=<hex>` for Slack's `X-Slack-Signature` over `v0:{ts}:{body}`.
 pub fn slack(secret: &str, timestamp: u64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();

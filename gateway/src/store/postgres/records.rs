@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{StoreError, batch, checkout, db_err, ms, next_state};
 use crate::store::AttemptRecord;
+use crate::text::without_nul;
 
 /// The most records one statement writes.
 const MAX_BATCH: usize = 256;
@@ -63,27 +64,13 @@ impl Row {
             delay,
             attempted,
             retried,
-            last_error: last_error.map(storable),
+            last_error: last_error.map(without_nul),
             at: ms(a.attempted_at_ms),
             status: a.status.map(i32::from),
             latency: ms(a.latency_ms),
-            error: a.error.map(storable),
-            response: a.response_excerpt.map(storable),
+            error: a.error.map(without_nul),
+            response: a.response_excerpt.map(without_nul),
         }
-    }
-}
-
-/// `text` as PostgreSQL can store it. A `text` value cannot hold a NUL
-/// character, and these strings come from outside: a destination that
-/// answers with a NUL in its body (binary, UTF-16) must not make its
-/// attempt unrecordable, which would leave the delivery to be sent again
-/// each time its lease ran out. NUL becomes U+FFFD, as any other byte the
-/// excerpt could not show.
-fn storable(text: String) -> String {
-    if text.contains('\0') {
-        text.replace('\0', "\u{FFFD}")
-    } else {
-        text
     }
 }
 
@@ -210,12 +197,6 @@ async fn write(conn: &Object, rows: &[Row]) -> Result<Vec<bool>, StoreError> {
 mod tests {
     use super::super::dur;
     use super::*;
-
-    #[test]
-    fn text_with_a_nul_is_stored_with_a_replacement_character() {
-        assert_eq!(storable("a\0b\0".into()), "a\u{FFFD}b\u{FFFD}");
-        assert_eq!(storable("plain".into()), "plain");
-    }
 
     #[test]
     fn a_row_carries_the_decision_and_storable_texts() {
