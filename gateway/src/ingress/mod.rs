@@ -47,18 +47,17 @@ pub fn router(state: AppState) -> Router {
     if !separate {
         app = app.route("/metrics", get(metrics));
         if let Some(admin) = crate::admin::router(state.clone()) {
-            app = app.merge(admin);
+            app = app.merge(refusing_nul(admin));
         }
         // The console sits next to the admin API and is served when it is.
         if let Some(console) = crate::console::router(state.clone()) {
-            app = app.merge(console);
+            app = app.merge(refusing_nul(console));
         }
     }
     if state.snapshot().subscriptions.is_some() {
-        app = app.merge(crate::subscriptions::api::router());
+        app = app.merge(refusing_nul(crate::subscriptions::api::router()));
     }
     app.fallback(not_found)
-        .layer(axum::middleware::from_fn(refuse_encoded_nul))
         .layer(axum::middleware::from_fn(
             crate::observability::request_id_layer,
         ))
@@ -72,13 +71,12 @@ pub fn operator_router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics));
     if let Some(admin) = crate::admin::router(state.clone()) {
-        app = app.merge(admin);
+        app = app.merge(refusing_nul(admin));
     }
     if let Some(console) = crate::console::router(state.clone()) {
-        app = app.merge(console);
+        app = app.merge(refusing_nul(console));
     }
     app.fallback(not_found)
-        .layer(axum::middleware::from_fn(refuse_encoded_nul))
         .layer(axum::middleware::from_fn(
             crate::observability::request_id_layer,
         ))
@@ -135,18 +133,20 @@ async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Refuses a URL with an encoded NUL (`%00`) in its path or query, except a
-/// webhook's, whose query is the provider's to its plugins. What the admin
-/// API, the console and `/v1` read from a URL is an id, a name or a filter
-/// to look up, and none can hold a NUL: PostgreSQL refuses the statement
-/// outright, which would answer a typo with "store unavailable" (see
-/// [`crate::text`]). A raw NUL never gets this far: HTTP/1 parsing refuses
-/// it.
+/// `routes` refusing a URL with an encoded NUL (`%00`) in its path or
+/// query. What the admin API, the console and `/v1` read from a URL is an
+/// id, a name or a filter to look up, and none can hold a NUL: PostgreSQL
+/// refuses the statement outright, which would answer a typo with "store
+/// unavailable" (see [`crate::text`]). A webhook's URL is not checked: its
+/// query is the provider's, to its plugins. A raw NUL never gets this far:
+/// HTTP/1 parsing refuses it.
+fn refusing_nul(routes: Router<AppState>) -> Router<AppState> {
+    routes.layer(axum::middleware::from_fn(refuse_encoded_nul))
+}
+
 async fn refuse_encoded_nul(req: Request, next: axum::middleware::Next) -> Response {
     let uri = req.uri();
-    if !uri.path().starts_with("/hooks/")
-        && (has_encoded_nul(uri.path()) || uri.query().is_some_and(has_encoded_nul))
-    {
+    if has_encoded_nul(uri.path()) || uri.query().is_some_and(has_encoded_nul) {
         return (
             StatusCode::BAD_REQUEST,
             Json(json!({
