@@ -67,9 +67,14 @@ impl Modify for Security {
 }
 
 /// Not blank: at least one character that is not whitespace (the API
-/// trims before it checks), and no NUL (see [`NO_NUL`]).
+/// trims before it checks), no NUL (see [`NO_NUL`]), and not longer than
+/// an indexed key may be.
 fn not_blank() -> Value {
-    json!({ "minLength": 1, "pattern": NOT_BLANK_PATTERN })
+    json!({
+        "minLength": 1,
+        "maxLength": subscriptions::api::MAX_KEY_CHARS,
+        "pattern": NOT_BLANK_PATTERN,
+    })
 }
 
 /// A character that is not whitespace, and no NUL anywhere.
@@ -256,7 +261,11 @@ fn constrain(doc: &mut Value, rt: Option<&SubscriptionsRuntime>) {
     };
     let published_type = match &event_types {
         Some(types) => json!({ "enum": types }),
-        None => json!({ "minLength": 1, "pattern": NOT_BLANK_PATTERN, "not": { "const": "*" } }),
+        None => {
+            let mut t = not_blank();
+            t["not"] = json!({ "const": "*" });
+            t
+        }
     };
     let headers = json!({
         "maxProperties": subscriptions::outbound::MAX_HEADERS,

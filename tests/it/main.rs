@@ -14,7 +14,6 @@ mod fuzz;
 mod guests;
 mod handshake;
 mod ingress;
-mod nul;
 mod openapi;
 #[cfg(feature = "otel")]
 mod otel;
@@ -26,6 +25,7 @@ mod reload;
 mod sandbox;
 mod scale_out;
 mod sending;
+mod stored_text;
 mod subscriptions;
 mod support;
 mod teams;

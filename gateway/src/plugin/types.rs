@@ -116,7 +116,7 @@ pub enum GuestError {
 /// code for each version, which differ only where noted.
 macro_rules! wit_conversions {
     ($wit:path, $header_to:expr, $header_from:expr, $consumed:expr) => {
-        use crate::text::without_nul;
+        use crate::text::{key, without_nul};
         use $wit as wit;
 
         fn headers_to_wit(headers: &[HeaderPair]) -> Vec<wit::Header> {
@@ -158,12 +158,13 @@ macro_rules! wit_conversions {
             }
         }
 
-        /// A plugin's message as the gateway keeps it: its id, event type
-        /// and content type are stored as text (see [`crate::text`]).
+        /// A plugin's message as the gateway keeps it: its id and event
+        /// type are stored and indexed as text, its content type stored
+        /// (see [`crate::text`]).
         pub(in crate::plugin) fn message_from(m: wit::Message) -> Message {
             Message {
-                id: m.id.map(without_nul),
-                event_type: m.event_type.map(without_nul),
+                id: m.id.map(key),
+                event_type: m.event_type.map(key),
                 content_type: without_nul(m.content_type),
                 headers: headers_from_wit(m.headers),
                 body: Bytes::from(m.body),
@@ -182,9 +183,10 @@ macro_rules! wit_conversions {
             match v {
                 wit::Verdict::Accept(a) => Verdict::Accept {
                     consumed: $consumed(&a),
-                    // The dedup key and the event's type, stored as text.
-                    id: a.id.map(without_nul),
-                    event_type: a.event_type.map(without_nul),
+                    // The dedup key and the event's type, stored and
+                    // indexed as text.
+                    id: a.id.map(key),
+                    event_type: a.event_type.map(key),
                     reply: a.reply.map(response_from),
                 },
                 wit::Verdict::Reject(r) => Verdict::Reject {

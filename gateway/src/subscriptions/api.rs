@@ -297,10 +297,20 @@ impl From<SignatureScheme> for SchemeName {
 fn not_blank(field: &str, v: &str) -> Result<(), V1Error> {
     if v.trim().is_empty() {
         Err(bad(field, "must not be empty"))
+    } else if v.chars().count() > MAX_KEY_CHARS {
+        Err(bad(
+            field,
+            format!("must be at most {MAX_KEY_CHARS} characters"),
+        ))
     } else {
         Ok(())
     }
 }
+
+/// The longest object id, event id or published event type: each is
+/// stored and indexed as text, and an index entry is bounded (see
+/// [`crate::text`]). Counted in characters, as JSON Schema's `maxLength`.
+pub const MAX_KEY_CHARS: usize = crate::text::MAX_KEY_BYTES;
 
 /// Checks `objectType` against the catalogue.
 fn check_object_type(rt: &SubscriptionsRuntime, v: &str) -> Result<(), V1Error> {

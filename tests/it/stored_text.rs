@@ -1,9 +1,11 @@
-//! Text with a NUL character (U+0000), on both durable engines.
-//! PostgreSQL's `text` cannot hold one and SQLite's can, so before this
-//! the same webhook was stored on one and answered 503 on the other (for
-//! ever: the provider retries a 503). Now a NUL in what a plugin or a body
-//! gives the gateway to keep as text is stored as U+FFFD on every engine,
-//! and a NUL in an API's URL or text field is a 400 naming it.
+//! Text a store cannot hold, on both durable engines. PostgreSQL's `text`
+//! cannot hold a NUL character (U+0000) and an index entry holds at most
+//! 2,704 bytes; SQLite has neither limit. So before, the same webhook was
+//! stored on one and answered 503 on the other (for ever: the provider
+//! retries a 503). Now what a plugin or a body gives the gateway to keep
+//! as text is kept the same way on every engine (a NUL as U+FFFD, an
+//! overlong id or event type as its start and a digest), and a NUL in an
+//! API's URL or text field, or an overlong id there, is a 400 naming it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +25,7 @@ const SECRET: &str = "whsec_nul_test";
 const EVENT: &[u8] =
     br#"{"id":"evt_\u0000nul","type":"invoice.\u0000paid","data":{"object":{"id":"obj\u00001"}}}"#;
 
-async fn a_nul_is_kept_as_a_replacement_or_refused(store: &str) {
+async fn text_a_store_cannot_hold_is_kept_alike_or_refused(store: &str) {
     let sink = MockReceiver::start().await;
     let gw = TestGateway::spawn(&yaml(&format!(
         r#"{store}
@@ -105,6 +107,65 @@ routes:
     assert_eq!(events[0]["source_id"], "evt_\u{FFFD}nul");
     assert_eq!(events[0]["event_type"], "invoice.\u{FFFD}paid");
 
+    // An id and an event type past what an index entry holds (random
+    // letters: PostgreSQL compresses a repetitive one to fit).
+    let long = |seed: u64| -> String {
+        let mut x = seed;
+        (0..3000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect()
+    };
+    let (id, kind) = (long(0x9e37_79b9_7f4a_7c15), long(0x2545_f491_4f6c_dd1d));
+    let event = serde_json::to_vec(&json!({ "id": id, "type": kind })).unwrap();
+    let signature = sign::stripe(SECRET, now, &event);
+    let headers = [
+        ("stripe-signature", signature.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let first = gw.post("stripe", &headers, &event).await;
+    let status = first.status();
+    let answer: serde_json::Value = first.json().await.unwrap_or_default();
+    assert_eq!(status, 202, "{answer}");
+    let stored = answer["source_id"].as_str().unwrap().to_owned();
+    assert!(
+        stored.len() <= 256 && stored.starts_with(&id[..128]) && stored.contains("…sha256:"),
+        "{} bytes: {}",
+        stored.len(),
+        stored.chars().take(300).collect::<String>()
+    );
+    let again = gw.post("stripe", &headers, &event).await;
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(
+        again["duplicate"], true,
+        "the same long id is the same key: {again}"
+    );
+    let page = gw.admin_get("/admin/events?route=stripe").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 2, "{page}");
+    let newest = &page["events"][0];
+    assert_eq!(newest["source_id"], stored.as_str());
+    let kind_stored = newest["event_type"].as_str().unwrap();
+    assert!(
+        kind_stored.len() <= 256 && kind_stored.starts_with(&kind[..128]),
+        "{} bytes: {}",
+        kind_stored.len(),
+        kind_stored.chars().take(300).collect::<String>()
+    );
+    let (status, body) = call(
+        &gw,
+        KEY_A,
+        Method::POST,
+        "/v1/webhook",
+        Some(subscription(&"o".repeat(257))),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "objectId", "{body}");
+
     // A NUL in a URL the API reads an id or a filter from.
     for path in [
         "/admin/events/evt%00",
@@ -141,16 +202,16 @@ routes:
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_nul_is_kept_as_a_replacement_or_refused_on_sqlite() {
-    a_nul_is_kept_as_a_replacement_or_refused("").await;
+async fn text_a_store_cannot_hold_is_kept_alike_or_refused_on_sqlite() {
+    text_a_store_cannot_hold_is_kept_alike_or_refused("").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_nul_is_kept_as_a_replacement_or_refused_on_postgres() {
+async fn text_a_store_cannot_hold_is_kept_alike_or_refused_on_postgres() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    a_nul_is_kept_as_a_replacement_or_refused(&format!(
+    text_a_store_cannot_hold_is_kept_alike_or_refused(&format!(
         "store: {{ engine: postgres, url: \"{}\" }}",
         db.url
     ))
