@@ -55,6 +55,7 @@ macro_rules! suite {
             a_record_ends_its_lease,
             records_that_arrive_together_are_each_written_or_refused_alone,
             an_insert_claim_runs_out_and_a_duplicate_claims_nothing,
+            the_longest_keys_the_gateway_keeps_are_stored,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -796,6 +797,69 @@ pub async fn a_failed_insert_leaves_nothing_behind(store: S) {
     );
     let e = store.get("evt_1".into()).await.unwrap().unwrap();
     assert_eq!(e.deliveries.len(), 1, "no stray deliveries");
+}
+
+/// `chars` characters that no compression shrinks (PostgreSQL compresses
+/// an index entry before it checks its size), each `width` bytes in UTF-8.
+fn incompressible(seed: u64, chars: usize, width: usize) -> String {
+    let (first, span) = match width {
+        1 => (0x21, 0x5e),
+        2 => (0x100, 0x700),
+        3 => (0x4e00, 0x5000),
+        _ => (0x1_0000, 0x1_0000),
+    };
+    let mut x = seed | 1;
+    (0..chars)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_u32(first + (x % span) as u32).unwrap_or('x')
+        })
+        .collect()
+}
+
+/// The gateway bounds what it keeps as an indexed key (`crate::text`: a
+/// provider id, event type or message id of at most
+/// [`crate::text::MAX_KEY_BYTES`]; the `/v1` API's object ids and event
+/// types of at most as many characters). Every engine stores the longest
+/// of each: PostgreSQL's index entries hold 2,704 bytes.
+pub async fn the_longest_keys_the_gateway_keeps_are_stored(store: S) {
+    let max = crate::text::MAX_KEY_BYTES;
+    let source = incompressible(1, max, 1);
+    let event_type = incompressible(2, max / 4, 4);
+    let message_id = format!("{}.0", crate::text::key(incompressible(3, 4 * max, 1)));
+    let mut e = event("evt_long", Some(&source), &["a"]);
+    e.messages[0].message.event_type = Some(event_type.clone());
+    e.messages[0].message.id = Some(message_id.clone());
+    assert!(matches!(
+        store.insert(e, opts()).await.unwrap(),
+        Inserted::New { deliveries: 1, .. }
+    ));
+    assert!(matches!(
+        store.insert(event("evt_long_again", Some(&source), &["a"]), opts()).await.unwrap(),
+        Inserted::Duplicate { existing_id } if existing_id == "evt_long"
+    ));
+    let got = store.get("evt_long".into()).await.unwrap().unwrap();
+    assert_eq!(got.summary.source_id.as_deref(), Some(source.as_str()));
+    assert_eq!(got.summary.event_type.as_deref(), Some(event_type.as_str()));
+    assert_eq!(got.messages[0].id.as_deref(), Some(message_id.as_str()));
+
+    // `/v1`: an object id and a published event type of the most
+    // characters, each of the widest.
+    let object = incompressible(4, max, 4);
+    let published = incompressible(5, max, 4);
+    store
+        .create_subscription(subscription("wh_long", "t", &object, &["*"]))
+        .await
+        .unwrap();
+    let mut p = publish("evt_pub", &published);
+    p.source_id = Some(incompressible(6, max, 4));
+    p.fanout[0].object_id = object;
+    match store.insert(p, opts()).await.unwrap() {
+        Inserted::New { deliveries, .. } => assert_eq!(deliveries, 1),
+        other => panic!("{other:?}"),
+    }
 }
 
 pub async fn fan_out_reaches_matching_active_subscriptions_of_the_tenant(store: S) {
