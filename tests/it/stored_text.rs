@@ -43,24 +43,13 @@ routes:
     .await;
 
     // A subscriber of the object as it will be stored, and one refused.
-    let subscription = |object: &str| json!({ "objectId": object, "objectType": "Group", "eventTypes": ["*"], "callBackUrl": sink.url("/cb") });
-    let (status, body) = call(
-        &gw,
-        KEY_A,
-        Method::POST,
-        "/v1/webhook",
-        Some(subscription("obj\u{FFFD}1")),
-    )
-    .await;
+    let subscribe = async |object: &str| {
+        let body = json!({ "objectId": object, "objectType": "Group", "eventTypes": ["*"], "callBackUrl": sink.url("/cb") });
+        call(&gw, KEY_A, Method::POST, "/v1/webhook", Some(body)).await
+    };
+    let (status, body) = subscribe("obj\u{FFFD}1").await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = call(
-        &gw,
-        KEY_A,
-        Method::POST,
-        "/v1/webhook",
-        Some(subscription("obj\u{0}1")),
-    )
-    .await;
+    let (status, body) = subscribe("obj\u{0}1").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "objectId", "{body}");
 
@@ -155,14 +144,7 @@ routes:
         kind_stored.len(),
         kind_stored.chars().take(300).collect::<String>()
     );
-    let (status, body) = call(
-        &gw,
-        KEY_A,
-        Method::POST,
-        "/v1/webhook",
-        Some(subscription(&"o".repeat(257))),
-    )
-    .await;
+    let (status, body) = subscribe(&"o".repeat(257)).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "objectId", "{body}");
 
