@@ -454,45 +454,7 @@ async fn console_page_timings_with_100k_events() {
     })
     .await;
     println!("filled {EVENTS} events in {:?}", filled.elapsed());
-    // The test's own client: no redirects, so the session cookie is seen.
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the test's own client, not delivery"
-    )]
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let form = client.get(gw.url("/ui")).send().await.unwrap();
-    let login_cookie = form.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let html = form.text().await.unwrap();
-    let csrf = html
-        .split(r#"name="csrf" value=""#)
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_owned();
-    let signed_in = client
-        .post(gw.url("/ui"))
-        .header("cookie", &login_cookie)
-        .form(&[("token", ADMIN_TOKEN), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_in.status(), 303);
-    let session = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("hookgate_console="))
-        .unwrap();
+    let (client, session) = sign_in_over_http(&gw).await;
     let page = gw.admin_get("/admin/events?status=dead&limit=1").await;
     let dead_id = page["events"][0]["id"].as_str().unwrap().to_owned();
     let pages = [
@@ -533,6 +495,110 @@ async fn console_page_timings_with_100k_events() {
             times[times.len() - 1]
         );
     }
+}
+
+/// Signs in to `gw`'s console with plain HTTP: a client that follows no
+/// redirects, and the session cookie (`name=value`).
+async fn sign_in_over_http(gw: &TestGateway) -> (reqwest::Client, String) {
+    // The test's own client: no redirects, so the session cookie is seen.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test's own client, not delivery"
+    )]
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = client.get(gw.url("/ui")).send().await.unwrap();
+    let login_cookie = form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = csrf_of(&form.text().await.unwrap());
+    let signed_in = client
+        .post(gw.url("/ui"))
+        .header("cookie", &login_cookie)
+        .form(&[("token", ADMIN_TOKEN), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("hookgate_console="))
+        .unwrap();
+    (client, session)
+}
+
+/// The first CSRF token in a page's forms.
+fn csrf_of(html: &str) -> String {
+    html.split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
+/// A console form's fields are ids, names and filters to look up, as its
+/// URLs are: a NUL in one is a 400 (PostgreSQL cannot hold it, and the
+/// console would have answered with a store error there), after the
+/// session and CSRF checks, which come first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_form_or_url_with_a_nul_is_refused() {
+    let sink = MockReceiver::start().await;
+    let gw = TestGateway::spawn(&config(&sink)).await;
+    let (client, session) = sign_in_over_http(&gw).await;
+    let page = client
+        .get(gw.url("/ui/events"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let replay = |fields: Vec<(&'static str, String)>| {
+        client
+            .post(gw.url("/ui/events/evt_none/replay"))
+            .header("cookie", &session)
+            .form(&fields)
+            .send()
+    };
+    let refused = replay(vec![
+        ("csrf", csrf.clone()),
+        ("destination", "si\0nk".into()),
+        ("to", "sink".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("NUL"));
+    // Without the NUL the same form is done (a redirect back to the
+    // event), and without the CSRF token the NUL is not read.
+    let done = replay(vec![
+        ("csrf", csrf.clone()),
+        ("destination", "sink".into()),
+        ("to", "sink".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(done.status(), 303);
+    let forbidden = replay(vec![("destination", "si\0nk".into())])
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), 403);
+    let url = client
+        .get(gw.url("/ui/events?destination=si%00nk"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(url.status(), 400);
 }
 
 /// Fills `data_dir`'s store with `n` events on routes bulk-a/bulk-b/hooks

@@ -207,6 +207,14 @@ async fn require_session(
             );
             return refuse(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
         }
+        // A form's fields are ids, names and filters to look up, as the
+        // URLs are (`ingress::refusing_nul`): none can hold a NUL.
+        if url::form_urlencoded::parse(&bytes).any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "a form field holds a NUL character, which no id, name or filter can contain",
+            );
+        }
         Body::from(bytes)
     } else {
         body
