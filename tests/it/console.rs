@@ -507,6 +507,7 @@ async fn sign_in_over_http(gw: &TestGateway) -> (reqwest::Client, String) {
     )]
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .timeout(WAIT)
         .build()
         .unwrap();
     let form = client.get(gw.url("/ui")).send().await.unwrap();
