@@ -30,10 +30,29 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
-            write!(f, "{}", self.message)
+            write!(f, "{}", Printable(&self.message))
         } else {
-            write!(f, "{}: {}", self.path, self.message)
+            write!(f, "{}: {}", Printable(&self.path), Printable(&self.message))
         }
+    }
+}
+
+/// Text from a config file as a terminal or a log line may show it: a
+/// control character in a key or a value (a NUL, a newline, an escape
+/// sequence) is written escaped (`\u{0}`, `\n`), so it can neither garble
+/// the terminal nor split one problem into two lines.
+struct Printable<'a>(&'a str);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -438,6 +457,34 @@ routes:
                 .any(|e| e.path == "destinations.s.object_type" && e.message.contains("Planet")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn control_characters_in_keys_and_values_are_shown_escaped() {
+        let yaml = "destinations:\n  \"con\\0sole\": { kind: log }\n\
+                    routes:\n  \"pl\\nain\":\n    to: [\"a\\u001b[31mb\"]\n";
+        let errs = from_str(yaml, &env).unwrap_err();
+        // The key paths themselves keep the names as written.
+        assert!(
+            errs.0.iter().any(|e| e.path == "destinations.con\0sole"),
+            "{errs:?}"
+        );
+        let shown = errs.to_string();
+        assert!(
+            shown.lines().all(|l| !l.chars().any(char::is_control)),
+            "{shown:?}"
+        );
+        assert_eq!(
+            shown.lines().count(),
+            errs.0.len(),
+            "one line each: {shown:?}"
+        );
+        assert!(
+            shown.contains("destinations.con\\u{0}sole: names use"),
+            "{shown}"
+        );
+        assert!(shown.contains("routes.pl\\nain: names use"), "{shown}");
+        assert!(shown.contains("\"a\\u{1b}[31mb\""), "{shown}");
     }
 
     #[test]
