@@ -1,0 +1,195 @@
+//! A new webhook in one writer operation: its dedup key, event, inbound
+//! request, messages and deliveries (claimed at once when asked), with the
+//! fan-outs to subscriptions resolved in the same transaction.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, params};
+
+use super::{PARKED_REASON, SqliteStore, json_text, later, ms, now};
+use crate::store::{
+    DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent, SUBSCRIBER_PREFIX, StoreError,
+};
+
+/// The insert, inside the writer's savepoint.
+pub(super) fn insert_event(
+    tx: &Connection,
+    event: &NewEvent,
+    opts: &InsertOptions,
+) -> Result<Inserted, StoreError> {
+    let now = now();
+    if let Some(source_id) = &event.source_id {
+        // Insert-or-conflict on the unique key: the key is ours if it was
+        // free or its window has passed. Two inserts of the same provider
+        // delivery can never both win, whoever runs them.
+        //
+        // Two plain statements rather than one `ON CONFLICT DO UPDATE ...
+        // RETURNING`: that form runs in a statement journal (a copy of
+        // every page it touches) with an ephemeral table for its rows, a
+        // tenth of the writer's time in its profile. A new key, the common
+        // case, is the one insert.
+        let expires = later(now, opts.dedup_window);
+        let mut won = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO dedup (route, source_id, event_id, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![event.route, source_id, event.id, expires])?
+            == 1;
+        if !won {
+            won = tx
+                .prepare_cached(
+                    "UPDATE dedup SET event_id = ?3, expires_at = ?4, orphaned = NULL \
+                     WHERE source_id = ?2 AND route = ?1 AND expires_at <= ?5",
+                )?
+                .execute(params![event.route, source_id, event.id, expires, now])?
+                == 1;
+        }
+        if !won {
+            let existing_id: String = tx
+                .prepare_cached("SELECT event_id FROM dedup WHERE source_id = ?1 AND route = ?2")?
+                .query_row(params![source_id, event.route], |r| r.get(0))?;
+            return Ok(Inserted::Duplicate { existing_id });
+        }
+    }
+    // Subscriptions matching each fan-out, resolved in this transaction: a
+    // subscription created after the commit never sees the event, one
+    // deleted before it never does.
+    let mut fanout_targets: Vec<Vec<(String, bool)>> = Vec::with_capacity(event.fanout.len());
+    for f in &event.fanout {
+        let ids: Vec<(String, bool)> = tx
+            .prepare_cached(
+                "SELECT id, active FROM subscriptions WHERE validity > ?1 \
+                 AND object_type = ?2 AND object_id = ?3 AND (?4 IS NULL OR tenant = ?4) \
+                 AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value = ?5 OR value = '*') \
+                 ORDER BY id",
+            )?
+            .query_map(
+                params![now, f.object_type, f.object_id, f.tenant, f.event_type],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        fanout_targets.push(ids);
+    }
+    let deliveries: usize = event
+        .messages
+        .iter()
+        .map(|m| m.destinations.len())
+        .sum::<usize>()
+        + fanout_targets.iter().map(Vec::len).sum::<usize>();
+    let status = if deliveries == 0 {
+        "delivered"
+    } else {
+        "pending"
+    };
+    let event_type = event
+        .messages
+        .first()
+        .and_then(|m| m.message.event_type.clone())
+        .or_else(|| event.fanout.first().map(|f| f.event_type.clone()));
+    tx.prepare_cached(
+        "INSERT INTO events (id, route, source_id, received_at, status, event_type) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        event.id,
+        event.route,
+        event.source_id,
+        ms(event.received_at_ms),
+        status,
+        event_type
+    ])?;
+    if let Some(inbound) = &event.inbound {
+        SqliteStore::insert_inbound(tx, &event.id, inbound)?;
+    }
+
+    let token = LeaseToken::random();
+    let lease_until = opts.claim.as_ref().map(|c| later(now, c.lease));
+    let mut claimed = Vec::new();
+    let NewEvent {
+        id: event_id,
+        route,
+        messages,
+        fanout,
+        ..
+    } = event;
+    let named = messages.iter().map(|m| {
+        let dests: Vec<(String, bool)> = m.destinations.iter().map(|d| (d.clone(), true)).collect();
+        (&m.message, dests, false)
+    });
+    let published = fanout
+        .iter()
+        .zip(fanout_targets)
+        .filter(|(_, subs)| !subs.is_empty())
+        .map(|(f, subs)| {
+            let dests = subs
+                .into_iter()
+                .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
+                .collect();
+            (&f.envelope, dests, true)
+        });
+    for (idx, (message, destinations, to_subscribers)) in named.chain(published).enumerate() {
+        let headers = json_text(&message.headers)?;
+        tx.prepare_cached(
+            "INSERT INTO messages (event_id, idx, message_id, event_type, content_type, headers, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            event_id,
+            idx as i64,
+            message.id,
+            message.event_type,
+            message.content_type,
+            headers,
+            &message.body[..]
+        ])?;
+        let message_row = tx.last_insert_rowid();
+        // Shared by this message's claimed deliveries; copied only if one is.
+        let mut shared: Option<Arc<crate::plugin::Message>> = None;
+        for (dest, active) in destinations {
+            let claim = match (&opts.claim, lease_until) {
+                (Some(c), Some(until))
+                    if active
+                        && ((to_subscribers && c.subscribers)
+                            || c.destinations.contains(&dest)) =>
+                {
+                    Some(until)
+                }
+                _ => None,
+            };
+            // A disabled subscription's delivery is parked, not dropped.
+            let state = if active { "pending" } else { "parked" };
+            tx.prepare_cached(
+                "INSERT INTO deliveries (event_id, message_id, destination, state, next_attempt_at, lease_token, last_error) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                event_id,
+                message_row,
+                dest,
+                state,
+                claim.unwrap_or(now),
+                claim.map(|_| token.0),
+                (!active).then_some(PARKED_REASON)
+            ])?;
+            if claim.is_some() {
+                claimed.push(DueDelivery {
+                    id: tx.last_insert_rowid(),
+                    lease: token,
+                    event_id: event_id.clone(),
+                    route: route.clone(),
+                    destination: dest,
+                    attempts: 0,
+                    retries: 0,
+                    message: shared
+                        .get_or_insert_with(|| Arc::new(message.clone()))
+                        .clone(),
+                });
+            }
+        }
+    }
+    Ok(Inserted::New {
+        deliveries,
+        claimed,
+    })
+}
