@@ -11,7 +11,7 @@
 //! webhook goes at once, so an idle gateway adds no delay; under load the
 //! batches grow by themselves, as SQLite's group commit does.
 //!
-//! Each webhook is decided alone, as [`super::insert_event`] decides it:
+//! Each webhook is decided alone, as [`insert_event`] decides it:
 //! a key taken (by an earlier webhook, another gateway, or a webhook
 //! earlier in the same batch) makes it a duplicate and stores nothing of
 //! it; the others are stored with their deliveries claimed as asked. A
@@ -19,7 +19,7 @@
 //! (each its own transaction), so a webhook the database refuses fails
 //! alone. Webhooks that fan out to subscriptions do not come here: their
 //! subscriptions are read under a share lock per webhook
-//! ([`super::insert_event`]).
+//! ([`insert_event`]).
 //!
 //! Overload is answered, not queued without end: a full queue, or a
 //! webhook that no batch took (with a connection in hand) within
@@ -34,10 +34,10 @@ use deadpool_postgres::{Object, Pool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    INGEST_WAIT, StoreError, batch, checkout, db_err, dur, insert_event, json_text, ms, notify,
+    INGEST_WAIT, PARKED_REASON, StoreError, batch, checkout, db_err, dur, json_text, ms, notify,
 };
 use crate::plugin::Message;
-use crate::store::{DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent};
+use crate::store::{DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent, SUBSCRIBER_PREFIX};
 
 /// The most webhooks one transaction stores.
 const MAX_BATCH: usize = 128;
@@ -186,7 +186,7 @@ async fn alone(conn: &mut Object, pending: impl Iterator<Item = Pending>) {
     }
 }
 
-/// One webhook, in its own transaction ([`super::insert_event`]).
+/// One webhook, in its own transaction ([`insert_event`]).
 pub(super) async fn insert_alone(
     conn: &mut Object,
     event: NewEvent,
@@ -531,4 +531,309 @@ async fn store_together(
         });
     }
     Ok(out)
+}
+
+/// A query of a [`pipeline`], not yet sent.
+pub(super) type Query<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// Runs `queries` on one connection as a pipeline: each is sent when the
+/// one before it was (in order, so later rows may reference earlier ones),
+/// without waiting for its answer. Answers in the same order.
+pub(super) async fn pipeline<'a>(
+    queries: Vec<Query<'a>>,
+) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+    let mut queries: Vec<_> = queries.into_iter().map(Some).collect();
+    let mut answers: Vec<Option<Vec<tokio_postgres::Row>>> = queries.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        // Polled in order every time: a query's request goes out on its
+        // first poll, so the requests leave in this order.
+        for (q, a) in queries.iter_mut().zip(answers.iter_mut()) {
+            if let Some(f) = q {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(Ok(rows)) => {
+                        *a = Some(rows);
+                        *q = None;
+                    }
+                    std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(Ok(()))
+        }
+    })
+    .await
+    .map_err(db_err)?;
+    Ok(answers.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// One message of a new event and its deliveries, as statement arguments.
+pub(super) struct MessageRows {
+    message: Message,
+    headers: String,
+    idx: i32,
+    dests: Vec<String>,
+    actives: Vec<bool>,
+    claims: Vec<bool>,
+}
+
+/// The insert, in its transaction. Returns what to answer and whether
+/// deliveries were created due and unclaimed (then everyone is told).
+/// The dedup key, the event and its messages go out as one pipeline: one
+/// round trip for the lot; when the key turns out taken, the transaction
+/// is rolled back by the caller.
+pub(super) async fn insert_event(
+    tx: &deadpool_postgres::Transaction<'_>,
+    event: NewEvent,
+    opts: &InsertOptions,
+) -> Result<(Inserted, bool), StoreError> {
+    // Subscriptions matching each fan-out, resolved in this transaction
+    // under a share lock: a re-enable or a delete of one of them waits for
+    // this insert and then sees its deliveries (parked ones requeued or
+    // dead-lettered), or commits first and is seen here.
+    let mut fanout_targets: Vec<Vec<(String, bool)>> = Vec::with_capacity(event.fanout.len());
+    if !event.fanout.is_empty() {
+        let stmt = tx
+            .prepare_cached(
+                "SELECT id, active FROM subscriptions WHERE validity > hookgate_now_ms() \
+                 AND object_type = $1 AND object_id = $2 AND ($3::text IS NULL OR tenant = $3) \
+                 AND ($4 = ANY(event_types) OR '*' = ANY(event_types)) ORDER BY id \
+                 FOR SHARE",
+            )
+            .await?;
+        for f in &event.fanout {
+            let rows = tx
+                .query(
+                    &stmt,
+                    &[&f.object_type, &f.object_id, &f.tenant, &f.event_type],
+                )
+                .await?;
+            fanout_targets.push(
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<Result<_, StoreError>>()?,
+            );
+        }
+    }
+    let deliveries: usize = event
+        .messages
+        .iter()
+        .map(|m| m.destinations.len())
+        .sum::<usize>()
+        + fanout_targets.iter().map(Vec::len).sum::<usize>();
+    let status = if deliveries == 0 {
+        "delivered"
+    } else {
+        "pending"
+    };
+    let event_type = event
+        .messages
+        .first()
+        .and_then(|m| m.message.event_type.clone())
+        .or_else(|| event.fanout.first().map(|f| f.event_type.clone()));
+    let inbound_headers = event
+        .inbound
+        .as_ref()
+        .map(|i| json_text(&i.headers))
+        .transpose()?;
+
+    let token = LeaseToken::random();
+    let lease = opts.claim.as_ref().map_or(0, |c| dur(c.lease));
+    let mut unclaimed_due = false;
+    let NewEvent {
+        id: event_id,
+        route,
+        source_id,
+        received_at_ms,
+        messages,
+        fanout,
+        inbound,
+    } = event;
+    let named = messages.into_iter().map(|m| {
+        let dests: Vec<(String, bool)> = m.destinations.into_iter().map(|d| (d, true)).collect();
+        (m.message, dests, false)
+    });
+    let published = fanout
+        .into_iter()
+        .zip(fanout_targets)
+        .filter(|(_, subs)| !subs.is_empty())
+        .map(|(f, subs)| {
+            let dests = subs
+                .into_iter()
+                .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
+                .collect();
+            (f.envelope, dests, true)
+        });
+    let mut rows_of: Vec<MessageRows> = Vec::new();
+    for (idx, (message, destinations, to_subscribers)) in named.chain(published).enumerate() {
+        let mut m = MessageRows {
+            headers: json_text(&message.headers)?,
+            message,
+            idx: idx as i32,
+            dests: Vec::with_capacity(destinations.len()),
+            actives: Vec::with_capacity(destinations.len()),
+            claims: Vec::with_capacity(destinations.len()),
+        };
+        for (dest, active) in destinations {
+            let claim = opts.claim.as_ref().is_some_and(|c| {
+                active && ((to_subscribers && c.subscribers) || c.destinations.contains(&dest))
+            });
+            unclaimed_due |= active && !claim;
+            m.dests.push(dest);
+            m.actives.push(active);
+            m.claims.push(claim);
+        }
+        rows_of.push(m);
+    }
+
+    // Insert-or-conflict on the unique key: the key is ours if it was free
+    // or its window has passed. A concurrent insert of the same key waits
+    // for ours to commit, then conflicts.
+    let dedup_stmt = tx
+        .prepare_cached(
+            "INSERT INTO dedup (route, source_id, event_id, expires_at) \
+             VALUES ($1, $2, $3, hookgate_now_ms() + $4) \
+             ON CONFLICT (route, source_id) DO UPDATE \
+               SET event_id = excluded.event_id, expires_at = excluded.expires_at \
+               WHERE dedup.expires_at <= hookgate_now_ms() \
+             RETURNING event_id",
+        )
+        .await?;
+    let event_stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (id, route, source_id, received_at, status, event_type) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    let inbound_stmt = tx
+        .prepare_cached(
+            "INSERT INTO event_requests (event_id, method, path, headers) VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
+    // A message and its deliveries in one statement.
+    let message_stmt = tx
+        .prepare_cached(
+            "WITH m AS (\
+               INSERT INTO messages (event_id, idx, message_id, event_type, content_type, headers, body) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id) \
+             INSERT INTO deliveries (event_id, message_id, destination, state, next_attempt_at, lease_token, last_error) \
+             SELECT $1, m.id, u.dest, CASE WHEN u.active THEN 'pending' ELSE 'parked' END, \
+                    hookgate_now_ms() + CASE WHEN u.claim THEN $8::bigint ELSE 0 END, \
+                    CASE WHEN u.claim THEN $9::bigint END, \
+                    CASE WHEN u.active THEN NULL ELSE $10 END \
+             FROM m, unnest($11::text[], $12::bool[], $13::bool[]) WITH ORDINALITY AS u(dest, active, claim, n) \
+             ORDER BY u.n \
+             RETURNING id, destination, lease_token IS NOT NULL",
+        )
+        .await?;
+    let window = dur(opts.dedup_window);
+    let received = ms(received_at_ms);
+    let mut queries: Vec<Query<'_>> = Vec::new();
+    // Each query owns its argument list; the values are borrowed.
+    let (event_id_r, route_r, source_r) = (&event_id, &route, &source_id);
+    let (status_r, type_r, received_r, window_r) = (&status, &event_type, &received, &window);
+    let (lease_r, token_r) = (&lease, &token.0);
+    let (dedup_r, event_r, inbound_r, message_r) =
+        (&dedup_stmt, &event_stmt, &inbound_stmt, &message_stmt);
+    if let Some(source) = source_r {
+        queries.push(Box::pin(async move {
+            tx.query(dedup_r, &[route_r, source, event_id_r, window_r])
+                .await
+        }));
+    }
+    queries.push(Box::pin(async move {
+        tx.query(
+            event_r,
+            &[event_id_r, route_r, source_r, received_r, status_r, type_r],
+        )
+        .await
+    }));
+    if let (Some(inbound), Some(headers)) = (&inbound, &inbound_headers) {
+        queries.push(Box::pin(async move {
+            tx.query(
+                inbound_r,
+                &[event_id_r, &inbound.method, &inbound.path, headers],
+            )
+            .await
+        }));
+    }
+    for m in &rows_of {
+        queries.push(Box::pin(async move {
+            let body: &[u8] = &m.message.body;
+            tx.query(
+                message_r,
+                &[
+                    event_id_r,
+                    &m.idx,
+                    &m.message.id,
+                    &m.message.event_type,
+                    &m.message.content_type,
+                    &m.headers,
+                    &body,
+                    lease_r,
+                    token_r,
+                    &PARKED_REASON,
+                    &m.dests,
+                    &m.actives,
+                    &m.claims,
+                ],
+            )
+            .await
+        }));
+    }
+    let mut answers = pipeline(queries).await?.into_iter();
+    if let Some(source) = &source_id
+        && answers.next().unwrap_or_default().is_empty()
+    {
+        let existing_id: String = tx
+            .query_one(
+                "SELECT event_id FROM dedup WHERE route = $1 AND source_id = $2",
+                &[&route, source],
+            )
+            .await?
+            .try_get(0)?;
+        return Ok((Inserted::Duplicate { existing_id }, false));
+    }
+    let mut message_answers = answers.skip(1 + usize::from(inbound_headers.is_some()));
+    let mut claimed = Vec::new();
+    for m in rows_of {
+        let rows = message_answers.next().unwrap_or_default();
+        let message = Arc::new(m.message);
+        let mut mine: Vec<(i64, String)> = Vec::new();
+        for r in &rows {
+            if r.try_get::<_, bool>(2)? {
+                mine.push((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        mine.sort_unstable_by_key(|(id, _)| *id);
+        for (id, destination) in mine {
+            claimed.push(DueDelivery {
+                id,
+                lease: token,
+                event_id: event_id.clone(),
+                route: route.clone(),
+                destination,
+                attempts: 0,
+                retries: 0,
+                message: message.clone(),
+            });
+        }
+    }
+    Ok((
+        Inserted::New {
+            deliveries,
+            claimed,
+        },
+        unclaimed_due,
+    ))
 }

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use deadpool_postgres::{Object, Pool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{StoreError, batch, checkout, db_err, ms, next_state};
-use crate::store::AttemptRecord;
+use super::{StoreError, batch, checkout, db_err, dur, ms};
+use crate::store::{AttemptRecord, NextState};
 use crate::text::without_nul;
 
 /// The most records one statement writes.
@@ -191,6 +191,28 @@ async fn write(conn: &Object, rows: &[Row]) -> Result<Vec<bool>, StoreError> {
         )));
     }
     Ok(written)
+}
+
+/// The attempt's next state as (state, delay in ms, attempts added,
+/// retries added, last error).
+pub(super) fn next_state(a: &AttemptRecord) -> (&'static str, i64, i32, i32, Option<String>) {
+    match &a.next {
+        NextState::Delivered => ("delivered", 0, 1, 0, None),
+        NextState::Retry { after } => (
+            "pending",
+            dur(*after),
+            1,
+            1,
+            a.error
+                .clone()
+                .or_else(|| a.status.map(|s| format!("HTTP {s}"))),
+        ),
+        NextState::Postpone { after } => ("pending", dur(*after), 0, 0, a.error.clone()),
+        NextState::Dead { reason } => ("dead", 0, 1, 0, Some(reason.clone())),
+        NextState::Park { reason, attempted } => {
+            ("parked", 0, i32::from(*attempted), 0, Some(reason.clone()))
+        }
+    }
 }
 
 #[cfg(test)]
