@@ -103,6 +103,7 @@ async fn one(store: Arc<SqliteStore>, body: Bytes, deliver: bool) {
             lease: Duration::from_secs(60),
             destinations: vec!["sink".into()],
             subscribers: false,
+            full: Vec::new(),
         }),
     };
     let inserted = store

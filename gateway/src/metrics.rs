@@ -64,6 +64,8 @@ struct Inner {
     deliveries: Family<DeliveryLabels, Counter>,
     delivery_latency: HistogramFamily<DeliveryLabels>,
     subscriptions_disabled: Counter,
+    polls: Counter,
+    handed_back: Counter,
     reloads: Family<ReloadLabels, Counter>,
     backlog: Family<DestinationLabels, Gauge>,
     oldest_pending: Family<DestinationLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -121,6 +123,18 @@ impl Default for Metrics {
             "Subscriptions set inactive after failing continuously or answering 410",
             subscriptions_disabled.clone(),
         );
+        let polls = Counter::default();
+        registry.register(
+            "delivery_polls",
+            "Polls of the store for due deliveries (one store round trip each)",
+            polls.clone(),
+        );
+        let handed_back = Counter::default();
+        registry.register(
+            "delivery_claims_handed_back",
+            "Claimed deliveries handed back to the store because their destination's lane was full",
+            handed_back.clone(),
+        );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "reloads",
@@ -145,6 +159,8 @@ impl Default for Metrics {
                 backlog,
                 oldest_pending,
                 subscriptions_disabled,
+                polls,
+                handed_back,
                 registry,
                 requests,
                 plugin_calls,
@@ -197,6 +213,21 @@ impl Metrics {
     /// Counts a subscription disabled by its failures.
     pub fn subscription_disabled(&self) {
         self.inner.subscriptions_disabled.inc();
+    }
+
+    /// Counts one poll of the store for due deliveries.
+    pub fn poll(&self) {
+        self.inner.polls.inc();
+    }
+
+    /// Polls counted so far.
+    pub fn polls(&self) -> u64 {
+        self.inner.polls.get()
+    }
+
+    /// Counts claimed deliveries handed back because their lane was full.
+    pub fn handed_back(&self, n: usize) {
+        self.inner.handed_back.inc_by(n as u64);
     }
 
     /// Counts one reload: `ok` or `refused`.

@@ -139,6 +139,7 @@ impl DeliveryHandle {
         // The deliveries left to full lanes: when they are all that the
         // insert leaves unclaimed, those lanes' own wakes may do.
         let (left_names, left_deliveries) = (plan.left_to_lanes, plan.left_deliveries);
+        let subscribers_claimed = plan.subscribers;
         let (this, store) = (self.clone(), store.clone());
         let task = async move {
             Ok(match store.insert(event, opts).await? {
@@ -148,9 +149,11 @@ impl DeliveryHandle {
                 } => {
                     // Anything else left unclaimed (a subscriber while the
                     // gateway was full, a count that does not add up) is
-                    // the poller's now.
+                    // the poller's now. With subscribers claimed, those
+                    // left are parked (not due) or in a full lane among
+                    // `left_names`, whose count the insert cannot know.
                     if claimed.len() < deliveries
-                        && (claimed.len() + left_deliveries != deliveries
+                        && ((claimed.len() + left_deliveries != deliveries && !subscribers_claimed)
                             || this.dispatcher.needs_poll(&left_names))
                     {
                         this.wake();

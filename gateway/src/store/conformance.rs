@@ -33,6 +33,7 @@ macro_rules! suite {
             dedup_holds_under_concurrent_inserts_and_expires,
             a_failed_insert_leaves_nothing_behind,
             fan_out_reaches_matching_active_subscriptions_of_the_tenant,
+            a_fan_out_claim_leaves_the_deliveries_of_full_subscriber_lanes_due,
             replay_requeues_finished_deliveries_but_not_those_in_flight,
             bulk_replay_covers_more_than_one_batch,
             a_replay_to_another_destination_moves_only_named_deliveries,
@@ -525,6 +526,7 @@ pub async fn an_insert_claims_what_it_is_asked_to_in_its_own_transaction(store: 
                     lease: LONG,
                     destinations: vec!["a".into()],
                     subscribers: false,
+                    full: Vec::new(),
                 }),
                 ..opts()
             },
@@ -563,6 +565,7 @@ pub async fn an_insert_claim_runs_out_and_a_duplicate_claims_nothing(store: S) {
             lease,
             destinations: vec!["a".into()],
             subscribers: false,
+            full: Vec::new(),
         }),
         ..opts()
     };
@@ -910,6 +913,7 @@ pub async fn fan_out_reaches_matching_active_subscriptions_of_the_tenant(store: 
                     lease: LONG,
                     destinations: Vec::new(),
                     subscribers: true,
+                    full: Vec::new(),
                 }),
                 ..opts()
             },
@@ -928,6 +932,56 @@ pub async fn fan_out_reaches_matching_active_subscriptions_of_the_tenant(store: 
     let parked = store.parked("wh_e".into(), 10).await.unwrap();
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].event_id, "evt_1");
+}
+
+/// The dispatcher names the subscriber lanes that are full: their
+/// deliveries are stored due for a later poll instead of claimed only to be
+/// handed back.
+pub async fn a_fan_out_claim_leaves_the_deliveries_of_full_subscriber_lanes_due(store: S) {
+    for id in ["wh_a", "wh_b", "wh_c"] {
+        store
+            .create_subscription(subscription(id, "t", "g", &["*"]))
+            .await
+            .unwrap();
+    }
+    let claim = ClaimNew {
+        lease: LONG,
+        destinations: Vec::new(),
+        subscribers: true,
+        full: vec!["sub:wh_a".into(), "sub:wh_c".into()],
+    };
+    let Inserted::New {
+        deliveries,
+        claimed,
+    } = store
+        .insert(
+            publish("evt_1", "A"),
+            InsertOptions {
+                claim: Some(claim),
+                ..opts()
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("new")
+    };
+    assert_eq!(deliveries, 3);
+    let claimed: Vec<&str> = claimed.iter().map(|d| d.destination.as_str()).collect();
+    assert_eq!(claimed, ["sub:wh_b"], "only the lane with room is claimed");
+    let mut due: Vec<String> = store
+        .claim_due(10, LONG, Vec::new())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.destination)
+        .collect();
+    due.sort();
+    assert_eq!(
+        due,
+        ["sub:wh_a", "sub:wh_c"],
+        "the others are due, unclaimed"
+    );
 }
 
 pub async fn replay_requeues_finished_deliveries_but_not_those_in_flight(store: S) {

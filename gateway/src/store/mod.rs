@@ -173,6 +173,22 @@ pub struct ClaimNew {
     pub destinations: Vec<String>,
     /// Also claim the deliveries to subscriptions a fan-out creates.
     pub subscribers: bool,
+    /// Subscriber destinations (`sub:<id>`) not to claim for although
+    /// `subscribers` is set, sorted: their lanes are full, so a claim would
+    /// only be handed back (a write per delivery) while the lane works
+    /// through its queue. Their deliveries are stored due, for a poll.
+    pub full: Vec<String>,
+}
+
+impl ClaimNew {
+    /// Whether a delivery to subscriber destination `dest` is claimed.
+    pub fn claims_subscriber(&self, dest: &str) -> bool {
+        self.subscribers
+            && self
+                .full
+                .binary_search_by(|f| f.as_str().cmp(dest))
+                .is_err()
+    }
 }
 
 /// The result of an insert.

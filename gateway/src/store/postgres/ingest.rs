@@ -686,7 +686,9 @@ pub(super) async fn insert_event(
         };
         for (dest, active) in destinations {
             let claim = opts.claim.as_ref().is_some_and(|c| {
-                active && ((to_subscribers && c.subscribers) || c.destinations.contains(&dest))
+                active
+                    && ((to_subscribers && c.claims_subscriber(&dest))
+                        || c.destinations.contains(&dest))
             });
             unclaimed_due |= active && !claim;
             m.dests.push(dest);

@@ -329,6 +329,7 @@ async fn an_insert_that_waited_on_a_lock_times_its_leases_from_after_the_wait() 
             lease: Duration::from_secs(1),
             destinations: Vec::new(),
             subscribers: true,
+            full: Vec::new(),
         }),
     };
     let insert = tokio::spawn(async move { b.insert(e, opts).await });
@@ -1119,6 +1120,7 @@ async fn webhooks_are_stored_in_batches_each_decided_alone() {
             lease: Duration::from_secs(600),
             destinations: vec!["a".into()],
             subscribers: false,
+            full: Vec::new(),
         }),
     };
     // evt_00..evt_29: two messages each, the first to a (claimed) and b,

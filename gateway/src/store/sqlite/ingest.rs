@@ -150,7 +150,7 @@ pub(super) fn insert_event(
             let claim = match (&opts.claim, lease_until) {
                 (Some(c), Some(until))
                     if active
-                        && ((to_subscribers && c.subscribers)
+                        && ((to_subscribers && c.claims_subscriber(&dest))
                             || c.destinations.contains(&dest)) =>
                 {
                     Some(until)

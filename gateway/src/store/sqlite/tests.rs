@@ -478,6 +478,7 @@ async fn prune_leaves_no_row_of_a_pruned_event_behind() {
             lease: Duration::from_secs(60),
             destinations: vec!["d".into()],
             subscribers: false,
+            full: Vec::new(),
         }),
     };
     let Inserted::New { claimed, .. } = store.insert(ev, opts).await.unwrap() else {
