@@ -23,7 +23,8 @@
 //! Engines live beside the trait: [`sqlite`] (the embedded default, also
 //! the `memory` engine on a scratch file), [`postgres`] (one database
 //! shared by several gateways) and, in the conformance suite
-//! ([`conformance`]), one set of tests every engine must pass.
+//! (`conformance.rs`, built for tests), one set of tests every engine must
+//! pass.
 //!
 //! Deliberately not here: HTTP, retry policy (delivery decides the next
 //! state; the store records it) and anything about plugins.

@@ -5,7 +5,7 @@
 //! subscriber stays broken.
 //!
 //! This module holds the compiled settings ([`SubscriptionsRuntime`]),
-//! signing ([`signature`]), what one delivery to a subscriber looks like on
+//! signing ([`crate::signing`]), what one delivery to a subscriber looks like on
 //! the wire ([`outbound`]: payload, extra headers, signatures), the
 //! Kaizala-compatible reading of request bodies (`input`) and the HTTP API
 //! ([`api`]). Storage is the store's; sending, retries and the SSRF guard

@@ -1,4 +1,5 @@
-//! New webhooks, stored in batches.
+//! New webhooks: one in its own transaction ([`insert_event`], which
+//! fan-outs to subscriptions always take), or many in batches.
 //!
 //! A webhook stored on its own is a transaction of four statements and a
 //! commit, and on PostgreSQL the fixed cost of each (executor start,
@@ -17,7 +18,7 @@
 //! it; the others are stored with their deliveries claimed as asked. A
 //! batch whose transaction fails is stored again one webhook at a time
 //! (each its own transaction), so a webhook the database refuses fails
-//! alone. Webhooks that fan out to subscriptions do not come here: their
+//! alone. Webhooks that fan out to subscriptions are not batched: their
 //! subscriptions are read under a share lock per webhook
 //! ([`insert_event`]).
 //!

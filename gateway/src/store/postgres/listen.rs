@@ -1,6 +1,6 @@
 //! `LISTEN`/`NOTIFY`: a write that makes deliveries due without claiming
 //! them (an insert whose lanes were full, a release, a replay, a
-//! subscription enabled again) notifies [`CHANNEL`] in its transaction;
+//! subscription enabled again) runs [`NOTIFY`] in its transaction;
 //! every gateway listens on one connection of its own and wakes its
 //! dispatcher, so delivery latency does not depend on the poll interval.
 //!

@@ -275,7 +275,7 @@ impl SqliteStore {
     /// again (a delivery that went in flight since the count is left to
     /// finish). Returns the requeued deliveries' events, how many were
     /// requeued, and the last id. The events' statuses are left as they
-    /// were: see [`SqliteStore::replay_filtered`].
+    /// were: see [`Store::replay_filtered`](crate::store::Store::replay_filtered).
     /// Not `Store::replay`'s batch: its `EventFilter` has no event type, id
     /// search or page bound, so it would requeue another set than the one
     /// the operator confirmed.
