@@ -47,7 +47,13 @@ pub struct GatewaySetup {
     /// it: a debug build on a busy CI machine can overrun 100 ms, and the
     /// smoke run checks that the rows work, not how fast.
     pub plugin_timeout: Option<&'static str>,
+    /// The `/v1` subscription API with one tenant ([`API_KEY`]), callbacks
+    /// allowed on loopback (the publish rows).
+    pub subscriptions: bool,
 }
+
+/// The publish rows' tenant key (`accessToken`).
+pub const API_KEY: &str = "bench-0123456789abcdef0123456789";
 
 /// The YAML config of a gateway row: loopback port 0, `data_dir` under
 /// `dir`, one route `bench`.
@@ -69,6 +75,12 @@ pub fn gateway_yaml(dir: &Path, setup: &GatewaySetup) -> String {
     }
     if let Some(timeout) = setup.plugin_timeout {
         yaml.push_str(&format!("plugins: {{ timeout: {timeout} }}\n"));
+    }
+    if setup.subscriptions {
+        yaml.push_str(&format!(
+            "subscriptions: {{ api_keys: {{ bench: {} }}, allow_private_callbacks: [127.0.0.0/8] }}\n",
+            quote(API_KEY)
+        ));
     }
     yaml.push_str("destinations:\n");
     match &setup.destination {
@@ -106,6 +118,7 @@ mod tests {
             postgres_url: None,
             destination: Destination::Discard,
             plugin_timeout: None,
+            subscriptions: false,
         }
     }
 
@@ -127,6 +140,19 @@ mod tests {
             ..setup(true, false)
         };
         assert!(gateway_yaml(dir, &delivering).contains("delivery: { lease: 5s }"));
+    }
+
+    #[test]
+    fn only_publish_rows_get_the_subscription_api() {
+        let dir = Path::new("/tmp/x");
+        assert!(!gateway_yaml(dir, &setup(false, false)).contains("subscriptions:"));
+        let publishing = GatewaySetup {
+            subscriptions: true,
+            ..setup(false, false)
+        };
+        let yaml = gateway_yaml(dir, &publishing);
+        assert!(yaml.contains(&format!("api_keys: {{ bench: \"{API_KEY}\" }}")));
+        assert!(yaml.contains("allow_private_callbacks: [127.0.0.0/8]"));
     }
 
     #[test]

@@ -333,6 +333,28 @@ async fn get_once(addr: SocketAddr, path: &str) -> anyhow::Result<StatusCode> {
     Ok(status)
 }
 
+/// POSTs `body` to `path` with `headers`: the answer's status and body.
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let mut sender = connect::<Full<Bytes>>(addr).await?;
+        let mut req = Request::post(path)
+            .header(http::header::HOST, addr.to_string())
+            .body(Full::new(body))?;
+        req.headers_mut().extend(headers.clone());
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("POST {path}: no answer within {REQUEST_TIMEOUT:?}"))?
+}
+
 /// The `p`-th quantile (0..=1) of sorted `values` (nearest rank).
 pub fn quantile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {

@@ -71,6 +71,9 @@ const SMOKE_PLUGIN_TIMEOUT: &str = "10s";
 /// address (it compiles its plugins first).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Subscriptions every publish of the publish rows reaches.
+const SUBSCRIBERS: usize = 3;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "hookgate-bench",
@@ -129,8 +132,9 @@ struct Cli {
 
     /// Run only these rows (keys, comma-separated: no-plugins, plugins,
     /// in-memory, delivery, fixed-rate, postgres, postgres-2-delivery,
-    /// peer); the baseline always runs, every ratio needs it. For profiling
-    /// one row; the fixed-rate row then needs `plugins` or `--rate`.
+    /// peer, publish, postgres-publish); the baseline always runs, every
+    /// ratio needs it. For profiling one row; the fixed-rate row then needs
+    /// `plugins` or `--rate`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -302,6 +306,7 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
             postgres_url: None,
             destination: Destination::Discard,
             plugin_timeout: cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
+            subscriptions: false,
         };
         let dir = tempfile::tempdir()?;
         let mut server = start_gateway(&gateway, &dir, &setup)?;
@@ -346,6 +351,7 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
             postgres_url: None,
             destination: Destination::Url(sink.url()),
             plugin_timeout: cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
+            subscriptions: false,
         };
         let dir = tempfile::tempdir()?;
         let mut server = start_gateway(&gateway, &dir, &setup)?;
@@ -412,6 +418,29 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
             "row 7 skipped: adnanh/webhook is not installed (apt-get install webhook)".into(),
         ),
         None => {}
+    }
+
+    // Rows 10 and 11: the sending side, after the others so that their
+    // numbers stay what earlier notes call them.
+    if wanted("publish") {
+        publish_row(&gateway, None, "publish", plan, cli.smoke, &mut report).await?;
+    }
+    if let Some(admin_url) = cli
+        .postgres_url
+        .as_deref()
+        .filter(|_| wanted("postgres-publish"))
+    {
+        let db = BenchDatabase::create(admin_url, "postgres-publish").await?;
+        publish_row(
+            &gateway,
+            Some(db.url.clone()),
+            "postgres-publish",
+            plan,
+            cli.smoke,
+            &mut report,
+        )
+        .await?;
+        db.drop_it().await?;
     }
 
     report.notes.push(
@@ -654,6 +683,7 @@ async fn postgres_rows(
             postgres_url: Some(db.url.clone()),
             destination: Destination::Discard,
             plugin_timeout,
+            subscriptions: false,
         };
         let dir = tempfile::tempdir()?;
         let mut server = start_gateway(gateway, &dir, &setup)?;
@@ -690,6 +720,7 @@ async fn postgres_rows(
         postgres_url: Some(db.url.clone()),
         destination: Destination::Url(sink.url()),
         plugin_timeout,
+        subscriptions: false,
     };
     let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let mut a = start_gateway(gateway, &dir_a, &setup)?;
@@ -742,6 +773,105 @@ async fn postgres_rows(
     report.rows.push(row);
     drop((a, b));
     db.drop_it().await?;
+    Ok(())
+}
+
+/// Rows 10 and 11: `POST /v1/events` to [`SUBSCRIBERS`] subscriptions whose
+/// callback is the sink in this process (2 KB of `data`, the GitHub
+/// payload), on SQLite or PostgreSQL. Beside req/s, the deliveries the
+/// sink saw while publishing: with each publish owing three deliveries,
+/// the subscribers' lanes fill, which is what this row is for.
+async fn publish_row(
+    gateway: &std::path::Path,
+    postgres_url: Option<String>,
+    key: &'static str,
+    plan: Plan,
+    smoke: bool,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let sink = sink::Sink::start().await?;
+    let engine = if postgres_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let setup = GatewaySetup {
+        plugins: false,
+        in_memory_store: false,
+        postgres_url,
+        destination: Destination::Discard,
+        plugin_timeout: smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
+        subscriptions: true,
+    };
+    let dir = tempfile::tempdir()?;
+    let mut server = start_gateway(gateway, &dir, &setup)?;
+    wait_ready(&mut server, "/healthz").await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert("accesstoken", HeaderValue::from_static(config::API_KEY));
+    for i in 0..SUBSCRIBERS {
+        let subscribe = serde_json::json!({
+            "objectId": "bench",
+            "objectType": "Group",
+            "eventTypes": ["*"],
+            "callBackUrl": format!("{}?subscriber={i}", sink.url()),
+        });
+        let (status, body) = load::post(
+            server.addr(),
+            "/v1/webhook",
+            &headers,
+            Bytes::from(subscribe.to_string()),
+        )
+        .await?;
+        if !status.is_success() {
+            bail!(
+                "{key}: subscribing answered {status}: {}\n{}",
+                String::from_utf8_lossy(&body),
+                log_tail(&server)
+            );
+        }
+    }
+    let data: serde_json::Value = serde_json::from_slice(&payload::issue_opened_small())?;
+    let body = serde_json::json!({
+        "objectId": "bench",
+        "objectType": "Group",
+        "eventType": "issues",
+        "data": data,
+    });
+    let target = Target {
+        addr: server.addr(),
+        path: "/v1/events".into(),
+        headers,
+        // Not read by the gateway: a published event's id would make the
+        // publish idempotent, and it is in the body, which stays the same.
+        id_header: HeaderName::from_static("x-bench-request"),
+        id_prefix: key.to_owned(),
+        body: Bytes::from(body.to_string()),
+    };
+    let title = format!("hookgate: /v1/events to {SUBSCRIBERS} subscribers, {engine}");
+    let began = Instant::now();
+    let row = throughput_row(&mut server, target, plan, key, title).await?;
+    let ended = Instant::now();
+    let (start, end) = match plan.stop {
+        Stop::Timed { warmup, measure } => (began + warmup, began + warmup + measure),
+        Stop::Count { .. } => (began, ended),
+    };
+    let delivered = sink
+        .deliveries()
+        .iter()
+        .filter(|(_, at)| (start..=end).contains(at))
+        .count();
+    let per_second = delivered as f64 / end.duration_since(start).as_secs_f64().max(1e-3);
+    eprintln!("row {key}: {per_second:.0} deliveries/s at the sink while publishing");
+    report.notes.push(format!(
+        "{key} ({engine}): {:.0} events/s published to {SUBSCRIBERS} subscribers, \
+         {per_second:.0} deliveries/s at the sink while publishing",
+        row.per_second
+    ));
+    report.rows.push(row);
     Ok(())
 }
 

@@ -1,7 +1,9 @@
-//! The delivery row's destination: a small axum server inside the bench
+//! The delivery rows' destination: a small axum server inside the bench
 //! process that answers 200 and notes when it saw each `webhook-id`. It
 //! shares the bench's clock with the load generator, so "answered" and
-//! "delivered" instants compare directly.
+//! "delivered" instants compare directly. As a subscriber's callback it
+//! also passes the gateway's validation: a request without a
+//! `webhook-id` whose body is `{"validationToken": T}` gets `T` back.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -62,13 +64,26 @@ impl Drop for Sink {
     }
 }
 
-async fn record(State(seen): State<Arc<Seen>>, headers: HeaderMap, _body: Bytes) -> StatusCode {
+async fn record(
+    State(seen): State<Arc<Seen>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
     let at = Instant::now();
-    let id = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) else {
+        let token = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("validationToken")?.as_str().map(str::to_owned));
+        if let Some(token) = token {
+            return (StatusCode::OK, token);
+        }
+        seen.deliveries
+            .lock()
+            .expect("not poisoned")
+            .push((String::new(), at));
+        return (StatusCode::OK, String::new());
+    };
+    let id = id.to_owned();
     seen.deliveries.lock().expect("not poisoned").push((id, at));
-    StatusCode::OK
+    (StatusCode::OK, String::new())
 }

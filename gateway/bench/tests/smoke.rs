@@ -54,8 +54,17 @@ fn smoke_run_completes_without_errors() {
     // Row 7 (adnanh/webhook) runs where the `webhook` package is installed,
     // as in CI.
     let peer = rows.iter().any(|r| r["key"] == "peer");
-    let expected = 6 + usize::from(peer) + if postgres.is_some() { 2 } else { 0 };
+    // Rows 1-6 and the SQLite publish row; with PostgreSQL, its two rows
+    // and its publish row.
+    let expected = 7 + usize::from(peer) + if postgres.is_some() { 3 } else { 0 };
     assert_eq!(rows.len(), expected, "{stdout}");
+    for key in ["publish", "postgres-publish"] {
+        assert_eq!(
+            rows.iter().any(|r| r["key"] == key),
+            key == "publish" || postgres.is_some(),
+            "{key}\n{stdout}"
+        );
+    }
     if std::env::var_os("CI").is_some() {
         assert!(
             peer,
