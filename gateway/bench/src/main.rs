@@ -375,7 +375,7 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         report.delivery.push((key, stats));
     }
 
-    // Rows 8: the PostgreSQL store, when a server is given.
+    // Rows 7 and 8: the PostgreSQL store, when a server is given.
     match &cli.postgres_url {
         Some(admin_url) => {
             postgres_rows(
@@ -394,7 +394,7 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         ),
     }
 
-    // Row 7: the peer, when installed.
+    // Row 9: the peer, when installed.
     match server::webhook_binary(cli.webhook.clone()).filter(|_| wanted("peer")) {
         Some(webhook) => {
             let dir = tempfile::tempdir()?;
@@ -415,7 +415,7 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
             report.rows.push(row);
         }
         None if wanted("peer") => report.notes.push(
-            "row 7 skipped: adnanh/webhook is not installed (apt-get install webhook)".into(),
+            "row 9 skipped: adnanh/webhook is not installed (apt-get install webhook)".into(),
         ),
         None => {}
     }
@@ -663,7 +663,7 @@ async fn pg_connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-/// Rows 8: row 3 on PostgreSQL, then two gateways on one PostgreSQL
+/// Rows 7 and 8: row 3 on PostgreSQL, then two gateways on one PostgreSQL
 /// delivering to one sink.
 async fn postgres_rows(
     cli: &Cli,

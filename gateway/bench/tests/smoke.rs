@@ -51,7 +51,7 @@ fn smoke_run_completes_without_errors() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("JSON report written")).unwrap();
     let rows = report["rows"].as_array().expect("rows");
-    // Row 7 (adnanh/webhook) runs where the `webhook` package is installed,
+    // Row 9 (adnanh/webhook) runs where the `webhook` package is installed,
     // as in CI.
     let peer = rows.iter().any(|r| r["key"] == "peer");
     // Rows 1-6 and the SQLite publish row; with PostgreSQL, its two rows
