@@ -221,6 +221,7 @@ impl Metrics {
     }
 
     /// Polls counted so far.
+    #[cfg(test)]
     pub fn polls(&self) -> u64 {
         self.inner.polls.get()
     }

@@ -169,11 +169,16 @@ pub struct InsertClaim {
     pub left_to_lanes: Vec<String>,
     /// The deliveries to those destinations (one per message naming one).
     pub left_deliveries: usize,
+}
+
+impl InsertClaim {
     /// Whether the claim takes the fan-out's subscriber deliveries (but
     /// those of full lanes, which are in `left_to_lanes` too): then every
     /// subscriber delivery left unclaimed is either parked or waits for
     /// its lane's wake.
-    pub subscribers: bool,
+    pub fn claims_subscribers(&self) -> bool {
+        self.claim.as_ref().is_some_and(|c| c.subscribers)
+    }
 }
 
 /// The dispatcher. Shared by ingest (through `DeliveryHandle`), the
@@ -308,7 +313,6 @@ impl Dispatcher {
             }),
             left_to_lanes: left,
             left_deliveries,
-            subscribers,
         }
     }
 
@@ -936,7 +940,7 @@ mod tests {
         busy_lane(&d, "sub:wh_room", 0);
         busy_lane(&d, "named_full", MIN_QUEUE);
         let plan = d.claim_for(std::iter::empty(), true);
-        assert!(plan.subscribers);
+        assert!(plan.claims_subscribers());
         let claim = plan.claim.expect("subscribers are claimed");
         assert!(claim.subscribers);
         assert_eq!(
@@ -958,7 +962,7 @@ mod tests {
         // insert then wakes the poller by the count.
         d.lanes().in_flight = 4;
         let plan = d.claim_for(std::iter::empty(), true);
-        assert!(plan.claim.is_none() && !plan.subscribers);
+        assert!(plan.claim.is_none() && !plan.claims_subscribers());
     }
 
     /// Woken over and over (on PostgreSQL, a notification per publish)

@@ -132,6 +132,7 @@ impl DeliveryHandle {
                 .flat_map(|m| m.destinations.iter().map(String::as_str)),
             !event.fanout.is_empty(),
         );
+        let subscribers_claimed = plan.claims_subscribers();
         let opts = InsertOptions {
             dedup_window,
             claim: plan.claim,
@@ -139,7 +140,6 @@ impl DeliveryHandle {
         // The deliveries left to full lanes: when they are all that the
         // insert leaves unclaimed, those lanes' own wakes may do.
         let (left_names, left_deliveries) = (plan.left_to_lanes, plan.left_deliveries);
-        let subscribers_claimed = plan.subscribers;
         let (this, store) = (self.clone(), store.clone());
         let task = async move {
             Ok(match store.insert(event, opts).await? {
