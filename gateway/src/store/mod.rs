@@ -190,6 +190,16 @@ impl ClaimNew {
                 .binary_search_by(|f| f.as_str().cmp(dest))
                 .is_err()
     }
+
+    /// Whether a new delivery to `dest` is claimed: it must be `active`
+    /// (a parked one never is), and either to a named destination asked
+    /// for, or a fan-out's (`to_subscriber`) to a subscriber whose lane is
+    /// not full.
+    pub fn claims(&self, dest: &str, active: bool, to_subscriber: bool) -> bool {
+        active
+            && ((to_subscriber && self.claims_subscriber(dest))
+                || self.destinations.iter().any(|d| d == dest))
+    }
 }
 
 /// The result of an insert.

@@ -1,5 +1,5 @@
-//! New webhooks: one in its own transaction ([`insert_event`], which
-//! fan-outs to subscriptions always take), or many in batches.
+//! New webhooks: one in its own transaction ([`insert_event`]), or many
+//! in batches.
 //!
 //! A webhook stored on its own is a transaction of four statements and a
 //! commit, and on PostgreSQL the fixed cost of each (executor start,
@@ -18,9 +18,10 @@
 //! it; the others are stored with their deliveries claimed as asked. A
 //! batch whose transaction fails is stored again one webhook at a time
 //! (each its own transaction), so a webhook the database refuses fails
-//! alone. Webhooks that fan out to subscriptions are not batched: their
-//! subscriptions are read under a share lock per webhook
-//! ([`insert_event`]).
+//! alone. Fan-outs to subscriptions go in batches too: one statement reads
+//! the subscriptions every webhook of the batch reaches, under a share
+//! lock taken in id order before the keys, as [`insert_event`] reads one
+//! webhook's.
 //!
 //! Overload is answered, not queued without end: a full queue, or a
 //! webhook that no batch took (with a connection in hand) within
@@ -94,14 +95,12 @@ impl Inserter {
         Inserter { queue }
     }
 
-    /// Stores `event` (which must not fan out) with the webhooks that
-    /// arrive meanwhile.
+    /// Stores `event` with the webhooks that arrive meanwhile.
     pub(super) async fn insert(
         &self,
         event: NewEvent,
         opts: InsertOptions,
     ) -> Result<Inserted, StoreError> {
-        debug_assert!(event.fanout.is_empty(), "fan-outs are stored alone");
         let (reply, mut answer) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
         let pending = Pending {
@@ -240,6 +239,7 @@ struct Columns {
     d_events: Vec<String>,
     d_idx: Vec<i32>,
     d_dests: Vec<String>,
+    d_actives: Vec<bool>,
     d_claims: Vec<bool>,
     d_leases: Vec<i64>,
 }
@@ -260,7 +260,11 @@ async fn store_together(
         }
     }
     let tx = conn.transaction().await.map_err(db_err)?;
-    // The keys first, in one order for every batch (two batches taking
+    // The subscriptions the webhooks' fan-outs reach, under a share lock as
+    // a lone insert reads them (see [`insert_event`]), and like it before
+    // the keys: every insert takes its locks in one order.
+    let mut targets = fanout_targets(&tx, &events).await?;
+    // Then the keys, in one order for every batch (two batches taking
     // keys in opposite orders would deadlock). A key is ours if it was
     // free or its window has passed; a taken one makes its webhook a
     // duplicate of the event that holds it.
@@ -337,7 +341,13 @@ async fn store_together(
             continue;
         }
         outcomes.push(None);
-        let deliveries: usize = e.messages.iter().map(|m| m.destinations.len()).sum();
+        let reached = std::mem::take(&mut targets[i]);
+        let deliveries: usize = e
+            .messages
+            .iter()
+            .map(|m| m.destinations.len())
+            .sum::<usize>()
+            + reached.iter().map(Vec::len).sum::<usize>();
         c.ids.push(e.id.clone());
         c.routes.push(e.route.clone());
         c.sources.push(e.source_id.clone());
@@ -350,7 +360,8 @@ async fn store_together(
         c.types.push(
             e.messages
                 .first()
-                .and_then(|m| m.message.event_type.clone()),
+                .and_then(|m| m.message.event_type.clone())
+                .or_else(|| e.fanout.first().map(|f| f.event_type.clone())),
         );
         if let Some(inbound) = &e.inbound {
             c.in_events.push(e.id.clone());
@@ -359,27 +370,47 @@ async fn store_together(
             c.in_headers.push(json_text(&inbound.headers)?);
         }
         let lease = opts.claim.as_ref().map_or(0, |claim| dur(claim.lease));
-        for (idx, m) in (0..).zip(e.messages) {
+        // The named messages, then those published to the subscriptions
+        // that one reaches, numbered as a lone insert numbers them.
+        let named = e.messages.into_iter().map(|m| {
+            let dests: Vec<(String, bool)> =
+                m.destinations.into_iter().map(|d| (d, true)).collect();
+            (m.message, dests, false)
+        });
+        let published = e
+            .fanout
+            .into_iter()
+            .zip(reached)
+            .filter(|(_, subs)| !subs.is_empty())
+            .map(|(f, subs)| {
+                let dests = subs
+                    .into_iter()
+                    .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
+                    .collect();
+                (f.envelope, dests, true)
+            });
+        for (idx, (message, destinations, to_subscribers)) in (0..).zip(named.chain(published)) {
             c.m_events.push(e.id.clone());
             c.m_idx.push(idx);
-            c.m_ids.push(m.message.id.clone());
-            c.m_types.push(m.message.event_type.clone());
-            c.m_content.push(m.message.content_type.clone());
-            c.m_headers.push(json_text(&m.message.headers)?);
-            c.m_bodies.push(m.message.body.clone());
-            for dest in m.destinations {
+            c.m_ids.push(message.id.clone());
+            c.m_types.push(message.event_type.clone());
+            c.m_content.push(message.content_type.clone());
+            c.m_headers.push(json_text(&message.headers)?);
+            c.m_bodies.push(message.body.clone());
+            for (dest, active) in destinations {
                 let claim = opts
                     .claim
                     .as_ref()
-                    .is_some_and(|claim| claim.destinations.contains(&dest));
-                unclaimed_due |= !claim;
+                    .is_some_and(|claim| claim.claims(&dest, active, to_subscribers));
+                unclaimed_due |= active && !claim;
                 c.d_events.push(e.id.clone());
                 c.d_idx.push(idx);
                 c.d_dests.push(dest);
+                c.d_actives.push(active);
                 c.d_claims.push(claim);
                 c.d_leases.push(lease);
             }
-            messages.insert((e.id.clone(), idx), Arc::new(m.message));
+            messages.insert((e.id.clone(), idx), Arc::new(message));
         }
     }
 
@@ -432,12 +463,13 @@ async fn store_together(
                      $5::text[], $6::text[], $7::bytea[]) \
                    RETURNING id, event_id, idx), \
                d AS (\
-                 INSERT INTO deliveries (event_id, message_id, destination, state, next_attempt_at, lease_token) \
-                 SELECT u.ev, m.id, u.dest, 'pending', \
+                 INSERT INTO deliveries (event_id, message_id, destination, state, next_attempt_at, lease_token, last_error) \
+                 SELECT u.ev, m.id, u.dest, CASE WHEN u.active THEN 'pending' ELSE 'parked' END, \
                         hookgate_now_ms() + CASE WHEN u.claim THEN u.lease ELSE 0 END, \
-                        CASE WHEN u.claim THEN $8::bigint END \
-                 FROM unnest($9::text[], $10::integer[], $11::text[], $12::bool[], $13::bigint[]) \
-                   WITH ORDINALITY AS u(ev, idx, dest, claim, lease, n) \
+                        CASE WHEN u.claim THEN $8::bigint END, \
+                        CASE WHEN u.active THEN NULL ELSE $14 END \
+                 FROM unnest($9::text[], $10::integer[], $11::text[], $12::bool[], $13::bigint[], \
+                   $15::bool[]) WITH ORDINALITY AS u(ev, idx, dest, claim, lease, active, n) \
                  JOIN m ON m.event_id = u.ev AND m.idx = u.idx \
                  ORDER BY u.n \
                  RETURNING id, event_id, message_id, destination, lease_token IS NOT NULL AS claimed) \
@@ -464,6 +496,8 @@ async fn store_together(
                     &c.d_dests,
                     &c.d_claims,
                     &c.d_leases,
+                    &PARKED_REASON,
+                    &c.d_actives,
                 ],
             )
             .await
@@ -532,6 +566,60 @@ async fn store_together(
         });
     }
     Ok(out)
+}
+
+/// For each of `events`, for each of its fan-outs, the subscriptions it
+/// reaches as (id, active), in id order: one statement for the batch,
+/// which share-locks them in id order.
+async fn fanout_targets(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: &[(NewEvent, InsertOptions)],
+) -> Result<Vec<Vec<Vec<(String, bool)>>>, StoreError> {
+    let mut targets: Vec<Vec<Vec<(String, bool)>>> = events
+        .iter()
+        .map(|(e, _)| vec![Vec::new(); e.fanout.len()])
+        .collect();
+    // Row n (from 1) of the arrays is fan-out `at[n - 1]`.
+    let mut at: Vec<(usize, usize)> = Vec::new();
+    let (mut types, mut objects, mut tenants, mut event_types) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, (e, _)) in events.iter().enumerate() {
+        for (j, f) in e.fanout.iter().enumerate() {
+            at.push((i, j));
+            types.push(f.object_type.as_str());
+            objects.push(f.object_id.as_str());
+            tenants.push(f.tenant.as_deref());
+            event_types.push(f.event_type.as_str());
+        }
+    }
+    if at.is_empty() {
+        return Ok(targets);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "SELECT u.n, s.id, s.active FROM subscriptions s \
+             JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
+               WITH ORDINALITY AS u(object_type, object_id, tenant, event_type, n) \
+               ON s.object_type = u.object_type AND s.object_id = u.object_id \
+               AND (u.tenant IS NULL OR s.tenant = u.tenant) \
+               AND (u.event_type = ANY(s.event_types) OR '*' = ANY(s.event_types)) \
+             WHERE s.validity > hookgate_now_ms() \
+             ORDER BY s.id \
+             FOR SHARE OF s",
+        )
+        .await?;
+    for r in tx
+        .query(&stmt, &[&types, &objects, &tenants, &event_types])
+        .await?
+    {
+        let n: i64 = r.try_get(0)?;
+        let &(i, j) = usize::try_from(n - 1)
+            .ok()
+            .and_then(|n| at.get(n))
+            .ok_or_else(|| StoreError::Internal(format!("fan-out {n} of {}", at.len())))?;
+        targets[i][j].push((r.try_get(1)?, r.try_get(2)?));
+    }
+    Ok(targets)
 }
 
 /// A query of a [`pipeline`], not yet sent.
@@ -686,11 +774,10 @@ pub(super) async fn insert_event(
             claims: Vec::with_capacity(destinations.len()),
         };
         for (dest, active) in destinations {
-            let claim = opts.claim.as_ref().is_some_and(|c| {
-                active
-                    && ((to_subscribers && c.claims_subscriber(&dest))
-                        || c.destinations.contains(&dest))
-            });
+            let claim = opts
+                .claim
+                .as_ref()
+                .is_some_and(|c| c.claims(&dest, active, to_subscribers));
             unclaimed_due |= active && !claim;
             m.dests.push(dest);
             m.actives.push(active);

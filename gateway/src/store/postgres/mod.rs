@@ -395,16 +395,6 @@ impl PostgresStore {
         self.conn_within(pool, pool.timeouts()).await
     }
 
-    /// A connection for a new webhook: from the shared pool, but shed after
-    /// [`INGEST_WAIT`] rather than [`POOL_WAIT`].
-    async fn ingest_conn(&self) -> Result<Object, StoreError> {
-        let timeouts = deadpool_postgres::Timeouts {
-            wait: Some(INGEST_WAIT),
-            ..self.pool.timeouts()
-        };
-        self.conn_within(&self.pool, timeouts).await
-    }
-
     /// A connection from `pool`, waiting at most `timeouts`. Only a wait
     /// for a free connection is overload; a connection that cannot be
     /// opened in time means the database is unreachable.
@@ -482,16 +472,8 @@ async fn refresh_statuses(
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn insert(&self, event: NewEvent, opts: InsertOptions) -> Result<Inserted, StoreError> {
-        let r = if event.fanout.is_empty() {
-            // With the webhooks that arrive meanwhile (see ingest.rs).
-            self.inserter.insert(event, opts).await
-        } else {
-            // Its subscriptions are read under a share lock, per webhook.
-            match self.ingest_conn().await {
-                Ok(mut conn) => ingest::insert_alone(&mut conn, event, opts).await,
-                Err(e) => Err(e),
-            }
-        };
+        // With the webhooks that arrive meanwhile (see ingest.rs).
+        let r = self.inserter.insert(event, opts).await;
         self.note(r)
     }
 

@@ -1098,6 +1098,36 @@ async fn records_are_written_in_batches_and_a_refused_one_fails_alone() {
     );
 }
 
+/// Inserts `events` with `opts` while every writer waits on a lock, so
+/// that what comes meanwhile queues and goes in batches; the outcomes in
+/// order.
+async fn insert_while_locked(
+    store: &Arc<PostgresStore>,
+    guard: &SchemaGuard,
+    events: Vec<crate::store::NewEvent>,
+    opts: crate::store::InsertOptions,
+) -> Vec<Result<crate::store::Inserted, StoreError>> {
+    use std::time::Duration;
+    let locker = lock_events(guard).await;
+    let mut tasks = Vec::new();
+    for e in events {
+        let (store, opts) = (Arc::clone(store), opts.clone());
+        tasks.push(tokio::spawn(async move { store.insert(e, opts).await }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    })
+    .await
+    .expect("every insert is answered")
+}
+
 /// Webhooks that arrive while others are being stored go together in one
 /// transaction, and each is decided as it would be alone: new with its
 /// deliveries claimed as asked (each claimed delivery carrying its own
@@ -1157,28 +1187,8 @@ async fn webhooks_are_stored_in_batches_each_decided_alone() {
         .await
         .unwrap();
 
-    // Inserts `events` while every writer waits on a lock, so that what
-    // comes meanwhile queues; the outcomes in order.
-    let while_locked = async |events: Vec<crate::store::NewEvent>| {
-        let locker = lock_events(&guard).await;
-        let mut tasks = Vec::new();
-        for e in events {
-            let (store, opts) = (Arc::clone(&store), opts.clone());
-            tasks.push(tokio::spawn(async move { store.insert(e, opts).await }));
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        locker.batch_execute("ROLLBACK").await.unwrap();
-        tokio::time::timeout(Duration::from_secs(30), async {
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.unwrap());
-            }
-            out
-        })
-        .await
-        .expect("every insert is answered")
-    };
+    let while_locked =
+        async |events| insert_while_locked(&store, &guard, events, opts.clone()).await;
 
     let outcomes = while_locked((0..30).map(event).collect()).await;
     for (i, outcome) in outcomes.into_iter().enumerate() {
@@ -1257,6 +1267,178 @@ async fn webhooks_are_stored_in_batches_each_decided_alone() {
     assert!(store.get("evt_refused".into()).await.unwrap().is_none());
     // Its key was rolled back with it: the provider's retry is stored.
     conformance::insert_one(&*store, "evt_retry", Some("key_refused"), &["a"]).await;
+}
+
+/// Webhooks that fan out to subscriptions go in batches too, and each
+/// reaches what it would reach alone: its tenant's matching, unexpired
+/// subscriptions, a disabled one's delivery parked, the subscriber lanes
+/// named full left due, the others claimed with the envelope as their
+/// message; numbered after the named messages; an event that reaches
+/// nothing is finished. A duplicate in the batch reaches nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_outs_are_stored_in_batches_each_reaching_its_subscriptions() {
+    use crate::plugin::Message;
+    use crate::store::{ClaimNew, EventStatus, Fanout, InsertOptions, Inserted, Subscription};
+    use std::time::Duration;
+
+    let Some((store, guard)) = pooled(8).await else {
+        return;
+    };
+    let subscription = conformance::subscription;
+    for s in [
+        subscription("wh_a", "t1", "g1", &["*"]),
+        subscription("wh_full", "t1", "g1", &["Created"]),
+        subscription("wh_off", "t1", "g1", &["*"]),
+        subscription("wh_other_type", "t1", "g1", &["Deleted"]),
+        subscription("wh_other_tenant", "t2", "g1", &["*"]),
+        subscription("wh_other_object", "t1", "g2", &["*"]),
+        Subscription {
+            validity_ms: 1,
+            ..subscription("wh_expired", "t1", "g1", &["*"])
+        },
+    ] {
+        store.create_subscription(s).await.unwrap();
+    }
+    store
+        .update_subscription(
+            "t1".into(),
+            "wh_off".into(),
+            crate::store::SubscriptionPatch {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let opts = InsertOptions {
+        dedup_window: Duration::from_secs(3600),
+        claim: Some(ClaimNew {
+            lease: Duration::from_secs(600),
+            destinations: vec!["a".into()],
+            subscribers: true,
+            full: vec!["sub:wh_full".into()],
+        }),
+    };
+    // evt_00..evt_19: a named message to a on the even ones, then a
+    // publish of Created to (t1, g1); evt_07 repeats evt_06's key;
+    // evt_13 publishes to g3, which nobody subscribes to.
+    let event = |i: usize| {
+        let id = format!("evt_{i:02}");
+        let dests: &[&str] = if i.is_multiple_of(2) { &["a"] } else { &[] };
+        let mut e = conformance::event(&id, None, dests);
+        e.source_id = Some(if i == 7 {
+            "key_6".into()
+        } else {
+            format!("key_{i}")
+        });
+        if i % 2 == 1 {
+            e.messages.clear();
+        }
+        e.fanout.push(Fanout {
+            tenant: Some("t1".into()),
+            object_type: "Group".into(),
+            object_id: if i == 13 { "g3" } else { "g1" }.into(),
+            event_type: "Created".into(),
+            envelope: Message::json(Some("Created"), &serde_json::json!({"n": i})),
+        });
+        e
+    };
+    let outcomes = insert_while_locked(&store, &guard, (0..20).map(event).collect(), opts).await;
+    let mut stored = 0;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let id = format!("evt_{i:02}");
+        let named = usize::from(i.is_multiple_of(2));
+        match (i, outcome.unwrap()) {
+            (7, Inserted::Duplicate { existing_id }) => assert_eq!(existing_id, "evt_06"),
+            (
+                13,
+                Inserted::New {
+                    deliveries,
+                    claimed,
+                },
+            ) => {
+                assert_eq!((deliveries, claimed.len()), (0, 0), "{id}");
+                let detail = store.get(id.clone()).await.unwrap().unwrap();
+                assert_eq!(detail.summary.status, EventStatus::Delivered, "{id}");
+                assert_eq!(detail.summary.event_type.as_deref(), Some("Created"));
+                stored += 1;
+            }
+            (
+                _,
+                Inserted::New {
+                    deliveries,
+                    claimed,
+                },
+            ) if i != 7 => {
+                assert_eq!(
+                    deliveries,
+                    named + 3,
+                    "{id}: wh_a, wh_full and wh_off (parked)"
+                );
+                let dests: Vec<&str> = claimed.iter().map(|d| &*d.destination).collect();
+                let expected: &[&str] = if named == 1 {
+                    &["a", "sub:wh_a"]
+                } else {
+                    &["sub:wh_a"]
+                };
+                assert_eq!(dests, expected, "{id}: the full lane is left due");
+                let envelope = claimed.last().unwrap();
+                assert_eq!(envelope.message.event_type.as_deref(), Some("Created"));
+                assert_eq!(
+                    envelope.message.body,
+                    Message::json(None, &serde_json::json!({"n": i})).body
+                );
+                for d in &claimed {
+                    assert_eq!(d.event_id, id);
+                }
+                let detail = store.get(id.clone()).await.unwrap().unwrap();
+                let mut indexes: Vec<(u32, &str)> = detail
+                    .deliveries
+                    .iter()
+                    .map(|d| (d.message_index, &*d.destination))
+                    .collect();
+                indexes.sort_unstable();
+                let mut expected = vec![
+                    (named as u32, "sub:wh_a"),
+                    (named as u32, "sub:wh_full"),
+                    (named as u32, "sub:wh_off"),
+                ];
+                if named == 1 {
+                    expected.insert(0, (0, "a"));
+                }
+                assert_eq!(indexes, expected, "{id}: published after its named message");
+                stored += 1;
+            }
+            (_, other) => panic!("{id}: {other:?}"),
+        }
+    }
+    assert_eq!(stored, 19);
+    let client = raw(&guard.url).await;
+    let txns: i64 = client
+        .query_one(
+            &format!(
+                "SELECT COUNT(DISTINCT xmin::text) FROM {}.events WHERE id LIKE 'evt\\___'",
+                guard.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        txns < 10,
+        "19 events stored in {txns} transactions: batched"
+    );
+    // The full lane's deliveries are due to a poll; the disabled one's
+    // wait parked.
+    let due = store
+        .claim_due(100, Duration::from_secs(600), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 18, "one per event that reached wh_full");
+    assert!(due.iter().all(|d| d.destination == "sub:wh_full"));
+    assert_eq!(store.parked("wh_off".into(), 100).await.unwrap().len(), 18);
 }
 
 /// A new webhook that no batch takes in time, because every writer waits

@@ -148,13 +148,7 @@ pub(super) fn insert_event(
         let mut shared: Option<Arc<crate::plugin::Message>> = None;
         for (dest, active) in destinations {
             let claim = match (&opts.claim, lease_until) {
-                (Some(c), Some(until))
-                    if active
-                        && ((to_subscribers && c.claims_subscriber(&dest))
-                            || c.destinations.contains(&dest)) =>
-                {
-                    Some(until)
-                }
+                (Some(c), Some(until)) if c.claims(&dest, active, to_subscribers) => Some(until),
                 _ => None,
             };
             // A disabled subscription's delivery is parked, not dropped.
