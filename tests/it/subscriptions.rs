@@ -430,6 +430,66 @@ async fn a_failing_subscriber_is_disabled_and_put_re_enables_it() {
     );
 }
 
+/// A failure starts a streak (`failingSince`), the next success ends it,
+/// and the successes after that, with no streak to end, leave it ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_success_ends_the_failure_streak() {
+    let sink = MockReceiver::start().await;
+    let config = yaml("").replace("disable_after: 250ms", "disable_after: 1h");
+    assert!(config.contains("disable_after: 1h"), "{config}");
+    let gw = TestGateway::spawn(&config).await;
+    subscribe(&gw, KEY_A, &sink, &["*"]).await;
+    let view = async || {
+        let (_, list) = call(&gw, KEY_A, Method::GET, "/v1/webhook", None).await;
+        list["webhooks"][0].clone()
+    };
+    let delivered = |sink: &MockReceiver| -> Vec<Value> {
+        sink.deliveries()
+            .iter()
+            .filter(|r| r.answered < 300)
+            .map(|r| r.json()["data"]["n"].clone())
+            .collect()
+    };
+
+    sink.always(Some(500));
+    publish(&gw, KEY_A, "ping", json!({"n": 1})).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = view().await;
+        if v["failingSince"].is_string() {
+            assert_eq!(v["active"], true, "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no streak began: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    sink.always(None);
+    crate::support::wait_until("the retry that succeeds", WAIT, || {
+        delivered(&sink) == [json!(1)]
+    })
+    .await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = view().await;
+        if v["failingSince"].is_null() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the success left the streak: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in 2..=4 {
+        publish(&gw, KEY_A, "ping", json!({"n": n})).await;
+    }
+    crate::support::wait_until("three more successes", WAIT, || delivered(&sink).len() == 4).await;
+    assert_eq!(delivered(&sink), [json!(1), json!(2), json!(3), json!(4)]);
+    let v = view().await;
+    assert!(v["failingSince"].is_null() && v["active"] == true, "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn internal_callback_urls_are_refused_unless_allow_listed() {
     let sink = MockReceiver::start().await;

@@ -360,6 +360,15 @@ async fn subscriber_attempt(
     } else {
         AttemptHealth::Failure
     };
+    // A success clears a failure streak, and there is none to clear when
+    // the read above found none: no write then. Every attempt to a
+    // subscriber would otherwise wait for a write of its own (on SQLite a
+    // group commit, an fsync away under load) before its lane's next
+    // attempt could start. A streak that another gateway starts after that
+    // read is cleared by the next success, which reads it.
+    if health == AttemptHealth::Success && sub.failing_since_ms.is_none() {
+        return Subscriber::Sent(outcome, result, excerpt);
+    }
     match ctx
         .store
         .subscription_outcome(sub.id.clone(), health, rt.disable_after)
