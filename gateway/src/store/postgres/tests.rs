@@ -1441,6 +1441,66 @@ async fn fan_outs_are_stored_in_batches_each_reaching_its_subscriptions() {
     assert_eq!(store.parked("wh_off".into(), 100).await.unwrap().len(), 18);
 }
 
+/// A batch holds the subscriptions its fan-outs reach under a share lock
+/// until it commits: a re-enable issued meanwhile waits for it, then
+/// requeues what the batch stored parked. Read without the lock, the
+/// re-enable would commit first and the batch's parked deliveries would
+/// wait for an enable that has already happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_enable_waits_for_a_batch_of_fan_outs_and_requeues_what_it_parked() {
+    use std::time::Duration;
+
+    let Some((store, guard)) = pooled(8).await else {
+        return;
+    };
+    let mut s = conformance::subscription("wh_1", "t", "g", &["*"]);
+    s.active = false;
+    store.create_subscription(s).await.unwrap();
+    let locker = lock_events(&guard).await;
+    let mut inserts = Vec::new();
+    for i in 0..10 {
+        let store = Arc::clone(&store);
+        inserts.push(tokio::spawn(async move {
+            store
+                .insert(
+                    conformance::publish(&format!("evt_{i}"), "A"),
+                    conformance::opts(),
+                )
+                .await
+        }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The batches have read wh_1 (disabled) and wait on the events lock.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let enabler = Arc::clone(&store);
+    let enable = tokio::spawn(async move {
+        conformance::set_active(&*enabler, "wh_1", true).await;
+    });
+    // The re-enable has begun before the batches can commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        for t in inserts {
+            assert!(matches!(
+                t.await.unwrap().unwrap(),
+                crate::store::Inserted::New { deliveries: 1, .. }
+            ));
+        }
+        enable.await.unwrap();
+    })
+    .await
+    .expect("the inserts and the re-enable finish");
+    assert!(
+        store.parked("wh_1".into(), 100).await.unwrap().is_empty(),
+        "nothing parked under an enabled subscription"
+    );
+    let due = store
+        .claim_due(100, Duration::from_secs(600), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 10, "every delivery is due");
+}
+
 /// A new webhook that no batch takes in time, because every writer waits
 /// on a lock, is shed as overloaded within the ingest wait, and nothing of
 /// it is stored.
