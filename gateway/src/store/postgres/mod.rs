@@ -741,25 +741,48 @@ impl Store for PostgresStore {
                 .collect::<Result<_, _>>()?;
             // Deliveries before their events, the order every other writer
             // takes them in (a record or a replay changes a delivery, then
-            // refreshes its event's status). Deleting the events first
-            // locked them before the cascade reached their deliveries, and
-            // a replay of dead letters near the end of their retention then
-            // deadlocked with prune: PostgreSQL aborted one of them.
+            // refreshes its event's status). Deleting the events first (as
+            // the foreign keys' cascade did before schema 8) locked them
+            // before their deliveries, and a replay of dead letters near the
+            // end of their retention then deadlocked with prune: PostgreSQL
+            // aborted one of them.
             tx.execute(
                 "SELECT 1 FROM deliveries WHERE event_id = ANY($1) ORDER BY id FOR UPDATE",
                 &[&picked],
             )
             .await?;
             // The conditions are checked again on the events themselves: one
-            // a replay made pending again since the pick is kept.
-            let n = tx
-                .execute(
+            // a replay made pending again since the pick is kept. Their rows
+            // go with them (there are no foreign keys to cascade: schema
+            // version 8), children first.
+            let pruned: Vec<String> = tx
+                .query(
                     "DELETE FROM events WHERE id = ANY($3) \
                      AND ((status = 'delivered' AND received_at < hookgate_now_ms() - $1) \
-                          OR (status = 'dead' AND received_at < hookgate_now_ms() - $2))",
+                          OR (status = 'dead' AND received_at < hookgate_now_ms() - $2)) \
+                     RETURNING id",
                     &[&dur(retention.delivered), &dur(retention.dead), &picked],
                 )
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            let n = pruned.len() as u64;
+            if !pruned.is_empty() {
+                tx.execute(
+                    "DELETE FROM attempts WHERE delivery_id IN \
+                       (SELECT id FROM deliveries WHERE event_id = ANY($1))",
+                    &[&pruned],
+                )
                 .await?;
+                for table in ["deliveries", "messages", "event_requests"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE event_id = ANY($1)"),
+                        &[&pruned],
+                    )
+                    .await?;
+                }
+            }
             let keys = tx
                 .execute(
                     "DELETE FROM dedup WHERE (route, source_id) IN \

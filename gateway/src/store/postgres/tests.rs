@@ -1501,6 +1501,122 @@ async fn a_re_enable_waits_for_a_batch_of_fan_outs_and_requeues_what_it_parked()
     assert_eq!(due.len(), 10, "every delivery is due");
 }
 
+/// No foreign key cascades (schema version 8): prune deletes a pruned
+/// event's rows in every table itself, and leaves those of an event it
+/// keeps. A table added later must be added there (and here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_leaves_no_row_of_a_pruned_event_behind() {
+    use crate::store::stats::InboundView;
+    use crate::store::{
+        AttemptRecord, ClaimNew, InsertOptions, Inserted, NextState, Recorded, Retention,
+    };
+    use std::time::Duration;
+
+    let Some((store, guard)) = pooled(4).await else {
+        return;
+    };
+    let opts = InsertOptions {
+        dedup_window: Duration::ZERO,
+        claim: Some(ClaimNew {
+            lease: Duration::from_secs(60),
+            destinations: vec!["d".into()],
+            subscribers: false,
+            full: Vec::new(),
+        }),
+    };
+    for id in ["evt_pruned", "evt_kept"] {
+        let mut e = conformance::event(id, Some(id), &["d"]);
+        e.inbound = Some(InboundView {
+            method: "POST".into(),
+            path: "/hooks/r".into(),
+            headers: vec![("x-github-event".into(), "issues".into())],
+        });
+        let Inserted::New { claimed, .. } = store.insert(e, opts.clone()).await.unwrap() else {
+            panic!("new");
+        };
+        let d = &claimed[0];
+        let next = if id == "evt_pruned" {
+            NextState::Delivered
+        } else {
+            NextState::Retry {
+                after: Duration::from_secs(3600),
+            }
+        };
+        let recorded = store
+            .record(AttemptRecord {
+                delivery_id: d.id,
+                lease: d.lease,
+                attempted_at_ms: crate::clock::now_ms(),
+                status: Some(if id == "evt_pruned" { 200 } else { 500 }),
+                latency_ms: 1,
+                error: None,
+                response_excerpt: None,
+                next,
+            })
+            .await
+            .unwrap();
+        assert_eq!(recorded, Recorded::Written);
+    }
+    let client = raw(&guard.url).await;
+    client
+        .batch_execute(&format!("SET search_path = {}", guard.schema))
+        .await
+        .unwrap();
+    let rows = async |event: &str| {
+        let mut counts = Vec::new();
+        for (table, of_event) in [
+            ("events", "id = $1"),
+            ("event_requests", "event_id = $1"),
+            ("messages", "event_id = $1"),
+            ("deliveries", "event_id = $1"),
+            (
+                "attempts",
+                "delivery_id IN (SELECT id FROM deliveries WHERE event_id = $1)",
+            ),
+        ] {
+            let n: i64 = client
+                .query_one(
+                    &format!("SELECT count(*) FROM {table} WHERE {of_event}"),
+                    &[&event],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            counts.push((table, n));
+        }
+        counts
+    };
+    for event in ["evt_pruned", "evt_kept"] {
+        let counts = rows(event).await;
+        assert!(counts.iter().all(|(_, n)| *n == 1), "{event}: {counts:?}");
+    }
+    let attempts_before: i64 = client
+        .query_one("SELECT count(*) FROM attempts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let everything = Retention {
+        delivered: Duration::ZERO,
+        dead: Duration::ZERO,
+    };
+    assert_eq!(store.prune(everything).await.unwrap(), 1);
+    let left = rows("evt_pruned").await;
+    assert!(left.iter().all(|(_, n)| *n == 0), "{left:?}");
+    let attempts_after: i64 = client
+        .query_one("SELECT count(*) FROM attempts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        (attempts_before, attempts_after),
+        (2, 1),
+        "the pruned delivery's attempt went with it"
+    );
+    let kept = rows("evt_kept").await;
+    assert!(kept.iter().all(|(_, n)| *n == 1), "evt_kept: {kept:?}");
+}
+
 /// A new webhook that no batch takes in time, because every writer waits
 /// on a lock, is shed as overloaded within the ingest wait, and nothing of
 /// it is stored.

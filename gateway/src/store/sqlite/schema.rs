@@ -168,8 +168,8 @@ DROP INDEX IF EXISTS deliveries_destination;
     // off no cascade needs it either. Every webhook still wrote an entry
     // and dirtied its last leaf at each commit: measured with
     // `hookgate-bench --only delivery`, 2 % of the bytes the gateway wrote
-    // per request (17,870 -> 17,513). PostgreSQL keeps its copy: there the
-    // foreign key's cascade looks deliveries up by message.
+    // per request (17,870 -> 17,513). PostgreSQL dropped its copy with its
+    // foreign keys (its schema 8).
     r#"
 DROP INDEX IF EXISTS deliveries_message;
 "#,
