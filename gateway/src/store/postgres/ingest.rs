@@ -39,7 +39,10 @@ use super::{
     INGEST_WAIT, PARKED_REASON, StoreError, batch, checkout, db_err, dur, json_text, ms, notify,
 };
 use crate::plugin::Message;
-use crate::store::{DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent, SUBSCRIBER_PREFIX};
+use crate::store::{
+    DueDelivery, Fanout, InsertOptions, Inserted, LeaseToken, NewEvent, NewMessage,
+    SUBSCRIBER_PREFIX,
+};
 
 /// The most webhooks one transaction stores.
 const MAX_BATCH: usize = 128;
@@ -370,26 +373,9 @@ async fn store_together(
             c.in_headers.push(json_text(&inbound.headers)?);
         }
         let lease = opts.claim.as_ref().map_or(0, |claim| dur(claim.lease));
-        // The named messages, then those published to the subscriptions
-        // that one reaches, numbered as a lone insert numbers them.
-        let named = e.messages.into_iter().map(|m| {
-            let dests: Vec<(String, bool)> =
-                m.destinations.into_iter().map(|d| (d, true)).collect();
-            (m.message, dests, false)
-        });
-        let published = e
-            .fanout
-            .into_iter()
-            .zip(reached)
-            .filter(|(_, subs)| !subs.is_empty())
-            .map(|(f, subs)| {
-                let dests = subs
-                    .into_iter()
-                    .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
-                    .collect();
-                (f.envelope, dests, true)
-            });
-        for (idx, (message, destinations, to_subscribers)) in (0..).zip(named.chain(published)) {
+        // Numbered as a lone insert numbers them.
+        let stored = stored_messages(e.messages, e.fanout, reached);
+        for (idx, (message, destinations, to_subscribers)) in (0..).zip(stored) {
             c.m_events.push(e.id.clone());
             c.m_idx.push(idx);
             c.m_ids.push(message.id.clone());
@@ -566,6 +552,33 @@ async fn store_together(
         });
     }
     Ok(out)
+}
+
+/// An event's messages in the order they are stored and numbered: the
+/// named ones, then each fan-out that `reached` (per fan-out, its
+/// subscriptions as (id, active)) says reaches a subscription. Each with
+/// its destinations as (name, active), and whether they are subscribers.
+fn stored_messages(
+    messages: Vec<NewMessage>,
+    fanout: Vec<Fanout>,
+    reached: Vec<Vec<(String, bool)>>,
+) -> impl Iterator<Item = (Message, Vec<(String, bool)>, bool)> {
+    let named = messages.into_iter().map(|m| {
+        let dests = m.destinations.into_iter().map(|d| (d, true)).collect();
+        (m.message, dests, false)
+    });
+    let published = fanout
+        .into_iter()
+        .zip(reached)
+        .filter(|(_, subs)| !subs.is_empty())
+        .map(|(f, subs)| {
+            let dests = subs
+                .into_iter()
+                .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
+                .collect();
+            (f.envelope, dests, true)
+        });
+    named.chain(published)
 }
 
 /// For each of `events`, for each of its fan-outs, the subscriptions it
@@ -748,23 +761,9 @@ pub(super) async fn insert_event(
         fanout,
         inbound,
     } = event;
-    let named = messages.into_iter().map(|m| {
-        let dests: Vec<(String, bool)> = m.destinations.into_iter().map(|d| (d, true)).collect();
-        (m.message, dests, false)
-    });
-    let published = fanout
-        .into_iter()
-        .zip(fanout_targets)
-        .filter(|(_, subs)| !subs.is_empty())
-        .map(|(f, subs)| {
-            let dests = subs
-                .into_iter()
-                .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
-                .collect();
-            (f.envelope, dests, true)
-        });
     let mut rows_of: Vec<MessageRows> = Vec::new();
-    for (idx, (message, destinations, to_subscribers)) in named.chain(published).enumerate() {
+    let stored = stored_messages(messages, fanout, fanout_targets);
+    for (idx, (message, destinations, to_subscribers)) in stored.enumerate() {
         let mut m = MessageRows {
             headers: json_text(&message.headers)?,
             message,

@@ -344,10 +344,10 @@ ALTER TABLE messages SET (toast_tuple_target = 8160);
     // `PostgresStore::prune`), so the keys guarded nothing our writes could
     // break, while each inserted child ran a referential check (a query
     // and a share lock on its parent row, which dirties the parent's
-    // page): about five per webhook. Measured with `hookgate-bench`,
-    // alternated, two rounds: row 7 4,543 / 4,542 -> 4,840 / 5,130 req/s,
-    // row 8 3,547 / 3,800 -> 3,981 / 4,017, row 11 2,231 / 2,606 ->
-    // 2,979 / 2,947 events/s. `deliveries(message_id)` served only the
+    // page): about five per webhook. Measured with `hookgate-bench`, four
+    // alternated rounds each (means, with a wide spread): row 7 4,535 ->
+    // 4,878 req/s (+8 %), row 8 3,639 -> 3,807 (+5 %), row 11 2,525 ->
+    // 2,832 events/s (+12 %). `deliveries(message_id)` served only the
     // cascade. The SQLite engine has always run with foreign keys off.
     r#"
 ALTER TABLE messages DROP CONSTRAINT messages_event_id_fkey;
