@@ -340,6 +340,66 @@ async fn prune_finishes_a_settlement_a_crash_left() {
 }
 
 #[tokio::test]
+async fn a_settlement_batch_that_fails_once_is_tried_again_within_the_change() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    // A re-enable settles its first batch with the change and each later
+    // batch in a writer operation of its own, tried again after a
+    // failure: one that fails once is settled within the change, and no
+    // note is left for prune.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    crate::store::conformance::disabled_subscriptions(&store, &["wh_1"]).await;
+    // More parked deliveries than a batch, and a fault the first time a
+    // row past the first batch is settled. The count lives in Rust: a
+    // row written by the failed batch would be rolled back with it.
+    let per = BATCH_ROWS as i64 + 40;
+    let faults = Arc::new(AtomicI64::new(0));
+    let counted = Arc::clone(&faults);
+    store
+        .write_raw(move |tx| {
+            tx.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+                 INSERT INTO deliveries (id, event_id, message_id, destination, state, next_attempt_at) \
+                 SELECT i, 'evt_' || i, i, 'sub:wh_1', 'parked', 0 FROM n",
+                params![per],
+            )?;
+            let counted = Arc::clone(&counted);
+            tx.create_scalar_function(
+                "settle_fault",
+                0,
+                rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+                move |_| Ok(counted.fetch_add(1, Ordering::SeqCst) + 1),
+            )?;
+            tx.execute_batch(&format!(
+                "CREATE TEMP TRIGGER settle_fault BEFORE UPDATE OF state ON deliveries \
+                 WHEN OLD.id > {BATCH_ROWS} AND settle_fault() = 1 \
+                 BEGIN SELECT RAISE(ABORT, 'test fault'); END;"
+            ))?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let enabled = crate::store::conformance::set_active(&store, "wh_1", true).await;
+    assert!(enabled.active);
+    assert!(
+        faults.load(Ordering::SeqCst) > 1,
+        "the fault fired and the batch ran again ({faults:?})"
+    );
+    let left = store
+        .write_raw(|tx| {
+            Ok(tx.query_row(
+                "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'), \
+                        (SELECT COUNT(*) FROM subscription_settlements)",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(left, (per, 0), "settled within the re-enable");
+}
+
+#[tokio::test]
 async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes_it() {
     // A re-enable (and a delete) commit with their first batch of
     // settled deliveries; the batches after are their own writes. When
