@@ -435,8 +435,18 @@ async fn a_failing_subscriber_is_disabled_and_put_re_enables_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_success_ends_the_failure_streak() {
     let sink = MockReceiver::start().await;
-    let config = yaml("").replace("disable_after: 250ms", "disable_after: 1h");
-    assert!(config.contains("disable_after: 1h"), "{config}");
+    // One failure, then a retry 3 s later: time enough to see the streak,
+    // and no retries to run out.
+    let config = yaml("")
+        .replace(
+            "retry: { schedule: [30ms, 30ms, 30ms, 30ms, 30ms, 30ms, 30ms, 30ms, 30ms, 30ms], jitter: 0 }",
+            "retry: { schedule: [3s, 3s], jitter: 0 }",
+        )
+        .replace("disable_after: 250ms", "disable_after: 1h");
+    assert!(
+        config.contains("schedule: [3s, 3s]") && config.contains("disable_after: 1h"),
+        "{config}"
+    );
     let gw = TestGateway::spawn(&config).await;
     subscribe(&gw, KEY_A, &sink, &["*"]).await;
     let view = async || {
@@ -451,7 +461,7 @@ async fn a_success_ends_the_failure_streak() {
             .collect()
     };
 
-    sink.always(Some(500));
+    sink.script(&[500]);
     publish(&gw, KEY_A, "ping", json!({"n": 1})).await;
     let deadline = Instant::now() + WAIT;
     loop {
@@ -460,11 +470,14 @@ async fn a_success_ends_the_failure_streak() {
             assert_eq!(v["active"], true, "{v}");
             break;
         }
+        assert!(
+            delivered(&sink).is_empty(),
+            "the retry succeeded before the streak was seen: {v}"
+        );
         assert!(Instant::now() < deadline, "no streak began: {v}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    sink.always(None);
     crate::support::wait_until("the retry that succeeds", WAIT, || {
         delivered(&sink) == [json!(1)]
     })
