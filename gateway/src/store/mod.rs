@@ -124,6 +124,38 @@ pub struct NewEvent {
     pub inbound: Option<stats::InboundView>,
 }
 
+impl NewEvent {
+    /// The deliveries it creates: one per named destination of each
+    /// message, and one per subscription each fan-out reaches (`reached`,
+    /// per fan-out, as the store resolved them).
+    pub(crate) fn deliveries<T>(&self, reached: &[Vec<T>]) -> usize {
+        self.messages
+            .iter()
+            .map(|m| m.destinations.len())
+            .sum::<usize>()
+            + reached.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// The type stored with the event: its first message's, or else its
+    /// first fan-out's.
+    pub(crate) fn event_type(&self) -> Option<String> {
+        self.messages
+            .first()
+            .and_then(|m| m.message.event_type.clone())
+            .or_else(|| self.fanout.first().map(|f| f.event_type.clone()))
+    }
+
+    /// Its stored status when it creates `deliveries`: finished at once
+    /// when there are none.
+    pub(crate) fn status(deliveries: usize) -> &'static str {
+        if deliveries == 0 {
+            "delivered"
+        } else {
+            "pending"
+        }
+    }
+}
+
 /// A message published to the matching subscriptions: expanded into one
 /// delivery per subscription inside the insert's transaction, so a
 /// subscription created after the commit never sees it and one deleted

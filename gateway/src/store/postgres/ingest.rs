@@ -345,27 +345,13 @@ async fn store_together(
         }
         outcomes.push(None);
         let reached = std::mem::take(&mut targets[i]);
-        let deliveries: usize = e
-            .messages
-            .iter()
-            .map(|m| m.destinations.len())
-            .sum::<usize>()
-            + reached.iter().map(Vec::len).sum::<usize>();
+        let deliveries = e.deliveries(&reached);
         c.ids.push(e.id.clone());
         c.routes.push(e.route.clone());
         c.sources.push(e.source_id.clone());
         c.received.push(ms(e.received_at_ms));
-        c.statuses.push(if deliveries == 0 {
-            "delivered"
-        } else {
-            "pending"
-        });
-        c.types.push(
-            e.messages
-                .first()
-                .and_then(|m| m.message.event_type.clone())
-                .or_else(|| e.fanout.first().map(|f| f.event_type.clone())),
-        );
+        c.statuses.push(NewEvent::status(deliveries));
+        c.types.push(e.event_type());
         if let Some(inbound) = &e.inbound {
             c.in_events.push(e.id.clone());
             c.in_methods.push(inbound.method.clone());
@@ -727,22 +713,9 @@ pub(super) async fn insert_event(
             );
         }
     }
-    let deliveries: usize = event
-        .messages
-        .iter()
-        .map(|m| m.destinations.len())
-        .sum::<usize>()
-        + fanout_targets.iter().map(Vec::len).sum::<usize>();
-    let status = if deliveries == 0 {
-        "delivered"
-    } else {
-        "pending"
-    };
-    let event_type = event
-        .messages
-        .first()
-        .and_then(|m| m.message.event_type.clone())
-        .or_else(|| event.fanout.first().map(|f| f.event_type.clone()));
+    let deliveries = event.deliveries(&fanout_targets);
+    let status = NewEvent::status(deliveries);
+    let event_type = event.event_type();
     let inbound_headers = event
         .inbound
         .as_ref()

@@ -71,22 +71,9 @@ pub(super) fn insert_event(
             .collect::<rusqlite::Result<_>>()?;
         fanout_targets.push(ids);
     }
-    let deliveries: usize = event
-        .messages
-        .iter()
-        .map(|m| m.destinations.len())
-        .sum::<usize>()
-        + fanout_targets.iter().map(Vec::len).sum::<usize>();
-    let status = if deliveries == 0 {
-        "delivered"
-    } else {
-        "pending"
-    };
-    let event_type = event
-        .messages
-        .first()
-        .and_then(|m| m.message.event_type.clone())
-        .or_else(|| event.fanout.first().map(|f| f.event_type.clone()));
+    let deliveries = event.deliveries(&fanout_targets);
+    let status = NewEvent::status(deliveries);
+    let event_type = event.event_type();
     tx.prepare_cached(
         "INSERT INTO events (id, route, source_id, received_at, status, event_type) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

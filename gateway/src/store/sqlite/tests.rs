@@ -357,12 +357,7 @@ async fn a_settlement_batch_that_fails_once_is_tried_again_within_the_change() {
     let counted = Arc::clone(&faults);
     store
         .write_raw(move |tx| {
-            tx.execute(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
-                 INSERT INTO deliveries (id, event_id, message_id, destination, state, next_attempt_at) \
-                 SELECT i, 'evt_' || i, i, 'sub:wh_1', 'parked', 0 FROM n",
-                params![per],
-            )?;
+            park_deliveries(tx, &["wh_1"], per)?;
             let counted = Arc::clone(&counted);
             tx.create_scalar_function(
                 "settle_fault",
@@ -385,18 +380,39 @@ async fn a_settlement_batch_that_fails_once_is_tried_again_within_the_change() {
         faults.load(Ordering::SeqCst) > 1,
         "the fault fired and the batch ran again ({faults:?})"
     );
-    let left = store
-        .write_raw(|tx| {
+    assert_eq!(
+        settling_left(&store, "pending").await,
+        (per, 0),
+        "settled within the re-enable"
+    );
+}
+
+/// Parks `per` deliveries for each of `subs`, ids from 1 in that order.
+fn park_deliveries(tx: &Connection, subs: &[&str], per: i64) -> rusqlite::Result<()> {
+    for (k, sub) in (0..).zip(subs) {
+        tx.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+             INSERT INTO deliveries (id, event_id, message_id, destination, state, next_attempt_at) \
+             SELECT i + ?2, 'evt_' || (i + ?2), i + ?2, ?3, 'parked', 0 FROM n",
+            params![per, k * per, format!("sub:{sub}")],
+        )?;
+    }
+    Ok(())
+}
+
+/// Deliveries in `state`, and the settlement notes left.
+async fn settling_left(store: &SqliteStore, state: &'static str) -> (i64, i64) {
+    store
+        .write_raw(move |tx| {
             Ok(tx.query_row(
-                "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'pending'), \
+                "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = ?1), \
                         (SELECT COUNT(*) FROM subscription_settlements)",
-                [],
+                params![state],
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
             )?)
         })
         .await
-        .unwrap();
-    assert_eq!(left, (per, 0), "settled within the re-enable");
+        .unwrap()
 }
 
 #[tokio::test]
@@ -415,13 +431,7 @@ async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes
     let per = BATCH_ROWS as i64 + 40;
     store
         .write_raw(move |tx| {
-            tx.execute(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 * 2) \
-                 INSERT INTO deliveries (id, event_id, message_id, destination, state, next_attempt_at) \
-                 SELECT i, 'evt_' || i, i, CASE WHEN i <= ?1 THEN 'sub:wh_1' ELSE 'sub:wh_2' END, \
-                        'parked', 0 FROM n",
-                params![per],
-            )?;
+            park_deliveries(tx, &["wh_1", "wh_2"], per)?;
             tx.execute_batch(&format!(
                 "CREATE TEMP TRIGGER settle_fault BEFORE UPDATE OF state ON deliveries \
                  WHEN OLD.id % {per} > {BATCH_ROWS} OR OLD.id % {per} = 0 \
@@ -439,23 +449,10 @@ async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes
             .await
             .expect("the delete committed: it is reported done")
     );
-    let left = |store: SqliteStore| async move {
-        store
-            .write_raw(|tx| {
-                Ok(tx.query_row(
-                    "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'parked'), \
-                            (SELECT COUNT(*) FROM subscription_settlements)",
-                    [],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-                )?)
-            })
-            .await
-            .unwrap()
-    };
     // The first batch of each went with its change; the rest waits,
     // noted.
     assert_eq!(
-        left(store.clone()).await,
+        settling_left(&store, "parked").await,
         (2 * (per - BATCH_ROWS as i64), 2)
     );
     store
@@ -466,7 +463,7 @@ async fn a_change_whose_later_settling_fails_is_reported_done_and_prune_finishes
         .prune(crate::store::conformance::KEEP_AN_HOUR)
         .await
         .unwrap();
-    assert_eq!(left(store.clone()).await, (0, 0));
+    assert_eq!(settling_left(&store, "parked").await, (0, 0));
     let states: Vec<(String, String, i64)> = store
         .write_raw(|tx| {
             Ok(tx
