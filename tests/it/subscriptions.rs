@@ -564,6 +564,38 @@ async fn bad_input_names_the_field() {
         assert_eq!(status, 400, "{body}: {err}");
         assert_eq!(err["field"], field, "{body}: {err}");
     }
+    // A publish's `data` is parsed apart from its other fields (see
+    // `publish`): the first field at fault is still the one named.
+    for (body, field) in [
+        (
+            json!({ "objectId": "o", "objectType": "Group", "eventType": "e" }),
+            "data",
+        ),
+        (
+            json!({ "objectType": "Group", "eventType": "e", "data": {} }),
+            "objectId",
+        ),
+        (json!({ "objectType": "Group", "data": {} }), "objectId"),
+        (
+            json!({ "objectId": 1, "objectType": "Group", "eventType": "e" }),
+            "objectId",
+        ),
+        (
+            json!({ "objectId": "o", "objectType": "Group", "eventType": "e", "data": {}, "colour": 1 }),
+            "colour",
+        ),
+        (
+            json!({ "objectId": "o", "objectType": "Group", "eventType": "e", "data": {}, "Data": {} }),
+            "data",
+        ),
+    ] {
+        let (status, err) = call(&gw, KEY_A, Method::POST, "/v1/events", Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {err}");
+        assert_eq!(err["field"], field, "{body}: {err}");
+    }
+    let body = json!({ "ObjectId": "o", "ObjectType": "Group", "EventType": "e", "Data": { "n": [1, {"k": null}] } });
+    let (status, answer) = call(&gw, KEY_A, Method::POST, "/v1/events", Some(body)).await;
+    assert_eq!(status, 202, "PascalCase keys, `Data` among them: {answer}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

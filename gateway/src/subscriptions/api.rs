@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::SubscriptionsRuntime;
@@ -169,16 +169,28 @@ fn parse<T: DeserializeOwned>(
     fields: &[&str],
     aliases: &[(&str, &str)],
 ) -> Result<T, V1Error> {
-    let value =
-        canonical_object(body, fields, aliases).map_err(|BadInput { field, message }| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                field.as_deref(),
-                message,
-            )
-        })?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    typed(canonical(body, fields, aliases)?)
+}
+
+/// `body` as a JSON object with its keys canonically spelt (see `input`).
+fn canonical(
+    body: &[u8],
+    fields: &[&str],
+    aliases: &[(&str, &str)],
+) -> Result<Map<String, Value>, V1Error> {
+    canonical_object(body, fields, aliases).map_err(|BadInput { field, message }| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            field.as_deref(),
+            message,
+        )
+    })
+}
+
+/// A canonical object as `T`, naming the field at fault on error.
+fn typed<T: DeserializeOwned>(object: Map<String, Value>) -> Result<T, V1Error> {
+    serde_path_to_error::deserialize(Value::Object(object)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         // Unknown and missing fields name themselves in serde's message.
@@ -1097,6 +1109,17 @@ pub struct PublishEvent {
     pub id: Option<String>,
 }
 
+/// [`PublishEvent`] less its `data` (see `publish`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PublishHead {
+    object_id: String,
+    object_type: String,
+    event_type: String,
+    #[serde(default)]
+    id: Option<String>,
+}
+
 /// `POST /v1/events` answer.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -1124,7 +1147,20 @@ pub struct Published {
     security(("accessToken" = [])))]
 pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> V1Result {
     let (tenant, rt) = tenant(&state, &headers)?;
-    let req: PublishEvent = parse(&body, PUBLISH_FIELDS, &[])?;
+    let mut object = canonical(&body, PUBLISH_FIELDS, &[])?;
+    // `data` is taken out as parsed: deserializing a `Value` into a
+    // `Value` would build every map and array of it again.
+    let data = object.remove("data");
+    let head: PublishHead = typed(object)?;
+    // Checked after the others, where serde puts a missing field.
+    let data = data.ok_or_else(|| bad("data", "missing field `data`"))?;
+    let req = PublishEvent {
+        object_id: head.object_id,
+        object_type: head.object_type,
+        event_type: head.event_type,
+        data,
+        id: head.id,
+    };
     not_blank("objectId", &req.object_id)?;
     check_object_type(&rt, &req.object_type)?;
     not_blank("eventType", &req.event_type)?;

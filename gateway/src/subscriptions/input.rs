@@ -34,7 +34,7 @@ pub fn canonical_object(
     body: &[u8],
     fields: &[&str],
     aliases: &[(&str, &str)],
-) -> Result<Value, BadInput> {
+) -> Result<Map<String, Value>, BadInput> {
     let value: Value = serde_json::from_slice(body).map_err(|e| BadInput {
         field: None,
         message: format!("the body is not valid JSON: {e}"),
@@ -75,7 +75,7 @@ pub fn canonical_object(
         }
         out.insert(canonical, v);
     }
-    Ok(Value::Object(out))
+    Ok(out)
 }
 
 /// Fields whose value is any JSON, kept as JSON (which escapes a NUL): a
