@@ -57,18 +57,23 @@ pub(super) fn insert_event(
     // deleted before it never does.
     let mut fanout_targets: Vec<Vec<(String, bool)>> = Vec::with_capacity(event.fanout.len());
     for f in &event.fanout {
-        let ids: Vec<(String, bool)> = tx
-            .prepare_cached(
-                "SELECT id, active FROM subscriptions WHERE validity > ?1 \
-                 AND object_type = ?2 AND object_id = ?3 AND (?4 IS NULL OR tenant = ?4) \
-                 AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value = ?5 OR value = '*') \
-                 ORDER BY id",
-            )?
+        let mut lookup = tx.prepare_cached(
+            "SELECT id, active FROM subscriptions WHERE validity > ?1 \
+             AND object_type = ?2 AND object_id = ?3 AND (?4 IS NULL OR tenant = ?4) \
+             AND EXISTS (SELECT 1 FROM json_each(event_types) WHERE value = ?5 OR value = '*') \
+             ORDER BY id",
+        )?;
+        let ids: Vec<(String, bool)> = lookup
             .query_map(
                 params![now, f.object_type, f.object_id, f.tenant, f.event_type],
                 |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
             )?
             .collect::<rusqlite::Result<_>>()?;
+        #[cfg(test)]
+        super::tests::FANOUT_REPREPARES.fetch_max(
+            lookup.get_status(rusqlite::StatementStatus::RePrepare),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         fanout_targets.push(ids);
     }
     let deliveries = event.deliveries(&fanout_targets);

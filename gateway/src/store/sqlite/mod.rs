@@ -188,6 +188,20 @@ impl SqliteStore {
             params![ms(crate::clock::now_ms())],
         )?;
         conn.set_prepared_statement_cache_capacity(64);
+        // Plans that do not depend on the values bound. Without this
+        // guarantee SQLite may plan a statement for the values bound to
+        // it, and then prepares it again whenever they change: the fan-out
+        // look-up of subscriptions (`ingest.rs`) was compiled anew on every
+        // publish, a fifth of the writer's time in `hookgate-bench` row 10.
+        // What it gives up needs bound values at planning time: a `LIKE`
+        // with a bound pattern, or a partial index matched by a bound
+        // value; no statement of the writer relies on either (their
+        // partial-index conditions are literals), and the readers, which
+        // run the console's searches, keep the default.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         // Checkpoints run on their own thread; the writer's automatic one
         // is only a bound (see checkpointer.rs).
         conn.pragma_update(None, "wal_autocheckpoint", checkpointer::BACKSTOP_PAGES)?;
