@@ -156,6 +156,39 @@ impl NewEvent {
     }
 }
 
+/// An event's messages in the order every engine stores and numbers them:
+/// the named ones (`named`, each with its destinations), then each
+/// fan-out's envelope (`fanout`) that `reached` (per fan-out, its
+/// subscriptions as (id, active)) says reaches a subscription. Each comes
+/// with its destinations as (name, active) and whether they are
+/// subscribers. `M` is a message or a reference to one, so an engine that
+/// keeps the event (SQLite's writer may apply an operation again) borrows
+/// and one that consumes it moves.
+pub(crate) fn stored_messages<M, D>(
+    named: impl IntoIterator<Item = (M, D)>,
+    fanout: impl IntoIterator<Item = M>,
+    reached: Vec<Vec<(String, bool)>>,
+) -> impl Iterator<Item = (M, Vec<(String, bool)>, bool)>
+where
+    D: IntoIterator<Item = String>,
+{
+    let named = named
+        .into_iter()
+        .map(|(m, dests)| (m, dests.into_iter().map(|d| (d, true)).collect(), false));
+    let published = fanout
+        .into_iter()
+        .zip(reached)
+        .filter(|(_, subs)| !subs.is_empty())
+        .map(|(envelope, subs)| {
+            let dests = subs
+                .into_iter()
+                .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
+                .collect();
+            (envelope, dests, true)
+        });
+    named.chain(published)
+}
+
 /// A message published to the matching subscriptions: expanded into one
 /// delivery per subscription inside the insert's transaction, so a
 /// subscription created after the commit never sees it and one deleted

@@ -39,10 +39,7 @@ use super::{
     INGEST_WAIT, PARKED_REASON, StoreError, batch, checkout, db_err, dur, json_text, ms, notify,
 };
 use crate::plugin::Message;
-use crate::store::{
-    DueDelivery, Fanout, InsertOptions, Inserted, LeaseToken, NewEvent, NewMessage,
-    SUBSCRIBER_PREFIX,
-};
+use crate::store::{DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent, stored_messages};
 
 /// The most webhooks one transaction stores.
 const MAX_BATCH: usize = 128;
@@ -166,11 +163,9 @@ async fn write_batch(pool: &Pool, down: &Mutex<Option<String>>, batch: Vec<Pendi
         alone(&mut conn, later).await;
         return;
     }
-    let events: Vec<(NewEvent, InsertOptions)> = batch
-        .iter()
-        .map(|p| (p.event.clone(), p.opts.clone()))
-        .collect();
-    match store_together(&mut conn, events).await {
+    let events: Vec<(&NewEvent, &InsertOptions)> =
+        batch.iter().map(|p| (&p.event, &p.opts)).collect();
+    match store_together(&mut conn, &events).await {
         Ok(outcomes) => {
             for (p, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = p.reply.send(Ok(outcome));
@@ -250,7 +245,7 @@ struct Columns {
 /// Stores `events` in one transaction: what each one is.
 async fn store_together(
     conn: &mut Object,
-    events: Vec<(NewEvent, InsertOptions)>,
+    events: &[(&NewEvent, &InsertOptions)],
 ) -> Result<Vec<Inserted>, StoreError> {
     let mut c = Columns::default();
     for (i, (e, opts)) in events.iter().enumerate() {
@@ -266,7 +261,7 @@ async fn store_together(
     // The subscriptions the webhooks' fan-outs reach, under a share lock as
     // a lone insert reads them (see [`insert_event`]), and like it before
     // the keys: every insert takes its locks in one order.
-    let mut targets = fanout_targets(&tx, &events).await?;
+    let mut targets = fanout_targets(&tx, events).await?;
     // Then the keys, in one order for every batch (two batches taking
     // keys in opposite orders would deadlock). A key is ours if it was
     // free or its window has passed; a taken one makes its webhook a
@@ -338,7 +333,7 @@ async fn store_together(
     let mut unclaimed_due = false;
     let mut messages: HashMap<(String, i32), Arc<Message>> = HashMap::new();
     let mut outcomes: Vec<Option<Inserted>> = Vec::with_capacity(events.len());
-    for (i, (e, opts)) in events.into_iter().enumerate() {
+    for (i, &(e, opts)) in events.iter().enumerate() {
         if let Some(existing_id) = duplicates.remove(&i) {
             outcomes.push(Some(Inserted::Duplicate { existing_id }));
             continue;
@@ -360,7 +355,13 @@ async fn store_together(
         }
         let lease = opts.claim.as_ref().map_or(0, |claim| dur(claim.lease));
         // Numbered as a lone insert numbers them.
-        let stored = stored_messages(e.messages, e.fanout, reached);
+        let stored = stored_messages(
+            e.messages
+                .iter()
+                .map(|m| (&m.message, m.destinations.iter().cloned())),
+            e.fanout.iter().map(|f| &f.envelope),
+            reached,
+        );
         for (idx, (message, destinations, to_subscribers)) in (0..).zip(stored) {
             c.m_events.push(e.id.clone());
             c.m_idx.push(idx);
@@ -369,6 +370,7 @@ async fn store_together(
             c.m_content.push(message.content_type.clone());
             c.m_headers.push(json_text(&message.headers)?);
             c.m_bodies.push(message.body.clone());
+            let mut any_claimed = false;
             for (dest, active) in destinations {
                 let claim = opts
                     .claim
@@ -381,8 +383,13 @@ async fn store_together(
                 c.d_actives.push(active);
                 c.d_claims.push(claim);
                 c.d_leases.push(lease);
+                any_claimed |= claim;
             }
-            messages.insert((e.id.clone(), idx), Arc::new(message));
+            // Kept for the dispatcher only if one of its deliveries is
+            // claimed; copied then.
+            if any_claimed {
+                messages.insert((e.id.clone(), idx), Arc::new(message.clone()));
+            }
         }
     }
 
@@ -540,39 +547,12 @@ async fn store_together(
     Ok(out)
 }
 
-/// An event's messages in the order they are stored and numbered: the
-/// named ones, then each fan-out that `reached` (per fan-out, its
-/// subscriptions as (id, active)) says reaches a subscription. Each with
-/// its destinations as (name, active), and whether they are subscribers.
-fn stored_messages(
-    messages: Vec<NewMessage>,
-    fanout: Vec<Fanout>,
-    reached: Vec<Vec<(String, bool)>>,
-) -> impl Iterator<Item = (Message, Vec<(String, bool)>, bool)> {
-    let named = messages.into_iter().map(|m| {
-        let dests = m.destinations.into_iter().map(|d| (d, true)).collect();
-        (m.message, dests, false)
-    });
-    let published = fanout
-        .into_iter()
-        .zip(reached)
-        .filter(|(_, subs)| !subs.is_empty())
-        .map(|(f, subs)| {
-            let dests = subs
-                .into_iter()
-                .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
-                .collect();
-            (f.envelope, dests, true)
-        });
-    named.chain(published)
-}
-
 /// For each of `events`, for each of its fan-outs, the subscriptions it
 /// reaches as (id, active), in id order: one statement for the batch,
 /// which share-locks them in id order.
 async fn fanout_targets(
     tx: &deadpool_postgres::Transaction<'_>,
-    events: &[(NewEvent, InsertOptions)],
+    events: &[(&NewEvent, &InsertOptions)],
 ) -> Result<Vec<Vec<Vec<(String, bool)>>>, StoreError> {
     let mut targets: Vec<Vec<Vec<(String, bool)>>> = events
         .iter()
@@ -735,7 +715,11 @@ pub(super) async fn insert_event(
         inbound,
     } = event;
     let mut rows_of: Vec<MessageRows> = Vec::new();
-    let stored = stored_messages(messages, fanout, fanout_targets);
+    let stored = stored_messages(
+        messages.into_iter().map(|m| (m.message, m.destinations)),
+        fanout.into_iter().map(|f| f.envelope),
+        fanout_targets,
+    );
     for (idx, (message, destinations, to_subscribers)) in stored.enumerate() {
         let mut m = MessageRows {
             headers: json_text(&message.headers)?,

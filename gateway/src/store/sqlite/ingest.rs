@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 
 use super::{PARKED_REASON, SqliteStore, json_text, later, ms, now};
 use crate::store::{
-    DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent, SUBSCRIBER_PREFIX, StoreError,
+    DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent, StoreError, stored_messages,
 };
 
 /// The insert, inside the writer's savepoint.
@@ -105,22 +105,14 @@ pub(super) fn insert_event(
         fanout,
         ..
     } = event;
-    let named = messages.iter().map(|m| {
-        let dests: Vec<(String, bool)> = m.destinations.iter().map(|d| (d.clone(), true)).collect();
-        (&m.message, dests, false)
-    });
-    let published = fanout
-        .iter()
-        .zip(fanout_targets)
-        .filter(|(_, subs)| !subs.is_empty())
-        .map(|(f, subs)| {
-            let dests = subs
-                .into_iter()
-                .map(|(id, active)| (format!("{SUBSCRIBER_PREFIX}{id}"), active))
-                .collect();
-            (&f.envelope, dests, true)
-        });
-    for (idx, (message, destinations, to_subscribers)) in named.chain(published).enumerate() {
+    let stored = stored_messages(
+        messages
+            .iter()
+            .map(|m| (&m.message, m.destinations.iter().cloned())),
+        fanout.iter().map(|f| &f.envelope),
+        fanout_targets,
+    );
+    for (idx, (message, destinations, to_subscribers)) in stored.enumerate() {
         let headers = json_text(&message.headers)?;
         tx.prepare_cached(
             "INSERT INTO messages (event_id, idx, message_id, event_type, content_type, headers, body) \
