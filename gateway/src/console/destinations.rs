@@ -147,26 +147,6 @@ fn card(s: &DestinationStats, name: String, configured: bool, now: u64) -> Card 
     }
 }
 
-fn empty(name: &str, since: u64, now: u64, buckets: u32) -> DestinationStats {
-    let width = (now - since) / u64::from(buckets);
-    DestinationStats {
-        destination: name.to_owned(),
-        attempts: 0,
-        ok: 0,
-        p50_ms: None,
-        p99_ms: None,
-        backlog: 0,
-        oldest_pending_ms: None,
-        last_error: None,
-        series: (0..u64::from(buckets))
-            .map(|i| SeriesPoint {
-                start_ms: since + i * width,
-                ..Default::default()
-            })
-            .collect(),
-    }
-}
-
 /// Every subscription's deliveries as one line (one per subscription is
 /// on the subscriptions page).
 fn merge_subscriptions(all: &[&DestinationStats]) -> Option<DestinationStats> {
@@ -225,7 +205,7 @@ pub async fn page(
                 .iter()
                 .find(|s| &s.destination == *name)
                 .cloned()
-                .unwrap_or_else(|| empty(name, since, now, buckets));
+                .unwrap_or_else(|| DestinationStats::empty(name, since, now, buckets));
             card(&s, (*name).clone(), true, now)
         })
         .collect();

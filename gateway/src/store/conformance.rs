@@ -57,6 +57,7 @@ macro_rules! suite {
             records_that_arrive_together_are_each_written_or_refused_alone,
             an_insert_claim_runs_out_and_a_duplicate_claims_nothing,
             the_longest_keys_the_gateway_keeps_are_stored,
+            destination_stats_count_attempts_failures_and_backlogs,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1352,6 +1353,110 @@ pub async fn retention_prunes_delivered_and_dead_after_their_own_windows(store: 
     assert!(
         store.get("evt_pending".into()).await.unwrap().is_some(),
         "pending events are never pruned"
+    );
+}
+
+/// What the console's destinations page shows, the same on every engine:
+/// attempts and 2xx per bucket, nearest-rank percentiles, the latest
+/// failure's reason, and what waits now (a postponed delivery waits but was
+/// not attempted).
+pub async fn destination_stats_count_attempts_failures_and_backlogs(store: S) {
+    let since = crate::clock::now_ms() - 60_000;
+    insert_one(&*store, "evt_1", None, &["a", "b"]).await;
+    insert_one(&*store, "evt_2", None, &["a"]).await;
+    insert_one(&*store, "evt_3", None, &["c"]).await;
+    insert_one(&*store, "evt_4", None, &["p"]).await;
+    let due = store.claim_due(10, LONG, vec!["c".into()]).await.unwrap();
+    assert_eq!(due.len(), 4, "{due:?}");
+    for d in &due {
+        let base = attempt(d, 200, NextState::Delivered);
+        let record = match (d.destination.as_str(), d.event_id.as_str()) {
+            ("a", "evt_1") => AttemptRecord {
+                latency_ms: 10,
+                ..base
+            },
+            ("a", _) => AttemptRecord {
+                status: Some(500),
+                latency_ms: 30,
+                error: Some("boom".into()),
+                next: NextState::Retry { after: LONG },
+                ..base
+            },
+            ("b", _) => AttemptRecord {
+                status: Some(503),
+                latency_ms: 20,
+                next: NextState::Dead {
+                    reason: "exhausted".into(),
+                },
+                ..base
+            },
+            _ => AttemptRecord {
+                status: None,
+                error: Some("destination not configured".into()),
+                next: NextState::Postpone { after: LONG },
+                ..base
+            },
+        };
+        assert!(
+            store.record(record).await.unwrap() == Recorded::Written,
+            "{d:?}"
+        );
+    }
+    // Three buckets of a little over 40 s: every attempt (about 60 s after
+    // `since`) falls in the middle one.
+    let now = crate::clock::now_ms() + 60_000;
+    let stats = store.destination_stats(since, now, 3).await.unwrap();
+    let names: Vec<&str> = stats.iter().map(|s| s.destination.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c", "p"], "ordered by destination");
+    for s in &stats {
+        assert_eq!(s.series.len(), 3, "{s:?}");
+        assert_eq!(s.series[0].start_ms, since, "{s:?}");
+        let width = s.series[1].start_ms - s.series[0].start_ms;
+        assert_eq!(s.series[2].start_ms - s.series[1].start_ms, width);
+        assert!(width >= 40_000, "{s:?}");
+        let (ok, failed) = (s.series[1].ok, s.series[1].failed);
+        assert_eq!(ok + failed, s.attempts, "{s:?}: all in the middle bucket");
+        assert_eq!(ok, s.ok, "{s:?}");
+    }
+    let [a, b, c, p] = &stats[..] else {
+        unreachable!()
+    };
+    assert_eq!((a.attempts, a.ok), (2, 1), "{a:?}");
+    assert_eq!((a.p50_ms, a.p99_ms), (Some(10), Some(30)), "{a:?}");
+    assert!((a.series[1].mean_latency_ms - 20.0).abs() < 1e-9, "{a:?}");
+    assert_eq!(
+        a.last_error.as_ref().map(|(_, why)| why.as_str()),
+        Some("boom")
+    );
+    let evt_2 = store.get("evt_2".into()).await.unwrap().unwrap().summary;
+    assert_eq!(
+        (a.backlog, a.oldest_pending_ms),
+        (1, Some(evt_2.received_at_ms))
+    );
+    assert_eq!((b.attempts, b.ok, b.backlog), (1, 0, 0), "{b:?}");
+    assert_eq!((b.p50_ms, b.p99_ms), (Some(20), Some(20)), "{b:?}");
+    assert_eq!(
+        b.last_error.as_ref().map(|(_, why)| why.as_str()),
+        Some("HTTP 503")
+    );
+    let at = b.last_error.as_ref().map(|(at, _)| *at).unwrap();
+    assert!((since..now).contains(&at), "{b:?}");
+    for waiting in [c, p] {
+        assert_eq!(waiting.attempts, 0, "{waiting:?}: never attempted");
+        assert_eq!((waiting.p50_ms, waiting.last_error.as_ref()), (None, None));
+        assert_eq!(waiting.backlog, 1, "{waiting:?}");
+    }
+    // A window that ended before the attempts holds none of them, but the
+    // backlog is now's.
+    let before = store
+        .destination_stats(since - 60_000, since, 2)
+        .await
+        .unwrap();
+    assert!(before.iter().all(|s| s.attempts == 0), "{before:?}");
+    assert_eq!(
+        before.iter().map(|s| s.backlog).sum::<u64>(),
+        3,
+        "{before:?}"
     );
 }
 

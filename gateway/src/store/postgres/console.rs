@@ -9,7 +9,7 @@ use tokio_postgres::GenericClient;
 use super::{Args, BATCH_ROWS, ms, unsigned};
 use crate::store::stats::{
     Backlog, COUNT_CAP, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
-    SeriesPoint, StatusCounts,
+    StatsTally, StatusCounts, failure_reason,
 };
 use crate::store::{EventPage, EventStatus, EventSummary, StoreError, rfc3339};
 
@@ -307,27 +307,8 @@ pub(super) async fn destination_stats(
     now_ms: u64,
     buckets: u32,
 ) -> Result<Vec<DestinationStats>, StoreError> {
-    let buckets = buckets.max(1);
-    let width = (now_ms.saturating_sub(since_ms) / u64::from(buckets)).max(1);
-    let mut by_dest: std::collections::BTreeMap<String, (DestinationStats, Option<i64>)> =
-        Default::default();
-    let empty = |destination: &str| DestinationStats {
-        destination: destination.to_owned(),
-        attempts: 0,
-        ok: 0,
-        p50_ms: None,
-        p99_ms: None,
-        backlog: 0,
-        oldest_pending_ms: None,
-        last_error: None,
-        series: (0..u64::from(buckets))
-            .map(|i| SeriesPoint {
-                start_ms: since_ms + i * width,
-                ..Default::default()
-            })
-            .collect(),
-    };
-    let window = [ms(since_ms), ms(width), ms(now_ms)];
+    let mut tally = StatsTally::new(since_ms, now_ms, buckets);
+    let window = [ms(since_ms), ms(tally.width()), ms(now_ms)];
     for r in c
         .query(
             "SELECT d.destination, (a.attempted_at - $1) / $2 AS b, \
@@ -341,25 +322,17 @@ pub(super) async fn destination_stats(
         )
         .await?
     {
-        let dest: String = r.try_get(0)?;
-        let bucket = unsigned(r.try_get(1)?) as usize;
-        let ok = unsigned(r.try_get(2)?);
-        let n = unsigned(r.try_get(3)?);
-        let mean: f64 = r.try_get::<_, Option<f64>>(4)?.unwrap_or(0.0);
-        let failed_id: Option<i64> = r.try_get(5)?;
-        let entry = by_dest
-            .entry(dest.clone())
-            .or_insert_with(|| (empty(&dest), None));
-        entry.0.attempts += n;
-        entry.0.ok += ok;
-        if let Some(p) = entry.0.series.get_mut(bucket) {
-            p.ok += ok;
-            p.failed += n - ok.min(n);
-            p.mean_latency_ms = mean;
-        }
-        entry.1 = entry.1.max(failed_id);
+        tally.bucket(
+            r.try_get(0)?,
+            unsigned(r.try_get(1)?),
+            unsigned(r.try_get(3)?),
+            unsigned(r.try_get(2)?),
+            r.try_get::<_, Option<f64>>(4)?.unwrap_or(0.0),
+            r.try_get(5)?,
+        );
     }
-    // Percentiles computed by the database, per destination.
+    // Percentiles computed by the database, per destination
+    // (`percentile_disc`, the nearest rank `stats::percentile` also takes).
     for r in c
         .query(
             "SELECT d.destination, \
@@ -371,40 +344,31 @@ pub(super) async fn destination_stats(
         )
         .await?
     {
-        let dest: String = r.try_get(0)?;
-        if let Some((stats, _)) = by_dest.get_mut(&dest) {
+        if let Some(stats) = tally.get_mut(r.try_get(0)?) {
             stats.p50_ms = r.try_get::<_, Option<i64>>(1)?.map(unsigned);
             stats.p99_ms = r.try_get::<_, Option<i64>>(2)?.map(unsigned);
         }
     }
-    for (stats, last_failed) in by_dest.values_mut() {
-        if let Some(id) = last_failed {
-            stats.last_error = c
-                .query_opt(
-                    "SELECT attempted_at, status, error FROM attempts WHERE id = $1",
-                    &[&*id],
-                )
-                .await?
-                .map(|r| -> Result<(u64, String), StoreError> {
-                    let at: i64 = r.try_get(0)?;
-                    let status: Option<i32> = r.try_get(1)?;
-                    let error: Option<String> = r.try_get(2)?;
-                    let why = error
-                        .or_else(|| status.map(|s| format!("HTTP {s}")))
-                        .unwrap_or_else(|| "failed".to_owned());
-                    Ok((unsigned(at), why))
-                })
-                .transpose()?;
-        }
+    for (stats, id) in tally.with_latest_failure() {
+        stats.last_error = c
+            .query_opt(
+                "SELECT attempted_at, status, error FROM attempts WHERE id = $1",
+                &[&id],
+            )
+            .await?
+            .map(|r| -> Result<(u64, String), StoreError> {
+                let at: i64 = r.try_get(0)?;
+                let status: Option<i32> = r.try_get(1)?;
+                let error: Option<String> = r.try_get(2)?;
+                let status = status.and_then(|s| u16::try_from(s).ok());
+                Ok((unsigned(at), failure_reason(error, status)))
+            })
+            .transpose()?;
     }
     for b in backlog(c).await? {
-        let entry = by_dest
-            .entry(b.destination.clone())
-            .or_insert_with(|| (empty(&b.destination), None));
-        entry.0.backlog = b.pending;
-        entry.0.oldest_pending_ms = b.oldest_pending_ms;
+        tally.backlog(b);
     }
-    Ok(by_dest.into_values().map(|(s, _)| s).collect())
+    Ok(tally.finish())
 }
 
 pub(super) async fn parked(

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use super::{BATCH_ROWS, SqliteStore, ms, now, refresh_event_status};
 use crate::store::stats::{
     Backlog, COUNT_CAP, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
-    SeriesPoint, StatusCounts,
+    StatsTally, StatusCounts, failure_reason, percentile,
 };
 use crate::store::{EventPage, EventStatus, EventSummary, StoreError, rfc3339};
 
@@ -371,26 +371,7 @@ impl SqliteStore {
         now_ms: u64,
         buckets: u32,
     ) -> Result<Vec<DestinationStats>, StoreError> {
-        let buckets = buckets.max(1);
-        let width = (now_ms.saturating_sub(since_ms) / u64::from(buckets)).max(1);
-        let mut by_dest: std::collections::BTreeMap<String, (DestinationStats, Option<i64>)> =
-            Default::default();
-        let empty = |destination: &str| DestinationStats {
-            destination: destination.to_owned(),
-            attempts: 0,
-            ok: 0,
-            p50_ms: None,
-            p99_ms: None,
-            backlog: 0,
-            oldest_pending_ms: None,
-            last_error: None,
-            series: (0..u64::from(buckets))
-                .map(|i| SeriesPoint {
-                    start_ms: since_ms + i * width,
-                    ..Default::default()
-                })
-                .collect(),
-        };
+        let mut tally = StatsTally::new(since_ms, now_ms, buckets);
         // One pass over the window through the attempts' time index.
         let mut stmt = c.prepare_cached(
             "SELECT d.destination, (a.attempted_at - ?1) / ?2 AS b, \
@@ -400,25 +381,16 @@ impl SqliteStore {
              WHERE a.attempted_at >= ?1 AND a.attempted_at < ?3 \
              GROUP BY d.destination, b",
         )?;
-        let mut rows = stmt.query(params![ms(since_ms), ms(width), ms(now_ms)])?;
+        let mut rows = stmt.query(params![ms(since_ms), ms(tally.width()), ms(now_ms)])?;
         while let Some(r) = rows.next()? {
-            let dest: String = r.get(0)?;
-            let bucket = unsigned(r.get(1)?) as usize;
-            let ok = unsigned(r.get::<_, Option<i64>>(2)?.unwrap_or(0));
-            let n = unsigned(r.get(3)?);
-            let mean: f64 = r.get::<_, Option<f64>>(4)?.unwrap_or(0.0);
-            let failed_id: Option<i64> = r.get(5)?;
-            let entry = by_dest
-                .entry(dest.clone())
-                .or_insert_with(|| (empty(&dest), None));
-            entry.0.attempts += n;
-            entry.0.ok += ok;
-            if let Some(p) = entry.0.series.get_mut(bucket) {
-                p.ok += ok;
-                p.failed += n - ok.min(n);
-                p.mean_latency_ms = mean;
-            }
-            entry.1 = entry.1.max(failed_id);
+            tally.bucket(
+                &r.get::<_, String>(0)?,
+                unsigned(r.get(1)?),
+                unsigned(r.get(3)?),
+                unsigned(r.get::<_, Option<i64>>(2)?.unwrap_or(0)),
+                r.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
+                r.get(5)?,
+            );
         }
         drop(rows);
         // Percentiles from a histogram of whole milliseconds: exact, and
@@ -438,36 +410,28 @@ impl SqliteStore {
                 .push((unsigned(r.get(1)?), unsigned(r.get(2)?)));
         }
         drop(rows);
-        for (dest, (stats, last_failed)) in by_dest.iter_mut() {
-            if let Some(h) = histograms.get(dest) {
+        for (dest, h) in &histograms {
+            if let Some(stats) = tally.get_mut(dest) {
                 stats.p50_ms = percentile(h, 0.50);
                 stats.p99_ms = percentile(h, 0.99);
             }
-            if let Some(id) = last_failed {
-                stats.last_error = c
-                    .prepare_cached(
-                        "SELECT attempted_at, status, error FROM attempts WHERE id = ?1",
-                    )?
-                    .query_row(params![*id], |r| {
-                        let at: i64 = r.get(0)?;
-                        let status: Option<u16> = r.get(1)?;
-                        let error: Option<String> = r.get(2)?;
-                        let why = error
-                            .or_else(|| status.map(|s| format!("HTTP {s}")))
-                            .unwrap_or_else(|| "failed".to_owned());
-                        Ok((unsigned(at), why))
-                    })
-                    .optional()?;
-            }
+        }
+        let mut stmt =
+            c.prepare_cached("SELECT attempted_at, status, error FROM attempts WHERE id = ?1")?;
+        for (stats, id) in tally.with_latest_failure() {
+            stats.last_error = stmt
+                .query_row(params![id], |r| {
+                    let at: i64 = r.get(0)?;
+                    let status: Option<u16> = r.get(1)?;
+                    let error: Option<String> = r.get(2)?;
+                    Ok((unsigned(at), failure_reason(error, status)))
+                })
+                .optional()?;
         }
         for b in Self::console_backlog(c)? {
-            let entry = by_dest
-                .entry(b.destination.clone())
-                .or_insert_with(|| (empty(&b.destination), None));
-            entry.0.backlog = b.pending;
-            entry.0.oldest_pending_ms = b.oldest_pending_ms;
+            tally.backlog(b);
         }
-        Ok(by_dest.into_values().map(|(s, _)| s).collect())
+        Ok(tally.finish())
     }
 
     pub(super) fn console_parked(
@@ -494,37 +458,5 @@ impl SqliteStore {
             out.push((dest.clone(), parked));
         }
         Ok(out)
-    }
-}
-
-/// The `q` quantile of a histogram of (latency, count), sorted by latency.
-fn percentile(histogram: &[(u64, u64)], q: f64) -> Option<u64> {
-    let n: u64 = histogram.iter().map(|(_, c)| c).sum();
-    if n == 0 {
-        return None;
-    }
-    let rank = ((n - 1) as f64 * q).round() as u64;
-    let mut seen = 0;
-    for (latency, count) in histogram {
-        seen += count;
-        if seen > rank {
-            return Some(*latency);
-        }
-    }
-    histogram.last().map(|(l, _)| *l)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn percentiles_come_from_the_histogram() {
-        // 1..=100 ms, once each.
-        let h: Vec<(u64, u64)> = (1..=100).map(|l| (l, 1)).collect();
-        assert_eq!(percentile(&h, 0.5), Some(51));
-        assert_eq!(percentile(&h, 0.99), Some(99));
-        assert_eq!(percentile(&[(7, 3)], 0.99), Some(7));
-        assert_eq!(percentile(&[], 0.5), None);
     }
 }
