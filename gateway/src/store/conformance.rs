@@ -58,6 +58,7 @@ macro_rules! suite {
             an_insert_claim_runs_out_and_a_duplicate_claims_nothing,
             the_longest_keys_the_gateway_keeps_are_stored,
             destination_stats_count_attempts_failures_and_backlogs,
+            the_consoles_reads_filter_search_count_and_page_alike,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1457,6 +1458,237 @@ pub async fn destination_stats_count_attempts_failures_and_backlogs(store: S) {
         before.iter().map(|s| s.backlog).sum::<u64>(),
         3,
         "{before:?}"
+    );
+}
+
+/// The console's reads beyond the admin API, the same on every engine:
+/// its filters and id search, counts by status, pages, the kept inbound
+/// request, the backlog and the deliveries by state per destination.
+pub async fn the_consoles_reads_filter_search_count_and_page_alike(store: S) {
+    use super::stats::{InboundView, ParkedDeliveries, StatusCounts};
+
+    let inbound = InboundView {
+        method: "POST".into(),
+        path: "/hooks/r?x=1".into(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-hub-signature-256".into(), "[redacted]".into()),
+        ],
+    };
+    let e1 = NewEvent {
+        inbound: Some(inbound.clone()),
+        ..event("evt_01", Some("prov-1"), &["a"])
+    };
+    // Two webhooks that became two messages each, with the ids the
+    // pipeline gives them: the provider's id, else the event's, suffixed.
+    let split = |id: &str, source: Option<&str>, dests: [&str; 2]| {
+        let mut e = event(id, source, &[]);
+        let one = e.messages.pop().unwrap();
+        e.messages = dests
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut m = one.clone();
+                m.message.id = Some(format!("{}.{i}", source.unwrap_or(id)));
+                m.destinations = vec![(*d).to_owned()];
+                m
+            })
+            .collect();
+        e
+    };
+    let mut e2 = NewEvent {
+        route: "r2".into(),
+        ..split("evt_02", Some("prov-2"), ["b", "b"])
+    };
+    for m in &mut e2.messages {
+        m.message.event_type = Some("push".into());
+    }
+    for e in [e1, e2, split("evt_03", None, ["a", "b"])] {
+        assert!(matches!(
+            store.insert(e, opts()).await.unwrap(),
+            Inserted::New { .. }
+        ));
+    }
+    // evt_01 delivered, evt_02 dead, evt_03 pending (its claims handed back).
+    for d in store.claim_due(10, LONG, Vec::new()).await.unwrap() {
+        match d.event_id.as_str() {
+            "evt_01" => record(&store, &d, 200, NextState::Delivered).await,
+            "evt_02" => record(&store, &d, 500, NextState::Dead { reason: "x".into() }).await,
+            _ => {
+                assert!(store.release(d.id, d.lease).await.unwrap());
+                continue;
+            }
+        };
+    }
+
+    let ids = async |filter: ConsoleFilter| -> Vec<String> {
+        let page = store.console_list(filter, 10, None).await.unwrap();
+        assert_eq!(page.next, None);
+        page.events.into_iter().map(|e| e.id).collect()
+    };
+    let all = ConsoleFilter::default();
+    assert_eq!(
+        ids(all.clone()).await,
+        ["evt_03", "evt_02", "evt_01"],
+        "newest first"
+    );
+    let with = |f: &dyn Fn(&mut ConsoleFilter)| {
+        let mut filter = ConsoleFilter::default();
+        f(&mut filter);
+        filter
+    };
+    let cases: [(&str, ConsoleFilter, &[&str]); 12] = [
+        (
+            "status",
+            with(&|f| f.base.status = Some(EventStatus::Delivered)),
+            &["evt_01"],
+        ),
+        (
+            "route",
+            with(&|f| f.base.route = Some("r2".into())),
+            &["evt_02"],
+        ),
+        (
+            "destination",
+            with(&|f| f.base.destination = Some("a".into())),
+            &["evt_03", "evt_01"],
+        ),
+        (
+            "event type",
+            with(&|f| f.event_type = Some("push".into())),
+            &["evt_02"],
+        ),
+        (
+            "an id prefix",
+            with(&|f| f.search = Some("evt_0".into())),
+            &["evt_03", "evt_02", "evt_01"],
+        ),
+        (
+            "a whole id",
+            with(&|f| f.search = Some(" evt_02 ".into())),
+            &["evt_02"],
+        ),
+        (
+            "a provider id",
+            with(&|f| f.search = Some("prov-1".into())),
+            &["evt_01"],
+        ),
+        (
+            "a message id of a split webhook",
+            with(&|f| f.search = Some("prov-2.1".into())),
+            &["evt_02"],
+        ),
+        (
+            "the message id of an event without a provider id",
+            with(&|f| f.search = Some("evt_03.1".into())),
+            &["evt_03"],
+        ),
+        (
+            "no such id",
+            with(&|f| f.search = Some("prov-".into())),
+            &[],
+        ),
+        (
+            "the confirmed set",
+            with(&|f| f.max_id = Some("evt_02".into())),
+            &["evt_02", "evt_01"],
+        ),
+        (
+            "route and status together",
+            with(&|f| {
+                f.base.route = Some("r".into());
+                f.base.status = Some(EventStatus::Pending);
+            }),
+            &["evt_03"],
+        ),
+    ];
+    for (what, filter, want) in cases {
+        assert_eq!(ids(filter).await, want, "{what}");
+    }
+
+    // Pages: newest first, the cursor carries on, the last page has none.
+    let first = store.console_list(all.clone(), 2, None).await.unwrap();
+    let got: Vec<&str> = first.events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(got, ["evt_03", "evt_02"]);
+    let second = store
+        .console_list(all.clone(), 2, Some(first.next.expect("a second page")))
+        .await
+        .unwrap();
+    let got: Vec<&str> = second.events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!((got, second.next), (vec!["evt_01"], None));
+    let e2 = &first.events[1];
+    assert_eq!(
+        (
+            e2.route.as_str(),
+            e2.status,
+            e2.source_id.as_deref(),
+            e2.event_type.as_deref()
+        ),
+        ("r2", EventStatus::Dead, Some("prov-2"), Some("push"))
+    );
+
+    // Counts by status ignore the filter's status.
+    let counts = |filter| store.count_by_status(filter);
+    let every = StatusCounts {
+        pending: 1,
+        delivered: 1,
+        dead: 1,
+    };
+    assert_eq!(counts(all.clone()).await.unwrap(), every);
+    let route_r = with(&|f| {
+        f.base.route = Some("r".into());
+        f.base.status = Some(EventStatus::Dead);
+    });
+    assert_eq!(
+        counts(route_r).await.unwrap(),
+        StatusCounts { dead: 0, ..every }
+    );
+
+    // The inbound request, when it was kept.
+    assert_eq!(store.inbound("evt_01".into()).await.unwrap(), Some(inbound));
+    assert_eq!(store.inbound("evt_03".into()).await.unwrap(), None);
+    assert_eq!(store.inbound("evt_none".into()).await.unwrap(), None);
+
+    // What waits: evt_03's two deliveries.
+    let received = store
+        .get("evt_03".into())
+        .await
+        .unwrap()
+        .unwrap()
+        .summary
+        .received_at_ms;
+    let backlog = store.backlog().await.unwrap();
+    let got: Vec<(&str, u64, Option<u64>)> = backlog
+        .iter()
+        .map(|b| (b.destination.as_str(), b.pending, b.oldest_pending_ms))
+        .collect();
+    assert_eq!(got, [("a", 1, Some(received)), ("b", 1, Some(received))]);
+    let by_state = store
+        .parked_deliveries(vec!["b".into(), "a".into(), "zzz".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        by_state,
+        [
+            (
+                "b".to_owned(),
+                ParkedDeliveries {
+                    pending: 1,
+                    parked: 0,
+                    dead: 2
+                }
+            ),
+            (
+                "a".to_owned(),
+                ParkedDeliveries {
+                    pending: 1,
+                    parked: 0,
+                    dead: 0
+                }
+            ),
+            ("zzz".to_owned(), ParkedDeliveries::default()),
+        ],
+        "in the order asked"
     );
 }
 
