@@ -317,21 +317,28 @@ async fn check(path: PathBuf) -> ExitCode {
         }
         ExitCode::FAILURE
     };
-    let cfg = match config::from_path(&path) {
+    // A config that does not parse, or whose keys and types are wrong,
+    // stops here: nothing past this has a config to look at.
+    let cfg = match config::typed_from_path(&path) {
         Ok(c) => c,
         Err(errors) => return report(&errors),
     };
+    // What is wrong across keys, in the TLS files and in the plugins'
+    // `with:` blocks is reported together, so that one run shows what a
+    // start would refuse. The plugins are loaded even when the first
+    // check failed; an error that repeats one already found is left out.
+    let mut problems = config::validate(&cfg).err().map_or_else(Vec::new, |e| e.0);
     // The files store.url names (sslrootcert, sslcert, sslkey) are read
     // as the gateway reads them at start: a missing or unusable one is
     // found here, not by the first start on the production host.
     if let Some(message) = store_tls_files(&cfg) {
-        return report(&config::ConfigErrors(vec![config::ConfigError {
+        problems.push(config::ConfigError {
             path: "store.url".into(),
             message,
-        }]));
+        });
     }
     match hookgate::prepare(cfg, None).await {
-        Ok((_, snapshot)) => {
+        Ok((_, snapshot)) if problems.is_empty() => {
             println!(
                 "{}: ok ({} routes, {} destinations, {} plugins)",
                 path.display(),
@@ -341,7 +348,15 @@ async fn check(path: PathBuf) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(errors) => report(&errors),
+        Ok(_) => report(&config::ConfigErrors(problems)),
+        Err(errors) => {
+            for e in errors.0 {
+                if !problems.contains(&e) {
+                    problems.push(e);
+                }
+            }
+            report(&config::ConfigErrors(problems))
+        }
     }
 }
 

@@ -163,6 +163,42 @@ routes:
     );
 }
 
+/// One run shows every problem a start would refuse once the config has
+/// its shape: keys that disagree with each other, TLS files and what the
+/// plugins say about their `with:` blocks, each once.
+#[test]
+fn problems_across_keys_and_in_plugins_are_reported_in_one_run() {
+    let (code, _, err) = check(
+        r#"
+store: { engine: postgres, url: "postgres://hg@db.example/h?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem" }
+destinations:
+  d: { kind: log }
+routes:
+  r1:
+    verify: { plugin: hmac, with: { secret: abc, header: X-Sig, algorithm: sha999 } }
+    to: [d, nope]
+  r2:
+    verify: { plugin: no-such-plugin }
+    transform: [ { plugin: github-teams, with: { card: bogus } } ]
+"#,
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    for says in [
+        "5 problem(s)",
+        "routes.r1.to[1]: no destination named \"nope\"",
+        "store.url: sslrootcert /nonexistent/ca.pem",
+        "routes.r1.verify.with.algorithm: unknown variant `sha999`",
+        "routes.r2.verify.plugin: no plugin named \"no-such-plugin\"",
+        "routes.r2.transform[0].with.card: must be message-card or adaptive",
+    ] {
+        assert!(err.contains(says), "{says:?} in {err}");
+    }
+    for line in err.lines().skip(1) {
+        assert_eq!(err.matches(line).count(), 1, "{line:?} is said once: {err}");
+    }
+}
+
 #[test]
 fn a_bad_key_in_a_with_block_is_named_by_check() {
     let (code, _, err) = check(

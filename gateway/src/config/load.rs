@@ -100,15 +100,35 @@ fn validator() -> &'static jsonschema::Validator {
 /// Reads and checks a config file, taking `${VAR}` from the process
 /// environment.
 pub fn from_path(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+    let config = typed_from_path(path)?;
+    super::validate(&config)?;
+    Ok(config)
+}
+
+/// The config at `path` as far as its shape goes (YAML, `${VAR}`s, the
+/// schema, the types), without [`validate`](super::validate)'s checks
+/// across keys: for `hookgate check`, which reports those together with
+/// what the plugins say, not one stage per run.
+pub fn typed_from_path(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors::one("", format!("cannot read {}: {e}", path.display())))?;
-    let mut config = from_str(&text, &|name| std::env::var(name).ok())?;
+    let mut config = typed_from_str(&text, &|name| std::env::var(name).ok())?;
     config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(config)
 }
 
 /// Checks config text, taking `${VAR}` from `env`.
 pub fn from_str(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, ConfigErrors> {
+    let config = typed_from_str(text, env)?;
+    super::validate(&config)?;
+    Ok(config)
+}
+
+/// [`from_str`] without the checks across keys.
+fn typed_from_str(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<GatewayConfig, ConfigErrors> {
@@ -134,7 +154,6 @@ pub fn from_str(
 
     let config: GatewayConfig = serde_json::from_value(value)
         .map_err(|e| ConfigErrors::one("", format!("invalid configuration: {e}")))?;
-    super::validate(&config)?;
     Ok(config)
 }
 

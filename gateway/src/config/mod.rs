@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use load::{ConfigError, ConfigErrors, from_path, from_str, json_schema};
+pub use load::{ConfigError, ConfigErrors, from_path, from_str, json_schema, typed_from_path};
 pub use units::{ByteSize, Duration};
 pub use validate::validate;
 
