@@ -59,6 +59,7 @@ macro_rules! suite {
             the_longest_keys_the_gateway_keeps_are_stored,
             destination_stats_count_attempts_failures_and_backlogs,
             the_consoles_reads_filter_search_count_and_page_alike,
+            one_delivery_is_replayed_unless_it_is_in_flight_parked_or_another_events,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1690,6 +1691,88 @@ pub async fn the_consoles_reads_filter_search_count_and_page_alike(store: S) {
         ],
         "in the order asked"
     );
+}
+
+/// The console's replay of one delivery: a finished one (delivered or
+/// dead) is due again at once with a fresh retry budget and its attempts
+/// kept; one in flight, one parked for a disabled subscription, one named
+/// with another event's id and one that does not exist are left alone.
+pub async fn one_delivery_is_replayed_unless_it_is_in_flight_parked_or_another_events(store: S) {
+    insert_one(&*store, "evt_1", None, &["a", "b"]).await;
+    insert_one(&*store, "evt_2", None, &["a"]).await;
+    let due = store.claim_due(10, LONG, Vec::new()).await.unwrap();
+    assert_eq!(due.len(), 3);
+    let find = |event: &str, dest: &str| {
+        due.iter()
+            .find(|d| d.event_id == event && d.destination == dest)
+            .unwrap()
+            .clone()
+    };
+    let (dead, delivered, in_flight) = (find("evt_1", "a"), find("evt_1", "b"), find("evt_2", "a"));
+    // A retried attempt first, so the budget has something to reset.
+    record(
+        &store,
+        &dead,
+        500,
+        NextState::Retry {
+            after: Duration::ZERO,
+        },
+    )
+    .await;
+    let again = claim_until(&store, 1, Duration::from_secs(5)).await;
+    assert_eq!((again.len(), again[0].retries), (1, 1), "{again:?}");
+    record(
+        &store,
+        &again[0],
+        500,
+        NextState::Dead { reason: "x".into() },
+    )
+    .await;
+    record(&store, &delivered, 200, NextState::Delivered).await;
+    assert_eq!(status(&store, "evt_1").await, EventStatus::Dead);
+
+    let replay = |event: &str, id: i64| store.replay_delivery(event.into(), id);
+    assert!(!replay("evt_2", in_flight.id).await.unwrap(), "in flight");
+    assert!(
+        !replay("evt_2", dead.id).await.unwrap(),
+        "another event's delivery"
+    );
+    assert!(
+        !replay("evt_1", i64::MAX).await.unwrap(),
+        "no such delivery"
+    );
+    assert_eq!(
+        status(&store, "evt_1").await,
+        EventStatus::Dead,
+        "nothing changed"
+    );
+
+    assert!(replay("evt_1", dead.id).await.unwrap(), "a dead delivery");
+    assert!(
+        replay("evt_1", delivered.id).await.unwrap(),
+        "a delivered one"
+    );
+    assert_eq!(status(&store, "evt_1").await, EventStatus::Pending);
+    let mut replayed = claim_until(&store, 2, Duration::from_secs(5)).await;
+    replayed.sort_by_key(|d| d.id);
+    let got: Vec<(i64, u32, u32)> = replayed
+        .iter()
+        .map(|d| (d.id, d.attempts, d.retries))
+        .collect();
+    let mut want = vec![(dead.id, 2, 0), (delivered.id, 1, 0)];
+    want.sort_unstable();
+    assert_eq!(got, want, "due at once, attempts kept, retries from 0");
+
+    // A delivery parked for a disabled subscription waits for it.
+    disabled_subscriptions(&*store, &["wh_off"]).await;
+    store.insert(publish("evt_3", "A"), opts()).await.unwrap();
+    let parked = store.parked("wh_off".into(), 10).await.unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(
+        !replay("evt_3", parked[0].delivery_id).await.unwrap(),
+        "parked"
+    );
+    assert_eq!(store.parked("wh_off".into(), 10).await.unwrap().len(), 1);
 }
 
 pub async fn subscription_patches_change_only_what_they_name(store: S) {
