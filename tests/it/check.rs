@@ -197,6 +197,23 @@ routes:
     for line in err.lines().skip(1) {
         assert_eq!(err.matches(line).count(), 1, "{line:?} is said once: {err}");
     }
+
+    // A limit the plugins would load under that is out of range keeps them
+    // from loading: the other problems across keys are still all there.
+    let (code, _, err) = check(
+        r#"
+routes:
+  r1:
+    verify: { plugin: github, timeout: 100000000000d }
+    transform: [ { plugin: github-teams, with: { card: bogus } } ]
+    to: [nope]
+"#,
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("2 problem(s)"), "{err}");
+    assert!(err.contains("routes.r1.verify.timeout:"), "{err}");
+    assert!(err.contains("routes.r1.to[0]: no destination"), "{err}");
 }
 
 #[test]

@@ -15,6 +15,11 @@ const MIN_PLUGIN_MEMORY: u64 = 2 << 20;
 /// wasm32 linear memory cannot grow past 4 GiB.
 const MAX_PLUGIN_MEMORY: u64 = 4 << 30;
 
+/// The range of a plugin call's deadline, `plugins.timeout` and each use's
+/// own.
+const MIN_PLUGIN_TIMEOUT: StdDuration = StdDuration::from_millis(1);
+const MAX_PLUGIN_TIMEOUT: StdDuration = StdDuration::from_secs(5 * 60);
+
 /// An admin token is a credential: 32 bytes is what `openssl rand -hex 16`
 /// prints, and too long to guess.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
@@ -191,8 +196,8 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         &mut err,
         "plugins.timeout".into(),
         config.plugins.timeout,
-        StdDuration::from_millis(1),
-        5 * MINUTE,
+        MIN_PLUGIN_TIMEOUT,
+        MAX_PLUGIN_TIMEOUT,
     );
     size_in(
         &mut err,
@@ -592,10 +597,16 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
             if !is_name(&u.plugin) {
                 err(format!("routes.{name}.{stage}.plugin"), name_rule());
             }
-            if u.timeout.is_some_and(|t| t.0.is_zero()) {
-                err(
+            // A use's deadline replaces `plugins.timeout` and is held to
+            // the same range: a plugin's calls are bounded whatever a
+            // route says.
+            if let Some(t) = u.timeout {
+                duration_in(
+                    &mut err,
                     format!("routes.{name}.{stage}.timeout"),
-                    "must be greater than zero".into(),
+                    t,
+                    MIN_PLUGIN_TIMEOUT,
+                    MAX_PLUGIN_TIMEOUT,
                 );
             }
             if let Some(h) = &u.http {
@@ -705,6 +716,18 @@ mod tests {
             ("plugins: { timeout: 100000000000d }", "plugins.timeout"),
             ("plugins: { timeout: 0s }", "plugins.timeout"),
             ("plugins: { memory: 1000GiB }", "plugins.memory"),
+            (
+                "routes: { r: { verify: { plugin: github, timeout: 100000000000d } } }",
+                "routes.r.verify.timeout",
+            ),
+            (
+                "routes: { r: { transform: [ { plugin: template, timeout: 0s } ] } }",
+                "routes.r.transform[0].timeout",
+            ),
+            (
+                "routes: { r: { verify: { plugin: github, timeout: 301s } } }",
+                "routes.r.verify.timeout",
+            ),
             (
                 "delivery: { workers: 18446744073709551615 }",
                 "delivery.workers",

@@ -2,8 +2,10 @@
 //! the console's wider event filter, counts by status, destination health
 //! and time series, and the inbound request kept with each event.
 //!
-//! Only types live here; the engines answer them through the console block
-//! at the end of the [`Store`](super::Store) trait.
+//! The engines answer them through the console block at the end of the
+//! [`Store`](super::Store) trait. Besides the types, what both engines'
+//! destination-health rows add up to lives here once ([`StatsTally`],
+//! [`percentile`]), so that the engines differ in their queries only.
 
 use std::collections::BTreeMap;
 
