@@ -15,8 +15,8 @@ const MIN_PLUGIN_MEMORY: u64 = 2 << 20;
 /// wasm32 linear memory cannot grow past 4 GiB.
 const MAX_PLUGIN_MEMORY: u64 = 4 << 30;
 
-/// The range of a plugin call's deadline, `plugins.timeout` and each use's
-/// own.
+/// The range of a plugin call's deadline (`plugins.timeout` and each use's
+/// own) and of a request's plugin time (`routes.*.max_plugin_time`).
 const MIN_PLUGIN_TIMEOUT: StdDuration = StdDuration::from_millis(1);
 const MAX_PLUGIN_TIMEOUT: StdDuration = StdDuration::from_secs(5 * 60);
 
@@ -581,12 +581,15 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                     .map(|(i, u)| (format!("transform[{i}]"), u)),
             )
             .chain(route.route.iter().map(|u| ("route".to_owned(), u)));
-        if route.max_plugin_time.0.is_zero() {
-            err(
-                format!("routes.{name}.max_plugin_time"),
-                "must be greater than zero".into(),
-            );
-        }
+        // Every request of the route adds this to the clock for its
+        // deadline: past the clock's range that addition panics.
+        duration_in(
+            &mut err,
+            format!("routes.{name}.max_plugin_time"),
+            route.max_plugin_time,
+            MIN_PLUGIN_TIMEOUT,
+            MAX_PLUGIN_TIMEOUT,
+        );
         if route.max_in_flight == 0 {
             err(
                 format!("routes.{name}.max_in_flight"),
@@ -727,6 +730,14 @@ mod tests {
             (
                 "routes: { r: { verify: { plugin: github, timeout: 301s } } }",
                 "routes.r.verify.timeout",
+            ),
+            (
+                "routes: { r: { max_plugin_time: 200000000000000d } }",
+                "routes.r.max_plugin_time",
+            ),
+            (
+                "routes: { r: { max_plugin_time: 0s } }",
+                "routes.r.max_plugin_time",
             ),
             (
                 "delivery: { workers: 18446744073709551615 }",
