@@ -227,6 +227,13 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
         StdDuration::ZERO,
         100 * YEAR,
     );
+    duration_in(
+        &mut err,
+        "store.dead_retention".into(),
+        config.store.dead_retention,
+        StdDuration::ZERO,
+        100 * YEAR,
+    );
     if config.store.engine == super::StoreEngine::Postgres {
         match &config.store.url {
             None => err(
@@ -504,6 +511,15 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
             StdDuration::ZERO,
             10 * YEAR,
         );
+        // The secret a rotation replaces keeps signing this long: a
+        // rotation after a leak must end its use within days, not never.
+        duration_in(
+            &mut err,
+            "subscriptions.secret_rotation_overlap".into(),
+            subs.secret_rotation_overlap,
+            StdDuration::ZERO,
+            30 * DAY,
+        );
         duration_in(
             &mut err,
             "subscriptions.validation_timeout".into(),
@@ -745,6 +761,14 @@ mod tests {
             ),
             ("store: { retention: 1000000000d }", "store.retention"),
             ("store: { dedup_window: 1000000000d }", "store.dedup_window"),
+            (
+                "store: { dead_retention: 1000000000d }",
+                "store.dead_retention",
+            ),
+            (
+                "subscriptions: { api_keys: { a: 0123456789abcdef }, secret_rotation_overlap: 31d }",
+                "subscriptions.secret_rotation_overlap",
+            ),
             ("limits: { max_connections: 0 }", "limits.max_connections"),
             (
                 "limits: { max_header_size: 1KiB }",
