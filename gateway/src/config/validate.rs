@@ -635,6 +635,17 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                         "needs at least one host".into(),
                     );
                 }
+                // Read whole on the host before the plugin gets it, so it
+                // cannot be more than a use may give a plugin's memory.
+                if let Some(max) = h.max_response_size {
+                    size_in(
+                        &mut err,
+                        format!("routes.{name}.{stage}.http.max_response_size"),
+                        max,
+                        1,
+                        crate::plugin::MAX_USE_MEMORY as u64,
+                    );
+                }
                 for (i, cidr) in h.allow_private.iter().enumerate() {
                     if cidr.parse::<ipnet::IpNet>().is_err() {
                         err(
@@ -764,6 +775,10 @@ mod tests {
             (
                 "store: { dead_retention: 1000000000d }",
                 "store.dead_retention",
+            ),
+            (
+                "routes: { r: { verify: { plugin: paypal, http: { allow: [x.example], max_response_size: 1000GiB } } } }",
+                "routes.r.verify.http.max_response_size",
             ),
             (
                 "subscriptions: { api_keys: { a: 0123456789abcdef }, secret_rotation_overlap: 31d }",
