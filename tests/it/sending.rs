@@ -680,3 +680,58 @@ async fn a_410_disables_the_subscription_at_once() {
     );
     assert_eq!(sink.deliveries().len(), 1, "one attempt, no retry");
 }
+
+/// The id a subscriber sees (`eventId`, `webhook-id`) is the stored
+/// event's own when the gateway chose it, and the event's dedup key when
+/// the publisher did: either way the console's search finds the event by
+/// it (it looks a message id up by its event or provider id).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_published_event_is_found_by_the_id_its_subscribers_see() {
+    use crate::support::gateway::ADMIN_TOKEN;
+
+    let sink = MockReceiver::start().await;
+    let gw = TestGateway::spawn(&yaml(&format!("admin: {{ token: {ADMIN_TOKEN} }}"))).await;
+    let (status, created) = call(
+        &gw,
+        Method::POST,
+        "/v1/webhook",
+        Some(json!({ "objectId": "o", "objectType": "Group", "eventTypes": ["*"], "callBackUrl": sink.url("/cb") })),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let publish = |id: Option<&str>| {
+        let mut body = json!({ "objectId": "o", "objectType": "Group", "eventType": "MemberAdded", "data": {} });
+        if let Some(id) = id {
+            body["id"] = json!(id);
+        }
+        call(&gw, Method::POST, "/v1/events", Some(body))
+    };
+    let (status, gateways) = publish(None).await;
+    assert_eq!(status, 202, "{gateways}");
+    let (status, publishers) = publish(Some("publisher-chosen-1")).await;
+    assert_eq!(status, 202, "{publishers}");
+    assert_eq!(publishers["id"], "publisher-chosen-1");
+    wait_until("both deliveries", WAIT, || sink.deliveries().len() >= 2).await;
+    for answer in [&gateways, &publishers] {
+        let id = answer["id"].as_str().unwrap();
+        let got = sink
+            .deliveries()
+            .into_iter()
+            .find(|d| d.json()["eventId"] == id)
+            .unwrap_or_else(|| panic!("a delivery of {id}"));
+        assert_eq!(got.header("webhook-id"), Some(id));
+    }
+    // The gateway's own id is the stored event's: the admin API and the
+    // console show it under the id the subscriber saw. A publisher's id is
+    // the event's dedup key, which the console's search looks up.
+    let id = gateways["id"].as_str().unwrap();
+    let event = gw.admin_get(&format!("/admin/events/{id}")).await;
+    assert_eq!(event["id"], id, "{event}");
+    let page = gw.admin_get("/admin/events?limit=10").await;
+    let by_publisher = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["source_id"] == "publisher-chosen-1");
+    assert!(by_publisher.is_some(), "{page}");
+}

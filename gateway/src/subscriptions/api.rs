@@ -1183,7 +1183,12 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
         ));
     }
     let received = now_ms();
-    let event_id = req.id.clone().unwrap_or_else(new_event_id);
+    // Without a publisher's id the event's own id is the one its
+    // subscribers see (`eventId`, `webhook-id`), so that an operator finds
+    // it by that id in the console (which looks a message id up by its
+    // event or provider id). A publisher's id is the dedup key instead.
+    let stored_id = new_event_id();
+    let event_id = req.id.clone().unwrap_or_else(|| stored_id.clone());
     let envelope = json!({
         "eventId": event_id,
         "eventType": req.event_type,
@@ -1195,7 +1200,7 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: By
     let mut message = Message::json(Some(&req.event_type), &envelope);
     message.id = Some(event_id.clone());
     let event = NewEvent {
-        id: new_event_id(),
+        id: stored_id,
         route: format!("v1:{tenant}"),
         source_id: req.id.clone(),
         received_at_ms: received,
