@@ -60,6 +60,7 @@ macro_rules! suite {
             destination_stats_count_attempts_failures_and_backlogs,
             the_consoles_reads_filter_search_count_and_page_alike,
             one_delivery_is_replayed_unless_it_is_in_flight_parked_or_another_events,
+            the_search_finds_message_ids_a_transform_chose,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1773,6 +1774,43 @@ pub async fn one_delivery_is_replayed_unless_it_is_in_flight_parked_or_another_e
         "parked"
     );
     assert_eq!(store.parked("wh_off".into(), 10).await.unwrap().len(), 1);
+}
+
+/// A message id a transform set, unlike the provider's id and the event's
+/// (the ids the pipeline gives), is the `webhook-id` its destination saw:
+/// the console's search finds the event by it, exactly.
+pub async fn the_search_finds_message_ids_a_transform_chose(store: S) {
+    let mut one = event("evt_1", Some("prov-1"), &["a"]);
+    one.messages[0].message.id = Some("custom-77".into());
+    let mut split = event("evt_2", None, &[]);
+    let first = split.messages.pop().unwrap();
+    split.messages = (0..2)
+        .map(|i| {
+            let mut m = first.clone();
+            m.message.id = Some(format!("batch.{i}"));
+            m.destinations = vec!["a".into()];
+            m
+        })
+        .collect();
+    for e in [one, split] {
+        assert!(matches!(
+            store.insert(e, opts()).await.unwrap(),
+            Inserted::New { .. }
+        ));
+    }
+    let search = async |q: &str| -> Vec<String> {
+        let filter = ConsoleFilter {
+            search: Some(q.into()),
+            ..Default::default()
+        };
+        let page = store.console_list(filter, 10, None).await.unwrap();
+        page.events.into_iter().map(|e| e.id).collect()
+    };
+    assert_eq!(search("custom-77").await, ["evt_1"]);
+    assert_eq!(search("prov-1").await, ["evt_1"], "the provider's id too");
+    assert_eq!(search("batch.1").await, ["evt_2"]);
+    assert!(search("custom-7").await.is_empty(), "exact, not a prefix");
+    assert!(search("batch").await.is_empty(), "no message has that id");
 }
 
 pub async fn subscription_patches_change_only_what_they_name(store: S) {

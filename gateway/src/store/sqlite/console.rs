@@ -36,7 +36,7 @@ CREATE INDEX attempts_time_cover ON attempts(attempted_at, delivery_id, status, 
 "#;
 
 /// `q` without a `.N` message suffix (`g1.2` → `g1`), or `q` itself.
-fn message_id_base(q: &str) -> &str {
+pub(super) fn message_id_base(q: &str) -> &str {
     match q.rsplit_once('.') {
         Some((base, n))
             if !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) =>
@@ -93,12 +93,15 @@ fn where_sql(f: &ConsoleFilter, with_status: bool) -> (String, Vec<Value>) {
         // `q` + DEL: a range on the primary key, not a scan. Provider ids
         // are found through the dedup keys (their event's lifetime). A
         // message's id is the provider id or the event id, suffixed `.N`
-        // when a webhook became several messages: found by that base.
+        // when a webhook became several messages: found by that base. An
+        // id a transform chose is found through the index of such ids
+        // (`chosen_id`, schema 9).
         let base = message_id_base(q);
         clauses.push(
             "e.id IN (SELECT id FROM events WHERE id >= ? AND id < ? \
              UNION SELECT event_id FROM dedup WHERE source_id IN (?, ?) \
-             UNION SELECT ?)"
+             UNION SELECT ? \
+             UNION SELECT event_id FROM messages WHERE message_id = ? AND chosen_id IS NOT NULL)"
                 .into(),
         );
         args.push(Value::Text(q.to_owned()));
@@ -106,6 +109,7 @@ fn where_sql(f: &ConsoleFilter, with_status: bool) -> (String, Vec<Value>) {
         args.push(Value::Text(q.to_owned()));
         args.push(Value::Text(base.to_owned()));
         args.push(Value::Text(base.to_owned()));
+        args.push(Value::Text(q.to_owned()));
     }
     if let Some(max) = &f.max_id {
         clauses.push("e.id <= ?".into());
@@ -458,5 +462,41 @@ impl SqliteStore {
             out.push((dest.clone(), parked));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The search looks every kind of id up through an index: the console
+    /// must not walk the messages (and their bodies) to find one.
+    #[test]
+    fn the_id_search_is_index_look_ups_only() {
+        let mut c = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut c).unwrap();
+        let filter = ConsoleFilter {
+            search: Some("custom-77.1".into()),
+            ..Default::default()
+        };
+        let (sql, args) = where_sql(&filter, true);
+        let mut stmt = c
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT e.id FROM events e WHERE {sql} ORDER BY e.id DESC"
+            ))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("messages_chosen_id"), "{plan}");
+        for line in plan.lines() {
+            assert!(
+                !line.contains("SCAN messages") && !line.contains("SCAN dedup"),
+                "{line} in\n{plan}"
+            );
+        }
     }
 }

@@ -6,10 +6,22 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, params};
 
+use super::console::message_id_base;
 use super::{PARKED_REASON, SqliteStore, json_text, later, ms, now};
 use crate::store::{
     DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent, StoreError, stored_messages,
 };
+
+/// Whether message id `id` of `event` is one the console's search cannot
+/// find by its base (see `console::where_sql`): neither it nor its base
+/// is the event's id or its provider's. Only such ids are indexed.
+fn chosen_id(id: Option<&str>, event: &NewEvent) -> bool {
+    let Some(id) = id else {
+        return false;
+    };
+    let known = |x: &str| x == event.id || event.source_id.as_deref() == Some(x);
+    !known(id) && !known(message_id_base(id))
+}
 
 /// The insert, inside the writer's savepoint.
 pub(super) fn insert_event(
@@ -115,8 +127,8 @@ pub(super) fn insert_event(
     for (idx, (message, destinations, to_subscribers)) in stored.enumerate() {
         let headers = json_text(&message.headers)?;
         tx.prepare_cached(
-            "INSERT INTO messages (event_id, idx, message_id, event_type, content_type, headers, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO messages (event_id, idx, message_id, event_type, content_type, headers, body, chosen_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             event_id,
@@ -125,7 +137,8 @@ pub(super) fn insert_event(
             message.event_type,
             message.content_type,
             headers,
-            &message.body[..]
+            &message.body[..],
+            chosen_id(message.id.as_deref(), event).then_some(1)
         ])?;
         let message_row = tx.last_insert_rowid();
         // Shared by this message's claimed deliveries; copied only if one is.
@@ -170,4 +183,28 @@ pub(super) fn insert_event(
         deliveries,
         claimed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::event;
+
+    #[test]
+    fn only_ids_the_search_cannot_find_by_their_base_are_marked_chosen() {
+        let with_source = event("evt_1", Some("prov-1"), &[]);
+        let without = event("evt_2", None, &[]);
+        for (id, e, chosen) in [
+            (None, &with_source, false),
+            (Some("prov-1"), &with_source, false),
+            (Some("prov-1.3"), &with_source, false),
+            (Some("evt_1"), &with_source, false),
+            (Some("evt_2.0"), &without, false),
+            (Some("custom-77"), &with_source, true),
+            (Some("custom.0"), &without, true),
+            (Some("prov-1.x"), &with_source, true),
+        ] {
+            assert_eq!(chosen_id(id, e), chosen, "{id:?} of {}", e.id);
+        }
+    }
 }

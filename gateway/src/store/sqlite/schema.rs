@@ -173,6 +173,16 @@ DROP INDEX IF EXISTS deliveries_destination;
     r#"
 DROP INDEX IF EXISTS deliveries_message;
 "#,
+    // 9: the console's search finds a message id by its base (the id
+    // without a `.N` suffix: the provider's id or the event's), through
+    // the dedup key or the event's key. An id a transform chose unlike
+    // both was found by nothing; such a message is marked and indexed,
+    // and only it: the pipeline's own ids, every webhook's, add no index
+    // entry. Messages stored before this version are not marked.
+    r#"
+ALTER TABLE messages ADD COLUMN chosen_id INTEGER;
+CREATE INDEX messages_chosen_id ON messages(message_id) WHERE chosen_id IS NOT NULL;
+"#,
 ];
 
 /// The schema version this build writes.
