@@ -329,7 +329,7 @@ async fn check(path: PathBuf) -> ExitCode {
     // check failed, unless what failed is a limit they would run under;
     // an error that repeats one already found is left out.
     let mut problems = config::validate(&cfg).err().map_or_else(Vec::new, |e| e.0);
-    let unloadable = problems.iter().any(|p| is_plugin_limit(&p.path));
+    let unloadable = !config::plugin_limits(&cfg).is_empty();
     // The files store.url names (sslrootcert, sslcert, sslkey) are read
     // as the gateway reads them at start: a missing or unusable one is
     // found here, not by the first start on the production host.
@@ -363,16 +363,6 @@ async fn check(path: PathBuf) -> ExitCode {
             report(&config::ConfigErrors(problems))
         }
     }
-}
-
-/// Whether the key at `path` sets a limit plugins load under (the
-/// engine's deadline and memory, or a use's): with one out of range,
-/// `check` does not load them.
-fn is_plugin_limit(path: &str) -> bool {
-    path == "plugins"
-        || path.starts_with("plugins.")
-        || (path.starts_with("routes.")
-            && (path.ends_with(".timeout") || path.ends_with(".memory")))
 }
 
 /// What is wrong with the TLS files the PostgreSQL store's URL names, if

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, ConfigErrors, from_path, from_str, json_schema, typed_from_path};
 pub use units::{ByteSize, Duration};
-pub use validate::validate;
+pub use validate::{plugin_limits, validate};
 
 /// Largest request body accepted unless a route says otherwise. Webhook
 /// payloads are small (GitHub caps at 25 MB but typical events are a few KB);
@@ -875,13 +875,24 @@ impl GatewayConfig {
     pub fn plugin_names(&self) -> std::collections::BTreeSet<&str> {
         self.routes
             .values()
-            .flat_map(|r| {
-                r.verify
-                    .iter()
-                    .chain(r.transform.iter())
-                    .chain(r.route.iter())
-                    .map(|u| u.plugin.as_str())
-            })
+            .flat_map(|r| r.uses().map(|(_, u)| u.plugin.as_str()))
             .collect()
+    }
+}
+
+impl RouteConfig {
+    /// The route's plugin uses in the order a request meets them, each
+    /// with its key under the route (`verify`, `transform[0]`, `route`).
+    pub fn uses(&self) -> impl Iterator<Item = (String, &PluginUseConfig)> {
+        self.verify
+            .iter()
+            .map(|u| ("verify".to_owned(), u))
+            .chain(
+                self.transform
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| (format!("transform[{i}]"), u)),
+            )
+            .chain(self.route.iter().map(|u| ("route".to_owned(), u)))
     }
 }

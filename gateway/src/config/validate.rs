@@ -192,20 +192,9 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
             ),
         );
     }
-    duration_in(
-        &mut err,
-        "plugins.timeout".into(),
-        config.plugins.timeout,
-        MIN_PLUGIN_TIMEOUT,
-        MAX_PLUGIN_TIMEOUT,
-    );
-    size_in(
-        &mut err,
-        "plugins.memory".into(),
-        config.plugins.memory,
-        MIN_PLUGIN_MEMORY,
-        MAX_PLUGIN_MEMORY,
-    );
+    for e in plugin_limits(config) {
+        err(e.path, e.message);
+    }
     count_in(
         &mut err,
         "delivery.workers".into(),
@@ -585,18 +574,6 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 super::MAX_REPLY_TIMEOUT,
             );
         }
-        let uses = route
-            .verify
-            .iter()
-            .map(|u| ("verify".to_owned(), u))
-            .chain(
-                route
-                    .transform
-                    .iter()
-                    .enumerate()
-                    .map(|(i, u)| (format!("transform[{i}]"), u)),
-            )
-            .chain(route.route.iter().map(|u| ("route".to_owned(), u)));
         // Every request of the route adds this to the clock for its
         // deadline: past the clock's range that addition panics.
         duration_in(
@@ -612,21 +589,9 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 "must be at least 1".into(),
             );
         }
-        for (stage, u) in uses {
+        for (stage, u) in route.uses() {
             if !is_name(&u.plugin) {
                 err(format!("routes.{name}.{stage}.plugin"), name_rule());
-            }
-            // A use's deadline replaces `plugins.timeout` and is held to
-            // the same range: a plugin's calls are bounded whatever a
-            // route says.
-            if let Some(t) = u.timeout {
-                duration_in(
-                    &mut err,
-                    format!("routes.{name}.{stage}.timeout"),
-                    t,
-                    MIN_PLUGIN_TIMEOUT,
-                    MAX_PLUGIN_TIMEOUT,
-                );
             }
             if let Some(h) = &u.http {
                 if h.allow.is_empty() {
@@ -655,6 +620,52 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                     }
                 }
             }
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// What is out of range among the limits plugins are loaded and called
+/// under: `plugins.timeout` and `plugins.memory`, and each use's own
+/// `timeout` and `memory`. Part of [`validate`]; `hookgate check` asks it
+/// alone to know whether it may load the plugins of a config that
+/// failed other checks.
+pub fn plugin_limits(config: &GatewayConfig) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut err = |path: String, message: String| errors.push(ConfigError { path, message });
+    duration_in(
+        &mut err,
+        "plugins.timeout".into(),
+        config.plugins.timeout,
+        MIN_PLUGIN_TIMEOUT,
+        MAX_PLUGIN_TIMEOUT,
+    );
+    size_in(
+        &mut err,
+        "plugins.memory".into(),
+        config.plugins.memory,
+        MIN_PLUGIN_MEMORY,
+        MAX_PLUGIN_MEMORY,
+    );
+    for (name, route) in &config.routes {
+        for (stage, u) in route.uses() {
+            // A use's deadline replaces `plugins.timeout` and is held to
+            // the same range: a plugin's calls are bounded whatever a
+            // route says.
+            if let Some(t) = u.timeout {
+                duration_in(
+                    &mut err,
+                    format!("routes.{name}.{stage}.timeout"),
+                    t,
+                    MIN_PLUGIN_TIMEOUT,
+                    MAX_PLUGIN_TIMEOUT,
+                );
+            }
             if let Some(memory) = u.memory {
                 if memory.0 < MIN_PLUGIN_MEMORY {
                     err(
@@ -673,12 +684,7 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
             }
         }
     }
-
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigErrors(errors))
-    }
+    errors
 }
 
 /// The most memory one use of a plugin may have: the plugin pool's slot

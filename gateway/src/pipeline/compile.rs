@@ -37,7 +37,7 @@ pub async fn compile(
     let mut first_use: BTreeMap<&str, String> = BTreeMap::new();
     let mut load_limits: BTreeMap<&str, PluginLimits> = BTreeMap::new();
     for (route, r) in &config.routes {
-        for (stage, u) in uses(r) {
+        for (stage, u) in r.uses() {
             first_use
                 .entry(u.plugin.as_str())
                 .or_insert_with(|| format!("routes.{route}.{stage}.plugin"));
@@ -90,7 +90,7 @@ pub async fn compile(
     // Every `with:` block is checked by its plugin now, so a typo is a
     // config error with its path, not a 500 at the first webhook.
     for (route, r) in &config.routes {
-        for (stage, u) in uses(r) {
+        for (stage, u) in r.uses() {
             let Some(plugin) = plugins.get(&u.plugin) else {
                 continue;
             };
@@ -270,21 +270,6 @@ fn use_limits(u: &PluginUseConfig, defaults: PluginLimits) -> PluginLimits {
         timeout: u.timeout.map_or(defaults.timeout, |t| t.0),
         memory: u.memory.map_or(defaults.memory, |m| m.0 as usize),
     }
-}
-
-/// (stage path, plugin use) for every plugin a route uses.
-fn uses(r: &crate::config::RouteConfig) -> Vec<(String, &PluginUseConfig)> {
-    r.verify
-        .iter()
-        .map(|u| ("verify".to_owned(), u))
-        .chain(
-            r.transform
-                .iter()
-                .enumerate()
-                .map(|(i, u)| (format!("transform[{i}]"), u)),
-        )
-        .chain(r.route.iter().map(|u| ("route".to_owned(), u)))
-        .collect()
 }
 
 /// `dir/NAME.wasm` if present, else the built-in `NAME`.

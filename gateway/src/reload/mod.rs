@@ -533,18 +533,15 @@ fn refuse_deleted_plugins(current: &Snapshot, next: &Snapshot) -> Result<(), Rel
 
 /// `routes.R.STAGE` of the first use of plugin `name`.
 fn first_use(config: &GatewayConfig, name: &str) -> String {
-    for (route, r) in &config.routes {
-        if r.verify.as_ref().is_some_and(|u| u.plugin == name) {
-            return format!("routes.{route}.verify");
-        }
-        if let Some(i) = r.transform.iter().position(|u| u.plugin == name) {
-            return format!("routes.{route}.transform[{i}]");
-        }
-        if r.route.as_ref().is_some_and(|u| u.plugin == name) {
-            return format!("routes.{route}.route");
-        }
-    }
-    "a route".into()
+    config
+        .routes
+        .iter()
+        .find_map(|(route, r)| {
+            r.uses()
+                .find(|(_, u)| u.plugin == name)
+                .map(|(stage, _)| format!("routes.{route}.{stage}"))
+        })
+        .unwrap_or_else(|| "a route".into())
 }
 
 /// Reloads on every SIGHUP until `shutdown`.

@@ -136,6 +136,23 @@ pub(crate) fn event(id: &str, source: Option<&str>, dests: &[&str]) -> NewEvent 
     }
 }
 
+/// An event whose webhook became several messages, one per
+/// (message id, destination) of `messages`.
+pub(crate) fn split(id: &str, source: Option<&str>, messages: &[(&str, &str)]) -> NewEvent {
+    let mut e = event(id, source, &[]);
+    let one = e.messages.pop().expect("event() makes one message");
+    e.messages = messages
+        .iter()
+        .map(|(message_id, dest)| {
+            let mut m = one.clone();
+            m.message.id = Some((*message_id).to_owned());
+            m.destinations = vec![(*dest).to_owned()];
+            m
+        })
+        .collect();
+    e
+}
+
 /// Claims and dead-letters every due delivery; how many there were.
 pub(crate) async fn dead_letter_all(store: &S) -> usize {
     let mut dead = 0;
@@ -1483,29 +1500,22 @@ pub async fn the_consoles_reads_filter_search_count_and_page_alike(store: S) {
     };
     // Two webhooks that became two messages each, with the ids the
     // pipeline gives them: the provider's id, else the event's, suffixed.
-    let split = |id: &str, source: Option<&str>, dests: [&str; 2]| {
-        let mut e = event(id, source, &[]);
-        let one = e.messages.pop().unwrap();
-        e.messages = dests
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let mut m = one.clone();
-                m.message.id = Some(format!("{}.{i}", source.unwrap_or(id)));
-                m.destinations = vec![(*d).to_owned()];
-                m
-            })
-            .collect();
-        e
-    };
     let mut e2 = NewEvent {
         route: "r2".into(),
-        ..split("evt_02", Some("prov-2"), ["b", "b"])
+        ..split(
+            "evt_02",
+            Some("prov-2"),
+            &[("prov-2.0", "b"), ("prov-2.1", "b")],
+        )
     };
     for m in &mut e2.messages {
         m.message.event_type = Some("push".into());
     }
-    for e in [e1, e2, split("evt_03", None, ["a", "b"])] {
+    for e in [
+        e1,
+        e2,
+        split("evt_03", None, &[("evt_03.0", "a"), ("evt_03.1", "b")]),
+    ] {
         assert!(matches!(
             store.insert(e, opts()).await.unwrap(),
             Inserted::New { .. }
@@ -1782,16 +1792,7 @@ pub async fn one_delivery_is_replayed_unless_it_is_in_flight_parked_or_another_e
 pub async fn the_search_finds_message_ids_a_transform_chose(store: S) {
     let mut one = event("evt_1", Some("prov-1"), &["a"]);
     one.messages[0].message.id = Some("custom-77".into());
-    let mut split = event("evt_2", None, &[]);
-    let first = split.messages.pop().unwrap();
-    split.messages = (0..2)
-        .map(|i| {
-            let mut m = first.clone();
-            m.message.id = Some(format!("batch.{i}"));
-            m.destinations = vec!["a".into()];
-            m
-        })
-        .collect();
+    let split = split("evt_2", None, &[("batch.0", "a"), ("batch.1", "a")]);
     for e in [one, split] {
         assert!(matches!(
             store.insert(e, opts()).await.unwrap(),
