@@ -580,3 +580,75 @@ routes:
     }
     assert!(plain.header("webhook-id").is_some());
 }
+
+/// `rate:` spaces the request starts to a destination however many
+/// deliveries wait for it, counts no attempt for a delivery that waited
+/// its turn in the store, and holds up no other destination.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_spaces_a_destinations_requests_and_holds_up_no_other() {
+    const PACED: usize = 12;
+    const OTHER: usize = 20;
+    // 5/s: 200 ms apart. Twelve then take 2.2 s: more than an attempt may
+    // wait for its slot (1 s), so some are postponed and claimed again.
+    let paced = MockReceiver::start().await;
+    let other = MockReceiver::start().await;
+    let gw = Arc::new(
+        TestGateway::spawn(&format!(
+            r#"
+admin: {{ token: "{ADMIN_TOKEN}" }}
+destinations:
+  paced: {{ url: "{}", rate: 5/s, concurrency: 8 }}
+  other: {{ url: "{}" }}
+routes:
+  slow:
+    to: [paced]
+  fast:
+    to: [other]
+"#,
+            paced.url("/in"),
+            other.url("/in")
+        ))
+        .await,
+    );
+    let sent = Instant::now();
+    post_at_once(&gw, "slow", PACED).await;
+    post_at_once(&gw, "fast", OTHER).await;
+    other.wait_for(OTHER, Duration::from_secs(20)).await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "the unpaced destination waited behind the paced one: {:?}",
+        sent.elapsed()
+    );
+    let got = paced.wait_for(PACED, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), PACED);
+    let mut at: Vec<Instant> = got.iter().map(|r| r.at).collect();
+    at.sort();
+    // Slots are 200 ms apart; a request may reach the receiver a little
+    // after its slot, never a slot early.
+    let closest = at.windows(2).map(|w| w[1] - w[0]).min().unwrap();
+    assert!(
+        closest >= Duration::from_millis(150),
+        "two requests {closest:?} apart at 5/s"
+    );
+    assert!(
+        at[PACED - 1] - at[0] >= Duration::from_millis(200 * (PACED as u64 - 1) - 100),
+        "{PACED} requests in {:?} at 5/s",
+        at[PACED - 1] - at[0]
+    );
+    // Each delivered once, with one attempt: waiting for a slot is not one.
+    let copies = copies(&paced);
+    assert_eq!(copies.len(), PACED, "{copies:?}");
+    assert!(copies.values().all(|&n| n == 1), "{copies:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !events(&gw, "pending").await.is_empty() {
+        assert!(Instant::now() < deadline, "events still pending after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in copies.keys() {
+        let event = gw.admin_get(&format!("/admin/events/{id}")).await;
+        let attempts = event["deliveries"][0]["attempts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no attempts: {event}"));
+        assert_eq!(attempts.len(), 1, "{event}");
+    }
+}

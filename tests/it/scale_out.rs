@@ -410,6 +410,20 @@ async fn a_subscription_disabled_on_one_gateway_is_disabled_on_the_other() {
 /// two at a time.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_gateways_pace_one_teams_webhook_together() {
+    two_gateways_pace_one_receiver("kind: teams", Duration::from_millis(250)).await;
+}
+
+/// A destination's `rate:` holds for the gateways sharing a store, as
+/// Teams' pace does.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_gateways_keep_a_destinations_rate_together() {
+    two_gateways_pace_one_receiver("rate: 4/s", Duration::from_millis(250)).await;
+}
+
+/// Two gateways on one store, each with deliveries for one destination
+/// (`destination` its keys besides `url`) at once: the receiver sees the
+/// requests about `interval` apart.
+async fn two_gateways_pace_one_receiver(destination: &str, interval: Duration) {
     const N: usize = 8;
     let Some(db) = TestDatabase::create().await else {
         return;
@@ -420,10 +434,10 @@ async fn two_gateways_pace_one_teams_webhook_together() {
 admin: {{ token: {ADMIN_TOKEN} }}
 store: {{ engine: postgres, url: "{}", pool_size: 8 }}
 destinations:
-  teams: {{ kind: teams, url: "{}" }}
+  paced: {{ {destination}, url: "{}" }}
 routes:
   r:
-    to: [teams]
+    to: [paced]
 "#,
         db.url,
         sink.url("/webhook")
@@ -431,7 +445,7 @@ routes:
     let a = TestGateway::spawn(&yaml).await;
     let b = TestGateway::spawn(&yaml).await;
     // Accepted within a few milliseconds, far less than one slot: both
-    // gateways have deliveries for the webhook at once.
+    // gateways have deliveries for the receiver at once.
     for i in 0..N {
         let gw = if i % 2 == 0 { &a } else { &b };
         let resp = gw
@@ -447,10 +461,11 @@ routes:
     let mut at: Vec<Instant> = sink.received().iter().map(|r| r.at).collect();
     at.sort();
     let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
-    // 250 ms apart, less what a busy machine's timers and scheduling may
-    // take off one (each gateway pacing alone sends two within a few ms).
+    // `interval` apart, less what a busy machine's timers and scheduling
+    // may take off one (each gateway pacing alone sends two within a few
+    // ms).
     assert!(
-        gaps.iter().all(|g| *g >= Duration::from_millis(125)),
-        "requests to the webhook closer than its pace allows: {gaps:?}"
+        gaps.iter().all(|g| *g >= interval / 2),
+        "requests to the receiver closer than its pace allows: {gaps:?}"
     );
 }

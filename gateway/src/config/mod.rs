@@ -23,7 +23,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, ConfigErrors, from_path, from_str, json_schema, typed_from_path};
-pub use units::{ByteSize, Duration};
+pub use units::{ByteSize, Duration, Rate};
 pub use validate::{plugin_limits, validate};
 
 /// Largest request body accepted unless a route says otherwise. Webhook
@@ -576,6 +576,17 @@ pub struct DestinationConfig {
     /// Deliveries in flight to this destination at once.
     #[serde(default = "default_destination_concurrency")]
     pub concurrency: usize,
+
+    /// For `kind: http` and `teams`: at most this many request starts to
+    /// this destination (`10/s`, `600/min`, `100/h`), for receivers that
+    /// throttle. An attempt waits at most a second for its turn; a
+    /// delivery further back is postponed without counting an attempt, so
+    /// a paced destination holds no capacity another could use. Gateways
+    /// sharing a PostgreSQL store keep one schedule per URL between them.
+    /// A `teams` destination keeps to Teams' four a second whatever this
+    /// says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
 
     /// When to try again after a failed attempt.
     #[serde(default)]

@@ -155,6 +155,89 @@ impl JsonSchema for ByteSize {
     }
 }
 
+/// A rate: at most `count` per `per` (`10/s`, `600/min`, `100/h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rate {
+    /// How many.
+    pub count: u32,
+    /// In how long: a second, a minute or an hour.
+    pub per: StdDuration,
+}
+
+impl Rate {
+    /// Parses `10/s`, `600/min`, `100/h` (also `second`, `m`, `minute`,
+    /// `hour`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let Some((count, unit)) = t.split_once('/') else {
+            return Err(format!(
+                "invalid rate {s:?}: expected a count per unit, such as 10/s, 600/min or 100/h"
+            ));
+        };
+        // A count of 0 parses: `validate` refuses it with the key's path,
+        // which an error here could not name.
+        let count: u32 = count.trim().parse().map_err(|_| {
+            format!("invalid rate {s:?}: the count before `/` must be a whole number")
+        })?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => StdDuration::from_secs(1),
+            "m" | "min" | "minute" => StdDuration::from_secs(60),
+            "h" | "hr" | "hour" => StdDuration::from_secs(3600),
+            other => {
+                return Err(format!(
+                    "invalid rate unit {other:?} in {s:?}: use s, min or h"
+                ));
+            }
+        };
+        Ok(Rate { count, per })
+    }
+
+    /// The spacing between request starts that keeps to the rate. A count
+    /// of 0, which `validate` refuses, counts as 1.
+    pub fn interval(&self) -> StdDuration {
+        self.per / self.count.max(1)
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "min",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Rate::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl JsonSchema for Rate {
+    fn schema_name() -> Cow<'static, str> {
+        "Rate".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": r"^\s*[0-9]{1,9}\s*/\s*(s|sec|second|m|min|minute|h|hr|hour)\s*$",
+            "description": "At most a count per second, minute or hour: 10/s, 600/min, 100/h.",
+            "examples": ["10/s", "600/min", "100/h"],
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +259,25 @@ mod tests {
         let d: Duration = serde_json::from_value(serde_json::json!("2d")).unwrap();
         assert_eq!(d.0, StdDuration::from_secs(2 * 86_400));
         assert!(serde_json::from_value::<Duration>(serde_json::json!("soon")).is_err());
+    }
+
+    #[test]
+    fn rates_are_a_count_per_second_minute_or_hour() {
+        let r = Rate::parse("10/s").unwrap();
+        assert_eq!((r.count, r.interval()), (10, StdDuration::from_millis(100)));
+        assert_eq!(
+            Rate::parse(" 600 / min ").unwrap().interval(),
+            StdDuration::from_millis(100)
+        );
+        assert_eq!(
+            Rate::parse("100/h").unwrap().interval(),
+            StdDuration::from_secs(36)
+        );
+        assert_eq!(Rate::parse("3/second").unwrap().to_string(), "3/s");
+        for bad in ["10", "-1/s", "1.5/s", "10/d", "/s", "ten/s", ""] {
+            let e = Rate::parse(bad).unwrap_err();
+            assert!(e.contains("rate"), "{bad:?}: {e}");
+        }
     }
 
     mod properties {
@@ -221,6 +323,16 @@ mod tests {
                 let d = Duration(StdDuration::new(secs, nanos));
                 let back: Duration = serde_json::from_value(serde_json::to_value(d).unwrap()).unwrap();
                 prop_assert_eq!(back, d);
+            }
+
+            /// Any text: a rate or an error, never a panic; a rate prints
+            /// as text that parses back to it.
+            #[test]
+            fn rates_parse_or_refuse_and_round_trip(s in ".*", count in 1u32.., unit in prop::sample::select(vec!["s", "min", "h"])) {
+                let _ = Rate::parse(&s);
+                let r = Rate::parse(&format!("{count}/{unit}")).unwrap();
+                prop_assert_eq!(Rate::parse(&r.to_string()), Ok(r));
+                prop_assert!(r.interval() <= r.per);
             }
         }
     }

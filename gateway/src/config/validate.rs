@@ -33,6 +33,10 @@ const YEAR: StdDuration = StdDuration::from_secs(365 * 86_400);
 /// a semaphore or an allocation could not take.
 const MAX_COUNT: usize = 1_000_000;
 
+/// The closest a destination's `rate` may space its requests (10,000 a
+/// second): finer than that the timer, not the rate, decides.
+const MIN_PACE_INTERVAL: StdDuration = StdDuration::from_micros(100);
+
 /// Largest body any route may accept.
 const MAX_BODY_SIZE: u64 = 1 << 30;
 
@@ -428,6 +432,27 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 Err(e) => err(at("url"), format!("{url:?} is not a URL: {e}")),
             },
             (_, None) => {}
+        }
+        if let Some(rate) = &dest.rate {
+            if !matches!(dest.kind, DestinationKind::Http | DestinationKind::Teams) {
+                err(
+                    at("rate"),
+                    "only http and teams destinations are paced (a subscription's deliveries follow its own lane)"
+                        .into(),
+                );
+            }
+            if rate.count == 0 {
+                err(
+                    at("rate"),
+                    "the count must be at least 1 (remove the destination from its routes to send nothing)"
+                        .into(),
+                );
+            } else if rate.interval() < MIN_PACE_INTERVAL {
+                err(
+                    at("rate"),
+                    format!("{rate} is more than 10000/s, the most a destination can be paced to"),
+                );
+            }
         }
         if let Some(signing) = &dest.signing {
             if dest.kind != DestinationKind::Http {
@@ -870,6 +895,45 @@ mod tests {
             "destinations:\n  d: { url: \"http://x\", signing: { secret: \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" } }\n"
         )
         .is_empty());
+    }
+
+    #[test]
+    fn a_rate_paces_only_http_and_teams_destinations_and_not_past_10000_a_second() {
+        let errs = paths(
+            "destinations:\n  h: { url: \"http://x\", rate: 10/s }\n  \
+             t: { kind: teams, url: \"https://x\", rate: 100/h }\n  \
+             l: { kind: log, rate: 1/s }\n  \
+             fast: { url: \"http://x\", rate: 20000/s }\n  \
+             edge: { url: \"http://x\", rate: 10000/s }\n  \
+             huge: { url: \"http://x\", rate: 999999999/min }\n  \
+             unit: { url: \"http://x\", rate: 10/d }\n",
+        );
+        assert_eq!(errs, ["destinations.unit.rate",]);
+        let errs = paths(
+            "destinations:\n  h: { url: \"http://x\", rate: 10/s }\n  \
+             t: { kind: teams, url: \"https://x\", rate: 100/h }\n  \
+             l: { kind: log, rate: 1/s }\n  \
+             fast: { url: \"http://x\", rate: 20000/s }\n  \
+             edge: { url: \"http://x\", rate: 10000/s }\n  \
+             huge: { url: \"http://x\", rate: 999999999/min }\n",
+        );
+        assert_eq!(
+            errs,
+            [
+                "destinations.fast.rate",
+                "destinations.huge.rate",
+                "destinations.l.rate"
+            ]
+        );
+        // A rate that does not parse names its key and says why.
+        let errs = from_str(
+            "destinations:\n  d: { url: \"http://x\", rate: 0/s }\n",
+            &|_| None,
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errs[0].path, "destinations.d.rate", "{errs:?}");
+        assert!(errs[0].message.contains("at least 1"), "{errs:?}");
     }
 
     #[test]

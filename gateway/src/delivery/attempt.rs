@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::relay::{self, RelayReply};
-use super::{Ctx, ssrf, teams};
+use super::{Ctx, pacing, ssrf, teams};
 use crate::clock::now_ms;
 use crate::config::DestinationKind;
 use crate::pipeline::{CompiledDestination, Snapshot};
@@ -30,25 +30,19 @@ const RESPONSE_EXCERPT: usize = 4 << 10;
 /// is postponed, not dead-lettered: the destination may come back.
 const MISSING_DESTINATION_WAIT: Duration = Duration::from_secs(60);
 
-/// A request slot for a paced destination: from the store when it paces
-/// for every gateway that shares it, else (or when it cannot answer) from
-/// this process's own schedule.
-async fn pace(ctx: &Ctx, pacer: &teams::Pacer) -> Result<Duration, Duration> {
-    let shared = ctx
-        .store
-        .reserve_slot(
-            pacer.key().to_owned(),
-            pacer.interval(),
-            teams::MAX_PACE_WAIT,
-        )
-        .await;
-    match shared {
-        Ok(Some(slot)) => slot,
-        Ok(None) => pacer.reserve(Instant::now(), teams::MAX_PACE_WAIT),
-        Err(e) => {
-            tracing::warn!(error = %e, "the store could not pace a Teams request; pacing in this gateway alone");
-            pacer.reserve(Instant::now(), teams::MAX_PACE_WAIT)
+/// Waits for a paced destination's next request slot (`rate:`, Teams);
+/// `Err` when it is further than an attempt may wait: the delivery is
+/// postponed until then, with no attempt counted.
+async fn wait_for_slot(ctx: &Ctx, dest: &CompiledDestination) -> Result<(), NextState> {
+    let Some(pace) = &dest.pace else {
+        return Ok(());
+    };
+    match pacing::slot(&*ctx.store, pace).await {
+        Ok(wait) => {
+            tokio::time::sleep(wait).await;
+            Ok(())
         }
+        Err(after) => Err(NextState::Postpone { after }),
     }
 }
 
@@ -96,8 +90,10 @@ pub async fn run(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
 
 async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
     let snapshot = ctx.snapshots.load_full();
-    let attempted_at_ms = now_ms();
-    let started = Instant::now();
+    // Both move to the end of a paced destination's wait for its slot:
+    // the attempt is when its request starts.
+    let mut attempted_at_ms = now_ms();
+    let mut started = Instant::now();
     // Set when the attempt's failure disabled its subscription.
     let mut park_after = None;
     let (outcome, result, excerpt) =
@@ -155,21 +151,25 @@ async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
                         };
                         (DeliveryOutcome::Dead(reason), result, None)
                     } else {
-                        if let Some(pacer) = &dest.pacer {
-                            match pace(ctx, pacer).await {
-                                Ok(wait) => tokio::time::sleep(wait).await,
-                                Err(after) => {
-                                    let next = NextState::Postpone { after };
-                                    return not_attempted(d, attempted_at_ms, None, next);
-                                }
-                            }
+                        if let Err(next) = wait_for_slot(ctx, dest).await {
+                            return not_attempted(d, attempted_at_ms, None, next);
                         }
+                        (attempted_at_ms, started) = (now_ms(), Instant::now());
                         let (result, excerpt, _) = send(&ctx.client, dest, d, false).await;
                         let result = teams::classify(result, excerpt.as_deref());
                         (dest.retry.decide(&result, d.retries), result, excerpt)
                     }
                 }
                 Some(dest) => {
+                    if let Err(next) = wait_for_slot(ctx, dest).await {
+                        // A request waiting for this attempt's reply
+                        // (relay) falls back at once.
+                        drop(ctx.relay.take(d.id));
+                        return not_attempted(d, attempted_at_ms, None, next);
+                    }
+                    if dest.pace.is_some() {
+                        (attempted_at_ms, started) = (now_ms(), Instant::now());
+                    }
                     // A request waiting for this attempt's reply (relay).
                     let waiter = ctx.relay.take(d.id);
                     let (result, excerpt, reply) = match dest.kind {

@@ -9,6 +9,7 @@
 
 mod attempt;
 pub mod dispatcher;
+pub mod pacing;
 pub mod plugin_http;
 pub mod relay;
 pub mod retarget;

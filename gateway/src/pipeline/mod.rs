@@ -127,8 +127,9 @@ pub struct CompiledDestination {
     pub object_id: Option<String>,
     /// Subscribers kind: only this tenant.
     pub tenant: Option<String>,
-    /// Teams kind: spaces requests under Teams' per-webhook rate.
-    pub pacer: Option<Arc<crate::delivery::teams::Pacer>>,
+    /// Spaces request starts: `rate:`, and Teams' per-webhook rate for
+    /// the Teams kind.
+    pub pace: Option<crate::delivery::pacing::Pace>,
     /// How every attempt is signed, if it is (`signing:`).
     pub signing: Option<DestinationSigning>,
 }
@@ -182,8 +183,11 @@ impl CompiledDestination {
             object_type: d.object_type.clone(),
             object_id: d.object_id.clone(),
             tenant: d.tenant.clone(),
-            pacer: (d.kind == DestinationKind::Teams)
-                .then(|| crate::delivery::teams::pacer_for(d.url.as_deref().unwrap_or(name))),
+            pace: crate::delivery::pacing::pace_for(
+                d.kind,
+                d.url.as_deref().unwrap_or(name),
+                d.rate,
+            ),
             signing: d.signing.as_ref().map(|s| DestinationSigning {
                 scheme: s.scheme.into(),
                 secrets: std::iter::once(s.secret.clone())
