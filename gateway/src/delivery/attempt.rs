@@ -161,13 +161,15 @@ async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
                     }
                 }
                 Some(dest) => {
-                    if let Err(next) = wait_for_slot(ctx, dest).await {
-                        // A request waiting for this attempt's reply
-                        // (relay) falls back at once.
-                        drop(ctx.relay.take(d.id));
-                        return not_attempted(d, attempted_at_ms, None, next);
-                    }
+                    // Only a paced destination waits: the common case is
+                    // this one test.
                     if dest.pace.is_some() {
+                        if let Err(next) = wait_for_slot(ctx, dest).await {
+                            // A request waiting for this attempt's reply
+                            // (relay) falls back at once.
+                            drop(ctx.relay.take(d.id));
+                            return not_attempted(d, attempted_at_ms, None, next);
+                        }
                         (attempted_at_ms, started) = (now_ms(), Instant::now());
                     }
                     // A request waiting for this attempt's reply (relay).
