@@ -7,6 +7,9 @@
 //! (`RUST_LOG=info,hookgate::access=debug`): at info it would cost the
 //! ingest path a log write per webhook.
 //!
+//! Repeated lines (a failure every request meets) are thinned to one per
+//! kind and key every ten seconds by [`flood`].
+//!
 //! Deliberately not here: metrics (`metrics.rs`) and what a handler logs.
 
 use std::time::Instant;
@@ -16,6 +19,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument as _;
+
+pub mod flood;
 
 /// Target of the spans around each stage a webhook goes through
 /// (`ingress`, `plugin`, `store.commit`, `delivery.attempt`), at debug

@@ -97,6 +97,46 @@ pub async fn trap() {
     assert!(gw.is_running());
 }
 
+/// A plugin that fails every request writes one error line per route
+/// every ten seconds, not one per request: the others go to debug (each
+/// still with its request id).
+#[tokio::test(flavor = "multi_thread")]
+pub async fn a_plugin_failing_every_request_logs_one_error_line_per_window() {
+    let gw = gateway_with("trap").await;
+    let started = Instant::now();
+    let mut request_ids = Vec::new();
+    for _ in 0..20 {
+        let resp = gw.post("bad", &[], b"{}").await;
+        assert_eq!(resp.status(), 500);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        request_ids.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    // The window is ten seconds; twenty trapping calls take well under
+    // one, so they all fall in the first.
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "too slow to test the window"
+    );
+    crate::support::wait_until("every failure logged", Duration::from_secs(5), || {
+        let log = gw.log();
+        request_ids.iter().all(|id| log.contains(id.as_str()))
+    })
+    .await;
+    let log = gw.log();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("webhook failed in the pipeline"))
+        .collect();
+    let at = |level: &str| failures.iter().filter(|l| l.contains(level)).count();
+    assert_eq!(at(" ERROR "), 1, "{failures:#?}");
+    assert_eq!(at(" DEBUG "), 19, "{failures:#?}");
+    assert!(
+        failures.iter().all(|l| !l.contains("suppressed")),
+        "nothing held back before the first line: {failures:#?}"
+    );
+    assert_eq!(gw.post("good", &[], b"{}").await.status(), 202);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 pub async fn net() {
     // `wasi:sockets` is not linked: the component loads (its socket

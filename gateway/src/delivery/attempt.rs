@@ -14,6 +14,7 @@ use super::relay::{self, RelayReply};
 use super::{Ctx, pacing, ssrf, teams};
 use crate::clock::now_ms;
 use crate::config::DestinationKind;
+use crate::observability::flood::{Flood, log_limited};
 use crate::pipeline::{CompiledDestination, Snapshot};
 use crate::plugin::Message;
 use crate::retry::{AttemptResult, DeliveryOutcome, parse_retry_after};
@@ -112,7 +113,11 @@ async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
                     (outcome, result, excerpt)
                 }
                 Subscriber::Postpone(error) => {
-                    tracing::warn!(
+                    static POSTPONED: Flood = Flood::new();
+                    log_limited!(
+                        POSTPONED,
+                        "",
+                        warn,
                         event_id = d.event_id,
                         "the subscription API is not configured; subscriber delivery postponed"
                     );
@@ -125,7 +130,11 @@ async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
         } else {
             match snapshot.destinations.get(&d.destination) {
                 None => {
-                    tracing::warn!(
+                    static MISSING: Flood = Flood::new();
+                    log_limited!(
+                        MISSING,
+                        &d.destination,
+                        warn,
                         destination = d.destination,
                         event_id = d.event_id,
                         "destination not in the current config; delivery postponed"
@@ -256,6 +265,15 @@ fn observe(
     latency: Duration,
 ) {
     let dest_name = d.destination.as_str();
+    // Subscriber deliveries share one label (ids are unbounded), and one
+    // log key.
+    let label = if dest_name.starts_with(SUBSCRIBER_PREFIX) {
+        "subscribers"
+    } else {
+        dest_name
+    };
+    static RETRIED: Flood = Flood::new();
+    static DEAD: Flood = Flood::new();
     match outcome {
         DeliveryOutcome::Delivered => {
             tracing::debug!(
@@ -267,11 +285,15 @@ fn observe(
             );
         }
         DeliveryOutcome::Retry(wait) => {
-            tracing::warn!(destination = dest_name, event_id = d.event_id, status = result.status, error = result.error, retry_in = ?wait, "delivery failed; will retry");
+            log_limited!(RETRIED, label, warn, destination = dest_name, event_id = d.event_id, status = result.status, error = result.error, retry_in = ?wait, "delivery failed; will retry");
         }
         DeliveryOutcome::Dead(reason) => {
-            // A dead letter needs an operator: replay it once fixed.
-            tracing::error!(
+            // A dead letter needs an operator: replay it once fixed. The
+            // console and the admin API list every one.
+            log_limited!(
+                DEAD,
+                label,
+                error,
                 destination = dest_name,
                 route = d.route,
                 event_id = d.event_id,
@@ -280,12 +302,6 @@ fn observe(
             );
         }
     }
-    // Subscriber deliveries share one label: ids are unbounded.
-    let label = if dest_name.starts_with(SUBSCRIBER_PREFIX) {
-        "subscribers"
-    } else {
-        dest_name
-    };
     ctx.metrics.delivery(label, outcome.label(), latency);
 }
 
@@ -396,7 +412,8 @@ async fn subscriber_attempt(
         }
         Ok(crate::store::SubscriptionHealth::Active) => {}
         Err(e) => {
-            tracing::warn!(subscription = sub.id, error = %e, "cannot record subscription health")
+            static UNRECORDED: Flood = Flood::new();
+            log_limited!(UNRECORDED, "", warn, subscription = sub.id, error = %e, "cannot record subscription health")
         }
     }
     Subscriber::Sent(outcome, result, excerpt)

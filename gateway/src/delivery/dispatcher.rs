@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Ctx;
+use crate::observability::flood::{Flood, log_limited};
 use crate::store::{AttemptRecord, ClaimNew, DueDelivery, LeaseToken, Recorded, SUBSCRIBER_PREFIX};
 
 /// How long a claim reserves a delivery, unless `delivery.lease` says
@@ -643,7 +644,8 @@ impl Dispatcher {
             // attempted again by whoever claims it. A duplicate, never a
             // loss.
             Err(e) => {
-                tracing::error!(event_id, error = %e, "cannot record a delivery attempt")
+                static UNRECORDED: Flood = Flood::new();
+                log_limited!(UNRECORDED, "", error, event_id, error = %e, "cannot record a delivery attempt")
             }
         }
     }
@@ -670,7 +672,8 @@ impl Dispatcher {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!(event_id, "lease lost mid-attempt"),
                 Err(e) => {
-                    tracing::warn!(event_id, error = %e, "cannot renew a lease; trying again")
+                    static UNRENEWED: Flood = Flood::new();
+                    log_limited!(UNRENEWED, "", warn, event_id, error = %e, "cannot renew a lease; trying again")
                 }
             }
             r.is_ok()
@@ -699,7 +702,11 @@ impl Dispatcher {
             // claimed by us until its lease ends, then any poller takes it.
             // Later, never twice.
             Err(e) => {
-                tracing::warn!(
+                static UNRENEWED: Flood = Flood::new();
+                log_limited!(
+                    UNRENEWED,
+                    "",
+                    warn,
                     event_id = d.event_id,
                     error = %e,
                     "cannot renew a queued delivery's lease; left for when it ends"
@@ -776,7 +783,8 @@ where
                 if let Ok(false) = still_ours().await {
                     return Err(e);
                 }
-                tracing::warn!(error = %e, ?wait, "cannot record a delivery attempt; trying again");
+                static RETRYING: Flood = Flood::new();
+                log_limited!(RETRYING, "", warn, error = %e, ?wait, "cannot record a delivery attempt; trying again");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(RECORD_RETRY_MAX);
             }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::{DestinationKind, Rate};
+use crate::observability::flood::{Flood, log_limited};
 use crate::store::Store;
 
 /// Longest an attempt sleeps for its slot while holding a worker; a later
@@ -137,7 +138,8 @@ pub async fn slot(store: &dyn Store, pace: &Pace) -> Result<Duration, Duration> 
             .pacer
             .reserve(Instant::now(), pace.interval, MAX_PACE_WAIT),
         Err(e) => {
-            tracing::warn!(error = %e, "the store could not pace a request; pacing in this gateway alone");
+            static UNPACED: Flood = Flood::new();
+            log_limited!(UNPACED, "", warn, error = %e, "the store could not pace a request; pacing in this gateway alone");
             pace.pacer
                 .reserve(Instant::now(), pace.interval, MAX_PACE_WAIT)
         }

@@ -24,6 +24,7 @@ use crate::clock;
 use crate::config::DestinationKind;
 use crate::delivery::Committed;
 use crate::error::ApiError;
+use crate::observability::flood::{Flood, log_limited};
 use crate::pipeline::CompiledDestination;
 use crate::pipeline::Outcome;
 use crate::plugin::Message;
@@ -219,7 +220,8 @@ pub async fn hook(
                 }
                 // A failing plugin or router is the operator's to fix.
                 ApiError::Pipeline { request_id, error } => {
-                    tracing::error!(route = &*route.name, request_id, error = %error, "webhook failed in the pipeline");
+                    static FAILED: Flood = Flood::new();
+                    log_limited!(FAILED, &route.name, error, route = &*route.name, request_id, error = %error, "webhook failed in the pipeline");
                 }
                 _ => {}
             }
@@ -370,10 +372,14 @@ async fn handle(
             )
             .await;
             let inserted = committed.map_err(|e| {
+                // One store serves every route: one line per window for
+                // all of them.
+                static OVERLOADED: Flood = Flood::new();
+                static FAILED: Flood = Flood::new();
                 if matches!(e, StoreError::Overloaded) {
-                    tracing::warn!(route = &*route.name, "store overloaded; shedding load");
+                    log_limited!(OVERLOADED, "", warn, route = &*route.name, "store overloaded; shedding load");
                 } else {
-                    tracing::error!(route = &*route.name, error = %e, "cannot store an accepted webhook");
+                    log_limited!(FAILED, "", error, route = &*route.name, error = %e, "cannot store an accepted webhook");
                 }
                 ApiError::Store(e)
             })?;
