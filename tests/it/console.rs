@@ -497,6 +497,49 @@ async fn console_page_timings_with_100k_events() {
     }
 }
 
+/// A paused destination's card says it is paused, and its backlog counts
+/// what waits for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_destinations_page_marks_a_paused_destination() {
+    let sink = MockReceiver::start().await;
+    let gw =
+        TestGateway::spawn(&config(&sink).replace("timeout: 5s,", "timeout: 5s, paused: true,"))
+            .await;
+    post_id(&gw, "hooks", r#"{"n": 1}"#).await;
+    let (client, session) = sign_in_over_http(&gw).await;
+    let page = client
+        .get(gw.url("/ui/destinations"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let card = &html[html
+        .find(r#"id="destination-sink""#)
+        .expect("the sink's card")..];
+    let card = &card[..card.find("</section>").unwrap()];
+    assert!(card.contains("(paused"), "{card}");
+    assert!(card.contains(r#"<dd class="backlog">1</dd>"#), "{card}");
+    assert_eq!(sink.count(), 0);
+
+    let unpaused = std::fs::read_to_string(gw.config_path())
+        .unwrap()
+        .replace(" paused: true,", "");
+    gw.reload_with(&unpaused).await;
+    sink.wait_for(1, WAIT).await;
+    let html = client
+        .get(gw.url("/ui/destinations"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("(paused"), "{html}");
+}
+
 /// Signs in to `gw`'s console with plain HTTP: a client that follows no
 /// redirects, and the session cookie (`name=value`).
 async fn sign_in_over_http(gw: &TestGateway) -> (reqwest::Client, String) {

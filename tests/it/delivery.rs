@@ -581,6 +581,108 @@ routes:
     assert!(plain.header("webhook-id").is_some());
 }
 
+/// `paused: true` keeps a destination's deliveries in the store, unsent
+/// and with no attempt counted, while webhooks are accepted and the other
+/// destinations of the same route deliver; a reload that removes the flag
+/// sends them all at once. Deliveries already queued in the destination's
+/// lane when a reload pauses it go back to the store instead of out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_destination_holds_its_deliveries_until_a_reload_resumes_it() {
+    const HELD: usize = 8;
+    let held = MockReceiver::start().await;
+    let other = MockReceiver::start().await;
+    let gw = Arc::new(
+        TestGateway::spawn(&format!(
+            r#"
+admin: {{ token: "{ADMIN_TOKEN}" }}
+destinations:
+  held: {{ url: "{}", concurrency: 1, paused: true }}
+  other: {{ url: "{}" }}
+routes:
+  both:
+    to: [held, other]
+"#,
+            held.url("/in"),
+            other.url("/in")
+        ))
+        .await,
+    );
+    let config = |paused: bool| {
+        let text = std::fs::read_to_string(gw.config_path()).unwrap();
+        text.replace(
+            &format!("paused: {}", !paused),
+            &format!("paused: {paused}"),
+        )
+    };
+    post_at_once(&gw, "both", HELD).await;
+    other.wait_for(HELD, Duration::from_secs(10)).await;
+    // Polls come at least every second: two of them find nothing to send.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(held.count(), 0, "a paused destination was sent to");
+    let pending = events(&gw, "pending").await;
+    assert_eq!(
+        pending.len(),
+        HELD,
+        "every event waits for its paused delivery"
+    );
+    for id in &pending {
+        let event = gw.admin_get(&format!("/admin/events/{id}")).await;
+        let waiting = event["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["destination"] == "held")
+            .unwrap_or_else(|| panic!("no delivery to held: {event}"))
+            .clone();
+        assert_eq!(waiting["state"], "pending", "{event}");
+        assert_eq!(
+            waiting["attempts"].as_array().map(Vec::len),
+            Some(0),
+            "{event}"
+        );
+        // Never claimed, by the insert or a poll: claimed, it would have
+        // been put back with a note (a store write per delivery per poll).
+        assert!(waiting["last_error"].is_null(), "{event}");
+    }
+
+    // Resumed: everything that waited goes out, each once.
+    let resumed = Instant::now();
+    gw.reload_with(&config(false)).await;
+    held.wait_for(HELD, Duration::from_secs(10)).await;
+    assert!(
+        resumed.elapsed() < Duration::from_secs(5),
+        "the held deliveries took {:?} after the resume",
+        resumed.elapsed()
+    );
+
+    // Paused again with one delivery in flight and more queued in its
+    // lane behind it (concurrency 1): the one in flight finishes, the
+    // queued ones are not sent.
+    held.delay(Duration::from_secs(3));
+    post_at_once(&gw, "both", 4).await;
+    wait_until(
+        "the first of them in flight",
+        Duration::from_secs(10),
+        || held.arrived() > HELD,
+    )
+    .await;
+    gw.reload_with(&config(true)).await;
+    // Past the answer to the one in flight, and two polls.
+    tokio::time::sleep(Duration::from_millis(5000)).await;
+    assert_eq!(
+        held.arrived(),
+        HELD + 1,
+        "queued deliveries went out while paused"
+    );
+    assert_eq!(held.count(), HELD + 1, "the one in flight was answered");
+    held.delay(Duration::ZERO);
+    gw.reload_with(&config(false)).await;
+    held.wait_for(HELD + 4, Duration::from_secs(10)).await;
+    let copies = copies(&held);
+    assert_eq!(copies.len(), HELD + 4, "{copies:?}");
+    assert!(copies.values().all(|&n| n == 1), "{copies:?}");
+}
+
 /// `rate:` spaces the request starts to a destination however many
 /// deliveries wait for it, counts no attempt for a delivery that waited
 /// its turn in the store, and holds up no other destination.

@@ -588,6 +588,14 @@ pub struct DestinationConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
 
+    /// Hold this destination's deliveries without sending them (the
+    /// receiver is down for maintenance, or refuses everything until a fix
+    /// ships): they are stored and wait, with no attempt counted and no
+    /// retry used, and go out as soon as a reload removes the flag.
+    /// Webhooks are still accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+
     /// When to try again after a failed attempt.
     #[serde(default)]
     pub retry: RetryConfig,

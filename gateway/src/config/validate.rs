@@ -454,6 +454,13 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 );
             }
         }
+        if dest.paused && dest.kind == DestinationKind::Subscribers {
+            err(
+                at("paused"),
+                "a subscriber is paused by disabling its subscription (PUT /v1/webhook/{id} with {\"active\": false})"
+                    .into(),
+            );
+        }
         if let Some(signing) = &dest.signing {
             if dest.kind != DestinationKind::Http {
                 err(
@@ -930,6 +937,22 @@ mod tests {
         .unwrap_err()
         .0;
         assert!(errs[0].message.contains("at least 1"), "{errs:?}");
+    }
+
+    #[test]
+    fn any_destination_but_the_subscribers_one_can_be_paused() {
+        assert_eq!(
+            paths(
+                "destinations:\n  h: { url: \"http://x\", paused: true }\n  \
+                 t: { kind: teams, url: \"https://x\", paused: true }\n  \
+                 l: { kind: log, paused: true }\n  \
+                 s: { kind: subscribers, object_type: repo, object_id: x, tenant: a, paused: true }\n"
+            )
+            .into_iter()
+            .filter(|p| p.ends_with(".paused"))
+            .collect::<Vec<_>>(),
+            ["destinations.s.paused"]
+        );
     }
 
     #[test]

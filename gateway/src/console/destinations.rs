@@ -39,6 +39,8 @@ struct Bar {
 struct Card {
     name: String,
     configured: bool,
+    /// `paused:` in the config: its backlog waits, unsent.
+    paused: bool,
     attempts: u64,
     success: String,
     p50: String,
@@ -118,12 +120,13 @@ fn chart(series: &[SeriesPoint]) -> (Vec<Bar>, String, u64, f64) {
     (bars, latency, max, max_latency)
 }
 
-fn card(s: &DestinationStats, name: String, configured: bool, now: u64) -> Card {
+fn card(s: &DestinationStats, name: String, configured: bool, paused: bool, now: u64) -> Card {
     let (bars, latency, max_count, max_latency) = chart(&s.series);
     let ms = |v: Option<u64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v} ms"));
     Card {
         name,
         configured,
+        paused,
         attempts: s.attempts,
         success: if s.attempts == 0 {
             "–".into()
@@ -206,7 +209,8 @@ pub async fn page(
                 .find(|s| &s.destination == *name)
                 .cloned()
                 .unwrap_or_else(|| DestinationStats::empty(name, since, now, buckets));
-            card(&s, (*name).clone(), true, now)
+            let paused = snapshot.destinations.get(*name).is_some_and(|d| d.paused);
+            card(&s, (*name).clone(), true, paused, now)
         })
         .collect();
     // Destinations that have deliveries but are no longer configured.
@@ -214,14 +218,14 @@ pub async fn page(
         !s.destination.starts_with(SUBSCRIBER_PREFIX)
             && !snapshot.destinations.contains_key(&s.destination)
     }) {
-        cards.push(card(s, s.destination.clone(), false, now));
+        cards.push(card(s, s.destination.clone(), false, false, now));
     }
     let subs: Vec<&DestinationStats> = stats
         .iter()
         .filter(|s| s.destination.starts_with(SUBSCRIBER_PREFIX))
         .collect();
     let subscriptions =
-        merge_subscriptions(&subs).map(|m| card(&m, "all subscriptions".into(), true, now));
+        merge_subscriptions(&subs).map(|m| card(&m, "all subscriptions".into(), true, false, now));
     html(
         StatusCode::OK,
         &DestinationsPage {

@@ -151,6 +151,20 @@ async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
                     };
                     return not_attempted(d, attempted_at_ms, Some(error), next);
                 }
+                // Claimed before a reload paused it, or queued in its lane
+                // then: back to the store, due, where no poll claims it
+                // until the flag goes.
+                Some(dest) if dest.paused => {
+                    drop(ctx.relay.take(d.id));
+                    let error = format!(
+                        "destination {:?} is paused; sent once a reload removes `paused`",
+                        d.destination
+                    );
+                    let next = NextState::Postpone {
+                        after: Duration::ZERO,
+                    };
+                    return not_attempted(d, attempted_at_ms, Some(error), next);
+                }
                 Some(dest) if dest.kind == DestinationKind::Teams => {
                     if let Some(reason) = teams::oversized(d.message.body.len()) {
                         // Dead at once: resending cannot make it fit.

@@ -241,6 +241,17 @@ impl Dispatcher {
             .map_or(UNKNOWN_CONCURRENCY, |d| d.concurrency.max(1))
     }
 
+    /// Whether `destination` is `paused:` in the current config: its
+    /// deliveries stay in the store, claimed by no insert and no poll.
+    fn paused(&self, destination: &str) -> bool {
+        self.ctx
+            .snapshots
+            .load()
+            .destinations
+            .get(destination)
+            .is_some_and(|d| d.paused)
+    }
+
     /// Wakes the poller: deliveries became due that nobody holds.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -282,6 +293,13 @@ impl Dispatcher {
                 continue;
             }
             if names.iter().any(|n| n == d) {
+                continue;
+            }
+            // Left in the store until the flag goes; no lane owes a wake
+            // for it ([`needs_poll`](Self::needs_poll)).
+            if self.paused(d) {
+                left.push(d.to_owned());
+                left_deliveries += 1;
                 continue;
             }
             match lanes.map.get_mut(d) {
@@ -329,10 +347,12 @@ impl Dispatcher {
     /// in a loop, each claim a writer transaction that found nothing it
     /// could take, for as long as ingest outran a destination.
     pub fn needs_poll(&self, left_to_lanes: &[String]) -> bool {
+        let snapshot = self.ctx.snapshots.load();
         let lanes = self.lanes();
-        left_to_lanes
-            .iter()
-            .any(|d| lanes.map.get(d).is_none_or(|l| !l.skipped))
+        left_to_lanes.iter().any(|d| {
+            lanes.map.get(d).is_none_or(|l| !l.skipped)
+                && !snapshot.destinations.get(d).is_some_and(|c| c.paused)
+        })
     }
 
     /// Takes claimed deliveries into their lanes, starting what may start.
@@ -518,15 +538,28 @@ impl Dispatcher {
     /// rest straight back, a release per delivery, on every attempt that
     /// ends while ingest outruns the destination.
     fn poll_plan(&self) -> (Vec<String>, usize) {
+        // Paused destinations are skipped whether or not they have a lane:
+        // a poll that claimed their deliveries would only put them back.
+        let mut skip: Vec<String> = self
+            .ctx
+            .snapshots
+            .load()
+            .destinations
+            .values()
+            .filter(|d| d.paused)
+            .map(|d| d.name.to_string())
+            .collect();
         let mut lanes = self.lanes();
         let gateway_room = self
             .workers
             .saturating_sub(lanes.in_flight)
             .min(CLAIM_BATCH);
         lanes.poller_starved = gateway_room == 0;
-        let mut skip = Vec::new();
         let mut lanes_room = POLL_ALLOWANCE;
         for (name, lane) in lanes.map.iter_mut() {
+            if skip.contains(name) {
+                continue;
+            }
             if lane.full() {
                 lane.skipped = true;
                 skip.push(name.clone());

@@ -132,6 +132,8 @@ pub struct CompiledDestination {
     pub pace: Option<crate::delivery::pacing::Pace>,
     /// How every attempt is signed, if it is (`signing:`).
     pub signing: Option<DestinationSigning>,
+    /// `paused:` its deliveries wait in the store, unclaimed.
+    pub paused: bool,
 }
 
 /// A destination's `signing:`, ready to sign.
@@ -194,6 +196,7 @@ impl CompiledDestination {
                     .chain(s.previous_secret.clone())
                     .collect(),
             }),
+            paused: d.paused,
         }
     }
 }

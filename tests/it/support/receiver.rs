@@ -62,6 +62,9 @@ struct Shared {
     delay: Mutex<Duration>,
     /// How to answer a callback validation (`?validationToken=`).
     validation: Mutex<Validation>,
+    /// Requests that have arrived, answered or not (`received` has them
+    /// once answered, after any `delay`).
+    arrived: std::sync::atomic::AtomicUsize,
 }
 
 /// How the receiver answers a subscription's callback validation.
@@ -133,6 +136,14 @@ impl MockReceiver {
         *self.shared.delay.lock().unwrap() = delay;
     }
 
+    /// Requests that have arrived so far, including those still waiting
+    /// out a `delay`.
+    pub fn arrived(&self) -> usize {
+        self.shared
+            .arrived
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Requests whose answer was 2xx.
     pub fn successes(&self) -> Vec<Received> {
         self.received()
@@ -182,6 +193,9 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
+    shared
+        .arrived
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let token = uri
         .query()
         .unwrap_or("")
