@@ -619,6 +619,10 @@ routes:
     // Polls come at least every second: two of them find nothing to send.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(held.count(), 0, "a paused destination was sent to");
+    assert_eq!(
+        gw.admin_get("/admin/status").await["paused"],
+        serde_json::json!(["held"])
+    );
     let pending = events(&gw, "pending").await;
     assert_eq!(
         pending.len(),
@@ -648,6 +652,10 @@ routes:
     // Resumed: everything that waited goes out, each once.
     let resumed = Instant::now();
     gw.reload_with(&config(false)).await;
+    assert_eq!(
+        gw.admin_get("/admin/status").await["paused"],
+        serde_json::json!([])
+    );
     held.wait_for(HELD, Duration::from_secs(10)).await;
     assert!(
         resumed.elapsed() < Duration::from_secs(5),

@@ -1,6 +1,6 @@
 //! `GET /admin/status`: what runs now (generation, each route's plugin per
 //! stage, each plugin's version, content hash and load time, the plugin
-//! cache) and what reloads did (last success, last error with its time,
+//! cache, the destinations `paused:` holds) and what reloads did (last success, last error with its time,
 //! settings waiting for a restart). `POST /admin/reload`: reload now and
 //! answer with the new generation or every error.
 
@@ -19,7 +19,7 @@ use crate::state::AppState;
 /// What runs now and what reloads did.
 #[utoipa::path(get, path = "/admin/status", tag = "admin",
     responses(
-        (status = 200, description = "`generation`, `routes` (each stage's plugin name, version, hash; `to`), `plugins` (version, hash, source, stages, loaded_at, load_ms), `plugin_cache` (dir, hits, misses), `reload` (last reload, last error, recent errors, restart_required, watching)", body = Object),
+        (status = 200, description = "`generation`, `routes` (each stage's plugin name, version, hash; `to`), `plugins` (version, hash, source, stages, loaded_at, load_ms), `plugin_cache` (dir, hits, misses), `paused` (the destinations whose deliveries wait, by name), `reload` (last reload, last error, recent errors, restart_required, watching)", body = Object),
         (status = 401, description = "Missing or wrong bearer token", body = crate::admin::AdminError),
         (status = 404, description = "The admin API is not configured"),
     ),
@@ -65,11 +65,19 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
             )
         })
         .collect();
+    let mut paused: Vec<&str> = snapshot
+        .destinations
+        .iter()
+        .filter(|(_, d)| d.paused)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    paused.sort_unstable();
     Json(json!({
         "generation": snapshot.generation,
         "routes": routes,
         "plugins": plugins,
         "plugin_cache": state.engine().cache_stats(),
+        "paused": paused,
         "reload": state.reload().record(),
     }))
 }
