@@ -50,6 +50,15 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// so a poller never spins.
 const MIN_POLL: Duration = Duration::from_millis(5);
 
+/// Whether `destination` is `paused:` in `snapshot`: its deliveries stay
+/// in the store, claimed by no insert and no poll.
+fn paused(snapshot: &crate::pipeline::Snapshot, destination: &str) -> bool {
+    snapshot
+        .destinations
+        .get(destination)
+        .is_some_and(|d| d.paused)
+}
+
 /// After a poll that came back short while lanes were full, the next one
 /// waits this many times as long as that poll took (at least
 /// [`MIN_POLL`]), however often it is woken meanwhile: such polls take at
@@ -241,17 +250,6 @@ impl Dispatcher {
             .map_or(UNKNOWN_CONCURRENCY, |d| d.concurrency.max(1))
     }
 
-    /// Whether `destination` is `paused:` in the current config: its
-    /// deliveries stay in the store, claimed by no insert and no poll.
-    fn paused(&self, destination: &str) -> bool {
-        self.ctx
-            .snapshots
-            .load()
-            .destinations
-            .get(destination)
-            .is_some_and(|d| d.paused)
-    }
-
     /// Wakes the poller: deliveries became due that nobody holds.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -283,6 +281,7 @@ impl Dispatcher {
         if self.stop.is_cancelled() {
             return InsertClaim::default();
         }
+        let snapshot = self.ctx.snapshots.load();
         let mut lanes = self.lanes();
         let mut names: Vec<String> = Vec::new();
         let mut left: Vec<String> = Vec::new();
@@ -297,7 +296,7 @@ impl Dispatcher {
             }
             // Left in the store until the flag goes; no lane owes a wake
             // for it ([`needs_poll`](Self::needs_poll)).
-            if self.paused(d) {
+            if paused(&snapshot, d) {
                 left.push(d.to_owned());
                 left_deliveries += 1;
                 continue;
@@ -349,10 +348,9 @@ impl Dispatcher {
     pub fn needs_poll(&self, left_to_lanes: &[String]) -> bool {
         let snapshot = self.ctx.snapshots.load();
         let lanes = self.lanes();
-        left_to_lanes.iter().any(|d| {
-            lanes.map.get(d).is_none_or(|l| !l.skipped)
-                && !snapshot.destinations.get(d).is_some_and(|c| c.paused)
-        })
+        left_to_lanes
+            .iter()
+            .any(|d| lanes.map.get(d).is_none_or(|l| !l.skipped) && !paused(&snapshot, d))
     }
 
     /// Takes claimed deliveries into their lanes, starting what may start.
@@ -836,12 +834,25 @@ mod tests {
     /// destination unknown: concurrency 1, a queue of [`MIN_QUEUE`]), with
     /// room for `workers` attempts.
     fn dispatcher(workers: usize) -> Arc<Dispatcher> {
-        let config = crate::config::from_str("{}", &|_| None).unwrap();
+        dispatcher_with("{}", workers)
+    }
+
+    /// [`dispatcher`] with the destinations of `yaml`, a config.
+    fn dispatcher_with(yaml: &str, workers: usize) -> Arc<Dispatcher> {
+        let config = crate::config::from_str(yaml, &|_| None).unwrap();
+        let destinations = config
+            .destinations
+            .iter()
+            .map(|(name, d)| {
+                let compiled = crate::pipeline::CompiledDestination::new(name, d);
+                (name.clone(), Arc::new(compiled))
+            })
+            .collect();
         let snapshot = crate::pipeline::Snapshot {
             generation: 1,
             config: Arc::new(config),
             routes: HashMap::new(),
-            destinations: HashMap::new(),
+            destinations,
             plugins: Default::default(),
             subscriptions: None,
         };
@@ -930,6 +941,28 @@ mod tests {
             (1, None),
             "the panicking attempt's slots are back"
         );
+    }
+
+    /// A paused destination is claimed by no insert and no poll, and owes
+    /// no wake: its deliveries wait in the store for the reload that
+    /// resumes it.
+    #[tokio::test]
+    async fn a_paused_destination_is_left_out_of_every_claim() {
+        let d = dispatcher_with(
+            "destinations:\n  held: { kind: log, paused: true }\n  open: { kind: log }\n",
+            8,
+        );
+        let plan = d.claim_for(["held", "open", "held"].into_iter(), false);
+        assert_eq!(plan.claim.unwrap().destinations, ["open"]);
+        assert_eq!(plan.left_to_lanes, ["held"]);
+        assert_eq!(plan.left_deliveries, 2);
+        assert!(!d.needs_poll(&plan.left_to_lanes), "no lane owes it a wake");
+        assert!(d.lanes().map.is_empty(), "no lane was made or marked");
+        let (skip, room) = d.poll_plan();
+        assert_eq!(skip, ["held"]);
+        assert!(room > 0);
+        // Nothing to claim for but the paused one: no claim at all.
+        assert!(d.claim_for(["held"].into_iter(), false).claim.is_none());
     }
 
     /// An insert that finds a lane full leaves its delivery to that lane's
