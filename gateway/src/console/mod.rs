@@ -34,6 +34,7 @@ use axum::{Extension, http::HeaderMap};
 use http_body_util::{BodyExt as _, Limited};
 use serde::Deserialize;
 
+use crate::observability::flood::{Flood, log_limited};
 use crate::state::AppState;
 use crate::store::StoreError;
 use session::{LOGIN_COOKIE, SESSION_COOKIE, SESSION_LIFETIME, Session, Sessions};
@@ -292,7 +293,10 @@ async fn sign_in(
     let admin_token = snapshot.config.admin.token.as_deref().unwrap_or_default();
     let presented = form.token.unwrap_or_default();
     let Some(session) = sessions.sign_in(presented.trim(), admin_token) else {
-        tracing::warn!("console sign-in refused: wrong token");
+        // Every refusal counts (`suppressed` on the next line): a guesser
+        // does not flood the log.
+        static REFUSED: Flood = Flood::new();
+        log_limited!(REFUSED, "", warn, "console sign-in refused: wrong token");
         return sign_in_form(
             &headers,
             StatusCode::UNAUTHORIZED,

@@ -281,7 +281,13 @@ async fn handle(
 
     match outcome {
         Outcome::Rejected { status, reason } => {
-            tracing::info!(
+            // A misconfigured sender, or someone probing the route, sends
+            // nothing else: one line per route every window.
+            static REJECTED: Flood = Flood::new();
+            log_limited!(
+                REJECTED,
+                &route.name,
+                info,
                 route = &*route.name,
                 status,
                 reason,
@@ -408,7 +414,11 @@ async fn handle(
                     })
                 }
                 Committed::Duplicate { existing_id } => {
-                    tracing::info!(
+                    static DUPLICATE: Flood = Flood::new();
+                    log_limited!(
+                        DUPLICATE,
+                        &route.name,
+                        info,
                         route = &*route.name,
                         existing_id,
                         source_id,
@@ -450,7 +460,11 @@ async fn relayed_reply(
         .as_ref()
         .and_then(crate::delivery::relay::teams_reply);
     if answer.is_none() {
-        tracing::info!(
+        static FELL_BACK: Flood = Flood::new();
+        log_limited!(
+            FELL_BACK,
+            &relay.to,
+            info,
             destination = relay.to,
             "relay: no reply within reply_timeout; answered the fallback (the delivery goes on)"
         );

@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 use crate::config::LimitsConfig;
+use crate::observability::flood::{Flood, log_limited};
 
 /// What a client over a cap is told to wait, in seconds.
 const RETRY_AFTER_SECS: &str = "1";
@@ -126,7 +127,8 @@ impl Door {
                     Err(e) => {
                         // EMFILE/ENFILE or a connection reset before accept:
                         // the listener itself is fine.
-                        tracing::warn!(error = %e, "accept failed");
+                        static FAILED: Flood = Flood::new();
+                        log_limited!(FAILED, "", warn, error = %e, "accept failed");
                         tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                         continue;
                     }
