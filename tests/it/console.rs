@@ -478,12 +478,7 @@ async fn console_page_timings_with_100k_events() {
         let mut times = Vec::new();
         for _ in 0..7 {
             let started = Instant::now();
-            let resp = client
-                .get(gw.url(&path))
-                .header("cookie", &session)
-                .send()
-                .await
-                .unwrap();
+            let resp = ui_get(&client, &gw, &session, &path).await;
             assert_eq!(resp.status(), 200, "{path}");
             resp.bytes().await.unwrap();
             times.push(started.elapsed());
@@ -507,12 +502,7 @@ async fn the_destinations_page_marks_a_paused_destination() {
             .await;
     post_id(&gw, "hooks", r#"{"n": 1}"#).await;
     let (client, session) = sign_in_over_http(&gw).await;
-    let page = client
-        .get(gw.url("/ui/destinations"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let page = ui_get(&client, &gw, &session, "/ui/destinations").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     let card = &html[html
@@ -528,16 +518,27 @@ async fn the_destinations_page_marks_a_paused_destination() {
         .replace(" paused: true,", "");
     gw.reload_with(&unpaused).await;
     sink.wait_for(1, WAIT).await;
-    let html = client
-        .get(gw.url("/ui/destinations"))
-        .header("cookie", &session)
-        .send()
+    let html = ui_get(&client, &gw, &session, "/ui/destinations")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
     assert!(!html.contains("(paused"), "{html}");
+}
+
+/// `GET path` on `gw`'s console, signed in as `session` (a cookie).
+async fn ui_get(
+    client: &reqwest::Client,
+    gw: &TestGateway,
+    session: &str,
+    path: &str,
+) -> reqwest::Response {
+    client
+        .get(gw.url(path))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Signs in to `gw`'s console with plain HTTP: a client that follows no
@@ -598,12 +599,7 @@ async fn a_console_form_or_url_with_a_nul_is_refused() {
     let sink = MockReceiver::start().await;
     let gw = TestGateway::spawn(&config(&sink)).await;
     let (client, session) = sign_in_over_http(&gw).await;
-    let page = client
-        .get(gw.url("/ui/events"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let page = ui_get(&client, &gw, &session, "/ui/events").await;
     assert_eq!(page.status(), 200);
     let csrf = csrf_of(&page.text().await.unwrap());
     let replay = |fields: Vec<(&'static str, String)>| {
@@ -636,12 +632,7 @@ async fn a_console_form_or_url_with_a_nul_is_refused() {
         .await
         .unwrap();
     assert_eq!(forbidden.status(), 403);
-    let url = client
-        .get(gw.url("/ui/events?destination=si%00nk"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let url = ui_get(&client, &gw, &session, "/ui/events?destination=si%00nk").await;
     assert_eq!(url.status(), 400);
 }
 
