@@ -104,6 +104,7 @@ async fn one(store: Arc<SqliteStore>, body: Bytes, deliver: bool) {
             destinations: vec!["sink".into()],
             subscribers: false,
             full: Vec::new(),
+            held: Vec::new(),
         }),
     };
     let inserted = store

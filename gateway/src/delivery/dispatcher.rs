@@ -258,7 +258,8 @@ impl Dispatcher {
     /// What an insert may claim for the dispatcher right now: the named
     /// destinations whose lanes have room (and subscribers while the
     /// gateway has room, but not those whose lane is full);
-    /// `claim` is `None` when nothing should be claimed.
+    /// `claim` is `None` when nothing should be claimed and no destination
+    /// is paused (a paused one is named in `held`).
     ///
     /// The destinations left out because their lane is full are marked as
     /// skipped, as a poll marks them: the lane wakes the poller once half
@@ -285,6 +286,7 @@ impl Dispatcher {
         let mut lanes = self.lanes();
         let mut names: Vec<String> = Vec::new();
         let mut left: Vec<String> = Vec::new();
+        let mut held: Vec<String> = Vec::new();
         let mut left_deliveries = 0;
         for d in destinations {
             if left.iter().any(|n| n == d) {
@@ -295,9 +297,11 @@ impl Dispatcher {
                 continue;
             }
             // Left in the store until the flag goes; no lane owes a wake
-            // for it ([`needs_poll`](Self::needs_poll)).
+            // for it ([`needs_poll`](Self::needs_poll)), and the store
+            // announces it to no gateway (`held`).
             if paused(&snapshot, d) {
                 left.push(d.to_owned());
+                held.push(d.to_owned());
                 left_deliveries += 1;
                 continue;
             }
@@ -323,11 +327,12 @@ impl Dispatcher {
             left.extend(full.iter().cloned());
         }
         InsertClaim {
-            claim: (!names.is_empty() || subscribers).then_some(ClaimNew {
+            claim: (!names.is_empty() || subscribers || !held.is_empty()).then_some(ClaimNew {
                 lease: self.lease,
                 destinations: names,
                 subscribers,
                 full,
+                held,
             }),
             left_to_lanes: left,
             left_deliveries,
@@ -961,8 +966,13 @@ mod tests {
         let (skip, room) = d.poll_plan();
         assert_eq!(skip, ["held"]);
         assert!(room > 0);
-        // Nothing to claim for but the paused one: no claim at all.
-        assert!(d.claim_for(["held"].into_iter(), false).claim.is_none());
+        // Nothing to claim for but the paused one: a claim of nothing,
+        // which tells the store not to announce it.
+        let claim = d.claim_for(["held"].into_iter(), false).claim.unwrap();
+        assert!(claim.destinations.is_empty());
+        assert_eq!(claim.held, ["held"]);
+        assert!(!claim.announces("held", true, false));
+        assert!(claim.announces("open", true, false));
     }
 
     /// An insert that finds a lane full leaves its delivery to that lane's

@@ -548,6 +548,7 @@ pub async fn an_insert_claims_what_it_is_asked_to_in_its_own_transaction(store: 
                     destinations: vec!["a".into()],
                     subscribers: false,
                     full: Vec::new(),
+                    held: Vec::new(),
                 }),
                 ..opts()
             },
@@ -587,6 +588,7 @@ pub async fn an_insert_claim_runs_out_and_a_duplicate_claims_nothing(store: S) {
             destinations: vec!["a".into()],
             subscribers: false,
             full: Vec::new(),
+            held: Vec::new(),
         }),
         ..opts()
     };
@@ -935,6 +937,7 @@ pub async fn fan_out_reaches_matching_active_subscriptions_of_the_tenant(store: 
                     destinations: Vec::new(),
                     subscribers: true,
                     full: Vec::new(),
+                    held: Vec::new(),
                 }),
                 ..opts()
             },
@@ -970,6 +973,7 @@ pub async fn a_fan_out_claim_leaves_the_deliveries_of_full_subscriber_lanes_due(
         destinations: Vec::new(),
         subscribers: true,
         full: vec!["sub:wh_a".into(), "sub:wh_c".into()],
+        held: Vec::new(),
     };
     let Inserted::New {
         deliveries,
@@ -2636,6 +2640,73 @@ pub async fn due_work_wakes_the_other_gateway(a: S, b: S) {
         );
         held = claim_until(&a, 1, Duration::from_secs(1)).await;
     }
+}
+
+/// An insert whose only unclaimed deliveries are to `held` (paused)
+/// destinations wakes no gateway: nobody would claim them. One that also
+/// leaves another destination's delivery due wakes the other gateway.
+pub async fn deliveries_left_to_a_held_destination_wake_no_gateway(a: S, b: S) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let woken = Arc::new(AtomicUsize::new(0));
+    let w = woken.clone();
+    b.on_due(Arc::new(move || {
+        w.fetch_add(1, Ordering::SeqCst);
+    }));
+    // The listener may still be connecting: insert until one is heard.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in 0.. {
+        insert_one(&*a, &format!("evt_warm_{n}"), None, &["open"]).await;
+        let heard = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < heard && woken.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if woken.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the other gateway was never woken"
+        );
+    }
+    let held = |id: &str, dests: &[&str]| {
+        let opts = InsertOptions {
+            claim: Some(ClaimNew {
+                lease: LONG,
+                destinations: Vec::new(),
+                subscribers: false,
+                full: Vec::new(),
+                held: vec!["paused".into()],
+            }),
+            ..opts()
+        };
+        (event(id, None, dests), opts)
+    };
+    // What was announced before has arrived by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = woken.load(Ordering::SeqCst);
+    let (e, o) = held("evt_paused", &["paused"]);
+    assert!(matches!(a.insert(e, o).await, Ok(Inserted::New { .. })));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        woken.load(Ordering::SeqCst),
+        before,
+        "a delivery to a held destination woke a gateway"
+    );
+    let (e, o) = held("evt_both", &["paused", "open"]);
+    assert!(matches!(a.insert(e, o).await, Ok(Inserted::New { .. })));
+    let heard = Instant::now() + Duration::from_secs(5);
+    while woken.load(Ordering::SeqCst) == before {
+        assert!(
+            Instant::now() < heard,
+            "a due delivery to `open` woke nobody"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Both stored and due all the same: held is about waking, not storing.
+    // (One claim takes every due delivery: the warm-up's few and these.)
+    let due = claim_until(&b, 3, Duration::from_secs(5)).await;
+    let paused = due.iter().filter(|d| d.destination == "paused").count();
+    assert_eq!(paused, 2, "{due:?}");
 }
 
 /// A dead letter replayed through one gateway is sent by the other, and

@@ -244,6 +244,11 @@ pub struct ClaimNew {
     /// only be handed back (a write per delivery) while the lane works
     /// through its queue. Their deliveries are stored due, for a poll.
     pub full: Vec<String>,
+    /// Named destinations not claimed for whose deliveries need no wake:
+    /// `paused:` ones, which no gateway claims until a reload resumes them.
+    /// An insert that leaves only such deliveries unclaimed announces no
+    /// due work (PostgreSQL's `NOTIFY`, which wakes every gateway's poller).
+    pub held: Vec<String>,
 }
 
 impl ClaimNew {
@@ -264,6 +269,13 @@ impl ClaimNew {
         active
             && ((to_subscriber && self.claims_subscriber(dest))
                 || self.destinations.iter().any(|d| d == dest))
+    }
+
+    /// Whether a new delivery to `dest`, if not claimed, is due work to
+    /// announce: it is `active` and not to a [`held`](Self::held)
+    /// destination.
+    pub fn announces(&self, dest: &str, active: bool, to_subscriber: bool) -> bool {
+        active && (to_subscriber || !self.held.iter().any(|h| h == dest))
     }
 }
 

@@ -376,7 +376,11 @@ async fn store_together(
                     .claim
                     .as_ref()
                     .is_some_and(|claim| claim.claims(&dest, active, to_subscribers));
-                unclaimed_due |= active && !claim;
+                unclaimed_due |= !claim
+                    && opts
+                        .claim
+                        .as_ref()
+                        .map_or(active, |c| c.announces(&dest, active, to_subscribers));
                 c.d_events.push(e.id.clone());
                 c.d_idx.push(idx);
                 c.d_dests.push(dest);
@@ -734,7 +738,11 @@ pub(super) async fn insert_event(
                 .claim
                 .as_ref()
                 .is_some_and(|c| c.claims(&dest, active, to_subscribers));
-            unclaimed_due |= active && !claim;
+            unclaimed_due |= !claim
+                && opts
+                    .claim
+                    .as_ref()
+                    .map_or(active, |c| c.announces(&dest, active, to_subscribers));
             m.dests.push(dest);
             m.actives.push(active);
             m.claims.push(claim);

@@ -158,6 +158,7 @@ shared!(
     an_event_finished_by_two_gateways_at_once_is_finished,
     subscription_state_is_shared,
     due_work_wakes_the_other_gateway,
+    deliveries_left_to_a_held_destination_wake_no_gateway,
     a_replay_through_one_gateway_is_sent_by_the_other,
 );
 
@@ -330,6 +331,7 @@ async fn an_insert_that_waited_on_a_lock_times_its_leases_from_after_the_wait() 
             destinations: Vec::new(),
             subscribers: true,
             full: Vec::new(),
+            held: Vec::new(),
         }),
     };
     let insert = tokio::spawn(async move { b.insert(e, opts).await });
@@ -1151,6 +1153,7 @@ async fn webhooks_are_stored_in_batches_each_decided_alone() {
             destinations: vec!["a".into()],
             subscribers: false,
             full: Vec::new(),
+            held: Vec::new(),
         }),
     };
     // evt_00..evt_29: two messages each, the first to a (claimed) and b,
@@ -1318,6 +1321,7 @@ async fn fan_outs_are_stored_in_batches_each_reaching_its_subscriptions() {
             destinations: vec!["a".into()],
             subscribers: true,
             full: vec!["sub:wh_full".into()],
+            held: Vec::new(),
         }),
     };
     // evt_00..evt_19: a named message to a on the even ones, then a
@@ -1522,6 +1526,7 @@ async fn prune_leaves_no_row_of_a_pruned_event_behind() {
             destinations: vec!["d".into()],
             subscribers: false,
             full: Vec::new(),
+            held: Vec::new(),
         }),
     };
     for id in ["evt_pruned", "evt_kept"] {

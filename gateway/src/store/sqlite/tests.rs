@@ -536,6 +536,7 @@ async fn prune_leaves_no_row_of_a_pruned_event_behind() {
             destinations: vec!["d".into()],
             subscribers: false,
             full: Vec::new(),
+            held: Vec::new(),
         }),
     };
     let Inserted::New { claimed, .. } = store.insert(ev, opts).await.unwrap() else {
