@@ -69,6 +69,7 @@ struct Inner {
     reloads: Family<ReloadLabels, Counter>,
     backlog: Family<DestinationLabels, Gauge>,
     oldest_pending: Family<DestinationLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    paused: Family<DestinationLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -154,10 +155,17 @@ impl Default for Metrics {
             "Age of the oldest event with a pending delivery, by destination",
             oldest_pending.clone(),
         );
+        let paused = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "destination_paused",
+            "1 for each destination `paused:` holds (its deliveries wait); set when scraped",
+            paused.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 backlog,
                 oldest_pending,
+                paused,
                 subscriptions_disabled,
                 polls,
                 handed_back,
@@ -270,6 +278,18 @@ impl Metrics {
                 .set(i64::try_from(pending).unwrap_or(i64::MAX));
             let age = oldest.map_or(0.0, |o| now_ms.saturating_sub(o) as f64 / 1000.0);
             self.inner.oldest_pending.get_or_create(&labels).set(age);
+        }
+    }
+
+    /// Sets the paused gauges: 1 for each of `names`, none for the rest
+    /// (an alert on a destination left paused reads it).
+    pub fn set_paused<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        self.inner.paused.clear();
+        for name in names {
+            let labels = DestinationLabels {
+                destination: name.to_owned(),
+            };
+            self.inner.paused.get_or_create(&labels).set(1);
         }
     }
 

@@ -217,6 +217,13 @@ fn copies(sink: &MockReceiver) -> BTreeMap<String, usize> {
     seen
 }
 
+/// The gateway's `/metrics` text.
+async fn metrics(gw: &TestGateway) -> String {
+    let resp = gw.client().get(gw.url("/metrics")).send().await.unwrap();
+    assert!(resp.status().is_success(), "/metrics: {}", resp.status());
+    resp.text().await.unwrap()
+}
+
 /// Ids of (at most 10) stored events in state `status`, from the admin
 /// API.
 async fn events(gw: &TestGateway, status: &str) -> Vec<String> {
@@ -623,6 +630,11 @@ routes:
         gw.admin_get("/admin/status").await["paused"],
         serde_json::json!(["held"])
     );
+    assert!(
+        metrics(&gw)
+            .await
+            .contains(r#"hookgate_destination_paused{destination="held"} 1"#)
+    );
     let pending = events(&gw, "pending").await;
     assert_eq!(
         pending.len(),
@@ -656,6 +668,7 @@ routes:
         gw.admin_get("/admin/status").await["paused"],
         serde_json::json!([])
     );
+    assert!(!metrics(&gw).await.contains("hookgate_destination_paused{"));
     held.wait_for(HELD, Duration::from_secs(10)).await;
     assert!(
         resumed.elapsed() < Duration::from_secs(5),

@@ -118,6 +118,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Ok(backlog) => state.metrics().set_backlog(&backlog, clock::now_ms()),
         Err(e) => tracing::warn!(error = %e, "cannot read the delivery backlog for /metrics"),
     }
+    let snapshot = state.snapshot();
+    state.metrics().set_paused(
+        snapshot
+            .destinations
+            .iter()
+            .filter(|(_, d)| d.paused)
+            .map(|(name, _)| name.as_str()),
+    );
     (
         [(
             http::header::CONTENT_TYPE,
