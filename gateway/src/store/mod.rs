@@ -277,6 +277,22 @@ impl ClaimNew {
     pub fn announces(&self, dest: &str, active: bool, to_subscriber: bool) -> bool {
         active && (to_subscriber || !self.held.iter().any(|h| h == dest))
     }
+
+    /// For an insert with `claim` (or none): whether a new delivery to
+    /// `dest` is claimed, and whether it is left as due work to announce
+    /// (PostgreSQL's `NOTIFY`).
+    pub fn decide(
+        claim: Option<&Self>,
+        dest: &str,
+        active: bool,
+        to_subscriber: bool,
+    ) -> (bool, bool) {
+        match claim {
+            None => (false, active),
+            Some(c) if c.claims(dest, active, to_subscriber) => (true, false),
+            Some(c) => (false, c.announces(dest, active, to_subscriber)),
+        }
+    }
 }
 
 /// The result of an insert.

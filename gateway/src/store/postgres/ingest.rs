@@ -39,7 +39,9 @@ use super::{
     INGEST_WAIT, PARKED_REASON, StoreError, batch, checkout, db_err, dur, json_text, ms, notify,
 };
 use crate::plugin::Message;
-use crate::store::{DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent, stored_messages};
+use crate::store::{
+    ClaimNew, DueDelivery, InsertOptions, Inserted, LeaseToken, NewEvent, stored_messages,
+};
 
 /// The most webhooks one transaction stores.
 const MAX_BATCH: usize = 128;
@@ -372,15 +374,9 @@ async fn store_together(
             c.m_bodies.push(message.body.clone());
             let mut any_claimed = false;
             for (dest, active) in destinations {
-                let claim = opts
-                    .claim
-                    .as_ref()
-                    .is_some_and(|claim| claim.claims(&dest, active, to_subscribers));
-                unclaimed_due |= !claim
-                    && opts
-                        .claim
-                        .as_ref()
-                        .map_or(active, |c| c.announces(&dest, active, to_subscribers));
+                let (claim, announce) =
+                    ClaimNew::decide(opts.claim.as_ref(), &dest, active, to_subscribers);
+                unclaimed_due |= announce;
                 c.d_events.push(e.id.clone());
                 c.d_idx.push(idx);
                 c.d_dests.push(dest);
@@ -734,15 +730,9 @@ pub(super) async fn insert_event(
             claims: Vec::with_capacity(destinations.len()),
         };
         for (dest, active) in destinations {
-            let claim = opts
-                .claim
-                .as_ref()
-                .is_some_and(|c| c.claims(&dest, active, to_subscribers));
-            unclaimed_due |= !claim
-                && opts
-                    .claim
-                    .as_ref()
-                    .map_or(active, |c| c.announces(&dest, active, to_subscribers));
+            let (claim, announce) =
+                ClaimNew::decide(opts.claim.as_ref(), &dest, active, to_subscribers);
+            unclaimed_due |= announce;
             m.dests.push(dest);
             m.actives.push(active);
             m.claims.push(claim);
