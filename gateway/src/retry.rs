@@ -177,6 +177,42 @@ impl RetryPolicy {
         DeliveryOutcome::Retry(wait)
     }
 
+    /// The policy in words, for operators (the console's destination
+    /// card): `6 retries: 1m, 10m, 1h, 4h, 12h, 1day (±10 %)`. Waits are
+    /// shown as they run, `scale` applied.
+    pub fn summary(&self) -> String {
+        let show = |d: Duration| humantime::format_duration(d.min(MAX_WAIT)).to_string();
+        let plural = |n: u64| if n == 1 { "retry" } else { "retries" };
+        let body = match &self.waits {
+            Waits::Schedule(s) if s.is_empty() => return "no retries: one attempt".into(),
+            Waits::Schedule(s) => format!(
+                "{} {}: {}",
+                s.len(),
+                plural(s.len() as u64),
+                s.iter().map(|d| show(*d)).collect::<Vec<_>>().join(", ")
+            ),
+            Waits::Exponential { retries: 0, .. } => return "no retries: one attempt".into(),
+            Waits::Exponential {
+                initial,
+                factor,
+                max,
+                retries,
+            } => {
+                let cap = max.map_or(String::new(), |m| format!(", at most {}", show(m)));
+                format!(
+                    "{retries} {}: {} growing ×{factor}{cap}",
+                    plural(u64::from(*retries)),
+                    show(*initial)
+                )
+            }
+        };
+        if self.jitter.is_nan() || self.jitter <= 0.0 {
+            body
+        } else {
+            format!("{body} (±{:.0} %)", self.jitter.min(1.0) * 100.0)
+        }
+    }
+
     fn jittered(&self, d: Duration) -> Duration {
         // NaN would make `random_range` panic.
         if self.jitter.is_nan() || self.jitter <= 0.0 || d.is_zero() {
@@ -220,6 +256,48 @@ mod tests {
         assert!(total < Duration::from_secs(2 * 86_400), "{total:?}");
         assert!(total > Duration::from_secs(86_400), "{total:?}");
         assert_eq!(p.wait(7), None);
+    }
+
+    #[test]
+    fn a_policy_reads_as_its_waits() {
+        assert_eq!(
+            RetryPolicy::default().summary(),
+            "6 retries: 1m, 10m, 1h, 4h, 12h, 1day (±10 %)"
+        );
+        let exp = |retries, max_delay: Option<CfgDuration>, jitter| {
+            RetryPolicy::from_config(&RetryConfig {
+                schedule: None,
+                exponential: Some(ExponentialConfig {
+                    initial: CfgDuration::from_secs(5),
+                    factor: 3.0,
+                    max_delay,
+                    retries,
+                }),
+                jitter,
+                scale: 1.0,
+            })
+            .summary()
+        };
+        assert_eq!(
+            exp(4, Some(CfgDuration::from_secs(3600)), 0.0),
+            "4 retries: 5s growing ×3, at most 1h"
+        );
+        assert_eq!(exp(1, None, 0.25), "1 retry: 5s growing ×3 (±25 %)");
+        assert_eq!(exp(0, None, 0.1), "no retries: one attempt");
+        let scaled = RetryPolicy::from_config(&RetryConfig {
+            schedule: Some(vec![CfgDuration::from_secs(60)]),
+            exponential: None,
+            jitter: 0.0,
+            scale: 0.001,
+        });
+        assert_eq!(scaled.summary(), "1 retry: 60ms", "as it runs, scaled");
+        let none = RetryPolicy::from_config(&RetryConfig {
+            schedule: Some(vec![]),
+            exponential: None,
+            jitter: 0.1,
+            scale: 1.0,
+        });
+        assert_eq!(none.summary(), "no retries: one attempt");
     }
 
     #[test]

@@ -526,6 +526,81 @@ async fn the_destinations_page_marks_a_paused_destination() {
     assert!(!html.contains("(paused"), "{html}");
 }
 
+/// Each destination's card shows how it is sent (kind, origin, timeout,
+/// concurrency, rate, retries, signing, header names), and nothing that is
+/// a credential: not the URL's path or query, a header's value, or a
+/// signing secret.
+#[tokio::test]
+async fn a_destination_card_shows_its_settings_but_no_credential() {
+    let sink = MockReceiver::start().await;
+    let config = format!(
+        r#"
+admin: {{ token: {ADMIN_TOKEN} }}
+destinations:
+  billing:
+    url: "{}"
+    headers: {{ x-api-key: header-value-is-secret }}
+    timeout: 7s
+    concurrency: 3
+    rate: 20/s
+    retry: {{ schedule: [5s, 2m], jitter: 0 }}
+    signing: {{ secret: "whsec_c2lnbmluZy1zZWNyZXQtZm9yLWEtdGVzdC0xMjM0NQ==", previous_secret: "whsec_cHJldmlvdXMtc2VjcmV0LWZvci1hLXRlc3QtOTk5OQ==" }}
+  audit: {{ kind: log }}
+routes:
+  hooks: {{ to: [billing, audit] }}
+"#,
+        sink.url("/in/path-token-is-secret?token=query-is-secret")
+    );
+    let gw = TestGateway::spawn(&config).await;
+    let (client, session) = sign_in_over_http(&gw).await;
+    let html = ui_get(&client, &gw, &session, "/ui/destinations")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let card = |name: &str| {
+        let at = html
+            .find(&format!(r#"id="destination-{name}""#))
+            .unwrap_or_else(|| panic!("{name}'s card: {html}"));
+        let card = &html[at..];
+        card[..card.find("</section>").unwrap()].to_owned()
+    };
+    let fact = |card: &str, key: &str| {
+        let dt = format!("<dt>{key}</dt><dd>");
+        let at = card.find(&dt).unwrap_or_else(|| panic!("{key}: {card}")) + dt.len();
+        card[at..at + card[at..].find("</dd>").unwrap()].to_owned()
+    };
+    let billing = card("billing");
+    let origin = sink.url("/");
+    let origin = origin.trim_end_matches('/');
+    assert_eq!(fact(&billing, "Kind"), "http");
+    assert_eq!(fact(&billing, "Target"), format!("{origin}/…"));
+    assert_eq!(fact(&billing, "Timeout"), "7s");
+    assert_eq!(fact(&billing, "Concurrency"), "3");
+    assert_eq!(fact(&billing, "Rate"), "20/s");
+    assert_eq!(fact(&billing, "Retries"), "2 retries: 5s, 2m");
+    assert_eq!(
+        fact(&billing, "Signing"),
+        "standard-webhooks, rotating (the previous secret signs too)"
+    );
+    assert_eq!(fact(&billing, "Headers"), "x-api-key (values hidden)");
+    let audit = card("audit");
+    assert!(fact(&audit, "Kind").starts_with("log"), "{audit}");
+    assert!(
+        !audit.contains("<dt>Retries</dt>"),
+        "a log is not sent: {audit}"
+    );
+    for secret in [
+        "path-token-is-secret",
+        "query-is-secret",
+        "header-value-is-secret",
+        "c2lnbmluZy1zZWNyZXQ",
+        "cHJldmlvdXMtc2VjcmV0",
+    ] {
+        assert!(!html.contains(secret), "{secret} shown: {html}");
+    }
+}
+
 /// `GET path` on `gw`'s console, signed in as `session` (a cookie).
 async fn ui_get(
     client: &reqwest::Client,

@@ -12,6 +12,8 @@ use serde::Deserialize;
 use super::session::Session;
 use super::{Layout, html, show_age, show_time, store_failed};
 use crate::clock::now_ms;
+use crate::config::{DestinationConfig, DestinationKind, SigningScheme};
+use crate::pipeline::CompiledDestination;
 use crate::state::AppState;
 use crate::store::SUBSCRIBER_PREFIX;
 use crate::store::stats::{DestinationStats, SeriesPoint};
@@ -41,6 +43,8 @@ struct Card {
     configured: bool,
     /// `paused:` in the config: its backlog waits, unsent.
     paused: bool,
+    /// What the config says about how it is sent (no secret in them).
+    settings: Vec<(&'static str, String)>,
     attempts: u64,
     success: String,
     p50: String,
@@ -120,13 +124,97 @@ fn chart(series: &[SeriesPoint]) -> (Vec<Bar>, String, u64, f64) {
     (bars, latency, max, max_latency)
 }
 
-fn card(s: &DestinationStats, name: String, configured: bool, paused: bool, now: u64) -> Card {
+/// How a destination is sent, as the config says, for the card: what an
+/// operator asks first when deliveries are slow or refused. Nothing that
+/// is a credential: a URL shows its origin only (a Teams or Slack webhook
+/// URL's path is its secret, and a query may carry a token), headers their
+/// names only, signing its scheme only.
+fn settings(d: &DestinationConfig, compiled: &CompiledDestination) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let kind = match d.kind {
+        DestinationKind::Http => "http",
+        DestinationKind::Log => "log (written to the gateway's log, not sent)",
+        DestinationKind::Subscribers => "subscribers (the subscription API's subscriptions)",
+        DestinationKind::Teams => "teams",
+    };
+    out.push(("Kind", kind.to_owned()));
+    if d.kind == DestinationKind::Subscribers {
+        if let Some(t) = &d.tenant {
+            out.push(("Tenant", t.clone()));
+        }
+        if let Some(t) = &d.object_type {
+            out.push(("Object type", t.clone()));
+        }
+        return out;
+    }
+    if let Some(url) = &compiled.url {
+        out.push(("Target", origin(url)));
+    }
+    if d.kind == DestinationKind::Log {
+        return out;
+    }
+    out.push(("Timeout", d.timeout.to_string()));
+    out.push(("Concurrency", d.concurrency.to_string()));
+    let rate = match (d.kind, d.rate) {
+        (DestinationKind::Teams, Some(r)) => format!("{r}, and at most Teams' 4/s"),
+        (DestinationKind::Teams, None) => "4/s (Teams' limit)".to_owned(),
+        (_, Some(r)) => r.to_string(),
+        (_, None) => "unlimited".to_owned(),
+    };
+    out.push(("Rate", rate));
+    out.push(("Retries", compiled.retry.summary()));
+    if d.kind == DestinationKind::Http {
+        let signing = match &d.signing {
+            None => "unsigned".to_owned(),
+            Some(s) => {
+                let scheme = match s.scheme {
+                    SigningScheme::StandardWebhooks => "standard-webhooks",
+                    SigningScheme::MsSignature => "ms-signature",
+                };
+                if s.previous_secret.is_some() {
+                    format!("{scheme}, rotating (the previous secret signs too)")
+                } else {
+                    scheme.to_owned()
+                }
+            }
+        };
+        out.push(("Signing", signing));
+    }
+    if !d.headers.is_empty() {
+        let names: Vec<&str> = d.headers.keys().map(String::as_str).collect();
+        out.push(("Headers", format!("{} (values hidden)", names.join(", "))));
+    }
+    out
+}
+
+/// `scheme://host[:port]/…`: where a URL goes, without what may be its
+/// credential (path, query, user info).
+fn origin(url: &reqwest::Url) -> String {
+    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        shown.push_str("/…");
+    }
+    shown
+}
+
+fn card(
+    s: &DestinationStats,
+    name: String,
+    configured: bool,
+    paused: bool,
+    settings: Vec<(&'static str, String)>,
+    now: u64,
+) -> Card {
     let (bars, latency, max_count, max_latency) = chart(&s.series);
     let ms = |v: Option<u64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v} ms"));
     Card {
         name,
         configured,
         paused,
+        settings,
         attempts: s.attempts,
         success: if s.attempts == 0 {
             "–".into()
@@ -209,8 +297,13 @@ pub async fn page(
                 .find(|s| &s.destination == *name)
                 .cloned()
                 .unwrap_or_else(|| DestinationStats::empty(name, since, now, buckets));
-            let paused = snapshot.destinations.get(*name).is_some_and(|d| d.paused);
-            card(&s, (*name).clone(), true, paused, now)
+            let compiled = snapshot.destinations.get(*name);
+            let paused = compiled.is_some_and(|d| d.paused);
+            let shown = match (snapshot.config.destinations.get(*name), compiled) {
+                (Some(d), Some(c)) => settings(d, c),
+                _ => Vec::new(),
+            };
+            card(&s, (*name).clone(), true, paused, shown, now)
         })
         .collect();
     // Destinations that have deliveries but are no longer configured.
@@ -218,14 +311,21 @@ pub async fn page(
         !s.destination.starts_with(SUBSCRIBER_PREFIX)
             && !snapshot.destinations.contains_key(&s.destination)
     }) {
-        cards.push(card(s, s.destination.clone(), false, false, now));
+        cards.push(card(
+            s,
+            s.destination.clone(),
+            false,
+            false,
+            Vec::new(),
+            now,
+        ));
     }
     let subs: Vec<&DestinationStats> = stats
         .iter()
         .filter(|s| s.destination.starts_with(SUBSCRIBER_PREFIX))
         .collect();
-    let subscriptions =
-        merge_subscriptions(&subs).map(|m| card(&m, "all subscriptions".into(), true, false, now));
+    let subscriptions = merge_subscriptions(&subs)
+        .map(|m| card(&m, "all subscriptions".into(), true, false, Vec::new(), now));
     html(
         StatusCode::OK,
         &DestinationsPage {
