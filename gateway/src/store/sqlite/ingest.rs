@@ -16,10 +16,13 @@ use crate::store::{
 /// find by its base (see `console::where_sql`): neither it nor its base
 /// is the event's id or its provider's. Only such ids are indexed.
 fn chosen_id(id: Option<&str>, event: &NewEvent) -> bool {
-    let Some(id) = id else {
-        return false;
-    };
-    let known = |x: &str| x == event.id || event.source_id.as_deref() == Some(x);
+    id.is_some_and(|id| is_chosen(id, &event.id, event.source_id.as_deref()))
+}
+
+/// [`chosen_id`] for message id `id` of the event `event_id` from the
+/// provider's `source_id`; schema 10 marks stored messages by this rule.
+pub(super) fn is_chosen(id: &str, event_id: &str, source_id: Option<&str>) -> bool {
+    let known = |x: &str| x == event_id || source_id == Some(x);
     !known(id) && !known(message_id_base(id))
 }
 

@@ -178,10 +178,31 @@ DROP INDEX IF EXISTS deliveries_message;
     // the dedup key or the event's key. An id a transform chose unlike
     // both was found by nothing; such a message is marked and indexed,
     // and only it: the pipeline's own ids, every webhook's, add no index
-    // entry. Messages stored before this version are not marked.
+    // entry. Messages stored before this version are marked by 10.
     r#"
 ALTER TABLE messages ADD COLUMN chosen_id INTEGER;
 CREATE INDEX messages_chosen_id ON messages(message_id) WHERE chosen_id IS NOT NULL;
+"#,
+    // 10: messages stored before version 9 marked as the insert marks them
+    // (`ingest::chosen_id`), so the search finds every message by its id
+    // whenever it was stored. Known ids: the event's, the provider's, and
+    // either with a `.N` suffix (`console::message_id_base`: the part
+    // after the last dot, non-empty and all digits, after a non-empty
+    // base). One pass over the messages, once; a test holds it to the
+    // insert's rule.
+    r#"
+UPDATE messages SET chosen_id = 1 WHERE id IN (
+    SELECT m.id FROM messages m JOIN events e ON e.id = m.event_id
+    WHERE m.message_id IS NOT NULL AND m.chosen_id IS NULL
+      AND m.message_id IS NOT e.id AND m.message_id IS NOT e.source_id
+      AND NOT (length(e.id) > 0 AND length(m.message_id) > length(e.id) + 1
+               AND substr(m.message_id, 1, length(e.id) + 1) = e.id || '.'
+               AND substr(m.message_id, length(e.id) + 2) NOT GLOB '*[^0-9]*')
+      AND NOT (e.source_id IS NOT NULL AND length(e.source_id) > 0
+               AND length(m.message_id) > length(e.source_id) + 1
+               AND substr(m.message_id, 1, length(e.source_id) + 1) = e.source_id || '.'
+               AND substr(m.message_id, length(e.source_id) + 2) NOT GLOB '*[^0-9]*')
+);
 "#,
 ];
 
@@ -248,6 +269,98 @@ mod tests {
             .unwrap();
         assert_eq!(event, "evt_1");
         assert_eq!(expires, 1000 + 86_400_000);
+    }
+
+    /// Schema 10 marks the messages stored before schema 9 exactly as the
+    /// insert marks new ones (`ingest::is_chosen`), for ids made to probe
+    /// the rule's edges: suffixes of either known id, empty and non-digit
+    /// suffixes, dotted bases, an empty provider id, none at all.
+    #[test]
+    fn messages_stored_before_schema_9_are_marked_as_the_insert_marks_them() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        let events: [(&str, Option<&str>); 4] = [
+            ("evt_1", Some("gh-1.2")),
+            ("evt_2", None),
+            ("evt_3", Some("")),
+            ("evt.4", Some("x.y")),
+        ];
+        let ids = [
+            "evt_1",
+            "evt_1.0",
+            "evt_1.12",
+            "evt_1.",
+            "evt_1.x",
+            "evt_1.1.2",
+            "evt_1x.3",
+            "gh-1.2",
+            "gh-1",
+            "gh-1.2.3",
+            "gh-1.2.",
+            "gh-1.2.3a",
+            "custom",
+            ".5",
+            "5",
+            "evt_2",
+            "evt_2.7",
+            "evt_3.1",
+            "evt.4",
+            "evt.4.9",
+            "evt",
+            "x.y.1",
+            "x.y",
+            "x",
+            "ünï.1",
+            "",
+        ];
+        let mut expected = Vec::new();
+        for (event_id, source_id) in events {
+            conn.execute(
+                "INSERT INTO events (id, route, source_id, received_at, status) \
+                 VALUES (?1, 'r', ?2, 1000, 'delivered')",
+                rusqlite::params![event_id, source_id],
+            )
+            .unwrap();
+            for (idx, id) in ids.iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO messages (event_id, idx, message_id, content_type, headers, body) \
+                     VALUES (?1, ?2, ?3, 'text/plain', '{}', x'')",
+                    rusqlite::params![event_id, idx as i64, id],
+                )
+                .unwrap();
+                let chosen = super::super::ingest::is_chosen(id, event_id, source_id);
+                expected.push((event_id.to_owned(), (*id).to_owned(), chosen));
+            }
+            // A message with no id is never marked.
+            conn.execute(
+                "INSERT INTO messages (event_id, idx, message_id, content_type, headers, body) \
+                 VALUES (?1, 99, NULL, 'text/plain', '{}', x'')",
+                [event_id],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let mut marked = conn
+            .prepare("SELECT event_id, message_id, chosen_id IS NOT NULL FROM messages WHERE idx < 99 ORDER BY id")
+            .unwrap();
+        let got: Vec<(String, String, bool)> = marked
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got, expected);
+        assert!(expected.iter().any(|e| e.2) && expected.iter().any(|e| !e.2));
+        let unmarked: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM messages WHERE message_id IS NULL AND chosen_id IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(unmarked, 0);
     }
 
     #[test]
