@@ -46,6 +46,14 @@ enum Command {
     /// gateway: one event (`--event`), or every delivery matching the
     /// filters (e.g. `--status dead --destination teams --since 2026-11-01T00:00:00Z`).
     Replay(ReplayArgs),
+    /// Copy the SQLite store to FILE, as of one commit, while a gateway
+    /// may be running on it (`cp` of a live store can be stale or torn).
+    /// For PostgreSQL use pg_dump.
+    Backup(BackupArgs),
+    /// Put a backup made by `hookgate backup` in place as the store of
+    /// data_dir. The gateway must be stopped; the store there is moved
+    /// aside to hookgate.db.before-restore-<ms>, not deleted.
+    Restore(RestoreArgs),
     /// Print the config's JSON Schema (for editor completion).
     Schema,
     /// Print the OpenAPI document of /v1 and /admin.
@@ -135,6 +143,34 @@ struct ReplayArgs {
     to: Option<String>,
 }
 
+#[derive(clap::Args, Debug)]
+struct BackupArgs {
+    /// The gateway's config: its `store` and `data_dir` say where the store is.
+    #[arg(long, short, env = "HOOKGATE_CONFIG", default_value = "hookgate.yaml")]
+    config: PathBuf,
+    /// The store's data_dir, instead of reading the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Where to write the copy (readable by its owner only: it holds the
+    /// subscriptions' signing secrets).
+    file: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct RestoreArgs {
+    /// The gateway's config: its `store` and `data_dir` say where the store is.
+    #[arg(long, short, env = "HOOKGATE_CONFIG", default_value = "hookgate.yaml")]
+    config: PathBuf,
+    /// The store's data_dir, instead of reading the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A file `hookgate backup` wrote.
+    file: PathBuf,
+}
+
 /// The runtime's worker threads: `TOKIO_WORKER_THREADS` when set (a
 /// positive number, else an error rather than tokio's panic), or one fewer
 /// than the machine's cores (as the process may use them, cgroup quota
@@ -209,6 +245,8 @@ fn main() -> ExitCode {
         Command::Plugin(cmd) => runtime.block_on(plugin(cmd)),
         Command::Check { config } => runtime.block_on(check(config)),
         Command::Replay(args) => runtime.block_on(replay(args)),
+        Command::Backup(args) => backup(args),
+        Command::Restore(args) => restore(args),
         Command::Serve { config } => runtime.block_on(serve(config)),
     }
 }
@@ -433,6 +471,95 @@ async fn flush_traces(guard: TracingGuard) {
     }
     #[cfg(not(feature = "otel"))]
     let NoTraces = guard;
+}
+
+/// The data_dir of the SQLite store `verb` works on: `--data-dir`, or the
+/// config's (read as `serve` reads it), which must use the SQLite engine.
+fn sqlite_data_dir(
+    config: &Path,
+    data_dir: Option<PathBuf>,
+    verb: &str,
+) -> Result<PathBuf, String> {
+    if let Some(dir) = data_dir {
+        return Ok(dir);
+    }
+    let cfg =
+        config::from_path(config).map_err(|errors| format!("{}: {errors}", config.display()))?;
+    match cfg.store.engine {
+        config::StoreEngine::Sqlite => Ok(cfg.data_dir),
+        config::StoreEngine::Memory => Err(format!(
+            "store.engine is memory: it keeps nothing across restarts, so there is nothing to {verb}"
+        )),
+        config::StoreEngine::Postgres => Err(format!(
+            "store.engine is postgres: {verb} its database with pg_dump / pg_restore (or your provider's snapshots)"
+        )),
+    }
+}
+
+fn show_contents(c: &hookgate::store::sqlite::backup::Contents) -> String {
+    format!(
+        "{} events, {} deliveries unfinished, {} subscriptions; schema {}, {:.1} MiB",
+        c.events,
+        c.unfinished,
+        c.subscriptions,
+        c.schema,
+        c.bytes as f64 / (1024.0 * 1024.0)
+    )
+}
+
+fn backup(args: BackupArgs) -> ExitCode {
+    let dir = match sqlite_data_dir(&args.config, args.data_dir, "back up") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("hookgate backup: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = std::time::Instant::now();
+    match hookgate::store::sqlite::backup::backup(&dir, &args.file, args.force) {
+        Ok(c) => {
+            println!(
+                "backed up {} to {} in {:.1}s: {}",
+                dir.display(),
+                c.path.display(),
+                started.elapsed().as_secs_f64(),
+                show_contents(&c)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hookgate backup: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn restore(args: RestoreArgs) -> ExitCode {
+    let dir = match sqlite_data_dir(&args.config, args.data_dir, "restore") {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("hookgate restore: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match hookgate::store::sqlite::backup::restore(&dir, &args.file) {
+        Ok((c, aside)) => {
+            println!(
+                "restored {} as {}: {}",
+                args.file.display(),
+                c.path.display(),
+                show_contents(&c)
+            );
+            if let Some(aside) = aside {
+                println!("the store it replaced is at {}", aside.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hookgate restore: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn replay(args: ReplayArgs) -> ExitCode {

@@ -2,6 +2,7 @@
 //! running the real `hookgate` binary or the real wasm plugins.
 
 mod authoring;
+mod backup;
 mod check;
 mod components;
 mod console;

@@ -13,6 +13,7 @@
 //! The `memory` engine ([`crate::store::memory`]) is this code on a scratch
 //! file without fsync.
 
+pub mod backup;
 mod checkpointer;
 mod console;
 mod deliveries;
@@ -236,21 +237,37 @@ impl SqliteStore {
 
 /// Takes the exclusive lock on `data_dir`, or says who holds it.
 fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
+    take_lock(data_dir).map_err(|e| match e {
+        LockError::Held => open_err(
+            data_dir,
+            "another hookgate process is using this data_dir (one SQLite store per process; \
+             use the postgres engine to run several gateways on one queue)",
+        ),
+        LockError::Io(path, e) => open_err(&path, e),
+    })
+}
+
+/// Why `data_dir`'s lock was not taken.
+enum LockError {
+    /// Another process holds it.
+    Held,
+    /// The lock file could not be opened or locked.
+    Io(std::path::PathBuf, std::io::Error),
+}
+
+/// The exclusive lock on `data_dir`: held for as long as the file is open.
+fn take_lock(data_dir: &Path) -> Result<File, LockError> {
     let path = data_dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| open_err(&path, e))?;
+        .map_err(|e| LockError::Io(path.clone(), e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(open_err(
-            data_dir,
-            "another hookgate process is using this data_dir (one SQLite store per process; \
-             use the postgres engine to run several gateways on one queue)",
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(open_err(&path, e)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held),
+        Err(std::fs::TryLockError::Error(e)) => Err(LockError::Io(path, e)),
     }
 }
 
