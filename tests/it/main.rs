@@ -8,6 +8,7 @@ mod components;
 mod console;
 mod credentials;
 mod delivery;
+mod disk_full;
 mod docs;
 mod door;
 mod durability;

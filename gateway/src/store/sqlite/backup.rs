@@ -209,7 +209,14 @@ pub fn restore(data_dir: &Path, from: &Path) -> Result<(Contents, Option<PathBuf
     } else {
         None
     };
-    std::fs::rename(&partial, &db).map_err(io(&db))?;
+    if let Err(e) = std::fs::rename(&partial, &db) {
+        // Never leave data_dir without a store: the old one goes back.
+        if let Some(aside) = &aside {
+            let _ = std::fs::rename(aside, &db);
+        }
+        let _ = std::fs::remove_file(&partial);
+        return Err(io(&db)(e));
+    }
     sync_dir(&db);
     Ok((
         Contents {

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::observability::flood::{Flood, log_limited};
 use crate::store::StoreError;
 
 /// Most operations applied in one transaction. Bounds the latency a commit
@@ -50,6 +51,79 @@ const LOADED_BATCH: usize = 4;
 
 /// Ingest operations waiting for the writer before new ones are shed.
 const INGEST_QUEUE_CAPACITY: usize = 8192;
+
+/// After a commit failed on a full disk, how often the writer tries to
+/// give the WAL's space back (see [`DiskFull`]); the batches in between
+/// fail at once, without touching the file.
+const DISK_FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The writer's state after a commit failed because the disk is full.
+///
+/// The WAL is what fills the disk: it grows until the checkpointer copies
+/// it into the database (at 64 MiB under load), and no commit can use
+/// space it already holds until it is copied and written from its start
+/// again. Space freed by the operator would go to the WAL again, taken by
+/// the next commits, and the store would be full again with the copy
+/// still undone (seen: 20 MiB freed, taken by 517 more webhooks within a
+/// second, then every commit failing on). So until a checkpoint has
+/// copied the WAL into the database and truncated it, nothing is written:
+/// before each batch, at most every [`DISK_FULL_RETRY`], the writer tries
+/// `wal_checkpoint(TRUNCATE)`, which needs room only for the database to
+/// grow by the pages the WAL holds, and once it succeeds gives the WAL's
+/// whole size back.
+struct DiskFull {
+    next_try: std::time::Instant,
+}
+
+impl DiskFull {
+    fn new() -> Self {
+        DiskFull {
+            next_try: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether the WAL's space is back (the checkpoint succeeded, or
+    /// failed for another reason than space, which the next commit will
+    /// report if it matters). Tries at most every [`DISK_FULL_RETRY`].
+    fn recovered(&mut self, conn: &Connection) -> bool {
+        let now = std::time::Instant::now();
+        if now < self.next_try {
+            return false;
+        }
+        match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Err(e) if is_disk_full(&e) => {
+                self.next_try = now + DISK_FULL_RETRY;
+                false
+            }
+            Ok(busy) => {
+                if busy != 0 {
+                    // A reader (a backup, a long console query) kept the
+                    // WAL from being truncated: write, and see.
+                    tracing::debug!("the WAL could not be truncated after a full disk (busy)");
+                }
+                tracing::info!(
+                    "disk space is back: the WAL is copied into the database; writing again"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "WAL checkpoint after a full disk failed");
+                true
+            }
+        }
+    }
+}
+
+/// SQLite's "database or disk is full".
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
+/// What the batches refused while the disk is full are told.
+const DISK_FULL_MESSAGE: &str =
+    "database or disk is full (nothing is written until the WAL's space is back)";
 
 /// One operation's body and reply, type-erased for the queue.
 trait Operation: Send {
@@ -245,6 +319,10 @@ fn run(
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
     // Size of the previous batch: a sign of concurrent load.
     let mut last = 0usize;
+    let mut disk_full: Option<DiskFull> = None;
+    // Every batch fails alike while the store cannot commit (a full disk,
+    // a broken file): one line per window, the rest at debug.
+    static COMMIT_FAILED: Flood = Flood::new();
     while let Some(first) = rx.blocking_recv() {
         if restart.swap(false, Ordering::AcqRel) {
             // The checkpointer has copied most of a large WAL: copy what was
@@ -274,6 +352,23 @@ fn run(
         last = batch.len();
         let ingest = batch.iter().filter(|op| op.ingest).count();
         ingest_waiting.fetch_sub(ingest, Ordering::AcqRel);
+        if let Some(full) = &mut disk_full {
+            if !full.recovered(conn) {
+                log_limited!(
+                    COMMIT_FAILED,
+                    "",
+                    error,
+                    operations = batch.len(),
+                    error = DISK_FULL_MESSAGE,
+                    "store commit failed; its operations were not stored"
+                );
+                for op in batch.drain(..) {
+                    op.run.finish(Err(DISK_FULL_MESSAGE.to_owned()));
+                }
+                continue;
+            }
+            disk_full = None;
+        }
         let outcome = match apply_fast(conn, &mut batch) {
             Fast::Committed => Ok(()),
             Fast::Failed(e) => Err(e),
@@ -285,10 +380,10 @@ fn run(
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(
-                    "store commit failed, {} operation(s) not stored: {e}",
-                    batch.len()
-                );
+                if is_disk_full(&e) {
+                    disk_full = Some(DiskFull::new());
+                }
+                log_limited!(COMMIT_FAILED, "", error, operations = batch.len(), error = %e, "store commit failed; its operations were not stored");
                 *state.failing.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 Err(e.to_string())
             }
