@@ -618,7 +618,9 @@ impl Dispatcher {
                         }
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot claim deliveries; retrying");
+                        // Every poll fails alike while the store does.
+                        static CLAIM_FAILED: Flood = Flood::new();
+                        log_limited!(CLAIM_FAILED, "", error, error = %e, "cannot claim deliveries; retrying");
                         IDLE_POLL
                     }
                 }

@@ -27,18 +27,21 @@
 //! committed during the first), writes the database file back, and asks
 //! the writer (`restart`) to checkpoint the commit or two made meanwhile
 //! before its next batch: a short copy, after which that batch starts the
-//! WAL over.
+//! WAL over. On a file system with little space left it does so every
+//! [`TIGHT_RESTART_FRAMES`] instead.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
+use super::writer::{TIGHT_WAL_BYTES, WalRequests};
 use super::{db_err, open_err};
+use crate::observability::flood::{Flood, log_limited};
 use crate::store::StoreError;
 
 /// Time between checkpoints.
@@ -57,6 +60,38 @@ pub const BACKSTOP_PAGES: u32 = 32_768;
 /// under the load benchmark, and the backstop above is twice as far.
 const RESTART_FRAMES: i64 = BACKSTOP_PAGES as i64 / 2;
 
+/// Free space on the database's file system below which the WAL starts
+/// over sooner: twice what it may reach at [`RESTART_FRAMES`].
+const TIGHT_BYTES: u64 = 2 * RESTART_FRAMES as u64 * 4096;
+
+/// WAL frames (4 MiB) from which it starts over while space is tight; the
+/// writer then also cuts the WAL file back to [`TIGHT_WAL_BYTES`].
+///
+/// At [`RESTART_FRAMES`] the WAL takes 64 MiB of disk before its space is
+/// used again. On a disk with less than that free, the WAL took the last
+/// of it while the database had room to grow (on a 40 MiB file system: 31
+/// MiB of WAL, 10 MiB of database, then every commit failing). Starting
+/// over every 4 MiB costs the writer a short copy and an fsync (3-7 ms)
+/// about as often, a price paid only on a nearly full disk, where it lets
+/// the database grow into the space instead.
+const TIGHT_RESTART_FRAMES: i64 = TIGHT_WAL_BYTES / 4096;
+
+/// Bytes free for this process on the file system of `db`; `None` where
+/// that cannot be read.
+fn free_bytes(db: &File) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rustix::fs::fstatvfs(db)
+            .ok()
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = db;
+        None
+    }
+}
+
 /// Stops the thread when the last clone is dropped.
 #[derive(Debug)]
 pub struct Checkpointer {
@@ -65,22 +100,22 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     /// Starts checkpointing the database at `path` (already in WAL mode).
-    /// Sets `restart` when the writer should checkpoint the rest of the WAL
+    /// Sets `requests.restart` when the writer should checkpoint the rest of the WAL
     /// before its next batch ([`Writer`](super::writer::Writer) clears it).
-    pub fn start(path: &Path, restart: Arc<AtomicBool>) -> Result<Self, StoreError> {
+    pub fn start(path: &Path, requests: Arc<WalRequests>) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(|e| open_err(path, e))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
         let db = File::open(path).map_err(|e| open_err(path, e))?;
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("hookgate-checkpoint".into())
-            .spawn(move || run(&conn, &db, &stopped, &restart))
+            .spawn(move || run(&conn, &db, &stopped, &requests))
             .map_err(|e| open_err(path, e))?;
         Ok(Checkpointer { _stop: stop })
     }
 }
 
-fn run(conn: &Connection, db: &File, stopped: &mpsc::Receiver<()>, restart: &AtomicBool) {
+fn run(conn: &Connection, db: &File, stopped: &mpsc::Receiver<()>, requests: &WalRequests) {
     let mut wait = INTERVAL;
     loop {
         match stopped.recv_timeout(wait) {
@@ -92,7 +127,23 @@ fn run(conn: &Connection, db: &File, stopped: &mpsc::Receiver<()>, restart: &Ato
         // (busy, frames in the WAL, frames copied to the database file)
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
             Ok(frames) => {
-                if frames >= RESTART_FRAMES {
+                let free = free_bytes(db);
+                let tight = free.is_some_and(|free| free < TIGHT_BYTES);
+                requests.tight.store(tight, Ordering::Release);
+                let restart_at = if tight {
+                    static TIGHT: Flood = Flood::new();
+                    log_limited!(
+                        TIGHT,
+                        "",
+                        warn,
+                        free_bytes = free.unwrap_or(0),
+                        "less than 128 MiB free on the store's file system: the WAL starts over every 4 MiB"
+                    );
+                    TIGHT_RESTART_FRAMES
+                } else {
+                    RESTART_FRAMES
+                };
+                if frames >= restart_at {
                     // A second pass copies what was committed during the
                     // first, so the writer's share is a batch or two. Should
                     // it fail, the writer's pass copies more; nothing else.
@@ -108,7 +159,7 @@ fn run(conn: &Connection, db: &File, stopped: &mpsc::Receiver<()>, restart: &Ato
                     if let Err(e) = db.sync_data() {
                         tracing::warn!(error = %e, "cannot sync the database file");
                     }
-                    restart.store(true, Ordering::Release);
+                    requests.restart.store(true, Ordering::Release);
                 }
                 wait = INTERVAL;
             }

@@ -206,10 +206,10 @@ impl SqliteStore {
         // Checkpoints run on their own thread; the writer's automatic one
         // is only a bound (see checkpointer.rs).
         conn.pragma_update(None, "wal_autocheckpoint", checkpointer::BACKSTOP_PAGES)?;
-        let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let checkpointer = Arc::new(Checkpointer::start(&path, restart.clone())?);
+        let requests = Arc::new(writer::WalRequests::default());
+        let checkpointer = Arc::new(Checkpointer::start(&path, requests.clone())?);
         let lock = Arc::new(lock);
-        let writer = Writer::start(conn, restart, lock.clone())?;
+        let writer = Writer::start(conn, requests, lock.clone())?;
         Ok(SqliteStore {
             writer,
             readers: Readers::new(path),

@@ -116,6 +116,25 @@ impl DiskFull {
     }
 }
 
+/// Bounds the WAL while space is tight (`WalRequests::tight`), or lifts
+/// the bounds. Tight: the writer's own automatic checkpoint comes at
+/// [`TIGHT_WAL_BYTES`] of frames (a copy inside a commit, which the
+/// checkpointer otherwise spares it: at tens of MB of WAL a second, the
+/// checkpointer's passes 200 ms apart let the WAL grow 10 MB past its
+/// mark), and the WAL file is cut back to that size whenever it starts
+/// over. Otherwise: the backstop, and no cut.
+fn cap_wal(conn: &Connection, tight: bool) -> rusqlite::Result<()> {
+    let (pages, limit) = if tight {
+        (TIGHT_WAL_BYTES / 4096, TIGHT_WAL_BYTES)
+    } else {
+        (i64::from(super::checkpointer::BACKSTOP_PAGES), -1)
+    };
+    conn.pragma_update(None, "wal_autocheckpoint", pages)?;
+    conn.query_row(&format!("PRAGMA journal_size_limit = {limit}"), [], |_| {
+        Ok(())
+    })
+}
+
 /// SQLite's "database or disk is full".
 fn is_disk_full(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
@@ -124,6 +143,21 @@ fn is_disk_full(e: &rusqlite::Error) -> bool {
 /// What the batches refused while the disk is full are told.
 const DISK_FULL_MESSAGE: &str =
     "database or disk is full (nothing is written until the WAL's space is back)";
+
+/// What the checkpointer asks of the writer before its next batch
+/// (`checkpointer.rs`).
+#[derive(Debug, Default)]
+pub struct WalRequests {
+    /// Checkpoint the commits made since the checkpointer's copy, so that
+    /// the next batch writes the WAL from its start again.
+    pub restart: AtomicBool,
+    /// Space is tight on the store's file system: keep the WAL near
+    /// [`TIGHT_WAL_BYTES`] (see `cap_wal`).
+    pub tight: AtomicBool,
+}
+
+/// The WAL file's size after it starts over while space is tight.
+pub const TIGHT_WAL_BYTES: i64 = 4 << 20;
 
 /// One operation's body and reply, type-erased for the queue.
 trait Operation: Send {
@@ -214,7 +248,7 @@ impl Writer {
     /// data_dir lock) until it has finished its last commit.
     pub fn start(
         conn: Connection,
-        restart: Arc<AtomicBool>,
+        requests: Arc<WalRequests>,
         hold: Arc<dyn std::any::Any + Send + Sync>,
     ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::unbounded_channel::<Op>();
@@ -226,7 +260,7 @@ impl Writer {
             .name("hookgate-store".into())
             .spawn(move || {
                 let mut conn = conn;
-                run(&mut conn, rx, &restart, &waiting, &thread_state);
+                run(&mut conn, rx, &requests, &waiting, &thread_state);
                 thread_state.alive.store(false, Ordering::Release);
                 drop(conn);
                 drop(hold);
@@ -312,7 +346,7 @@ impl Writer {
 fn run(
     conn: &mut Connection,
     mut rx: mpsc::UnboundedReceiver<Op>,
-    restart: &AtomicBool,
+    requests: &WalRequests,
     ingest_waiting: &AtomicUsize,
     state: &WriterState,
 ) {
@@ -320,11 +354,21 @@ fn run(
     // Size of the previous batch: a sign of concurrent load.
     let mut last = 0usize;
     let mut disk_full: Option<DiskFull> = None;
+    // Whether the WAL file is cut back when it starts over (see
+    // `WalRequests::tight`).
+    let mut capped = false;
     // Every batch fails alike while the store cannot commit (a full disk,
     // a broken file): one line per window, the rest at debug.
     static COMMIT_FAILED: Flood = Flood::new();
     while let Some(first) = rx.blocking_recv() {
-        if restart.swap(false, Ordering::AcqRel) {
+        let tight = requests.tight.load(Ordering::Acquire);
+        if tight != capped {
+            match cap_wal(conn, tight) {
+                Ok(()) => capped = tight,
+                Err(e) => tracing::debug!(error = %e, "cannot change the WAL's bounds"),
+            }
+        }
+        if requests.restart.swap(false, Ordering::AcqRel) {
             // The checkpointer has copied most of a large WAL: copy what was
             // committed since (a few commits), so that the batch below
             // begins with every frame in the database file and SQLite
@@ -573,7 +617,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (v TEXT NOT NULL)")
             .unwrap();
-        let writer = Writer::start(conn, Arc::new(AtomicBool::new(false)), Arc::new(())).unwrap();
+        let writer = Writer::start(conn, Arc::new(WalRequests::default()), Arc::new(())).unwrap();
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let blocker = tokio::spawn({
