@@ -106,6 +106,14 @@ pub fn backup(data_dir: &Path, out: &Path, replace: bool) -> Result<Contents, Ba
     if out.exists() && !replace {
         return Err(BackupError::Exists(out.to_owned()));
     }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(BackupError::Io {
+            path: dir.to_owned(),
+            message: "no such directory".into(),
+        });
+    }
     let partial = partial_path(out);
     let written = (|| {
         create_private(&partial)?;

@@ -103,9 +103,7 @@ impl DiskFull {
                     // WAL from being truncated: write, and see.
                     tracing::debug!("the WAL could not be truncated after a full disk (busy)");
                 }
-                tracing::info!(
-                    "disk space is back: the WAL is copied into the database; writing again"
-                );
+                tracing::info!("the store can write again after a full disk");
                 true
             }
             Err(e) => {
@@ -354,8 +352,7 @@ fn run(
     // Size of the previous batch: a sign of concurrent load.
     let mut last = 0usize;
     let mut disk_full: Option<DiskFull> = None;
-    // Whether the WAL file is cut back when it starts over (see
-    // `WalRequests::tight`).
+    // Whether the WAL is bounded for a tight disk (`cap_wal`).
     let mut capped = false;
     // Every batch fails alike while the store cannot commit (a full disk,
     // a broken file): one line per window, the rest at debug.
