@@ -70,6 +70,8 @@ struct Inner {
     backlog: Family<DestinationLabels, Gauge>,
     oldest_pending: Family<DestinationLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     paused: Family<DestinationLabels, Gauge>,
+    /// No labels; empty for a store without local files.
+    store_free: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -161,8 +163,15 @@ impl Default for Metrics {
             "1 for each destination `paused:` holds (its deliveries wait); set when scraped",
             paused.clone(),
         );
+        let store_free = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "store_free_bytes",
+            "Bytes free on the file system of the SQLite store's data_dir (below 128 MiB the WAL is kept to 4 MiB; at 0 webhooks get 503); set when scraped, absent for PostgreSQL",
+            store_free.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
+                store_free,
                 backlog,
                 oldest_pending,
                 paused,
@@ -293,11 +302,46 @@ impl Metrics {
         }
     }
 
+    /// Sets the store's free disk space, or removes it (an engine without
+    /// local files).
+    pub fn set_store_free(&self, bytes: Option<u64>) {
+        self.inner.store_free.clear();
+        if let Some(bytes) = bytes {
+            self.inner
+                .store_free
+                .get_or_create(&Vec::new())
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_free_space_is_shown_only_when_the_store_has_one() {
+        let m = Metrics::default();
+        m.set_store_free(Some(5 << 20));
+        assert!(
+            m.render()
+                .contains("\nhookgate_store_free_bytes{} 5242880\n"),
+            "{}",
+            m.render()
+        );
+        m.set_store_free(None);
+        assert!(
+            !m.render().contains("\nhookgate_store_free_bytes{}"),
+            "{}",
+            m.render()
+        );
     }
 }

@@ -95,6 +95,24 @@ routes:
     // WAL starts over sooner.
     let filler = place.path().join("filler");
     fill(&filler, 40 << 20);
+    // `/metrics` says how little is left.
+    let metrics = gw
+        .client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let free: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookgate_store_free_bytes{} "))
+        .unwrap_or_else(|| panic!("no hookgate_store_free_bytes: {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(free > 32 << 20 && free <= 41 << 20, "{free} bytes free");
 
     // Webhooks of 16 KiB from 8 senders until the disk is full.
     let body = Arc::new(format!(r#"{{"pad": "{}"}}"#, "x".repeat(16 << 10)).into_bytes());

@@ -118,6 +118,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Ok(backlog) => state.metrics().set_backlog(&backlog, clock::now_ms()),
         Err(e) => tracing::warn!(error = %e, "cannot read the delivery backlog for /metrics"),
     }
+    state
+        .metrics()
+        .set_store_free(state.store().free_disk_bytes());
     let snapshot = state.snapshot();
     state.metrics().set_paused(
         snapshot

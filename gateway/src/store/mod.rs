@@ -680,6 +680,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let _ = wake;
     }
 
+    /// Bytes free on the file system the engine writes its files to, for
+    /// an engine that writes local files (`None` for one that does not):
+    /// `/metrics` reports it, for an alert before the disk fills.
+    fn free_disk_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Store operations that panicked since start. Each was rolled back
     /// and failed alone (the engine went on), but each is a bug an
     /// operator should hear of: `/healthz` reports the count. Engines that

@@ -40,7 +40,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::writer::{TIGHT_WAL_BYTES, WalRequests};
-use super::{db_err, open_err};
+use super::{db_err, free_bytes, open_err};
 use crate::observability::flood::{Flood, log_limited};
 use crate::store::StoreError;
 
@@ -75,22 +75,6 @@ const TIGHT_BYTES: u64 = 2 * RESTART_FRAMES as u64 * 4096;
 /// about as often, a price paid only on a nearly full disk, where it lets
 /// the database grow into the space instead.
 const TIGHT_RESTART_FRAMES: i64 = TIGHT_WAL_BYTES / 4096;
-
-/// Bytes free for this process on the file system of `db`; `None` where
-/// that cannot be read.
-fn free_bytes(db: &File) -> Option<u64> {
-    #[cfg(unix)]
-    {
-        rustix::fs::fstatvfs(db)
-            .ok()
-            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = db;
-        None
-    }
-}
 
 /// Stops the thread when the last clone is dropped.
 #[derive(Debug)]

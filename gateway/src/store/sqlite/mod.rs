@@ -79,7 +79,7 @@ pub struct SqliteStore {
     /// Stops checkpointing when the last clone is dropped.
     _checkpointer: Arc<Checkpointer>,
     /// Held for the store's life: the exclusive lock on `data_dir`.
-    _lock: Arc<File>,
+    lock: Arc<File>,
     /// The scratch directory of the `memory` engine, removed on drop.
     _scratch: Option<Arc<tempfile::TempDir>>,
 }
@@ -214,7 +214,7 @@ impl SqliteStore {
             writer,
             readers: Readers::new(path),
             _checkpointer: checkpointer,
-            _lock: lock,
+            lock,
             _scratch: scratch,
         })
     }
@@ -245,6 +245,22 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
         ),
         LockError::Io(path, e) => open_err(&path, e),
     })
+}
+
+/// Bytes free for this process on the file system holding `file`; `None`
+/// where that cannot be read.
+fn free_bytes(file: &File) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rustix::fs::fstatvfs(file)
+            .ok()
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        None
+    }
 }
 
 /// Why `data_dir`'s lock was not taken.
@@ -661,6 +677,11 @@ impl Store for SqliteStore {
 
     fn operation_panics(&self) -> u64 {
         self.writer.panics()
+    }
+
+    fn free_disk_bytes(&self) -> Option<u64> {
+        // The lock file is in data_dir, beside the database.
+        free_bytes(&self.lock)
     }
 
     // ---- Operator console: thin calls into console.rs ------------------

@@ -78,6 +78,31 @@ async fn a_second_process_cannot_open_the_same_data_dir() {
     assert!(err.contains("another hookgate process"), "{err}");
 }
 
+/// The free space reported for `/metrics` is that of data_dir's file
+/// system: it shrinks as a file there grows.
+#[cfg(unix)]
+#[tokio::test]
+async fn free_disk_bytes_is_data_dirs_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let before = store.free_disk_bytes().expect("read on unix");
+    assert!(before > 0);
+    // 64 MiB written and synced beside it: the free space drops by about
+    // that (other writers on the machine move it a little).
+    let big = vec![1u8; 64 << 20];
+    std::fs::write(dir.path().join("filler"), &big).unwrap();
+    std::fs::File::open(dir.path().join("filler"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    let after = store.free_disk_bytes().unwrap();
+    let dropped = before.saturating_sub(after);
+    assert!(
+        dropped > 48 << 20 && dropped < 80 << 20,
+        "{before} free before, {after} after 64 MiB"
+    );
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn the_database_file_is_private_to_its_owner() {
