@@ -400,15 +400,7 @@ async fn metrics_report_the_backlog_and_every_answer_carries_a_request_id() {
     let gw = TestGateway::spawn(&yaml).await;
     post_id(&gw, "hooks", "{}").await;
     sink.wait_for(1, WAIT).await;
-    let metrics = gw
-        .client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains(r#"hookgate_delivery_backlog{destination="sink"} 1"#),
         "{metrics}"

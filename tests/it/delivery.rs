@@ -217,13 +217,6 @@ fn copies(sink: &MockReceiver) -> BTreeMap<String, usize> {
     seen
 }
 
-/// The gateway's `/metrics` text.
-async fn metrics(gw: &TestGateway) -> String {
-    let resp = gw.client().get(gw.url("/metrics")).send().await.unwrap();
-    assert!(resp.status().is_success(), "/metrics: {}", resp.status());
-    resp.text().await.unwrap()
-}
-
 /// Ids of (at most 10) stored events in state `status`, from the admin
 /// API.
 async fn events(gw: &TestGateway, status: &str) -> Vec<String> {
@@ -631,7 +624,7 @@ routes:
         serde_json::json!(["held"])
     );
     assert!(
-        metrics(&gw)
+        gw.metrics()
             .await
             .contains(r#"hookgate_destination_paused{destination="held"} 1"#)
     );
@@ -668,7 +661,7 @@ routes:
         gw.admin_get("/admin/status").await["paused"],
         serde_json::json!([])
     );
-    assert!(!metrics(&gw).await.contains("hookgate_destination_paused{"));
+    assert!(!gw.metrics().await.contains("hookgate_destination_paused{"));
     held.wait_for(HELD, Duration::from_secs(10)).await;
     assert!(
         resumed.elapsed() < Duration::from_secs(5),

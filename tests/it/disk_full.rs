@@ -96,15 +96,7 @@ routes:
     let filler = place.path().join("filler");
     fill(&filler, 40 << 20);
     // `/metrics` says how little is left.
-    let metrics = gw
-        .client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     let free: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("hookgate_store_free_bytes{} "))

@@ -73,15 +73,7 @@ async fn health_and_metrics_are_served() {
     // Delivery happens after the answer: wait for it to be counted.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let metrics = loop {
-        let m = gw
-            .client()
-            .get(gw.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = gw.metrics().await;
         if m.contains("hookgate_deliveries_total") || std::time::Instant::now() > deadline {
             break m;
         }

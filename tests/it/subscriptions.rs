@@ -415,15 +415,7 @@ async fn a_failing_subscriber_is_disabled_and_put_re_enables_it() {
     })
     .await;
     assert_eq!(successes(&sink)[before..], [json!(1), json!(2), json!(3)]);
-    let metrics = gw
-        .client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("hookgate_subscriptions_disabled_total 1"),
         "{metrics}"

@@ -263,6 +263,13 @@ impl TestGateway {
         assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     }
 
+    /// The gateway's `/metrics` text (on the public listener).
+    pub async fn metrics(&self) -> String {
+        let resp = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert!(resp.status().is_success(), "/metrics: {}", resp.status());
+        resp.text().await.unwrap()
+    }
+
     /// `GET path` on the admin API, as JSON.
     pub async fn admin_get(&self, path: &str) -> serde_json::Value {
         let resp = self.admin(reqwest::Method::GET, path).send().await.unwrap();
