@@ -359,7 +359,16 @@ async fn check(path: PathBuf) -> ExitCode {
     // stops here: nothing past this has a config to look at.
     let cfg = match config::typed_from_path(&path) {
         Ok(c) => c,
-        Err(errors) => return report(&errors),
+        Err(errors) => {
+            let code = report(&errors);
+            // Say so, or a clean second run after these are fixed looks
+            // like a promise broken by the third.
+            eprintln!(
+                "(checked: YAML, ${{VAR}}s, keys and types; the checks across keys, \
+                 the plugins' `with:` blocks and TLS files run once these are fixed)"
+            );
+            return code;
+        }
     };
     // What is wrong across keys, in the TLS files and in the plugins'
     // `with:` blocks is reported together, so that one run shows what a

@@ -13,7 +13,8 @@ use std::fmt;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use jsonschema::error::ValidationErrorKind;
+use jsonschema::JsonType;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::Value;
 
 use super::GatewayConfig;
@@ -308,24 +309,219 @@ fn dotted(pointer: &str) -> String {
 
 fn schema_error(e: &jsonschema::ValidationError<'_>) -> Vec<ConfigError> {
     let path = dotted(e.instance_path().as_str());
+    let instance: &Value = e.instance();
     match e.kind() {
         // Report each unknown key at its own path, which is what a user
         // looks for ("routes.github.verfy"), not at its parent.
         ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
             .iter()
             .map(|key| ConfigError {
-                path: if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                },
+                path: join(&path, key),
                 message: "unknown key".to_owned(),
             })
             .collect(),
+        ValidationErrorKind::Required { property } => vec![ConfigError {
+            path: join(&path, property.as_str().unwrap_or_default()),
+            message: "missing (required)".to_owned(),
+        }],
+        ValidationErrorKind::Type { kind } => {
+            let expected: Vec<&str> = match kind {
+                TypeKind::Single(t) => vec![type_words(*t)],
+                TypeKind::Multiple(set) => set
+                    .iter()
+                    .filter(|t| *t != JsonType::Null)
+                    .map(type_words)
+                    .collect(),
+            };
+            vec![ConfigError {
+                message: wrong_type_message(&path, &expected, instance),
+                path,
+            }]
+        }
+        ValidationErrorKind::Pattern { pattern } => vec![ConfigError {
+            message: format!("{} {}", describe(instance), pattern_words(pattern)),
+            path,
+        }],
+        // An optional value is `anyOf: [its schema, null]` and a documented
+        // enum `oneOf` its values: "not valid under any of the schemas"
+        // says neither what was expected nor where inside.
+        ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            alternatives(&path, instance, context).unwrap_or_else(|| {
+                vec![ConfigError {
+                    path,
+                    message: shortened(e),
+                }]
+            })
+        }
         _ => vec![ConfigError {
             path,
-            message: e.to_string(),
+            message: shortened(e),
         }],
+    }
+}
+
+/// The problems of a value that matched none of its alternatives, said as
+/// the one alternative it was meant to be, or as the list of allowed values.
+fn alternatives(
+    path: &str,
+    instance: &Value,
+    context: &[Vec<jsonschema::ValidationError<'static>>],
+) -> Option<Vec<ConfigError>> {
+    // A branch that wants another type of value than the one written (the
+    // `null` of an optional value, the number of a size written as a
+    // string) is not the one the user meant.
+    let wrong_type = |errors: &Vec<jsonschema::ValidationError<'static>>| {
+        matches!(errors.as_slice(), [only] if matches!(only.kind(), ValidationErrorKind::Type { .. })
+            && dotted(only.instance_path().as_str()) == path)
+    };
+    let meant: Vec<&Vec<jsonschema::ValidationError<'static>>> = context
+        .iter()
+        .filter(|errors| !wrong_type(errors))
+        .collect();
+    if meant.is_empty() {
+        let mut expected: Vec<&str> = Vec::new();
+        for errors in context {
+            if let ValidationErrorKind::Type { kind } = errors[0].kind() {
+                let types: Vec<JsonType> = match kind {
+                    TypeKind::Single(t) => vec![*t],
+                    TypeKind::Multiple(set) => set.iter().collect(),
+                };
+                for t in types.into_iter().filter(|t| *t != JsonType::Null) {
+                    if !expected.contains(&type_words(t)) {
+                        expected.push(type_words(t));
+                    }
+                }
+            }
+        }
+        return Some(vec![ConfigError {
+            path: path.to_owned(),
+            message: wrong_type_message(path, &expected, instance),
+        }]);
+    }
+    // A set of allowed values (`kind: http | log | teams`, with each value
+    // its own documented schema).
+    let allowed: Option<Vec<String>> = meant
+        .iter()
+        .map(|errors| match errors.as_slice() {
+            [only] => match only.kind() {
+                ValidationErrorKind::Constant { expected_value } => {
+                    Some(vec![scalar(expected_value)])
+                }
+                ValidationErrorKind::Enum { options } => {
+                    Some(options.as_array()?.iter().map(scalar).collect())
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect::<Option<Vec<Vec<String>>>>()
+        .map(|v| v.concat());
+    if let Some(allowed) = allowed.filter(|a| !a.is_empty()) {
+        return Some(vec![ConfigError {
+            path: path.to_owned(),
+            message: format!(
+                "{} is not one of the allowed values: {}",
+                describe(instance),
+                allowed.join(", ")
+            ),
+        }]);
+    }
+    match meant.as_slice() {
+        [errors] => Some(errors.iter().flat_map(schema_error).collect()),
+        _ => None,
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// A JSON type as the YAML a user writes calls it.
+fn type_words(t: JsonType) -> &'static str {
+    match t {
+        JsonType::Null => "nothing",
+        JsonType::Boolean => "true or false",
+        JsonType::Integer => "a whole number",
+        JsonType::Number => "a number",
+        JsonType::String => "a string",
+        JsonType::Array => "a list",
+        JsonType::Object => "a mapping",
+    }
+}
+
+/// A value as a problem quotes it: scalars in full (cut at 60 characters),
+/// lists and mappings by what they are, never a whole subtree.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {}", quoted(s)),
+        Value::Array(items) => format!("a list of {}", items.len()),
+        Value::Object(_) => "a mapping".to_owned(),
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn quoted(s: &str) -> String {
+    const MAX: usize = 60;
+    match s.char_indices().nth(MAX) {
+        Some((at, _)) => format!("\"{}…\"", &s[..at]),
+        None => format!("\"{s}\""),
+    }
+}
+
+/// What the config's three string patterns (generated from the unit
+/// types in `units.rs`) ask for, in words and with examples, instead of
+/// the regular expression.
+fn pattern_words(pattern: &str) -> String {
+    if pattern.contains("msec") {
+        "is not a duration: a number and a unit, such as 500ms, 10s, 5m or 2h".to_owned()
+    } else if pattern.contains("KiB") {
+        "is not a size: bytes, or a number and a unit, such as 512KB, 64KiB or 16MiB".to_owned()
+    } else if pattern.contains('/') {
+        "is not a rate: a number per unit of time, such as 100/s, 600/min or 5000/h".to_owned()
+    } else {
+        format!("does not match the pattern {pattern}")
+    }
+}
+
+fn wrong_type_message(path: &str, expected: &[&str], instance: &Value) -> String {
+    let mut message = format!(
+        "expected {}, found {}",
+        expected.join(" or "),
+        describe(instance)
+    );
+    if instance.is_string() && expected == ["a mapping"] && names_a_plugin(path) {
+        message.push_str(" (a plugin is written `{ plugin: NAME, with: { ... } }`)");
+    }
+    message
+}
+
+/// Keys whose value is a plugin reference.
+fn names_a_plugin(path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    last == "verify" || last == "route" || last.starts_with("transform[")
+}
+
+/// jsonschema's own message, with the value it quotes (a whole subtree
+/// for a mapping in the wrong place) cut short.
+fn shortened(e: &jsonschema::ValidationError<'_>) -> String {
+    const MAX: usize = 200;
+    let message = e.to_string();
+    match message.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &message[..at]),
+        None => message,
     }
 }
 
@@ -440,6 +636,80 @@ routes:
                 .any(|e| e.path == "routes.github.transform[0].with.secret"
                     && e.message.contains("NOPE")),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn schema_problems_say_what_was_expected_in_the_words_of_the_yaml() {
+        let yaml = r#"
+listen: 127.0.0.1:0
+destinations:
+  a: { kind: nope }
+  b: { url: 5, timeout: abc, rate: fast }
+routes:
+  github:
+    verify: github
+    transform: [ { with: {} } ]
+    to: console
+limits: { max_body_size: huge, header_read_timeout: true }
+"#;
+        let errs = from_str(yaml, &env).unwrap_err().0;
+        let message = |path: &str| {
+            errs.iter()
+                .find(|e| e.path == path)
+                .map(|e| e.message.clone())
+                .unwrap_or_else(|| panic!("no problem at {path}: {errs:#?}"))
+        };
+        // An enum lists its values, whatever schema shape schemars gave it.
+        let kind = message("destinations.a.kind");
+        assert!(
+            kind.starts_with("the string \"nope\" is not one of the allowed values: "),
+            "{kind}"
+        );
+        for value in ["http", "log", "teams"] {
+            assert!(kind.contains(value), "{kind}");
+        }
+        // An optional value's `null` branch is not what was meant.
+        assert_eq!(
+            message("destinations.b.url"),
+            "expected a string, found the number 5"
+        );
+        assert!(
+            message("destinations.b.timeout")
+                .contains("is not a duration: a number and a unit, such as 500ms")
+        );
+        assert!(message("destinations.b.rate").contains("is not a rate"));
+        assert!(message("limits.max_body_size").contains("is not a size"));
+        assert_eq!(
+            message("limits.header_read_timeout"),
+            "expected a string, found true"
+        );
+        let verify = message("routes.github.verify");
+        assert!(
+            verify.starts_with("expected a mapping, found the string \"github\""),
+            "{verify}"
+        );
+        assert!(verify.contains("{ plugin: NAME"), "{verify}");
+        // Inside the alternative that was meant: the missing key, at its path.
+        assert_eq!(
+            message("routes.github.transform[0].plugin"),
+            "missing (required)"
+        );
+        assert_eq!(
+            message("routes.github.to"),
+            "expected a list, found the string \"console\""
+        );
+        for e in &errs {
+            assert!(!e.message.contains("schemas listed"), "{e}");
+            assert!(!e.message.contains('^'), "no regular expression: {e}");
+        }
+        // A subtree in the wrong place is named, not printed.
+        let errs = from_str("routes: [ { a: 1, b: [1, 2, 3] } ]\n", &env)
+            .unwrap_err()
+            .0;
+        assert_eq!(
+            errs[0].to_string(),
+            "routes: expected a mapping, found a list of 1"
         );
     }
 
