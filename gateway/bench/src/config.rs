@@ -50,6 +50,10 @@ pub struct GatewaySetup {
     /// The `/v1` subscription API with one tenant ([`API_KEY`]), callbacks
     /// allowed on loopback (the publish rows).
     pub subscriptions: bool,
+    /// The destination `paused`: accepted webhooks wait in the store until
+    /// a reload removes the flag (the drain measurement fills a backlog
+    /// this way).
+    pub paused: bool,
 }
 
 /// The publish rows' tenant key (`accessToken`).
@@ -85,7 +89,11 @@ pub fn gateway_yaml(dir: &Path, setup: &GatewaySetup) -> String {
     yaml.push_str("destinations:\n");
     match &setup.destination {
         Destination::Discard => yaml.push_str("  out: { kind: log }\n"),
-        Destination::Url(url) => yaml.push_str(&format!("  out: {{ url: {} }}\n", quote(url))),
+        Destination::Url(url) => yaml.push_str(&format!(
+            "  out: {{ url: {}{} }}\n",
+            quote(url),
+            if setup.paused { ", paused: true" } else { "" }
+        )),
     }
     if matches!(setup.destination, Destination::Url(_)) {
         yaml.push_str(&format!(
@@ -119,6 +127,7 @@ mod tests {
             destination: Destination::Discard,
             plugin_timeout: None,
             subscriptions: false,
+            paused: false,
         }
     }
 
@@ -153,6 +162,22 @@ mod tests {
         let yaml = gateway_yaml(dir, &publishing);
         assert!(yaml.contains(&format!("api_keys: {{ bench: \"{API_KEY}\" }}")));
         assert!(yaml.contains("allow_private_callbacks: [127.0.0.0/8]"));
+    }
+
+    #[test]
+    fn a_paused_destination_differs_only_by_the_flag() {
+        let dir = Path::new("/tmp/x");
+        let delivering = GatewaySetup {
+            destination: Destination::Url("http://127.0.0.1:1/d".into()),
+            ..setup(true, false)
+        };
+        let paused = GatewaySetup {
+            paused: true,
+            ..delivering.clone()
+        };
+        let (a, b) = (gateway_yaml(dir, &delivering), gateway_yaml(dir, &paused));
+        assert!(b.contains(", paused: true }"), "{b}");
+        assert_eq!(b.replace(", paused: true", ""), a);
     }
 
     #[test]

@@ -65,6 +65,9 @@ const COUNT_LIMIT: Duration = Duration::from_secs(60);
 const DELIVERY_DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// The fixed-rate row's rate in `--smoke` mode (requests per second).
 const SMOKE_RATE: f64 = 200.0;
+/// The drain measurement's backlog: about eight seconds of row 3's ingest
+/// on the 2-core machine, and several of sending.
+const DRAIN_BACKLOG: u64 = 60_000;
 /// `plugins.timeout` in `--smoke` mode (see [`GatewaySetup::plugin_timeout`]).
 const SMOKE_PLUGIN_TIMEOUT: &str = "10s";
 /// How long a gateway may take to answer `/healthz` after printing its
@@ -132,7 +135,7 @@ struct Cli {
 
     /// Run only these rows (keys, comma-separated: no-plugins, plugins,
     /// in-memory, delivery, fixed-rate, postgres, postgres-2-delivery,
-    /// peer, publish, postgres-publish); the baseline always runs, every
+    /// peer, publish, postgres-publish, drain); the baseline always runs, every
     /// ratio needs it. For profiling one row; the fixed-rate row then needs
     /// `plugins` or `--rate`.
     #[arg(long, value_delimiter = ',')]
@@ -267,6 +270,7 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         }),
         rows: Vec::new(),
         delivery: Vec::new(),
+        drain: None,
         notes: Vec::new(),
     };
 
@@ -307,6 +311,7 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
             destination: Destination::Discard,
             plugin_timeout: cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
             subscriptions: false,
+            paused: false,
         };
         let dir = tempfile::tempdir()?;
         let mut server = start_gateway(&gateway, &dir, &setup)?;
@@ -352,6 +357,7 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
             destination: Destination::Url(sink.url()),
             plugin_timeout: cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
             subscriptions: false,
+            paused: false,
         };
         let dir = tempfile::tempdir()?;
         let mut server = start_gateway(&gateway, &dir, &setup)?;
@@ -373,6 +379,17 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         .await?;
         report.rows.push(row);
         report.delivery.push((key, stats));
+    }
+
+    // Not a row: the delivery side alone, draining a stored backlog.
+    if wanted("drain") {
+        let backlog = if cli.smoke {
+            SMOKE_REQUESTS
+        } else {
+            DRAIN_BACKLOG
+        };
+        report.drain =
+            Some(drain_backlog(&gateway, &target, settings.connections, backlog, cli.smoke).await?);
     }
 
     // Rows 7 and 8: the PostgreSQL store, when a server is given.
@@ -608,6 +625,129 @@ async fn delivery_row(
     Ok((row, stats))
 }
 
+/// The delivery side alone. The delivery rows measure delivery while
+/// ingest takes its share of the two cores, so their deliveries per second
+/// can be no more than the webhooks accepted; this measures what the
+/// dispatcher, the HTTP client and the attempt records do by themselves.
+/// `backlog` webhooks are accepted for a paused destination (stored, not
+/// sent), then a reload (the config without `paused`, and SIGHUP) lets
+/// them go, and the bench times the sink from the first arrival to the
+/// last and the gateway's CPU from the reload to the last.
+async fn drain_backlog(
+    gateway: &std::path::Path,
+    target: &impl Fn(std::net::SocketAddr, &str) -> Target,
+    connections: usize,
+    backlog: u64,
+    smoke: bool,
+) -> anyhow::Result<report::DrainStats> {
+    let sink = sink::Sink::start().await?;
+    let mut setup = GatewaySetup {
+        plugins: true,
+        in_memory_store: false,
+        postgres_url: None,
+        destination: Destination::Url(sink.url()),
+        plugin_timeout: smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
+        subscriptions: false,
+        paused: true,
+    };
+    let dir = tempfile::tempdir()?;
+    let mut server = start_gateway(gateway, &dir, &setup)?;
+    wait_ready(&mut server, "/healthz").await?;
+    eprintln!(
+        "drain: {backlog} webhooks to a paused destination on {}",
+        server.addr()
+    );
+    let plan = Plan {
+        connections,
+        stop: Stop::Count {
+            requests: backlog,
+            limit: COUNT_LIMIT,
+        },
+        record_answered: true,
+        rate: None,
+    };
+    let (_, handle) = load::start(Arc::new(target(server.addr(), "drain")), plan);
+    let load = handle.await?;
+    if load.errors > 0 {
+        bail!(
+            "drain: {} of {backlog} webhooks refused ({:?})\n{}",
+            load.errors,
+            load.error_samples,
+            log_tail(&server)
+        );
+    }
+    let owed = delivery::owed(&load);
+    // Paused means none went out; one that did would make the drain look
+    // faster than it is.
+    if !sink.deliveries().is_empty() {
+        bail!("drain: the paused destination was sent deliveries");
+    }
+
+    setup.paused = false;
+    std::fs::write(
+        dir.path().join("hookgate.yaml"),
+        config::gateway_yaml(dir.path(), &setup),
+    )?;
+    let cpu_start = server.cpu_seconds()?;
+    let reloaded = Instant::now();
+    let status = Command::new("kill")
+        .arg("-HUP")
+        .arg(server.pid().to_string())
+        .status()
+        .context("running kill -HUP")?;
+    if !status.success() {
+        bail!("drain: kill -HUP {} failed", server.pid());
+    }
+    let all = delivery::drain(&sink, &owed, reloaded + DELIVERY_DRAIN_LIMIT, || {
+        server.exited()
+    })
+    .await;
+    let cpu_seconds = server.cpu_seconds()? - cpu_start;
+    delivery::watch(|| server.exited()).await;
+    if server.exited() {
+        bail!("drain: the gateway died:\n{}", server.log_text());
+    }
+    let seen = sink.deliveries();
+    let mut first: std::collections::HashMap<&str, Instant> =
+        std::collections::HashMap::with_capacity(seen.len());
+    for (id, at) in &seen {
+        first.entry(id.as_str()).or_insert(*at);
+    }
+    let arrivals: Vec<Instant> = owed
+        .iter()
+        .filter_map(|id| first.get(id.as_str()).copied())
+        .collect();
+    let (earliest, latest) = (arrivals.iter().min(), arrivals.iter().max());
+    let stats = report::DrainStats {
+        backlog: owed.len() as u64,
+        delivered: arrivals.len() as u64,
+        duplicates: (seen.len() - first.len()) as u64,
+        first_after: earliest.map(|t| t.saturating_duration_since(reloaded)),
+        span: earliest
+            .zip(latest)
+            .map(|(a, b)| b.saturating_duration_since(*a)),
+        cpu_seconds,
+    };
+    eprintln!(
+        "drain: {} of {} delivered{}, {} duplicates, {} deliveries/s",
+        stats.delivered,
+        stats.backlog,
+        if all {
+            ""
+        } else {
+            " (not all within the limit)"
+        },
+        stats.duplicates,
+        stats
+            .per_second()
+            .map_or("-".to_owned(), |r| format!("{r:.0}")),
+    );
+    if !all || stats.duplicates > 0 {
+        eprintln!("{}", log_tail(&server));
+    }
+    Ok(stats)
+}
+
 /// A database of its own for a PostgreSQL row.
 struct BenchDatabase {
     admin_url: String,
@@ -684,6 +824,7 @@ async fn postgres_rows(
             destination: Destination::Discard,
             plugin_timeout,
             subscriptions: false,
+            paused: false,
         };
         let dir = tempfile::tempdir()?;
         let mut server = start_gateway(gateway, &dir, &setup)?;
@@ -721,6 +862,7 @@ async fn postgres_rows(
         destination: Destination::Url(sink.url()),
         plugin_timeout,
         subscriptions: false,
+        paused: false,
     };
     let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let mut a = start_gateway(gateway, &dir_a, &setup)?;
@@ -802,6 +944,7 @@ async fn publish_row(
         destination: Destination::Discard,
         plugin_timeout: smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
         subscriptions: true,
+        paused: false,
     };
     let dir = tempfile::tempdir()?;
     let mut server = start_gateway(gateway, &dir, &setup)?;

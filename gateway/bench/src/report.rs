@@ -108,6 +108,38 @@ pub struct DeliveryStats {
     pub drained_after: Option<Duration>,
 }
 
+/// The drain measurement: the delivery side alone, sending a stored
+/// backlog with no ingest running (see `drain_backlog` in `main.rs`).
+#[derive(Debug)]
+pub struct DrainStats {
+    /// Webhooks accepted while the destination was paused: the backlog.
+    pub backlog: u64,
+    /// Of those, how many the sink saw.
+    pub delivered: u64,
+    /// Sink arrivals beyond the first of each id (watched one lease and a
+    /// second after the drain).
+    pub duplicates: u64,
+    /// From the reload that unpaused the destination to the first delivery.
+    pub first_after: Option<Duration>,
+    /// From the first delivery of the backlog to the last.
+    pub span: Option<Duration>,
+    /// The gateway's CPU time from the reload to the last delivery, seconds.
+    pub cpu_seconds: f64,
+}
+
+impl DrainStats {
+    /// Deliveries per second from the first to the last.
+    pub fn per_second(&self) -> Option<f64> {
+        let span = self.span?.as_secs_f64();
+        (span > 0.0).then(|| self.delivered as f64 / span)
+    }
+
+    /// The gateway's CPU time per delivery.
+    pub fn cpu_per_delivery(&self) -> Duration {
+        Duration::from_secs_f64(self.cpu_seconds / (self.delivered.max(1) as f64))
+    }
+}
+
 /// Everything one run produced.
 #[derive(Debug)]
 pub struct Report {
@@ -119,6 +151,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// The delivery rows' numbers, by row key.
     pub delivery: Vec<(&'static str, DeliveryStats)>,
+    /// The drain measurement, when it ran.
+    pub drain: Option<DrainStats>,
     /// Notes printed under the table.
     pub notes: Vec<String>,
 }
@@ -144,6 +178,10 @@ impl Report {
                 .iter()
                 .map(|(_, d)| d.missing + d.duplicates)
                 .sum::<u64>()
+            + self
+                .drain
+                .as_ref()
+                .map_or(0, |d| d.backlog - d.delivered.min(d.backlog) + d.duplicates)
     }
 
     /// `per_second` of row `a` over row `b`'s, when both ran.
@@ -235,6 +273,24 @@ impl Report {
             )
             .ok();
         }
+        if let Some(d) = &self.drain {
+            writeln!(
+                out,
+                "\ndrain (delivery alone, no ingest): a backlog of {} webhooks to a paused \
+                 destination, unpaused by a reload: {} delivered, {} missing, {} duplicates; \
+                 first delivery {} after the reload; {} deliveries/s from the first to the last; \
+                 gateway CPU {:.2} s, {:.0} µs per delivery",
+                d.backlog,
+                d.delivered,
+                d.backlog - d.delivered.min(d.backlog),
+                d.duplicates,
+                d.first_after.map_or("-".to_owned(), ms),
+                d.per_second().map_or("-".to_owned(), |r| format!("{r:.0}")),
+                d.cpu_seconds,
+                d.cpu_per_delivery().as_secs_f64() * 1e6,
+            )
+            .ok();
+        }
         if let Some(x) = self.ratio("delivery", "peer") {
             writeln!(out, "row delivery / row peer (adnanh/webhook): {x:.2} ×").ok();
         }
@@ -298,6 +354,17 @@ impl Report {
             "rows": rows,
             "delivery": delivery,
             "delivery_to_peer": self.ratio("delivery", "peer"),
+            "drain": self.drain.as_ref().map(|d| json!({
+                "backlog": d.backlog,
+                "delivered": d.delivered,
+                "missing": d.backlog - d.delivered.min(d.backlog),
+                "duplicates": d.duplicates,
+                "first_delivery_after_reload_ms": d.first_after.map(|t| t.as_secs_f64() * 1e3),
+                "first_to_last_ms": d.span.map(|t| t.as_secs_f64() * 1e3),
+                "deliveries_per_s": d.per_second(),
+                "cpu_seconds": d.cpu_seconds,
+                "cpu_us_per_delivery": d.cpu_per_delivery().as_secs_f64() * 1e6,
+            })),
             "notes": self.notes,
         })
     }

@@ -102,6 +102,11 @@ impl ServerProcess {
         Ok(kib * 1024)
     }
 
+    /// Its process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether it has exited (crashed).
     pub fn exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
