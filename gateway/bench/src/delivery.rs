@@ -58,6 +58,15 @@ pub async fn watch(mut gone: impl FnMut() -> bool) {
     }
 }
 
+/// When the sink first saw each id (`seen` in arrival order).
+pub fn first_arrivals(seen: &[(String, Instant)]) -> HashMap<&str, Instant> {
+    let mut first: HashMap<&str, Instant> = HashMap::with_capacity(seen.len());
+    for (id, at) in seen {
+        first.entry(id.as_str()).or_insert(*at);
+    }
+    first
+}
+
 /// The ids `load` owes a delivery (every 2xx).
 pub fn owed(load: &LoadResult) -> HashSet<String> {
     load.owed_ids().map(str::to_owned).collect()
@@ -73,11 +82,7 @@ pub fn stats(
     window: Window,
     load_ended: Instant,
 ) -> DeliveryStats {
-    // The first arrival of each id.
-    let mut first: HashMap<&str, Instant> = HashMap::with_capacity(seen.len());
-    for (id, at) in seen {
-        first.entry(id.as_str()).or_insert(*at);
-    }
+    let first = first_arrivals(seen);
     let owed: HashSet<&str> = load.owed_ids().collect();
 
     // Answered → delivered, for the ids answered in the window.

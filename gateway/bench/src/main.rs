@@ -708,11 +708,7 @@ async fn drain_backlog(
         bail!("drain: the gateway died:\n{}", server.log_text());
     }
     let seen = sink.deliveries();
-    let mut first: std::collections::HashMap<&str, Instant> =
-        std::collections::HashMap::with_capacity(seen.len());
-    for (id, at) in &seen {
-        first.entry(id.as_str()).or_insert(*at);
-    }
+    let first = delivery::first_arrivals(&seen);
     let arrivals: Vec<Instant> = owed
         .iter()
         .filter_map(|id| first.get(id.as_str()).copied())
