@@ -323,13 +323,7 @@ async fn a_backlog_drains_in_batches_as_deep_as_the_lanes_queue() {
     let ids: Vec<String> = sink
         .received()
         .iter()
-        .filter_map(|r| {
-            r.headers
-                .get("webhook-id")?
-                .to_str()
-                .ok()
-                .map(str::to_owned)
-        })
+        .filter_map(|r| r.webhook_id())
         .collect();
     let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), EVENTS, "each delivered");

@@ -589,13 +589,7 @@ routes:
     let ids = || -> Vec<String> {
         sink.successes()
             .iter()
-            .filter_map(|r| {
-                r.headers
-                    .get("webhook-id")?
-                    .to_str()
-                    .ok()
-                    .map(str::to_owned)
-            })
+            .filter_map(|r| r.webhook_id())
             .collect()
     };
     wait_until("the queued deliveries after the restart", WAIT, || {

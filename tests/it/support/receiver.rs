@@ -31,6 +31,11 @@ pub struct Received {
 }
 
 impl Received {
+    /// The delivery's `webhook-id` header (its message id), when it has one.
+    pub fn webhook_id(&self) -> Option<String> {
+        Some(self.headers.get("webhook-id")?.to_str().ok()?.to_owned())
+    }
+
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("receiver got JSON")
