@@ -54,9 +54,13 @@ impl AppState {
         self.inner.snapshots.load_full()
     }
 
-    /// Replaces the snapshot (reload).
+    /// Replaces the snapshot (reload), and has the poller look at once:
+    /// a destination the new config resumes (`paused:` removed) or brings
+    /// back (deliveries to a name the old one lacked wait in the store)
+    /// would otherwise wait for the next idle poll, up to a second.
     pub fn swap(&self, snapshot: Snapshot) {
         self.inner.snapshots.store(Arc::new(snapshot));
+        self.inner.delivery.wake();
     }
 
     /// The plugin engine.
