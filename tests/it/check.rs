@@ -336,6 +336,36 @@ fn a_worker_count_that_is_not_a_positive_number_is_refused_by_name() {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// A destination's TLS files are read by `check`, from the config file's
+/// directory, and a problem is reported at the key that names the file.
+#[test]
+fn a_destinations_tls_files_are_read_by_check_at_their_keys() {
+    let (code, _, err) = check(
+        "destinations:\n  d: { url: \"https://x.example\", tls: { ca_file: ca.pem } }\n\
+         routes:\n  r: { to: [d] }\n",
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("destinations.d.tls.ca_file")
+            && err.contains("ca.pem")
+            && err.contains("cannot read"),
+        "{err}"
+    );
+    let (code, _, err) = check(
+        "destinations:\n  d: { url: \"http://x.example\", tls: { client_cert_file: c.pem } }\n\
+         routes:\n  r: { to: [d] }\n",
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("destinations.d.tls: the destination's url is not https")
+            && err
+                .contains("destinations.d.tls.client_key_file: is required with client_cert_file"),
+        "{err}"
+    );
+}
+
 #[test]
 fn tls_files_the_store_url_names_are_read_by_check() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@ mod durability;
 mod fuzz;
 mod guests;
 mod handshake;
+mod https;
 mod ingress;
 mod openapi;
 #[cfg(feature = "otel")]

@@ -604,6 +604,43 @@ pub struct DestinationConfig {
     /// check that a delivery comes from this gateway and was not altered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<SigningConfig>,
+
+    /// For an `https` http destination: trust a private CA, or present a
+    /// client certificate (mutual TLS). Without it the destination's
+    /// certificate must lead to one of the public web's roots (Mozilla's
+    /// list, built in), and no client certificate is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<DestinationTlsConfig>,
+}
+
+/// TLS to one destination beyond the defaults. Files are PEM, relative
+/// paths are read from the config file's directory, and they are read
+/// again at every reload (a renewed certificate takes effect at the
+/// reload after it is written).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationTlsConfig {
+    /// CA certificates (one or more, PEM) that the destination's
+    /// certificate may lead to, besides the public roots: an internal CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Whether the public web's roots are trusted too (default true).
+    /// `false` trusts `ca_file` alone, so a certificate from any public CA
+    /// for the destination's name is refused.
+    #[serde(default = "default_true")]
+    pub public_roots: bool,
+    /// The certificate this gateway presents (PEM, the leaf first, then
+    /// any intermediates), for a destination that asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    /// The private key of `client_cert_file` (PEM: PKCS#8, PKCS#1 or
+    /// SEC1). Never logged or shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// How a destination's deliveries are signed. Each attempt is signed when

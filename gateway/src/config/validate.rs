@@ -480,6 +480,42 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ConfigErrors> {
                 err(at("signing.previous_secret"), e);
             }
         }
+        if let Some(tls) = &dest.tls {
+            // The files themselves are read where the client is built
+            // (`pipeline::compile`, which `hookgate check` runs too), at
+            // the key that names them.
+            if dest.kind != DestinationKind::Http {
+                err(
+                    at("tls"),
+                    "only an http destination takes TLS options (a subscriber's callback is on the public web)"
+                        .into(),
+                );
+            } else if let Some(url) = dest.url.as_deref()
+                && reqwest::Url::parse(url).is_ok_and(|u| u.scheme() != "https")
+            {
+                err(
+                    at("tls"),
+                    format!("the destination's url is not https ({url:?}): no TLS to configure"),
+                );
+            }
+            match (&tls.client_cert_file, &tls.client_key_file) {
+                (Some(_), None) => err(
+                    at("tls.client_key_file"),
+                    "is required with client_cert_file".into(),
+                ),
+                (None, Some(_)) => err(
+                    at("tls.client_cert_file"),
+                    "is required with client_key_file".into(),
+                ),
+                _ => {}
+            }
+            if !tls.public_roots && tls.ca_file.is_none() {
+                err(
+                    at("tls.public_roots"),
+                    "false needs ca_file: otherwise no certificate could be trusted".into(),
+                );
+            }
+        }
         for (h, v) in &dest.headers {
             if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 err(
@@ -952,6 +988,30 @@ mod tests {
             .filter(|p| p.ends_with(".paused"))
             .collect::<Vec<_>>(),
             ["destinations.s.paused"]
+        );
+    }
+
+    #[test]
+    fn tls_options_are_for_https_http_destinations_and_come_in_pairs() {
+        assert_eq!(
+            paths(
+                "destinations:\n  ok: { url: \"https://x\", tls: { ca_file: ca.pem } }\n  \
+                 mtls: { url: \"https://x\", tls: { client_cert_file: c.pem, client_key_file: k.pem } }\n  \
+                 plain: { url: \"http://x\", tls: { ca_file: ca.pem } }\n  \
+                 l: { kind: log, tls: { ca_file: ca.pem } }\n  \
+                 t: { kind: teams, url: \"https://x\", tls: { ca_file: ca.pem } }\n  \
+                 nokey: { url: \"https://x\", tls: { client_cert_file: c.pem } }\n  \
+                 nocert: { url: \"https://x\", tls: { client_key_file: k.pem } }\n  \
+                 noroots: { url: \"https://x\", tls: { public_roots: false } }\n"
+            ),
+            [
+                "destinations.l.tls",
+                "destinations.nocert.tls.client_cert_file",
+                "destinations.nokey.tls.client_key_file",
+                "destinations.noroots.tls.public_roots",
+                "destinations.plain.tls",
+                "destinations.t.tls",
+            ]
         );
     }
 

@@ -47,6 +47,27 @@ async fn wait_for_slot(ctx: &Ctx, dest: &CompiledDestination) -> Result<(), Next
     }
 }
 
+/// The causes under a send's error, each as `: cause`. All of them, not
+/// the first alone: reqwest's first is hyper-util's `client error
+/// (Connect)`, and why (refused, a certificate from an unknown issuer, an
+/// address the SSRF guard refused) comes below it. A cause whose text its
+/// parent already shows is left out.
+fn causes(e: &reqwest::Error) -> String {
+    let mut out = String::new();
+    let mut shown = String::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !shown.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        shown = text;
+        next = cause.source();
+    }
+    out
+}
+
 /// What an attempt to a subscription came to.
 enum Subscriber {
     /// Sent (or failed for good without sending): the decision, the
@@ -435,12 +456,15 @@ async fn subscriber_attempt(
 
 /// Sends `d` to `dest`; with `relayed`, also returns the response (up to
 /// [`relay::MAX_RELAY_REPLY`]) for the request waiting on it.
+/// Sends `d` to `dest` with the destination's own client (`tls:`), else
+/// `shared`.
 async fn send(
-    client: &reqwest::Client,
+    shared: &reqwest::Client,
     dest: &CompiledDestination,
     d: &DueDelivery,
     relayed: bool,
 ) -> (AttemptResult, Option<String>, Option<RelayReply>) {
+    let client = dest.client.as_ref().map_or(shared, |c| &c.client);
     let Some(url) = dest.url.clone() else {
         return (
             AttemptResult {
@@ -560,12 +584,9 @@ async fn post_reading(
             } else {
                 "request failed".to_owned()
             };
-            let source = std::error::Error::source(&e)
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
             (
                 AttemptResult {
-                    error: Some(format!("{what}{source}")),
+                    error: Some(format!("{what}{}", causes(&e))),
                     ..Default::default()
                 },
                 Vec::new(),

@@ -15,6 +15,7 @@ pub mod relay;
 pub mod retarget;
 pub mod ssrf;
 pub mod teams;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -208,6 +209,10 @@ struct Ctx {
 /// What every outbound client shares: no redirects (a signed delivery must
 /// not be replayed to wherever a redirect points), no proxy from the
 /// environment, and our user agent.
+/// Idle keep-alive connections the delivery clients keep per host: a
+/// lane of a busy destination reuses them instead of connecting again.
+const POOL_PER_HOST: usize = 256;
+
 fn client_builder() -> reqwest::ClientBuilder {
     #[expect(
         clippy::disallowed_methods,
@@ -231,7 +236,7 @@ pub fn start(
     stop: CancellationToken,
 ) -> anyhow::Result<(DeliveryHandle, tokio::task::JoinHandle<()>)> {
     let client = client_builder()
-        .pool_max_idle_per_host(256)
+        .pool_max_idle_per_host(POOL_PER_HOST)
         .tcp_nodelay(true)
         .build()?;
     let allow_from = snapshots.clone();

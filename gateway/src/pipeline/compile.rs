@@ -113,11 +113,36 @@ pub async fn compile(
         }
     }
 
-    let destinations: HashMap<String, Arc<CompiledDestination>> = config
-        .destinations
-        .iter()
-        .map(|(name, d)| (name.clone(), Arc::new(CompiledDestination::new(name, d))))
-        .collect();
+    let mut destinations: HashMap<String, Arc<CompiledDestination>> = HashMap::new();
+    for (name, d) in &config.destinations {
+        let mut compiled = CompiledDestination::new(name, d);
+        if let Some(tls) = &d.tls {
+            // Read on a blocking thread: a file on a slow mount must not
+            // hold up the runtime a reload runs on.
+            let (tls, base_dir) = (tls.clone(), config.base_dir.clone());
+            let kept = previous
+                .and_then(|p| p.destinations.get(name))
+                .and_then(|p| p.client.clone());
+            let built = tokio::task::spawn_blocking(move || {
+                crate::delivery::tls::client(&tls, &base_dir, kept.as_ref())
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(vec![crate::delivery::tls::TlsProblem {
+                    key: "ca_file",
+                    message: format!("reading the TLS files failed: {e}"),
+                }])
+            });
+            match built {
+                Ok(client) => compiled.client = Some(client),
+                Err(problems) => errors.extend(problems.into_iter().map(|p| ConfigError {
+                    path: format!("destinations.{name}.tls.{}", p.key),
+                    message: p.message,
+                })),
+            }
+        }
+        destinations.insert(name.clone(), Arc::new(compiled));
+    }
 
     let mut routes = HashMap::new();
     for (name, r) in &config.routes {

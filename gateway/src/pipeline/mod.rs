@@ -134,6 +134,9 @@ pub struct CompiledDestination {
     pub signing: Option<DestinationSigning>,
     /// `paused:` its deliveries wait in the store, unclaimed.
     pub paused: bool,
+    /// Its own client, when it has `tls:` (set by `compile`, which reads
+    /// the files); the shared one otherwise.
+    pub client: Option<crate::delivery::tls::DestinationClient>,
 }
 
 /// A destination's `signing:`, ready to sign.
@@ -197,6 +200,7 @@ impl CompiledDestination {
                     .collect(),
             }),
             paused: d.paused,
+            client: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod gateway;
+pub mod pki;
 pub mod plugin;
 pub mod receiver;
 pub mod sign;

@@ -28,6 +28,9 @@ pub struct Received {
     pub answered: u16,
     /// When the receiver answered.
     pub at: std::time::Instant,
+    /// The client certificate the sender presented (DER), on an HTTPS
+    /// receiver that asked for one.
+    pub client_cert: Option<Vec<u8>>,
 }
 
 impl Received {
@@ -70,7 +73,13 @@ struct Shared {
     /// Requests that have arrived, answered or not (`received` has them
     /// once answered, after any `delay`).
     arrived: std::sync::atomic::AtomicUsize,
+    /// TLS handshakes that failed (an HTTPS receiver).
+    handshake_failures: std::sync::atomic::AtomicUsize,
 }
+
+/// The client certificate of an HTTPS receiver's connection.
+#[derive(Clone)]
+struct PeerCert(Option<Vec<u8>>);
 
 /// How the receiver answers a subscription's callback validation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,6 +98,8 @@ pub enum Validation {
 /// A mock destination.
 pub struct MockReceiver {
     addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
     shared: Arc<Shared>,
     stop: CancellationToken,
 }
@@ -110,7 +121,108 @@ impl MockReceiver {
                 .await
                 .ok();
         });
-        MockReceiver { addr, shared, stop }
+        MockReceiver {
+            addr,
+            scheme: "http",
+            shared,
+            stop,
+        }
+    }
+
+    /// Starts an HTTPS receiver (HTTP/1.1) with the certificate `server`;
+    /// with `client_ca` (PEM), it asks for a client certificate and
+    /// accepts only one from that CA.
+    pub async fn start_tls(server: &super::pki::Leaf, client_ca: Option<&str>) -> Self {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    roots.add(cert.unwrap()).unwrap();
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let chain = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap();
+        let mut config = builder.with_single_cert(chain, key).unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+        let shared = Arc::new(Shared::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let app = Router::new()
+            .fallback(any(record))
+            .with_state(shared.clone());
+        let (token, counts) = (stop.clone(), shared.clone());
+        tokio::spawn(async move {
+            loop {
+                let tcp = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((tcp, _)) => tcp,
+                        Err(_) => continue,
+                    },
+                    () = token.cancelled() => break,
+                };
+                let (acceptor, app, counts, token) =
+                    (acceptor.clone(), app.clone(), counts.clone(), token.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        counts
+                            .handshake_failures
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    };
+                    let peer = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|c| c.to_vec());
+                    let service = hyper_util::service::TowerToHyperService::new(
+                        app.layer(axum::Extension(PeerCert(peer))),
+                    );
+                    let builder = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                    tokio::select! {
+                        _ = conn => {},
+                        () = token.cancelled() => {},
+                    }
+                });
+            }
+        });
+        MockReceiver {
+            addr,
+            scheme: "https",
+            shared,
+            stop,
+        }
+    }
+
+    /// TLS handshakes that failed (an HTTPS receiver): a sender that did
+    /// not trust the certificate, or presented none when one was asked for.
+    pub fn handshake_failures(&self) -> usize {
+        self.shared
+            .handshake_failures
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Answers the next requests with these statuses, then 200.
@@ -159,7 +271,7 @@ impl MockReceiver {
 
     /// URL for `path` on this receiver.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// Everything received so far.
@@ -193,6 +305,7 @@ impl Drop for MockReceiver {
 
 async fn record(
     State(shared): State<Arc<Shared>>,
+    peer: Option<axum::Extension<PeerCert>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -226,6 +339,7 @@ async fn record(
                 body,
                 answered: answer.0.as_u16(),
                 at: std::time::Instant::now(),
+                client_cert: peer.and_then(|p| p.0.0),
             });
             return answer;
         }
@@ -243,6 +357,7 @@ async fn record(
         body,
         answered: status,
         at: std::time::Instant::now(),
+        client_cert: peer.and_then(|p| p.0.0),
     });
     (StatusCode::from_u16(status).unwrap(), String::new())
 }
