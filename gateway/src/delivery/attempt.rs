@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::client::{self, Client, SendError};
 use super::relay::{self, RelayReply};
 use super::{Ctx, pacing, ssrf, teams};
 use crate::clock::now_ms;
@@ -53,19 +54,9 @@ async fn wait_for_slot(ctx: &Ctx, dest: &CompiledDestination) -> Result<(), Next
 /// address the SSRF guard refused) comes below it. A cause whose text its
 /// parent already shows is left out.
 fn causes(e: &reqwest::Error) -> String {
-    let mut out = String::new();
-    let mut shown = String::new();
-    let mut next = std::error::Error::source(e);
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        if !text.is_empty() && !shown.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        shown = text;
-        next = cause.source();
-    }
-    out
+    std::error::Error::source(e)
+        .map(|cause| format!(": {}", client::chain(cause)))
+        .unwrap_or_default()
 }
 
 /// What an attempt to a subscription came to.
@@ -399,7 +390,8 @@ async fn subscriber_attempt(
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
     let (headers, body) =
         crate::subscriptions::outbound::build(&sub, &d.message.body, id, now_ms());
-    let (result, excerpt) = post(&ctx.subscriber_client, url, rt.timeout, headers, body).await;
+    let via = Via::Reqwest(&ctx.subscriber_client);
+    let (result, excerpt) = post(via, url, rt.timeout, headers, body).await;
     let outcome = rt.retry.decide(&result, d.retries);
     let success = matches!(outcome, DeliveryOutcome::Delivered);
     let health = if success {
@@ -454,17 +446,16 @@ async fn subscriber_attempt(
     Subscriber::Sent(outcome, result, excerpt)
 }
 
-/// Sends `d` to `dest`; with `relayed`, also returns the response (up to
-/// [`relay::MAX_RELAY_REPLY`]) for the request waiting on it.
 /// Sends `d` to `dest` with the destination's own client (`tls:`), else
-/// `shared`.
+/// `shared`; with `relayed`, also returns the response (up to
+/// [`relay::MAX_RELAY_REPLY`]) for the request waiting on it.
 async fn send(
-    shared: &reqwest::Client,
+    shared: &Client,
     dest: &CompiledDestination,
     d: &DueDelivery,
     relayed: bool,
 ) -> (AttemptResult, Option<String>, Option<RelayReply>) {
-    let client = dest.client.as_ref().map_or(shared, |c| &c.client);
+    let client = Via::Direct(dest.client.as_ref().map_or(shared, |c| &c.client));
     let Some(url) = dest.url.clone() else {
         return (
             AttemptResult {
@@ -507,10 +498,19 @@ async fn send(
     (result, excerpt, Some(RelayReply { content_type, body }))
 }
 
+/// The client a request goes out on.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    /// An operator destination's ([`super::client`]).
+    Direct(&'a Client),
+    /// reqwest, with the SSRF guard's resolver: a subscriber's callback.
+    Reqwest(&'a reqwest::Client),
+}
+
 /// POSTs `body` and reads the outcome: status, `Retry-After`, and the
 /// first [`RESPONSE_EXCERPT`] bytes of the answer.
 async fn post(
-    client: &reqwest::Client,
+    client: Via<'_>,
     url: reqwest::Url,
     timeout: Duration,
     headers: HeaderMap,
@@ -531,13 +531,29 @@ fn excerpt_of(body: &[u8]) -> Option<String> {
 /// POSTs `body` and reads the outcome, the first `read` bytes of the
 /// answer and its content type.
 async fn post_reading(
-    client: &reqwest::Client,
+    client: Via<'_>,
     url: reqwest::Url,
     timeout: Duration,
     headers: HeaderMap,
     body: bytes::Bytes,
     read: usize,
 ) -> (AttemptResult, Vec<u8>, Option<String>) {
+    let client = match client {
+        Via::Reqwest(client) => client,
+        Via::Direct(client) => {
+            return match client.post(&url, timeout, headers, body, read).await {
+                Ok(answer) => answered(answer.status.as_u16(), &answer.headers, answer.body),
+                Err(e) => {
+                    let error = match e {
+                        SendError::Timeout => format!("timed out after {timeout:?}"),
+                        SendError::Connect(why) => format!("connection failed: {why}"),
+                        SendError::Request(why) => format!("request failed: {why}"),
+                    };
+                    failed(error)
+                }
+            };
+        }
+    };
     let sent = client
         .post(url)
         .timeout(timeout)
@@ -548,16 +564,6 @@ async fn post_reading(
     match sent {
         Ok(mut resp) => {
             let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-            let content_type = resp
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
             let mut excerpt = Vec::new();
             while excerpt.len() < read {
                 match resp.chunk().await {
@@ -566,15 +572,7 @@ async fn post_reading(
                 }
             }
             excerpt.truncate(read);
-            (
-                AttemptResult {
-                    status: Some(status),
-                    retry_after,
-                    error: None,
-                },
-                excerpt,
-                content_type,
-            )
+            answered(status, resp.headers(), excerpt)
         }
         Err(e) => {
             let what = if e.is_timeout() {
@@ -584,16 +582,47 @@ async fn post_reading(
             } else {
                 "request failed".to_owned()
             };
-            (
-                AttemptResult {
-                    error: Some(format!("{what}{}", causes(&e))),
-                    ..Default::default()
-                },
-                Vec::new(),
-                None,
-            )
+            failed(format!("{what}{}", causes(&e)))
         }
     }
+}
+
+/// An answer's result: its status, `Retry-After`, the body read and its
+/// content type.
+fn answered(
+    status: u16,
+    headers: &HeaderMap,
+    excerpt: Vec<u8>,
+) -> (AttemptResult, Vec<u8>, Option<String>) {
+    let retry_after = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (
+        AttemptResult {
+            status: Some(status),
+            retry_after,
+            error: None,
+        },
+        excerpt,
+        content_type,
+    )
+}
+
+/// A request that got no answer, and why.
+fn failed(error: String) -> (AttemptResult, Vec<u8>, Option<String>) {
+    (
+        AttemptResult {
+            error: Some(error),
+            ..Default::default()
+        },
+        Vec::new(),
+        None,
+    )
 }
 
 fn log_delivery(dest: &CompiledDestination, d: &DueDelivery) {

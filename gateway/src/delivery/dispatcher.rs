@@ -913,13 +913,12 @@ mod tests {
             plugins: Default::default(),
             subscriptions: None,
         };
-        let client = super::super::client_builder().build().unwrap();
         let ctx = Arc::new(Ctx {
             store: Arc::new(crate::store::memory::open().unwrap()),
             snapshots: Arc::new(arc_swap::ArcSwap::from_pointee(snapshot)),
             metrics: crate::metrics::Metrics::default(),
-            client: client.clone(),
-            subscriber_client: client,
+            client: super::super::client::Client::new(super::super::tls::default_config()),
+            subscriber_client: super::super::client_builder().build().unwrap(),
             relay: Default::default(),
         });
         Dispatcher::new(ctx, workers, LEASE, CancellationToken::new())

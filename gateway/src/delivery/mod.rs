@@ -8,6 +8,7 @@
 //! This is the only module that builds an HTTP client for outbound traffic.
 
 mod attempt;
+pub mod client;
 pub mod dispatcher;
 pub mod pacing;
 pub mod plugin_http;
@@ -201,7 +202,8 @@ struct Ctx {
     store: Arc<dyn Store>,
     snapshots: Arc<ArcSwap<Snapshot>>,
     metrics: Metrics,
-    client: reqwest::Client,
+    /// Operator destinations' attempts (those without `tls:`).
+    client: client::Client,
     subscriber_client: reqwest::Client,
     relay: Arc<relay::RelayWaiters>,
 }
@@ -221,8 +223,11 @@ fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
 }
+
+/// The `user-agent` of every outbound request.
+const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
 
 /// Starts delivery. It stops claiming when `stop` fires, hands back what it
 /// had queued, and waits up to `delivery.shutdown_grace` for attempts in
@@ -235,10 +240,7 @@ pub fn start(
     config: &DeliveryConfig,
     stop: CancellationToken,
 ) -> anyhow::Result<(DeliveryHandle, tokio::task::JoinHandle<()>)> {
-    let client = client_builder()
-        .pool_max_idle_per_host(POOL_PER_HOST)
-        .tcp_nodelay(true)
-        .build()?;
+    let client = client::Client::new(tls::default_config());
     let allow_from = snapshots.clone();
     let allow: ssrf::AllowList = Arc::new(move || {
         allow_from

@@ -24,7 +24,7 @@ use crate::config::DestinationTlsConfig;
 #[derive(Clone, Debug)]
 pub struct DestinationClient {
     /// The client.
-    pub client: reqwest::Client,
+    pub client: super::client::Client,
     /// SHA-256 of the `tls:` block and of the bytes of every file it names.
     pub fingerprint: [u8; 32],
 }
@@ -106,16 +106,23 @@ pub fn client(
         return Ok(previous.clone());
     }
     let config = rustls_config(tls, &files).map_err(|p| vec![p])?;
-    let client = super::client_builder()
-        .pool_max_idle_per_host(super::POOL_PER_HOST)
-        .tcp_nodelay(true)
-        .use_preconfigured_tls(config)
-        .build()
-        .map_err(|e| vec![problem("ca_file", format!("cannot build the client: {e}"))])?;
     Ok(DestinationClient {
-        client,
+        client: super::client::Client::new(config),
         fingerprint,
     })
+}
+
+/// The TLS of destinations without `tls:`: Mozilla's roots, no client
+/// certificate.
+pub fn default_config() -> rustls::ClientConfig {
+    let roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 fn certificates(
@@ -162,7 +169,7 @@ fn rustls_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| problem("ca_file", format!("TLS: {e}")))?
         .with_root_certificates(roots);
-    let mut config = match &files.client {
+    let config = match &files.client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let chain = certificates("client_cert_file", cert)?;
@@ -186,8 +193,6 @@ fn rustls_config(
             })?
         }
     };
-    // As reqwest's own config: HTTP/2 where the destination offers it.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 

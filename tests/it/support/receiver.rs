@@ -31,6 +31,8 @@ pub struct Received {
     /// The client certificate the sender presented (DER), on an HTTPS
     /// receiver that asked for one.
     pub client_cert: Option<Vec<u8>>,
+    /// HTTP/1.1, or HTTP/2 (an HTTPS receiver offers both).
+    pub version: axum::http::Version,
 }
 
 impl Received {
@@ -129,10 +131,15 @@ impl MockReceiver {
         }
     }
 
-    /// Starts an HTTPS receiver (HTTP/1.1) with the certificate `server`;
+    /// Starts an HTTPS receiver with the certificate `server`, offering
+    /// HTTP/2 and HTTP/1.1 by ALPN with `http2`, HTTP/1.1 alone without;
     /// with `client_ca` (PEM), it asks for a client certificate and
     /// accepts only one from that CA.
-    pub async fn start_tls(server: &super::pki::Leaf, client_ca: Option<&str>) -> Self {
+    pub async fn start_tls(
+        server: &super::pki::Leaf,
+        client_ca: Option<&str>,
+        http2: bool,
+    ) -> Self {
         use rustls::pki_types::pem::PemObject as _;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -160,7 +167,11 @@ impl MockReceiver {
             .unwrap();
         let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap();
         let mut config = builder.with_single_cert(chain, key).unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = if http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
         let shared = Arc::new(Shared::default());
@@ -306,6 +317,7 @@ impl Drop for MockReceiver {
 async fn record(
     State(shared): State<Arc<Shared>>,
     peer: Option<axum::Extension<PeerCert>>,
+    version: axum::http::Version,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -340,6 +352,7 @@ async fn record(
                 answered: answer.0.as_u16(),
                 at: std::time::Instant::now(),
                 client_cert: peer.and_then(|p| p.0.0),
+                version,
             });
             return answer;
         }
@@ -358,6 +371,7 @@ async fn record(
         answered: status,
         at: std::time::Instant::now(),
         client_cert: peer.and_then(|p| p.0.0),
+        version,
     });
     (StatusCode::from_u16(status).unwrap(), String::new())
 }

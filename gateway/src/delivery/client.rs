@@ -1,0 +1,169 @@
+//! The client operator destinations' attempts go out on: hyper-util's
+//! pooled client over hyper-rustls, without reqwest's layers.
+//!
+//! reqwest's own work around hyper's client (its request builder, the
+//! redirect and retry policies, connector services boxed and cloned per
+//! request, its `Pending` future) was 12 % of the runtime worker's samples
+//! in a profile of the delivery benchmark, for nothing an attempt uses: a
+//! delivery follows no redirect, reads no proxy from the environment, and
+//! decompresses nothing. What reqwest did that an attempt relies on is
+//! kept here: the same TLS (rustls on ring, Mozilla's roots or a
+//! destination's own, HTTP/2 where offered), keep-alive pools of
+//! [`super::POOL_PER_HOST`] idle connections per host closed after 90 s,
+//! `TCP_NODELAY`, TCP keep-alive, `user-agent` and `accept: */*`, one
+//! timeout from the first byte sent to the last byte read, and errors
+//! that say what failed (connect, or the request) with every cause.
+//!
+//! Subscriber callbacks and plugins' outbound HTTP stay on reqwest: their
+//! SSRF guard is a reqwest resolver, and they are not the hot path.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client as Pooled;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// How long an idle pooled connection is kept (reqwest's default).
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// TCP keep-alive probes on delivery connections (reqwest's defaults).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// A delivery client: cheap to clone, one pool per value.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Pooled<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// What a destination answered: its status and headers, and the first
+/// bytes of its body.
+pub struct Answer {
+    /// The status.
+    pub status: http::StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// At most the `read` bytes asked for.
+    pub body: Vec<u8>,
+}
+
+/// Why a request got no answer.
+#[derive(Debug)]
+pub enum SendError {
+    /// The whole exchange took longer than its timeout.
+    Timeout,
+    /// No connection (refused, unresolvable, a TLS handshake that failed),
+    /// with every cause.
+    Connect(String),
+    /// The request failed on a connection (reset, closed early, a TLS
+    /// alert after the handshake), with every cause.
+    Request(String),
+}
+
+impl Client {
+    /// A client whose connections use `tls` for `https` URLs (and plain
+    /// TCP for `http`).
+    pub fn new(tls: rustls::ClientConfig) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_keepalive(Some(TCP_KEEPALIVE));
+        tcp.set_keepalive_interval(Some(TCP_KEEPALIVE));
+        tcp.set_keepalive_retries(Some(3));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        let inner = Pooled::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(super::POOL_PER_HOST)
+            .build(connector);
+        Client { inner }
+    }
+
+    /// POSTs `body` to `url` with `headers` (the client adds `host`,
+    /// `content-length`, `user-agent` and `accept` unless given), and
+    /// reads at most `read` bytes of the answer's body, all within
+    /// `timeout`.
+    pub async fn post(
+        &self,
+        url: &reqwest::Url,
+        timeout: Duration,
+        mut headers: HeaderMap,
+        body: Bytes,
+        read: usize,
+    ) -> Result<Answer, SendError> {
+        let uri: http::Uri = url
+            .as_str()
+            .parse()
+            .map_err(|e| SendError::Request(format!("{url}: {e}")))?;
+        headers
+            .entry(http::header::USER_AGENT)
+            .or_insert(HeaderValue::from_static(super::USER_AGENT));
+        headers
+            .entry(http::header::ACCEPT)
+            .or_insert(HeaderValue::from_static("*/*"));
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let exchange = async {
+            let response = self.inner.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    SendError::Connect(chain(&e))
+                } else {
+                    SendError::Request(chain(&e))
+                }
+            })?;
+            let (parts, mut incoming) = response.into_parts();
+            let mut body = Vec::new();
+            // Read to the end when it is short, so that the connection
+            // goes back to the pool; stop at `read` otherwise (the
+            // connection is then closed, not reused).
+            while body.len() < read {
+                match incoming.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            body.extend_from_slice(data);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            body.truncate(read);
+            Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(SendError::Timeout))
+    }
+}
+
+/// `e` and every cause under it, `: ` between them; a cause whose text
+/// its parent already shows is left out.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut shown = out.clone();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !shown.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        shown = text;
+        next = cause.source();
+    }
+    out
+}
