@@ -107,15 +107,27 @@ pub struct MockReceiver {
 }
 
 impl MockReceiver {
-    /// Starts a receiver that answers 200 to everything.
-    pub async fn start() -> Self {
+    /// A loopback listener on port 0, and the app that records what
+    /// reaches it.
+    async fn listen() -> (
+        Arc<Shared>,
+        tokio::net::TcpListener,
+        SocketAddr,
+        CancellationToken,
+        Router,
+    ) {
         let shared = Arc::new(Shared::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
         let app = Router::new()
             .fallback(any(record))
             .with_state(shared.clone());
+        (shared, listener, addr, CancellationToken::new(), app)
+    }
+
+    /// Starts a receiver that answers 200 to everything.
+    pub async fn start() -> Self {
+        let (shared, listener, addr, stop, app) = Self::listen().await;
         let token = stop.clone();
         tokio::spawn(async move {
             axum::serve(listener, app)
@@ -174,13 +186,7 @@ impl MockReceiver {
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
-        let shared = Arc::new(Shared::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let app = Router::new()
-            .fallback(any(record))
-            .with_state(shared.clone());
+        let (shared, listener, addr, stop, app) = Self::listen().await;
         let (token, counts) = (stop.clone(), shared.clone());
         tokio::spawn(async move {
             loop {
