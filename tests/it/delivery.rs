@@ -631,6 +631,38 @@ routes:
     assert!(plain.header("webhook-id").is_some());
 }
 
+/// A destination URL with a user and password is sent with Basic
+/// authentication (percent-decoded), not with the credentials in the
+/// request line, as curl and reqwest do; a configured `authorization`
+/// header wins over it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_urls_user_and_password_become_basic_authentication() {
+    use base64::Engine as _;
+    let sink = MockReceiver::start().await;
+    let with_user = sink
+        .url("/in")
+        .replace("http://", "http://hook%40ops:p%3Ass@");
+    let gw = Arc::new(
+        TestGateway::spawn(&format!(
+            "destinations:\n  basic: {{ url: \"{with_user}\" }}\n  \
+             header: {{ url: \"{with_user}\", headers: {{ authorization: \"Bearer configured\" }} }}\n\
+             routes:\n  basic:\n    to: [basic]\n  header:\n    to: [header]\n"
+        ))
+        .await,
+    );
+    post_at_once(&gw, "basic", 1).await;
+    let got = sink.wait_for(1, Duration::from_secs(10)).await;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("hook@ops:p:ss")
+    );
+    assert_eq!(got[0].header("authorization"), Some(expected.as_str()));
+    assert_eq!(got[0].uri.path(), "/in");
+    post_at_once(&gw, "header", 1).await;
+    let got = sink.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[1].header("authorization"), Some("Bearer configured"));
+}
+
 /// `paused: true` keeps a destination's deliveries in the store, unsent
 /// and with no attempt counted, while webhooks are accepted and the other
 /// destinations of the same route deliver; a reload that removes the flag

@@ -10,9 +10,10 @@
 //! kept here: the same TLS (rustls on ring, Mozilla's roots or a
 //! destination's own, HTTP/2 where offered), keep-alive pools of
 //! [`super::POOL_PER_HOST`] idle connections per host closed after 90 s,
-//! `TCP_NODELAY`, TCP keep-alive, `user-agent` and `accept: */*`, one
-//! timeout from the first byte sent to the last byte read, and errors
-//! that say what failed (connect, or the request) with every cause.
+//! `TCP_NODELAY`, TCP keep-alive, `user-agent` and `accept: */*`, a
+//! URL's user and password as Basic authentication, one timeout from the
+//! first byte sent to the last byte read, and errors that say what failed
+//! (connect, or the request) with every cause.
 //!
 //! Subscriber callbacks and plugins' outbound HTTP stay on reqwest: their
 //! SSRF guard is a reqwest resolver, and they are not the hot path.
@@ -100,10 +101,19 @@ impl Client {
         body: Bytes,
         read: usize,
     ) -> Result<Answer, SendError> {
-        let uri: http::Uri = url
-            .as_str()
-            .parse()
-            .map_err(|e| SendError::Request(format!("{url}: {e}")))?;
+        let uri = match userinfo(url) {
+            None => url.as_str().parse::<http::Uri>(),
+            Some((bare, authorization)) => {
+                // As reqwest: the URL's user and password become Basic
+                // authentication, unless an `authorization` header is
+                // configured, and are not sent in the URL.
+                headers
+                    .entry(http::header::AUTHORIZATION)
+                    .or_insert(authorization);
+                bare.as_str().parse()
+            }
+        }
+        .map_err(|e| SendError::Request(format!("the URL: {e}")))?;
         headers
             .entry(http::header::USER_AGENT)
             .or_insert(HeaderValue::from_static(super::USER_AGENT));
@@ -148,6 +158,37 @@ impl Client {
             .await
             .unwrap_or(Err(SendError::Timeout))
     }
+}
+
+/// For a URL with a user or a password: the URL without them, and the
+/// `authorization` header they make (Basic, percent-decoded, as reqwest
+/// and curl do).
+fn userinfo(url: &reqwest::Url) -> Option<(reqwest::Url, HeaderValue)> {
+    use base64::Engine as _;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let credentials = format!(
+        "{}:{}",
+        decode(url.username()),
+        url.password().map(decode).unwrap_or_default()
+    );
+    let mut value = HeaderValue::try_from(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    ))
+    .ok()?;
+    value.set_sensitive(true);
+    let mut bare = url.clone();
+    // Infallible for a URL with a user or a password: it has a host.
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    Some((bare, value))
 }
 
 /// `e` and every cause under it, `: ` between them; a cause whose text
