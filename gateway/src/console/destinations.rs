@@ -180,11 +180,36 @@ fn settings(d: &DestinationConfig, compiled: &CompiledDestination) -> Vec<(&'sta
         };
         out.push(("Signing", signing));
     }
+    if let Some(tls) = &d.tls {
+        out.push(("TLS", tls_summary(tls)));
+    }
     if !d.headers.is_empty() {
         let names: Vec<&str> = d.headers.keys().map(String::as_str).collect();
         out.push(("Headers", format!("{} (values hidden)", names.join(", "))));
     }
     out
+}
+
+/// A destination's `tls:` in words: whom it trusts and whether it shows a
+/// client certificate. File names, not contents.
+fn tls_summary(tls: &crate::config::DestinationTlsConfig) -> String {
+    let file = |p: &Option<std::path::PathBuf>| {
+        p.as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let trust = match (&tls.ca_file, tls.public_roots) {
+        (Some(_), true) => format!("the public roots and {}", file(&tls.ca_file)),
+        (Some(_), false) => format!("{} only", file(&tls.ca_file)),
+        (None, _) => "the public roots".to_owned(),
+    };
+    match &tls.client_cert_file {
+        Some(_) => format!(
+            "trusts {trust}; client certificate {}",
+            file(&tls.client_cert_file)
+        ),
+        None => format!("trusts {trust}"),
+    }
 }
 
 /// `scheme://host[:port]/…`: where a URL goes, without what may be its
@@ -336,4 +361,26 @@ pub async fn page(
             subscriptions,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_summary;
+
+    #[test]
+    fn a_destinations_tls_is_summed_up_by_file_names() {
+        let tls = |yaml: &str| -> crate::config::DestinationTlsConfig {
+            serde_saphyr::from_str(yaml).unwrap()
+        };
+        assert_eq!(
+            tls_summary(&tls("ca_file: ca.pem")),
+            "trusts the public roots and ca.pem"
+        );
+        assert_eq!(
+            tls_summary(&tls(
+                "ca_file: /etc/ca.pem\npublic_roots: false\nclient_cert_file: me.pem\nclient_key_file: me.key"
+            )),
+            "trusts /etc/ca.pem only; client certificate me.pem"
+        );
+    }
 }
