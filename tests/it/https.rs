@@ -2,7 +2,6 @@
 //! `tls.ca_file`, a client certificate with `tls.client_cert_file` and
 //! `tls.client_key_file`, files read again at a reload.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::support::gateway::{ADMIN_TOKEN, TestGateway};
@@ -54,10 +53,6 @@ fn config(dests: &[(&str, String)]) -> String {
     yaml
 }
 
-fn write_pem(dir: &Path, name: &str, text: &str) {
-    pki::write(dir, name, text);
-}
-
 /// A receiver whose certificate comes from a private CA: a destination
 /// without `tls:` refuses it (the public roots do not lead to it), the
 /// attempt is a retry whose error says why, and nothing reaches the
@@ -80,7 +75,9 @@ async fn a_private_ca_is_trusted_only_by_a_destination_that_names_it() {
                 format!("url: \"{url}\", tls: {{ ca_file: ca.pem, public_roots: false }}"),
             ),
         ]),
-        |dir| write_pem(dir, "ca.pem", &ca.cert_pem),
+        |dir| {
+            pki::write(dir, "ca.pem", &ca.cert_pem);
+        },
     )
     .await;
 
@@ -133,9 +130,9 @@ async fn mutual_tls_presents_the_configured_client_certificate_and_a_reload_rene
             ),
         ]),
         |dir| {
-            write_pem(dir, "ca.pem", &ca.cert_pem);
-            write_pem(dir, "client.pem", &first.cert_pem);
-            write_pem(dir, "client.key", &first.key_pem);
+            pki::write(dir, "ca.pem", &ca.cert_pem);
+            pki::write(dir, "client.pem", &first.cert_pem);
+            pki::write(dir, "client.key", &first.key_pem);
         },
     )
     .await;
@@ -163,8 +160,8 @@ async fn mutual_tls_presents_the_configured_client_certificate_and_a_reload_rene
 
     // Renewed: a new certificate and key over the same files.
     let second = clients.client("gateway-2");
-    write_pem(gw.dir(), "client.pem", &second.cert_pem);
-    write_pem(gw.dir(), "client.key", &second.key_pem);
+    pki::write(gw.dir(), "client.pem", &second.cert_pem);
+    pki::write(gw.dir(), "client.key", &second.key_pem);
     let yaml = std::fs::read_to_string(gw.config_path()).unwrap();
     gw.reload_with(&yaml).await;
     post(&gw, "known").await;
@@ -188,7 +185,9 @@ async fn a_reload_with_an_unreadable_ca_file_is_refused_and_delivery_goes_on() {
             "private",
             format!("url: \"{url}\", tls: {{ ca_file: ca.pem }}"),
         )]),
-        |dir| write_pem(dir, "ca.pem", &ca.cert_pem),
+        |dir| {
+            pki::write(dir, "ca.pem", &ca.cert_pem);
+        },
     )
     .await;
     let yaml = std::fs::read_to_string(gw.config_path()).unwrap();

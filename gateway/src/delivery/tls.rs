@@ -118,11 +118,18 @@ pub fn default_config() -> rustls::ClientConfig {
     let roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    builder(roots).with_no_client_auth()
+}
+
+/// A client config trusting `roots`, on ring, TLS 1.2 and 1.3: what
+/// every delivery client shares before its client certificate.
+fn builder(
+    roots: RootCertStore,
+) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .with_root_certificates(roots)
-        .with_no_client_auth()
 }
 
 fn certificates(
@@ -164,11 +171,7 @@ fn rustls_config(
             ));
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| problem("ca_file", format!("TLS: {e}")))?
-        .with_root_certificates(roots);
+    let builder = builder(roots);
     let config = match &files.client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
