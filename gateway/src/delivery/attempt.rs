@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::client::{self, Client, SendError};
+use super::client::Client;
 use super::relay::{self, RelayReply};
 use super::{Ctx, pacing, ssrf, teams};
 use crate::clock::now_ms;
@@ -46,17 +46,6 @@ async fn wait_for_slot(ctx: &Ctx, dest: &CompiledDestination) -> Result<(), Next
         }
         Err(after) => Err(NextState::Postpone { after }),
     }
-}
-
-/// The causes under a send's error, each as `: cause`. All of them, not
-/// the first alone: reqwest's first is hyper-util's `client error
-/// (Connect)`, and why (refused, a certificate from an unknown issuer, an
-/// address the SSRF guard refused) comes below it. A cause whose text its
-/// parent already shows is left out.
-fn causes(e: &reqwest::Error) -> String {
-    std::error::Error::source(e)
-        .map(|cause| format!(": {}", client::chain(cause)))
-        .unwrap_or_default()
 }
 
 /// What an attempt to a subscription came to.
@@ -390,8 +379,7 @@ async fn subscriber_attempt(
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
     let (headers, body) =
         crate::subscriptions::outbound::build(&sub, &d.message.body, id, now_ms());
-    let via = Via::Reqwest(&ctx.subscriber_client);
-    let (result, excerpt) = post(via, url, rt.timeout, headers, body).await;
+    let (result, excerpt) = post(&ctx.subscriber_client, url, rt.timeout, headers, body).await;
     let outcome = rt.retry.decide(&result, d.retries);
     let success = matches!(outcome, DeliveryOutcome::Delivered);
     let health = if success {
@@ -455,7 +443,7 @@ async fn send(
     d: &DueDelivery,
     relayed: bool,
 ) -> (AttemptResult, Option<String>, Option<RelayReply>) {
-    let client = Via::Direct(dest.client.as_ref().map_or(shared, |c| &c.client));
+    let client = dest.client.as_ref().map_or(shared, |c| &c.client);
     let Some(url) = dest.url.clone() else {
         return (
             AttemptResult {
@@ -498,19 +486,10 @@ async fn send(
     (result, excerpt, Some(RelayReply { content_type, body }))
 }
 
-/// The client a request goes out on.
-#[derive(Clone, Copy)]
-enum Via<'a> {
-    /// An operator destination's ([`super::client`]).
-    Direct(&'a Client),
-    /// reqwest, with the SSRF guard's resolver: a subscriber's callback.
-    Reqwest(&'a reqwest::Client),
-}
-
 /// POSTs `body` and reads the outcome: status, `Retry-After`, and the
 /// first [`RESPONSE_EXCERPT`] bytes of the answer.
 async fn post(
-    client: Via<'_>,
+    client: &Client,
     url: reqwest::Url,
     timeout: Duration,
     headers: HeaderMap,
@@ -531,59 +510,16 @@ fn excerpt_of(body: &[u8]) -> Option<String> {
 /// POSTs `body` and reads the outcome, the first `read` bytes of the
 /// answer and its content type.
 async fn post_reading(
-    client: Via<'_>,
+    client: &Client,
     url: reqwest::Url,
     timeout: Duration,
     headers: HeaderMap,
     body: bytes::Bytes,
     read: usize,
 ) -> (AttemptResult, Vec<u8>, Option<String>) {
-    let client = match client {
-        Via::Reqwest(client) => client,
-        Via::Direct(client) => {
-            return match client.post(&url, timeout, headers, body, read).await {
-                Ok(answer) => answered(answer.status.as_u16(), &answer.headers, answer.body),
-                Err(e) => {
-                    let error = match e {
-                        SendError::Timeout => format!("timed out after {timeout:?}"),
-                        SendError::Connect(why) => format!("connection failed: {why}"),
-                        SendError::Request(why) => format!("request failed: {why}"),
-                    };
-                    failed(error)
-                }
-            };
-        }
-    };
-    let sent = client
-        .post(url)
-        .timeout(timeout)
-        .headers(headers)
-        .body(body)
-        .send()
-        .await;
-    match sent {
-        Ok(mut resp) => {
-            let status = resp.status().as_u16();
-            let mut excerpt = Vec::new();
-            while excerpt.len() < read {
-                match resp.chunk().await {
-                    Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk),
-                    _ => break,
-                }
-            }
-            excerpt.truncate(read);
-            answered(status, resp.headers(), excerpt)
-        }
-        Err(e) => {
-            let what = if e.is_timeout() {
-                format!("timed out after {timeout:?}")
-            } else if e.is_connect() {
-                "connection failed".to_owned()
-            } else {
-                "request failed".to_owned()
-            };
-            failed(format!("{what}{}", causes(&e)))
-        }
+    match client.post(&url, timeout, headers, body, read).await {
+        Ok(answer) => answered(answer.status.as_u16(), &answer.headers, answer.body),
+        Err(e) => failed(e.describe(timeout)),
     }
 }
 

@@ -15,9 +15,16 @@
 //! first byte sent to the last byte read, and errors that say what failed
 //! (connect, or the request) with every cause.
 //!
-//! Subscriber callbacks and plugins' outbound HTTP stay on reqwest: their
-//! SSRF guard is a reqwest resolver, and they are not the hot path.
+//! Subscriber callbacks go out on a client of their own whose resolver is
+//! the SSRF guard ([`Dns::Guarded`]): at each new connection it resolves
+//! the callback's host again and hands the connector only the addresses
+//! the allow-list permits. Plugins' outbound HTTP stays on reqwest (its
+//! own guard, a reqwest resolver; it is not a delivery).
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +33,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as Pooled;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// How long an idle pooled connection is kept (reqwest's default).
@@ -37,7 +45,59 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 /// A delivery client: cheap to clone, one pool per value.
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: Pooled<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Pooled<HttpsConnector<HttpConnector<Dns>>, Full<Bytes>>,
+}
+
+/// How a client finds a host's addresses (an IP literal in a URL is not
+/// resolved: a subscriber's is checked by [`super::ssrf::check_url`]
+/// before every attempt).
+#[derive(Clone)]
+pub enum Dns {
+    /// The system's resolver, every address it gives (operators'
+    /// destinations).
+    System,
+    /// Only the addresses the allow-list read at each resolution permits
+    /// ([`super::ssrf::resolve_vetted`]): subscriber callbacks, whose
+    /// host may re-bind to an internal address after the check before
+    /// sending.
+    Guarded(super::ssrf::AllowList),
+}
+
+impl std::fmt::Debug for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dns::System => "System",
+            Dns::Guarded(_) => "Guarded",
+        })
+    }
+}
+
+type Resolving = Pin<
+    Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, BoxError>> + Send + 'static>,
+>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Name> for Dns {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Resolving {
+        let dns = self.clone();
+        Box::pin(async move {
+            let host = name.as_str();
+            let addrs = match dns {
+                // The port is the connector's to set.
+                Dns::System => tokio::net::lookup_host((host, 0)).await?.collect(),
+                Dns::Guarded(allow) => super::ssrf::resolve_vetted(host, &allow()).await?,
+            };
+            Ok(Vec::into_iter(addrs))
+        })
+    }
 }
 
 /// What a destination answered: its status and headers, and the first
@@ -64,11 +124,38 @@ pub enum SendError {
     Request(String),
 }
 
+impl SendError {
+    /// What an attempt records: `timed out after …`, `connection failed:
+    /// …` or `request failed: …`.
+    pub fn describe(&self, timeout: Duration) -> String {
+        match self {
+            SendError::Timeout => format!("timed out after {timeout:?}"),
+            SendError::Connect(why) => format!("connection failed: {why}"),
+            SendError::Request(why) => format!("request failed: {why}"),
+        }
+    }
+}
+
 impl Client {
     /// A client whose connections use `tls` for `https` URLs (and plain
-    /// TCP for `http`).
+    /// TCP for `http`), for operators' destinations.
     pub fn new(tls: rustls::ClientConfig) -> Self {
-        let mut tcp = HttpConnector::new();
+        Self::build(tls, Dns::System, super::POOL_PER_HOST)
+    }
+
+    /// A client for subscriber callbacks: resolved through the SSRF guard
+    /// reading `allow`, keeping at most `idle_per_host` idle connections
+    /// per host.
+    pub fn guarded(
+        tls: rustls::ClientConfig,
+        allow: super::ssrf::AllowList,
+        idle_per_host: usize,
+    ) -> Self {
+        Self::build(tls, Dns::Guarded(allow), idle_per_host)
+    }
+
+    fn build(tls: rustls::ClientConfig, dns: Dns, idle_per_host: usize) -> Self {
+        let mut tcp = HttpConnector::new_with_resolver(dns);
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_keepalive(Some(TCP_KEEPALIVE));
@@ -84,7 +171,7 @@ impl Client {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(super::POOL_PER_HOST)
+            .pool_max_idle_per_host(idle_per_host)
             .build(connector);
         Client { inner }
     }
@@ -207,4 +294,103 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         next = cause.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr as _;
+    use std::sync::Arc;
+
+    use tower::Service as _;
+
+    use super::*;
+
+    fn loopback_allowed() -> super::super::ssrf::AllowList {
+        Arc::new(|| {
+            Arc::new(vec![
+                "127.0.0.0/8".parse().unwrap(),
+                "::1/128".parse().unwrap(),
+            ])
+        })
+    }
+
+    #[tokio::test]
+    async fn the_guarded_resolver_hands_out_only_vetted_addresses() {
+        // "localhost" stands in for a callback's name that (re)binds to an
+        // internal address after the check before sending.
+        let mut closed = Dns::Guarded(Arc::new(|| Arc::new(Vec::new())));
+        let err = closed
+            .call(Name::from_str("localhost").unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("internal addresses"), "{err}");
+        let addrs: Vec<SocketAddr> = Dns::Guarded(loopback_allowed())
+            .call(Name::from_str("localhost").unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
+        let system: Vec<SocketAddr> = Dns::System
+            .call(Name::from_str("localhost").unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(!system.is_empty());
+    }
+
+    /// A listener that answers every request with 200 and `body`.
+    async fn answering(body: &'static str) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 8192];
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_guarded_client_connects_only_where_the_allow_list_permits() {
+        let addr = answering("ok").await;
+        let url = reqwest::Url::parse(&format!("http://localhost:{}/cb", addr.port())).unwrap();
+        let timeout = Duration::from_secs(5);
+        let closed = Client::guarded(
+            super::super::tls::default_config(),
+            Arc::new(|| Arc::new(Vec::new())),
+            1,
+        );
+        let err = closed
+            .post(&url, timeout, HeaderMap::new(), Bytes::new(), 16)
+            .await
+            .err()
+            .expect("refused");
+        let text = err.describe(timeout);
+        assert!(
+            text.starts_with("connection failed") && text.contains("internal addresses"),
+            "{text}"
+        );
+        let open = Client::guarded(super::super::tls::default_config(), loopback_allowed(), 1);
+        let answer = open
+            .post(&url, timeout, HeaderMap::new(), Bytes::new(), 16)
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.describe(timeout)));
+        assert_eq!(answer.status, http::StatusCode::OK);
+        assert_eq!(answer.body, b"ok");
+    }
 }

@@ -918,7 +918,11 @@ mod tests {
             snapshots: Arc::new(arc_swap::ArcSwap::from_pointee(snapshot)),
             metrics: crate::metrics::Metrics::default(),
             client: super::super::client::Client::new(super::super::tls::default_config()),
-            subscriber_client: super::super::client_builder().build().unwrap(),
+            subscriber_client: super::super::client::Client::guarded(
+                super::super::tls::default_config(),
+                Arc::new(|| Arc::new(Vec::new())),
+                1,
+            ),
             relay: Default::default(),
         });
         Dispatcher::new(ctx, workers, LEASE, CancellationToken::new())

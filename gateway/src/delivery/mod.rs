@@ -99,7 +99,7 @@ impl Drop for Handoff {
 #[derive(Clone, Debug)]
 pub struct DeliveryHandle {
     dispatcher: Arc<Dispatcher>,
-    subscriber_client: reqwest::Client,
+    subscriber_client: client::Client,
     relay: Arc<relay::RelayWaiters>,
 }
 
@@ -191,7 +191,7 @@ impl DeliveryHandle {
 
     /// The client for subscriber-supplied URLs: it connects only to
     /// addresses that pass the SSRF guard and never follows redirects.
-    pub fn subscriber_client(&self) -> &reqwest::Client {
+    pub fn subscriber_client(&self) -> &client::Client {
         &self.subscriber_client
     }
 }
@@ -204,27 +204,18 @@ struct Ctx {
     metrics: Metrics,
     /// Operator destinations' attempts (those without `tls:`).
     client: client::Client,
-    subscriber_client: reqwest::Client,
+    /// Subscriber callbacks' attempts: resolved through the SSRF guard.
+    subscriber_client: client::Client,
     relay: Arc<relay::RelayWaiters>,
 }
 
-/// What every outbound client shares: no redirects (a signed delivery must
-/// not be replayed to wherever a redirect points), no proxy from the
-/// environment, and our user agent.
 /// Idle keep-alive connections the delivery clients keep per host: a
 /// lane of a busy destination reuses them instead of connecting again.
 const POOL_PER_HOST: usize = 256;
 
-fn client_builder() -> reqwest::ClientBuilder {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "delivery is where outbound clients are built"
-    )]
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .user_agent(USER_AGENT)
-}
+/// Idle connections kept per subscriber host: a subscriber's lane sends
+/// one attempt at a time.
+const SUBSCRIBER_POOL_PER_HOST: usize = 16;
 
 /// The `user-agent` of every outbound request.
 const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
@@ -250,10 +241,8 @@ pub fn start(
             .map(|s| s.allow.clone())
             .unwrap_or_default()
     });
-    let subscriber_client = client_builder()
-        .dns_resolver(Arc::new(ssrf::GuardedResolver::new(allow)))
-        .pool_max_idle_per_host(16)
-        .build()?;
+    let subscriber_client =
+        client::Client::guarded(tls::default_config(), allow, SUBSCRIBER_POOL_PER_HOST);
     let due_hook = store.clone();
     let relay = Arc::new(relay::RelayWaiters::default());
     let ctx = Arc::new(Ctx {

@@ -4,10 +4,12 @@
 //! Two checks, both needed:
 //! - [`check_url`] before anything is sent: scheme, IP literals, and every
 //!   address the name resolves to now;
-//! - [`GuardedResolver`], the HTTP client's resolver: it resolves again at
-//!   connect time and hands the client only vetted addresses, so a name
-//!   that re-binds to 127.0.0.1 after the first check (DNS rebinding)
-//!   still cannot be reached.
+//! - the HTTP clients' resolvers ([`resolve_vetted`]: the delivery
+//!   client's [`super::client::Dns::Guarded`] for callbacks,
+//!   [`GuardedResolver`] for plugins' reqwest client): they resolve again
+//!   at connect time and hand the connector only vetted addresses, so a
+//!   name that re-binds to 127.0.0.1 after the first check (DNS
+//!   rebinding) still cannot be reached.
 //!
 //! Loopback, private, link-local (cloud metadata at 169.254.169.254),
 //! carrier-grade NAT, unspecified, broadcast, multicast and documentation
@@ -160,21 +162,28 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow = (self.allow)();
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let vetted: Vec<SocketAddr> = all
-                .into_iter()
-                .filter(|a| permitted(a.ip(), &allow))
-                .collect();
-            if vetted.is_empty() {
-                let err: Box<dyn std::error::Error + Send + Sync> =
-                    format!("{host} resolves only to internal addresses").into();
-                return Err(err);
-            }
-            let addrs: Addrs = Box::new(vetted.into_iter());
+            let addrs: Addrs = Box::new(resolve_vetted(name.as_str(), &allow).await?.into_iter());
             Ok(addrs)
         })
     }
+}
+
+/// Every address `host` resolves to now that `allow` permits (see
+/// [`permitted`]); none is an error naming the host. What both resolvers
+/// (this module's for reqwest, the delivery client's) hand their
+/// connector.
+pub async fn resolve_vetted(
+    host: &str,
+    allow: &[IpNet],
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let vetted: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await?
+        .filter(|a| permitted(a.ip(), allow))
+        .collect();
+    if vetted.is_empty() {
+        return Err(format!("{host} resolves only to internal addresses").into());
+    }
+    Ok(vetted)
 }
 
 #[cfg(test)]

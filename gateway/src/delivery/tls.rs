@@ -1,12 +1,11 @@
 //! The client of a destination with `tls:`: its own roots (a private CA,
 //! with or without the public ones) and its own client certificate.
 //!
-//! Every other destination shares one client ([`super::client_builder`]);
-//! trust and identity are per client in reqwest, so a destination that
-//! changes either gets a client (and a connection pool) of its own. The
-//! rustls config is built here rather than through reqwest's
-//! `add_root_certificate`/`Identity`, so that a bad file is reported with
-//! its key and what is wrong with it, at `hookgate check` and at reload.
+//! Every other destination shares one client ([`super::client::Client`]);
+//! trust and identity are per rustls config, so a destination that
+//! changes either gets a client (and a connection pool) of its own. A bad
+//! file is reported with its key and what is wrong with it, at `hookgate
+//! check` and at reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

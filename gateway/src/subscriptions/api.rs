@@ -33,6 +33,7 @@ use super::input::{BadInput, EpochMs, Flag, canonical_object, epoch_ms_schema, f
 use super::outbound::{check_headers, check_properties};
 use crate::clock::now_ms;
 use crate::delivery::Committed;
+use crate::delivery::client::SendError;
 use crate::delivery::ssrf;
 use crate::pipeline::new_event_id;
 use crate::plugin::Message;
@@ -548,6 +549,10 @@ fn check_event_types(rt: &SubscriptionsRuntime, types: &[String]) -> Result<(), 
     Ok(())
 }
 
+/// How much of a validation answer's body is read: a token's echo is a
+/// few dozen bytes, and a callback that answers more is not echoing it.
+const VALIDATION_ANSWER_READ: usize = 64 * 1024;
+
 /// Proves the subscriber controls `url`: POST a fresh token as
 /// `?validationToken=` and as `{"validationToken": …}`, expect 200 with
 /// exactly that token within `validation_timeout`.
@@ -565,14 +570,21 @@ async fn validate_callback(
     parsed
         .query_pairs_mut()
         .append_pair("validationToken", &token);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     let answer = state
         .delivery()
         .subscriber_client()
-        .post(parsed)
-        .timeout(rt.validation_timeout)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(json!({ "validationToken": token }).to_string())
-        .send()
+        .post(
+            &parsed,
+            rt.validation_timeout,
+            headers,
+            json!({ "validationToken": token }).to_string().into(),
+            VALIDATION_ANSWER_READ,
+        )
         .await;
     let failed = |reason: String| {
         error(
@@ -583,17 +595,20 @@ async fn validate_callback(
         )
     };
     match answer {
-        Err(e) if e.is_timeout() => Err(failed(format!(
+        Err(SendError::Timeout) => Err(failed(format!(
             "the callback did not answer the validation request within {:?}",
             rt.validation_timeout
         ))),
-        Err(e) => Err(failed(format!("the validation request failed: {e}"))),
-        Ok(resp) if resp.status() != StatusCode::OK => Err(failed(format!(
-            "the callback answered the validation request with {} (expected 200 echoing the validationToken)",
-            resp.status().as_u16()
+        Err(e) => Err(failed(format!(
+            "the validation request failed: {}",
+            e.describe(rt.validation_timeout)
         ))),
-        Ok(resp) => {
-            let body = resp.text().await.unwrap_or_default();
+        Ok(answer) if answer.status != StatusCode::OK => Err(failed(format!(
+            "the callback answered the validation request with {} (expected 200 echoing the validationToken)",
+            answer.status.as_u16()
+        ))),
+        Ok(answer) => {
+            let body = String::from_utf8_lossy(&answer.body);
             let echoed = body.trim().trim_matches('"');
             if crate::plugin::constant_time_eq(echoed.as_bytes(), token.as_bytes()) {
                 Ok(())
