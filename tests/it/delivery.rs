@@ -826,6 +826,70 @@ async fn a_reload_that_resumes_a_destination_sends_its_backlog_at_once() {
     assert!(copies.values().all(|&n| n == 1), "{copies:?}");
 }
 
+/// A destination that a reload took out of the config (a typo, a rename
+/// undone) and a later reload brings back: what waited for it meanwhile,
+/// postponed a minute at a time, is sent at once, not at its next look.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_a_reload_brings_back_gets_its_backlog_at_once() {
+    const WAITING: usize = 3;
+    let away = MockReceiver::start().await;
+    let other = MockReceiver::start().await;
+    // `away` paused while the webhooks come, so that none is sent before
+    // the reload takes it out.
+    let yaml = |away_block: &str| {
+        format!(
+            "admin: {{ token: \"{ADMIN_TOKEN}\" }}\n\
+             destinations:\n{away_block}  other: {{ url: \"{}\" }}\n\
+             routes:\n  both:\n    to: [{}other]\n",
+            other.url("/in"),
+            if away_block.is_empty() { "" } else { "away, " },
+        )
+    };
+    let with_away = |paused: bool| {
+        format!(
+            "  away: {{ url: \"{}\", paused: {paused} }}\n",
+            away.url("/in")
+        )
+    };
+    let gw = Arc::new(TestGateway::spawn(&yaml(&with_away(true))).await);
+    post_at_once(&gw, "both", WAITING).await;
+    other.wait_for(WAITING, Duration::from_secs(10)).await;
+
+    gw.reload_with(&yaml("")).await;
+    // Claimed now that it is not paused, and postponed: missing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut postponed = 0;
+        for id in events(&gw, "pending").await {
+            let event = gw.admin_get(&format!("/admin/events/{id}")).await;
+            let text = event["deliveries"].to_string();
+            if text.contains("is not configured; postponed") {
+                postponed += 1;
+            }
+        }
+        if postponed == WAITING {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{postponed} of {WAITING} postponed as missing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let back = Instant::now();
+    gw.reload_with(&yaml(&with_away(false))).await;
+    away.wait_for(WAITING, Duration::from_secs(10)).await;
+    assert!(
+        back.elapsed() < Duration::from_secs(3),
+        "the waiting deliveries came {:?} after the reload brought `away` back",
+        back.elapsed()
+    );
+    let copies = copies(&away);
+    assert_eq!(copies.len(), WAITING, "{copies:?}");
+    assert!(copies.values().all(|&n| n == 1), "{copies:?}");
+}
+
 /// `rate:` spaces the request starts to a destination however many
 /// deliveries wait for it, counts no attempt for a delivery that waited
 /// its turn in the store, and holds up no other destination.

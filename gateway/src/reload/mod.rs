@@ -413,13 +413,56 @@ impl Reloader {
             .map(|(name, _)| name.clone())
             .collect();
         let generation = next.generation;
+        let back = returned_destinations(&current, &next);
         self.state.swap(next);
+        if !back.is_empty() {
+            hasten(self.state.clone(), back);
+        }
         Ok(Reloaded {
             generation,
             plugins_loaded,
             restart_required,
         })
     }
+}
+
+/// Destinations `next` has and `current` had not: deliveries to them
+/// waited as missing (postponed a minute at a time), or were stranded by
+/// an earlier rename.
+fn returned_destinations(current: &Snapshot, next: &Snapshot) -> Vec<String> {
+    let mut back: Vec<String> = next
+        .destinations
+        .keys()
+        .filter(|name| !current.destinations.contains_key(*name))
+        .cloned()
+        .collect();
+    back.sort();
+    back
+}
+
+/// Makes what waits for the destinations a reload brought back due now,
+/// then wakes delivery; in the background, so that a long backlog does
+/// not hold the reload's answer. A store that fails leaves them to come
+/// due at their own time.
+fn hasten(state: AppState, destinations: Vec<String>) {
+    tokio::spawn(async move {
+        match state.store().hasten(destinations.clone()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(
+                    ?destinations,
+                    deliveries = n,
+                    "destinations back in the config: their waiting deliveries are due now"
+                );
+                state.delivery().wake();
+            }
+            Err(e) => tracing::warn!(
+                ?destinations,
+                error = %e,
+                "destinations back in the config: their waiting deliveries stay due at their own time"
+            ),
+        }
+    });
 }
 
 /// Whether a plugin file the snapshot uses no longer has the bytes it was

@@ -41,6 +41,7 @@ macro_rules! suite {
             subscription_patches_change_only_what_they_name,
             health_disables_after_the_streak_on_gone_or_exhausted,
             postponing_uses_no_retry_and_counts_no_attempt,
+            hastening_makes_only_a_destinations_waiting_deliveries_due,
             pages_are_newest_first_with_a_cursor_and_filters,
             a_disabled_subscription_parks_its_deliveries_until_it_is_enabled,
             a_park_is_settled_against_the_subscription_as_it_is_when_written,
@@ -1988,6 +1989,82 @@ pub async fn postponing_uses_no_retry_and_counts_no_attempt(store: S) {
     assert_eq!(
         e.deliveries[0].last_error.as_deref(),
         Some("destination not configured")
+    );
+}
+
+/// A reload that brings destination `back` into the config again makes
+/// what waits for it due at once, across batches: not its delivery in
+/// flight (still held), not its finished ones, not another
+/// destination's; retry counts stay as they were.
+pub async fn hastening_makes_only_a_destinations_waiting_deliveries_due(store: S) {
+    const N: usize = 1_100;
+    for i in 0..N {
+        insert_one(&*store, &format!("evt_{i:05}"), None, &["back"]).await;
+    }
+    insert_one(&*store, "evt_other", None, &["other"]).await;
+    insert_one(&*store, "evt_flight", None, &["back"]).await;
+    insert_one(&*store, "evt_done", None, &["back"]).await;
+    let due = claim_until(&store, N + 3, Duration::from_secs(10)).await;
+    assert_eq!(due.len(), N + 3);
+    let mut in_flight = None;
+    for d in &due {
+        let next = match d.event_id.as_str() {
+            "evt_flight" => {
+                in_flight = Some(d.id);
+                continue;
+            }
+            "evt_done" => NextState::Delivered,
+            // One retry counted, waiting its backoff.
+            "evt_00000" => NextState::Retry { after: LONG },
+            _ => NextState::Postpone { after: LONG },
+        };
+        assert_eq!(record(&store, d, 0, next).await, Recorded::Written);
+    }
+    assert!(
+        store
+            .claim_due(10, LONG, Vec::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let n = store.hasten(vec!["back".into()]).await.unwrap();
+    assert_eq!(
+        n as usize, N,
+        "every waiting delivery to `back`, and only those"
+    );
+    let again = claim_until(&store, N, Duration::from_secs(10)).await;
+    assert_eq!(again.len(), N);
+    assert!(again.iter().all(|d| d.destination == "back"));
+    assert!(
+        again.iter().all(|d| Some(d.id) != in_flight),
+        "held stays held"
+    );
+    let first = again.iter().find(|d| d.event_id == "evt_00000").unwrap();
+    assert_eq!(first.retries, 1, "the retry count is kept");
+    assert!(
+        again
+            .iter()
+            .filter(|d| d.event_id != "evt_00000")
+            .all(|d| d.retries == 0),
+        "postponed deliveries counted no retry"
+    );
+    assert_eq!(status(&store, "evt_done").await, EventStatus::Delivered);
+    // `other` still waits its time; nothing is left to hasten for `back`.
+    assert!(
+        store
+            .claim_due(10, LONG, Vec::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.next_due_in().await.unwrap().unwrap() > LONG / 2);
+    assert_eq!(
+        store
+            .hasten(vec!["back".into(), "nowhere".into()])
+            .await
+            .unwrap(),
+        0
     );
 }
 

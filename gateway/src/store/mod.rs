@@ -603,6 +603,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// their subscription.
     async fn replay(&self, target: ReplayTarget, to: Option<String>) -> Result<u64, StoreError>;
 
+    /// Makes due now every waiting delivery to one of `destinations`:
+    /// pending, held by no lease, due later than now (postponed while the
+    /// destination was missing from the config, or waiting out a retry's
+    /// backoff). A reload calls it for the destinations it brings back,
+    /// so their backlog goes at once rather than at its next look. Held
+    /// deliveries, parked and finished ones are left alone; retry counts
+    /// are not touched. Returns how many became due.
+    async fn hasten(&self, destinations: Vec<String>) -> Result<u64, StoreError>;
+
     /// Deletes finished events (with their messages, deliveries and
     /// attempts): delivered ones received more than `retention.delivered`
     /// ago, dead ones more than `retention.dead` ago. Works in bounded

@@ -688,6 +688,36 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn hasten(&self, destinations: Vec<String>) -> Result<u64, StoreError> {
+        let mut total = 0;
+        // Batches of their own transactions, as replay's; rows being
+        // changed right now (an attempt's record) are skipped, not waited
+        // for: they are not waiting.
+        loop {
+            let mut conn = self.conn().await?;
+            let tx = conn.transaction().await?;
+            let n = tx
+                .execute(
+                    &format!(
+                        "UPDATE deliveries SET next_attempt_at = hookgate_now_ms() WHERE id IN \
+                         (SELECT id FROM deliveries WHERE destination = ANY($1) \
+                          AND state = 'pending' AND next_attempt_at > hookgate_now_ms() \
+                          AND lease_token IS NULL LIMIT {BATCH_ROWS} FOR UPDATE SKIP LOCKED)"
+                    ),
+                    &[&destinations],
+                )
+                .await?;
+            if n > 0 {
+                notify(&tx).await?;
+            }
+            tx.commit().await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
     async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
         // Settlements a crash (or a failed batch) left unfinished, whoever
         // began them.

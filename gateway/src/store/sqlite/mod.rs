@@ -505,6 +505,38 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn hasten(&self, destinations: Vec<String>) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for destination in destinations {
+            let destination: Arc<str> = Arc::from(destination);
+            // In batches, each its own writer operation (a destination
+            // brought back may have a day's backlog waiting): those made
+            // due leave the `> now` range, so each batch takes the next.
+            loop {
+                let d = destination.clone();
+                let n = self
+                    .writer
+                    .run(Priority::Always, move |tx| {
+                        Ok(tx
+                            .prepare_cached(
+                                "UPDATE deliveries SET next_attempt_at = ?2 WHERE id IN \
+                                 (SELECT id FROM deliveries WHERE destination = ?1 \
+                                  AND state = 'pending' AND next_attempt_at > ?2 \
+                                  AND lease_token IS NULL LIMIT ?3)",
+                            )?
+                            .execute(params![&*d, now(), BATCH_ROWS as i64])?
+                            as u64)
+                    })
+                    .await?;
+                total += n;
+                if n < BATCH_ROWS as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
     async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
         // Settlements a crash (or a failed batch) left unfinished.
         let unfinished: Vec<String> = self
