@@ -26,6 +26,39 @@ pub(super) fn refresh_event_status(tx: &Connection, event_id: &str) -> rusqlite:
     Ok(())
 }
 
+/// Sets the status of `event_id`, one of whose deliveries (`delivery_id`)
+/// just ended as `state` (`delivered` or `dead`): [`refresh_event_status`]'s
+/// rule, from one look at the event's other deliveries, and no write when
+/// the status stays. Every attempt's record on the hot path runs this
+/// rather than the two searches and the unconditional update (which
+/// moved the status index's entry even to where it was) of the general
+/// refresh: it was a seventh of the writer's time under load.
+fn settle_event_status(
+    tx: &Connection,
+    event_id: &str,
+    delivery_id: i64,
+    state: &str,
+) -> rusqlite::Result<()> {
+    let mut status = if state == "dead" { "dead" } else { "delivered" };
+    let mut others =
+        tx.prepare_cached("SELECT state FROM deliveries WHERE event_id = ?1 AND id <> ?2")?;
+    let mut rows = others.query(params![event_id, delivery_id])?;
+    while let Some(row) = rows.next()? {
+        match row.get_ref(0)?.as_bytes()? {
+            b"pending" | b"parked" => {
+                status = "pending";
+                break;
+            }
+            b"dead" => status = "dead",
+            _ => {}
+        }
+    }
+    drop(rows);
+    tx.prepare_cached("UPDATE events SET status = ?2 WHERE id = ?1 AND status <> ?2")?
+        .execute(params![event_id, status])?;
+    Ok(())
+}
+
 /// The stored message `message_row` and its event's route.
 pub(super) fn load_message(
     tx: &Connection,
@@ -289,7 +322,7 @@ pub(super) fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, Sto
     }
     // A delivery that stays pending (or parked) leaves its event pending.
     if state != "pending" && state != "parked" {
-        refresh_event_status(tx, &event_id)?;
+        settle_event_status(tx, &event_id, a.delivery_id, state)?;
     }
     Ok(Recorded::Written)
 }
