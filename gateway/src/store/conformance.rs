@@ -219,6 +219,15 @@ async fn status(store: &S, id: &str) -> EventStatus {
         .status
 }
 
+/// Whether a claim now finds nothing due.
+async fn nothing_due(store: &S) -> bool {
+    store
+        .claim_due(10, LONG, Vec::new())
+        .await
+        .unwrap()
+        .is_empty()
+}
+
 /// Claims until `n` deliveries came back or `within` passed.
 async fn claim_until(store: &S, n: usize, within: Duration) -> Vec<DueDelivery> {
     let deadline = Instant::now() + within;
@@ -2020,13 +2029,7 @@ pub async fn hastening_makes_only_a_destinations_waiting_deliveries_due(store: S
         };
         assert_eq!(record(&store, d, 0, next).await, Recorded::Written);
     }
-    assert!(
-        store
-            .claim_due(10, LONG, Vec::new())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_due(&store).await);
 
     let n = store.hasten(vec!["back".into()]).await.unwrap();
     assert_eq!(
@@ -2051,13 +2054,7 @@ pub async fn hastening_makes_only_a_destinations_waiting_deliveries_due(store: S
     );
     assert_eq!(status(&store, "evt_done").await, EventStatus::Delivered);
     // `other` still waits its time; nothing is left to hasten for `back`.
-    assert!(
-        store
-            .claim_due(10, LONG, Vec::new())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_due(&store).await);
     assert!(store.next_due_in().await.unwrap().unwrap() > LONG / 2);
     assert_eq!(
         store
@@ -2372,13 +2369,7 @@ pub async fn re_enabling_and_deleting_settle_more_than_a_batch(store: S) {
             .unwrap()
     );
     assert!(store.parked("wh_1".into(), 10).await.unwrap().is_empty());
-    assert!(
-        store
-            .claim_due(10, LONG, Vec::new())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_due(&store).await);
     for id in ["evt_a00000", "evt_a01099", "evt_b00000", "evt_b01099"] {
         assert_eq!(status(&store, id).await, EventStatus::Dead, "{id}");
     }
