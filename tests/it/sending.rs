@@ -735,3 +735,76 @@ async fn a_published_event_is_found_by_the_id_its_subscribers_see() {
         .find(|e| e["source_id"] == "publisher-chosen-1");
     assert!(by_publisher.is_some(), "{page}");
 }
+
+/// A reload that drops the `subscriptions:` block postpones subscriber
+/// deliveries, a minute at a time; the reload that brings it back sends
+/// what waited at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_restores_the_subscription_api_sends_what_waited_at_once() {
+    use crate::support::gateway::ADMIN_TOKEN;
+
+    let sink = MockReceiver::start().await;
+    let admin = format!("admin: {{ token: {ADMIN_TOKEN} }}");
+    let with = yaml(&admin).replace("[30ms, 30ms, 30ms]", "[1s, 1s, 1s]");
+    let gw = TestGateway::spawn(&with).await;
+    let (status, created) = call(
+        &gw,
+        Method::POST,
+        "/v1/webhook",
+        Some(json!({ "objectId": "o", "objectType": "Group", "eventTypes": ["*"], "callBackUrl": sink.url("/cb") })),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    // The first attempt fails: its retry comes due after the block is gone.
+    sink.always(Some(503));
+    let (status, published) = call(
+        &gw,
+        Method::POST,
+        "/v1/events",
+        Some(json!({ "objectId": "o", "objectType": "Group", "eventType": "MemberAdded", "data": {} })),
+    )
+    .await;
+    assert_eq!(status, 202, "{published}");
+    let id = published["id"].as_str().unwrap().to_owned();
+    first_delivery(&sink).await;
+
+    gw.reload_with(&format!("\n{admin}\n")).await;
+    let path = format!("/admin/events/{id}");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let event = gw.admin_get(&path).await;
+        if event["deliveries"]
+            .to_string()
+            .contains("the subscription API is not configured; postponed")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not postponed: {event:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    sink.always(None);
+    let tried = sink.deliveries().len();
+    let back = std::time::Instant::now();
+    gw.reload_with(&with).await;
+    wait_until("the waiting delivery", Duration::from_secs(10), || {
+        sink.deliveries().len() > tried
+    })
+    .await;
+    assert!(
+        back.elapsed() < Duration::from_secs(3),
+        "the waiting delivery came {:?} after the reload",
+        back.elapsed()
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while gw.admin_get(&path).await["status"] != "delivered" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recorded delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

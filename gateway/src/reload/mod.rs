@@ -34,6 +34,7 @@ use crate::config::{self, ConfigError, ConfigErrors, GatewayConfig};
 use crate::pipeline::{self, Snapshot};
 use crate::plugin::PluginSource;
 use crate::state::AppState;
+use crate::store::SUBSCRIBER_PREFIX;
 
 /// Reload requests that may wait while one reload runs. More are pointless:
 /// the next reload reads the files as they are then, for every waiter.
@@ -414,9 +415,12 @@ impl Reloader {
             .collect();
         let generation = next.generation;
         let back = returned_destinations(&current, &next);
+        // Subscriber deliveries are postponed alike while the config has
+        // no `subscriptions:` block.
+        let subscriptions_back = current.subscriptions.is_none() && next.subscriptions.is_some();
         self.state.swap(next);
-        if !back.is_empty() {
-            hasten(self.state.clone(), back);
+        if !back.is_empty() || subscriptions_back {
+            hasten(self.state.clone(), back, subscriptions_back);
         }
         Ok(Reloaded {
             generation,
@@ -440,24 +444,43 @@ fn returned_destinations(current: &Snapshot, next: &Snapshot) -> Vec<String> {
     back
 }
 
-/// Makes what waits for the destinations a reload brought back due now,
-/// then wakes delivery; in the background, so that a long backlog does
-/// not hold the reload's answer. A store that fails leaves them to come
-/// due at their own time.
-fn hasten(state: AppState, destinations: Vec<String>) {
+/// Makes what waits for the destinations a reload brought back due now
+/// (with `subscribers`, every subscription's too: the `subscriptions:`
+/// block is back), then wakes delivery; in the background, so that a long
+/// backlog does not hold the reload's answer. A store that fails leaves
+/// them to come due at their own time.
+fn hasten(state: AppState, mut destinations: Vec<String>, subscribers: bool) {
     tokio::spawn(async move {
+        if subscribers {
+            // The subscriptions with something waiting, by name.
+            match state.store().backlog().await {
+                Ok(backlog) => destinations.extend(
+                    backlog
+                        .into_iter()
+                        .map(|b| b.destination)
+                        .filter(|d| d.starts_with(SUBSCRIBER_PREFIX)),
+                ),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "the subscription API is back: its waiting deliveries stay due at their own time"
+                ),
+            }
+        }
+        if destinations.is_empty() {
+            return;
+        }
         match state.store().hasten(destinations.clone()).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(
-                    ?destinations,
+                    destinations = destinations.len(),
                     deliveries = n,
                     "destinations back in the config: their waiting deliveries are due now"
                 );
                 state.delivery().wake();
             }
             Err(e) => tracing::warn!(
-                ?destinations,
+                destinations = destinations.len(),
                 error = %e,
                 "destinations back in the config: their waiting deliveries stay due at their own time"
             ),
