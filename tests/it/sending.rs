@@ -56,6 +56,32 @@ async fn call(gw: &TestGateway, method: Method, path: &str, body: Option<Value>)
     call_raw(gw, method, path, body.map(|b| b.to_string()).as_deref()).await
 }
 
+/// Subscribes `sink` to every event of group `o`; must succeed.
+async fn subscribe_to_group_o(gw: &TestGateway, sink: &MockReceiver) {
+    let (status, created) = call(
+        gw,
+        Method::POST,
+        "/v1/webhook",
+        Some(json!({ "objectId": "o", "objectType": "Group", "eventTypes": ["*"], "callBackUrl": sink.url("/cb") })),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+}
+
+/// Publishes a `MemberAdded` event of group `object_id`: its answer,
+/// which must be 202.
+async fn publish_member_added(gw: &TestGateway, object_id: &str) -> Value {
+    let (status, body) = call(
+        gw,
+        Method::POST,
+        "/v1/events",
+        Some(json!({ "objectId": object_id, "objectType": "Group", "eventType": "MemberAdded", "data": {} })),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    body
+}
+
 async fn first_delivery(sink: &MockReceiver) -> Received {
     wait_until("a delivery", WAIT, || !sink.deliveries().is_empty()).await;
     sink.deliveries().remove(0)
@@ -652,14 +678,7 @@ async fn a_410_disables_the_subscription_at_once() {
     assert_eq!(status, 200, "{created}");
     let id = created["webhookId"].as_str().unwrap().to_owned();
     sink.always(Some(410));
-    let (status, body) = call(
-        &gw,
-        Method::POST,
-        "/v1/events",
-        Some(json!({ "objectId": "74943849802190eaea3810", "objectType": "Group", "eventType": "MemberAdded", "data": {} })),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
+    publish_member_added(&gw, "74943849802190eaea3810").await;
     let deadline = std::time::Instant::now() + WAIT;
     let view = loop {
         let (_, view) = call(&gw, Method::GET, &format!("/v1/webhook/{id}"), None).await;
@@ -691,14 +710,7 @@ async fn a_published_event_is_found_by_the_id_its_subscribers_see() {
 
     let sink = MockReceiver::start().await;
     let gw = TestGateway::spawn(&yaml(&format!("admin: {{ token: {ADMIN_TOKEN} }}"))).await;
-    let (status, created) = call(
-        &gw,
-        Method::POST,
-        "/v1/webhook",
-        Some(json!({ "objectId": "o", "objectType": "Group", "eventTypes": ["*"], "callBackUrl": sink.url("/cb") })),
-    )
-    .await;
-    assert_eq!(status, 200, "{created}");
+    subscribe_to_group_o(&gw, &sink).await;
     let publish = |id: Option<&str>| {
         let mut body = json!({ "objectId": "o", "objectType": "Group", "eventType": "MemberAdded", "data": {} });
         if let Some(id) = id {
@@ -747,24 +759,10 @@ async fn a_reload_that_restores_the_subscription_api_sends_what_waited_at_once()
     let admin = format!("admin: {{ token: {ADMIN_TOKEN} }}");
     let with = yaml(&admin).replace("[30ms, 30ms, 30ms]", "[1s, 1s, 1s]");
     let gw = TestGateway::spawn(&with).await;
-    let (status, created) = call(
-        &gw,
-        Method::POST,
-        "/v1/webhook",
-        Some(json!({ "objectId": "o", "objectType": "Group", "eventTypes": ["*"], "callBackUrl": sink.url("/cb") })),
-    )
-    .await;
-    assert_eq!(status, 200, "{created}");
+    subscribe_to_group_o(&gw, &sink).await;
     // The first attempt fails: its retry comes due after the block is gone.
     sink.always(Some(503));
-    let (status, published) = call(
-        &gw,
-        Method::POST,
-        "/v1/events",
-        Some(json!({ "objectId": "o", "objectType": "Group", "eventType": "MemberAdded", "data": {} })),
-    )
-    .await;
-    assert_eq!(status, 202, "{published}");
+    let published = publish_member_added(&gw, "o").await;
     let id = published["id"].as_str().unwrap().to_owned();
     first_delivery(&sink).await;
 
