@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::client::Client;
+use super::client::{Client, Target};
 use super::relay::{self, RelayReply};
 use super::{Ctx, pacing, ssrf, teams};
 use crate::clock::now_ms;
@@ -375,11 +375,15 @@ async fn subscriber_attempt(
     if let Err(reason) = ssrf::check_url(&url, &rt.allow).await {
         return fail(format!("callback refused: {reason}"));
     }
+    let target = match Target::new(&url) {
+        Ok(target) => target,
+        Err(why) => return fail(format!("the callback URL is invalid: {why}")),
+    };
 
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
     let (headers, body) =
         crate::subscriptions::outbound::build(&sub, &d.message.body, id, now_ms());
-    let (result, excerpt) = post(&ctx.subscriber_client, url, rt.timeout, headers, body).await;
+    let (result, excerpt) = post(&ctx.subscriber_client, &target, rt.timeout, headers, body).await;
     let outcome = rt.retry.decide(&result, d.retries);
     let success = matches!(outcome, DeliveryOutcome::Delivered);
     let health = if success {
@@ -444,10 +448,15 @@ async fn send(
     relayed: bool,
 ) -> (AttemptResult, Option<String>, Option<RelayReply>) {
     let client = dest.client.as_ref().map_or(shared, |c| &c.client);
-    let Some(url) = dest.url.clone() else {
+    let Some(target) = &dest.target else {
+        // A URL hyper cannot take as a `Uri`, or none.
+        let error = match dest.url.as_ref().map(Target::new) {
+            Some(Err(why)) => format!("request failed: {why}"),
+            _ => "destination has no url".to_owned(),
+        };
         return (
             AttemptResult {
-                error: Some("destination has no url".into()),
+                error: Some(error),
                 ..Default::default()
             },
             None,
@@ -469,13 +478,19 @@ async fn send(
         );
     }
     if !relayed {
-        let (result, excerpt) =
-            post(client, url, dest.timeout, headers, d.message.body.clone()).await;
+        let (result, excerpt) = post(
+            client,
+            target,
+            dest.timeout,
+            headers,
+            d.message.body.clone(),
+        )
+        .await;
         return (result, excerpt, None);
     }
     let (result, body, content_type) = post_reading(
         client,
-        url,
+        target,
         dest.timeout,
         headers,
         d.message.body.clone(),
@@ -490,13 +505,13 @@ async fn send(
 /// first [`RESPONSE_EXCERPT`] bytes of the answer.
 async fn post(
     client: &Client,
-    url: reqwest::Url,
+    target: &Target,
     timeout: Duration,
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> (AttemptResult, Option<String>) {
     let (result, body, _) =
-        post_reading(client, url, timeout, headers, body, RESPONSE_EXCERPT).await;
+        post_reading(client, target, timeout, headers, body, RESPONSE_EXCERPT).await;
     (result, excerpt_of(&body))
 }
 
@@ -511,13 +526,13 @@ fn excerpt_of(body: &[u8]) -> Option<String> {
 /// answer and its content type.
 async fn post_reading(
     client: &Client,
-    url: reqwest::Url,
+    target: &Target,
     timeout: Duration,
     headers: HeaderMap,
     body: bytes::Bytes,
     read: usize,
 ) -> (AttemptResult, Vec<u8>, Option<String>) {
-    match client.post(&url, timeout, headers, body, read).await {
+    match client.post_to(target, timeout, headers, body, read).await {
         Ok(answer) => answered(answer.status.as_u16(), &answer.headers, answer.body),
         Err(e) => failed(e.describe(timeout)),
     }

@@ -176,31 +176,38 @@ impl Client {
         Client { inner }
     }
 
-    /// POSTs `body` to `url` with `headers` (the client adds `host`,
-    /// `content-length`, `user-agent` and `accept` unless given), and
-    /// reads at most `read` bytes of the answer's body, all within
-    /// `timeout`.
+    /// POSTs `body` to `url` with `headers`: [`Client::post_to`] for a
+    /// URL given per request (a subscriber's callback).
     pub async fn post(
         &self,
         url: &reqwest::Url,
+        timeout: Duration,
+        headers: HeaderMap,
+        body: Bytes,
+        read: usize,
+    ) -> Result<Answer, SendError> {
+        let target = Target::new(url).map_err(SendError::Request)?;
+        self.post_to(&target, timeout, headers, body, read).await
+    }
+
+    /// POSTs `body` to `target` with `headers` (the client adds `host`,
+    /// `content-length`, `user-agent` and `accept` unless given), and
+    /// reads at most `read` bytes of the answer's body, all within
+    /// `timeout`.
+    pub async fn post_to(
+        &self,
+        target: &Target,
         timeout: Duration,
         mut headers: HeaderMap,
         body: Bytes,
         read: usize,
     ) -> Result<Answer, SendError> {
-        let uri = match userinfo(url) {
-            None => url.as_str().parse::<http::Uri>(),
-            Some((bare, authorization)) => {
-                // As reqwest: the URL's user and password become Basic
-                // authentication, unless an `authorization` header is
-                // configured, and are not sent in the URL.
-                headers
-                    .entry(http::header::AUTHORIZATION)
-                    .or_insert(authorization);
-                bare.as_str().parse()
-            }
+        if let Some(authorization) = &target.authorization {
+            // As reqwest: unless an `authorization` header is configured.
+            headers
+                .entry(http::header::AUTHORIZATION)
+                .or_insert_with(|| authorization.clone());
         }
-        .map_err(|e| SendError::Request(format!("the URL: {e}")))?;
         headers
             .entry(http::header::USER_AGENT)
             .or_insert(HeaderValue::from_static(super::USER_AGENT));
@@ -209,7 +216,7 @@ impl Client {
             .or_insert(HeaderValue::from_static("*/*"));
         let mut request = http::Request::new(Full::new(body));
         *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = uri;
+        *request.uri_mut() = target.uri.clone();
         *request.headers_mut() = headers;
         let exchange = async {
             let response = self.inner.request(request).await.map_err(|e| {
@@ -244,6 +251,30 @@ impl Client {
         tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or(Err(SendError::Timeout))
+    }
+}
+
+/// Where a request goes, prepared once (an operator destination's when its
+/// config is compiled, not at every attempt): the URL as hyper's `Uri`,
+/// without a user and password, and the Basic `authorization` they make
+/// (as reqwest and curl: hyper sends neither).
+#[derive(Clone, Debug)]
+pub struct Target {
+    uri: http::Uri,
+    authorization: Option<HeaderValue>,
+}
+
+impl Target {
+    /// `url` prepared; an error says why hyper cannot take it.
+    pub fn new(url: &reqwest::Url) -> Result<Self, String> {
+        let (uri, authorization) = match userinfo(url) {
+            None => (url.as_str().parse::<http::Uri>(), None),
+            Some((bare, authorization)) => (bare.as_str().parse(), Some(authorization)),
+        };
+        Ok(Target {
+            uri: uri.map_err(|e| format!("the URL: {e}"))?,
+            authorization,
+        })
     }
 }
 

@@ -112,6 +112,8 @@ pub struct CompiledDestination {
     pub kind: DestinationKind,
     /// Target URL (http kind).
     pub url: Option<reqwest::Url>,
+    /// `url` prepared for the delivery client once, not at every attempt.
+    pub target: Option<crate::delivery::client::Target>,
     /// Extra headers.
     pub headers: http::HeaderMap,
     /// Per-attempt timeout.
@@ -177,10 +179,14 @@ impl CompiledDestination {
                 headers.insert(k, v);
             }
         }
+        let url = d.url.as_deref().and_then(|u| reqwest::Url::parse(u).ok());
         CompiledDestination {
             name: Arc::from(name),
             kind: d.kind,
-            url: d.url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()),
+            url: url.clone(),
+            target: url
+                .as_ref()
+                .and_then(|u| crate::delivery::client::Target::new(u).ok()),
             headers,
             timeout: d.timeout.0,
             concurrency: d.concurrency,
