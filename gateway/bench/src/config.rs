@@ -28,8 +28,10 @@ pub enum Destination {
     /// hand-off, without a second HTTP request per event competing for the
     /// two cores with the measured one.
     Discard,
-    /// POST to this URL (the delivery row's sink).
-    Url(String),
+    /// POST to these URLs (the delivery rows' sink): one destination per
+    /// URL, `out` then `out2`, `out3`, ..., and the route sends each webhook
+    /// to every one of them.
+    Urls(Vec<String>),
 }
 
 /// What a gateway row varies.
@@ -87,15 +89,26 @@ pub fn gateway_yaml(dir: &Path, setup: &GatewaySetup) -> String {
         ));
     }
     yaml.push_str("destinations:\n");
+    let mut names = vec!["out".to_owned()];
     match &setup.destination {
         Destination::Discard => yaml.push_str("  out: { kind: log }\n"),
-        Destination::Url(url) => yaml.push_str(&format!(
-            "  out: {{ url: {}{} }}\n",
-            quote(url),
-            if setup.paused { ", paused: true" } else { "" }
-        )),
+        Destination::Urls(urls) => {
+            names = (1..=urls.len())
+                .map(|i| match i {
+                    1 => "out".to_owned(),
+                    n => format!("out{n}"),
+                })
+                .collect();
+            for (name, url) in names.iter().zip(urls) {
+                yaml.push_str(&format!(
+                    "  {name}: {{ url: {}{} }}\n",
+                    quote(url),
+                    if setup.paused { ", paused: true" } else { "" }
+                ));
+            }
+        }
     }
-    if matches!(setup.destination, Destination::Url(_)) {
+    if matches!(setup.destination, Destination::Urls(_)) {
         yaml.push_str(&format!(
             "delivery: {{ lease: {}s }}\n",
             DELIVERY_LEASE.as_secs()
@@ -111,7 +124,7 @@ pub fn gateway_yaml(dir: &Path, setup: &GatewaySetup) -> String {
             "    transform: [ { plugin: github-teams, with: { card: message-card } } ]\n",
         );
     }
-    yaml.push_str("    to: [out]\n");
+    yaml.push_str(&format!("    to: [{}]\n", names.join(", ")));
     yaml
 }
 
@@ -145,7 +158,7 @@ mod tests {
         let dir = Path::new("/tmp/x");
         assert!(!gateway_yaml(dir, &setup(true, false)).contains("lease"));
         let delivering = GatewaySetup {
-            destination: Destination::Url("http://127.0.0.1:1/d".into()),
+            destination: Destination::Urls(vec!["http://127.0.0.1:1/d".into()]),
             ..setup(true, false)
         };
         assert!(gateway_yaml(dir, &delivering).contains("delivery: { lease: 5s }"));
@@ -168,7 +181,7 @@ mod tests {
     fn a_paused_destination_differs_only_by_the_flag() {
         let dir = Path::new("/tmp/x");
         let delivering = GatewaySetup {
-            destination: Destination::Url("http://127.0.0.1:1/d".into()),
+            destination: Destination::Urls(vec!["http://127.0.0.1:1/d".into()]),
             ..setup(true, false)
         };
         let paused = GatewaySetup {
@@ -178,6 +191,34 @@ mod tests {
         let (a, b) = (gateway_yaml(dir, &delivering), gateway_yaml(dir, &paused));
         assert!(b.contains(", paused: true }"), "{b}");
         assert_eq!(b.replace(", paused: true", ""), a);
+    }
+
+    #[test]
+    fn a_fan_out_sends_each_webhook_to_every_url() {
+        let dir = Path::new("/tmp/x");
+        let one = GatewaySetup {
+            destination: Destination::Urls(vec!["http://127.0.0.1:1/d".into()]),
+            ..setup(true, false)
+        };
+        let two = GatewaySetup {
+            destination: Destination::Urls(vec![
+                "http://127.0.0.1:1/d".into(),
+                "http://127.0.0.1:1/d/2".into(),
+            ]),
+            ..setup(true, false)
+        };
+        let (a, b) = (gateway_yaml(dir, &one), gateway_yaml(dir, &two));
+        assert!(a.contains("to: [out]\n"), "{a}");
+        assert!(
+            b.contains("  out2: { url: \"http://127.0.0.1:1/d/2\" }\n"),
+            "{b}"
+        );
+        assert!(b.contains("to: [out, out2]\n"), "{b}");
+        // Otherwise the same config.
+        let b = b
+            .replace("  out2: { url: \"http://127.0.0.1:1/d/2\" }\n", "")
+            .replace("[out, out2]", "[out]");
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! Every request answered 2xx, in the measured window or not (warm-up, and
 //! requests that straddle an edge of the window), is an event the gateway
-//! owes one delivery. The drain waits until the sink has seen every owed id
+//! owes one delivery to each of the route's destinations (the sink's
+//! copies, [`crate::sink::copy_id`]): one in rows 5 and 6, more in the
+//! fan-out row. The drain waits until the sink has seen every owed id
 //! at least once (a duplicate of one id does not stand in for another),
 //! then the bench keeps watching for [`WATCH`], one `delivery.lease` and a
 //! second: a delivery whose outcome went unrecorded is sent again when its
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::config::DELIVERY_LEASE;
 use crate::load::{LoadResult, Window, quantile};
 use crate::report::DeliveryStats;
-use crate::sink::Sink;
+use crate::sink::{Sink, copy_id};
 
 /// How long the sink is watched after the last owed delivery arrived.
 pub const WATCH: Duration = DELIVERY_LEASE.saturating_add(Duration::from_secs(1));
@@ -67,29 +69,39 @@ pub fn first_arrivals(seen: &[(String, Instant)]) -> HashMap<&str, Instant> {
     first
 }
 
-/// The ids `load` owes a delivery (every 2xx).
-pub fn owed(load: &LoadResult) -> HashSet<String> {
-    load.owed_ids().map(str::to_owned).collect()
+/// The deliveries `load` owes (every 2xx), `copies` of each, by the keys
+/// the sink notes them under.
+pub fn owed(load: &LoadResult, copies: usize) -> HashSet<String> {
+    load.owed_ids()
+        .flat_map(|id| (1..=copies).map(move |c| copy_id(id, c)))
+        .collect()
 }
 
 /// The numbers of a delivery row from what the load generator saw
 /// (`load`: `answered` in the window, `answered_outside` the other 2xx)
 /// and what the sink saw (`seen`, in arrival order, duplicates included),
-/// once the drain and the watch are over.
+/// once the drain and the watch are over; each webhook owes `copies`
+/// deliveries, each counted on its own.
 pub fn stats(
     load: &LoadResult,
     seen: &[(String, Instant)],
     window: Window,
     load_ended: Instant,
+    copies: usize,
 ) -> DeliveryStats {
     let first = first_arrivals(seen);
-    let owed: HashSet<&str> = load.owed_ids().collect();
+    let owed_keys = owed(load, copies);
+    let owed: HashSet<&str> = owed_keys.iter().map(String::as_str).collect();
 
-    // Answered → delivered, for the ids answered in the window.
-    let mut latencies = Vec::with_capacity(load.answered.len());
+    // Answered → delivered, for each copy of the ids answered in the window.
+    let mut latencies = Vec::with_capacity(load.answered.len() * copies);
     let mut before_answer = 0;
-    for (id, answered_at) in &load.answered {
-        let Some(at) = first.get(id.as_str()) else {
+    for (key, answered_at) in load
+        .answered
+        .iter()
+        .flat_map(|(id, at)| (1..=copies).map(move |c| (copy_id(id, c), at)))
+    {
+        let Some(at) = first.get(key.as_str()) else {
             continue;
         };
         if at < answered_at {
@@ -122,6 +134,7 @@ pub fn stats(
     DeliveryStats {
         owed: owed.len() as u64,
         accepted: load.ok,
+        copies: copies as u64,
         delivered: latencies.len() as u64,
         missing,
         duplicates: (seen.len() - first.len()) as u64,
@@ -172,8 +185,8 @@ mod tests {
             ("b".to_owned(), at(t, 1_300)),
             ("a".to_owned(), at(t, 7_000)),
         ];
-        assert_eq!(seen.len(), owed(&load).len());
-        let s = stats(&load, &seen, window, at(t, 2_000));
+        assert_eq!(seen.len(), owed(&load, 1).len());
+        let s = stats(&load, &seen, window, at(t, 2_000), 1);
         assert_eq!(s.owed, 4);
         assert_eq!(s.accepted, 2);
         assert_eq!(s.delivered, 2);
@@ -206,11 +219,43 @@ mod tests {
             ("a".to_owned(), at(t, 6_000)),
             ("x".to_owned(), at(t, 6_500)),
         ];
-        let s = stats(&load, &seen, window, at(t, 1_000));
+        let s = stats(&load, &seen, window, at(t, 1_000), 1);
         assert_eq!(s.missing, 0);
         assert_eq!(s.duplicates, 1);
         assert_eq!(s.unowed, 1);
         assert_eq!(s.backlog_at_end, 1);
         assert_eq!(s.drained_after, Some(Duration::from_millis(500)));
+    }
+
+    /// With two destinations, each copy is owed on its own: one copy does
+    /// not stand in for the other, and its latency counts apart.
+    #[test]
+    fn each_copy_of_a_fanned_out_webhook_is_owed_and_timed() {
+        let t = Instant::now();
+        let window = Window {
+            start: t,
+            end: at(t, 1_000),
+        };
+        let load = LoadResult {
+            ok: 2,
+            answered: vec![("a".into(), at(t, 100)), ("b".into(), at(t, 200))],
+            ..LoadResult::default()
+        };
+        let seen = vec![
+            ("a".to_owned(), at(t, 110)),
+            ("a#2".to_owned(), at(t, 130)),
+            ("b".to_owned(), at(t, 210)),
+            // b's second copy never comes; a's first comes again.
+            ("a".to_owned(), at(t, 900)),
+        ];
+        let s = stats(&load, &seen, window, at(t, 1_000), 2);
+        assert_eq!(s.owed, 4);
+        assert_eq!(s.copies, 2);
+        assert_eq!(s.delivered, 3);
+        assert_eq!(s.missing, 1, "b#2");
+        assert_eq!(s.duplicates, 1);
+        assert_eq!(s.max, Duration::from_millis(30));
+        assert_eq!(s.per_second_while_loading, 4.0);
+        assert_eq!(s.drained_after, None);
     }
 }

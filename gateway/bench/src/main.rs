@@ -76,6 +76,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Subscriptions every publish of the publish rows reaches.
 const SUBSCRIBERS: usize = 3;
+/// The fan-out row's destinations per webhook (all on the one sink).
+const FAN_OUT: usize = 2;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -135,7 +137,7 @@ struct Cli {
 
     /// Run only these rows (keys, comma-separated: no-plugins, plugins,
     /// in-memory, delivery, fixed-rate, postgres, postgres-2-delivery,
-    /// peer, publish, postgres-publish, drain); the baseline always runs, every
+    /// peer, publish, postgres-publish, fan-out, drain); the baseline always runs, every
     /// ratio needs it. For profiling one row; the fixed-rate row then needs
     /// `plugins` or `--rate`.
     #[arg(long, value_delimiter = ',')]
@@ -349,34 +351,8 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         if !wanted(key) {
             continue;
         }
-        let sink = sink::Sink::start().await?;
-        let setup = GatewaySetup {
-            plugins: true,
-            in_memory_store: false,
-            postgres_url: None,
-            destination: Destination::Url(sink.url()),
-            plugin_timeout: cli.smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
-            subscriptions: false,
-            paused: false,
-        };
-        let dir = tempfile::tempdir()?;
-        let mut server = start_gateway(&gateway, &dir, &setup)?;
-        wait_ready(&mut server, "/healthz").await?;
-        let delivery_target = target(server.addr(), key);
-        let delivery_plan = Plan {
-            record_answered: true,
-            rate,
-            ..plan
-        };
-        let (row, stats) = delivery_row(
-            &mut server,
-            &sink,
-            delivery_target,
-            delivery_plan,
-            key,
-            title,
-        )
-        .await?;
+        let (row, stats) =
+            sink_row(&gateway, &target, key, title, rate, 1, plan, cli.smoke).await?;
         report.rows.push(row);
         report.delivery.push((key, stats));
     }
@@ -458,6 +434,20 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         )
         .await?;
         db.drop_it().await?;
+    }
+
+    // Row 12: as row 5, each webhook to FAN_OUT destinations. Row 5's
+    // deliveries per second can be no more than the webhooks it accepts
+    // (one each); here delivery has more to do than ingest, at the same
+    // time.
+    if wanted("fan-out") {
+        let title = format!("hookgate: as 5, each webhook to {FAN_OUT} destinations");
+        let (row, stats) = sink_row(
+            &gateway, &target, "fan-out", title, None, FAN_OUT, plan, cli.smoke,
+        )
+        .await?;
+        report.rows.push(row);
+        report.delivery.push(("fan-out", stats));
     }
 
     report.notes.push(
@@ -566,7 +556,52 @@ async fn throughput_row(
     Ok(row)
 }
 
-/// Rows 5 and 6: load on a delivering gateway, then a wait for the sink
+/// A delivering gateway's row (5, 6 and 12): github + github-teams, the
+/// route sending each webhook to `copies` destinations, all on one sink in
+/// this process; closed loop, or at `rate`.
+#[allow(clippy::too_many_arguments)]
+async fn sink_row(
+    gateway: &std::path::Path,
+    target: &impl Fn(std::net::SocketAddr, &str) -> Target,
+    key: &'static str,
+    title: String,
+    rate: Option<f64>,
+    copies: usize,
+    plan: Plan,
+    smoke: bool,
+) -> anyhow::Result<(Row, DeliveryStats)> {
+    let sink = sink::Sink::start().await?;
+    let setup = GatewaySetup {
+        plugins: true,
+        in_memory_store: false,
+        postgres_url: None,
+        destination: Destination::Urls((1..=copies).map(|c| sink.url_of(c)).collect()),
+        plugin_timeout: smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
+        subscriptions: false,
+        paused: false,
+    };
+    let dir = tempfile::tempdir()?;
+    let mut server = start_gateway(gateway, &dir, &setup)?;
+    wait_ready(&mut server, "/healthz").await?;
+    let delivery_plan = Plan {
+        record_answered: true,
+        rate,
+        ..plan
+    };
+    let delivery_target = target(server.addr(), key);
+    delivery_row(
+        &mut server,
+        &sink,
+        delivery_target,
+        delivery_plan,
+        key,
+        title,
+        copies,
+    )
+    .await
+}
+
+/// Rows 5, 6 and 12: load on a delivering gateway, then a wait for the sink
 /// to see every owed event (every 2xx, warm-up included; one by one, see
 /// `delivery.rs`), then a watch of one lease for late duplicates. Latency per event runs from the moment the
 /// client read its 202 to the moment the sink saw the matching
@@ -579,6 +614,7 @@ async fn delivery_row(
     plan: Plan,
     key: &'static str,
     title: String,
+    copies: usize,
 ) -> anyhow::Result<(Row, DeliveryStats)> {
     eprintln!("row {key}: {title} on {}", server.addr());
     let (window, handle) = load::start(Arc::new(target), plan);
@@ -599,14 +635,14 @@ async fn delivery_row(
     } - cpu_start;
     // Every 2xx (warm-up included) is a delivery the gateway owes: wait
     // until each of them arrived, then watch for late duplicates.
-    let owed = delivery::owed(&result);
+    let owed = delivery::owed(&result, copies);
     let deadline = load_ended + DELIVERY_DRAIN_LIMIT;
     delivery::drain(sink, &owed, deadline, || server.exited()).await;
     delivery::watch(|| server.exited()).await;
     if server.exited() {
         bail!("{key}: the gateway died:\n{}", server.log_text());
     }
-    let stats = delivery::stats(&result, &sink.deliveries(), window, load_ended);
+    let stats = delivery::stats(&result, &sink.deliveries(), window, load_ended, copies);
     let row = Row::new(key, title, result, server.peak_rss()?, cpu_seconds);
     eprintln!(
         "row {key}: {:.0} req/s, {} accepted, {} delivered, {} owed, {} missing, {} duplicates, {:.0} deliveries/s while loading, {} errors",
@@ -645,7 +681,7 @@ async fn drain_backlog(
         plugins: true,
         in_memory_store: false,
         postgres_url: None,
-        destination: Destination::Url(sink.url()),
+        destination: Destination::Urls(vec![sink.url()]),
         plugin_timeout: smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
         subscriptions: false,
         paused: true,
@@ -676,7 +712,7 @@ async fn drain_backlog(
             log_tail(&server)
         );
     }
-    let owed = delivery::owed(&load);
+    let owed = delivery::owed(&load, 1);
     // Paused means none went out; one that did would make the drain look
     // faster than it is.
     if !sink.deliveries().is_empty() {
@@ -855,7 +891,7 @@ async fn postgres_rows(
         plugins: true,
         in_memory_store: false,
         postgres_url: Some(db.url.clone()),
-        destination: Destination::Url(sink.url()),
+        destination: Destination::Urls(vec![sink.url()]),
         plugin_timeout,
         subscriptions: false,
         paused: false,
@@ -881,14 +917,14 @@ async fn postgres_rows(
     let load_ended = Instant::now();
     let cpu = a.cpu_seconds()? + b.cpu_seconds()? - cpu_start;
     result.merge(other);
-    let owed = delivery::owed(&result);
+    let owed = delivery::owed(&result, 1);
     let deadline = load_ended + DELIVERY_DRAIN_LIMIT;
     delivery::drain(&sink, &owed, deadline, || a.exited() || b.exited()).await;
     delivery::watch(|| a.exited() || b.exited()).await;
     if a.exited() || b.exited() {
         bail!("{key}: a gateway died:\n{}\n{}", a.log_text(), b.log_text());
     }
-    let d = delivery::stats(&result, &sink.deliveries(), window, load_ended);
+    let d = delivery::stats(&result, &sink.deliveries(), window, load_ended, 1);
     let row = Row::new(key, title, result, a.peak_rss()?.max(b.peak_rss()?), cpu);
     eprintln!(
         "row {key}: {:.0} req/s, {:.0} deliveries/s combined while loading, {} owed, {} missing, {} duplicates",

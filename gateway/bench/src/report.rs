@@ -72,12 +72,16 @@ impl Row {
 /// A delivery row's own numbers, per `webhook-id` (see `delivery.rs`).
 #[derive(Debug)]
 pub struct DeliveryStats {
-    /// Events the gateway owes a delivery: every request answered 2xx,
-    /// warm-up and the window's edges included.
+    /// Deliveries the gateway owes: `copies` for every request answered
+    /// 2xx, warm-up and the window's edges included.
     pub owed: u64,
     /// Events the gateway accepted in the measured window.
     pub accepted: u64,
-    /// Of those, how many the sink saw (the latencies are theirs).
+    /// Deliveries each webhook owes (the route's destinations, all at the
+    /// sink).
+    pub copies: u64,
+    /// Of their `accepted × copies` deliveries, how many the sink saw (the
+    /// latencies are theirs).
     pub delivered: u64,
     /// Owed (any 2xx, warm-up included) and never seen at the sink within
     /// the drain limit.
@@ -246,12 +250,13 @@ impl Report {
                 .map_or(0, |i| i + 1);
             writeln!(
                 out,
-                "\ndelivery, row {row} ({key}): {} accepted in the window, {} of them delivered; \
+                "\ndelivery, row {row} ({key}): {} accepted in the window ({} deliveries each), {} of their deliveries made; \
                  {} owed (every 2xx, warm-up included), {} of them missing; {} duplicates \
                  (watched {:.0} s after the drain, one lease and a second){}; \
                  {:.0} deliveries/s at the sink while loading; answered → delivered p50 {}, p99 {}, \
                  max {} ({} before their 202 was read); backlog at the end of the load {}, drained {}",
                 d.accepted,
+                d.copies,
                 d.delivered,
                 d.owed,
                 d.missing,
@@ -333,6 +338,7 @@ impl Report {
                     "row": key,
                     "owed": d.owed,
                     "accepted": d.accepted,
+                    "copies": d.copies,
                     "delivered": d.delivered,
                     "missing": d.missing,
                     "duplicates": d.duplicates,

@@ -12,7 +12,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::any;
 
 #[derive(Default)]
@@ -42,10 +42,21 @@ impl Sink {
 
     /// URL to deliver to.
     pub fn url(&self) -> String {
-        format!("http://{}/deliveries", self.addr)
+        self.url_of(1)
     }
 
-    /// (webhook-id, when it arrived) of every delivery so far.
+    /// URL of copy `copy` (1-based) of each webhook, for a route that sends
+    /// every webhook to several destinations: the sink notes a delivery to
+    /// it under [`copy_id`]`(webhook-id, copy)`, so each copy is owed and
+    /// counted on its own.
+    pub fn url_of(&self, copy: usize) -> String {
+        match copy {
+            1 => format!("http://{}/deliveries", self.addr),
+            n => format!("http://{}/deliveries/{n}", self.addr),
+        }
+    }
+
+    /// ([`copy_id`], when it arrived) of every delivery so far.
     pub fn deliveries(&self) -> Vec<(String, Instant)> {
         self.seen.deliveries.lock().expect("not poisoned").clone()
     }
@@ -64,8 +75,27 @@ impl Drop for Sink {
     }
 }
 
+/// The key the sink notes copy `copy` of webhook `id` under: the id itself
+/// for the first (a route with one destination), `id#copy` for the others.
+pub fn copy_id(id: &str, copy: usize) -> String {
+    match copy {
+        1 => id.to_owned(),
+        n => format!("{id}#{n}"),
+    }
+}
+
+/// The copy a delivery to `path` is ([`Sink::url_of`]); 1 for any other
+/// path.
+fn copy_of(path: &str) -> usize {
+    path.strip_prefix("/deliveries/")
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 1)
+        .unwrap_or(1)
+}
+
 async fn record(
     State(seen): State<Arc<Seen>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
@@ -83,7 +113,34 @@ async fn record(
             .push((String::new(), at));
         return (StatusCode::OK, String::new());
     };
-    let id = id.to_owned();
+    let id = copy_id(id, copy_of(uri.path()));
     seen.deliveries.lock().expect("not poisoned").push((id, at));
     (StatusCode::OK, String::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_copy_url_maps_back_to_its_own_key() {
+        for copy in 1..=3 {
+            let url = format!(
+                "http://127.0.0.1:1/deliveries{}",
+                match copy {
+                    1 => String::new(),
+                    n => format!("/{n}"),
+                }
+            );
+            let path = url.parse::<Uri>().unwrap().path().to_owned();
+            assert_eq!(copy_of(&path), copy, "{url}");
+        }
+        assert_eq!(copy_id("g1", 1), "g1");
+        assert_eq!(copy_id("g1", 2), "g1#2");
+        // Anything else is the first copy (the publish rows' callbacks
+        // differ by their query only).
+        assert_eq!(copy_of("/deliveries/x"), 1);
+        assert_eq!(copy_of("/deliveries/1"), 1);
+        assert_eq!(copy_of("/other"), 1);
+    }
 }

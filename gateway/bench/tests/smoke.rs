@@ -54,9 +54,9 @@ fn smoke_run_completes_without_errors() {
     // Row 9 (adnanh/webhook) runs where the `webhook` package is installed,
     // as in CI.
     let peer = rows.iter().any(|r| r["key"] == "peer");
-    // Rows 1-6 and the SQLite publish row; with PostgreSQL, its two rows
-    // and its publish row.
-    let expected = 7 + usize::from(peer) + if postgres.is_some() { 3 } else { 0 };
+    // Rows 1-6, the SQLite publish row and the fan-out row; with
+    // PostgreSQL, its two rows and its publish row.
+    let expected = 8 + usize::from(peer) + if postgres.is_some() { 3 } else { 0 };
     assert_eq!(rows.len(), expected, "{stdout}");
     for key in ["publish", "postgres-publish"] {
         assert_eq!(
@@ -76,10 +76,18 @@ fn smoke_run_completes_without_errors() {
         assert!(row["requests"].as_u64().unwrap() > 0, "{row}");
     }
     let delivery = report["delivery"].as_array().expect("delivery rows");
-    assert_eq!(delivery.len(), 2, "{stdout}");
+    // Rows 5, 6 and the fan-out row, whose webhooks owe a delivery to
+    // each of two destinations.
+    assert_eq!(delivery.len(), 3, "{stdout}");
     for d in delivery {
+        let copies = if d["row"] == "fan-out" { 2 } else { 1 };
+        assert_eq!(d["copies"], copies, "{stdout}");
         assert_eq!(d["missing"], 0, "{stdout}");
         assert_eq!(d["duplicates"], 0, "{stdout}");
-        assert_eq!(d["delivered"], d["accepted"], "{stdout}");
+        assert_eq!(
+            d["delivered"].as_u64().unwrap(),
+            d["accepted"].as_u64().unwrap() * copies,
+            "{stdout}"
+        );
     }
 }
