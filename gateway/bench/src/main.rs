@@ -351,8 +351,19 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         if !wanted(key) {
             continue;
         }
-        let (row, stats) =
-            sink_row(&gateway, &target, key, title, rate, 1, plan, cli.smoke).await?;
+        let (row, stats) = sink_row(
+            &gateway,
+            &target,
+            SinkRow {
+                key,
+                title,
+                rate,
+                copies: 1,
+            },
+            plan,
+            cli.smoke,
+        )
+        .await?;
         report.rows.push(row);
         report.delivery.push((key, stats));
     }
@@ -443,7 +454,16 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
     if wanted("fan-out") {
         let title = format!("hookgate: as 5, each webhook to {FAN_OUT} destinations");
         let (row, stats) = sink_row(
-            &gateway, &target, "fan-out", title, None, FAN_OUT, plan, cli.smoke,
+            &gateway,
+            &target,
+            SinkRow {
+                key: "fan-out",
+                title,
+                rate: None,
+                copies: FAN_OUT,
+            },
+            plan,
+            cli.smoke,
         )
         .await?;
         report.rows.push(row);
@@ -556,17 +576,28 @@ async fn throughput_row(
     Ok(row)
 }
 
-/// A delivering gateway's row (5, 6 and 12): github + github-teams, the
-/// route sending each webhook to `copies` destinations, all on one sink in
-/// this process; closed loop, or at `rate`.
-#[allow(clippy::too_many_arguments)]
+/// What a delivering gateway's row (5, 6 and 12) varies.
+struct SinkRow {
+    key: &'static str,
+    title: String,
+    /// Requests per second, or a closed loop.
+    rate: Option<f64>,
+    /// Destinations per webhook, all on the one sink.
+    copies: usize,
+}
+
+/// A delivering gateway's row: github + github-teams, the route sending
+/// each webhook to `row.copies` destinations, all on one sink in this
+/// process.
 async fn sink_row(
     gateway: &std::path::Path,
     target: &impl Fn(std::net::SocketAddr, &str) -> Target,
-    key: &'static str,
-    title: String,
-    rate: Option<f64>,
-    copies: usize,
+    SinkRow {
+        key,
+        title,
+        rate,
+        copies,
+    }: SinkRow,
     plan: Plan,
     smoke: bool,
 ) -> anyhow::Result<(Row, DeliveryStats)> {
