@@ -250,13 +250,16 @@ impl Report {
                 .map_or(0, |i| i + 1);
             writeln!(
                 out,
-                "\ndelivery, row {row} ({key}): {} accepted in the window ({} deliveries each), {} of their deliveries made; \
+                "\ndelivery, row {row} ({key}): {} accepted in the window ({} each), {} of their deliveries made; \
                  {} owed (every 2xx, warm-up included), {} of them missing; {} duplicates \
                  (watched {:.0} s after the drain, one lease and a second){}; \
                  {:.0} deliveries/s at the sink while loading; answered → delivered p50 {}, p99 {}, \
                  max {} ({} before their 202 was read); backlog at the end of the load {}, drained {}",
                 d.accepted,
-                d.copies,
+                match d.copies {
+                    1 => "one delivery".to_owned(),
+                    n => format!("{n} deliveries"),
+                },
                 d.delivered,
                 d.owed,
                 d.missing,
