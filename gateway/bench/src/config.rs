@@ -58,6 +58,22 @@ pub struct GatewaySetup {
     pub paused: bool,
 }
 
+impl GatewaySetup {
+    /// Row 3's route delivering over HTTP to `urls` (one destination each):
+    /// the delivery rows, the drain and the two-gateway row start here.
+    pub fn delivering(urls: Vec<String>, plugin_timeout: Option<&'static str>) -> Self {
+        GatewaySetup {
+            plugins: true,
+            in_memory_store: false,
+            postgres_url: None,
+            destination: Destination::Urls(urls),
+            plugin_timeout,
+            subscriptions: false,
+            paused: false,
+        }
+    }
+}
+
 /// The publish rows' tenant key (`accessToken`).
 pub const API_KEY: &str = "bench-0123456789abcdef0123456789";
 

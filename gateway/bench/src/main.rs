@@ -602,15 +602,10 @@ async fn sink_row(
     smoke: bool,
 ) -> anyhow::Result<(Row, DeliveryStats)> {
     let sink = sink::Sink::start().await?;
-    let setup = GatewaySetup {
-        plugins: true,
-        in_memory_store: false,
-        postgres_url: None,
-        destination: Destination::Urls((1..=copies).map(|c| sink.url_of(c)).collect()),
-        plugin_timeout: smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
-        subscriptions: false,
-        paused: false,
-    };
+    let setup = GatewaySetup::delivering(
+        (1..=copies).map(|c| sink.url_of(c)).collect(),
+        smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
+    );
     let dir = tempfile::tempdir()?;
     let mut server = start_gateway(gateway, &dir, &setup)?;
     wait_ready(&mut server, "/healthz").await?;
@@ -709,13 +704,8 @@ async fn drain_backlog(
 ) -> anyhow::Result<report::DrainStats> {
     let sink = sink::Sink::start().await?;
     let mut setup = GatewaySetup {
-        plugins: true,
-        in_memory_store: false,
-        postgres_url: None,
-        destination: Destination::Urls(vec![sink.url()]),
-        plugin_timeout: smoke.then_some(SMOKE_PLUGIN_TIMEOUT),
-        subscriptions: false,
         paused: true,
+        ..GatewaySetup::delivering(vec![sink.url()], smoke.then_some(SMOKE_PLUGIN_TIMEOUT))
     };
     let dir = tempfile::tempdir()?;
     let mut server = start_gateway(gateway, &dir, &setup)?;
@@ -919,13 +909,8 @@ async fn postgres_rows(
     let db = BenchDatabase::create(admin_url, key).await?;
     let sink = sink::Sink::start().await?;
     let setup = GatewaySetup {
-        plugins: true,
-        in_memory_store: false,
         postgres_url: Some(db.url.clone()),
-        destination: Destination::Urls(vec![sink.url()]),
-        plugin_timeout,
-        subscriptions: false,
-        paused: false,
+        ..GatewaySetup::delivering(vec![sink.url()], plugin_timeout)
     };
     let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let mut a = start_gateway(gateway, &dir_a, &setup)?;
