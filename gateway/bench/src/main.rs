@@ -137,8 +137,8 @@ struct Cli {
 
     /// Run only these rows (keys, comma-separated: no-plugins, plugins,
     /// in-memory, delivery, fixed-rate, postgres, postgres-2-delivery,
-    /// peer, publish, postgres-publish, fan-out, drain); the baseline always runs, every
-    /// ratio needs it. For profiling one row; the fixed-rate row then needs
+    /// peer, publish, postgres-publish, fan-out, drain); the baseline
+    /// always runs, every ratio needs it. For profiling one row; the fixed-rate row then needs
     /// `plugins` or `--rate`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -587,8 +587,7 @@ struct SinkRow {
 }
 
 /// A delivering gateway's row: github + github-teams, the route sending
-/// each webhook to `row.copies` destinations, all on one sink in this
-/// process.
+/// each webhook to `copies` destinations, all on one sink in this process.
 async fn sink_row(
     gateway: &std::path::Path,
     target: &impl Fn(std::net::SocketAddr, &str) -> Target,
@@ -628,11 +627,12 @@ async fn sink_row(
 }
 
 /// Rows 5, 6 and 12: load on a delivering gateway, then a wait for the sink
-/// to see every owed event (every 2xx, warm-up included; one by one, see
-/// `delivery.rs`), then a watch of one lease for late duplicates. Latency per event runs from the moment the
-/// client read its 202 to the moment the sink saw the matching
-/// `webhook-id` (the GitHub delivery id, unique per request); both are read
-/// from this process's monotonic clock.
+/// to see every owed delivery (`copies` for every 2xx, warm-up included;
+/// one by one, see `delivery.rs`), then a watch of one lease for late
+/// duplicates. Latency per delivery runs from the moment the client read
+/// its 202 to the moment the sink saw the matching `webhook-id` (the GitHub
+/// delivery id, unique per request) at that copy's URL; both are read from
+/// this process's monotonic clock.
 async fn delivery_row(
     server: &mut ServerProcess,
     sink: &sink::Sink,
