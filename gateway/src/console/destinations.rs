@@ -147,8 +147,8 @@ fn settings(d: &DestinationConfig, compiled: &CompiledDestination) -> Vec<(&'sta
         }
         return out;
     }
-    if let Some(url) = &compiled.url {
-        out.push(("Target", origin(url)));
+    if let Some(url) = d.url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()) {
+        out.push(("Target", origin(&url)));
     }
     if d.kind == DestinationKind::Log {
         return out;

@@ -448,20 +448,19 @@ async fn send(
     relayed: bool,
 ) -> (AttemptResult, Option<String>, Option<RelayReply>) {
     let client = dest.client.as_ref().map_or(shared, |c| &c.client);
-    let Some(target) = &dest.target else {
+    let target = match &dest.target {
+        Ok(target) => target,
         // A URL hyper cannot take as a `Uri`, or none.
-        let error = match dest.url.as_ref().map(Target::new) {
-            Some(Err(why)) => format!("request failed: {why}"),
-            _ => "destination has no url".to_owned(),
-        };
-        return (
-            AttemptResult {
-                error: Some(error),
-                ..Default::default()
-            },
-            None,
-            None,
-        );
+        Err(error) => {
+            return (
+                AttemptResult {
+                    error: Some(error.clone()),
+                    ..Default::default()
+                },
+                None,
+                None,
+            );
+        }
     };
     let id = d.message.id.as_deref().unwrap_or(&d.event_id);
     let mut headers = outbound_headers(&d.message, dest, id);

@@ -110,10 +110,9 @@ pub struct CompiledDestination {
     pub name: Arc<str>,
     /// Kind.
     pub kind: DestinationKind,
-    /// Target URL (http kind).
-    pub url: Option<reqwest::Url>,
-    /// `url` prepared for the delivery client once, not at every attempt.
-    pub target: Option<crate::delivery::client::Target>,
+    /// The target URL (http kind), prepared for the delivery client once,
+    /// not at every attempt; else what each attempt records instead.
+    pub target: Result<crate::delivery::client::Target, String>,
     /// Extra headers.
     pub headers: http::HeaderMap,
     /// Per-attempt timeout.
@@ -179,14 +178,15 @@ impl CompiledDestination {
                 headers.insert(k, v);
             }
         }
-        let url = d.url.as_deref().and_then(|u| reqwest::Url::parse(u).ok());
+        let target = match d.url.as_deref().map(reqwest::Url::parse) {
+            Some(Ok(url)) => crate::delivery::client::Target::new(&url)
+                .map_err(|why| format!("request failed: {why}")),
+            _ => Err("destination has no url".to_owned()),
+        };
         CompiledDestination {
             name: Arc::from(name),
             kind: d.kind,
-            url: url.clone(),
-            target: url
-                .as_ref()
-                .and_then(|u| crate::delivery::client::Target::new(u).ok()),
+            target,
             headers,
             timeout: d.timeout.0,
             concurrency: d.concurrency,
@@ -519,4 +519,29 @@ async fn timed<T>(
 /// A new gateway event id: time-ordered (UUIDv7) so ids sort by arrival.
 pub fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::now_v7().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(d: serde_json::Value) -> CompiledDestination {
+        let d: DestinationConfig = serde_json::from_value(d).unwrap();
+        CompiledDestination::new("d", &d)
+    }
+
+    /// The URL is prepared once, its user and password moved to the
+    /// authorization; a destination without one carries what each attempt
+    /// records instead.
+    #[test]
+    fn a_destinations_target_is_prepared_at_compile() {
+        let with_user = compiled(serde_json::json!({ "url": "http://u:p@127.0.0.1:9/x" }));
+        let target = format!("{:?}", with_user.target.unwrap());
+        assert!(target.contains("http://127.0.0.1:9/x"), "{target}");
+        assert!(!target.contains("u:p@"), "{target}");
+        assert!(target.contains("authorization: Some"), "{target}");
+
+        let none = compiled(serde_json::json!({ "kind": "log" }));
+        assert_eq!(none.target.unwrap_err(), "destination has no url");
+    }
 }
