@@ -74,6 +74,15 @@ impl GatewaySetup {
     }
 }
 
+/// The name of a delivering route's `n`th destination (1-based): `out`,
+/// then `out2`, `out3`, ... (the sink's copies are numbered alike).
+fn destination_name(n: usize) -> String {
+    match n {
+        1 => "out".to_owned(),
+        n => format!("out{n}"),
+    }
+}
+
 /// The publish rows' tenant key (`accessToken`).
 pub const API_KEY: &str = "bench-0123456789abcdef0123456789";
 
@@ -105,16 +114,13 @@ pub fn gateway_yaml(dir: &Path, setup: &GatewaySetup) -> String {
         ));
     }
     yaml.push_str("destinations:\n");
-    let mut names = vec!["out".to_owned()];
+    let names: Vec<String> = match &setup.destination {
+        Destination::Discard => vec!["out".to_owned()],
+        Destination::Urls(urls) => (1..=urls.len()).map(destination_name).collect(),
+    };
     match &setup.destination {
         Destination::Discard => yaml.push_str("  out: { kind: log }\n"),
         Destination::Urls(urls) => {
-            names = (1..=urls.len())
-                .map(|i| match i {
-                    1 => "out".to_owned(),
-                    n => format!("out{n}"),
-                })
-                .collect();
             for (name, url) in names.iter().zip(urls) {
                 yaml.push_str(&format!(
                     "  {name}: {{ url: {}{} }}\n",
@@ -173,10 +179,7 @@ mod tests {
     fn only_delivering_gateways_get_the_short_lease() {
         let dir = Path::new("/tmp/x");
         assert!(!gateway_yaml(dir, &setup(true, false)).contains("lease"));
-        let delivering = GatewaySetup {
-            destination: Destination::Urls(vec!["http://127.0.0.1:1/d".into()]),
-            ..setup(true, false)
-        };
+        let delivering = GatewaySetup::delivering(vec!["http://127.0.0.1:1/d".into()], None);
         assert!(gateway_yaml(dir, &delivering).contains("delivery: { lease: 5s }"));
     }
 
@@ -196,10 +199,7 @@ mod tests {
     #[test]
     fn a_paused_destination_differs_only_by_the_flag() {
         let dir = Path::new("/tmp/x");
-        let delivering = GatewaySetup {
-            destination: Destination::Urls(vec!["http://127.0.0.1:1/d".into()]),
-            ..setup(true, false)
-        };
+        let delivering = GatewaySetup::delivering(vec!["http://127.0.0.1:1/d".into()], None);
         let paused = GatewaySetup {
             paused: true,
             ..delivering.clone()
@@ -212,17 +212,14 @@ mod tests {
     #[test]
     fn a_fan_out_sends_each_webhook_to_every_url() {
         let dir = Path::new("/tmp/x");
-        let one = GatewaySetup {
-            destination: Destination::Urls(vec!["http://127.0.0.1:1/d".into()]),
-            ..setup(true, false)
-        };
-        let two = GatewaySetup {
-            destination: Destination::Urls(vec![
+        let one = GatewaySetup::delivering(vec!["http://127.0.0.1:1/d".into()], None);
+        let two = GatewaySetup::delivering(
+            vec![
                 "http://127.0.0.1:1/d".into(),
                 "http://127.0.0.1:1/d/2".into(),
-            ]),
-            ..setup(true, false)
-        };
+            ],
+            None,
+        );
         let (a, b) = (gateway_yaml(dir, &one), gateway_yaml(dir, &two));
         assert!(a.contains("to: [out]\n"), "{a}");
         assert!(

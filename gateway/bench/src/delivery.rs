@@ -163,15 +163,20 @@ mod tests {
         base + Duration::from_millis(ms)
     }
 
+    /// The measured window from `from` to `to` ms after `base`.
+    fn window(base: Instant, from: u64, to: u64) -> Window {
+        Window {
+            start: at(base, from),
+            end: at(base, to),
+        }
+    }
+
     /// A warm-up event that never arrives is missing, and one duplicate
     /// is counted: neither hides behind the total count at the sink.
     #[test]
     fn a_lost_warm_up_event_and_a_duplicate_are_both_reported() {
         let t = Instant::now();
-        let window = Window {
-            start: at(t, 1_000),
-            end: at(t, 2_000),
-        };
+        let window = window(t, 1_000, 2_000);
         let load = LoadResult {
             ok: 2,
             answered: vec![("a".into(), at(t, 1_100)), ("b".into(), at(t, 1_200))],
@@ -201,10 +206,7 @@ mod tests {
     #[test]
     fn drained_is_the_first_arrival_of_the_last_owed_id() {
         let t = Instant::now();
-        let window = Window {
-            start: t,
-            end: at(t, 1_000),
-        };
+        let window = window(t, 0, 1_000);
         let load = LoadResult {
             ok: 1,
             answered: vec![("a".into(), at(t, 100))],
@@ -232,10 +234,7 @@ mod tests {
     #[test]
     fn each_copy_of_a_fanned_out_webhook_is_owed_and_timed() {
         let t = Instant::now();
-        let window = Window {
-            start: t,
-            end: at(t, 1_000),
-        };
+        let window = window(t, 0, 1_000);
         let load = LoadResult {
             ok: 2,
             answered: vec![("a".into(), at(t, 100)), ("b".into(), at(t, 200))],

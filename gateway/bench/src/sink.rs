@@ -50,10 +50,7 @@ impl Sink {
     /// it under [`copy_id`]`(webhook-id, copy)`, so each copy is owed and
     /// counted on its own.
     pub fn url_of(&self, copy: usize) -> String {
-        match copy {
-            1 => format!("http://{}/deliveries", self.addr),
-            n => format!("http://{}/deliveries/{n}", self.addr),
-        }
+        format!("http://{}{}", self.addr, copy_path(copy))
     }
 
     /// ([`copy_id`], when it arrived) of every delivery so far.
@@ -81,6 +78,14 @@ pub fn copy_id(id: &str, copy: usize) -> String {
     match copy {
         1 => id.to_owned(),
         n => format!("{id}#{n}"),
+    }
+}
+
+/// The path of copy `copy` ([`Sink::url_of`]).
+fn copy_path(copy: usize) -> String {
+    match copy {
+        1 => "/deliveries".to_owned(),
+        n => format!("/deliveries/{n}"),
     }
 }
 
@@ -125,13 +130,7 @@ mod tests {
     #[test]
     fn each_copy_url_maps_back_to_its_own_key() {
         for copy in 1..=3 {
-            let url = format!(
-                "http://127.0.0.1:1/deliveries{}",
-                match copy {
-                    1 => String::new(),
-                    n => format!("/{n}"),
-                }
-            );
+            let url = format!("http://127.0.0.1:1{}", copy_path(copy));
             let path = url.parse::<Uri>().unwrap().path().to_owned();
             assert_eq!(copy_of(&path), copy, "{url}");
         }
