@@ -181,7 +181,10 @@ impl CompiledDestination {
         let target = match d.url.as_deref().map(reqwest::Url::parse) {
             Some(Ok(url)) => crate::delivery::client::Target::new(&url)
                 .map_err(|why| format!("request failed: {why}")),
-            _ => Err("destination has no url".to_owned()),
+            // The config check refuses such a URL; kept apart from "none"
+            // so that a record never says the wrong one.
+            Some(Err(why)) => Err(format!("request failed: the URL: {why}")),
+            None => Err("destination has no url".to_owned()),
         };
         CompiledDestination {
             name: Arc::from(name),
@@ -543,5 +546,9 @@ mod tests {
 
         let none = compiled(serde_json::json!({ "kind": "log" }));
         assert_eq!(none.target.unwrap_err(), "destination has no url");
+
+        let bad = compiled(serde_json::json!({ "url": "not a url" }));
+        let why = bad.target.unwrap_err();
+        assert!(why.starts_with("request failed: the URL: "), "{why}");
     }
 }
