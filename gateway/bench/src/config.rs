@@ -115,12 +115,12 @@ pub fn gateway_yaml(dir: &Path, setup: &GatewaySetup) -> String {
     }
     yaml.push_str("destinations:\n");
     let names: Vec<String> = match &setup.destination {
-        Destination::Discard => vec!["out".to_owned()],
-        Destination::Urls(urls) => (1..=urls.len()).map(destination_name).collect(),
-    };
-    match &setup.destination {
-        Destination::Discard => yaml.push_str("  out: { kind: log }\n"),
+        Destination::Discard => {
+            yaml.push_str("  out: { kind: log }\n");
+            vec!["out".to_owned()]
+        }
         Destination::Urls(urls) => {
+            let names: Vec<String> = (1..=urls.len()).map(destination_name).collect();
             for (name, url) in names.iter().zip(urls) {
                 yaml.push_str(&format!(
                     "  {name}: {{ url: {}{} }}\n",
@@ -128,14 +128,15 @@ pub fn gateway_yaml(dir: &Path, setup: &GatewaySetup) -> String {
                     if setup.paused { ", paused: true" } else { "" }
                 ));
             }
+            // Delivering gateways get a short lease, so that the bench's
+            // watch for duplicates after the drain stays short.
+            yaml.push_str(&format!(
+                "delivery: {{ lease: {}s }}\n",
+                DELIVERY_LEASE.as_secs()
+            ));
+            names
         }
-    }
-    if matches!(setup.destination, Destination::Urls(_)) {
-        yaml.push_str(&format!(
-            "delivery: {{ lease: {}s }}\n",
-            DELIVERY_LEASE.as_secs()
-        ));
-    }
+    };
     yaml.push_str(&format!("routes:\n  {ROUTE}:\n"));
     if setup.plugins {
         yaml.push_str(&format!(
