@@ -22,6 +22,8 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::github::DeliveryIds;
+
 /// The longest one request may take, connecting and reading the whole
 /// answer included: generous (the servers answer in milliseconds), only so
 /// that one request the server never answers cannot hold a worker, and so
@@ -40,10 +42,53 @@ pub struct Target {
     /// Header that gets a unique value per request (the provider's delivery
     /// id, which becomes the delivered message's `webhook-id`).
     pub id_header: HeaderName,
-    /// Prefix of those unique values.
-    pub id_prefix: String,
+    /// How those unique values are made.
+    pub ids: Ids,
     /// Body of every request.
     pub body: Bytes,
+}
+
+/// How a load's unique values (one per request) are made.
+#[derive(Debug, Clone)]
+pub enum Ids {
+    /// GitHub's delivery ids (version-1 UUIDs of the time of sending, see
+    /// `github.rs`), the load's name making each load's its own.
+    GithubDelivery(String),
+    /// `<prefix>-<worker>-<n>`, for a value nothing but the bench reads.
+    Counted(String),
+}
+
+/// One worker's maker of unique values.
+enum IdMaker {
+    Github(DeliveryIds),
+    Counted {
+        prefix: String,
+        worker: usize,
+        n: u64,
+    },
+}
+
+impl IdMaker {
+    fn new(ids: &Ids, worker: usize) -> Self {
+        match ids {
+            Ids::GithubDelivery(load) => IdMaker::Github(DeliveryIds::new(load, worker)),
+            Ids::Counted(prefix) => IdMaker::Counted {
+                prefix: prefix.clone(),
+                worker,
+                n: 0,
+            },
+        }
+    }
+
+    fn next_id(&mut self) -> String {
+        match self {
+            IdMaker::Github(ids) => ids.next_id(),
+            IdMaker::Counted { prefix, worker, n } => {
+                *n += 1;
+                format!("{prefix}-{worker}-{n}")
+            }
+        }
+    }
 }
 
 /// When to stop.
@@ -186,7 +231,7 @@ async fn worker(
 ) -> LoadResult {
     let mut result = LoadResult::default();
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
-    let mut seq = 0u64;
+    let mut ids = IdMaker::new(&target.ids, index);
     let authority = target.addr.to_string();
     // Open loop: this worker's share of the rate, staggered so that the
     // workers do not fire together.
@@ -211,8 +256,7 @@ async fn worker(
         {
             break;
         }
-        seq += 1;
-        let id = format!("{}-{index}-{seq}", target.id_prefix);
+        let id = ids.next_id();
         let started = Instant::now();
         let outcome =
             tokio::time::timeout(REQUEST_TIMEOUT, send(&mut sender, &target, &authority, &id))

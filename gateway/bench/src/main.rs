@@ -1,7 +1,9 @@
 //! hookgate's load benchmark (`cargo run --release -p hookgate-bench`).
 //!
-//! On loopback, with the same signed GitHub `issues` payload (about 2 KB)
-//! at a fixed number of keep-alive connections, it measures:
+//! On loopback, with the same signed GitHub `issues` payload (about 2 KB),
+//! sent with GitHub's headers and a delivery id of its own each, as GitHub
+//! makes them (`github.rs`), at a fixed number of keep-alive connections,
+//! it measures:
 //!
 //! 1. a bare axum server that reads the body, checks the HMAC and answers
 //!    202 (baseline);
@@ -30,6 +32,7 @@
 
 mod config;
 mod delivery;
+mod github;
 mod load;
 mod payload;
 #[cfg(test)]
@@ -49,7 +52,7 @@ use clap::{Parser, Subcommand};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use config::{Destination, GatewaySetup};
-use load::{Plan, Stop, Target};
+use load::{Ids, Plan, Stop, Target};
 use report::{DeliveryStats, Report, Row};
 use server::ServerProcess;
 
@@ -225,26 +228,13 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
     });
 
     let body = Bytes::from(payload::issue_opened_small());
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        http::header::USER_AGENT,
-        HeaderValue::from_static("GitHub-Hookshot/hookgate-bench"),
-    );
-    headers.insert("x-github-event", HeaderValue::from_static("issues"));
-    headers.insert(
-        "x-hub-signature-256",
-        HeaderValue::from_str(&payload::github_signature(&body))?,
-    );
+    let headers = github::delivery_headers(&body)?;
     let target = |addr, prefix: &str| Target {
         addr,
         path: format!("/hooks/{}", config::ROUTE),
         headers: headers.clone(),
         id_header: HeaderName::from_static("x-github-delivery"),
-        id_prefix: prefix.to_owned(),
+        ids: Ids::GithubDelivery(prefix.to_owned()),
         body: body.clone(),
     };
     let plan = Plan {
@@ -1039,7 +1029,7 @@ async fn publish_row(
         // Not read by the gateway: a published event's id would make the
         // publish idempotent, and it is in the body, which stays the same.
         id_header: HeaderName::from_static("x-bench-request"),
-        id_prefix: key.to_owned(),
+        ids: Ids::Counted(key.to_owned()),
         body: Bytes::from(body.to_string()),
     };
     let title = format!("hookgate: /v1/events to {SUBSCRIBERS} subscribers, {engine}");
