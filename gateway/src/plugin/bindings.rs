@@ -19,6 +19,9 @@ pub mod v2 {
         exports: { default: async },
         // Outbound HTTP awaits the network.
         imports: { "hookgate:plugin/http.send": async },
+        // What the host passes into a call is borrowed from the request
+        // or message it already holds, not copied into owned types first.
+        ownership: Borrowing { duplicate_if_necessary: true },
     });
 }
 
@@ -29,5 +32,6 @@ pub mod v1 {
         path: "../wit/deps/plugin-0.1.0/plugin.wit",
         world: "hookgate:plugin/plugin@0.1.0",
         exports: { default: async },
+        ownership: Borrowing { duplicate_if_necessary: true },
     });
 }

@@ -370,7 +370,7 @@ impl v2http::Host for CallState {
                 headers: resp
                     .headers
                     .into_iter()
-                    .map(|(name, value)| v2types::Header { name, value })
+                    .map(|(name, value)| v2types::HeaderResult { name, value })
                     .collect(),
                 body: resp.body,
             }),

@@ -766,10 +766,11 @@ impl LoadedPlugin {
     ) -> Result<Verdict, PluginError> {
         match &self.api {
             Api::V1(indices) => {
-                let req = types::v1::request(req);
+                let headers = types::v1::headers_to_wit(&req.headers);
+                let req = types::v1::request(req, &headers);
                 self.call(ctx, async |store, instance| {
                     let p = indices.load(&mut *store, instance)?;
-                    p.hookgate_plugin_verifier().call_verify(store, &req).await
+                    p.hookgate_plugin_verifier().call_verify(store, req).await
                 })
                 .await
                 .and_then(|r| self.guest(r.map_err(types::v1::error_from)))
@@ -777,10 +778,11 @@ impl LoadedPlugin {
             }
             Api::V2(api) => {
                 let indices = self.exported_stage(api.verifier.as_ref(), Stage::Verify)?;
-                let req = types::v2::request(req);
+                let headers = types::v2::headers_to_wit(&req.headers);
+                let req = types::v2::request(req, &headers);
                 self.call(ctx, async |store, instance| {
                     let g = indices.load(&mut *store, instance)?;
-                    g.call_verify(store, &req).await
+                    g.call_verify(store, req).await
                 })
                 .await
                 .and_then(|r| self.guest(r.map_err(types::v2::error_from)))
@@ -797,11 +799,12 @@ impl LoadedPlugin {
     ) -> Result<Vec<Message>, PluginError> {
         match &self.api {
             Api::V1(indices) => {
-                let msg = types::v1::message(msg);
+                let headers = types::v1::headers_to_wit(&msg.headers);
+                let msg = types::v1::message(msg, &headers);
                 self.call(ctx, async |store, instance| {
                     let p = indices.load(&mut *store, instance)?;
                     p.hookgate_plugin_transformer()
-                        .call_transform(store, &msg)
+                        .call_transform(store, msg)
                         .await
                 })
                 .await
@@ -810,10 +813,11 @@ impl LoadedPlugin {
             }
             Api::V2(api) => {
                 let indices = self.exported_stage(api.transformer.as_ref(), Stage::Transform)?;
-                let msg = types::v2::message(msg);
+                let headers = types::v2::headers_to_wit(&msg.headers);
+                let msg = types::v2::message(msg, &headers);
                 self.call(ctx, async |store, instance| {
                     let g = indices.load(&mut *store, instance)?;
-                    g.call_transform(store, &msg).await
+                    g.call_transform(store, msg).await
                 })
                 .await
                 .and_then(|r| self.guest(r.map_err(types::v2::error_from)))
@@ -829,13 +833,15 @@ impl LoadedPlugin {
         msg: &Message,
         defaults: &[String],
     ) -> Result<Vec<String>, PluginError> {
+        let defaults: Vec<&str> = defaults.iter().map(String::as_str).collect();
         match &self.api {
             Api::V1(indices) => {
-                let msg = types::v1::message(msg);
+                let headers = types::v1::headers_to_wit(&msg.headers);
+                let msg = types::v1::message(msg, &headers);
                 self.call(ctx, async |store, instance| {
                     let p = indices.load(&mut *store, instance)?;
                     p.hookgate_plugin_router()
-                        .call_route(store, &msg, defaults)
+                        .call_route(store, msg, &defaults)
                         .await
                 })
                 .await
@@ -843,10 +849,11 @@ impl LoadedPlugin {
             }
             Api::V2(api) => {
                 let indices = self.exported_stage(api.router.as_ref(), Stage::Route)?;
-                let msg = types::v2::message(msg);
+                let headers = types::v2::headers_to_wit(&msg.headers);
+                let msg = types::v2::message(msg, &headers);
                 self.call(ctx, async |store, instance| {
                     let g = indices.load(&mut *store, instance)?;
-                    g.call_route(store, &msg, defaults).await
+                    g.call_route(store, msg, &defaults).await
                 })
                 .await
                 .and_then(|r| self.guest(r.map_err(types::v2::error_from)))

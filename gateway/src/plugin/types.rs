@@ -119,49 +119,64 @@ macro_rules! wit_conversions {
         use crate::text::{key, without_nul};
         use $wit as wit;
 
-        fn headers_to_wit(headers: &[HeaderPair]) -> Vec<wit::Header> {
+        /// A call's headers, borrowed from the gateway's own: the call
+        /// copies them into the guest's memory once, and nothing copies them
+        /// on the host side first.
+        pub(in crate::plugin) fn headers_to_wit(
+            headers: &[HeaderPair],
+        ) -> Vec<wit::HeaderParam<'_>> {
             headers
                 .iter()
-                .map(|(name, value)| wit::Header {
-                    name: name.clone(),
+                .map(|(name, value)| wit::HeaderParam {
+                    name,
                     value: $header_to(value),
                 })
                 .collect()
         }
 
-        fn headers_from_wit(headers: Vec<wit::Header>) -> Vec<HeaderPair> {
+        fn headers_from_wit(headers: Vec<wit::HeaderResult>) -> Vec<HeaderPair> {
             headers
                 .into_iter()
                 .map(|h| (h.name.to_ascii_lowercase(), $header_from(h.value)))
                 .collect()
         }
 
-        pub(in crate::plugin) fn request(r: &InboundRequest) -> wit::Request {
+        /// `r` as a verifier's argument, with its headers from
+        /// [`headers_to_wit`].
+        pub(in crate::plugin) fn request<'a>(
+            r: &'a InboundRequest,
+            headers: &'a [wit::HeaderParam<'a>],
+        ) -> wit::Request<'a> {
             wit::Request {
-                method: r.method.clone(),
-                path: r.path.clone(),
-                query: r.query.clone(),
-                headers: headers_to_wit(&r.headers),
-                body: r.body.to_vec(),
-                route: r.route.clone(),
+                method: &r.method,
+                path: &r.path,
+                query: &r.query,
+                headers,
+                body: &r.body,
+                route: &r.route,
                 received_at_ms: r.received_at_ms,
             }
         }
 
-        pub(in crate::plugin) fn message(m: &Message) -> wit::Message {
-            wit::Message {
-                id: m.id.clone(),
-                event_type: m.event_type.clone(),
-                content_type: m.content_type.clone(),
-                headers: headers_to_wit(&m.headers),
-                body: m.body.to_vec(),
+        /// `m` as a transformer's or router's argument, with its headers
+        /// from [`headers_to_wit`].
+        pub(in crate::plugin) fn message<'a>(
+            m: &'a Message,
+            headers: &'a [wit::HeaderParam<'a>],
+        ) -> wit::MessageParam<'a> {
+            wit::MessageParam {
+                id: m.id.as_deref(),
+                event_type: m.event_type.as_deref(),
+                content_type: &m.content_type,
+                headers,
+                body: &m.body,
             }
         }
 
         /// A plugin's message as the gateway keeps it: its id and event
         /// type are stored and indexed as text, its content type stored
         /// (see [`crate::text`]).
-        pub(in crate::plugin) fn message_from(m: wit::Message) -> Message {
+        pub(in crate::plugin) fn message_from(m: wit::MessageResult) -> Message {
             Message {
                 id: m.id.map(key),
                 event_type: m.event_type.map(key),
@@ -212,7 +227,7 @@ pub(super) mod v1 {
     use super::*;
     wit_conversions!(
         crate::plugin::bindings::v1::hookgate::plugin::types,
-        |v: &String| v.clone(),
+        String::as_str,
         |v: String| v,
         |_: &wit::Accepted| Vec::new()
     );
@@ -225,7 +240,7 @@ pub(super) mod v2 {
     use super::*;
     wit_conversions!(
         crate::plugin::bindings::v2::hookgate::plugin::types,
-        |v: &String| v.as_bytes().to_vec(),
+        String::as_bytes,
         |v: Vec<u8>| String::from_utf8(v)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         |a: &wit::Accepted| a
