@@ -137,7 +137,11 @@ macro_rules! wit_conversions {
         fn headers_from_wit(headers: Vec<wit::HeaderResult>) -> Vec<HeaderPair> {
             headers
                 .into_iter()
-                .map(|h| (h.name.to_ascii_lowercase(), $header_from(h.value)))
+                .map(|h| {
+                    let mut name = h.name;
+                    name.make_ascii_lowercase();
+                    (name, $header_from(h.value))
+                })
                 .collect()
         }
 
