@@ -64,17 +64,22 @@ pub fn sha1_signature(body: &[u8]) -> String {
 #[derive(Debug)]
 pub struct DeliveryIds {
     clock_seq: u16,
-    node: u64,
+    node: [u8; 6],
     last_tick: u64,
 }
 
 impl DeliveryIds {
-    /// Ids for worker `worker` (below 16,384) of the load named `load`.
+    /// Ids for worker `worker` of the load named `load`.
     pub fn new(load: &str, worker: usize) -> Self {
+        // The clock sequence holds 14 bits of the worker (the UUID's variant
+        // bits are the builder's); the node's last two bytes the next 16.
+        let mut node = node_of(load);
+        let high = ((worker >> 14) as u16).to_be_bytes();
+        node[4] ^= high[0];
+        node[5] ^= high[1];
         DeliveryIds {
-            // The variant bits (10) over 14 bits of sequence.
-            clock_seq: 0x8000 | (worker as u16 & 0x3fff),
-            node: node_of(load),
+            clock_seq: worker as u16 & 0x3fff,
+            node,
             last_tick: 0,
         }
     }
@@ -87,25 +92,22 @@ impl DeliveryIds {
             .unwrap_or_default();
         let tick = (since_unix.as_nanos() / 100) as u64 + GREGORIAN_TO_UNIX_TICKS;
         self.last_tick = tick.max(self.last_tick + 1);
-        format_v1(self.last_tick, self.clock_seq, self.node)
+        uuid::Builder::from_gregorian_timestamp(self.last_tick, self.clock_seq, &self.node)
+            .into_uuid()
+            .to_string()
     }
 }
 
 /// A UUID's 48-bit node from a load's name (FNV-1a), with the multicast bit
 /// set as RFC 9562 asks of a node that is not a MAC address.
-fn node_of(load: &str) -> u64 {
+fn node_of(load: &str) -> [u8; 6] {
     let hash = load.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    (hash & 0xffff_ffff_ffff) | 0x0100_0000_0000
-}
-
-/// The text of the version-1 UUID of `tick` (100 ns since 1582-10-15).
-fn format_v1(tick: u64, clock_seq: u16, node: u64) -> String {
-    let low = tick & 0xffff_ffff;
-    let mid = (tick >> 32) & 0xffff;
-    let high = ((tick >> 48) & 0x0fff) | 0x1000;
-    format!("{low:08x}-{mid:04x}-{high:04x}-{clock_seq:04x}-{node:012x}")
+    let [_, _, node @ ..] = hash.to_be_bytes();
+    let mut node: [u8; 6] = node;
+    node[0] |= 0x01;
+    node
 }
 
 #[cfg(test)]
@@ -114,9 +116,9 @@ mod tests {
 
     /// The tick of a version-1 UUID's text.
     fn tick_of(id: &str) -> u64 {
-        let parts: Vec<&str> = id.split('-').collect();
-        assert_eq!(parts.len(), 5, "{id}");
-        u64::from_str_radix(&format!("{}{}{}", &parts[2][1..], parts[1], parts[0]), 16).unwrap()
+        let uuid = uuid::Uuid::parse_str(id).unwrap();
+        assert_eq!(uuid.get_version_num(), 1, "{id}");
+        uuid.get_timestamp().unwrap().to_gregorian().0
     }
 
     #[test]
@@ -126,8 +128,11 @@ mod tests {
         let tick = tick_of("58474f00-b361-11eb-836d-0e4f3503ccbe");
         let unix_ms = (tick - GREGORIAN_TO_UNIX_TICKS) / 10_000;
         assert_eq!(unix_ms, 1_620_851_623_920);
+        let node = [0x0e, 0x4f, 0x35, 0x03, 0xcc, 0xbe];
         assert_eq!(
-            format_v1(tick, 0x836d, 0x0e4f_3503_ccbe),
+            uuid::Builder::from_gregorian_timestamp(tick, 0x036d, &node)
+                .into_uuid()
+                .to_string(),
             "58474f00-b361-11eb-836d-0e4f3503ccbe"
         );
     }
@@ -141,7 +146,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         let mut last = 0;
         for load in ["pg2a", "pg2b"] {
-            for worker in [0, 1, 63] {
+            for worker in [0, 1, 63, 16_384, 16_385] {
                 let mut ids = DeliveryIds::new(load, worker);
                 for _ in 0..1000 {
                     let id = ids.next_id();
