@@ -2,6 +2,8 @@
 //!
 //! Values arrive with `${VAR}` references already replaced by the gateway.
 
+use std::cell::RefCell;
+
 use serde::de::DeserializeOwned;
 
 use crate::bindings::hookgate::plugin::host;
@@ -53,12 +55,42 @@ fn parse_block<T: DeserializeOwned>(raw: &str) -> Result<T, Error> {
 
 /// One top-level key as a string (numbers and booleans as their JSON text).
 pub fn get(key: &str) -> Option<String> {
-    host::config_get(key)
+    lookup(key)
+}
+
+/// Keys asked for at most this often are remembered; more is a plugin
+/// building key names, which then asks the host each time.
+const REMEMBERED_KEYS: usize = 32;
+
+thread_local! {
+    /// The `with:` keys this instance has asked the host for, and what it
+    /// said. An instance serves one use of one plugin (one route step's
+    /// `with:` block) for its whole life: the gateway parks warm instances
+    /// in the use's own pool, and a reload makes new uses. So a key's value
+    /// never changes under an instance, and a verifier that reads its
+    /// secret on every webhook asks the host once (each ask is a call out
+    /// of the guest, the key lifted and the value lowered into guest
+    /// memory).
+    static KEYS: RefCell<Vec<(String, Option<String>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `config-get`, once per key per instance (see [`KEYS`]).
+fn lookup(key: &str) -> Option<String> {
+    KEYS.with_borrow_mut(|keys| {
+        if let Some((_, value)) = keys.iter().find(|(k, _)| k == key) {
+            return value.clone();
+        }
+        let value = host::config_get(key);
+        if keys.len() < REMEMBERED_KEYS {
+            keys.push((key.to_owned(), value.clone()));
+        }
+        value
+    })
 }
 
 /// One top-level key as a string, or an [`Error::Config`] naming the key.
 pub fn require_str(key: &str) -> Result<String, Error> {
-    match host::config_get(key) {
+    match lookup(key) {
         Some(v) if !v.is_empty() => Ok(v),
         Some(_) => Err(Error::config(format!("`with.{key}` is empty"))),
         None => Err(Error::config(format!("`with.{key}` is required"))),
@@ -91,7 +123,7 @@ pub fn secret_and_tolerance(default_secs: u64) -> Result<SecretAndTolerance, Err
 /// an empty value is almost always an unset `${VAR}`, and silently treating
 /// it as absent would turn a check off.
 pub fn optional_str(key: &str) -> Result<Option<String>, Error> {
-    match host::config_get(key) {
+    match lookup(key) {
         Some(v) if v.is_empty() => Err(Error::config(format!("`with.{key}` is empty"))),
         value => Ok(value),
     }
@@ -99,7 +131,7 @@ pub fn optional_str(key: &str) -> Result<Option<String>, Error> {
 
 /// A boolean key; absent means `default`.
 pub fn get_bool(key: &str, default: bool) -> Result<bool, Error> {
-    match host::config_get(key).as_deref() {
+    match lookup(key).as_deref() {
         None => Ok(default),
         Some("true") => Ok(true),
         Some("false") => Ok(false),
@@ -111,7 +143,7 @@ pub fn get_bool(key: &str, default: bool) -> Result<bool, Error> {
 
 /// An unsigned integer key; absent means `default`.
 pub fn get_u64(key: &str, default: u64) -> Result<u64, Error> {
-    match host::config_get(key) {
+    match lookup(key) {
         None => Ok(default),
         Some(v) => v
             .trim()
