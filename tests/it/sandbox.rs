@@ -206,6 +206,62 @@ routes:
     assert_eq!(steps(false).await, 0, "reuse off keeps none");
 }
 
+/// The SDK remembers each `with:` key an instance asked for (one host call
+/// per key per instance, `plugin-sdk/src/config.rs`). That holds only
+/// while an instance serves one use: two routes with the same verifier and
+/// different secrets, called in turn on warm instances, each accept their
+/// own secret and refuse the other's.
+#[tokio::test(flavor = "multi_thread")]
+async fn warm_instances_of_two_uses_keep_their_own_with_block() {
+    let yaml = r#"
+destinations: { sink: { kind: log } }
+routes:
+  a:
+    verify: { plugin: github, with: { secret: secret-a } }
+    to: [sink]
+  b:
+    verify: { plugin: github, with: { secret: secret-b } }
+    to: [sink]
+"#;
+    let config = hookgate::config::from_str(yaml, &|_| None).unwrap();
+    let engine = hookgate::plugin::PluginEngine::new(Default::default()).unwrap();
+    let snapshot = hookgate::pipeline::compile(&config, &engine, None, 1)
+        .await
+        .unwrap();
+    let body = br#"{"zen": "warm"}"#;
+    let signed = |secret: &str| {
+        TestRequest::post(body.to_vec())
+            .header(
+                "x-hub-signature-256",
+                &crate::support::sign::github(secret, body),
+            )
+            .to_inbound()
+    };
+    for round in 0..3 {
+        for (route, own, other) in [("a", "secret-a", "secret-b"), ("b", "secret-b", "secret-a")] {
+            let step = snapshot.routes[route].verify.as_ref().unwrap();
+            let ok = step.plugin.verify(&step.ctx, &signed(own)).await.unwrap();
+            assert!(
+                matches!(ok, hookgate::plugin::Verdict::Accept { .. }),
+                "route {route}, round {round}: its own secret: {ok:?}"
+            );
+            let refused = step.plugin.verify(&step.ctx, &signed(other)).await.unwrap();
+            assert!(
+                !matches!(refused, hookgate::plugin::Verdict::Accept { .. }),
+                "route {route}, round {round}: the other route's secret: {refused:?}"
+            );
+        }
+    }
+    for route in ["a", "b"] {
+        let step = snapshot.routes[route].verify.as_ref().unwrap();
+        assert_eq!(
+            step.ctx.config.warm_instances(),
+            1,
+            "route {route} ran warm"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instance_that_failed_is_not_reused() {
     let p = TestPlugin::component("trap", serde_json::json!({}));
