@@ -18,21 +18,21 @@ use crate::plugin::Stage;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: Arc<str>,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabels {
-    plugin: String,
-    stage: String,
-    outcome: String,
+    plugin: Arc<str>,
+    stage: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeliveryLabels {
     destination: String,
-    outcome: String,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -192,33 +192,42 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts one answered webhook request. `route` must be a configured
     /// route name or a fixed placeholder.
-    pub fn request(&self, route: &str, status: u16) {
+    ///
+    /// Labels on the per-webhook path are shared names (`Arc<str>`) and
+    /// fixed words, so finding a webhook's series allocates nothing.
+    pub fn request(&self, route: &Arc<str>, status: u16) {
         self.inner
             .requests
             .get_or_create(&RequestLabels {
-                route: route.to_owned(),
+                route: route.clone(),
                 status,
             })
             .inc();
     }
 
     /// Records one plugin call.
-    pub fn plugin_call(&self, plugin: &str, stage: Stage, outcome: &str, elapsed: Duration) {
+    pub fn plugin_call(
+        &self,
+        plugin: &Arc<str>,
+        stage: Stage,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
         self.inner
             .plugin_calls
             .get_or_create(&PluginLabels {
-                plugin: plugin.to_owned(),
-                stage: stage.to_string(),
-                outcome: outcome.to_owned(),
+                plugin: plugin.clone(),
+                stage: stage.as_str(),
+                outcome,
             })
             .observe(elapsed.as_secs_f64());
     }
 
     /// Records one delivery attempt.
-    pub fn delivery(&self, destination: &str, outcome: &str, elapsed: Duration) {
+    pub fn delivery(&self, destination: &str, outcome: &'static str, elapsed: Duration) {
         let labels = DeliveryLabels {
             destination: destination.to_owned(),
-            outcome: outcome.to_owned(),
+            outcome,
         };
         self.inner.deliveries.get_or_create(&labels).inc();
         self.inner

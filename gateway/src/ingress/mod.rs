@@ -209,7 +209,9 @@ pub async fn hook(
     let received_at_ms = clock::now_ms();
     let snapshot = state.snapshot();
     let Some(route) = snapshot.routes.get(&route_name).cloned() else {
-        state.metrics().request(UNKNOWN_ROUTE_LABEL, 404);
+        state
+            .metrics()
+            .request(&std::sync::Arc::from(UNKNOWN_ROUTE_LABEL), 404);
         return ApiError::UnknownRoute(route_name).into_response();
     };
 

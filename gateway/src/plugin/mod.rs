@@ -94,13 +94,20 @@ pub enum Stage {
     Route,
 }
 
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Stage {
+    /// The stage's name, as in the WIT and the metrics' `stage` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Stage::Verify => "verify",
             Stage::Transform => "transform",
             Stage::Route => "route",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
