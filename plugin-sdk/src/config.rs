@@ -58,8 +58,8 @@ pub fn get(key: &str) -> Option<String> {
     lookup(key)
 }
 
-/// Keys asked for at most this often are remembered; more is a plugin
-/// building key names, which then asks the host each time.
+/// How many keys an instance remembers; past that (a plugin that builds
+/// key names) each further key is asked of the host every time.
 const REMEMBERED_KEYS: usize = 32;
 
 thread_local! {
