@@ -8,13 +8,16 @@
 //! transform's time. Here strings without escapes are slices of the body,
 //! objects are vectors of pairs (a GitHub object has a few dozen keys at
 //! most, searched linearly), so a parse allocates about once per object or
-//! array. Lookups behave as `Value`'s do: a duplicated key yields its last
-//! value, pointers follow RFC 6901.
+//! array. A reader that knows the keys it will look up parses with only
+//! those kept ([`Json::parse_keys`]). Lookups behave as `Value`'s do: a
+//! duplicated key yields its last value, pointers follow RFC 6901.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 
 /// A parsed JSON value whose strings borrow from the input where they can.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +44,26 @@ impl<'a> Json<'a> {
     /// Parses `body`; strings without escapes borrow from it.
     pub fn parse(body: &'a [u8]) -> serde_json::Result<Self> {
         serde_json::from_slice(body)
+    }
+
+    /// Parses `body`, keeping only the object members whose key `keep`
+    /// accepts, at every depth: the others are checked (the body must
+    /// still be JSON, in UTF-8) but skipped, with nothing built or
+    /// allocated for them. For a reader that knows every key it will look
+    /// up.
+    pub fn parse_keys(body: &'a [u8], keep: fn(&str) -> bool) -> serde_json::Result<Self> {
+        // serde_json checks the UTF-8 of the strings it reads, not of those
+        // it skips: the whole body is checked here, once, and read as text.
+        let text = std::str::from_utf8(body).map_err(|e| {
+            <serde_json::Error as serde::de::Error>::custom(format!(
+                "invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            ))
+        })?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value = de.deserialize_any(JsonVisitor { keep })?;
+        de.end()?;
+        Ok(value)
     }
 
     /// The value at RFC 6901 pointer `ptr` (`""` is the whole value).
@@ -150,11 +173,27 @@ impl<'de> Deserialize<'de> for Text<'de> {
 
 impl<'de> Deserialize<'de> for Json<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(JsonVisitor)
+        d.deserialize_any(JsonVisitor { keep: every_key })
     }
 }
 
-struct JsonVisitor;
+fn every_key(_: &str) -> bool {
+    true
+}
+
+/// Builds a [`Json`], keeping the object members whose key `keep` accepts.
+#[derive(Clone, Copy)]
+struct JsonVisitor {
+    keep: fn(&str) -> bool,
+}
+
+impl<'de> DeserializeSeed<'de> for JsonVisitor {
+    type Value = Json<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
 
 impl<'de> Visitor<'de> for JsonVisitor {
     type Value = Json<'de>;
@@ -172,7 +211,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Json<'de>, D::Error> {
-        Json::deserialize(d)
+        d.deserialize_any(self)
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<Json<'de>, E> {
@@ -209,7 +248,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(item) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(self)? {
             items.push(item);
         }
         Ok(Json::Array(items))
@@ -218,8 +257,12 @@ impl<'de> Visitor<'de> for JsonVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            let value: Json<'de> = map.next_value()?;
-            members.push((key, value));
+            if (self.keep)(&key) {
+                let value = map.next_value_seed(self)?;
+                members.push((key, value));
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
         }
         Ok(Json::Object(members))
     }
@@ -301,6 +344,34 @@ mod tests {
         let ours = Json::parse(body).unwrap();
         let theirs: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(ours.get("k").and_then(Json::as_str), theirs["k"].as_str());
+    }
+
+    #[test]
+    fn parse_keys_keeps_only_the_keys_asked_for_at_every_depth() {
+        fn keep(k: &str) -> bool {
+            matches!(k, "a" | "b")
+        }
+        let body =
+            br#"{"a": {"b": [{"b": 1, "x": 2}], "x": {"b": 3}}, "x": [1, {"a": 4}], "b": "s"}"#;
+        let v = Json::parse_keys(body, keep).unwrap();
+        assert_eq!(v.pointer("/a/b/0/b").and_then(Json::as_u64), Some(1));
+        assert_eq!(v.get("b").and_then(Json::as_str), Some("s"));
+        assert!(v.pointer("/a/b/0/x").is_none());
+        assert!(v.pointer("/a/x").is_none());
+        assert!(v.get("x").is_none());
+    }
+
+    #[test]
+    fn parse_keys_still_checks_what_it_skips() {
+        fn keep(k: &str) -> bool {
+            k == "a"
+        }
+        assert!(Json::parse_keys(br#"{"a": 1, "x": [1, }"#, keep).is_err());
+        assert!(Json::parse_keys(br#"{"a": 1, "x": "\q"}"#, keep).is_err());
+        assert!(Json::parse_keys(br#"{"a": 1} trailing"#, keep).is_err());
+        assert!(Json::parse_keys(b"{\"a\": 1, \"x\": \"\xff\"}", keep).is_err());
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(Json::parse_keys(deep.as_bytes(), keep).is_err());
     }
 
     #[test]

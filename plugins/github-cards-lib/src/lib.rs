@@ -240,7 +240,7 @@ pub fn render_message(
     msg: &Message,
     render: impl FnOnce(&Card, &Message) -> Result<Message, Error>,
 ) -> Result<Message, Error> {
-    let payload = Json::parse(&msg.body)
+    let payload = Json::parse_keys(&msg.body, card_key)
         .map_err(|e| Error::invalid_input(format!("message body is not the expected JSON: {e}")))?;
     let event = msg
         .event_type
@@ -253,6 +253,94 @@ pub fn render_message(
         out.event_type = Some(event);
     }
     Ok(out)
+}
+
+/// Whether a card reads object members named `key` (at any depth): the
+/// payload is parsed with only these kept ([`Json::parse_keys`]), the rest
+/// checked and skipped, which is most of a GitHub payload (the
+/// repository's and users' API links, counts, dates and flags). Every key
+/// of every pointer in this file must be here; the tests check that by
+/// reading this file, and that each example payload of each event gives
+/// the same card either way.
+pub fn card_key(key: &str) -> bool {
+    matches!(
+        key,
+        "action"
+            | "actor"
+            | "additions"
+            | "after"
+            | "app"
+            | "assignee"
+            | "author"
+            | "avatar_url"
+            | "base"
+            | "body"
+            | "changed_files"
+            | "changes"
+            | "check_suite"
+            | "comment"
+            | "commits"
+            | "compare"
+            | "conclusion"
+            | "created"
+            | "deleted"
+            | "deletions"
+            | "display_title"
+            | "draft"
+            | "event"
+            | "events"
+            | "forced"
+            | "forkee"
+            | "forks_count"
+            | "full_name"
+            | "head"
+            | "head_branch"
+            | "head_commit"
+            | "head_sha"
+            | "hook"
+            | "hook_id"
+            | "html_url"
+            | "id"
+            | "issue"
+            | "label"
+            | "labels"
+            | "login"
+            | "merged"
+            | "message"
+            | "milestone"
+            | "name"
+            | "new_repository"
+            | "number"
+            | "organization"
+            | "path"
+            | "prerelease"
+            | "pull_request"
+            | "pusher"
+            | "ref"
+            | "release"
+            | "repository"
+            | "requested_reviewer"
+            | "requested_reviewers"
+            | "requested_team"
+            | "review"
+            | "run_number"
+            | "sender"
+            | "slug"
+            | "stargazers_count"
+            | "state"
+            | "status"
+            | "tag_name"
+            | "target_commitish"
+            | "title"
+            | "triggering_actor"
+            | "type"
+            | "url"
+            | "user"
+            | "username"
+            | "workflow"
+            | "workflow_run"
+            | "zen"
+    )
 }
 
 /// Describes any event; unknown ones get a generic card.
@@ -906,6 +994,69 @@ mod tests {
     fn describe_value(event: &str, p: &Value) -> Card {
         let text = p.to_string();
         describe(event, &Json::parse(text.as_bytes()).expect("json"))
+    }
+
+    /// Every key of every JSON pointer this file reads (string literals
+    /// that start with `/`, and the member names `names` picks), from the
+    /// source itself, so a card that starts reading a new key cannot
+    /// forget [`card_key`].
+    #[test]
+    fn card_key_keeps_every_key_the_cards_read() {
+        let source = include_str!("lib.rs");
+        let code = &source[..source.find("#[cfg(test)]").expect("tests at the end")];
+        let mut checked = 0;
+        for (i, _) in code.match_indices("\"/") {
+            let rest = &code[i + 1..];
+            let literal = &rest[..rest.find('"').expect("closed literal")];
+            for key in literal.split('/').filter(|k| !k.is_empty()) {
+                if key.bytes().all(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                assert!(
+                    card_key(key),
+                    "`{key}` (in {literal:?}) is read but not kept"
+                );
+                checked += 1;
+            }
+        }
+        for call in code.split("names(p, ").skip(1) {
+            let key = call.split('"').nth(3).expect("names(p, \"/ptr\", \"key\")");
+            assert!(card_key(key), "`{key}` is read by names() but not kept");
+            checked += 1;
+        }
+        assert!(
+            checked > 100,
+            "found only {checked} keys: the scan is broken"
+        );
+    }
+
+    /// GitHub's example payloads of every event the cards describe
+    /// (`tests/data/github/`): the card of each is the same whether the
+    /// payload was parsed whole or with only [`card_key`]'s keys.
+    #[test]
+    fn cards_of_every_example_payload_are_the_same_with_only_card_keys() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/github");
+        let mut cards = 0;
+        for entry in std::fs::read_dir(dir).expect("example payloads") {
+            let path = entry.expect("entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let event = path.file_stem().and_then(|s| s.to_str()).expect("name");
+            let examples: Vec<Value> =
+                serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("a JSON array");
+            for example in examples {
+                let text = example.to_string();
+                let whole = describe(event, &Json::parse(text.as_bytes()).expect("json"));
+                let kept = describe(
+                    event,
+                    &Json::parse_keys(text.as_bytes(), card_key).expect("json"),
+                );
+                assert_eq!(format!("{kept:?}"), format!("{whole:?}"), "{event}: {text}");
+                cards += 1;
+            }
+        }
+        assert!(cards >= 11, "only {cards} example payloads found in {dir}");
     }
 
     #[test]
