@@ -60,6 +60,9 @@ async fn body_over_the_limit_without_content_length_is_413() {
 async fn health_and_metrics_are_served() {
     let gw = TestGateway::spawn(ROUTES).await;
     assert_eq!(gw.post("open", &[], b"{}").await.status(), 202);
+    for name in ["no-such-route", "nor-this-one"] {
+        assert_eq!(gw.post(name, &[], b"{}").await.status(), 404);
+    }
     let health: serde_json::Value = gw
         .client()
         .get(gw.url("/healthz"))
@@ -83,6 +86,12 @@ async fn health_and_metrics_are_served() {
         metrics.contains(r#"hookgate_requests_total{route="open",status="202"} 1"#),
         "{metrics}"
     );
+    // Unknown route names never become label values: both count under one.
+    assert!(
+        metrics.contains(r#"hookgate_requests_total{route="_unknown",status="404"} 2"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("no-such-route"), "{metrics}");
     assert!(metrics.contains("hookgate_deliveries_total"), "{metrics}");
 }
 

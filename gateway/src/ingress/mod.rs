@@ -34,8 +34,10 @@ use crate::store::stats::InboundView;
 use crate::store::{Fanout, NewEvent, NewMessage, StoreError};
 
 /// Metric label for requests to routes that do not exist, so unknown names
-/// from the internet never become label values.
-const UNKNOWN_ROUTE_LABEL: &str = "_unknown";
+/// from the internet never become label values. Made once: a flood of
+/// unknown routes allocates no label per request.
+static UNKNOWN_ROUTE_LABEL: std::sync::LazyLock<std::sync::Arc<str>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::from("_unknown"));
 
 /// The gateway's HTTP routes on `listen`. With `admin.listen` set,
 /// `/metrics` and `/admin` are left to [`operator_router`].
@@ -209,9 +211,7 @@ pub async fn hook(
     let received_at_ms = clock::now_ms();
     let snapshot = state.snapshot();
     let Some(route) = snapshot.routes.get(&route_name).cloned() else {
-        state
-            .metrics()
-            .request(&std::sync::Arc::from(UNKNOWN_ROUTE_LABEL), 404);
+        state.metrics().request(&UNKNOWN_ROUTE_LABEL, 404);
         return ApiError::UnknownRoute(route_name).into_response();
     };
 
