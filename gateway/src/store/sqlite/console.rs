@@ -35,6 +35,19 @@ CREATE INDEX events_type_status ON events(event_type, status);
 CREATE INDEX attempts_time_cover ON attempts(attempted_at, delivery_id, status, latency_ms);
 "#;
 
+/// Each destination's waiting deliveries and its oldest waiting event:
+/// one walk of the pending deliveries (`deliveries_due`), not of the lanes,
+/// which also hold the dead and parked ones.
+pub(super) const BACKLOG: &str = "SELECT d.destination, COUNT(*), MIN(e.received_at) \
+     FROM deliveries d JOIN events e ON e.id = d.event_id \
+     WHERE d.state = 'pending' GROUP BY d.destination ORDER BY d.destination";
+
+/// A destination's undelivered deliveries by state: a range of
+/// `deliveries_lane`.
+pub(super) const PARKED_COUNTS: &str = "SELECT state, COUNT(*) FROM deliveries \
+     WHERE destination = ?1 AND state IN ('pending', 'parked', 'dead') \
+     AND state <> 'delivered' GROUP BY state";
+
 /// `q` without a `.N` message suffix (`g1.2` → `g1`), or `q` itself.
 pub(super) fn message_id_base(q: &str) -> &str {
     match q.rsplit_once('.') {
@@ -354,19 +367,15 @@ impl SqliteStore {
     }
 
     pub(super) fn console_backlog(c: &Connection) -> Result<Vec<Backlog>, StoreError> {
-        Ok(c.prepare_cached(
-            "SELECT d.destination, COUNT(*), MIN(e.received_at) \
-                 FROM deliveries d JOIN events e ON e.id = d.event_id \
-                 WHERE d.state = 'pending' GROUP BY d.destination ORDER BY d.destination",
-        )?
-        .query_map([], |r| {
-            Ok(Backlog {
-                destination: r.get(0)?,
-                pending: unsigned(r.get(1)?),
-                oldest_pending_ms: r.get::<_, Option<i64>>(2)?.map(unsigned),
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?)
+        Ok(c.prepare_cached(BACKLOG)?
+            .query_map([], |r| {
+                Ok(Backlog {
+                    destination: r.get(0)?,
+                    pending: unsigned(r.get(1)?),
+                    oldest_pending_ms: r.get::<_, Option<i64>>(2)?.map(unsigned),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     pub(super) fn console_destination_stats(
@@ -443,10 +452,7 @@ impl SqliteStore {
         destinations: &[String],
     ) -> Result<Vec<(String, ParkedDeliveries)>, StoreError> {
         let mut out = Vec::with_capacity(destinations.len());
-        let mut stmt = c.prepare_cached(
-            "SELECT state, COUNT(*) FROM deliveries WHERE destination = ?1 \
-             AND state IN ('pending', 'parked', 'dead') GROUP BY state",
-        )?;
+        let mut stmt = c.prepare_cached(PARKED_COUNTS)?;
         for dest in destinations {
             let mut parked = ParkedDeliveries::default();
             let mut rows = stmt.query(params![dest])?;

@@ -105,6 +105,28 @@ pub(super) const SCAN_PAST: usize = 1024;
 /// stops after [`SCAN_PAST`] rows; if it stopped there short of `limit`,
 /// the rest is taken destination by destination (`deliveries_lane`), one
 /// index seek per destination whatever its backlog.
+/// The claim past a long backlog (see [`claim`]): the due deliveries of
+/// each lane in turn, one index range per destination (`deliveries_lane`,
+/// which holds no delivered row: schema 11), skipping `?4`'s lanes.
+pub(super) const CLAIM_BY_LANE: &str = "UPDATE deliveries SET lease_token = ?1, next_attempt_at = ?2 \
+     WHERE id IN ( \
+       WITH RECURSIVE lanes(d) AS ( \
+         SELECT (SELECT MIN(destination) FROM deliveries \
+                 WHERE state <> 'delivered') \
+         UNION ALL \
+         SELECT (SELECT MIN(destination) FROM deliveries \
+                 WHERE destination > lanes.d AND state <> 'delivered') \
+         FROM lanes WHERE lanes.d IS NOT NULL) \
+       SELECT c.id FROM lanes JOIN deliveries c ON c.id IN \
+         (SELECT id FROM deliveries WHERE destination = lanes.d \
+            AND state = 'pending' AND state <> 'delivered' \
+            AND next_attempt_at <= ?3 \
+          ORDER BY next_attempt_at, id LIMIT ?5 + 0) \
+       WHERE lanes.d IS NOT NULL \
+         AND lanes.d NOT IN (SELECT value FROM json_each(?4)) \
+       ORDER BY c.next_attempt_at, c.id LIMIT ?5 + 0) \
+     RETURNING id, event_id, message_id, destination, attempts, retries";
+
 pub(super) fn claim(
     tx: &Connection,
     limit: usize,
@@ -161,23 +183,7 @@ pub(super) fn claim(
                 .query_row(params![now, SCAN_PAST as i64], |r| r.get(0))?;
             if left as usize + rows.len() >= SCAN_PAST {
                 rows.extend(claimed_rows(
-                    tx.prepare_cached(
-                        "UPDATE deliveries SET lease_token = ?1, next_attempt_at = ?2 \
-                         WHERE id IN ( \
-                           WITH RECURSIVE lanes(d) AS ( \
-                             SELECT (SELECT MIN(destination) FROM deliveries) \
-                             UNION ALL \
-                             SELECT (SELECT MIN(destination) FROM deliveries WHERE destination > lanes.d) \
-                             FROM lanes WHERE lanes.d IS NOT NULL) \
-                           SELECT c.id FROM lanes JOIN deliveries c ON c.id IN \
-                             (SELECT id FROM deliveries WHERE destination = lanes.d \
-                                AND state = 'pending' AND next_attempt_at <= ?3 \
-                              ORDER BY next_attempt_at, id LIMIT ?5 + 0) \
-                           WHERE lanes.d IS NOT NULL \
-                             AND lanes.d NOT IN (SELECT value FROM json_each(?4)) \
-                           ORDER BY c.next_attempt_at, c.id LIMIT ?5 + 0) \
-                         RETURNING id, event_id, message_id, destination, attempts, retries",
-                    )?,
+                    tx.prepare_cached(CLAIM_BY_LANE)?,
                     params![token.0, lease_until, now, skip, (limit - rows.len()) as i64],
                 )?);
             }

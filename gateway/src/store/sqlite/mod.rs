@@ -386,6 +386,21 @@ fn later(a: i64, b: Duration) -> i64 {
     a.saturating_add(dur(b))
 }
 
+/// A batch of a destination's waiting deliveries made due now (a
+/// destination back after a reload): a range of `deliveries_lane`, whose
+/// condition the query spells out (schema 11).
+const HASTEN_LANE: &str = "UPDATE deliveries SET next_attempt_at = ?2 WHERE id IN \
+     (SELECT id FROM deliveries WHERE destination = ?1 \
+      AND state = 'pending' AND state <> 'delivered' AND next_attempt_at > ?2 \
+      AND lease_token IS NULL LIMIT ?3)";
+
+/// A disabled subscription's parked deliveries, oldest first: a range of
+/// `deliveries_lane`.
+const PARKED_LIST: &str = "SELECT d.id, d.event_id, e.event_type, e.received_at \
+     FROM deliveries d JOIN events e ON e.id = d.event_id \
+     WHERE d.destination = ?1 AND d.state = 'parked' AND d.state <> 'delivered' \
+     ORDER BY d.id LIMIT ?2";
+
 pub(crate) fn status_of(s: &str) -> Result<EventStatus, StoreError> {
     EventStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
 }
@@ -517,15 +532,11 @@ impl Store for SqliteStore {
                 let n = self
                     .writer
                     .run(Priority::Always, move |tx| {
-                        Ok(tx
-                            .prepare_cached(
-                                "UPDATE deliveries SET next_attempt_at = ?2 WHERE id IN \
-                                 (SELECT id FROM deliveries WHERE destination = ?1 \
-                                  AND state = 'pending' AND next_attempt_at > ?2 \
-                                  AND lease_token IS NULL LIMIT ?3)",
-                            )?
-                            .execute(params![&*d, now(), BATCH_ROWS as i64])?
-                            as u64)
+                        Ok(tx.prepare_cached(HASTEN_LANE)?.execute(params![
+                            &*d,
+                            now(),
+                            BATCH_ROWS as i64
+                        ])? as u64)
                     })
                     .await?;
                 total += n;
@@ -678,11 +689,7 @@ impl Store for SqliteStore {
         self.readers
             .read(move |tx| {
                 Ok(tx
-                    .prepare_cached(
-                        "SELECT d.id, d.event_id, e.event_type, e.received_at \
-                         FROM deliveries d JOIN events e ON e.id = d.event_id \
-                         WHERE d.destination = ?1 AND d.state = 'parked' ORDER BY d.id LIMIT ?2",
-                    )?
+                    .prepare_cached(PARKED_LIST)?
                     .query_map(
                         params![
                             format!("{SUBSCRIBER_PREFIX}{subscription_id}"),

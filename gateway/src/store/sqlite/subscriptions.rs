@@ -99,6 +99,30 @@ pub(crate) fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscr
 /// slips between batches. The note in `subscription_settlements` (written
 /// with the re-enable or the delete) goes with the last batch; prune
 /// finishes what a crash left.
+/// A batch of [`settle_batch`]: a re-enabled subscription's parked
+/// deliveries made due (`enabled`), or a deleted one's undelivered
+/// deliveries given up. Both find them through `deliveries_lane`.
+pub(super) fn settle_sql(enabled: bool) -> String {
+    if enabled {
+        format!(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = min(next_attempt_at, ?2), retries = 0, \
+             lease_token = NULL, last_error = NULL \
+             WHERE id IN (SELECT id FROM deliveries WHERE destination = ?1 \
+               AND state = 'parked' AND state <> 'delivered' ORDER BY id LIMIT {BATCH_ROWS})"
+        )
+    } else {
+        format!(
+            "UPDATE deliveries SET state = 'dead', lease_token = NULL, \
+             next_attempt_at = ?2, last_error = ?3 \
+             WHERE id IN (SELECT id FROM deliveries WHERE destination = ?1 \
+               AND state <> 'delivered' AND (state = 'parked' OR (state = 'pending' \
+                 AND (lease_token IS NULL OR next_attempt_at <= ?2))) \
+               ORDER BY id LIMIT {BATCH_ROWS}) \
+             RETURNING event_id"
+        )
+    }
+}
+
 pub(super) fn settle_batch(tx: &Connection, subscription_id: &str) -> Result<bool, StoreError> {
     let now = now();
     let destination = format!("{SUBSCRIBER_PREFIX}{subscription_id}");
@@ -108,24 +132,11 @@ pub(super) fn settle_batch(tx: &Connection, subscription_id: &str) -> Result<boo
         .optional()?;
     let settled = match active {
         Some(true) => tx
-            .prepare_cached(&format!(
-                "UPDATE deliveries SET state = 'pending', next_attempt_at = min(next_attempt_at, ?2), retries = 0, \
-                 lease_token = NULL, last_error = NULL \
-                 WHERE id IN (SELECT id FROM deliveries WHERE destination = ?1 \
-                   AND state = 'parked' ORDER BY id LIMIT {BATCH_ROWS})"
-            ))?
+            .prepare_cached(&settle_sql(true))?
             .execute(params![destination, now])?,
         None => {
             let mut events: Vec<String> = tx
-                .prepare_cached(&format!(
-                    "UPDATE deliveries SET state = 'dead', lease_token = NULL, \
-                     next_attempt_at = ?2, last_error = ?3 \
-                     WHERE id IN (SELECT id FROM deliveries WHERE destination = ?1 \
-                       AND (state = 'parked' OR (state = 'pending' \
-                         AND (lease_token IS NULL OR next_attempt_at <= ?2))) \
-                       ORDER BY id LIMIT {BATCH_ROWS}) \
-                     RETURNING event_id"
-                ))?
+                .prepare_cached(&settle_sql(false))?
                 .query_map(params![destination, now, SUBSCRIPTION_DELETED], |r| {
                     r.get(0)
                 })?
