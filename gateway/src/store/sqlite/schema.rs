@@ -204,12 +204,13 @@ UPDATE messages SET chosen_id = 1 WHERE id IN (
                AND substr(m.message_id, length(e.source_id) + 2) NOT GLOB '*[^0-9]*')
 );
 "#,
-    // 11: the lanes index only what can still be sent or is parked.
-    // Nearly every delivery ends delivered, and its entry in
+    // 11: the lanes index only undelivered deliveries (pending, parked,
+    // dead). Nearly every delivery ends delivered, and its entry in
     // `deliveries_lane` (whose key holds the state) moved when it did: a
     // delete and an insert, and a page dirtied at the commit, per
-    // delivered webhook; the delivered entries were also most of the
-    // index, which every claim past a backlog walks lane by lane. Queries
+    // delivered webhook. The delivered entries were most of the index,
+    // and a claim past a backlog, which seeks lane by lane, visited every
+    // destination ever delivered to, not only those with work. Queries
     // on it spell out its condition (`state <> 'delivered'`): SQLite uses
     // a partial index only for a query whose terms imply its condition
     // (test `the_lane_queries_use_the_lane_index`).
