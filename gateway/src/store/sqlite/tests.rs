@@ -744,6 +744,8 @@ async fn the_fan_out_look_up_is_not_prepared_again_for_each_publish() {
 fn the_lane_queries_use_the_lane_index() {
     let mut c = Connection::open_in_memory().unwrap();
     schema::migrate(&mut c).unwrap();
+    // Plans only: every parameter is bound a placeholder value, the
+    // claim's fourth (its skip list) the JSON that `json_each` reads.
     let plan = |sql: &str, n: usize| -> String {
         let args: Vec<rusqlite::types::Value> = (0..n)
             .map(|i| rusqlite::types::Value::Text(if i == 3 { "[]".into() } else { "1".into() }))
