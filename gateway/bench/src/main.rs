@@ -24,6 +24,11 @@
 //!    one sink, the load split between them (deliveries per second
 //!    combined). Each row makes a database of its own there and drops it.
 //!
+//! Then, not rows, `--rounds` rounds (3 by default) of rows 1, 5 and 9
+//! again, one right after the other: row 5's ratios to the baseline and
+//! to the peer are judged by their median over the rounds (see
+//! `report::Round`).
+//!
 //! Every server is a process of its own (the real `hookgate` binary; the
 //! baseline is this binary re-executed), so peak RSS and CPU seconds are
 //! per server. It prints one table and writes it as JSON under `target/`.
@@ -53,7 +58,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use config::{Destination, GatewaySetup};
 use load::{Ids, Plan, Stop, Target};
-use report::{DeliveryStats, Report, Row};
+use report::{DeliveryStats, Report, Round, Row};
 use server::ServerProcess;
 
 /// Requests per row in `--smoke` mode.
@@ -138,9 +143,17 @@ struct Cli {
     #[arg(long, env = "HOOKGATE_BENCH_POSTGRES_URL")]
     postgres_url: Option<String>,
 
+    /// Rounds of rows 1, 5 and 9 again, back to back, after the table:
+    /// row 5's ratios to the baseline and to the peer are judged by their
+    /// median over the rounds, each round's three servers having run
+    /// within a minute of each other (the table's rows 1, 5 and 9 run
+    /// minutes apart). 0: none. `--smoke` runs at most one.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+
     /// Run only these rows (keys, comma-separated: no-plugins, plugins,
     /// in-memory, delivery, fixed-rate, postgres, postgres-2-delivery,
-    /// peer, publish, postgres-publish, fan-out, drain); the baseline
+    /// peer, publish, postgres-publish, fan-out, drain, rounds); the baseline
     /// always runs, every ratio needs it. For profiling one row; the fixed-rate row then needs
     /// `plugins` or `--rate`.
     #[arg(long, value_delimiter = ',')]
@@ -263,27 +276,12 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         rows: Vec::new(),
         delivery: Vec::new(),
         drain: None,
+        rounds: Vec::new(),
         notes: Vec::new(),
     };
 
     // Row 1: the baseline, this binary re-executed.
-    {
-        let dir = tempfile::tempdir()?;
-        let mut cmd = Command::new(&exe);
-        cmd.arg("baseline-server");
-        let mut server = ServerProcess::spawn(cmd, &dir.path().join("baseline.log"))?;
-        wait_ready(&mut server, "/").await?;
-        let baseline = target(server.addr(), "baseline");
-        let row = throughput_row(
-            &mut server,
-            baseline,
-            plan,
-            "baseline",
-            "baseline: axum, read body, HMAC, 202".into(),
-        )
-        .await?;
-        report.rows.push(row);
-    }
+    report.rows.push(baseline_row(&exe, &target, plan).await?);
 
     // Rows 2-4: the gateway.
     let rows = [
@@ -389,25 +387,9 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
     }
 
     // Row 9: the peer, when installed.
-    match server::webhook_binary(cli.webhook.clone()).filter(|_| wanted("peer")) {
-        Some(webhook) => {
-            let dir = tempfile::tempdir()?;
-            let mut server = server::spawn_webhook(&webhook, dir.path(), payload::SECRET)?;
-            wait_ready(&mut server, "/").await?;
-            let peer = Target {
-                path: format!("/hooks/{}", config::ROUTE),
-                ..target(server.addr(), "peer")
-            };
-            let row = throughput_row(
-                &mut server,
-                peer,
-                plan,
-                "peer",
-                "adnanh/webhook: HMAC rule, /bin/true".into(),
-            )
-            .await?;
-            report.rows.push(row);
-        }
+    let webhook = server::webhook_binary(cli.webhook.clone());
+    match webhook.as_deref().filter(|_| wanted("peer")) {
+        Some(webhook) => report.rows.push(peer_row(webhook, &target, plan).await?),
         None if wanted("peer") => report.notes.push(
             "row 9 skipped: adnanh/webhook is not installed (apt-get install webhook)".into(),
         ),
@@ -460,6 +442,29 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         report.delivery.push(("fan-out", stats));
     }
 
+    // Not rows: rows 1, 5 and 9 again, back to back, for the two ratios
+    // the delivery row is judged by (see `Round`).
+    if wanted("rounds") {
+        let rounds = if cli.smoke {
+            cli.rounds.min(1)
+        } else {
+            cli.rounds
+        };
+        for n in 0..rounds {
+            let round = ratio_round(
+                &exe,
+                &gateway,
+                webhook.as_deref(),
+                &target,
+                plan,
+                n,
+                cli.smoke,
+            )
+            .await?;
+            report.rounds.push(round);
+        }
+    }
+
     report.notes.push(
         "CPU s, CPU/req: the server process and the children it has reaped \
          (/proc/<pid>/stat utime + stime + cutime + cstime): adnanh/webhook's /bin/true \
@@ -480,6 +485,111 @@ async fn bench(cli: Cli) -> anyhow::Result<Report> {
         .with_context(|| format!("writing {}", json_path.display()))?;
     eprintln!("wrote {}", json_path.display());
     Ok(report)
+}
+
+/// Row 1: the baseline, this binary re-executed.
+async fn baseline_row(
+    exe: &std::path::Path,
+    target: &impl Fn(std::net::SocketAddr, &str) -> Target,
+    plan: Plan,
+) -> anyhow::Result<Row> {
+    let dir = tempfile::tempdir()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("baseline-server");
+    let mut server = ServerProcess::spawn(cmd, &dir.path().join("baseline.log"))?;
+    wait_ready(&mut server, "/").await?;
+    let baseline = target(server.addr(), "baseline");
+    throughput_row(
+        &mut server,
+        baseline,
+        plan,
+        "baseline",
+        "baseline: axum, read body, HMAC, 202".into(),
+    )
+    .await
+}
+
+/// Row 9: the peer, adnanh/webhook.
+async fn peer_row(
+    webhook: &std::path::Path,
+    target: &impl Fn(std::net::SocketAddr, &str) -> Target,
+    plan: Plan,
+) -> anyhow::Result<Row> {
+    let dir = tempfile::tempdir()?;
+    let mut server = server::spawn_webhook(webhook, dir.path(), payload::SECRET)?;
+    wait_ready(&mut server, "/").await?;
+    let peer = Target {
+        path: format!("/hooks/{}", config::ROUTE),
+        ..target(server.addr(), "peer")
+    };
+    throughput_row(
+        &mut server,
+        peer,
+        plan,
+        "peer",
+        "adnanh/webhook: HMAC rule, /bin/true".into(),
+    )
+    .await
+}
+
+/// Round `n` (from 0) of [`Round`]s: the baseline, row 5 and the peer (when
+/// installed), each on a fresh server, one right after the other. Row 5
+/// runs in the middle and the other two swap places from one round to the
+/// next, so a machine that speeds up or slows down steadily over a round
+/// moves both of row 5's ratios the least it can.
+async fn ratio_round(
+    exe: &std::path::Path,
+    gateway: &std::path::Path,
+    webhook: Option<&std::path::Path>,
+    target: &impl Fn(std::net::SocketAddr, &str) -> Target,
+    plan: Plan,
+    n: usize,
+    smoke: bool,
+) -> anyhow::Result<Round> {
+    let peer_first = n % 2 == 1;
+    eprintln!(
+        "round {}: {}",
+        n + 1,
+        if peer_first {
+            "peer, delivery, baseline"
+        } else {
+            "baseline, delivery, peer"
+        }
+    );
+    let mut peer = None;
+    let mut baseline = None;
+    if peer_first {
+        if let Some(webhook) = webhook {
+            peer = Some(peer_row(webhook, target, plan).await?);
+        }
+    } else {
+        baseline = Some(baseline_row(exe, target, plan).await?);
+    }
+    let (delivery, delivery_stats) = sink_row(
+        gateway,
+        target,
+        SinkRow {
+            key: "delivery",
+            title: "hookgate: as 3, HTTP delivery to a sink".to_owned(),
+            rate: None,
+            copies: 1,
+        },
+        plan,
+        smoke,
+    )
+    .await?;
+    if peer_first {
+        baseline = Some(baseline_row(exe, target, plan).await?);
+    } else if let Some(webhook) = webhook {
+        peer = Some(peer_row(webhook, target, plan).await?);
+    }
+    Ok(Round {
+        peer_first,
+        baseline: baseline.context("the baseline ran")?,
+        delivery,
+        delivery_stats,
+        peer,
+    })
 }
 
 /// Starts the gateway binary on a config from [`config::gateway_yaml`].

@@ -144,6 +144,65 @@ impl DrainStats {
     }
 }
 
+/// Rows 1, 5 and 9 run again one right after the other (see `ratio_round`
+/// in `main.rs`). This VM's speed drifts by tens of percent over minutes,
+/// and the table's rows 1, 5 and 9 run minutes apart, so one table's
+/// ratios can be off by as much as the margin they are judged by; a
+/// round's three ran within a minute of each other, and the median over
+/// rounds is what row 5's ratios are judged by.
+#[derive(Debug)]
+pub struct Round {
+    /// The order was peer, delivery, baseline (else baseline, delivery,
+    /// peer).
+    pub peer_first: bool,
+    /// Row 1 again.
+    pub baseline: Row,
+    /// Row 5 again.
+    pub delivery: Row,
+    /// Row 5's delivery numbers (every owed delivery checked, as in row 5).
+    pub delivery_stats: DeliveryStats,
+    /// Row 9 again, when adnanh/webhook is installed.
+    pub peer: Option<Row>,
+}
+
+impl Round {
+    /// Row 5's req/s over the baseline's.
+    pub fn to_baseline(&self) -> Option<f64> {
+        over(&self.delivery, &self.baseline)
+    }
+
+    /// Row 5's req/s over the peer's.
+    pub fn to_peer(&self) -> Option<f64> {
+        over(&self.delivery, self.peer.as_ref()?)
+    }
+
+    /// Errors of the three rows, and row 5's missing and duplicate
+    /// deliveries.
+    pub fn errors(&self) -> u64 {
+        self.baseline.errors
+            + self.delivery.errors
+            + self.peer.as_ref().map_or(0, |p| p.errors)
+            + self.delivery_stats.missing
+            + self.delivery_stats.duplicates
+    }
+}
+
+fn over(a: &Row, b: &Row) -> Option<f64> {
+    (b.per_second > 0.0).then(|| a.per_second / b.per_second)
+}
+
+/// The median of `values` (the mean of the middle two for an even count);
+/// `None` when empty.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
 /// Everything one run produced.
 #[derive(Debug)]
 pub struct Report {
@@ -157,6 +216,8 @@ pub struct Report {
     pub delivery: Vec<(&'static str, DeliveryStats)>,
     /// The drain measurement, when it ran.
     pub drain: Option<DrainStats>,
+    /// Rounds of rows 1, 5 and 9 again, when they ran.
+    pub rounds: Vec<Round>,
     /// Notes printed under the table.
     pub notes: Vec<String>,
 }
@@ -186,6 +247,17 @@ impl Report {
                 .drain
                 .as_ref()
                 .map_or(0, |d| d.backlog - d.delivered.min(d.backlog) + d.duplicates)
+            + self.rounds.iter().map(Round::errors).sum::<u64>()
+    }
+
+    /// The median over the rounds of row 5's ratio to the baseline.
+    pub fn median_to_baseline(&self) -> Option<f64> {
+        median(self.rounds.iter().filter_map(Round::to_baseline).collect())
+    }
+
+    /// The median over the rounds of row 5's ratio to the peer.
+    pub fn median_to_peer(&self) -> Option<f64> {
+        median(self.rounds.iter().filter_map(Round::to_peer).collect())
     }
 
     /// `per_second` of row `a` over row `b`'s, when both ran.
@@ -302,6 +374,51 @@ impl Report {
         if let Some(x) = self.ratio("delivery", "peer") {
             writeln!(out, "row delivery / row peer (adnanh/webhook): {x:.2} ×").ok();
         }
+        if !self.rounds.is_empty() {
+            writeln!(
+                out,
+                "\nrounds: rows 1, 5 and 9 again, one right after the other (row 5 in the middle)"
+            )
+            .ok();
+            for (i, r) in self.rounds.iter().enumerate() {
+                let cell = |row: &Row| {
+                    format!(
+                        "{:.0} req/s ({:.0} µs/req, p99 {})",
+                        row.per_second,
+                        row.cpu_per_request().as_secs_f64() * 1e6,
+                        ms(row.p99)
+                    )
+                };
+                writeln!(
+                    out,
+                    "round {} ({}): baseline {}; row 5 {}, {} missing, {} duplicates; peer {}; \
+                     row 5 / baseline {}, row 5 / peer {}; {} errors",
+                    i + 1,
+                    if r.peer_first {
+                        "peer first"
+                    } else {
+                        "baseline first"
+                    },
+                    cell(&r.baseline),
+                    cell(&r.delivery),
+                    r.delivery_stats.missing,
+                    r.delivery_stats.duplicates,
+                    r.peer.as_ref().map_or("-".to_owned(), cell),
+                    times(r.to_baseline()),
+                    times(r.to_peer()),
+                    r.baseline.errors + r.delivery.errors + r.peer.as_ref().map_or(0, |p| p.errors),
+                )
+                .ok();
+            }
+            writeln!(
+                out,
+                "median over {} rounds: row 5 / baseline {}, row 5 / peer (adnanh/webhook) {}",
+                self.rounds.len(),
+                times(self.median_to_baseline()),
+                times(self.median_to_peer()),
+            )
+            .ok();
+        }
         for note in &self.notes {
             writeln!(out, "note: {note}").ok();
         }
@@ -374,11 +491,138 @@ impl Report {
                 "cpu_seconds": d.cpu_seconds,
                 "cpu_us_per_delivery": d.cpu_per_delivery().as_secs_f64() * 1e6,
             })),
+            "rounds": self.rounds.iter().enumerate().map(|(i, r)| json!({
+                "round": i + 1,
+                "order": if r.peer_first {
+                    ["peer", "delivery", "baseline"]
+                } else {
+                    ["baseline", "delivery", "peer"]
+                },
+                "baseline": row_json(&r.baseline),
+                "delivery": row_json(&r.delivery),
+                "peer": r.peer.as_ref().map(row_json),
+                "delivery_missing": r.delivery_stats.missing,
+                "delivery_duplicates": r.delivery_stats.duplicates,
+                "delivery_accepted": r.delivery_stats.accepted,
+                "delivery_delivered": r.delivery_stats.delivered,
+                "delivery_to_baseline": r.to_baseline(),
+                "delivery_to_peer": r.to_peer(),
+                "errors": r.errors(),
+            })).collect::<Vec<_>>(),
+            "rounds_median": {
+                "delivery_to_baseline": self.median_to_baseline(),
+                "delivery_to_peer": self.median_to_peer(),
+            },
             "notes": self.notes,
         })
     }
 }
 
+/// A row's own numbers, as in a round.
+fn row_json(r: &Row) -> Value {
+    json!({
+        "req_per_s": r.per_second,
+        "p50_ms": r.p50.as_secs_f64() * 1e3,
+        "p99_ms": r.p99.as_secs_f64() * 1e3,
+        "errors": r.errors,
+        "error_samples": r.error_samples,
+        "cpu_us_per_request": r.cpu_per_request().as_secs_f64() * 1e6,
+    })
+}
+
+fn times(x: Option<f64>) -> String {
+    x.map_or("-".to_owned(), |x| format!("{x:.3} ×"))
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_takes_the_middle_value_or_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![1.9]), Some(1.9));
+        assert_eq!(median(vec![2.1, 1.7, 1.9]), Some(1.9));
+        assert_eq!(median(vec![2.0, 1.0, 4.0, 3.0]), Some(2.5));
+    }
+
+    fn row(key: &'static str, requests: u64, errors: u64) -> Row {
+        let load = LoadResult {
+            ok: requests,
+            errors,
+            window: Duration::from_secs(10),
+            latencies_ns: vec![1_000_000; requests as usize],
+            ..LoadResult::default()
+        };
+        Row::new(key, key.into(), load, 0, 1.0)
+    }
+
+    fn stats(missing: u64, duplicates: u64) -> DeliveryStats {
+        DeliveryStats {
+            owed: 10,
+            accepted: 10,
+            copies: 1,
+            delivered: 10 - missing,
+            missing,
+            duplicates,
+            unowed: 0,
+            watched: Duration::ZERO,
+            per_second_while_loading: 0.0,
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            max: Duration::ZERO,
+            before_answer: 0,
+            backlog_at_end: 0,
+            drained_after: None,
+        }
+    }
+
+    #[test]
+    fn rounds_are_judged_by_their_median_and_their_losses_are_errors() {
+        let round = |base, delivery, peer: Option<u64>, missing| Round {
+            peer_first: false,
+            baseline: row("baseline", base, 0),
+            delivery: row("delivery", delivery, 0),
+            delivery_stats: stats(missing, 0),
+            peer: peer.map(|p| row("peer", p, 1)),
+        };
+        let report = Report {
+            smoke: false,
+            settings: Value::Null,
+            rows: Vec::new(),
+            delivery: Vec::new(),
+            drain: None,
+            rounds: vec![
+                round(1000, 130, Some(70), 0),
+                round(1000, 120, Some(50), 2),
+                round(1000, 150, Some(80), 0),
+            ],
+            notes: Vec::new(),
+        };
+        let to_base = report.median_to_baseline().unwrap();
+        assert!((to_base - 0.13).abs() < 1e-9, "{to_base}");
+        // 130/70 = 1.857, 120/50 = 2.4, 150/80 = 1.875.
+        let to_peer = report.median_to_peer().unwrap();
+        assert!((to_peer - 1.875).abs() < 1e-9, "{to_peer}");
+        // A peer error in each round, two missing deliveries in one.
+        assert_eq!(report.total_errors(), 5);
+        let json = report.json();
+        assert_eq!(json["rounds"].as_array().unwrap().len(), 3);
+        assert_eq!(json["rounds"][1]["delivery_missing"], 2);
+        assert!(report.table().contains("median over 3 rounds"));
+        // No peer: the peer ratio is absent, not zero.
+        let alone = Report {
+            rounds: vec![round(1000, 130, None, 0)],
+            ..report
+        };
+        assert_eq!(alone.median_to_peer(), None);
+        assert_eq!(
+            alone.json()["rounds_median"]["delivery_to_peer"],
+            Value::Null
+        );
+    }
 }

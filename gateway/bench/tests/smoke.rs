@@ -90,4 +90,18 @@ fn smoke_run_completes_without_errors() {
             "{stdout}"
         );
     }
+    // `--smoke` runs one round of rows 1, 5 and 9 again.
+    let rounds = report["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 1, "{stdout}");
+    assert_eq!(rounds[0]["errors"], 0, "{stdout}");
+    assert!(
+        rounds[0]["delivery_to_baseline"].as_f64().unwrap() > 0.0,
+        "{stdout}"
+    );
+    assert_eq!(rounds[0]["peer"].is_null(), !peer, "{stdout}");
+    assert_eq!(
+        report["rounds_median"]["delivery_to_peer"].is_null(),
+        !peer,
+        "{stdout}"
+    );
 }
