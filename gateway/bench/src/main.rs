@@ -518,10 +518,9 @@ async fn peer_row(
     let dir = tempfile::tempdir()?;
     let mut server = server::spawn_webhook(webhook, dir.path(), payload::SECRET)?;
     wait_ready(&mut server, "/").await?;
-    let peer = Target {
-        path: format!("/hooks/{}", config::ROUTE),
-        ..target(server.addr(), "peer")
-    };
+    // adnanh/webhook serves its hook on the same path as the gateway's
+    // route (`-hooks` id = `config::ROUTE`).
+    let peer = target(server.addr(), "peer");
     throughput_row(
         &mut server,
         peer,

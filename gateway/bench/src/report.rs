@@ -176,14 +176,15 @@ impl Round {
         over(&self.delivery, self.peer.as_ref()?)
     }
 
-    /// Errors of the three rows, and row 5's missing and duplicate
+    /// Non-2xx answers and I/O errors of the three rows.
+    pub fn row_errors(&self) -> u64 {
+        self.baseline.errors + self.delivery.errors + self.peer.as_ref().map_or(0, |p| p.errors)
+    }
+
+    /// [`row_errors`](Self::row_errors) and row 5's missing and duplicate
     /// deliveries.
     pub fn errors(&self) -> u64 {
-        self.baseline.errors
-            + self.delivery.errors
-            + self.peer.as_ref().map_or(0, |p| p.errors)
-            + self.delivery_stats.missing
-            + self.delivery_stats.duplicates
+        self.row_errors() + self.delivery_stats.missing + self.delivery_stats.duplicates
     }
 }
 
@@ -262,9 +263,8 @@ impl Report {
 
     /// `per_second` of row `a` over row `b`'s, when both ran.
     pub fn ratio(&self, a: &str, b: &str) -> Option<f64> {
-        let rate = |k: &str| self.rows.iter().find(|r| r.key == k).map(|r| r.per_second);
-        let (a, b) = (rate(a)?, rate(b)?);
-        (b > 0.0).then(|| a / b)
+        let row = |k: &str| self.rows.iter().find(|r| r.key == k);
+        over(row(a)?, row(b)?)
     }
 
     /// The table.
@@ -406,7 +406,7 @@ impl Report {
                     r.peer.as_ref().map_or("-".to_owned(), cell),
                     times(r.to_baseline()),
                     times(r.to_peer()),
-                    r.baseline.errors + r.delivery.errors + r.peer.as_ref().map_or(0, |p| p.errors),
+                    r.row_errors(),
                 )
                 .ok();
             }
