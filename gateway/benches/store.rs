@@ -118,6 +118,7 @@ async fn one(store: Arc<SqliteStore>, body: Bytes, deliver: bool) {
         store
             .record(AttemptRecord {
                 delivery_id: d.id,
+                event_id: d.event_id.clone(),
                 lease: d.lease,
                 attempted_at_ms: hookgate::clock::now_ms(),
                 status: Some(200),

@@ -783,6 +783,7 @@ async fn fill(data_dir: &std::path::Path, n: usize) {
                 store
                     .record(AttemptRecord {
                         delivery_id: d.id,
+                        event_id: d.event_id.clone(),
                         lease: d.lease,
                         attempted_at_ms: attempted,
                         status: Some(status),

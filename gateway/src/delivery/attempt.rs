@@ -227,6 +227,7 @@ async fn attempt(ctx: &Ctx, d: &DueDelivery) -> AttemptRecord {
     observe(ctx, d, &outcome, &result, latency);
     AttemptRecord {
         delivery_id: d.id,
+        event_id: d.event_id.clone(),
         lease: d.lease,
         attempted_at_ms,
         status: result.status,
@@ -254,6 +255,7 @@ fn not_attempted(
 ) -> AttemptRecord {
     AttemptRecord {
         delivery_id: d.id,
+        event_id: d.event_id.clone(),
         lease: d.lease,
         attempted_at_ms,
         status: None,

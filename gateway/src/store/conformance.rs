@@ -194,6 +194,7 @@ pub async fn insert_one(store: &dyn Store, id: &str, source: Option<&str>, dests
 pub(crate) fn attempt(d: &DueDelivery, status: u16, next: NextState) -> AttemptRecord {
     AttemptRecord {
         delivery_id: d.id,
+        event_id: d.event_id.clone(),
         lease: d.lease,
         attempted_at_ms: crate::clock::now_ms(),
         status: Some(status),

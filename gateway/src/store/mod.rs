@@ -376,6 +376,12 @@ pub enum NextState {
 pub struct AttemptRecord {
     /// Delivery row id.
     pub delivery_id: i64,
+    /// The delivery's event, as claimed ([`DueDelivery::event_id`]): the
+    /// event whose status a finished delivery settles. Carried so that an
+    /// engine need not look it up again; the SQLite engine checks it with
+    /// the lease in the delivery's update, so a record naming another
+    /// event changes nothing and is answered [`Recorded::LeaseLost`].
+    pub event_id: String,
     /// The claim the attempt was made under.
     pub lease: LeaseToken,
     /// When the attempt started (ms since the epoch, for display).

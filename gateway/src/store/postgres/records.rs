@@ -224,6 +224,7 @@ mod tests {
     fn a_row_carries_the_decision_and_storable_texts() {
         let a = AttemptRecord {
             delivery_id: 7,
+            event_id: "evt_7".into(),
             lease: crate::store::LeaseToken(42),
             attempted_at_ms: 1_000,
             status: Some(503),

@@ -774,6 +774,7 @@ async fn prune_and_a_replay_take_locks_in_the_same_order() {
         .unwrap();
     a.record(AttemptRecord {
         delivery_id: due[0].id,
+        event_id: due[0].event_id.clone(),
         lease: due[0].lease,
         attempted_at_ms: crate::clock::now_ms(),
         status: Some(500),
@@ -1550,6 +1551,7 @@ async fn prune_leaves_no_row_of_a_pruned_event_behind() {
         let recorded = store
             .record(AttemptRecord {
                 delivery_id: d.id,
+                event_id: d.event_id.clone(),
                 lease: d.lease,
                 attempted_at_ms: crate::clock::now_ms(),
                 status: Some(if id == "evt_pruned" { 200 } else { 500 }),

@@ -278,15 +278,17 @@ pub(super) fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, Sto
         _ => (state, last_error, false),
     };
     // The lease is checked in the update itself: a stale token changes
-    // nothing, and then no attempt row is written either. No `RETURNING`:
-    // SQLite runs such a statement in its own statement journal (a copy of
-    // every page it touches) with an ephemeral table for the rows; the
-    // event id is one rowid look-up away instead.
+    // nothing, and then no attempt row is written either. The event is the
+    // one the record carries, checked in the same `WHERE` (a record naming
+    // another event is refused like a stale lease), so that it need not be
+    // read back: no `RETURNING` (SQLite runs such a statement in its own
+    // statement journal, a copy of every page it touches, with an
+    // ephemeral table for the rows) and no second look-up.
     let updated = tx
         .prepare_cached(
             "UPDATE deliveries SET state = ?3, next_attempt_at = ?4, lease_token = NULL, \
              attempts = attempts + ?5, retries = retries + ?6, last_error = ?7 \
-             WHERE id = ?1 AND lease_token = ?2 AND state = 'pending'",
+             WHERE id = ?1 AND lease_token = ?2 AND state = 'pending' AND event_id = ?8",
         )?
         .execute(params![
             a.delivery_id,
@@ -295,19 +297,12 @@ pub(super) fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, Sto
             next_at,
             attempted,
             retried,
-            last_error
+            last_error,
+            a.event_id
         ])?;
-    let event_id: Option<String> = if updated == 0 {
-        None
-    } else {
-        Some(
-            tx.prepare_cached("SELECT event_id FROM deliveries WHERE id = ?1")?
-                .query_row(params![a.delivery_id], |r| r.get(0))?,
-        )
-    };
-    let Some(event_id) = event_id else {
+    if updated == 0 {
         return Ok(Recorded::LeaseLost);
-    };
+    }
     if fresh_budget {
         tx.prepare_cached("UPDATE deliveries SET retries = 0 WHERE id = ?1")?
             .execute(params![a.delivery_id])?;
@@ -328,7 +323,7 @@ pub(super) fn record(tx: &Connection, a: &AttemptRecord) -> Result<Recorded, Sto
     }
     // A delivery that stays pending (or parked) leaves its event pending.
     if state != "pending" && state != "parked" {
-        settle_event_status(tx, &event_id, a.delivery_id, state)?;
+        settle_event_status(tx, &a.event_id, a.delivery_id, state)?;
     }
     Ok(Recorded::Written)
 }

@@ -576,6 +576,7 @@ async fn prune_leaves_no_row_of_a_pruned_event_behind() {
         let recorded = store
             .record(AttemptRecord {
                 delivery_id: d.id,
+                event_id: d.event_id.clone(),
                 lease: d.lease,
                 attempted_at_ms: crate::clock::now_ms(),
                 status: Some(200),
@@ -800,4 +801,44 @@ fn the_lane_queries_use_the_lane_index() {
             assert!(!walks_a_table, "{name}: {line} in\n{plan}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_record_naming_another_event_changes_nothing() {
+    // The record carries its delivery's event (so the writer need not read
+    // it back); one that names another event is refused with its lease's
+    // check, and neither event nor delivery moves.
+    use crate::store::EventStatus;
+    use crate::store::conformance::{attempt, delivery_to, insert_one};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    insert_one(&store, "evt_1", None, &["d"]).await;
+    insert_one(&store, "evt_2", None, &["d"]).await;
+    let due = store
+        .claim_due(10, Duration::from_secs(60), Vec::new())
+        .await
+        .unwrap();
+    let d1 = due.iter().find(|d| d.event_id == "evt_1").unwrap();
+    let wrong = AttemptRecord {
+        event_id: "evt_2".into(),
+        ..attempt(d1, 200, NextState::Delivered)
+    };
+    assert_eq!(store.record(wrong).await.unwrap(), Recorded::LeaseLost);
+    for id in ["evt_1", "evt_2"] {
+        let detail = store.get(id.into()).await.unwrap().unwrap();
+        assert_eq!(detail.summary.status, EventStatus::Pending, "{id}");
+        let d = delivery_to(&store, id, "d").await;
+        assert_eq!(
+            (d.state, d.attempts_made),
+            (EventStatus::Pending, 0),
+            "{id}"
+        );
+    }
+    // The same record with its own event is written: the lease held.
+    let right = attempt(d1, 200, NextState::Delivered);
+    assert_eq!(store.record(right).await.unwrap(), Recorded::Written);
+    let detail = store.get("evt_1".into()).await.unwrap().unwrap();
+    assert_eq!(detail.summary.status, EventStatus::Delivered);
+    let detail = store.get("evt_2".into()).await.unwrap().unwrap();
+    assert_eq!(detail.summary.status, EventStatus::Pending);
 }
