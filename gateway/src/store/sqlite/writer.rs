@@ -28,11 +28,9 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::{Connection, TransactionBehavior};
-use std::sync::mpsc;
-
 use tokio::sync::oneshot;
 
 use crate::observability::flood::{Flood, log_limited};
