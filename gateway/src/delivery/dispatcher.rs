@@ -491,14 +491,14 @@ impl Dispatcher {
                 drop(this.ctx.relay.take(d.id));
                 return;
             }
-            let (id, lease, event_id) = (d.id, d.lease, d.event_id.clone());
+            let (id, lease) = (d.id, d.lease);
             // One renewal schedule from the first byte sent until the
             // outcome is written: a record that waits (for a permit, a pool
             // connection, a store that fails for a while) must not let
             // another claim send the delivery again, and a schedule that
             // started over between the attempt and its record could leave
             // two thirds of the lease between renewals.
-            this.renewing(id, lease, &event_id, async {
+            this.renewing(id, lease, &d.event_id, async {
                 let record = super::attempt::run(&this.ctx, &d).await;
                 // The slot is free once the destination has answered: the
                 // record's commit (an fsync away) is not the destination's
@@ -506,7 +506,7 @@ impl Dispatcher {
                 // a writer that falls behind slows attempts down instead.
                 let permit = this.recording.clone().acquire_owned().await.ok();
                 slot.free();
-                this.record(&event_id, &destination, record).await;
+                this.record(&destination, record).await;
                 drop(permit);
             })
             .await;
@@ -713,8 +713,9 @@ impl Dispatcher {
 
     /// Records an attempt under its lease, trying again while the store
     /// fails and the lease is still this gateway's.
-    async fn record(&self, event_id: &str, destination: &str, record: AttemptRecord) {
+    async fn record(&self, destination: &str, record: AttemptRecord) {
         let store = &self.ctx.store;
+        let event_id = record.event_id.as_str();
         let (id, lease) = (record.delivery_id, record.lease);
         let written = record_settled(
             || store.record(record.clone()),
