@@ -161,10 +161,15 @@ async fn serve(
     let addr = listener
         .local_addr()
         .context("reading the listener's address")?;
-    // The runtime's workers (see `main.rs`): the log says what an
-    // operator's `TOKIO_WORKER_THREADS` or the default came to.
-    let workers = tokio::runtime::Handle::current().metrics().num_workers();
-    tracing::info!(%addr, routes, plugins, workers, "hookgate listening");
+    // The runtime's workers and scheduler (see `main.rs`): the log says
+    // what an operator's `TOKIO_WORKER_THREADS` or the default came to.
+    let runtime = tokio::runtime::Handle::current();
+    let workers = runtime.metrics().num_workers();
+    let scheduler = match runtime.runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => "current-thread",
+        _ => "multi-thread",
+    };
+    tracing::info!(%addr, routes, plugins, workers, scheduler, "hookgate listening");
     door.serve(listener, app, shutdown)
         .await
         .context("serving HTTP")?;

@@ -137,13 +137,28 @@ async fn a_client_that_gives_up_mid_insert_does_not_delay_its_delivery() {
     );
 }
 
+/// The gateway's start-up line.
+fn start_line(gw: &TestGateway) -> String {
+    let log = gw.log();
+    log.lines()
+        .find(|l| l.contains("hookgate listening"))
+        .unwrap_or_else(|| panic!("no start-up line in the log:\n{log}"))
+        .to_owned()
+}
+
+/// The runtime's scheduler as the gateway's start-up line reports it.
+fn scheduler_logged(gw: &TestGateway) -> String {
+    let line = start_line(gw);
+    line.split("scheduler=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|s| s.trim_matches('"').to_owned())
+        .unwrap_or_else(|| panic!("the start-up line names no scheduler: {line}"))
+}
+
 /// The runtime's workers as the gateway's start-up line reports them.
 fn workers_logged(gw: &TestGateway) -> usize {
-    let log = gw.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("hookgate listening"))
-        .unwrap_or_else(|| panic!("no start-up line in the log:\n{log}"));
+    let line = start_line(gw);
     let rest = line
         .split("workers=")
         .nth(1)
@@ -159,9 +174,28 @@ async fn the_runtime_leaves_a_core_to_the_store_writer_unless_told_otherwise() {
     const ROUTE: &str = "routes:\n  r:\n    to: []\n";
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let gw = TestGateway::spawn(ROUTE).await;
-    assert_eq!(workers_logged(&gw), cores.saturating_sub(1).max(1));
+    let default = cores.saturating_sub(1).max(1);
+    assert_eq!(workers_logged(&gw), default);
+    let expected = if default == 1 {
+        "current-thread"
+    } else {
+        "multi-thread"
+    };
+    assert_eq!(scheduler_logged(&gw), expected);
     let gw = TestGateway::spawn_env(ROUTE, |_| {}, &[("TOKIO_WORKER_THREADS", "3")]).await;
     assert_eq!(workers_logged(&gw), 3);
+    assert_eq!(scheduler_logged(&gw), "multi-thread");
+}
+
+/// One worker is the current-thread scheduler (`main.rs`), and the
+/// gateway serves on it: a route answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_worker_is_the_current_thread_scheduler_and_serves() {
+    const ROUTE: &str = "routes:\n  r:\n    to: []\n";
+    let gw = TestGateway::spawn_env(ROUTE, |_| {}, &[("TOKIO_WORKER_THREADS", "1")]).await;
+    assert_eq!(workers_logged(&gw), 1);
+    assert_eq!(scheduler_logged(&gw), "current-thread");
+    assert_eq!(gw.post("r", &[], b"{}").await.status(), 202);
 }
 
 #[tokio::test(flavor = "multi_thread")]
