@@ -65,11 +65,12 @@ pub enum Committed {
 /// its back. Under load they waited behind every other task there
 /// (answered -> delivered p50 0.03 ms -> 1 ms, p99 4 -> 15 ms in A/B).
 /// Spawned from the request's task, just before it answers, they run
-/// next there (the multi-thread scheduler's LIFO slot). The one-worker
-/// default is the current-thread scheduler (`main.rs`), which runs tasks
-/// in the order they were woken; measured with it, answered -> delivered
-/// stayed where it was (`hookgate-bench` row 5 p50 0.01 ms; at the fixed
-/// rate p99 0.5-0.8 ms against 0.9-1.1 ms).
+/// next there (the multi-thread scheduler's LIFO slot). With one worker
+/// (the default on 2 cores) the runtime is the current-thread scheduler
+/// (`main.rs`), which runs tasks in the order they were woken; measured
+/// with it, answered -> delivered stayed where it was (`hookgate-bench`
+/// row 5 p50 0.01 ms; at the fixed rate p99 0.5-0.8 ms against 0.9-1.1
+/// ms).
 #[derive(Debug)]
 #[must_use = "submit the claimed deliveries (dropping them submits them too)"]
 pub struct Handoff {
