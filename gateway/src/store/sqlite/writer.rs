@@ -40,15 +40,11 @@ use crate::store::StoreError;
 /// adds to the first operation of a batch.
 const MAX_BATCH: usize = 512;
 
-/// How long a batch's transaction stays open for more operations under
-/// load. Measured with `hookgate-bench`, alternating runs: 500 µs cut the
+/// How long a batch waits for more operations under load. Measured with
+/// `hookgate-bench --only delivery`, alternating runs: 500 µs cut the
 /// gateway's CPU per request by about a tenth (fewer, fuller commits) and
-/// answered -> delivered p99 with it. 1 ms left the machine idle at times
-/// while the writer slept before applying; since it applies first and
-/// sleeps out the window, 1 ms against 500 µs gave row 5 +6.5 % req/s
-/// and -7 % CPU per request (5 pairs) and row 3 +4.6 % and -9 %, for
-/// about 0.6 ms more latency per webhook at half load (ARCHITECTURE.md).
-const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
+/// answered -> delivered p99 with it; 1 ms left the machine idle at times.
+const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// A previous batch at least this large means concurrent load: the next
 /// one waits [`COMMIT_DELAY`] for company.
