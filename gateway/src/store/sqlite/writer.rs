@@ -384,8 +384,7 @@ fn run(
         }
         batch.push(first);
         take_waiting(&rx, &mut batch);
-        let ingest = batch.iter().filter(|op| op.ingest).count();
-        ingest_waiting.fetch_sub(ingest, Ordering::AcqRel);
+        taken_from_queue(ingest_waiting, &batch);
         if let Some(full) = &mut disk_full {
             if !full.recovered(conn) {
                 log_limited!(
@@ -457,6 +456,13 @@ fn take_waiting(rx: &mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
     }
 }
 
+/// `ops` left the queue for a batch: their ingest no longer counts
+/// against the shedding limit ([`INGEST_QUEUE_CAPACITY`]).
+fn taken_from_queue(ingest_waiting: &AtomicUsize, ops: &[Op]) {
+    let ingest = ops.iter().filter(|op| op.ingest).count();
+    ingest_waiting.fetch_sub(ingest, Ordering::AcqRel);
+}
+
 /// A batch's open window under load: until `ends`, operations arriving on
 /// `rx` join the open transaction.
 struct Window<'a> {
@@ -490,8 +496,7 @@ impl Window<'_> {
             std::thread::sleep(left);
             take_waiting(self.rx, batch);
         }
-        let ingest = batch[from..].iter().filter(|op| op.ingest).count();
-        self.ingest_waiting.fetch_sub(ingest, Ordering::AcqRel);
+        taken_from_queue(self.ingest_waiting, &batch[from..]);
         true
     }
 }
