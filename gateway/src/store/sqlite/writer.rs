@@ -40,16 +40,17 @@ use crate::store::StoreError;
 /// adds to the first operation of a batch.
 const MAX_BATCH: usize = 512;
 
-/// How long a batch waits for more operations under load. Measured with
-/// `hookgate-bench --only delivery`, alternating runs: 500 µs cut the
-/// gateway's CPU per request by about a tenth (fewer, fuller commits) and
-/// answered -> delivered p99 with it; 1 ms left the machine idle at times.
-/// Measured again with the window (the writer applies, then sleeps out
-/// the rest): 1 ms gave HTTP delivery (row 5) +6.5 % req/s and -7 % CPU
-/// per request but ingest with no plugins (row 2) -15 % req/s, the
-/// closed loop there waiting on the longer commit (ARCHITECTURE.md).
-/// Ending a 1 ms window as soon as the runtime ran out of tasks (tokio's
-/// park hook) made the same trade, row 5 +11 % and row 2 -11 %.
+/// How long a batch's transaction stays open for more operations under
+/// load. Measured with `hookgate-bench --only delivery`, alternating runs:
+/// 500 µs cut the gateway's CPU per request by about a tenth (fewer,
+/// fuller commits) and answered -> delivered p99 with it; 1 ms left the
+/// machine idle at times while the writer slept before applying.
+/// Measured again once it applied first and slept out the rest: 1 ms
+/// gave HTTP delivery (row 5) +6.5 % req/s and -7 % CPU per request but
+/// ingest with no plugins (row 2) -15 % req/s, the closed loop there
+/// waiting on the longer commit. Ending a 1 ms window as soon as the
+/// runtime ran out of tasks (tokio's park hook) made the same trade, row
+/// 5 +11 % and row 2 -11 % (ARCHITECTURE.md).
 const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// A previous batch at least this large means concurrent load: the next
