@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 
 use super::stats::{
     Backlog, BulkReplay, ConsoleFilter, DestinationStats, InboundView, ParkedDeliveries, ReplaySet,
@@ -153,7 +153,13 @@ impl SqliteStore {
         let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
         create_private(&path)?;
-        let mut conn = Connection::open(&path).map_err(|e| open_err(&path, e))?;
+        // The writer's WAL writes go through hookgate-walbuf: a commit's
+        // frames reach the file in a few large writes, not two per page
+        // (see that crate). Readers and the checkpointer only read the WAL
+        // and keep the default VFS.
+        let mut conn = hookgate_walbuf::register()
+            .and_then(|vfs| Connection::open_with_flags_and_vfs(&path, OpenFlags::default(), vfs))
+            .map_err(|e| open_err(&path, e))?;
         // FULL: a commit is fsynced before its replies go out; group commit
         // is what keeps that affordable. WAL lets readers work beside the
         // writer. temp_store = MEMORY keeps the savepoint of every operation
