@@ -99,11 +99,14 @@ pub fn register() -> Result<&'static str, rusqlite::Error> {
         // SAFETY: `real` is a valid VFS object that SQLite never frees.
         let mut vfs = unsafe { std::ptr::read(real) };
         // Every method but xOpen is the real VFS's own, called with this
-        // object: the unix VFS's other methods ignore their VFS argument or
-        // read only `pAppData` and `mxPathname`, which are copied.
+        // object instead of the real one: the unix VFS's methods other than
+        // xOpen do not use their VFS argument (os_unix.c), and the fields
+        // SQLite itself reads (`mxPathname`, `pAppData`) are copied. xOpen
+        // passes the real object on, since the unix VFS keeps it in each
+        // file.
         vfs.zName = NAME_C.as_ptr();
         vfs.pNext = std::ptr::null_mut();
-        vfs.szOsFile = WAL_FILE_HEADER as c_int + vfs.szOsFile;
+        vfs.szOsFile += WAL_FILE_HEADER as c_int;
         vfs.xOpen = Some(open);
         let vfs = Box::into_raw(Box::new(vfs));
         // SAFETY: `vfs` is valid for the rest of the process (leaked) and
