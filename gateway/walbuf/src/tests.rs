@@ -1,4 +1,4 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, params};
 
@@ -47,12 +47,22 @@ fn integrity(conn: &Connection) -> String {
         .unwrap()
 }
 
+/// Every `synchronous` level: the buffer must be invisible at each.
+const LEVELS: [&str; 3] = ["OFF", "NORMAL", "FULL"];
+
+/// A database in a new temporary directory (kept alive by the returned
+/// guard) and a writer on it through this VFS.
+fn fresh(synchronous: &str, cache_pages: i64) -> (tempfile::TempDir, PathBuf, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let w = writer(&path, synchronous, cache_pages);
+    (dir, path, w)
+}
+
 #[test]
 fn other_connections_see_every_commit_at_every_synchronous_level() {
-    for level in ["OFF", "NORMAL", "FULL"] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let mut w = writer(&path, level, 2000);
+    for level in LEVELS {
+        let (_dir, path, mut w) = fresh(level, 2000);
         let r = reader(&path);
         let mut rows = 0;
         for tx in 0..40 {
@@ -72,10 +82,8 @@ fn a_copy_of_the_files_after_a_commit_recovers_every_committed_row() {
     // What a crash right after a commit leaves on disk (the process's
     // memory is gone; what the kernel was given survives): recovery from
     // the WAL through the default VFS.
-    for level in ["OFF", "NORMAL", "FULL"] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let mut w = writer(&path, level, 2000);
+    for level in LEVELS {
+        let (dir, _path, mut w) = fresh(level, 2000);
         insert(&mut w, 0, 300);
         insert(&mut w, 300, 1);
         let copy = tempfile::tempdir().unwrap();
@@ -98,9 +106,7 @@ fn a_transaction_larger_than_the_cache_reads_back_its_own_frames() {
     // A 20-page cache spills a large transaction's pages into the WAL
     // before it commits, and reads them back from there; checkpoints in
     // between restart the WAL from its start.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    let mut w = writer(&path, "FULL", 20);
+    let (_dir, path, mut w) = fresh("FULL", 20);
     let mut rows = 0;
     for round in 0..4 {
         insert(&mut w, rows, 2000);
