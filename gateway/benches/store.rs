@@ -61,27 +61,18 @@ fn card() -> Bytes {
 }
 
 /// A provider id as GitHub's `X-GitHub-Delivery`: a version-1 UUID of the
-/// time it is made (strictly increasing here, as the load benchmark's
-/// senders' are), with a random clock sequence and node. Its text starts
-/// with the timestamp's low 32 bits, so ids made close together sort side
-/// by side and a commit's new dedup keys share a leaf or two, where random
-/// (version-4) ids, as this bench used before, put each in a leaf of its
-/// own.
+/// time it is made, with a random clock sequence and node (62 random bits:
+/// two ids of one tick do not meet). Its text starts with the timestamp's
+/// low 32 bits, so ids made close together sort side by side and a
+/// commit's new dedup keys share a leaf or two, where random (version-4)
+/// ids, as this bench used before, put each in a leaf of its own.
 fn delivery_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
     // 100 ns ticks from the Gregorian epoch (1582-10-15) to the Unix one.
     const GREGORIAN_TO_UNIX_TICKS: u64 = 0x01b2_1dd2_1381_4000;
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
+    let since_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let now = (now.as_nanos() / 100) as u64 + GREGORIAN_TO_UNIX_TICKS;
-    let previous = LAST
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
-            Some(now.max(last + 1))
-        })
-        .unwrap_or_default();
-    let tick = now.max(previous + 1);
+    let tick = (since_unix.as_nanos() / 100) as u64 + GREGORIAN_TO_UNIX_TICKS;
     let random = uuid::Uuid::new_v4().into_bytes();
     let node: [u8; 6] = random[..6].try_into().expect("six bytes");
     let clock_seq = u16::from_be_bytes([random[6], random[7]]) & 0x3fff;
